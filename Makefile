@@ -1,0 +1,46 @@
+# Tally: `make demo` to try it, `make test` to prove it. Both set themselves up.
+SHELL := /bin/bash
+UV := $(shell scripts/ensure-uv.sh)
+PY := .venv/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# CI builds the test database once per run; locally it is kept between runs.
+PYTEST_DB := $(if $(CI),--create-db,--reuse-db)
+
+.PHONY: install demo test lint bench screenshots clean
+
+install:
+	$(UV) sync --frozen --quiet
+
+demo: export DJANGO_DEBUG = true
+demo: install
+	$(PY) manage.py migrate --no-input -v0
+	$(PY) manage.py demo_seed
+	@echo
+	@echo "  Tally is running at http://$(HOST):$(PORT)/"
+	@echo "  Owner:  owner@example.com  / tally-demo-2026"
+	@echo "  Member: member@example.com / tally-demo-2026"
+	@echo "  Staff:  staff@example.com  / tally-demo-2026  (Django admin at /admin/)"
+	@echo
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+test: install
+	scripts/ensure-services.sh
+	$(PY) -m ruff check .
+	DATABASE_URL=sqlite:///:memory: $(PY) manage.py makemigrations --check --dry-run
+	$(PY) -m pytest $(PYTEST_DB) $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+
+bench: install
+	scripts/ensure-services.sh
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+# Refresh the README's screenshots from the browser tests.
+screenshots: install
+	scripts/ensure-services.sh
+	TALLY_SCREENSHOTS=docs/screenshots $(PY) -m pytest $(PYTEST_DB) -m browser
+
+clean:
+	rm -rf .venv staticfiles demo.sqlite3 test-artifacts

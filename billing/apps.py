@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+
+
+class BillingConfig(AppConfig):
+    name = "billing"
+    verbose_name = "Billing"
+
+    def ready(self) -> None:
+        import stripe
+        from django.conf import settings
+
+        # One place points the SDK at Stripe, or at the simulator for tests and the demo.
+        stripe.api_key = settings.STRIPE_SECRET_KEY
+        if settings.STRIPE_API_HOST:
+            stripe.api_base = settings.STRIPE_API_HOST

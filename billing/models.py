@@ -1,0 +1,1 @@
+"""Subscriptions, plans and entitlements arrive here with the catalog."""

@@ -1,0 +1,12 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("api/v1/", include("projects.api_urls")),
+    path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    path("", include("teams.urls")),
+    path("", include("projects.urls")),
+]

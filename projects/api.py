@@ -1,0 +1,113 @@
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from projects import selectors, services
+from projects.models import AiModel, Project
+from teams.access import get_org_for_api
+from teams.auth import ApiKeyPrincipal
+from teams.models import Role
+
+
+def _actor(request):
+    """(user, api_key) for the audit log: one of the two is set."""
+    if isinstance(request.user, ApiKeyPrincipal):
+        return None, request.user.api_key
+    return request.user, None
+
+
+class ProjectOutput(serializers.Serializer):
+    id = serializers.UUIDField(source="code")
+    name = serializers.CharField()
+    description = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class ProjectListApi(APIView):
+    class Input(serializers.Serializer):
+        name = serializers.CharField(max_length=100)
+        description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+
+    @extend_schema(responses=ProjectOutput(many=True))
+    def get(self, request):
+        organization = get_org_for_api(request)
+        projects = selectors.projects_of(organization)[:200]
+        return Response({"data": ProjectOutput(projects, many=True).data})
+
+    @extend_schema(request=Input, responses={201: ProjectOutput})
+    def post(self, request):
+        organization = get_org_for_api(request)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        user, api_key = _actor(request)
+        project = services.project_create(
+            organization=organization, actor=user, api_key=api_key, **data.validated_data
+        )
+        return Response(ProjectOutput(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    class Input(serializers.Serializer):
+        name = serializers.CharField(max_length=100, required=False)
+        description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+
+    def _project(self, request, code, *, min_role: str = Role.MEMBER) -> Project:
+        organization = get_org_for_api(request, min_role=min_role)
+        return get_object_or_404(Project, organization=organization, code=code)
+
+    @extend_schema(responses=ProjectOutput)
+    def get(self, request, code):
+        return Response(ProjectOutput(self._project(request, code)).data)
+
+    @extend_schema(request=Input, responses=ProjectOutput)
+    def patch(self, request, code):
+        project = self._project(request, code)
+        data = self.Input(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        project = services.project_update(project=project, **data.validated_data)
+        return Response(ProjectOutput(project).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, code):
+        project = self._project(request, code, min_role=Role.ADMIN)
+        user, api_key = _actor(request)
+        services.project_delete(project=project, actor=user, api_key=api_key)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class GenerationOutput(serializers.Serializer):
+    id = serializers.UUIDField(source="code")
+    model = serializers.CharField()
+    prompt = serializers.CharField()
+    result = serializers.CharField()
+    tokens = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class GenerationApi(APIView):
+    class Input(serializers.Serializer):
+        prompt = serializers.CharField(max_length=4000)
+        model = serializers.ChoiceField(choices=AiModel.choices, default=AiModel.GPT_4)
+
+    def _project(self, request, code) -> Project:
+        organization = get_org_for_api(request)
+        return get_object_or_404(Project, organization=organization, code=code)
+
+    @extend_schema(responses=GenerationOutput(many=True))
+    def get(self, request, code):
+        project = self._project(request, code)
+        return Response(
+            {"data": GenerationOutput(selectors.generations_of(project, limit=100), many=True).data}
+        )
+
+    @extend_schema(request=Input, responses={201: GenerationOutput})
+    def post(self, request, code):
+        project = self._project(request, code)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        user, _ = _actor(request)
+        generation = services.generation_create(project=project, actor=user, **data.validated_data)
+        return Response(GenerationOutput(generation).data, status=status.HTTP_201_CREATED)

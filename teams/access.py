@@ -1,0 +1,47 @@
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest
+
+from teams.models import Membership, Organization, Role
+
+
+def get_org_for_user(
+    request: HttpRequest, slug: str, *, min_role: str = Role.MEMBER
+) -> tuple[Organization, Membership]:
+    """The organization named by `slug` and the requester's membership in it.
+
+    Someone who is not a member gets a 404, so an organization's existence is not revealed;
+    a member without the role the action needs gets a 403.
+    """
+    user = request.user
+    if not user.is_authenticated:
+        raise Http404
+    membership = (
+        Membership.objects.select_related("organization").filter(organization__slug=slug, user=user).first()
+    )
+    if membership is None:
+        raise Http404
+    if not membership.has_role(min_role):
+        raise PermissionDenied(f"This needs the {Role(min_role).label.lower()} role or higher.")
+    return membership.organization, membership
+
+
+def get_org_for_api(request, *, min_role: str = Role.MEMBER) -> Organization:
+    """The organization an API request acts for.
+
+    An API key acts for its own organization with full rights (keys are created by admins).
+    A browser session names the organization with the `X-Tally-Org` header or `?org=`.
+    """
+    from teams.auth import ApiKeyPrincipal
+
+    if isinstance(request.user, ApiKeyPrincipal):
+        return request.user.organization
+    slug = request.headers.get("X-Tally-Org") or request.query_params.get("org", "")
+    if not slug:
+        raise Http404("Name the organization with the X-Tally-Org header or ?org=.")
+    organization, _ = get_org_for_user(request, slug, min_role=min_role)
+    return organization
+
+
+def client_ip(request) -> str | None:
+    """The peer address for the audit log. Behind a proxy, configure it to set REMOTE_ADDR."""
+    return request.META.get("REMOTE_ADDR") or None

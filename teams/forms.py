@@ -1,0 +1,60 @@
+from django import forms
+from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AuthenticationForm
+
+from teams.models import Role, User
+
+
+class SignupForm(forms.Form):
+    name = forms.CharField(max_length=150, required=False)
+    email = forms.EmailField()
+    password = forms.CharField(widget=forms.PasswordInput, strip=False)
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"].lower()
+        if User.objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError("An account with this email already exists; log in.")
+        return email
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password") and data.get("email"):
+            candidate = User(email=data["email"], name=data.get("name", ""))
+            try:
+                password_validation.validate_password(data["password"], candidate)
+            except forms.ValidationError as error:
+                self.add_error("password", error)
+        return data
+
+
+class LoginForm(AuthenticationForm):
+    username = forms.EmailField(label="Email", widget=forms.EmailInput(attrs={"autofocus": True}))
+
+
+class OrganizationForm(forms.Form):
+    name = forms.CharField(max_length=100)
+
+
+class OrganizationSettingsForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    billing_email = forms.EmailField(required=False, help_text="Where invoices and receipts go.")
+
+
+INVITE_ROLES = [(r.value, r.label) for r in Role if r != Role.OWNER]
+
+
+class InvitationForm(forms.Form):
+    email = forms.EmailField()
+    role = forms.ChoiceField(choices=INVITE_ROLES, initial=Role.MEMBER)
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+class TransferForm(forms.Form):
+    member = forms.UUIDField()
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What will use it, e.g. 'production server'.")

@@ -1,0 +1,419 @@
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from teams.errors import ServiceError
+from teams.models import (
+    ApiKey,
+    AuditEvent,
+    Invitation,
+    InvitationStatus,
+    Membership,
+    Organization,
+    Role,
+    User,
+)
+from teams.tasks import send_invitation_email
+
+# --- Audit ----------------------------------------------------------------------------------
+
+
+def audit_record(
+    *,
+    organization: Organization,
+    action: str,
+    actor: User | None = None,
+    api_key: ApiKey | None = None,
+    target: str = "",
+    data: dict | None = None,
+    ip_address: str | None = None,
+) -> AuditEvent:
+    return AuditEvent.objects.create(
+        organization=organization,
+        action=action,
+        actor=actor,
+        actor_api_key=api_key,
+        target=target[:255],
+        data=data or {},
+        ip_address=ip_address,
+    )
+
+
+# --- Users and organizations ----------------------------------------------------------------
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:50].strip("-") or "org"
+    slug, n = base, 1
+    while Organization.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+def organization_create(
+    *, owner: User, name: str, is_personal: bool = False, ip_address: str | None = None
+) -> Organization:
+    name = name.strip()
+    if not name:
+        raise ServiceError("name_required", "Give the organization a name.", field="name")
+    for _ in range(5):
+        try:
+            with transaction.atomic():
+                org = Organization.objects.create(name=name, slug=_unique_slug(name), is_personal=is_personal)
+                Membership.objects.create(organization=org, user=owner, role=Role.OWNER)
+                audit_record(
+                    organization=org,
+                    action="organization.created",
+                    actor=owner,
+                    target=org.slug,
+                    ip_address=ip_address,
+                )
+                return org
+        except IntegrityError:
+            # Another request took the same slug between our check and insert; pick again.
+            continue
+    raise ServiceError("slug_unavailable", "Could not find a free address for that name.")
+
+
+def organization_update(
+    *,
+    organization: Organization,
+    actor: User,
+    name: str,
+    billing_email: str,
+    ip_address: str | None = None,
+) -> Organization:
+    changed = {}
+    if name.strip() and name.strip() != organization.name:
+        changed["name"] = [organization.name, name.strip()]
+        organization.name = name.strip()
+    if billing_email != organization.billing_email:
+        changed["billing_email"] = [organization.billing_email, billing_email]
+        organization.billing_email = billing_email
+    if changed:
+        with transaction.atomic():
+            organization.save(update_fields=["name", "billing_email"])
+            audit_record(
+                organization=organization,
+                action="organization.updated",
+                actor=actor,
+                target=organization.slug,
+                data=changed,
+                ip_address=ip_address,
+            )
+    return organization
+
+
+def user_create(*, email: str, password: str, name: str = "") -> User:
+    """A new user and their personal organization, in one transaction."""
+    email = User.objects.normalize_email(email).lower()
+    with transaction.atomic():
+        if User.objects.filter(email__iexact=email).exists():
+            raise ServiceError("email_taken", "An account with this email already exists.", field="email")
+        user = User.objects.create_user(email=email, password=password, name=name.strip())
+        label = user.name or email.split("@")[0]
+        organization_create(owner=user, name=f"{label}'s workspace", is_personal=True)
+    return user
+
+
+# --- Invitations ----------------------------------------------------------------------------
+
+
+def invitation_create(
+    *,
+    organization: Organization,
+    actor: User,
+    email: str,
+    role: str = Role.MEMBER,
+    ip_address: str | None = None,
+) -> Invitation:
+    email = User.objects.normalize_email(email).strip().lower()
+    if role not in Role.values:
+        raise ServiceError("invalid_role", f"Unknown role {role!r}.", field="role")
+    if role == Role.OWNER:
+        raise ServiceError(
+            "invalid_role",
+            "Invite as admin, then transfer ownership once they have joined.",
+            field="role",
+        )
+    if Membership.objects.filter(organization=organization, user__email__iexact=email).exists():
+        raise ServiceError("already_member", f"{email} is already a member.", field="email", status=409)
+    try:
+        with transaction.atomic():
+            # An expired pending invitation still blocks the unique index; retire it first.
+            Invitation.objects.pending().filter(
+                organization=organization, email=email, expires_at__lte=timezone.now()
+            ).update(status=InvitationStatus.REVOKED)
+            invitation = Invitation.objects.create(
+                organization=organization,
+                email=email,
+                role=role,
+                invited_by=actor,
+                nonce=Invitation.new_nonce(),
+                expires_at=Invitation.default_expiry(),
+            )
+            audit_record(
+                organization=organization,
+                action="invitation.created",
+                actor=actor,
+                target=email,
+                data={"role": role},
+                ip_address=ip_address,
+            )
+            send_invitation_email.delay_on_commit(invitation.pk)
+    except IntegrityError:
+        raise ServiceError(
+            "already_invited",
+            f"{email} already has an open invitation; resend it instead.",
+            field="email",
+            status=409,
+        ) from None
+    return invitation
+
+
+def invitation_resend(*, invitation: Invitation, actor: User, ip_address: str | None = None) -> Invitation:
+    """A fresh link and a fresh expiry; the previous link stops working."""
+    now = timezone.now()
+    nonce = Invitation.new_nonce()
+    expires_at = Invitation.default_expiry()
+    with transaction.atomic():
+        updated = Invitation.objects.filter(pk=invitation.pk, status=InvitationStatus.PENDING).update(
+            nonce=nonce, sent_at=now, expires_at=expires_at
+        )
+        if not updated:
+            raise ServiceError("invitation_closed", "This invitation is no longer open.")
+        audit_record(
+            organization=invitation.organization,
+            action="invitation.resent",
+            actor=actor,
+            target=invitation.email,
+            ip_address=ip_address,
+        )
+        send_invitation_email.delay_on_commit(invitation.pk)
+    invitation.nonce, invitation.sent_at, invitation.expires_at = nonce, now, expires_at
+    return invitation
+
+
+def invitation_revoke(*, invitation: Invitation, actor: User, ip_address: str | None = None) -> None:
+    with transaction.atomic():
+        updated = Invitation.objects.filter(pk=invitation.pk, status=InvitationStatus.PENDING).update(
+            status=InvitationStatus.REVOKED
+        )
+        if not updated:
+            raise ServiceError("invitation_closed", "This invitation is no longer open.")
+        audit_record(
+            organization=invitation.organization,
+            action="invitation.revoked",
+            actor=actor,
+            target=invitation.email,
+            ip_address=ip_address,
+        )
+    invitation.status = InvitationStatus.REVOKED
+
+
+def invitation_check(*, invitation: Invitation, user: User | None) -> None:
+    """Raise the reason `user` may not accept `invitation`, if there is one.
+
+    With no user (a visitor not signed in yet) only the invitation's own state is checked.
+    """
+    if invitation.status == InvitationStatus.ACCEPTED:
+        raise ServiceError("invitation_used", "This invitation has already been accepted.", status=410)
+    if invitation.status == InvitationStatus.REVOKED:
+        raise ServiceError("invitation_revoked", "This invitation was withdrawn.", status=410)
+    if invitation.is_expired:
+        raise ServiceError(
+            "invitation_expired", "This invitation has expired; ask for a new one.", status=410
+        )
+    if user is None:
+        return
+    if user.email.lower() != invitation.email.lower():
+        raise ServiceError(
+            "wrong_account",
+            f"This invitation is for {invitation.email}, but you are signed in as "
+            f"{user.email}. Sign in with that address to accept it.",
+            status=403,
+        )
+    if Membership.objects.filter(organization=invitation.organization, user=user).exists():
+        raise ServiceError(
+            "already_member",
+            f"You are already a member of {invitation.organization}.",
+            status=409,
+        )
+
+
+def invitation_accept(*, invitation: Invitation, user: User, ip_address: str | None = None) -> Membership:
+    invitation_check(invitation=invitation, user=user)
+    with transaction.atomic():
+        # The conditional update is the gate: of two tabs accepting at once, one wins.
+        claimed = Invitation.objects.filter(
+            pk=invitation.pk, status=InvitationStatus.PENDING, expires_at__gt=timezone.now()
+        ).update(status=InvitationStatus.ACCEPTED, accepted_by=user, accepted_at=timezone.now())
+        if not claimed:
+            raise ServiceError("invitation_used", "This invitation has already been accepted.")
+        try:
+            with transaction.atomic():
+                membership = Membership.objects.create(
+                    organization=invitation.organization, user=user, role=invitation.role
+                )
+        except IntegrityError:
+            raise ServiceError(
+                "already_member",
+                f"You are already a member of {invitation.organization}.",
+                status=409,
+            ) from None
+        audit_record(
+            organization=invitation.organization,
+            action="member.joined",
+            actor=user,
+            target=user.email,
+            data={"role": invitation.role, "invitation": str(invitation.code)},
+            ip_address=ip_address,
+        )
+    return membership
+
+
+# --- Memberships ----------------------------------------------------------------------------
+
+
+def _lock_owners(organization: Organization) -> list[Membership]:
+    """Lock the organization's owner rows so that 'is this the last owner?' stays true."""
+    return list(Membership.objects.select_for_update().filter(organization=organization, role=Role.OWNER))
+
+
+def membership_change_role(
+    *, membership: Membership, actor: Membership, role: str, ip_address: str | None = None
+) -> Membership:
+    if role not in Role.values:
+        raise ServiceError("invalid_role", f"Unknown role {role!r}.", field="role")
+    if not actor.can_manage_members:
+        raise ServiceError("forbidden", "Only admins and owners change roles.", status=403)
+    if (role == Role.OWNER or membership.role == Role.OWNER) and not actor.is_owner:
+        raise ServiceError("forbidden", "Only an owner can grant or take away ownership.", status=403)
+    with transaction.atomic():
+        owners = _lock_owners(membership.organization)
+        if membership.role == Role.OWNER and role != Role.OWNER and len(owners) <= 1:
+            raise ServiceError("last_owner", "An organization needs an owner; transfer ownership first.")
+        previous = membership.role
+        membership.role = role
+        membership.save(update_fields=["role"])
+        audit_record(
+            organization=membership.organization,
+            action="member.role_changed",
+            actor=actor.user,
+            target=membership.user.email,
+            data={"from": previous, "to": role},
+            ip_address=ip_address,
+        )
+    return membership
+
+
+def membership_remove(*, membership: Membership, actor: Membership, ip_address: str | None = None) -> None:
+    """Remove someone (or, with actor == membership, leave)."""
+    leaving = membership.pk == actor.pk
+    if not leaving:
+        if not actor.can_manage_members:
+            raise ServiceError("forbidden", "Only admins and owners remove members.", status=403)
+        if membership.is_owner and not actor.is_owner:
+            raise ServiceError("forbidden", "Only an owner can remove an owner.", status=403)
+    with transaction.atomic():
+        owners = _lock_owners(membership.organization)
+        if membership.is_owner and len(owners) <= 1:
+            raise ServiceError(
+                "last_owner",
+                "The last owner cannot leave; transfer ownership to someone else first.",
+            )
+        Membership.objects.filter(pk=membership.pk).delete()
+        audit_record(
+            organization=membership.organization,
+            action="member.left" if leaving else "member.removed",
+            actor=actor.user,
+            target=membership.user.email,
+            data={"role": membership.role},
+            ip_address=ip_address,
+        )
+
+
+def ownership_transfer(
+    *,
+    organization: Organization,
+    actor: Membership,
+    to: Membership,
+    ip_address: str | None = None,
+) -> None:
+    """Make `to` an owner and step the acting owner down to admin."""
+    if not actor.is_owner:
+        raise ServiceError("forbidden", "Only an owner can transfer ownership.", status=403)
+    if to.pk == actor.pk or to.organization_id != organization.pk:
+        raise ServiceError("invalid_member", "Choose another member of this organization.", field="member")
+    with transaction.atomic():
+        _lock_owners(organization)
+        Membership.objects.filter(pk=to.pk).update(role=Role.OWNER)
+        Membership.objects.filter(pk=actor.pk).update(role=Role.ADMIN)
+        audit_record(
+            organization=organization,
+            action="organization.ownership_transferred",
+            actor=actor.user,
+            target=to.user.email,
+            ip_address=ip_address,
+        )
+    to.role, actor.role = Role.OWNER, Role.ADMIN
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+
+def api_key_create(
+    *, organization: Organization, actor: User, name: str, ip_address: str | None = None
+) -> tuple[ApiKey, str]:
+    """Returns the key and its secret; the secret is never retrievable again."""
+    name = name.strip()
+    if not name:
+        raise ServiceError("name_required", "Name the key after what will use it.", field="name")
+    secret = ApiKey.generate_secret()
+    with transaction.atomic():
+        key = ApiKey.objects.create(
+            organization=organization,
+            name=name,
+            prefix=secret[: len(ApiKey.PREFIX) + 6],
+            digest=ApiKey.digest_of(secret),
+            created_by=actor,
+        )
+        audit_record(
+            organization=organization,
+            action="api_key.created",
+            actor=actor,
+            target=f"{key.name} ({key.prefix}…)",
+            ip_address=ip_address,
+        )
+    return key, secret
+
+
+def api_key_revoke(*, key: ApiKey, actor: User, ip_address: str | None = None) -> None:
+    with transaction.atomic():
+        updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        if not updated:
+            raise ServiceError("already_revoked", "This key was already revoked.")
+        audit_record(
+            organization=key.organization,
+            action="api_key.revoked",
+            actor=actor,
+            target=f"{key.name} ({key.prefix}…)",
+            ip_address=ip_address,
+        )
+
+
+def api_key_authenticate(secret: str) -> ApiKey | None:
+    """The active key with this secret, touching its last-used time at most once a minute."""
+    if not secret.startswith(ApiKey.PREFIX):
+        return None
+    key = (
+        ApiKey.objects.active().select_related("organization").filter(digest=ApiKey.digest_of(secret)).first()
+    )
+    if key is None:
+        return None
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at >= ApiKey.LAST_USED_GRANULARITY:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+    return key

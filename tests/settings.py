@@ -1,0 +1,25 @@
+"""Test settings: the real services on loopback (PostgreSQL, Redis), unless told otherwise."""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tally_test")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("DJANGO_DEBUG", "false")
+os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-not-used-anywhere-else-0123456789")
+
+from config.settings import *  # noqa: F403
+
+# Hashing passwords slowly protects nothing in a test database and costs seconds per run.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Tasks run in-process when queued; tests that need ordering or retries start a real worker.
+CELERY_TASK_ALWAYS_EAGER = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+# Static files come from the finders in tests; nothing is collected.
+WHITENOISE_AUTOREFRESH = True
+WHITENOISE_USE_FINDERS = True

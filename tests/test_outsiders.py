@@ -1,0 +1,147 @@
+"""Every organization-scoped page and API answers an outsider with 404 and leaks nothing."""
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from teams import services
+from teams.models import Membership, Role
+from tests.factories import InvitationFactory, ProjectFactory
+
+pytestmark = pytest.mark.django_db
+
+SECRET_NAME = "Top secret launch"
+
+
+@pytest.fixture
+def acme(org, owner, member):
+    project = ProjectFactory(organization=org, name=SECRET_NAME)
+    invitation = InvitationFactory(organization=org, email="dora@example.com")
+    key, _ = services.api_key_create(organization=org, actor=owner, name="server")
+    return {
+        "org_slug": org.slug,
+        "project": project.code,
+        "member": Membership.objects.get(user=member).code,
+        "invitation": invitation.code,
+        "key": key.code,
+    }
+
+
+# name -> (kwargs that the URL needs besides org_slug, methods to try)
+PAGES = {
+    "dashboard": ([], ["get"]),
+    "organization_settings": ([], ["get", "post"]),
+    "members": ([], ["get"]),
+    "invitation_create": ([], ["post"]),
+    "ownership_transfer": ([], ["post"]),
+    "organization_leave": ([], ["post"]),
+    "membership_role": (["member"], ["post"]),
+    "membership_remove": (["member"], ["post"]),
+    "invitation_resend": (["invitation"], ["post"]),
+    "invitation_revoke": (["invitation"], ["post"]),
+    "api_keys": ([], ["get", "post"]),
+    "api_key_revoke": (["key"], ["post"]),
+    "project_list": ([], ["get"]),
+    "project_create": ([], ["get", "post"]),
+    "project_detail": (["project"], ["get"]),
+    "project_edit": (["project"], ["get", "post"]),
+    "project_delete": (["project"], ["post"]),
+    "generation_create": (["project"], ["post"]),
+}
+
+
+def _url(name, acme):
+    extra, _ = PAGES[name]
+    kwargs = {"org_slug": acme["org_slug"]}
+    if extra:
+        kwargs["code"] = acme[extra[0]]
+    return reverse(name, kwargs=kwargs)
+
+
+def _org_scoped_names():
+    names = set()
+
+    def walk(patterns):
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                walk(p.url_patterns)
+            elif isinstance(p, URLPattern) and "org_slug" in str(p.pattern):
+                names.add(p.name)
+
+    walk(get_resolver().url_patterns)
+    return names
+
+
+def test_every_org_scoped_page_is_listed_here():
+    assert _org_scoped_names() == set(PAGES)
+
+
+@pytest.mark.parametrize(("name", "method"), [(n, m) for n, (_, methods) in PAGES.items() for m in methods])
+def test_an_outsider_gets_404_and_changes_nothing(client_for, acme, outsider, name, method):
+    client = client_for(outsider)
+    before = Membership.objects.filter(organization__slug="acme").count()
+    response = getattr(client, method)(_url(name, acme), {"name": "x", "role": "admin"})
+    assert response.status_code == 404
+    assert SECRET_NAME.encode() not in response.content
+    assert Membership.objects.filter(organization__slug="acme").count() == before
+
+
+@pytest.mark.parametrize("name", [n for n, (_, methods) in PAGES.items() if "get" in methods])
+def test_an_anonymous_visitor_is_sent_to_log_in(client, acme, name):
+    response = client.get(_url(name, acme))
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("login"))
+
+
+def test_a_member_sees_the_pages_for_members(client_for, acme, member):
+    client = client_for(member)
+    for name in ("dashboard", "members", "project_list", "project_detail"):
+        assert client.get(_url(name, acme)).status_code == 200, name
+    for name in ("organization_settings", "api_keys"):
+        assert client.get(_url(name, acme)).status_code == 403, name
+
+
+# --- API ----------------------------------------------------------------------------------
+
+API = [
+    ("get", "/api/v1/projects/"),
+    ("post", "/api/v1/projects/"),
+    ("get", "/api/v1/projects/{project}/"),
+    ("patch", "/api/v1/projects/{project}/"),
+    ("delete", "/api/v1/projects/{project}/"),
+    ("get", "/api/v1/projects/{project}/generations/"),
+    ("post", "/api/v1/projects/{project}/generations/"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), API)
+def test_an_outsider_session_cannot_reach_another_orgs_api(api_client, acme, outsider, method, path):
+    api_client.force_authenticate(outsider)
+    url = path.format(**acme) + "?org=acme"
+    response = getattr(api_client, method)(url, {"name": "x", "prompt": "x"}, format="json")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    assert SECRET_NAME not in response.content.decode()
+
+
+@pytest.mark.parametrize(("method", "path"), API)
+def test_another_orgs_key_cannot_reach_acme(api_client, acme, outsider, method, path):
+    other = Membership.objects.get(user=outsider).organization
+    _, secret = services.api_key_create(organization=other, actor=outsider, name="theirs")
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    response = getattr(api_client, method)(path.format(**acme), {"name": "x"}, format="json")
+    if path == "/api/v1/projects/":
+        # Their key lists and creates in their own organization, never Acme's.
+        assert SECRET_NAME not in response.content.decode()
+    else:
+        assert response.status_code == 404
+
+
+@pytest.mark.parametrize(("method", "path"), API)
+def test_an_anonymous_caller_gets_401(api_client, acme, method, path):
+    response = getattr(api_client, method)(path.format(**acme), {}, format="json")
+    assert response.status_code in (401, 403)
+    assert response.json()["code"] == "not_authenticated"
+
+
+def test_role_names_rank_in_order():
+    assert [Role.rank(r) for r in (Role.MEMBER, Role.BILLING, Role.ADMIN, Role.OWNER)] == [0, 1, 2, 3]
