@@ -1,0 +1,41 @@
+"""Shared set-up for benchmarks: Django on a dedicated PostgreSQL database, migrated once."""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tally_bench")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+
+
+def setup_django() -> None:
+    import django
+    import psycopg
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    admin = f"host={db['HOST']} port={db['PORT']} user={db['USER']} dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", [db["NAME"]]).fetchone()
+        if not exists:
+            conn.execute(f'create database "{db["NAME"]}"')
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def timed(fn, n: int) -> float:
+    """Seconds per call, best of three rounds, after a warm-up."""
+    for _ in range(min(n, 100)):
+        fn()
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - start) / n)
+    return best
