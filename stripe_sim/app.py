@@ -1,0 +1,267 @@
+"""The WSGI application: authentication, parameters, idempotency, dispatch and hosted pages."""
+
+import hashlib
+import json
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+# Importing the resource modules registers their routes.
+from stripe_sim import (  # noqa: F401
+    API_VERSION_STRING,
+    billing,
+    checkout,
+    clock,
+    core,
+    event_api,
+    meters,
+    pages,
+)
+from stripe_sim.errors import StripeError, unauthorized
+from stripe_sim.params import decode
+from stripe_sim.routing import ROUTES, Ctx
+from stripe_sim.store import Store
+from stripe_sim.webhooks import Dispatcher
+
+log = logging.getLogger("stripe_sim")
+
+_KEY = re.compile(r"^sk_test_[A-Za-z0-9_]+$")
+MAX_REQUEST_LOG = 200
+
+
+class SimApp:
+    def __init__(self, store: Store | None = None, state_file: str | None = None) -> None:
+        self.store = store or Store()
+        self.state_file = state_file
+        self.dispatcher = Dispatcher(self.store)
+        rules = [
+            Rule(path, methods=[method], endpoint=index) for index, (method, path, _) in enumerate(ROUTES)
+        ]
+        self.url_map = Map(rules, strict_slashes=False)
+
+    # --- WSGI -----------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict, start_response: Any) -> Any:
+        request = Request(environ)
+        api = request.path.startswith("/v1/")
+        response = self.api(request) if api else self.page(request)
+        return response(environ, start_response)
+
+    def reset(self) -> None:
+        self.store.reset()
+
+    # --- API ------------------------------------------------------------------------------------
+
+    def api(self, request: Request) -> Response:
+        request_id = "req_" + secrets.token_hex(7)
+        idem_key = request.headers.get("Idempotency-Key")
+        headers = {
+            "Request-Id": request_id,
+            "Stripe-Version": request.headers.get("Stripe-Version") or API_VERSION_STRING,
+        }
+        if idem_key:
+            headers["Idempotency-Key"] = idem_key
+        try:
+            api_key = self._authenticate(request)
+            pairs = list(request.args.items(multi=True))
+            if request.method == "POST":
+                pairs += list(request.form.items(multi=True))
+            params = decode(pairs)
+            adapter = self.url_map.bind_to_environ(request.environ)
+            try:
+                index, url_args = adapter.match(method=request.method)
+            except (NotFound, MethodNotAllowed):
+                raise StripeError(
+                    404,
+                    "invalid_request_error",
+                    f"Unrecognized request URL ({request.method}: {request.path}). Please see "
+                    "https://stripe.com/docs or we can help at https://support.stripe.com/.",
+                ) from None
+            handler = ROUTES[index][2]
+        except StripeError as exc:
+            return self._json(exc.status, exc.body(request_id), headers)
+
+        mutating = request.method in ("POST", "DELETE")
+        fingerprint = hashlib.sha256(
+            json.dumps([request.method, request.path, params], sort_keys=True).encode()
+        ).hexdigest()
+        base_url = request.host_url.rstrip("/")
+        with self.store.lock:
+            if mutating and idem_key:
+                record = self.store.idempotency.get((api_key, idem_key))
+                if record is not None:
+                    if record["fingerprint"] != fingerprint:
+                        error = StripeError(
+                            400,
+                            "idempotency_error",
+                            "Keys for idempotent requests can only be used with the same "
+                            "parameters they were first used with. Try using a key other than "
+                            f"'{idem_key}' if you meant to execute a different request.",
+                        )
+                        return self._json(400, error.body(request_id), headers)
+                    replay = {**headers, "Idempotent-Replayed": "true"}
+                    replay["Request-Id"] = record["request_id"]
+                    return self._json(record["status"], record["body"], replay)
+            self.store.current_request = {
+                "id": request_id,
+                "idempotency_key": idem_key if mutating else None,
+            }
+            ctx = Ctx(
+                store=self.store,
+                params=params,
+                base_url=base_url,
+                method=request.method,
+                path=request.path,
+            )
+            try:
+                body: dict[str, Any] = handler(ctx, **url_args)
+                status = 200
+            except StripeError as exc:
+                status, body = exc.status, exc.body(request_id)
+            except Exception:
+                log.exception("stripe_sim: unhandled error in %s %s", request.method, request.path)
+                status = 500
+                body = StripeError(500, "api_error", "An unexpected error occurred in the simulator.").body(
+                    request_id
+                )
+            finally:
+                self.store.current_request = {"id": None, "idempotency_key": None}
+            if mutating and idem_key and status < 500:
+                self.store.idempotency[(api_key, idem_key)] = {
+                    "fingerprint": fingerprint,
+                    "status": status,
+                    "body": body,
+                    "request_id": request_id,
+                }
+            self._log(request, status, request_id)
+            if mutating and self.state_file:
+                self.store.save_to(self.state_file)
+        # Outside the lock: a webhook receiver may call back into the API while we deliver.
+        self.dispatcher.flush()
+        return self._json(status, body, headers)
+
+    def _authenticate(self, request: Request) -> str:
+        header = request.headers.get("Authorization", "")
+        key = ""
+        if header.startswith("Bearer "):
+            key = header[len("Bearer ") :].strip()
+        elif request.authorization is not None and request.authorization.username:
+            key = request.authorization.username
+        if not key:
+            raise unauthorized(
+                "You did not provide an API key. You need to provide your API key in the "
+                "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                "YOUR_SECRET_KEY')."
+            )
+        if not _KEY.match(key):
+            raise unauthorized(f"Invalid API Key provided: {key[:8]}{'*' * 4}{key[-4:]}")
+        return key
+
+    def _log(self, request: Request, status: int, request_id: str) -> None:
+        self.store.requests.append(
+            {
+                "at": int(time.time()),
+                "id": request_id,
+                "method": request.method,
+                "path": request.path,
+                "status": status,
+            }
+        )
+        del self.store.requests[:-MAX_REQUEST_LOG]
+
+    @staticmethod
+    def _json(status: int, body: dict[str, Any], headers: dict[str, str]) -> Response:
+        return Response(
+            json.dumps(body, indent=2),
+            status=status,
+            headers=headers,
+            content_type="application/json",
+        )
+
+    # --- hosted pages and the debug surface -----------------------------------------------------
+
+    def page(self, request: Request) -> Response:
+        path = request.path.rstrip("/") or "/"
+        parts = path.strip("/").split("/")
+        try:
+            if parts[0] == "checkout" and len(parts) == 2:
+                return self._checkout(request, parts[1])
+            if parts[0] == "portal" and len(parts) == 2:
+                return self._portal(request, parts[1])
+            if parts[0] == "_sim":
+                return self._sim(request, parts[1:])
+        except HTTPException as exc:
+            return exc.get_response()
+        return Response("Not found", status=404)
+
+    def _html(self, status: int, html: str) -> Response:
+        return Response(html, status=status, content_type="text/html; charset=utf-8")
+
+    def _checkout(self, request: Request, session_id: str) -> Response:
+        if request.method == "POST":
+            with self.store.lock:
+                status, html, target = pages.checkout_submit(self.store, session_id, request.form.to_dict())
+                self._persist()
+            self.dispatcher.flush()
+            if target:
+                return Response("", status=303, headers={"Location": target})
+            return self._html(status, html)
+        with self.store.lock:
+            status, html = pages.checkout_page(self.store, session_id)
+        return self._html(status, html)
+
+    def _portal(self, request: Request, session_id: str) -> Response:
+        with self.store.lock:
+            if request.method == "POST":
+                status, html = pages.portal_submit(self.store, session_id, request.form.to_dict())
+                self._persist()
+            else:
+                status, html = pages.portal_page(self.store, session_id)
+        self.dispatcher.flush()
+        return self._html(status, html)
+
+    def _sim(self, request: Request, parts: list[str]) -> Response:
+        store = self.store
+        if not parts or parts == [""]:
+            with store.lock:
+                return self._html(200, pages.debug_page(store))
+        head = parts[0]
+        if head == "reset" and request.method == "POST":
+            store.reset()
+            self._persist()
+            return Response("", status=303, headers={"Location": "/_sim/"})
+        if head == "config":
+            if request.method == "POST":
+                with store.lock:
+                    for key, value in (request.get_json(silent=True) or {}).items():
+                        if hasattr(store.config, key):
+                            setattr(store.config, key, value)
+            return Response(json.dumps(vars(store.config)), content_type="application/json")
+        if head == "deliveries":
+            with store.lock:
+                data = [{k: v for k, v in d.items() if not k.startswith("_")} for d in store.deliveries]
+            return Response(json.dumps(data), content_type="application/json")
+        if head == "objects" and len(parts) == 2:
+            with store.lock:
+                return self._html(200, pages.objects_page(store, parts[1]))
+        if head == "object" and len(parts) == 2:
+            with store.lock:
+                return self._html(*pages.object_page(store, parts[1]))
+        return Response("Not found", status=404)
+
+    def _persist(self) -> None:
+        if self.state_file:
+            self.store.save_to(self.state_file)
+
+
+def create_app(state_file: str | None = None) -> SimApp:
+    app = SimApp(state_file=state_file)
+    if state_file:
+        app.store.load_from(state_file)
+    return app

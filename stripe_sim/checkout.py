@@ -1,0 +1,493 @@
+"""Checkout sessions and billing portal sessions: the API side and what their hosted pages do."""
+
+from typing import Any
+
+from stripe_sim import billing, pricing
+from stripe_sim.core import (
+    attach_payment_method,
+    card_payment_method,
+    confirm_payment_intent,
+    confirm_setup_intent,
+    create_payment_intent,
+    create_setup_intent,
+    decline_of,
+    list_response,
+    new_object,
+    respond,
+)
+from stripe_sim.errors import card_error, invalid, invalid_param
+from stripe_sim.events import changed, emit
+from stripe_sim.params import as_bool, as_dict, as_int, as_list, merge_metadata, require
+from stripe_sim.render import paginate, public, render, renderer
+from stripe_sim.routing import Ctx, route
+from stripe_sim.shapes import blank
+from stripe_sim.store import Store
+
+SESSION_LIFETIME = 24 * 3600
+MODES = ("subscription", "payment", "setup")
+
+
+# --- checkout sessions ---------------------------------------------------------------------------
+
+
+def _line_items(store: Store, session: dict[str, Any]) -> list[dict[str, Any]]:
+    items = []
+    for index, raw in enumerate(session["_line_items"]):
+        price = store.objects["price"][raw["price"]]
+        amount = pricing.amount_for(price, raw["quantity"])
+        item = blank("item")
+        product = store.objects["product"].get(price["product"], {})
+        item.update(
+            id=f"li_{session['id'][8:32]}{index:02d}",
+            object="item",
+            amount_discount=0,
+            amount_subtotal=amount,
+            amount_tax=0,
+            amount_total=amount,
+            currency=price["currency"],
+            description=product.get("name"),
+            metadata={},
+            price=render(store, price),
+            quantity=raw["quantity"],
+            adjustable_quantity=None,
+        )
+        items.append(item)
+    return items
+
+
+@renderer("checkout.session")
+def _render_session(store: Store, session: dict[str, Any], expand: set[str]) -> dict[str, Any]:
+    out = public(session)
+    if "line_items" in expand:
+        items = _line_items(store, session)
+        out["line_items"] = {
+            "object": "list",
+            "data": items,
+            "has_more": False,
+            "url": f"/v1/checkout/sessions/{session['id']}/line_items",
+        }
+    return out
+
+
+@route("POST", "/v1/checkout/sessions")
+def session_create(ctx: Ctx) -> dict[str, Any]:
+    store, params = ctx.store, ctx.params
+    mode = params.get("mode")
+    if mode not in MODES:
+        raise invalid_param("mode", "Missing required param: mode.", code="parameter_missing")
+    if not params.get("success_url") and params.get("ui_mode") not in ("embedded", "custom"):
+        raise invalid_param("success_url", "Missing required param: success_url.", code="parameter_missing")
+    customer_id = params.get("customer") or None
+    customer = store.get("customer", customer_id, "customer") if customer_id else None
+    line_items = []
+    for index, raw in enumerate(as_list(params, "line_items")):
+        price = store.get("price", require(raw, "price"), f"line_items[{index}][price]")
+        if not price["active"]:
+            raise invalid_param(f"line_items[{index}][price]", "The price is not active.")
+        quantity = as_int(raw, "quantity", 1) or 1
+        line_items.append({"price": price["id"], "quantity": quantity})
+    prices = [store.objects["price"][li["price"]] for li in line_items]
+    if mode == "subscription" and not any(p["type"] == "recurring" for p in prices):
+        raise invalid_param(
+            "line_items",
+            "You must provide at least one recurring price in `subscription` mode when using prices.",
+        )
+    if mode == "payment" and any(p["type"] == "recurring" for p in prices):
+        raise invalid_param(
+            "line_items",
+            "You specified `payment` mode but passed a recurring price. Either switch to "
+            "`subscription` mode or use only one-time prices.",
+        )
+    if mode != "setup" and not line_items:
+        raise invalid_param("line_items", "Missing required param: line_items.", code="parameter_missing")
+    subscription_data = as_dict(params, "subscription_data")
+    trial_days = as_int(subscription_data, "trial_period_days")
+    subtotal = sum(
+        pricing.amount_for(p, li["quantity"])
+        for p, li in zip(prices, line_items, strict=True)
+        if not billing._is_metered(p)
+    )
+    now = store.now(customer.get("test_clock") if customer else None)
+    session = new_object(
+        store,
+        "checkout.session",
+        created=now,
+        amount_subtotal=subtotal if mode != "setup" else None,
+        amount_total=(0 if trial_days else subtotal) if mode != "setup" else None,
+        automatic_tax={"enabled": False, "liability": None, "provider": None, "status": None},
+        cancel_url=params.get("cancel_url") or None,
+        client_reference_id=params.get("client_reference_id") or None,
+        currency=prices[0]["currency"] if prices else (params.get("currency") or None),
+        custom_fields=[],
+        customer=customer_id,
+        customer_creation=None
+        if customer_id
+        else ("always" if mode == "subscription" else params.get("customer_creation") or "if_required"),
+        customer_email=params.get("customer_email") or (customer or {}).get("email"),
+        expires_at=as_int(params, "expires_at", now + SESSION_LIFETIME),
+        invoice_creation=None,
+        locale=params.get("locale") or None,
+        metadata=merge_metadata({}, params.get("metadata")),
+        mode=mode,
+        payment_method_collection="always",
+        payment_method_options={},
+        payment_method_types=["card"],
+        payment_status="unpaid",
+        shipping_options=[],
+        status="open",
+        success_url=params.get("success_url") or None,
+        total_details={"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+        ui_mode=params.get("ui_mode") or "hosted",
+        allow_promotion_codes=as_bool(params, "allow_promotion_codes"),
+        _line_items=line_items,
+        _subscription_data={
+            "trial_period_days": trial_days,
+            "metadata": merge_metadata({}, subscription_data.get("metadata")),
+            "description": subscription_data.get("description"),
+        },
+        _payment_intent_data={
+            "metadata": merge_metadata({}, as_dict(params, "payment_intent_data").get("metadata")),
+            "setup_future_usage": as_dict(params, "payment_intent_data").get("setup_future_usage"),
+            "description": as_dict(params, "payment_intent_data").get("description"),
+        },
+        _setup_intent_data={
+            "metadata": merge_metadata({}, as_dict(params, "setup_intent_data").get("metadata"))
+        },
+    )
+    session["url"] = f"{ctx.base_url}/checkout/{session['id']}"
+    store.add(session)
+    return respond(ctx, session)
+
+
+@route("GET", "/v1/checkout/sessions/<id>")
+def session_retrieve(ctx: Ctx, id: str) -> dict[str, Any]:
+    return respond(ctx, _live_session(ctx.store, id))
+
+
+@route("GET", "/v1/checkout/sessions/<id>/line_items")
+def session_line_items(ctx: Ctx, id: str) -> dict[str, Any]:
+    session = ctx.store.get("checkout.session", id)
+    items = _line_items(ctx.store, session)
+    return paginate(items, ctx.params, f"/v1/checkout/sessions/{id}/line_items")
+
+
+@route("POST", "/v1/checkout/sessions/<id>/expire")
+def session_expire(ctx: Ctx, id: str) -> dict[str, Any]:
+    session = _live_session(ctx.store, id)
+    if session["status"] != "open":
+        raise invalid(
+            f'Only Checkout Sessions with a status in ["open"] can be expired. This Checkout '
+            f'Session has a status of "{session["status"]}".'
+        )
+    _expire(ctx.store, session)
+    return respond(ctx, session)
+
+
+@route("POST", "/v1/checkout/sessions/<id>")
+def session_update(ctx: Ctx, id: str) -> dict[str, Any]:
+    session = _live_session(ctx.store, id)
+    if "metadata" in ctx.params:
+        session["metadata"] = merge_metadata(session["metadata"], ctx.params["metadata"])
+    return respond(ctx, session)
+
+
+@route("GET", "/v1/checkout/sessions")
+def session_list(ctx: Ctx) -> dict[str, Any]:
+    items = [_refresh(ctx.store, s) for s in ctx.store.all("checkout.session")]
+    for name in ("customer", "payment_intent", "subscription", "status"):
+        if ctx.params.get(name):
+            items = [s for s in items if s[name] == ctx.params[name]]
+    return list_response(ctx, items, "/v1/checkout/sessions")
+
+
+def _expire(store: Store, session: dict[str, Any]) -> None:
+    session["status"] = "expired"
+    session["url"] = None
+    emit(store, "checkout.session.expired", session)
+
+
+def _refresh(store: Store, session: dict[str, Any]) -> dict[str, Any]:
+    """Sessions past ``expires_at`` expire when next looked at."""
+    if (
+        session["status"] == "open"
+        and store.now(store.clock_for_customer(session["customer"])) >= session["expires_at"]
+    ):
+        _expire(store, session)
+    return session
+
+
+def _live_session(store: Store, session_id: str) -> dict[str, Any]:
+    return _refresh(store, store.get("checkout.session", session_id))
+
+
+def complete_session(
+    store: Store, session_id: str, *, card_number: str, email: str | None, name: str | None
+) -> str:
+    """Pay a checkout session as the hosted page's customer would. Returns the redirect URL.
+
+    A declined card raises a 402 ``StripeError`` before anything else is created, as Checkout
+    verifies the card before it creates the customer and subscription.
+    """
+    session = _live_session(store, session_id)
+    if session["status"] != "open":
+        raise invalid(f"This Checkout Session is {session['status']}.")
+    pm = card_payment_method(store, card_number)
+    decline = decline_of(pm)
+    if decline:
+        code, decline_code, message = decline
+        raise card_error(message, code=code, decline_code=decline_code)
+    email = email or session["customer_email"]
+    if session["customer"]:
+        customer = store.get("customer", session["customer"])
+    else:
+        customer = new_object(
+            store,
+            "customer",
+            balance=0,
+            delinquent=False,
+            email=email,
+            invoice_prefix=store.new_id("x", 8)[2:].upper(),
+            invoice_settings={
+                "custom_fields": None,
+                "default_payment_method": None,
+                "footer": None,
+                "rendering_options": None,
+            },
+            metadata={},
+            name=name or None,
+            next_invoice_sequence=1,
+            preferred_locales=[],
+            tax_exempt="none",
+            test_clock=None,
+        )
+        store.add(customer)
+        emit(store, "customer.created", customer)
+        session["customer"] = customer["id"]
+    pm["billing_details"]["email"] = email
+    pm["billing_details"]["name"] = name or None
+    attach_payment_method(store, pm, customer)
+    mode = session["mode"]
+    if mode == "subscription":
+        data = session["_subscription_data"]
+        params: dict[str, Any] = {
+            "customer": customer["id"],
+            "items": [
+                {"price": li["price"]}
+                if billing._is_metered(store.objects["price"][li["price"]])
+                else {"price": li["price"], "quantity": str(li["quantity"])}
+                for li in session["_line_items"]
+            ],
+            "default_payment_method": pm["id"],
+            "metadata": data["metadata"],
+            "payment_behavior": "allow_incomplete",
+        }
+        if data["trial_period_days"]:
+            params["trial_period_days"] = str(data["trial_period_days"])
+        if data.get("description"):
+            params["description"] = data["description"]
+        sub = billing.create_subscription(store, params)
+        invoice = store.objects["invoice"][sub["latest_invoice"]]
+        session["subscription"] = sub["id"]
+        session["invoice"] = invoice["id"]
+        session["payment_status"] = "paid" if invoice["amount_paid"] > 0 else "no_payment_required"
+    elif mode == "payment":
+        data = session["_payment_intent_data"]
+        pi = create_payment_intent(
+            store,
+            amount=session["amount_total"],
+            currency=session["currency"],
+            customer_id=customer["id"],
+            description=data.get("description"),
+            metadata=data["metadata"],
+            setup_future_usage=data.get("setup_future_usage"),
+        )
+        confirm_payment_intent(store, pi, pm)
+        session["payment_intent"] = pi["id"]
+        session["payment_status"] = "paid"
+    else:
+        seti = create_setup_intent(
+            store, customer_id=customer["id"], metadata=session["_setup_intent_data"]["metadata"]
+        )
+        confirm_setup_intent(store, seti, pm)
+        session["setup_intent"] = seti["id"]
+        session["payment_status"] = "no_payment_required"
+    session["status"] = "complete"
+    session["url"] = None
+    session["customer_details"] = {
+        "address": None,
+        "business_name": None,
+        "email": email,
+        "individual_name": None,
+        "name": name or None,
+        "phone": None,
+        "tax_exempt": "none",
+        "tax_ids": [],
+    }
+    emit(store, "checkout.session.completed", session)
+    return str(session["success_url"] or "").replace("{CHECKOUT_SESSION_ID}", session["id"])
+
+
+# --- billing portal ------------------------------------------------------------------------------
+
+
+def _default_configuration(store: Store) -> dict[str, Any]:
+    existing = next((c for c in store.all("billing_portal.configuration") if c["is_default"]), None)
+    if existing is not None:
+        return existing
+    return _create_configuration(store, {}, is_default=True)
+
+
+def _create_configuration(
+    store: Store, params: dict[str, Any], *, is_default: bool = False
+) -> dict[str, Any]:
+    features = as_dict(params, "features")
+    update = features.get("subscription_update") or {}
+    cancel = features.get("subscription_cancel") or {}
+    products = [
+        {"prices": as_list(p, "prices"), "product": p.get("product")} for p in as_list(update, "products")
+    ]
+    config = new_object(
+        store,
+        "billing_portal.configuration",
+        active=True,
+        business_profile={
+            "headline": as_dict(params, "business_profile").get("headline"),
+            "privacy_policy_url": None,
+            "terms_of_service_url": None,
+        },
+        default_return_url=params.get("default_return_url") or None,
+        features={
+            "customer_update": {"allowed_updates": ["email"], "enabled": True},
+            "invoice_history": {"enabled": True},
+            "payment_method_update": {"enabled": True, "payment_method_configuration": None},
+            "subscription_cancel": {
+                "cancellation_reason": {"enabled": False, "options": []},
+                "enabled": cancel.get("enabled", "true") != "false",
+                "mode": cancel.get("mode") or "at_period_end",
+                "proration_behavior": cancel.get("proration_behavior") or "none",
+            },
+            "subscription_update": {
+                "billing_cycle_anchor": None,
+                "default_allowed_updates": as_list(update, "default_allowed_updates") or ["price"],
+                "enabled": update.get("enabled", "true") != "false",
+                "products": products,
+                "proration_behavior": update.get("proration_behavior") or "create_prorations",
+                "schedule_at_period_end": {"conditions": []},
+                "trial_update_behavior": "end_trial",
+            },
+        },
+        is_default=is_default,
+        login_page={"enabled": False, "url": None},
+        metadata=merge_metadata({}, params.get("metadata")),
+        name=params.get("name") or None,
+    )
+    config["updated"] = config["created"]
+    store.add(config)
+    return config
+
+
+def portal_prices(store: Store, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The recurring prices a customer may switch to (all active ones if none configured)."""
+    configured = config["features"]["subscription_update"]["products"]
+    prices = [p for p in store.all("price") if p["active"] and p["type"] == "recurring"]
+    if configured:
+        allowed = {pid for entry in configured for pid in entry["prices"]}
+        prices = [p for p in prices if p["id"] in allowed]
+    return sorted(prices, key=lambda p: (p["product"], p["_seq"]))
+
+
+@route("POST", "/v1/billing_portal/configurations")
+def configuration_create(ctx: Ctx) -> dict[str, Any]:
+    return respond(ctx, _create_configuration(ctx.store, ctx.params))
+
+
+@route("GET", "/v1/billing_portal/configurations/<id>")
+def configuration_retrieve(ctx: Ctx, id: str) -> dict[str, Any]:
+    return respond(ctx, ctx.store.get("billing_portal.configuration", id))
+
+
+@route("POST", "/v1/billing_portal/configurations/<id>")
+def configuration_update(ctx: Ctx, id: str) -> dict[str, Any]:
+    config = ctx.store.get("billing_portal.configuration", id)
+    if "active" in ctx.params:
+        config["active"] = as_bool(ctx.params, "active")
+    if "metadata" in ctx.params:
+        config["metadata"] = merge_metadata(config["metadata"] or {}, ctx.params["metadata"])
+    update = as_dict(as_dict(ctx.params, "features"), "subscription_update")
+    if "products" in update:
+        config["features"]["subscription_update"]["products"] = [
+            {"prices": as_list(p, "prices"), "product": p.get("product")} for p in as_list(update, "products")
+        ]
+    config["updated"] = ctx.store.now()
+    return respond(ctx, config)
+
+
+@route("GET", "/v1/billing_portal/configurations")
+def configuration_list(ctx: Ctx) -> dict[str, Any]:
+    return list_response(
+        ctx, ctx.store.all("billing_portal.configuration"), "/v1/billing_portal/configurations"
+    )
+
+
+@route("POST", "/v1/billing_portal/sessions")
+def portal_session_create(ctx: Ctx) -> dict[str, Any]:
+    store, params = ctx.store, ctx.params
+    customer = store.get("customer", require(params, "customer"), "customer")
+    if params.get("configuration"):
+        config = store.get("billing_portal.configuration", params["configuration"], "configuration")
+    else:
+        config = _default_configuration(store)
+    return_url = params.get("return_url") or config["default_return_url"]
+    session = new_object(
+        store,
+        "billing_portal.session",
+        configuration=config["id"],
+        customer=customer["id"],
+        flow=None,
+        locale=params.get("locale") or None,
+        on_behalf_of=None,
+        return_url=return_url,
+    )
+    session["url"] = f"{ctx.base_url}/portal/{session['id']}"
+    store.add(session)
+    return respond(ctx, session)
+
+
+def portal_action(store: Store, session_id: str, form: dict[str, str]) -> str:
+    """Apply one action from the portal page; returns a short confirmation for the page."""
+    session = store.get("billing_portal.session", session_id)
+    config = store.get("billing_portal.configuration", session["configuration"])
+    customer = store.get("customer", session["customer"])
+    action = form.get("action")
+    if action == "card":
+        pm = card_payment_method(store, form.get("card_number", ""))
+        attach_payment_method(store, pm, customer)
+        before = public(customer)
+        customer["invoice_settings"]["default_payment_method"] = pm["id"]
+        emit(store, "customer.updated", customer, changed(before, customer))
+        for sub in store.all("subscription"):
+            if sub["customer"] == customer["id"] and sub["status"] in billing.LIVE_STATUSES:
+                billing.update_subscription(store, sub, {"default_payment_method": pm["id"]})
+        return f"Card ending {pm['card']['last4']} saved."
+    sub = store.get("subscription", form.get("subscription"), "subscription")
+    if sub["customer"] != customer["id"]:
+        raise invalid("That subscription belongs to another customer.")
+    if action == "cancel":
+        billing.update_subscription(store, sub, {"cancel_at_period_end": "true"})
+        return "Your plan will be canceled at the end of the billing period."
+    if action == "resume":
+        billing.update_subscription(store, sub, {"cancel_at_period_end": "false"})
+        return "Your plan will renew."
+    if action == "switch":
+        price_id = form.get("price")
+        if price_id not in {p["id"] for p in portal_prices(store, config)}:
+            raise invalid("That price is not offered in this portal.")
+        items = billing.items_of(store, sub["id"])
+        behavior = config["features"]["subscription_update"]["proration_behavior"]
+        billing.update_subscription(
+            store,
+            sub,
+            {"items": [{"id": items[0]["id"], "price": price_id}], "proration_behavior": behavior},
+        )
+        return "Your plan was updated."
+    raise invalid(f"Unknown portal action: {action}")

@@ -1,0 +1,261 @@
+"""Hosted pages: Checkout, the customer portal, and the ``/_sim/`` debug page (plain HTML)."""
+
+import datetime as dt
+import json
+from html import escape
+from typing import Any
+
+from stripe_sim import billing, checkout
+from stripe_sim.errors import StripeError
+from stripe_sim.render import render
+from stripe_sim.store import Store
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#222}
+table{border-collapse:collapse;width:100%;margin:1rem 0}td,th{border-bottom:1px solid #ddd;
+padding:.35rem .5rem;text-align:left;vertical-align:top}.error{color:#b00020;font-weight:600}
+.note{color:#0a6b2d;font-weight:600}input,select,button{font-size:1rem;padding:.3rem .5rem}
+.sim{background:#fff3cd;padding:.4rem .6rem;border-radius:4px;font-size:.9rem}pre{font-size:.8rem;
+white-space:pre-wrap;background:#f6f6f6;padding:.5rem}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
+        f"<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<style>{_STYLE}</style></head><body>"
+        f"<p class=sim>Stripe simulator (test mode): no real money moves.</p>{body}</body></html>"
+    )
+
+
+def money(amount: int | None, currency: str | None) -> str:
+    if amount is None:
+        return "-"
+    if (currency or "usd") == "usd":
+        return f"${amount / 100:,.2f}"
+    return f"{amount / 100:,.2f} {(currency or '').upper()}"
+
+
+def _date(ts: int | None) -> str:
+    if not ts:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%d %b %Y")
+
+
+# --- checkout ------------------------------------------------------------------------------------
+
+
+def checkout_page(store: Store, session_id: str, error: str | None = None) -> tuple[int, str]:
+    session = store.find("checkout.session", session_id)
+    if session is None:
+        return 404, _page("Not found", "<h1>This checkout session does not exist.</h1>")
+    session = checkout._refresh(store, session)
+    if session["status"] != "open":
+        return 410, _page(
+            "Checkout",
+            f"<h1>This checkout session is {escape(session['status'])}.</h1>",
+        )
+    rows = []
+    for item in checkout._line_items(store, session):
+        price = item["price"]
+        interval = (price.get("recurring") or {}).get("interval")
+        per = f" / {interval}" if interval else ""
+        if (price.get("recurring") or {}).get("usage_type") == "metered":
+            amount = "billed by usage"
+        else:
+            amount = money(item["amount_total"], item["currency"]) + per
+        rows.append(
+            f"<tr><td>{escape(item['description'] or '')}</td><td>{item['quantity']}</td>"
+            f"<td>{escape(amount)}</td></tr>"
+        )
+    trial = session["_subscription_data"]["trial_period_days"]
+    trial_note = f"<p>{trial}-day free trial: nothing is charged today.</p>" if trial else ""
+    total = (
+        ""
+        if session["mode"] == "setup"
+        else (
+            f"<p><strong>Total due today: {money(session['amount_total'], session['currency'])}</strong></p>"
+        )
+    )
+    error_html = f"<p class=error role=alert>{escape(error)}</p>" if error else ""
+    email = escape(session["customer_email"] or "")
+    body = f"""
+<h1>Checkout</h1>
+<table><tr><th>Item</th><th>Qty</th><th>Price</th></tr>{"".join(rows)}</table>
+{trial_note}{total}{error_html}
+<form method=post>
+<p><label>Email <input name=email type=email value="{email}" required></label></p>
+<p><label>Name on card <input name=name></label></p>
+<p><label>Card number <input name=card_number inputmode=numeric autocomplete=cc-number
+ placeholder="4242 4242 4242 4242" required></label></p>
+<p><small>4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined.</small></p>
+<button type=submit>{"Save card" if session["mode"] == "setup" else "Pay"}</button>
+</form>
+{f'<p><a href="{escape(session["cancel_url"])}">Cancel and go back</a></p>' if session["cancel_url"] else ""}
+"""
+    return 200, _page("Checkout", body)
+
+
+def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tuple[int, str, str]:
+    """(status, html, redirect): a redirect to ``success_url`` or the page with the error."""
+    try:
+        target = checkout.complete_session(
+            store,
+            session_id,
+            card_number=form.get("card_number", ""),
+            email=form.get("email") or None,
+            name=form.get("name") or None,
+        )
+    except StripeError as exc:
+        status, html = checkout_page(store, session_id, exc.message)
+        return (402 if status == 200 else status), html, ""
+    return 303, "", target
+
+
+# --- portal --------------------------------------------------------------------------------------
+
+
+def portal_page(store: Store, session_id: str, note: str = "", error: str = "") -> tuple[int, str]:
+    session = store.find("billing_portal.session", session_id)
+    if session is None:
+        return 404, _page("Not found", "<h1>This portal session does not exist.</h1>")
+    config = store.get("billing_portal.configuration", session["configuration"])
+    customer = store.get("customer", session["customer"])
+    prices = checkout.portal_prices(store, config)
+    parts = [f"<h1>Billing for {escape(customer.get('email') or customer['id'])}</h1>"]
+    if note:
+        parts.append(f"<p class=note role=status>{escape(note)}</p>")
+    if error:
+        parts.append(f"<p class=error role=alert>{escape(error)}</p>")
+    subs = [
+        s
+        for s in store.all("subscription")
+        if s["customer"] == customer["id"] and s["status"] in billing.LIVE_STATUSES
+    ]
+    if not subs:
+        parts.append("<p>No active subscription.</p>")
+    for sub in subs:
+        items = billing.items_of(store, sub["id"])
+        price = store.objects["price"][items[0]["price"]]
+        product = store.objects["product"].get(price["product"], {})
+        renews = (
+            f"Cancels on {_date(sub['_period_end'])}"
+            if sub["cancel_at_period_end"]
+            else f"Renews on {_date(sub['_period_end'])}"
+        )
+        parts.append(
+            f"<h2>{escape(product.get('name', price['product']))}</h2>"
+            f"<p>Status: {escape(sub['status'])}. {renews}.</p>"
+        )
+        hidden = f"<input type=hidden name=subscription value={escape(sub['id'])}>"
+        if sub["cancel_at_period_end"]:
+            parts.append(
+                f"<form method=post>{hidden}<input type=hidden name=action value=resume>"
+                "<button>Renew plan</button></form>"
+            )
+        else:
+            parts.append(
+                f"<form method=post>{hidden}<input type=hidden name=action value=cancel>"
+                "<button>Cancel plan</button></form>"
+            )
+        options = "".join(
+            f"<option value={escape(p['id'])}{' selected' if p['id'] == price['id'] else ''}>"
+            f"{escape(store.objects['product'].get(p['product'], {}).get('name', ''))} "
+            f"{escape(p.get('nickname') or '')} "
+            f"{money(p['unit_amount'], p['currency']) if p['unit_amount'] is not None else ''}"
+            f" / {escape(p['recurring']['interval'])}</option>"
+            for p in prices
+        )
+        parts.append(
+            f"<form method=post>{hidden}<input type=hidden name=action value=switch>"
+            f"<label>Switch plan <select name=price>{options}</select></label> "
+            "<button>Update plan</button></form>"
+        )
+    default_pm = store.find("payment_method", customer["invoice_settings"]["default_payment_method"])
+    card = f"Card ending {default_pm['card']['last4']}" if default_pm else "No card on file"
+    parts.append(
+        f"<h2>Payment method</h2><p>{escape(card)}</p><form method=post>"
+        "<input type=hidden name=action value=card><label>New card number "
+        "<input name=card_number inputmode=numeric required></label> <button>Save card</button>"
+        "</form>"
+    )
+    if session["return_url"]:
+        parts.append(f'<p><a href="{escape(session["return_url"])}">Return to the app</a></p>')
+    return 200, _page("Billing portal", "".join(parts))
+
+
+def portal_submit(store: Store, session_id: str, form: dict[str, str]) -> tuple[int, str]:
+    if store.find("billing_portal.session", session_id) is None:
+        return portal_page(store, session_id)
+    try:
+        note = checkout.portal_action(store, session_id, form)
+    except StripeError as exc:
+        status, html = portal_page(store, session_id, error=exc.message)
+        return 400, html
+    return portal_page(store, session_id, note=note)
+
+
+# --- debug page ----------------------------------------------------------------------------------
+
+
+def debug_page(store: Store) -> str:
+    kinds = sorted(store.objects)
+    counts = "".join(
+        f"<tr><td><a href='/_sim/objects/{escape(kind)}'>{escape(kind)}</a></td>"
+        f"<td>{len(store.all(kind))}</td></tr>"
+        for kind in kinds
+    )
+    events = "".join(
+        f"<tr><td><a href='/_sim/object/{e['id']}'>{e['id']}</a></td><td>{escape(e['type'])}</td>"
+        f"<td>{e['data']['object'].get('id', '')}</td><td>{e['pending_webhooks']}</td></tr>"
+        for e in store.all("event")[:100]
+    )
+    deliveries = "".join(
+        f"<tr><td>{escape(d['event'])}</td><td>{escape(d['type'])}</td><td>{escape(d['url'])}</td>"
+        f"<td>{escape(d['status'])}</td><td>{len(d['attempts'])}</td>"
+        f"<td>{_last_response(d)}</td></tr>"
+        for d in reversed(store.deliveries[-100:])
+    )
+    clocks = "".join(
+        f"<tr><td>{c['id']}</td><td>{escape(c['name'] or '')}</td><td>{_date(c['frozen_time'])}</td></tr>"
+        for c in store.all("test_helpers.test_clock")
+    )
+    body = f"""
+<h1>Stripe simulator</h1>
+<h2>Objects</h2><table><tr><th>Type</th><th>Count</th></tr>{counts}</table>
+<h2>Test clocks</h2><table><tr><th>Id</th><th>Name</th><th>Frozen time</th></tr>{clocks}</table>
+<h2>Events (newest first)</h2>
+<table><tr><th>Id</th><th>Type</th><th>Object</th><th>Pending webhooks</th></tr>{events}</table>
+<h2>Webhook deliveries</h2>
+<table><tr><th>Event</th><th>Type</th><th>URL</th><th>Status</th><th>Attempts</th>
+<th>Last response</th></tr>{deliveries}</table>
+<form method=post action=/_sim/reset><button>Reset all state</button></form>
+"""
+    return _page("Stripe simulator", body)
+
+
+def _last_response(delivery: dict[str, Any]) -> str:
+    if not delivery["attempts"]:
+        return "-"
+    last = delivery["attempts"][-1]
+    if last["error"]:
+        return escape(last["error"])
+    return f"{last['status_code']} {escape(last['body'][:120])}"
+
+
+def objects_page(store: Store, kind: str) -> str:
+    rows = "".join(
+        f"<tr><td><a href='/_sim/object/{escape(o['id'])}'>{escape(o['id'])}</a></td>"
+        f"<td>{_date(o.get('created'))}</td></tr>"
+        for o in store.all(kind)[:500]
+    )
+    return _page(kind, f"<h1>{escape(kind)}</h1><table>{rows}</table><a href=/_sim/>Back</a>")
+
+
+def object_page(store: Store, object_id: str) -> tuple[int, str]:
+    obj = store.find_any(object_id)
+    if obj is None:
+        return 404, _page("Not found", "<h1>No such object.</h1>")
+    text = json.dumps(render(store, obj), indent=2)
+    return 200, _page(object_id, f"<h1>{escape(object_id)}</h1><pre>{escape(text)}</pre>")
