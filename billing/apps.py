@@ -13,3 +13,5 @@ class BillingConfig(AppConfig):
         stripe.api_key = settings.STRIPE_SECRET_KEY
         if settings.STRIPE_API_HOST:
             stripe.api_base = settings.STRIPE_API_HOST
+
+        from billing import counters  # noqa: F401  (registers the team_members counter)

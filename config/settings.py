@@ -158,12 +158,14 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Tally <billing@tally.localho
 
 STRIPE_SIMULATOR_URL = "http://127.0.0.1:12111"
 _stripe_key_given = bool(env_str("STRIPE_SECRET_KEY"))
-STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "sk_test_tally_offline_demo")
+# The offline keys are shaped like Stripe's (24+ letters and digits after the prefix): dj-stripe
+# refuses to file synced objects under a key of any other shape.
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "sk_test_TallyOfflineDemo000000000000000")
 if not STRIPE_SECRET_KEY.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
     raise ImproperlyConfigured(
         "STRIPE_SECRET_KEY must be a Stripe secret key (sk_test_..., sk_live_..., rk_...)."
     )
-STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY", "pk_test_tally_offline_demo")
+STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY", "pk_test_TallyOfflineDemo000000000000000")
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
 # With no key configured, Tally talks to the bundled simulator; with a key, to Stripe itself.
 STRIPE_API_HOST = env_url(
@@ -225,4 +227,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # The SDK logs every request at INFO; errors still surface as exceptions.
+    "loggers": {"stripe": {"level": "WARNING"}},
 }

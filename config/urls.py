@@ -6,7 +6,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/v1/", include("projects.api_urls")),
+    path("api/v1/", include("billing.api_urls")),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("", include("teams.urls")),
+    path("", include("billing.urls")),
     path("", include("projects.urls")),
 ]

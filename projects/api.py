@@ -1,14 +1,21 @@
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing.gating import CountsApiCalls
 from projects import selectors, services
 from projects.models import AiModel, Project
 from teams.access import get_org_for_api
 from teams.auth import ApiKeyPrincipal
 from teams.models import Role
+
+
+class MeteredApiView(APIView):
+    """The sample product's API: every call counts against the `api_calls` quota."""
+
+    permission_classes = [permissions.IsAuthenticated, CountsApiCalls]
 
 
 def _actor(request):
@@ -26,7 +33,7 @@ class ProjectOutput(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-class ProjectListApi(APIView):
+class ProjectListApi(MeteredApiView):
     class Input(serializers.Serializer):
         name = serializers.CharField(max_length=100)
         description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
@@ -49,7 +56,7 @@ class ProjectListApi(APIView):
         return Response(ProjectOutput(project).data, status=status.HTTP_201_CREATED)
 
 
-class ProjectDetailApi(APIView):
+class ProjectDetailApi(MeteredApiView):
     class Input(serializers.Serializer):
         name = serializers.CharField(max_length=100, required=False)
         description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
@@ -87,7 +94,7 @@ class GenerationOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class GenerationApi(APIView):
+class GenerationApi(MeteredApiView):
     class Input(serializers.Serializer):
         prompt = serializers.CharField(max_length=4000)
         model = serializers.ChoiceField(choices=AiModel.choices, default=AiModel.GPT_4)
@@ -109,5 +116,10 @@ class GenerationApi(APIView):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         user, _ = _actor(request)
-        generation = services.generation_create(project=project, actor=user, **data.validated_data)
+        generation = services.generation_create(
+            project=project,
+            actor=user,
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            **data.validated_data,
+        )
         return Response(GenerationOutput(generation).data, status=status.HTTP_201_CREATED)

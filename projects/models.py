@@ -51,6 +51,9 @@ class Generation(models.Model):
     prompt = models.TextField(max_length=4000)
     result = models.TextField()
     tokens = models.PositiveIntegerField(help_text="Prompt plus output tokens, as a model counts.")
+    idempotency_key = models.CharField(
+        max_length=255, help_text="Sent by the form or API client, so a retry generates once."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -62,6 +65,11 @@ class Generation(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "idempotency_key"], name="projects_generation_unique_key"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.model}: {self.prompt[:40]}"

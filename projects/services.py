@@ -1,6 +1,10 @@
-from django.db import transaction
+import uuid
+
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billing import entitlements
+from billing.gating import raise_unless_allowed
 from projects.generator import generate
 from projects.models import AiModel, Generation, Project
 from teams.errors import ServiceError
@@ -25,10 +29,14 @@ def project_create(
     actor: User | None = None,
     api_key: ApiKey | None = None,
 ) -> Project:
+    name = _clean_name(name)
     with transaction.atomic():
+        # Lock the organization so that two requests cannot both take the last project slot.
+        Organization.objects.select_for_update().filter(pk=organization.pk).first()
+        raise_unless_allowed(entitlements.check(organization, "projects", 1))
         project = Project.objects.create(
             organization=organization,
-            name=_clean_name(name),
+            name=name,
             description=description.strip(),
             created_by=actor,
         )
@@ -67,8 +75,21 @@ def project_delete(*, project: Project, actor: User | None = None, api_key: ApiK
 
 
 def generation_create(
-    *, project: Project, prompt: str, model: str = AiModel.GPT_4, actor: User | None = None
+    *,
+    project: Project,
+    prompt: str,
+    model: str = AiModel.GPT_4,
+    actor: User | None = None,
+    idempotency_key: str | None = None,
 ) -> Generation:
+    """Run the (simulated) model once, counted against the `ai_generations` quota.
+
+    A retry with the same key returns the first generation and is counted once.
+    """
+    key = idempotency_key or uuid.uuid4().hex
+    existing = Generation.objects.filter(project=project, idempotency_key=key).first()
+    if existing is not None:
+        return existing
     prompt = (prompt or "").strip()
     if not prompt:
         raise ServiceError("prompt_required", "Write a prompt to generate from.", field="prompt")
@@ -77,11 +98,25 @@ def generation_create(
     if model not in AiModel.values:
         raise ServiceError("unknown_model", f"Choose one of: {', '.join(AiModel.values)}.", field="model")
     output = generate(model=model, prompt=prompt)
-    return Generation.objects.create(
-        project=project,
-        model=model,
-        prompt=prompt,
-        result=output.text,
-        tokens=output.tokens,
-        created_by=actor,
-    )
+    try:
+        with transaction.atomic():
+            raise_unless_allowed(
+                entitlements.consume(
+                    project.organization,
+                    "ai_generations",
+                    1,
+                    idempotency_key=f"generation:{project.pk}:{key}",
+                )
+            )
+            return Generation.objects.create(
+                project=project,
+                model=model,
+                prompt=prompt,
+                result=output.text,
+                tokens=output.tokens,
+                created_by=actor,
+                idempotency_key=key,
+            )
+    except IntegrityError:
+        # The same key raced in from another request, which won: answer with its result.
+        return Generation.objects.get(project=project, idempotency_key=key)

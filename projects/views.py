@@ -3,6 +3,8 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from billing import entitlements
+from billing.gating import EntitlementError, upgrade_response
 from projects import selectors, services
 from projects.forms import GenerationForm, ProjectForm
 from projects.models import Project
@@ -31,6 +33,7 @@ def dashboard(request, org_slug: str):
             "projects": selectors.recent_projects_of(organization),
             "project_count": selectors.projects_of(organization).count(),
             "member_count": members_of(organization).count(),
+            "usage": entitlements.entitlements_for(organization),
         },
     )
 
@@ -46,6 +49,7 @@ def project_list(request, org_slug: str):
             "organization": organization,
             "membership": membership,
             "projects": selectors.projects_of(organization),
+            "quota": entitlements.check(organization, "projects", 0),
         },
     )
 
@@ -54,12 +58,17 @@ def project_list(request, org_slug: str):
 @require_http_methods(["GET", "POST"])
 def project_create(request, org_slug: str):
     organization, membership = get_org_for_user(request, org_slug)
+    decision = entitlements.check(organization, "projects", 1)
+    if not decision.allowed:
+        return upgrade_response(request, organization, EntitlementError(decision))
     form = ProjectForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             project = services.project_create(
                 organization=organization, actor=request.user, **form.cleaned_data
             )
+        except EntitlementError as error:
+            return upgrade_response(request, organization, error)
         except ServiceError as error:
             form.add_error(error.field, error.message)
         else:
@@ -68,11 +77,7 @@ def project_create(request, org_slug: str):
     return render(
         request,
         "projects/project_form.html",
-        {
-            "organization": organization,
-            "membership": membership,
-            "form": form,
-        },
+        {"organization": organization, "membership": membership, "form": form, "quota": decision},
     )
 
 
@@ -89,6 +94,7 @@ def project_detail(request, org_slug: str, code):
             "project": project,
             "form": GenerationForm(),
             "generations": selectors.generations_of(project),
+            "quota": entitlements.check(organization, "ai_generations", 0),
         },
     )
 
@@ -112,12 +118,7 @@ def project_edit(request, org_slug: str, code):
     return render(
         request,
         "projects/project_form.html",
-        {
-            "organization": organization,
-            "membership": membership,
-            "form": form,
-            "project": project,
-        },
+        {"organization": organization, "membership": membership, "form": form, "project": project},
     )
 
 
@@ -135,35 +136,28 @@ def project_delete(request, org_slug: str, code):
 def generation_create(request, org_slug: str, code):
     organization, membership, project = _project_for(request, org_slug, code)
     form = GenerationForm(request.POST)
-    generation = None
+    generation = blocked = None
     if form.is_valid():
         try:
             generation = services.generation_create(project=project, actor=request.user, **form.cleaned_data)
+        except EntitlementError as error:
+            blocked = error
         except ServiceError as error:
             form.add_error(error.field, error.message)
+    context = {
+        "organization": organization,
+        "membership": membership,
+        "project": project,
+        "form": GenerationForm(initial={"model": form.data.get("model")}) if generation else form,
+        "new_generation": generation,
+        "blocked": blocked,
+        "quota": entitlements.check(organization, "ai_generations", 0),
+    }
+    status = 200 if generation else (402 if blocked else 400)
     if request.htmx:
-        return render(
-            request,
-            "projects/project_detail.html#generate",
-            {
-                "organization": organization,
-                "project": project,
-                "form": GenerationForm(initial={"model": form.data.get("model")}) if generation else form,
-                "new_generation": generation,
-            },
-            status=200 if generation else 400,
-        )
+        # htmx swaps only successful answers; a refusal here is content to show, not a failure.
+        return render(request, "projects/project_detail.html#generate", context)
     if generation is None:
-        return render(
-            request,
-            "projects/project_detail.html",
-            {
-                "organization": organization,
-                "membership": membership,
-                "project": project,
-                "form": form,
-                "generations": selectors.generations_of(project),
-            },
-            status=400,
-        )
+        context["generations"] = selectors.generations_of(project)
+        return render(request, "projects/project_detail.html", context, status=status)
     return redirect(project)

@@ -32,10 +32,7 @@ def _flatten(detail) -> dict[str, list[str]]:
 
 def exception_handler(exc, context):
     if isinstance(exc, ServiceError):
-        body = {"code": exc.code, "message": exc.message}
-        if exc.field:
-            body["fields"] = {exc.field: [exc.message]}
-        return Response(body, status=exc.status)
+        return Response(exc.as_dict(), status=exc.status)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -14,3 +14,9 @@ class ServiceError(Exception):
         self.field = field
         if status:
             self.status = status
+
+    def as_dict(self) -> dict:
+        body = {"code": self.code, "message": self.message}
+        if self.field:
+            body["fields"] = {self.field: [self.message]}
+        return body

@@ -1,10 +1,40 @@
 import pytest
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from billing.catalog import catalog_apply, load_catalog
+from billing.models import Plan
 from teams.models import Role
 from tests.factories import MembershipFactory, OrganizationFactory
 
 PASSWORD = "correct horse battery"
+
+
+def _ensure_catalog() -> None:
+    if not Plan.objects.filter(is_free=True).exists():
+        catalog_apply(load_catalog())
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Load the demo catalog once: every test runs against the plans Tally ships with."""
+    with django_db_blocker.unblock():
+        _ensure_catalog()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state(request):
+    """A clean cache per test, and the catalog back after a transactional test flushed it."""
+    cache.clear()
+    if "django_db" in {m.name for m in request.node.iter_markers()} or {
+        "db",
+        "transactional_db",
+        "live_server",
+    } & set(request.fixturenames):
+        request.getfixturevalue("django_db_blocker")
+        with request.getfixturevalue("django_db_blocker").unblock():
+            _ensure_catalog()
+    yield
 
 
 @pytest.fixture
@@ -51,3 +81,31 @@ def client_for(client):
 @pytest.fixture
 def api_client():
     return APIClient()
+
+
+@pytest.fixture(scope="session")
+def _stripe_sim_server():
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from stripe_sim.app import SimApp
+
+    app = SimApp()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield app, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    app.dispatcher.stop()
+
+
+@pytest.fixture
+def stripe_sim(_stripe_sim_server, settings):
+    """The Stripe simulator on a loopback port, empty for each test, with Tally pointed at it."""
+    from stripe_sim.store import Config
+
+    app, url = _stripe_sim_server
+    app.store.reset()
+    app.store.config = Config(webhook_mode="sync")
+    settings.STRIPE_API_HOST = url
+    return app

@@ -110,6 +110,8 @@ API = [
     ("delete", "/api/v1/projects/{project}/"),
     ("get", "/api/v1/projects/{project}/generations/"),
     ("post", "/api/v1/projects/{project}/generations/"),
+    ("get", "/api/v1/entitlements"),
+    ("post", "/api/v1/entitlements/check"),
 ]
 
 
@@ -129,8 +131,8 @@ def test_another_orgs_key_cannot_reach_acme(api_client, acme, outsider, method, 
     _, secret = services.api_key_create(organization=other, actor=outsider, name="theirs")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     response = getattr(api_client, method)(path.format(**acme), {"name": "x"}, format="json")
-    if path == "/api/v1/projects/":
-        # Their key lists and creates in their own organization, never Acme's.
+    if "{project}" not in path:
+        # Their key acts on their own organization, never Acme's.
         assert SECRET_NAME not in response.content.decode()
     else:
         assert response.status_code == 404

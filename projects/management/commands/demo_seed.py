@@ -1,6 +1,9 @@
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from billing import services as billing_services
+from billing.catalog import catalog_apply, load_catalog
+from billing.models import Plan, SubscriptionStatus
 from projects import services as project_services
 from projects.models import AiModel, Project
 from teams import services as team_services
@@ -38,6 +41,8 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, **options) -> None:
+        for line in catalog_apply(load_catalog()):
+            self.stdout.write(line)
         owner = self._user(OWNER_EMAIL, "Olivia Owner")
         member = self._user(MEMBER_EMAIL, "Max Member")
         staff = self._user(STAFF_EMAIL, "Sam Staff")
@@ -50,6 +55,15 @@ class Command(BaseCommand):
             org.billing_email = "billing@example.com"
             org.save(update_fields=["billing_email"])
         Membership.objects.get_or_create(organization=org, user=member, defaults={"role": Role.MEMBER})
+        if not hasattr(org, "subscription"):
+            # A contract customer on Pro, so the demo shows limits with room to spare.
+            billing_services.subscription_set(
+                organization=org,
+                plan=Plan.objects.get(key="pro_monthly"),
+                status=SubscriptionStatus.ACTIVE,
+                seats=2,
+                actor=owner,
+            )
         for name, description, prompt in PROJECTS:
             if Project.objects.filter(organization=org, name=name).exists():
                 continue

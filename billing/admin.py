@@ -1,0 +1,161 @@
+from django.contrib import admin
+from django.db import transaction
+
+from billing import entitlements
+from billing.models import (
+    Addon,
+    AddonEntitlement,
+    EntitlementGrant,
+    Feature,
+    OrgSubscription,
+    Plan,
+    PlanEntitlement,
+    PlanLineItem,
+    Product,
+    UsageAlert,
+    UsageCounter,
+    UsageEvent,
+)
+
+
+class CatalogAdmin(admin.ModelAdmin):
+    """Catalog edits apply the same validation as the catalog file (each model's `clean`) and
+    make every organization's cached entitlements stale."""
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        transaction.on_commit(entitlements.invalidate_catalog)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        transaction.on_commit(entitlements.invalidate_catalog)
+
+
+@admin.register(Feature)
+class FeatureAdmin(CatalogAdmin):
+    list_display = ["key", "name", "kind", "unit", "reset", "sort_order"]
+    list_filter = ["kind", "reset"]
+    search_fields = ["key", "name"]
+
+
+class PlanInline(admin.TabularInline):
+    model = Plan
+    extra = 0
+    fields = ["key", "name", "interval", "trial_days", "is_free", "is_active"]
+    show_change_link = True
+
+
+@admin.register(Product)
+class ProductAdmin(CatalogAdmin):
+    list_display = ["key", "name", "is_public", "contact_sales", "highlight", "stripe_product_id"]
+    list_filter = ["is_public", "contact_sales"]
+    search_fields = ["key", "name", "stripe_product_id"]
+    inlines = [PlanInline]
+
+
+class LineItemInline(admin.StackedInline):
+    model = PlanLineItem
+    extra = 0
+    fields = ["key", "kind", "unit_amount", "tiers_mode", "tiers", "feature", "stripe_price_id"]
+    readonly_fields = ["stripe_price_id"]
+
+
+class PlanEntitlementInline(admin.TabularInline):
+    model = PlanEntitlement
+    extra = 0
+    fields = ["feature", "enabled", "limit", "overage", "warn_at"]
+
+
+@admin.register(Plan)
+class PlanAdmin(CatalogAdmin):
+    list_display = ["key", "name", "product", "interval", "currency", "trial_days", "is_free", "is_active"]
+    list_filter = ["interval", "is_active", "is_free", "product"]
+    search_fields = ["key", "name", "product__name"]
+    list_select_related = ["product"]
+    inlines = [LineItemInline, PlanEntitlementInline]
+
+
+class AddonEntitlementInline(admin.TabularInline):
+    model = AddonEntitlement
+    extra = 0
+
+
+@admin.register(Addon)
+class AddonAdmin(CatalogAdmin):
+    list_display = ["key", "name", "kind", "unit_amount", "currency", "interval", "max_quantity", "is_active"]
+    list_filter = ["kind", "is_active"]
+    search_fields = ["key", "name", "stripe_price_id"]
+    readonly_fields = ["stripe_product_id", "stripe_price_id"]
+    inlines = [AddonEntitlementInline]
+
+
+@admin.register(EntitlementGrant)
+class EntitlementGrantAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "source", "feature", "starts_at", "expires_at", "reason"]
+    list_filter = ["source", "feature", "unlimited"]
+    search_fields = ["reason", "reference", "organizations__slug", "organizations__name"]
+    autocomplete_fields = ["organizations"]
+    date_hierarchy = "created_at"
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        org_ids = list(form.instance.organizations.values_list("pk", flat=True))
+        transaction.on_commit(lambda: [entitlements.invalidate(pk) for pk in org_ids])
+
+
+@admin.register(OrgSubscription)
+class OrgSubscriptionAdmin(admin.ModelAdmin):
+    list_display = [
+        "organization",
+        "plan",
+        "status",
+        "seats",
+        "current_period_end",
+        "cancel_at_period_end",
+        "stripe_subscription_id",
+    ]
+    list_filter = ["status", "plan", "cancel_at_period_end"]
+    search_fields = ["organization__slug", "organization__name", "stripe_subscription_id"]
+    autocomplete_fields = ["organization"]
+    list_select_related = ["organization", "plan"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        transaction.on_commit(lambda: entitlements.invalidate(obj.organization_id))
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Usage is evidence for invoices: visible to staff, never edited by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(UsageCounter)
+class UsageCounterAdmin(ReadOnlyAdmin):
+    list_display = ["organization", "feature", "period_start", "period_end", "used"]
+    list_filter = ["feature"]
+    search_fields = ["organization__slug"]
+    list_select_related = ["organization", "feature"]
+
+
+@admin.register(UsageEvent)
+class UsageEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "organization", "feature", "quantity", "idempotency_key"]
+    list_filter = ["feature"]
+    search_fields = ["organization__slug", "idempotency_key"]
+    list_select_related = ["organization", "feature"]
+
+
+@admin.register(UsageAlert)
+class UsageAlertAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "organization", "feature", "threshold", "used", "limit"]
+    list_filter = ["feature", "threshold"]
+    search_fields = ["organization__slug"]
+    list_select_related = ["organization", "feature"]

@@ -1,0 +1,404 @@
+"""Plans as code: read `config/catalog.toml`, validate it, and upsert it into the database.
+
+Validation collects every problem before anything is written, each naming where it was found
+(`plan 'team_monthly' line_items[0].tiers: tiers are not ascending ...`). Applying is one
+transaction that reports what changed, so `catalog_sync --dry-run` can print the same diff.
+"""
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from billing.catalog_rules import validate_tiers
+from billing.models import (
+    Addon,
+    AddonEntitlement,
+    Feature,
+    Interval,
+    Overage,
+    Plan,
+    PlanEntitlement,
+    PlanLineItem,
+    Product,
+)
+
+DEFAULT_PATH = Path(settings.BASE_DIR) / "config" / "catalog.toml"
+DEFAULT_WARN_AT = [80, 100]
+UNLIMITED = PlanEntitlement.UNLIMITED
+
+
+class CatalogError(Exception):
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class EntitlementSpec:
+    enabled: bool
+    limit: int
+    overage: str = Overage.BLOCK
+    warn_at: list[int] = field(default_factory=lambda: list(DEFAULT_WARN_AT))
+
+
+@dataclass
+class CatalogSpec:
+    currency: str
+    features: dict[str, dict]
+    products: dict[str, dict]
+    plans: dict[str, dict]  # key -> fields, with "product", "line_items", "entitlements"
+    addons: dict[str, dict]
+
+
+# --- Reading and validating --------------------------------------------------------------
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _entitlement(raw, feature: dict, where: str, problems: list[str]) -> EntitlementSpec | None:
+    kind = feature["kind"]
+    if kind == Feature.Kind.BOOLEAN:
+        if not isinstance(raw, bool):
+            problems.append(f"{where}: an on/off feature takes true or false")
+            return None
+        return EntitlementSpec(enabled=raw, limit=0)
+    options = {}
+    if isinstance(raw, dict):
+        options = dict(raw)
+        raw = options.pop("limit", None)
+        unknown = set(options) - {"overage", "warn_at"}
+        if unknown:
+            problems.append(f"{where}: unknown fields {', '.join(sorted(unknown))}")
+    if raw == "unlimited":
+        limit = UNLIMITED
+    elif _is_int(raw) and raw >= 0:
+        limit = raw
+    else:
+        problems.append(f'{where}: limit must be a whole number >= 0 or "unlimited"')
+        return None
+    overage = options.get("overage", Overage.BLOCK)
+    if overage not in Overage.values:
+        problems.append(f"{where}: overage must be one of {', '.join(Overage.values)}")
+    if overage != Overage.BLOCK and kind != Feature.Kind.METERED:
+        problems.append(f"{where}: only metered features allow overage")
+    warn_at = options.get("warn_at", DEFAULT_WARN_AT)
+    if not (isinstance(warn_at, list) and all(_is_int(p) and 0 < p <= 100 for p in warn_at)):
+        problems.append(f"{where}: warn_at is a list of percentages between 1 and 100")
+        warn_at = DEFAULT_WARN_AT
+    return EntitlementSpec(enabled=True, limit=limit, overage=overage, warn_at=sorted(warn_at))
+
+
+def _entitlements(raw, features, where, problems) -> dict[str, EntitlementSpec]:
+    result = {}
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: entitlements must be a table")
+        return result
+    for key, value in raw.items():
+        if key not in features:
+            problems.append(f"{where}: unknown feature '{key}'")
+            continue
+        spec = _entitlement(value, features[key], f"{where}.{key}", problems)
+        if spec:
+            result[key] = spec
+    return result
+
+
+def _line_items(raw, features, currency_where, where, problems) -> list[dict]:
+    items, seen = [], set()
+    for index, item in enumerate(raw or []):
+        at = f"{where} line_items[{index}]"
+        key, kind = item.get("key"), item.get("kind")
+        if not key:
+            problems.append(f"{at}: key is required")
+        elif key in seen:
+            problems.append(f"{at}: duplicate key '{key}'")
+        seen.add(key)
+        if kind not in PlanLineItem.Kind.values:
+            problems.append(f"{at}: kind must be one of {', '.join(PlanLineItem.Kind.values)}")
+        unknown = set(item) - {"key", "kind", "unit_amount", "tiers_mode", "tiers", "feature"}
+        if unknown:
+            problems.append(f"{at}: unknown fields {', '.join(sorted(unknown))}")
+        for problem in validate_tiers(
+            unit_amount=item.get("unit_amount"),
+            tiers=item.get("tiers"),
+            tiers_mode=item.get("tiers_mode"),
+        ):
+            problems.append(f"{at}: {problem}")
+        feature = item.get("feature")
+        if kind == PlanLineItem.Kind.METERED:
+            if feature not in features:
+                problems.append(f"{at}: a metered item names a known feature (got {feature!r})")
+            elif features[feature]["kind"] != Feature.Kind.METERED:
+                problems.append(f"{at}: feature '{feature}' is not metered")
+        elif feature is not None:
+            problems.append(f"{at}: only metered items name a feature")
+        items.append(item)
+    return items
+
+
+def parse_catalog(data: dict) -> CatalogSpec:
+    problems: list[str] = []
+    currency = data.get("currency", "usd")
+    if not (isinstance(currency, str) and len(currency) == 3 and currency.islower()):
+        problems.append(f"currency: {currency!r} is not a lowercase ISO code such as 'usd'")
+
+    features = {}
+    for key, raw in (data.get("features") or {}).items():
+        where = f"feature '{key}'"
+        kind = raw.get("kind")
+        if kind not in Feature.Kind.values:
+            problems.append(f"{where} kind: must be one of {', '.join(Feature.Kind.values)}")
+            continue
+        reset = raw.get("reset", "month" if kind == Feature.Kind.METERED else "never")
+        if kind == Feature.Kind.METERED and reset != "month":
+            problems.append(f"{where} reset: metered features reset every month")
+        if kind != Feature.Kind.METERED and reset != "never":
+            problems.append(f"{where} reset: only metered features reset")
+        features[key] = {
+            "name": raw.get("name") or key.replace("_", " ").capitalize(),
+            "kind": kind,
+            "unit": raw.get("unit", ""),
+            "reset": reset,
+            "description": raw.get("description", ""),
+            "sort_order": len(features),
+        }
+
+    products, plans = {}, {}
+    free_plans = []
+    for p_index, (key, raw) in enumerate((data.get("products") or {}).items()):
+        where = f"product '{key}'"
+        products[key] = {
+            "name": raw.get("name") or key.capitalize(),
+            "description": raw.get("description", ""),
+            "sort_order": p_index,
+            "is_public": raw.get("public", True),
+            "contact_sales": raw.get("contact_sales", False),
+            "highlight": raw.get("highlight", False),
+        }
+        base = _entitlements(raw.get("entitlements", {}), features, f"{where} entitlements", problems)
+        if not raw.get("plans"):
+            problems.append(f"{where}: has no plans")
+        for plan_raw in raw.get("plans", []):
+            plan_key = plan_raw.get("key")
+            at = f"plan '{plan_key}'"
+            if not plan_key:
+                problems.append(f"{where}: a plan has no key")
+                continue
+            if plan_key in plans:
+                problems.append(f"{at}: duplicate plan key")
+                continue
+            interval = plan_raw.get("interval", "month")
+            if interval not in Interval.values:
+                problems.append(f"{at} interval: must be 'month' or 'year'")
+            trial_days = plan_raw.get("trial_days", 0)
+            if not _is_int(trial_days) or trial_days < 0:
+                problems.append(f"{at} trial_days: must be a whole number >= 0")
+            plan_currency = plan_raw.get("currency", currency)
+            if plan_currency != currency:
+                problems.append(f"{at} currency: {plan_currency!r} differs from the catalog's {currency!r}")
+            entitlements = dict(base)
+            entitlements.update(
+                _entitlements(plan_raw.get("entitlements", {}), features, f"{at} entitlements", problems)
+            )
+            items = _line_items(plan_raw.get("line_items"), features, currency, at, problems)
+            is_free = bool(plan_raw.get("free", False))
+            if is_free:
+                free_plans.append(plan_key)
+                if items:
+                    problems.append(f"{at}: the free plan has no line items")
+            names = {"month": "monthly", "year": "yearly"}
+            plans[plan_key] = {
+                "product": key,
+                "name": plan_raw.get("name")
+                or (
+                    products[key]["name"]
+                    if is_free or raw.get("contact_sales")
+                    else f"{products[key]['name']} ({names.get(interval, interval)})"
+                ),
+                "interval": interval,
+                "currency": currency,
+                "trial_days": trial_days if _is_int(trial_days) else 0,
+                "is_free": is_free,
+                "sort_order": len(plans),
+                "line_items": items,
+                "entitlements": entitlements,
+            }
+    if len(free_plans) != 1:
+        problems.append(f"catalog: exactly one plan must be free = true (found {len(free_plans)})")
+
+    addons = {}
+    for a_index, (key, raw) in enumerate((data.get("addons") or {}).items()):
+        where = f"addon '{key}'"
+        kind = raw.get("kind")
+        if kind not in Addon.Kind.values:
+            problems.append(f"{where} kind: must be 'one_time' or 'recurring'")
+        amount = raw.get("unit_amount")
+        if not _is_int(amount) or amount < 0:
+            problems.append(f"{where} unit_amount: must be a whole number of cents >= 0")
+        interval = raw.get("interval", "")
+        if kind == Addon.Kind.RECURRING and interval not in Interval.values:
+            problems.append(f"{where} interval: a recurring add-on is monthly or yearly")
+        if raw.get("currency", currency) != currency:
+            problems.append(f"{where} currency: differs from the catalog's {currency!r}")
+        grants = {}
+        for feature_key, value in (raw.get("entitlements") or {}).items():
+            if feature_key not in features:
+                problems.append(f"{where} entitlements: unknown feature '{feature_key}'")
+            elif value == "unlimited":
+                grants[feature_key] = (0, True)
+            elif _is_int(value) and value > 0:
+                grants[feature_key] = (value, False)
+            else:
+                problems.append(f'{where} entitlements.{feature_key}: a positive number or "unlimited"')
+        addons[key] = {
+            "name": raw.get("name") or key,
+            "description": raw.get("description", ""),
+            "kind": kind,
+            "unit_amount": amount,
+            "currency": currency,
+            "interval": interval if kind == Addon.Kind.RECURRING else "",
+            "max_quantity": raw.get("max_quantity", 1),
+            "sort_order": a_index,
+            "entitlements": grants,
+        }
+
+    if problems:
+        raise CatalogError(problems)
+    return CatalogSpec(currency, features, products, plans, addons)
+
+
+def load_catalog(path: Path = DEFAULT_PATH) -> CatalogSpec:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise CatalogError([f"{path.name}: {error}"]) from None
+    return parse_catalog(data)
+
+
+# --- Applying ----------------------------------------------------------------------------
+
+
+class _Diff:
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def upsert(self, model, lookup: dict, values: dict, label: str):
+        obj = model.objects.filter(**lookup).first()
+        if obj is None:
+            obj = model.objects.create(**lookup, **values)
+            self.lines.append(f"+ {label}")
+            return obj
+        changes = {k: (getattr(obj, k if not hasattr(v, "pk") else f"{k}_id"), v) for k, v in values.items()}
+        changed = {}
+        for name, (old, new) in changes.items():
+            new_cmp = new.pk if hasattr(new, "pk") else new
+            if old != new_cmp:
+                changed[name] = (old, new_cmp)
+                setattr(obj, name, new)
+        if changed:
+            obj.save(update_fields=list(changed))
+            detail = ", ".join(f"{k}: {o!r} → {n!r}" for k, (o, n) in changed.items())
+            self.lines.append(f"~ {label}: {detail}")
+        return obj
+
+
+class _DryRun(Exception):
+    pass
+
+
+def catalog_apply(spec: CatalogSpec, *, dry_run: bool = False) -> list[str]:
+    """Upsert the catalog; returns the diff. Nothing in the database is deleted: rows the file
+    no longer names are deactivated, because subscriptions and history may point at them."""
+    diff = _Diff()
+    try:
+        with transaction.atomic():
+            _apply(spec, diff)
+            if dry_run:
+                raise _DryRun
+    except _DryRun:
+        pass
+    if not dry_run and diff.lines:
+        from billing import entitlements
+
+        entitlements.invalidate_catalog()
+    return diff.lines
+
+
+def _apply(spec: CatalogSpec, diff: _Diff) -> None:
+    features = {
+        key: diff.upsert(Feature, {"key": key}, values, f"feature {key}")
+        for key, values in spec.features.items()
+    }
+    products = {
+        key: diff.upsert(Product, {"key": key}, values, f"product {key}")
+        for key, values in spec.products.items()
+    }
+    for key, raw in spec.plans.items():
+        values = {k: v for k, v in raw.items() if k not in ("line_items", "entitlements")}
+        values["product"] = products[raw["product"]]
+        values["is_active"] = True
+        if values["is_free"]:
+            # Only one free plan may exist: release the flag from a plan the file renamed.
+            Plan.objects.filter(is_free=True).exclude(key=key).update(is_free=False)
+        plan = diff.upsert(Plan, {"key": key}, values, f"plan {key}")
+        item_keys = []
+        for item in raw["line_items"]:
+            item_keys.append(item["key"])
+            diff.upsert(
+                PlanLineItem,
+                {"plan": plan, "key": item["key"]},
+                {
+                    "kind": item["kind"],
+                    "unit_amount": item.get("unit_amount"),
+                    "tiers_mode": item.get("tiers_mode", ""),
+                    "tiers": [
+                        {
+                            "up_to": t.get("up_to"),
+                            "unit_amount": t.get("unit_amount", 0),
+                            "flat_amount": t.get("flat_amount", 0),
+                        }
+                        for t in item.get("tiers", [])
+                    ],
+                    "feature": features[item["feature"]] if item.get("feature") else None,
+                },
+                f"plan {key} line item {item['key']}",
+            )
+        stale = plan.line_items.exclude(key__in=item_keys)
+        for item in stale:
+            diff.lines.append(f"- plan {key} line item {item.key}")
+        stale.delete()
+        for feature_key, feature in features.items():
+            ent = raw["entitlements"].get(feature_key) or EntitlementSpec(enabled=False, limit=0)
+            diff.upsert(
+                PlanEntitlement,
+                {"plan": plan, "feature": feature},
+                {"enabled": ent.enabled, "limit": ent.limit, "overage": ent.overage, "warn_at": ent.warn_at},
+                f"plan {key} entitlement {feature_key}",
+            )
+    retired = Plan.objects.filter(is_active=True).exclude(key__in=spec.plans)
+    for plan in retired:
+        diff.lines.append(f"- plan {plan.key} (deactivated)")
+    retired.update(is_active=False, is_free=False)
+
+    for key, raw in spec.addons.items():
+        values = {k: v for k, v in raw.items() if k != "entitlements"}
+        values["is_active"] = True
+        addon = diff.upsert(Addon, {"key": key}, values, f"addon {key}")
+        for feature_key, (amount, unlimited) in raw["entitlements"].items():
+            diff.upsert(
+                AddonEntitlement,
+                {"addon": addon, "feature": features[feature_key]},
+                {"amount": amount, "unlimited": unlimited},
+                f"addon {key} entitlement {feature_key}",
+            )
+        addon.entitlements.exclude(feature__key__in=raw["entitlements"]).delete()
+    retired_addons = Addon.objects.filter(is_active=True).exclude(key__in=spec.addons)
+    for addon in retired_addons:
+        diff.lines.append(f"- addon {addon.key} (deactivated)")
+    retired_addons.update(is_active=False)

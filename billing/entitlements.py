@@ -1,0 +1,634 @@
+"""The entitlement engine: may this organization use this feature, and how much is left?
+
+Effective entitlements are the organization's plan (its subscription's while that applies,
+otherwise the free plan) plus its grants (comps, grandfathered cohorts, add-ons bought). They are
+computed in three queries at most and cached; a cached `check` is one round trip to the cache.
+
+`consume` is exact under concurrency: a metered counter only moves through a conditional
+`UPDATE ... WHERE used + n <= limit RETURNING used`, so concurrent callers can never push usage
+past the limit, and each call carries an idempotency key the database keeps unique.
+"""
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+
+from django.core.cache import cache
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q, Subquery
+from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils import timezone
+
+from billing.models import (
+    PLAN_STATUSES,
+    Addon,
+    EntitlementGrant,
+    Feature,
+    OrgSubscription,
+    Overage,
+    Plan,
+    PlanEntitlement,
+    UsageAlert,
+    UsageCounter,
+    UsageEvent,
+)
+from billing.periods import Period, usage_period
+from teams.models import Organization
+
+UNLIMITED = PlanEntitlement.UNLIMITED
+CACHE_TTL = 3600
+USAGE_TTL = 300
+UPGRADE_TTL = 60
+VERSION_KEY = "billing:catalog-version"
+
+
+class Reason:
+    OK = "ok"
+    UNKNOWN_FEATURE = "unknown_feature"
+    NOT_INCLUDED = "not_included"
+    LIMIT_REACHED = "limit_reached"
+    QUOTA_EXCEEDED = "quota_exceeded"
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    kind: str  # "plan", "addon" or "contact"
+    key: str
+    name: str
+    amount: int | None
+    currency: str
+    interval: str
+    quantity: int
+    url: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    feature: str
+    allowed: bool
+    reason: str
+    requested: int = 0
+    used: int = 0
+    limit: int | None = None  # None when unlimited or not a counted feature
+    unlimited: bool = False
+    overage: str = Overage.BLOCK
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    warning: int | None = None  # the highest warning threshold reached, in percent
+    upgrade: Upgrade | None = None
+    replayed: bool = False
+    name: str = ""
+    unit: str = ""
+
+    @property
+    def remaining(self) -> int | None:
+        if self.unlimited or self.limit is None:
+            return None
+        return max(self.limit - self.used, 0)
+
+    @property
+    def percent(self) -> int:
+        if not self.limit:
+            return 0 if self.unlimited or self.limit is None else 100
+        return min(100, self.used * 100 // self.limit)
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["remaining"] = self.remaining
+        return data
+
+
+@dataclass(frozen=True)
+class FeatureEntitlement:
+    key: str
+    kind: str
+    name: str
+    unit: str
+    enabled: bool
+    limit: int  # UNLIMITED (-1) or a number; 0 for boolean features
+    overage: str
+    warn_at: tuple[int, ...]
+    feature_id: int
+    sort_order: int
+
+    @property
+    def unlimited(self) -> bool:
+        return self.enabled and self.limit == UNLIMITED
+
+
+@dataclass(frozen=True)
+class Effective:
+    version: str
+    plan_key: str
+    plan_name: str
+    anchor: datetime | None
+    plan_interval: str = "month"
+    features: dict[str, FeatureEntitlement] = field(default_factory=dict)
+    valid_until: datetime | None = None
+
+    def period(self, at: datetime) -> Period:
+        return usage_period(self.anchor, at)
+
+
+# --- Counters for counted resources ---------------------------------------------------------
+
+_counters: dict[str, Callable[[Organization], int]] = {}
+
+
+def register_counter(feature: str, count: Callable[[Organization], int]) -> None:
+    """Tell the engine how to count a `limit` feature live (projects, team members, …)."""
+    _counters[feature] = count
+
+
+# --- Cache ------------------------------------------------------------------------------------
+
+
+def _ent_key(org_id: int) -> str:
+    return f"billing:ent:{org_id}"
+
+
+def _usage_key(org_id: int, feature: str) -> str:
+    return f"billing:usage:{org_id}:{feature}"
+
+
+def _catalog_version() -> str:
+    version = cache.get(VERSION_KEY)
+    if version is None:
+        version = str(time.time_ns())
+        cache.add(VERSION_KEY, version, None)
+        version = cache.get(VERSION_KEY, version)
+    return version
+
+
+def invalidate(organization: Organization | int) -> None:
+    """Forget one organization's entitlements: call after its subscription or grants change."""
+    org_id = organization if isinstance(organization, int) else organization.pk
+    cache.delete(_ent_key(org_id))
+
+
+def invalidate_catalog() -> None:
+    """Forget every organization's entitlements at once (a plan or add-on changed)."""
+    cache.set(VERSION_KEY, str(time.time_ns()), None)
+
+
+# --- Computing effective entitlements ------------------------------------------------------
+
+
+def _compute(organization: Organization, version: str, now: datetime) -> Effective:
+    subscription = OrgSubscription.objects.filter(organization=organization, status__in=PLAN_STATUSES)
+    free_plan = Plan.objects.filter(is_free=True).values("id")[:1]
+    plan_id = Coalesce(Subquery(subscription.values("plan_id")[:1]), Subquery(free_plan))
+    # Query 1: the plan's entitlements, with the subscription's anchor riding along.
+    rows = list(
+        PlanEntitlement.objects.filter(plan_id=plan_id)
+        .select_related("feature", "plan")
+        .annotate(anchor=Subquery(subscription.values("billing_cycle_anchor")[:1]))
+    )
+    # Query 2: grants to this organization that apply now or will start later.
+    grants = list(
+        EntitlementGrant.objects.filter(organizations=organization)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .values("feature_id", "amount", "unlimited", "starts_at", "expires_at")
+    )
+    valid_until = None
+    active = []
+    for grant in grants:
+        if grant["starts_at"] > now:
+            valid_until = min(filter(None, [valid_until, grant["starts_at"]]))
+            continue
+        active.append(grant)
+        if grant["expires_at"]:
+            valid_until = min(filter(None, [valid_until, grant["expires_at"]]))
+
+    features = {}
+    for row in rows:
+        limit, enabled = row.limit, row.enabled
+        for grant in active:
+            if grant["feature_id"] != row.feature_id:
+                continue
+            enabled = True
+            if grant["unlimited"] or limit == UNLIMITED:
+                limit = UNLIMITED
+            else:
+                limit += grant["amount"]
+        f = row.feature
+        features[f.key] = FeatureEntitlement(
+            key=f.key,
+            kind=f.kind,
+            name=f.name,
+            unit=f.unit,
+            enabled=enabled,
+            limit=limit if f.kind != Feature.Kind.BOOLEAN else 0,
+            overage=row.overage,
+            warn_at=tuple(row.warn_at or ()),
+            feature_id=f.pk,
+            sort_order=f.sort_order,
+        )
+    first = rows[0] if rows else None
+    return Effective(
+        version=version,
+        plan_key=first.plan.key if first else "",
+        plan_name=first.plan.name if first else "",
+        anchor=first.anchor if first else None,
+        plan_interval=first.plan.interval if first else "month",
+        features=features,
+        valid_until=valid_until,
+    )
+
+
+def _store(organization: Organization, effective: Effective, now: datetime) -> None:
+    ttl = CACHE_TTL
+    if effective.valid_until:
+        ttl = max(1, min(ttl, int((effective.valid_until - now).total_seconds())))
+    cache.set(_ent_key(organization.pk), effective, ttl)
+
+
+def effective_for(organization: Organization, *, now: datetime | None = None) -> Effective:
+    now = now or timezone.now()
+    version = _catalog_version()
+    effective = cache.get(_ent_key(organization.pk))
+    if _fresh(effective, version, now):
+        return effective
+    effective = _compute(organization, version, now)
+    _store(organization, effective, now)
+    return effective
+
+
+def _fresh(effective, version, now) -> bool:
+    return (
+        effective is not None
+        and effective.version == version
+        and (effective.valid_until is None or now < effective.valid_until)
+    )
+
+
+# --- Checking -------------------------------------------------------------------------------
+
+
+def _warning(ent: FeatureEntitlement, used: int) -> int | None:
+    if ent.unlimited or ent.limit <= 0:
+        return None
+    reached = [p for p in ent.warn_at if used * 100 >= p * ent.limit]
+    return max(reached) if reached else None
+
+
+def _read_usage(organization: Organization, ent: FeatureEntitlement, period: Period) -> int:
+    used = (
+        UsageCounter.objects.filter(
+            organization=organization, feature_id=ent.feature_id, period_start=period.start
+        )
+        .values_list("used", flat=True)
+        .first()
+    ) or 0
+    cache.set(_usage_key(organization.pk, ent.key), (period.start, used), USAGE_TTL)
+    return used
+
+
+def check(
+    organization: Organization, feature: str, requested: int = 1, *, now: datetime | None = None
+) -> Decision:
+    """Would `requested` more units of `feature` be allowed right now?
+
+    For metered features the count comes from the cache, which concurrent consumers update as
+    they commit; `consume` is the exact gate.
+    """
+    now = now or timezone.now()
+    version_key, ent_key, usage_key = (
+        VERSION_KEY,
+        _ent_key(organization.pk),
+        _usage_key(organization.pk, feature),
+    )
+    cached = cache.get_many([version_key, ent_key, usage_key])
+    version = cached.get(version_key) or _catalog_version()
+    effective = cached.get(ent_key)
+    if not _fresh(effective, version, now):
+        effective = _compute(organization, version, now)
+        _store(organization, effective, now)
+
+    ent = effective.features.get(feature)
+    if ent is None:
+        return Decision(feature, False, Reason.UNKNOWN_FEATURE, requested)
+    if ent.kind == Feature.Kind.BOOLEAN:
+        if ent.enabled:
+            return Decision(feature, True, Reason.OK, requested, name=ent.name, unit=ent.unit)
+        return _denied(organization, effective, ent, Reason.NOT_INCLUDED, requested, 0, None)
+
+    period = None
+    if ent.kind == Feature.Kind.METERED:
+        period = effective.period(now)
+        usage = cached.get(usage_key)
+        if usage is not None and usage[0] == period.start:
+            used = usage[1]
+        else:
+            used = _read_usage(organization, ent, period)
+    else:
+        counter = _counters.get(feature)
+        if counter is None:
+            raise LookupError(f"No counter is registered for the limit feature {feature!r}.")
+        used = counter(organization)
+    return _decide(organization, effective, ent, requested, used, period)
+
+
+def _decide(organization, effective, ent, requested, used, period) -> Decision:
+    bounds = {"period_start": period.start, "period_end": period.end} if period else {}
+    bounds.update(name=ent.name, unit=ent.unit)
+    if not ent.enabled:
+        return _denied(organization, effective, ent, Reason.NOT_INCLUDED, requested, used, period)
+    if ent.unlimited:
+        return Decision(ent.key, True, Reason.OK, requested, used, None, True, ent.overage, **bounds)
+    # Asking for nothing reports the state; it is never a refusal (pages show "12 of 10").
+    # Past the limit only billed overage goes on; credit-paid overage is the caller's to charge.
+    if requested == 0 or used + requested <= ent.limit or ent.overage == Overage.BILL:
+        return Decision(
+            ent.key,
+            True,
+            Reason.OK,
+            requested,
+            used,
+            ent.limit,
+            False,
+            ent.overage,
+            warning=_warning(ent, used),
+            **bounds,
+        )
+    reason = Reason.QUOTA_EXCEEDED if period else Reason.LIMIT_REACHED
+    return _denied(organization, effective, ent, reason, requested, used, period)
+
+
+def _denied(organization, effective, ent, reason, requested, used, period) -> Decision:
+    bounds = {"period_start": period.start, "period_end": period.end} if period else {}
+    bounds.update(name=ent.name, unit=ent.unit)
+    limit = None if ent.kind == Feature.Kind.BOOLEAN else ent.limit
+    return Decision(
+        ent.key,
+        False,
+        reason,
+        requested,
+        used,
+        limit,
+        False,
+        ent.overage,
+        warning=_warning(ent, used) if ent.kind != Feature.Kind.BOOLEAN else None,
+        upgrade=_cached_upgrade(organization, effective, ent, used + requested),
+        **bounds,
+    )
+
+
+def _cached_upgrade(organization, effective, ent, needed) -> Upgrade | None:
+    """Refusals repeat (a client retrying past its quota): remember the suggestion briefly."""
+    key = f"billing:upgrade:{effective.version}:{organization.pk}:{ent.key}:{needed}"
+    found = cache.get(key)
+    if found is not None:
+        return found or None
+    upgrade = cheapest_upgrade(organization, effective, ent, needed)
+    cache.set(key, upgrade or False, UPGRADE_TTL)
+    return upgrade
+
+
+def entitlements_for(organization: Organization, *, now: datetime | None = None) -> list[Decision]:
+    """Every feature with its limit and usage, in catalog order: for pages and the API."""
+    now = now or timezone.now()
+    effective = effective_for(organization, now=now)
+    ordered = sorted(effective.features.values(), key=lambda e: e.sort_order)
+    return [check(organization, ent.key, 0, now=now) for ent in ordered]
+
+
+# --- Upgrades ---------------------------------------------------------------------------------
+
+
+def cheapest_upgrade(
+    organization: Organization, effective: Effective, ent: FeatureEntitlement, needed: int
+) -> Upgrade | None:
+    """The cheapest plan (per month, at the current seat count) or add-on that would allow
+    `needed` units in total; the sales contact when only a contract plan would."""
+    pricing_url = reverse("pricing")
+    seats = max(1, _counters["team_members"](organization)) if "team_members" in _counters else 1
+    if ent.key == "team_members":
+        seats = max(seats, needed)  # the seats the organization is about to have
+    best: Upgrade | None = None
+    contact: Upgrade | None = None
+    # One filter() call, so that every condition applies to the same entitlement row.
+    allows = Q(entitlements__feature_id=ent.feature_id, entitlements__enabled=True)
+    if ent.kind != Feature.Kind.BOOLEAN:
+        allows &= Q(entitlements__limit=UNLIMITED) | Q(entitlements__limit__gte=needed)
+    plans = (
+        Plan.objects.public()
+        .exclude(key=effective.plan_key)
+        .filter(allows)
+        .select_related("product")
+        .prefetch_related("line_items")
+    )
+    # Suggest plans on the organization's current billing interval when one fits; a yearly
+    # commitment is a different decision from lifting a limit.
+    priced: list[tuple[bool, int, Plan]] = []
+    for plan in plans:
+        if plan.is_free:
+            continue
+        if plan.is_contact_sales:
+            contact = contact or Upgrade(
+                "contact", plan.key, plan.name, None, plan.currency, plan.interval, 1,
+                pricing_url + f"#{plan.product.key}",
+            )
+            continue
+        monthly = plan.total(seats=seats)
+        if plan.interval == "year":
+            monthly = math.ceil(monthly / 12)
+        priced.append((plan.interval == effective.plan_interval, monthly, plan))
+    same = [p for p in priced if p[0]] or priced
+    if same:
+        _, monthly, plan = min(same, key=lambda p: (p[1], p[2].sort_order))
+        best = Upgrade(
+            "plan", plan.key, plan.name, monthly, plan.currency, "month", 1,
+            pricing_url + f"#{plan.product.key}",
+        )
+    if ent.kind == Feature.Kind.LIMIT:
+        deficit = needed - max(ent.limit, 0)
+        for addon in Addon.objects.filter(
+            is_active=True, entitlements__feature_id=ent.feature_id
+        ).prefetch_related("entitlements"):
+            grant = next(e for e in addon.entitlements.all() if e.feature_id == ent.feature_id)
+            units = 1 if grant.unlimited else math.ceil(deficit / grant.amount)
+            if units > addon.max_quantity:
+                continue
+            cost = units * addon.unit_amount
+            if best is None or cost < best.amount:
+                best = Upgrade(
+                    "addon",
+                    addon.key,
+                    addon.name,
+                    cost,
+                    addon.currency,
+                    addon.interval or "once",
+                    units,
+                    pricing_url + "#addons",
+                )
+    return best or contact
+
+
+# --- Consuming --------------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    pass
+
+
+def _counter(organization, ent, period) -> UsageCounter:
+    counter, _ = UsageCounter.objects.get_or_create(
+        organization=organization,
+        feature_id=ent.feature_id,
+        period_start=period.start,
+        defaults={"period_end": period.end},
+    )
+    return counter
+
+
+def _add(counter_id: int, amount: int, ceiling: int | None) -> int | None:
+    """Add `amount` unless that would pass `ceiling`; the new total, or None if refused."""
+    table = UsageCounter._meta.db_table
+    sql = f"UPDATE {table} SET used = used + %s WHERE id = %s"  # noqa: S608 (names are ours)
+    params = [amount, counter_id]
+    if ceiling is not None:
+        sql += " AND used + %s <= %s"
+        params += [amount, ceiling]
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " RETURNING used", params)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def consume(
+    organization: Organization,
+    feature: str,
+    amount: int,
+    *,
+    idempotency_key: str,
+    now: datetime | None = None,
+) -> Decision:
+    """Record `amount` units of a metered feature, or refuse without recording anything.
+
+    Calling again with the same key returns the first outcome and changes nothing.
+    """
+    if amount <= 0:
+        raise ValueError("amount must be positive; use release() to give units back")
+    now = now or timezone.now()
+    effective = effective_for(organization, now=now)
+    ent = effective.features.get(feature)
+    if ent is None:
+        return Decision(feature, False, Reason.UNKNOWN_FEATURE, amount)
+    if ent.kind != Feature.Kind.METERED:
+        raise ValueError(f"{feature!r} is not metered; limits are counted, not consumed")
+    if not ent.enabled:
+        return _denied(organization, effective, ent, Reason.NOT_INCLUDED, amount, 0, None)
+    period = effective.period(now)
+    ceiling = None if ent.unlimited or ent.overage == Overage.BILL else ent.limit
+    try:
+        with transaction.atomic():
+            counter = _counter(organization, ent, period)
+            try:
+                with transaction.atomic():
+                    UsageEvent.objects.create(
+                        organization=organization,
+                        feature_id=ent.feature_id,
+                        idempotency_key=idempotency_key,
+                        quantity=amount,
+                        period_start=period.start,
+                        created_at=now,
+                    )
+            except IntegrityError:
+                return _replay(organization, ent, idempotency_key, effective, now)
+            used = _add(counter.pk, amount, ceiling)
+            if used is None:
+                raise _Refused
+            _alert_crossings(organization, ent, period, used - amount, used)
+            transaction.on_commit(
+                lambda: cache.set(_usage_key(organization.pk, feature), (period.start, used), USAGE_TTL)
+            )
+    except _Refused:
+        used = _read_usage(organization, ent, period)
+        reason = Reason.QUOTA_EXCEEDED
+        return _denied(organization, effective, ent, reason, amount, used, period)
+    return replace(_decide(organization, effective, ent, 0, used, period), requested=amount)
+
+
+def _replay(organization, ent, key, effective, now) -> Decision:
+    event = UsageEvent.objects.get(organization=organization, idempotency_key=key)
+    if event.feature_id != ent.feature_id or event.quantity <= 0:
+        raise ValueError(f"Idempotency key {key!r} was already used for another operation.")
+    period = effective.period(event.period_start)
+    used = _read_usage(organization, ent, period)
+    decision = _decide(organization, effective, ent, 0, used, period)
+    return replace(
+        decision, requested=event.quantity, replayed=True, allowed=True, reason=Reason.OK, upgrade=None
+    )
+
+
+def release(
+    organization: Organization,
+    feature: str,
+    amount: int,
+    *,
+    idempotency_key: str,
+    now: datetime | None = None,
+) -> int:
+    """Give back units consumed this period (e.g. the work failed). Returns the new usage."""
+    if amount <= 0:
+        raise ValueError("amount must be positive")
+    now = now or timezone.now()
+    effective = effective_for(organization, now=now)
+    ent = effective.features.get(feature)
+    if ent is None or ent.kind != Feature.Kind.METERED:
+        raise ValueError(f"{feature!r} is not a metered feature")
+    period = effective.period(now)
+    with transaction.atomic():
+        counter = _counter(organization, ent, period)
+        try:
+            with transaction.atomic():
+                UsageEvent.objects.create(
+                    organization=organization,
+                    feature_id=ent.feature_id,
+                    idempotency_key=idempotency_key,
+                    quantity=-amount,
+                    period_start=period.start,
+                    created_at=now,
+                )
+        except IntegrityError:
+            return _read_usage(organization, ent, period)
+        table = UsageCounter._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET used = CASE WHEN used > %s THEN used - %s ELSE 0 END "  # noqa: S608
+                "WHERE id = %s RETURNING used",
+                [amount, amount, counter.pk],
+            )
+            used = cursor.fetchone()[0]
+        transaction.on_commit(
+            lambda: cache.set(_usage_key(organization.pk, feature), (period.start, used), USAGE_TTL)
+        )
+    return used
+
+
+def _alert_crossings(organization, ent, period, before: int, after: int) -> None:
+    if ent.unlimited or ent.limit <= 0:
+        return
+    for threshold in ent.warn_at:
+        mark = threshold * ent.limit
+        if before * 100 < mark <= after * 100:
+            alert, created = UsageAlert.objects.get_or_create(
+                organization=organization,
+                feature_id=ent.feature_id,
+                period_start=period.start,
+                threshold=threshold,
+                defaults={"used": after, "limit": ent.limit},
+            )
+            if created:
+                from billing.tasks import send_usage_alert
+
+                send_usage_alert.delay_on_commit(alert.pk)
+
+
+def period_reset_at(organization: Organization, *, now: datetime | None = None) -> datetime:
+    now = now or timezone.now()
+    return effective_for(organization, now=now).period(now).end

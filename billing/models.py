@@ -1,1 +1,0 @@
-"""Subscriptions, plans and entitlements arrive here with the catalog."""

@@ -1,0 +1,131 @@
+"""Billing state per organization: its subscription and what it has used."""
+
+from django.db import models
+from django.utils import timezone
+
+from billing.models.catalog import Feature, Plan
+
+
+class SubscriptionStatus(models.TextChoices):
+    # Stripe's names, so that webhook payloads map one to one.
+    TRIALING = "trialing", "Trialing"
+    ACTIVE = "active", "Active"
+    PAST_DUE = "past_due", "Past due"
+    UNPAID = "unpaid", "Unpaid"
+    CANCELED = "canceled", "Canceled"
+    INCOMPLETE = "incomplete", "Incomplete"
+    INCOMPLETE_EXPIRED = "incomplete_expired", "Incomplete, expired"
+    PAUSED = "paused", "Paused"
+
+
+# Statuses whose plan still applies; the others fall back to the Free plan.
+PLAN_STATUSES = (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
+
+
+class OrgSubscription(models.Model):
+    """What an organization pays for, as Tally reads it. Webhooks keep it in step with Stripe."""
+
+    organization = models.OneToOneField(
+        "teams.Organization", on_delete=models.CASCADE, related_name="subscription"
+    )
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    status = models.CharField(max_length=24, choices=SubscriptionStatus.choices)
+    seats = models.PositiveIntegerField(default=1)
+    billing_cycle_anchor = models.DateTimeField(default=timezone.now)
+    current_period_start = models.DateTimeField(default=timezone.now)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    stripe_subscription_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return f"{self.organization} on {self.plan} ({self.status})"
+
+    @property
+    def applies(self) -> bool:
+        return self.status in PLAN_STATUSES
+
+
+class UsageCounter(models.Model):
+    """How much of a metered feature an organization used in one period.
+
+    Changed only by a conditional UPDATE (see `entitlements.consume`), never read-modify-write.
+    """
+
+    organization = models.ForeignKey(
+        "teams.Organization", on_delete=models.CASCADE, related_name="usage_counters"
+    )
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="+")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    used = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "feature", "period_start"], name="billing_usagecounter_one_per_period"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(used__gte=0), name="billing_usagecounter_used_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization} {self.feature.key} {self.period_start:%Y-%m-%d}: {self.used}"
+
+
+class UsageEvent(models.Model):
+    """One consumption (or release, negative) of a metered feature, unique by its key.
+
+    The key makes retries safe: a replayed consume finds its event and changes nothing.
+    """
+
+    organization = models.ForeignKey(
+        "teams.Organization", on_delete=models.CASCADE, related_name="usage_events"
+    )
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="+")
+    idempotency_key = models.CharField(max_length=255)
+    quantity = models.BigIntegerField()
+    period_start = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "idempotency_key"], name="billing_usageevent_unique_key"
+            ),
+        ]
+        indexes = [models.Index(fields=["organization", "feature", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.feature.key} {self.quantity:+d} ({self.idempotency_key})"
+
+
+class UsageAlert(models.Model):
+    """A usage warning sent once per organization, feature, period and threshold."""
+
+    organization = models.ForeignKey(
+        "teams.Organization", on_delete=models.CASCADE, related_name="usage_alerts"
+    )
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="+")
+    period_start = models.DateTimeField()
+    threshold = models.PositiveSmallIntegerField(help_text="Percent of the limit.")
+    used = models.BigIntegerField()
+    limit = models.BigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "feature", "period_start", "threshold"],
+                name="billing_usagealert_once_per_crossing",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization} {self.feature.key} {self.threshold}%"

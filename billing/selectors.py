@@ -1,0 +1,65 @@
+"""Reads of the catalog and billing state (and, later, of dj-stripe's mirror)."""
+
+from dataclasses import dataclass
+
+from django.db.models import Prefetch
+
+from billing.models import Addon, Feature, Interval, OrgSubscription, Plan, PlanEntitlement, Product
+
+
+@dataclass
+class Offer:
+    """One product on the pricing page, at the interval the visitor chose."""
+
+    product: Product
+    plan: Plan
+    monthly_equivalent: Plan | None  # the same product's monthly plan, to show a yearly saving
+    seats: int = 1
+
+    @property
+    def seat_breakdown(self):
+        item = self.plan.seat_item()
+        return item.breakdown(self.seats) if item else None
+
+    @property
+    def seat_total(self) -> int:
+        return self.plan.total(seats=self.seats)
+
+    @property
+    def yearly_saving_percent(self) -> int:
+        if not (self.plan and self.monthly_equivalent) or self.plan.interval != Interval.YEAR:
+            return 0
+        monthly = self.monthly_equivalent.total() * 12
+        if monthly <= 0:
+            return 0
+        return round(100 - self.plan.total() * 100 / monthly)
+
+
+def pricing_offers(interval: str, *, seats: int = 1) -> list[Offer]:
+    plans = Plan.objects.public().prefetch_related(
+        "line_items",
+        Prefetch("entitlements", queryset=PlanEntitlement.objects.select_related("feature")),
+    )
+    products = Product.objects.filter(is_public=True).prefetch_related(
+        Prefetch("plans", queryset=plans, to_attr="active_plans")
+    )
+    offers = []
+    for product in products:
+        if not product.active_plans:
+            continue
+        by_interval = {p.interval: p for p in product.active_plans}
+        chosen = by_interval.get(interval) or product.active_plans[0]
+        offers.append(Offer(product, chosen, by_interval.get(Interval.MONTH), seats))
+    return offers
+
+
+def features_for_comparison():
+    return Feature.objects.all()
+
+
+def active_addons():
+    return Addon.objects.filter(is_active=True).prefetch_related("entitlements__feature")
+
+
+def subscription_of(organization) -> OrgSubscription | None:
+    return OrgSubscription.objects.select_related("plan").filter(organization=organization).first()

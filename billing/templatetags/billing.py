@@ -1,0 +1,31 @@
+from django import template
+
+from billing import entitlements
+
+register = template.Library()
+
+
+@register.simple_tag
+def entitlement(organization, feature: str, requested: int = 1):
+    """`{% entitlement organization "sso" as sso %}{% if sso.allowed %}…` gates a button."""
+    return entitlements.check(organization, feature, requested)
+
+
+@register.filter
+def money(amount, currency: str = "usd") -> str:
+    """Minor units to a price people read: 4900 -> $49, 1250 -> $12.50."""
+    if amount is None:
+        return ""
+    amount = int(amount)
+    symbol = {"usd": "$", "eur": "€", "gbp": "£"}.get((currency or "usd").lower(), "")
+    sign = "-" if amount < 0 else ""
+    whole, cents = divmod(abs(amount), 100)
+    text = f"{whole:,}" if cents == 0 else f"{whole:,}.{cents:02d}"
+    return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency.upper()}"
+
+
+@register.filter
+def limit_label(value) -> str:
+    if value is None or value == entitlements.UNLIMITED:
+        return "Unlimited"
+    return f"{value:,}"

@@ -1,0 +1,63 @@
+"""Races against a real PostgreSQL: the quota holds whatever the interleaving."""
+
+import threading
+
+import pytest
+from django.db import connection
+
+from billing import entitlements
+from billing.models import UsageCounter, UsageEvent
+from tests.factories import OrganizationFactory
+
+
+def race(workers: int, job) -> list:
+    barrier = threading.Barrier(workers)
+    results, lock = [], threading.Lock()
+
+    def run(index):
+        try:
+            barrier.wait()
+            outcome = job(index)
+        except Exception as error:  # noqa: BLE001 (a crash is a result to report)
+            outcome = error
+        finally:
+            connection.close()
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_consumers_never_pass_the_limit():
+    org = OrganizationFactory()
+    # Free plan: 1,000 API calls a month. Leave exactly 100.
+    assert entitlements.consume(org, "api_calls", 900, idempotency_key="setup").allowed
+
+    def two_attempts(index):
+        return [
+            entitlements.consume(org, "api_calls", 5, idempotency_key=f"t{index}-{n}").allowed
+            for n in range(2)
+        ]
+
+    results = race(20, two_attempts)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    outcomes = [ok for pair in results for ok in pair]
+    assert len(outcomes) == 40
+    assert outcomes.count(True) == 20
+    counter = UsageCounter.objects.get(organization=org, feature__key="api_calls")
+    assert counter.used == 1000
+    assert UsageEvent.objects.filter(organization=org).count() == 1 + 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_replays_of_one_key_count_once():
+    org = OrganizationFactory()
+    results = race(10, lambda i: entitlements.consume(org, "api_calls", 7, idempotency_key="k"))
+    assert all(not isinstance(r, Exception) and r.allowed for r in results), results
+    assert UsageCounter.objects.get(organization=org, feature__key="api_calls").used == 7
