@@ -8,7 +8,7 @@ import os
 
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
 
-from _setup import setup_django, timed  # noqa: E402
+from _setup import setup_django, timed
 
 setup_django()
 

@@ -18,7 +18,7 @@ def race(workers: int, job) -> list:
         try:
             barrier.wait()
             outcome = job(index)
-        except Exception as error:  # noqa: BLE001 (a crash is a result to report)
+        except Exception as error:
             outcome = error
         finally:
             connection.close()
