@@ -21,8 +21,9 @@ demo: install
 	@echo "  Owner:  owner@example.com  / tally-demo-2026"
 	@echo "  Member: member@example.com / tally-demo-2026"
 	@echo "  Staff:  staff@example.com  / tally-demo-2026  (Django admin at /admin/)"
+	@echo "  Stripe simulator: http://127.0.0.1:12111/_sim/  (objects, events, webhook deliveries)"
 	@echo
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	HOST=$(HOST) PORT=$(PORT) scripts/demo.sh
 
 test: install
 	scripts/ensure-services.sh
@@ -43,4 +44,4 @@ screenshots: install
 	TALLY_SCREENSHOTS=docs/screenshots $(PY) -m pytest $(PYTEST_DB) -m browser
 
 clean:
-	rm -rf .venv staticfiles demo.sqlite3 test-artifacts
+	rm -rf .venv staticfiles demo.sqlite3 test-artifacts .stripe_sim_state.json .stripe_sim.log

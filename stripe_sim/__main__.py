@@ -40,11 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         with store.lock:
             existing = [e for e in store.all("webhook_endpoint") if e["url"] == args.webhook_url]
             if existing:
+                endpoint = existing[0]
                 if args.webhook_secret:
-                    existing[0]["_secret"] = args.webhook_secret
+                    endpoint["_secret"] = args.webhook_secret
             else:
-                create_endpoint(store, args.webhook_url, ["*"], secret=args.webhook_secret)
-            endpoint = store.all("webhook_endpoint")[0]
+                endpoint = create_endpoint(store, args.webhook_url, ["*"], secret=args.webhook_secret)
+            app.persist()
         print(f"webhook endpoint {endpoint['url']} secret {endpoint['_secret']}", flush=True)
 
     server = make_server(HOST, args.port, app, threaded=True)

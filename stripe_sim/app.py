@@ -207,20 +207,22 @@ class SimApp:
         if request.method == "POST":
             with self.store.lock:
                 status, html, target = pages.checkout_submit(self.store, session_id, request.form.to_dict())
-                self._persist()
+                self.persist()
             self.dispatcher.flush()
             if target:
                 return Response("", status=303, headers={"Location": target})
             return self._html(status, html)
         with self.store.lock:
             status, html = pages.checkout_page(self.store, session_id)
+            self.persist()  # looking at a session past its time expires it
+        self.dispatcher.flush()
         return self._html(status, html)
 
     def _portal(self, request: Request, session_id: str) -> Response:
         with self.store.lock:
             if request.method == "POST":
                 status, html = pages.portal_submit(self.store, session_id, request.form.to_dict())
-                self._persist()
+                self.persist()
             else:
                 status, html = pages.portal_page(self.store, session_id)
         self.dispatcher.flush()
@@ -234,7 +236,7 @@ class SimApp:
         head = parts[0]
         if head == "reset" and request.method == "POST":
             store.reset()
-            self._persist()
+            self.persist()
             return Response("", status=303, headers={"Location": "/_sim/"})
         if head == "config":
             if request.method == "POST":
@@ -243,10 +245,17 @@ class SimApp:
                         if hasattr(store.config, key):
                             setattr(store.config, key, value)
             return Response(json.dumps(vars(store.config)), content_type="application/json")
-        if head == "deliveries":
+        if head == "deliveries" and len(parts) == 1:
             with store.lock:
-                data = [{k: v for k, v in d.items() if not k.startswith("_")} for d in store.deliveries]
+                data = [_public_delivery(d) for d in store.deliveries]
             return Response(json.dumps(data), content_type="application/json")
+        if head == "deliveries" and parts[2:] == ["resend"] and request.method == "POST":
+            response = self._resend(parts[1])
+            if request.form.get("back") and response.status_code == 200:
+                return Response("", status=303, headers={"Location": "/_sim/"})
+            return response
+        if head == "advance" and request.method == "POST":
+            return self._advance(request)
         if head == "objects" and len(parts) == 2:
             with store.lock:
                 return self._html(200, pages.objects_page(store, parts[1]))
@@ -255,9 +264,63 @@ class SimApp:
                 return self._html(*pages.object_page(store, parts[1]))
         return Response("Not found", status=404)
 
-    def _persist(self) -> None:
+    def _advance(self, request: Request) -> Response:
+        """Move time on for objects on no test clock: ``{"seconds": n}`` or ``{"to": timestamp}``
+        as JSON, or ``days`` from the debug page's form."""
+        store = self.store
+        body = request.get_json(silent=True) or {}
+        try:
+            if request.form.get("days"):
+                seconds = float(request.form["days"]) * 86400
+            else:
+                seconds = float(body.get("seconds", 0))
+            with store.lock:
+                target = int(body["to"]) if "to" in body else store.now() + int(seconds)
+                if target <= store.now():
+                    raise ValueError
+                clock.advance_wall_time(store, target)
+                self.persist()
+        except (TypeError, ValueError, OverflowError):
+            return Response(
+                '{"error": "time only moves forward"}', status=400, content_type="application/json"
+            )
+        except StripeError as exc:
+            return self._json(exc.status, exc.body(""), {})
+        self.dispatcher.flush()
+        if request.form.get("days"):
+            return Response("", status=303, headers={"Location": "/_sim/"})
+        with store.lock:
+            return Response(json.dumps({"now": store.now()}), content_type="application/json")
+
+    def _resend(self, delivery_id: str) -> Response:
+        """Deliver an event again, as the dashboard's "Resend" does: a receiver must cope with
+        seeing the same event twice."""
+        store = self.store
+        with store.lock:
+            original = next((d for d in store.deliveries if d["id"] == delivery_id), None)
+            if original is None:
+                return Response("Not found", status=404)
+            resend = {
+                **{k: original[k] for k in ("event", "type", "endpoint", "url")},
+                "id": store.new_id("whdel"),
+                "status": "pending",
+                "attempts": [],
+                "next_attempt_at": 0.0,
+            }
+            store.deliveries.append(resend)
+            self.persist()
+        self.dispatcher.flush()
+        with store.lock:
+            data = _public_delivery(resend)
+        return Response(json.dumps(data), content_type="application/json")
+
+    def persist(self) -> None:
         if self.state_file:
             self.store.save_to(self.state_file)
+
+
+def _public_delivery(delivery: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in delivery.items() if not k.startswith("_")}
 
 
 def create_app(state_file: str | None = None) -> SimApp:

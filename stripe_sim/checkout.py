@@ -179,7 +179,7 @@ def session_expire(ctx: Ctx, id: str) -> dict[str, Any]:
             f'Only Checkout Sessions with a status in ["open"] can be expired. This Checkout '
             f'Session has a status of "{session["status"]}".'
         )
-    _expire(ctx.store, session)
+    expire(ctx.store, session)
     return respond(ctx, session)
 
 
@@ -200,7 +200,7 @@ def session_list(ctx: Ctx) -> dict[str, Any]:
     return list_response(ctx, items, "/v1/checkout/sessions")
 
 
-def _expire(store: Store, session: dict[str, Any]) -> None:
+def expire(store: Store, session: dict[str, Any]) -> None:
     session["status"] = "expired"
     session["url"] = None
     emit(store, "checkout.session.expired", session)
@@ -212,7 +212,7 @@ def _refresh(store: Store, session: dict[str, Any]) -> dict[str, Any]:
         session["status"] == "open"
         and store.now(store.clock_for_customer(session["customer"])) >= session["expires_at"]
     ):
-        _expire(store, session)
+        expire(store, session)
     return session
 
 

@@ -1,14 +1,16 @@
 """Test clocks: frozen time for the customers attached to them, advanced on request.
 
 Advancing runs every timer that falls due on the way (period ends, trial ends, payment retries,
-expiry of incomplete subscriptions, scheduled cancellations) in time order, each at its own
-moment, so the events come out as Stripe would send them over that stretch of time.
+expiry of incomplete subscriptions and checkout sessions, scheduled cancellations) in time order,
+each at its own moment, so the events come out as Stripe would send them over that stretch of time.
+Objects on no clock live in wall time, which ``advance_wall_time`` moves on the same way.
 """
 
+import time
 from collections.abc import Callable
 from typing import Any
 
-from stripe_sim import billing
+from stripe_sim import billing, checkout
 from stripe_sim.core import deleted, list_response, new_object, respond
 from stripe_sim.errors import invalid, invalid_param
 from stripe_sim.events import emit
@@ -101,10 +103,28 @@ def advance(store: Store, clock: dict[str, Any], target: int) -> None:
     emit(store, "test_helpers.test_clock.ready", clock)
 
 
-def _next_timer(store: Store, clock_id: str, target: int) -> tuple[int, Callable[[], None]] | None:
-    """The earliest timer due at or before ``target``; retries before renewals on a tie."""
+def advance_wall_time(store: Store, target: int) -> None:
+    """Move "now" on to ``target`` for everything on no test clock, running what falls due on the
+    way as a clock advance does. Time never goes back: a timer already overdue runs at once."""
+    for _ in range(MAX_STEPS):
+        due = _next_timer(store, None, target)
+        if due is None:
+            break
+        at, action = due
+        store.offset = max(store.offset, at - int(time.time()))
+        action()
+    else:
+        raise invalid("Time advanced through too many billing events at once.")
+    store.offset = max(store.offset, target - int(time.time()))
+
+
+def _next_timer(store: Store, clock_id: str | None, target: int) -> tuple[int, Callable[[], None]] | None:
+    """The earliest timer due at or before ``target`` for the customers on ``clock_id`` (None: on
+    no clock); retries before renewals on a tie."""
     timers: list[tuple[int, int, int, Callable[[], None]]] = []
-    customers = {c["id"] for c in store.all("customer") if c.get("test_clock") == clock_id}
+    customers: set[str | None] = {c["id"] for c in store.all("customer") if c.get("test_clock") == clock_id}
+    if clock_id is None:
+        customers.add(None)  # checkout sessions that will create their customer
     for invoice in store.all("invoice"):
         attempt = invoice.get("next_payment_attempt")
         if (
@@ -115,6 +135,13 @@ def _next_timer(store: Store, clock_id: str, target: int) -> tuple[int, Callable
             and attempt <= target
         ):
             timers.append((attempt, 0, invoice["_seq"], _bind(billing.retry_invoice, store, invoice)))
+    for session in store.all("checkout.session"):
+        if (
+            session["customer"] in customers
+            and session["status"] == "open"
+            and session["expires_at"] <= target
+        ):
+            timers.append((session["expires_at"], 1, session["_seq"], _bind(checkout.expire, store, session)))
     for sub in store.all("subscription"):
         if sub["customer"] not in customers:
             continue

@@ -214,7 +214,9 @@ def debug_page(store: Store) -> str:
     deliveries = "".join(
         f"<tr><td>{escape(d['event'])}</td><td>{escape(d['type'])}</td><td>{escape(d['url'])}</td>"
         f"<td>{escape(d['status'])}</td><td>{len(d['attempts'])}</td>"
-        f"<td>{_last_response(d)}</td></tr>"
+        f"<td>{_last_response(d)}</td>"
+        f"<td><form method=post action='/_sim/deliveries/{escape(d['id'])}/resend'>"
+        "<input type=hidden name=back value=1><button>Resend</button></form></td></tr>"
         for d in reversed(store.deliveries[-100:])
     )
     clocks = "".join(
@@ -223,16 +225,24 @@ def debug_page(store: Store) -> str:
     )
     body = f"""
 <h1>Stripe simulator</h1>
+<p>Now, for objects on no test clock: {_date(store.now())}{_offset(store.offset)}</p>
+<form method=post action=/_sim/advance>Advance time by
+<input name=days type=number min=1 value=30 style="width:5em"> days (renewals, retries and expiries
+run on the way) <button>Advance</button></form>
 <h2>Objects</h2><table><tr><th>Type</th><th>Count</th></tr>{counts}</table>
 <h2>Test clocks</h2><table><tr><th>Id</th><th>Name</th><th>Frozen time</th></tr>{clocks}</table>
 <h2>Events (newest first)</h2>
 <table><tr><th>Id</th><th>Type</th><th>Object</th><th>Pending webhooks</th></tr>{events}</table>
 <h2>Webhook deliveries</h2>
 <table><tr><th>Event</th><th>Type</th><th>URL</th><th>Status</th><th>Attempts</th>
-<th>Last response</th></tr>{deliveries}</table>
+<th>Last response</th><th></th></tr>{deliveries}</table>
 <form method=post action=/_sim/reset><button>Reset all state</button></form>
 """
     return _page("Stripe simulator", body)
+
+
+def _offset(seconds: int) -> str:
+    return f" ({seconds / 86400:+.1f} days from the real time)" if seconds else ""
 
 
 def _last_response(delivery: dict[str, Any]) -> str:

@@ -93,6 +93,8 @@ class Store:
         with self.lock:
             self.objects: dict[str, dict[str, dict[str, Any]]] = {}
             self.seq = 0
+            # Seconds added to wall time for objects on no test clock (``POST /_sim/advance``).
+            self.offset = 0
             self.idempotency: dict[tuple[str, str], dict[str, Any]] = {}
             self.deliveries: list[dict[str, Any]] = []
             self.requests: list[dict[str, Any]] = []
@@ -114,12 +116,13 @@ class Store:
         return self.seq
 
     def now(self, clock_id: str | None = None) -> int:
-        """Wall time, or the frozen time of a test clock (objects on a clock live in its time)."""
+        """Wall time (moved on by ``offset``), or the frozen time of a test clock (objects on a
+        clock live in its time)."""
         if clock_id:
             clock = self.objects.get("test_helpers.test_clock", {}).get(clock_id)
             if clock is not None:
                 return int(clock["frozen_time"])
-        return int(time.time())
+        return int(time.time()) + self.offset
 
     def clock_for_customer(self, customer_id: str | None) -> str | None:
         if not customer_id:
@@ -180,6 +183,7 @@ class Store:
             return {
                 "objects": self.objects,
                 "seq": self.seq,
+                "offset": self.offset,
                 "deliveries": self.deliveries[-500:],
             }
 
@@ -188,6 +192,7 @@ class Store:
             self.reset()
             self.objects = data.get("objects", {})
             self.seq = int(data.get("seq", 0))
+            self.offset = int(data.get("offset", 0))
             self.deliveries = data.get("deliveries", [])
 
     def save_to(self, path: str) -> None:

@@ -5,7 +5,7 @@ import stripe
 from werkzeug.test import Client
 
 from tests.stripe_sim import helpers
-from tests.stripe_sim.conftest import Sim
+from tests.stripe_sim.conftest import Receiver, Sim
 
 SUCCESS = "http://127.0.0.1:8000/billing/success?session_id={CHECKOUT_SESSION_ID}"
 
@@ -168,3 +168,43 @@ def test_it_lets_the_portal_cancel_resume_switch_and_change_card(
     assert "ending 4444" in page.get_data(as_text=True)
     customer = client.v1.customers.retrieve(cus.id, {"expand": ["invoice_settings.default_payment_method"]})
     assert customer.invoice_settings.default_payment_method.card.last4 == "4444"
+
+
+def test_it_expires_a_session_when_its_clock_passes_expires_at(client: stripe.StripeClient, sim: Sim) -> None:
+    clock = helpers.clock(client)
+    cus = helpers.customer(client, clock=clock.id)
+    session = _session(client, customer=cus.id, customer_email=None)
+    assert session.expires_at == helpers.APRIL_1 + helpers.DAY
+
+    helpers.advance(client, clock.id, session.expires_at - 1)
+    assert "checkout.session.expired" not in sim.events()
+    helpers.advance(client, clock.id, session.expires_at + 3600)
+
+    # Expired by the advance itself, at its time, before anyone looks at the session.
+    assert sim.events()[-2:] == ["checkout.session.expired", "test_helpers.test_clock.ready"]
+    expired = client.v1.checkout.sessions.retrieve(session.id)
+    assert (expired.status, expired.url) == ("expired", None)
+    assert _page(sim).get(f"/checkout/{session.id}").status_code == 410
+    assert sim.events().count("checkout.session.expired") == 1
+
+
+def test_it_expires_a_session_on_no_clock_as_wall_time_passes(client: stripe.StripeClient, sim: Sim) -> None:
+    session = _session(client)
+    Client(sim.app).post("/_sim/advance", json={"to": session.expires_at})
+    assert sim.events()[-1] == "checkout.session.expired"
+    assert client.v1.checkout.sessions.retrieve(session.id).status == "expired"
+
+
+def test_it_expires_a_session_past_its_time_when_looked_at(
+    client: stripe.StripeClient, sim: Sim, receiver: Receiver
+) -> None:
+    client.v1.webhook_endpoints.create({"url": receiver.url, "enabled_events": ["checkout.session.expired"]})
+    session = _session(client)
+    with sim.store.lock:
+        sim.store.offset = session.expires_at - sim.store.now()  # a day went by, nothing ran
+
+    assert _page(sim).get(f"/checkout/{session.id}").status_code == 410
+    assert receiver.types() == ["checkout.session.expired"]
+    listed = client.v1.checkout.sessions.list({"status": "expired"}).data
+    assert [s.id for s in listed] == [session.id]
+    assert sim.events().count("checkout.session.expired") == 1

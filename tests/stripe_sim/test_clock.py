@@ -1,6 +1,7 @@
 """Test clocks: renewals, dunning, trials and scheduled cancellation."""
 
 import stripe
+from werkzeug.test import Client
 
 from tests.stripe_sim import helpers
 from tests.stripe_sim.conftest import Sim
@@ -149,3 +150,37 @@ def test_it_deletes_a_clock_with_its_customers(client: stripe.StripeClient) -> N
     assert client.v1.customers.retrieve(cus.id).get("deleted") is True
     listed = client.v1.test_helpers.test_clocks.list()
     assert listed.data == []
+
+
+def test_it_moves_wall_time_on_for_objects_on_no_clock(client: stripe.StripeClient, sim: Sim) -> None:
+    price = helpers.price(client, amount=900)
+    cus = helpers.customer(client)
+    on_clock = helpers.customer(client, clock=helpers.clock(client).id)
+    sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": price.id}]})
+    frozen = client.v1.subscriptions.create({"customer": on_clock.id, "items": [{"price": price.id}]})
+    period_end = sub["items"].data[0].current_period_end
+    web = Client(sim.app)
+
+    moved = web.post("/_sim/advance", json={"to": period_end + 3600})
+
+    assert moved.json == {"now": period_end + 3600}
+    sub = client.v1.subscriptions.retrieve(sub.id, {"expand": ["latest_invoice"]})
+    assert sub["items"].data[0].current_period_start == period_end
+    assert sub.latest_invoice.billing_reason == "subscription_cycle"
+    assert sub.latest_invoice.amount_paid == 900
+    assert sub.latest_invoice.created == period_end
+    # A customer on a test clock stays in the clock's time.
+    assert len(client.v1.invoices.list({"subscription": frozen.id}).data) == 1
+    assert client.v1.customers.create({"email": "b@example.com"}).created >= period_end + 3600
+    assert web.post("/_sim/advance", json={"to": period_end}).status_code == 400
+    assert web.post("/_sim/advance", json={"seconds": -5}).status_code == 400
+    assert web.post("/_sim/advance", json={"seconds": "Infinity"}).status_code == 400
+
+
+def test_the_debug_page_advances_by_days(sim: Sim) -> None:
+    web = Client(sim.app)
+    before = sim.store.now()
+    response = web.post("/_sim/advance", data={"days": "2"})
+    assert response.status_code == 303
+    assert sim.store.now() - before >= 2 * DAY
+    assert "+2.0 days from the real time" in web.get("/_sim/").text

@@ -1,0 +1,258 @@
+"""The simulator delivers signed events to dj-stripe's own endpoint on a live server, registered by
+`stripe_webhook_endpoint_ensure`; dj-stripe verifies, stores and processes each event once."""
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+import stripe
+from django.core.management import call_command
+from djstripe import models as djstripe_models
+from djstripe.signals import WEBHOOK_SIGNALS
+from werkzeug.serving import make_server
+
+from billing.stripe_setup import stripe_webhook_endpoint_ensure
+from stripe_sim.app import SimApp
+from stripe_sim.store import Config
+from tests.factories import OrganizationFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(scope="module")
+def _sim_server() -> Iterator[tuple[SimApp, str]]:
+    app = SimApp()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield app, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    app.dispatcher.stop()
+
+
+@pytest.fixture
+def sim(_sim_server: tuple[SimApp, str], settings) -> Iterator[SimApp]:
+    """A fresh simulator that Tally and dj-stripe (the SDK's module-level API) both talk to."""
+    app, url = _sim_server
+    app.store.reset()
+    # Synchronous delivery: once an API call returns, the live server has handled its events.
+    app.store.config = Config(webhook_mode="sync")
+    settings.STRIPE_API_HOST = url
+    previous = stripe.api_base
+    stripe.api_base = url
+    try:
+        yield app
+    finally:
+        stripe.api_base = previous
+
+
+@pytest.fixture
+def client(sim: SimApp, settings) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": stripe.api_base}, max_network_retries=0
+    )
+
+
+@pytest.fixture
+def endpoint(sim: SimApp, live_server) -> djstripe_models.WebhookEndpoint:
+    return stripe_webhook_endpoint_ensure(site_url=live_server.url)
+
+
+def _sim_endpoints(sim: SimApp) -> list[dict]:
+    with sim.store.lock:
+        return sim.store.all("webhook_endpoint")
+
+
+def _deliveries(sim: SimApp) -> list[dict]:
+    with sim.store.lock:
+        return [dict(d) for d in sim.store.deliveries]
+
+
+def _subscription(client: stripe.StripeClient, **customer: object) -> stripe.Subscription:
+    product = client.v1.products.create({"name": "Team"})
+    price = client.v1.prices.create(
+        {"product": product.id, "currency": "usd", "unit_amount": 1200, "recurring": {"interval": "month"}}
+    )
+    cus = client.v1.customers.create({"email": "alice@example.com", **customer})  # type: ignore[arg-type]
+    pm = client.v1.payment_methods.attach("pm_card_visa", {"customer": cus.id})
+    client.v1.customers.update(cus.id, {"invoice_settings": {"default_payment_method": pm.id}})
+    return client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": price.id}]})
+
+
+# --- registering the endpoint -----------------------------------------------------------------
+
+
+def test_it_registers_the_endpoint_once(sim: SimApp, live_server) -> None:
+    first = stripe_webhook_endpoint_ensure(site_url=live_server.url)
+    again = stripe_webhook_endpoint_ensure(site_url=live_server.url)
+
+    assert again.pk == first.pk
+    assert first.url == f"{live_server.url}/stripe/webhook/{first.djstripe_uuid}/"
+    [remote] = _sim_endpoints(sim)
+    assert remote["id"] == first.id
+    assert remote["_secret"] == again.secret
+    assert remote["enabled_events"] == ["*"]
+    assert djstripe_models.WebhookEndpoint.objects.count() == 1
+    assert first.djstripe_owner_account is not None
+    assert djstripe_models.APIKey.objects.get().djstripe_owner_account == first.djstripe_owner_account
+
+
+def test_it_replaces_an_endpoint_whose_secret_is_lost(sim: SimApp, live_server) -> None:
+    lost = stripe_webhook_endpoint_ensure(site_url=live_server.url)
+    djstripe_models.WebhookEndpoint.objects.all().delete()
+
+    new = stripe_webhook_endpoint_ensure(site_url=live_server.url)
+
+    assert new.id != lost.id
+    assert [e["id"] for e in _sim_endpoints(sim)] == [new.id]
+
+
+def test_it_forgets_an_endpoint_that_stripe_no_longer_has(sim: SimApp, live_server) -> None:
+    gone = stripe_webhook_endpoint_ensure(site_url=live_server.url)
+    sim.store.reset()  # the simulator started without its state file
+
+    new = stripe_webhook_endpoint_ensure(site_url=live_server.url)
+
+    assert new.id != gone.id
+    assert list(djstripe_models.WebhookEndpoint.objects.values_list("id", flat=True)) == [new.id]
+
+
+def test_it_enables_an_endpoint_that_stripe_disabled(
+    sim: SimApp, live_server, client: stripe.StripeClient
+) -> None:
+    endpoint = stripe_webhook_endpoint_ensure(site_url=live_server.url)
+    client.v1.webhook_endpoints.update(endpoint.id, {"disabled": True})
+
+    again = stripe_webhook_endpoint_ensure(site_url=live_server.url)
+
+    assert again.pk == endpoint.pk
+    assert again.status == "enabled"
+    assert client.v1.webhook_endpoints.retrieve(endpoint.id).status == "enabled"
+
+
+def test_it_leaves_other_sites_endpoints_alone(sim: SimApp, live_server, client: stripe.StripeClient) -> None:
+    other = client.v1.webhook_endpoints.create({"url": "http://127.0.0.1:9/hooks", "enabled_events": ["*"]})
+    stripe_webhook_endpoint_ensure(site_url=live_server.url)
+    assert other.id in {e["id"] for e in _sim_endpoints(sim)}
+
+
+def test_the_command_registers_the_endpoint(sim: SimApp, live_server, capsys) -> None:
+    call_command("stripe_setup", "--site-url", live_server.url)
+    call_command("stripe_setup", "--site-url", live_server.url)
+    endpoint = djstripe_models.WebhookEndpoint.objects.get()
+    assert capsys.readouterr().out.count(f"Webhook endpoint {endpoint.id}: {endpoint.url}") == 2
+
+
+# --- receiving deliveries -----------------------------------------------------------------------
+
+
+def test_it_stores_and_processes_signed_deliveries(
+    sim: SimApp, client: stripe.StripeClient, endpoint: djstripe_models.WebhookEndpoint
+) -> None:
+    org = OrganizationFactory()
+    sub = _subscription(client, metadata={"djstripe_subscriber": str(org.pk)})
+
+    deliveries = _deliveries(sim)
+    assert deliveries
+    assert {d["status"] for d in deliveries} == {"succeeded"}
+    triggers = djstripe_models.WebhookEventTrigger.objects.all()
+    assert triggers.count() == len(deliveries)
+    assert all(t.valid and t.processed and t.webhook_endpoint == endpoint for t in triggers)
+    assert set(djstripe_models.Event.objects.values_list("id", flat=True)) == {d["event"] for d in deliveries}
+
+    customer = djstripe_models.Customer.objects.get(id=sub.customer)
+    assert customer.subscriber == org
+    synced = djstripe_models.Subscription.objects.get(id=sub.id)
+    assert synced.customer == customer
+    assert synced.stripe_data["status"] == "active"
+    assert djstripe_models.Invoice.objects.get(id=sub.latest_invoice).stripe_data["amount_paid"] == 1200
+
+
+def test_it_rejects_deliveries_signed_with_another_secret(
+    sim: SimApp, client: stripe.StripeClient, endpoint: djstripe_models.WebhookEndpoint
+) -> None:
+    sim.store.config.webhook_backoff = []  # one attempt, then give up
+    with sim.store.lock:
+        sim.store.get("webhook_endpoint", endpoint.id)["_secret"] = "whsec_not_the_one_tally_holds"
+
+    client.v1.customers.create({"email": "mallory@example.com"})
+
+    [delivery] = _deliveries(sim)
+    assert delivery["attempts"][0]["status_code"] == 400
+    trigger = djstripe_models.WebhookEventTrigger.objects.get()
+    assert not trigger.valid
+    assert not trigger.processed
+    assert not djstripe_models.Event.objects.exists()
+    assert not djstripe_models.Customer.objects.exists()
+
+
+def test_it_rejects_a_tampered_body(
+    sim: SimApp, client: stripe.StripeClient, endpoint: djstripe_models.WebhookEndpoint
+) -> None:
+    client.v1.customers.create({"email": "alice@example.com"})
+    genuine = djstripe_models.WebhookEventTrigger.objects.get()
+    signature = genuine.headers["Stripe-Signature"]
+    forged = genuine.body.replace("alice@example.com", "mallory@example.com")
+    assert forged != genuine.body
+
+    request = urllib.request.Request(  # noqa: S310 - the live server on loopback
+        endpoint.url,
+        data=forged.encode(),
+        headers={"Content-Type": "application/json", "Stripe-Signature": signature},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310
+
+    assert refused.value.code == 400
+    assert djstripe_models.WebhookEventTrigger.objects.filter(valid=False).count() == 1
+    assert djstripe_models.Customer.objects.get().email == "alice@example.com"
+
+
+def test_it_processes_a_redelivered_event_once(
+    sim: SimApp, client: stripe.StripeClient, endpoint: djstripe_models.WebhookEndpoint
+) -> None:
+    handled: list[str] = []
+
+    def count(sender, event, **kwargs) -> None:
+        handled.append(event.id)
+
+    signal = WEBHOOK_SIGNALS["customer.created"]
+    signal.connect(count, weak=False)
+    try:
+        client.v1.customers.create({"email": "alice@example.com"})
+        [first] = _deliveries(sim)
+        resend = urllib.request.Request(  # noqa: S310 - the simulator on loopback
+            f"{stripe.api_base}/_sim/deliveries/{first['id']}/resend", data=b"", method="POST"
+        )
+        with urllib.request.urlopen(resend, timeout=10) as response:  # noqa: S310
+            again = json.loads(response.read())
+    finally:
+        signal.disconnect(count)
+
+    assert again["event"] == first["event"]
+    assert again["status"] == "succeeded"
+    assert handled == [first["event"]]
+    triggers = djstripe_models.WebhookEventTrigger.objects.filter(event_id=first["event"])
+    assert triggers.count() == 2
+    assert all(t.valid and t.processed for t in triggers)
+    assert djstripe_models.Event.objects.filter(id=first["event"]).count() == 1
+
+
+def test_it_receives_background_deliveries_as_the_demo_does(
+    sim: SimApp, client: stripe.StripeClient, endpoint: djstripe_models.WebhookEndpoint
+) -> None:
+    """The receiver calls back into the API while handling a delivery; nothing may wait on it."""
+    sim.store.config.webhook_mode = "background"
+    sub = _subscription(client)
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if {d["status"] for d in _deliveries(sim)} == {"succeeded"}:
+            break
+        time.sleep(0.05)
+    assert {d["status"] for d in _deliveries(sim)} == {"succeeded"}
+    assert djstripe_models.Subscription.objects.get(id=sub.id).stripe_data["status"] == "active"
