@@ -11,7 +11,7 @@ class BillingConfig(AppConfig):
 
         # One place points the SDK at Stripe, or at the simulator for tests and the demo.
         stripe.api_key = settings.STRIPE_SECRET_KEY
-        if settings.STRIPE_API_HOST:
+        if getattr(settings, "STRIPE_API_HOST", ""):
             stripe.api_base = settings.STRIPE_API_HOST
 
         from billing import counters  # noqa: F401  (registers the team_members counter)

@@ -63,3 +63,22 @@ def active_addons():
 
 def subscription_of(organization) -> OrgSubscription | None:
     return OrgSubscription.objects.select_related("plan").filter(organization=organization).first()
+
+
+def stripe_customer_id_of(organization) -> str | None:
+    """The organization's Stripe customer, from dj-stripe's mirror."""
+    from djstripe.models import Customer
+
+    return (
+        Customer.objects.filter(subscriber=organization, date_purged__isnull=True)
+        .order_by("-created")
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
+def organization_for_customer(customer_id: str):
+    from djstripe.models import Customer
+
+    customer = Customer.objects.select_related("subscriber").filter(id=customer_id).first()
+    return customer.subscriber if customer else None

@@ -7,5 +7,6 @@ def stripe_client() -> stripe.StripeClient:
 
     Settings are read on every call so that tests can point a single run at a fresh simulator.
     """
-    base = {"api": settings.STRIPE_API_HOST} if settings.STRIPE_API_HOST else {}
+    host = getattr(settings, "STRIPE_API_HOST", "")
+    base = {"api": host} if host else {}
     return stripe.StripeClient(settings.STRIPE_SECRET_KEY, base_addresses=base, max_network_retries=2)

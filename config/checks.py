@@ -32,7 +32,7 @@ def dangerous_combinations(app_configs, **kwargs) -> list[Error]:
                 id="tally.E003",
             )
         )
-    if live and settings.STRIPE_API_HOST.startswith(settings.STRIPE_SIMULATOR_URL):
+    if live and getattr(settings, "STRIPE_API_HOST", "").startswith(settings.STRIPE_SIMULATOR_URL):
         errors.append(
             Error(
                 "A live Stripe key is pointed at the Stripe simulator.",

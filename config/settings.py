@@ -166,13 +166,16 @@ if not STRIPE_SECRET_KEY.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_liv
         "STRIPE_SECRET_KEY must be a Stripe secret key (sk_test_..., sk_live_..., rk_...)."
     )
 STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY", "pk_test_TallyOfflineDemo000000000000000")
-STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
 # With no key configured, Tally talks to the bundled simulator; with a key, to Stripe itself.
-STRIPE_API_HOST = env_url(
+_api_host = env_url(
     "STRIPE_API_HOST",
     "" if _stripe_key_given else STRIPE_SIMULATOR_URL,
     schemes=("http", "https"),
 ).rstrip("/")
+if _api_host:
+    # Defined only when set: dj-stripe points the SDK at this setting whenever it exists,
+    # even when empty.
+    STRIPE_API_HOST = _api_host
 STRIPE_LIVE_MODE = STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_"))
 
 if STRIPE_LIVE_MODE:
@@ -182,7 +185,7 @@ else:
 DJSTRIPE_SUBSCRIBER_MODEL = "teams.Organization"
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
-DJSTRIPE_WEBHOOK_SECRET = STRIPE_WEBHOOK_SECRET
+# Webhook signing secrets live with each endpoint in the database (`manage.py stripe_setup`).
 
 # --- API ------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ SIM_URL=http://127.0.0.1:$SIM_PORT
 SIM_LOG=.stripe_sim.log
 
 # The demo always talks to the simulator, whatever Stripe settings the shell has.
-unset STRIPE_SECRET_KEY STRIPE_PUBLISHABLE_KEY STRIPE_WEBHOOK_SECRET
+unset STRIPE_SECRET_KEY STRIPE_PUBLISHABLE_KEY
 export STRIPE_API_HOST=$SIM_URL
 
 sim_answers() {

@@ -101,11 +101,17 @@ def _stripe_sim_server():
 
 @pytest.fixture
 def stripe_sim(_stripe_sim_server, settings):
-    """The Stripe simulator on a loopback port, empty for each test, with Tally pointed at it."""
+    """The Stripe simulator on a loopback port, empty for each test, with Tally and dj-stripe
+    (which uses the SDK's module-level address) pointed at it."""
+    import stripe
+
     from stripe_sim.store import Config
 
     app, url = _stripe_sim_server
     app.store.reset()
+    # Synchronous delivery: once an API call returns, its webhooks have been handled.
     app.store.config = Config(webhook_mode="sync")
     settings.STRIPE_API_HOST = url
-    return app
+    previous, stripe.api_base = stripe.api_base, url
+    yield app
+    stripe.api_base = previous

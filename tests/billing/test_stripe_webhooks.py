@@ -2,51 +2,26 @@
 `stripe_webhook_endpoint_ensure`; dj-stripe verifies, stores and processes each event once."""
 
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 import stripe
 from django.core.management import call_command
 from djstripe import models as djstripe_models
 from djstripe.signals import WEBHOOK_SIGNALS
-from werkzeug.serving import make_server
 
 from billing.stripe_setup import stripe_webhook_endpoint_ensure
 from stripe_sim.app import SimApp
-from stripe_sim.store import Config
 from tests.factories import OrganizationFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(scope="module")
-def _sim_server() -> Iterator[tuple[SimApp, str]]:
-    app = SimApp()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield app, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    app.dispatcher.stop()
-
-
 @pytest.fixture
-def sim(_sim_server: tuple[SimApp, str], settings) -> Iterator[SimApp]:
-    """A fresh simulator that Tally and dj-stripe (the SDK's module-level API) both talk to."""
-    app, url = _sim_server
-    app.store.reset()
-    # Synchronous delivery: once an API call returns, the live server has handled its events.
-    app.store.config = Config(webhook_mode="sync")
-    settings.STRIPE_API_HOST = url
-    previous = stripe.api_base
-    stripe.api_base = url
-    try:
-        yield app
-    finally:
-        stripe.api_base = previous
+def sim(stripe_sim: SimApp) -> SimApp:
+    return stripe_sim
 
 
 @pytest.fixture
