@@ -8,6 +8,7 @@ from billing.models import (
     EntitlementGrant,
     Feature,
     OrgSubscription,
+    Payment,
     Plan,
     PlanEntitlement,
     PlanLineItem,
@@ -119,9 +120,21 @@ class OrgSubscriptionAdmin(admin.ModelAdmin):
     autocomplete_fields = ["organization"]
     list_select_related = ["organization", "plan"]
 
+    actions = ["sync_from_stripe"]
+
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         transaction.on_commit(lambda: entitlements.invalidate(obj.organization_id))
+
+    @admin.action(description="Sync from Stripe")
+    def sync_from_stripe(self, request, queryset):
+        from billing.subscriptions import subscription_sync
+
+        synced = 0
+        for subscription in queryset.exclude(stripe_subscription_id=None):
+            if subscription_sync(subscription_id=subscription.stripe_subscription_id):
+                synced += 1
+        self.message_user(request, f"{synced} subscription(s) synced from Stripe.")
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -159,3 +172,12 @@ class UsageAlertAdmin(ReadOnlyAdmin):
     list_filter = ["feature", "threshold"]
     search_fields = ["organization__slug"]
     list_select_related = ["organization", "feature"]
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "organization", "number", "status", "amount_paid",
+                    "amount_refunded", "currency", "billing_reason"]
+    list_filter = ["status", "billing_reason", "currency"]
+    search_fields = ["organization__slug", "number", "stripe_invoice_id", "stripe_charge_id"]
+    list_select_related = ["organization"]

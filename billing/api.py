@@ -1,10 +1,15 @@
-from drf_spectacular.utils import extend_schema
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import entitlements
+from billing import entitlements, selectors, subscriptions
+from billing.models import Access, Addon, Plan
 from teams.access import get_org_for_api
+from teams.auth import ApiKeyPrincipal
+from teams.errors import ServiceError
+from teams.models import Role
 
 
 class DecisionOutput(serializers.Serializer):
@@ -67,3 +72,76 @@ class EntitlementListApi(APIView):
         organization = get_org_for_api(request)
         decisions = entitlements.entitlements_for(organization)
         return Response({"data": DecisionOutput(decisions, many=True, context={"request": request}).data})
+
+
+class BillingStatusApi(APIView):
+    @extend_schema(responses=inline_serializer("BillingStatus", {
+        "plan": serializers.CharField(), "status": serializers.CharField(),
+        "access": serializers.CharField(), "period_end": serializers.DateTimeField(),
+        "cancel_at_period_end": serializers.BooleanField(), "quotas": serializers.DictField(),
+    }))
+    def get(self, request):
+        organization = get_org_for_api(request)
+        subscription = selectors.subscription_of(organization)
+        applies = bool(subscription and subscription.applies)
+        plan = subscription.plan if applies else selectors.free_plan()
+        quotas = {
+            d.feature: {"limit": d.limit, "used": d.used, "remaining": d.remaining,
+                        "unlimited": d.unlimited, "period_end": d.period_end}
+            for d in entitlements.entitlements_for(organization) if d.period_end
+        }
+        return Response({
+            "plan": plan.key if plan else None,
+            "status": subscription.status if subscription else "free",
+            "access": subscription.access if subscription else Access.FREE,
+            "period_end": subscription.current_period_end if applies else None,
+            "cancel_at_period_end": bool(applies and subscription.cancel_at_period_end),
+            "quotas": quotas,
+        })
+
+
+class BillingCheckoutApi(APIView):
+    class Input(serializers.Serializer):
+        plan = serializers.SlugField()
+        addons = serializers.DictField(child=serializers.IntegerField(min_value=1), required=False)
+
+    @extend_schema(request=Input, responses=inline_serializer(
+        "CheckoutUrl", {"url": serializers.URLField()}))
+    def post(self, request):
+        organization = _billing_org(request)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        plan = Plan.objects.public().filter(key=data.validated_data["plan"]).first()
+        if plan is None:
+            raise ServiceError("unknown_plan", "No such plan.", field="plan")
+        addons = {}
+        for key, quantity in data.validated_data.get("addons", {}).items():
+            addon = Addon.objects.filter(key=key, is_active=True).first()
+            if addon is None:
+                raise ServiceError("unknown_addon", f"No add-on {key!r}.", field="addons")
+            addons[addon] = quantity
+        actor = request.user if not isinstance(request.user, ApiKeyPrincipal) else None
+        url = subscriptions.checkout_start(organization=organization, plan=plan, actor=actor,
+                                           addons=addons)
+        return Response({"url": url}, status=201)
+
+
+class BillingPortalApi(APIView):
+    class Input(serializers.Serializer):
+        return_url = serializers.URLField(required=False)
+
+    @extend_schema(request=Input, responses=inline_serializer(
+        "PortalUrl", {"url": serializers.URLField()}))
+    def post(self, request):
+        organization = _billing_org(request)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        return_url = data.validated_data.get("return_url") or request.build_absolute_uri(
+            reverse("billing", args=[organization.slug]))
+        return Response({"url": subscriptions.portal_url(organization=organization,
+                                                          return_url=return_url)}, status=201)
+
+
+def _billing_org(request):
+    """Billing changes need the billing role (or an API key, which admins create)."""
+    return get_org_for_api(request, min_role=Role.BILLING)

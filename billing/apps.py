@@ -14,4 +14,5 @@ class BillingConfig(AppConfig):
         if getattr(settings, "STRIPE_API_HOST", ""):
             stripe.api_base = settings.STRIPE_API_HOST
 
-        from billing import counters  # noqa: F401  (registers the team_members counter)
+        # Counters (team members, API rate) and webhook receivers register themselves on import.
+        from billing import counters, ratelimit, webhooks  # noqa: F401

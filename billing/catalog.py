@@ -51,6 +51,7 @@ class CatalogSpec:
     products: dict[str, dict]
     plans: dict[str, dict]  # key -> fields, with "product", "line_items", "entitlements"
     addons: dict[str, dict]
+    meters: dict[str, dict] = field(default_factory=dict)
 
 
 # --- Reading and validating --------------------------------------------------------------
@@ -139,6 +140,40 @@ def _line_items(raw, features, currency_where, where, problems) -> list[dict]:
             problems.append(f"{at}: only metered items name a feature")
         items.append(item)
     return items
+
+
+def _meters(raw: dict, features: dict, problems: list[str]) -> dict[str, dict]:
+    from billing.models import Aggregation
+
+    meters, fed = {}, {}
+    for index, (key, meter) in enumerate(raw.items()):
+        where = f"meter '{key}'"
+        unknown = set(meter) - {"name", "aggregation", "property", "feature"}
+        if unknown:
+            problems.append(f"{where}: unknown fields {', '.join(sorted(unknown))}")
+        aggregation = meter.get("aggregation", Aggregation.SUM)
+        if aggregation not in Aggregation.values:
+            problems.append(f"{where} aggregation: must be one of {', '.join(Aggregation.values)}")
+        prop = meter.get("property", "")
+        if aggregation == Aggregation.UNIQUE_COUNT and not prop:
+            problems.append(f"{where} property: a unique count names the property it counts")
+        if aggregation != Aggregation.UNIQUE_COUNT and prop:
+            problems.append(f"{where} property: only unique counts name a property")
+        feature = meter.get("feature")
+        if feature is not None:
+            if feature not in features or features[feature]["kind"] != Feature.Kind.METERED:
+                problems.append(f"{where} feature: {feature!r} is not a metered feature")
+            elif feature in fed:
+                problems.append(f"{where} feature: '{feature}' is already fed by meter '{fed[feature]}'")
+            fed[feature] = key
+        meters[key] = {
+            "name": meter.get("name") or key.replace("_", " ").capitalize(),
+            "aggregation": aggregation,
+            "property": prop,
+            "feature": feature,
+            "sort_order": index,
+        }
+    return meters
 
 
 def parse_catalog(data: dict) -> CatalogSpec:
@@ -267,9 +302,10 @@ def parse_catalog(data: dict) -> CatalogSpec:
             "entitlements": grants,
         }
 
+    meters = _meters(data.get("meters") or {}, features, problems)
     if problems:
         raise CatalogError(problems)
-    return CatalogSpec(currency, features, products, plans, addons)
+    return CatalogSpec(currency, features, products, plans, addons, meters)
 
 
 def load_catalog(path: Path = DEFAULT_PATH) -> CatalogSpec:
@@ -402,3 +438,20 @@ def _apply(spec: CatalogSpec, diff: _Diff) -> None:
     for addon in retired_addons:
         diff.lines.append(f"- addon {addon.key} (deactivated)")
     retired_addons.update(is_active=False)
+    _apply_meters(spec, features, diff)
+
+
+def _apply_meters(spec: CatalogSpec, features: dict, diff: _Diff) -> None:
+    from billing.models import Meter
+
+    # A feature moving from one meter to another: release it first (one meter per feature).
+    Meter.objects.exclude(key__in=spec.meters).exclude(feature=None).update(feature=None)
+    for key, raw in spec.meters.items():
+        values = {**raw, "feature": features[raw["feature"]] if raw["feature"] else None, "is_active": True}
+        if values["feature"] is not None:
+            Meter.objects.filter(feature=values["feature"]).exclude(key=key).update(feature=None)
+        diff.upsert(Meter, {"key": key}, values, f"meter {key}")
+    retired = Meter.objects.filter(is_active=True).exclude(key__in=spec.meters)
+    for meter in retired:
+        diff.lines.append(f"- meter {meter.key} (deactivated)")
+    retired.update(is_active=False)

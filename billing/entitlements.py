@@ -31,6 +31,7 @@ from billing.models import (
     Overage,
     Plan,
     PlanEntitlement,
+    SubscriptionStatus,
     UsageAlert,
     UsageCounter,
     UsageEvent,
@@ -48,6 +49,7 @@ VERSION_KEY = "billing:catalog-version"
 class Reason:
     OK = "ok"
     UNKNOWN_FEATURE = "unknown_feature"
+    RESTRICTED = "restricted"
     NOT_INCLUDED = "not_included"
     LIMIT_REACHED = "limit_reached"
     QUOTA_EXCEEDED = "quota_exceeded"
@@ -126,11 +128,19 @@ class Effective:
     plan_name: str
     anchor: datetime | None
     plan_interval: str = "month"
+    status: str = ""  # the subscription's, empty without one
+    grace_until: datetime | None = None
     features: dict[str, FeatureEntitlement] = field(default_factory=dict)
     valid_until: datetime | None = None
 
     def period(self, at: datetime) -> Period:
         return usage_period(self.anchor, at)
+
+    def restricted(self, at: datetime) -> bool:
+        """Past due and out of grace: data stays visible, nothing new may be created or used."""
+        return self.status == SubscriptionStatus.PAST_DUE and (
+            self.grace_until is not None and at >= self.grace_until
+        )
 
 
 # --- Counters for counted resources ---------------------------------------------------------
@@ -185,7 +195,12 @@ def _compute(organization: Organization, version: str, now: datetime) -> Effecti
     rows = list(
         PlanEntitlement.objects.filter(plan_id=plan_id)
         .select_related("feature", "plan")
-        .annotate(anchor=Subquery(subscription.values("billing_cycle_anchor")[:1]))
+        .annotate(
+            # Usage periods follow the subscription's own: a renewal starts a new one.
+            anchor=Subquery(subscription.values("current_period_start")[:1]),
+            status=Subquery(subscription.values("status")[:1]),
+            grace_until=Subquery(subscription.values("grace_until")[:1]),
+        )
     )
     # Query 2: grants to this organization that apply now or will start later.
     grants = list(
@@ -234,6 +249,8 @@ def _compute(organization: Organization, version: str, now: datetime) -> Effecti
         plan_name=first.plan.name if first else "",
         anchor=first.anchor if first else None,
         plan_interval=first.plan.interval if first else "month",
+        status=(first.status or "") if first else "",
+        grace_until=first.grace_until if first else None,
         features=features,
         valid_until=valid_until,
     )
@@ -316,6 +333,8 @@ def check(
             return Decision(feature, True, Reason.OK, requested, name=ent.name, unit=ent.unit)
         return _denied(organization, effective, ent, Reason.NOT_INCLUDED, requested, 0, None)
 
+    if requested > 0 and effective.restricted(now):
+        return Decision(feature, False, Reason.RESTRICTED, requested, name=ent.name, unit=ent.unit)
     period = None
     if ent.kind == Feature.Kind.METERED:
         period = effective.period(now)
@@ -393,7 +412,25 @@ def entitlements_for(organization: Organization, *, now: datetime | None = None)
     now = now or timezone.now()
     effective = effective_for(organization, now=now)
     ordered = sorted(effective.features.values(), key=lambda e: e.sort_order)
-    return [check(organization, ent.key, 0, now=now) for ent in ordered]
+    # A limit nobody counts (e.g. a rate enforced elsewhere) has no usage to list.
+    return [
+        check(organization, ent.key, 0, now=now)
+        for ent in ordered
+        if ent.kind != Feature.Kind.LIMIT or ent.key in _counters
+    ]
+
+
+def low_quotas(organization: Organization, *, now: datetime | None = None) -> list[Decision]:
+    """Metered quotas past their first warning threshold: cheap enough for every page (cache
+    reads only once warm)."""
+    now = now or timezone.now()
+    effective = effective_for(organization, now=now)
+    decisions = [
+        check(organization, ent.key, 0, now=now)
+        for ent in effective.features.values()
+        if ent.kind == Feature.Kind.METERED and ent.enabled and not ent.unlimited
+    ]
+    return [d for d in decisions if d.warning]
 
 
 # --- Upgrades ---------------------------------------------------------------------------------
@@ -522,6 +559,8 @@ def consume(
         raise ValueError(f"{feature!r} is not metered; limits are counted, not consumed")
     if not ent.enabled:
         return _denied(organization, effective, ent, Reason.NOT_INCLUDED, amount, 0, None)
+    if effective.restricted(now):
+        return Decision(feature, False, Reason.RESTRICTED, amount, name=ent.name, unit=ent.unit)
     period = effective.period(now)
     ceiling = None if ent.unlimited or ent.overage == Overage.BILL else ent.limit
     try:
@@ -632,3 +671,25 @@ def _alert_crossings(organization, ent, period, before: int, after: int) -> None
 def period_reset_at(organization: Organization, *, now: datetime | None = None) -> datetime:
     now = now or timezone.now()
     return effective_for(organization, now=now).period(now).end
+
+
+# --- Batches (billing.usage) ------------------------------------------------------------------
+
+
+def catalog_version() -> str:
+    """The catalog's current version: caches of catalog data (meters) are keyed by it."""
+    return _catalog_version()
+
+
+def usage_recorded(
+    organization: Organization, ent: FeatureEntitlement, period: Period, before: int, after: int
+) -> None:
+    """A batch moved a metered counter from `before` to `after` inside the current transaction:
+    send the warnings it crossed, and refresh the cached usage once it commits."""
+    _alert_crossings(organization, ent, period, before, after)
+    transaction.on_commit(lambda: usage_cached(organization, ent.key, period, after))
+
+
+def usage_cached(organization: Organization, feature: str, period: Period, used: int) -> None:
+    """Tell `check` the counter's committed value (e.g. after a refusal changed nothing)."""
+    cache.set(_usage_key(organization.pk, feature), (period.start, used), USAGE_TTL)

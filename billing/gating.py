@@ -5,7 +5,7 @@ import uuid
 from functools import wraps
 
 from django.shortcuts import render
-from rest_framework import permissions
+from rest_framework import exceptions, permissions
 
 from billing import entitlements
 from billing.entitlements import Decision
@@ -17,6 +17,8 @@ MESSAGES = {
     entitlements.Reason.LIMIT_REACHED: "You have reached your plan's limit of {limit} {unit}s.",
     entitlements.Reason.QUOTA_EXCEEDED: "You have used all {limit} {unit}s of this period.",
     entitlements.Reason.UNKNOWN_FEATURE: "This feature is not available.",
+    entitlements.Reason.RESTRICTED: "Your last payment failed, so nothing new can be created "
+    "until the card on file is updated.",
 }
 
 
@@ -116,4 +118,40 @@ class CountsApiCalls(permissions.BasePermission):
         key = request.headers.get("Idempotency-Key")
         key = f"api:{request.method}:{request.path}:{key}" if key else f"api:{uuid.uuid4().hex}"
         raise_unless_allowed(entitlements.consume(organization, "api_calls", 1, idempotency_key=key[:255]))
+        return True
+
+
+class RateLimited(permissions.BasePermission):
+    """The plan's requests per minute (`api_rate`), shared by every process: past it, 429 with
+    `Retry-After`. Put it before permissions that record usage, so refused calls use none."""
+
+    def has_permission(self, request, view) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return True
+        from billing import ratelimit
+
+        decision = ratelimit.rate_hit(organization=get_org_for_api(request))
+        if not decision.allowed:
+            raise exceptions.Throttled(
+                wait=decision.retry_after,
+                detail=f"Your plan allows {decision.limit:,} API requests a minute; "
+                f"retry in {decision.retry_after} seconds.",
+            )
+        return True
+
+
+class MetersApiCalls(permissions.BasePermission):
+    """Each authenticated API call records one `api_calls` usage event (`billing.usage`), so it
+    shows on the usage page and feeds the quota; past the quota the call is refused unless the
+    plan bills overage. A retried request repeating its `Idempotency-Key` is one event."""
+
+    def has_permission(self, request, view) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return True
+        from billing import usage
+
+        organization = get_org_for_api(request)
+        key = request.headers.get("Idempotency-Key")
+        key = f"api:{request.method}:{request.path}:{key}" if key else f"api:{uuid.uuid4().hex}"
+        raise_unless_allowed(usage.api_call_record(organization=organization, event_id=key[:255]))
         return True

@@ -82,3 +82,29 @@ def organization_for_customer(customer_id: str):
 
     customer = Customer.objects.select_related("subscriber").filter(id=customer_id).first()
     return customer.subscriber if customer else None
+
+
+def payments_of(organization):
+    from billing.models import Payment
+
+    return Payment.objects.filter(organization=organization)
+
+
+def free_plan() -> Plan | None:
+    return Plan.objects.filter(is_free=True).first()
+
+
+def organization_to_bill(user):
+    """The organization a signed-in visitor of the pricing page would subscribe: their first
+    one where they may manage billing (personal workspace first)."""
+    if not user.is_authenticated:
+        return None
+    from teams.models import Membership, Role
+
+    membership = (
+        Membership.objects.filter(user=user, role__in=[Role.OWNER, Role.ADMIN, Role.BILLING])
+        .select_related("organization")
+        .order_by("-organization__is_personal", "organization__name")
+        .first()
+    )
+    return membership.organization if membership else None

@@ -1,16 +1,48 @@
-"""Subscriptions through Stripe: customers, checkout, webhooks-driven sync, changes, refunds.
+"""Subscriptions through Stripe: customers, checkout, webhook-driven sync, changes, refunds.
 
 Stripe says what was paid; `OrgSubscription` says what the organization may do. Every function
 here that calls Stripe does so outside any database transaction, then records the result in a
 short one. Webhook handlers re-read the object from Stripe instead of trusting the payload, so
-events arriving twice or out of order end in the same state.
+events that arrive twice or out of order end in the same state.
 """
 
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import stripe
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
 from djstripe.models import Customer
 
-from billing import selectors
+from billing import entitlements, selectors
+from billing.models import (
+    Addon,
+    EntitlementGrant,
+    OrgSubscription,
+    Payment,
+    Plan,
+    PlanLineItem,
+    SubscriptionStatus,
+)
 from billing.stripe_client import stripe_client
-from teams.models import Organization
+from teams.errors import ServiceError
+from teams.models import Membership, Organization, User
+from teams.services import audit_record
+
+
+def _ts(value: int | None) -> datetime | None:
+    return datetime.fromtimestamp(value, tz=UTC) if value else None
+
+
+def _invalidate_on_commit(organization: Organization) -> None:
+    transaction.on_commit(lambda: entitlements.invalidate(organization))
+
+
+# --- Customers -------------------------------------------------------------------------------
 
 
 def customer_ensure(*, organization: Organization, test_clock: str | None = None) -> str:
@@ -35,3 +67,554 @@ def customer_ensure(*, organization: Organization, test_clock: str | None = None
     Customer.sync_from_stripe_data(remote)
     Customer.objects.filter(id=remote.id).update(subscriber=organization)
     return remote.id
+
+
+def billable_seats(organization: Organization) -> int:
+    return max(1, Membership.objects.filter(organization=organization).count())
+
+
+# --- Checkout --------------------------------------------------------------------------------
+
+
+def _purchasable(plan: Plan) -> list[PlanLineItem]:
+    items = list(plan.line_items.all())
+    if plan.is_free or plan.is_contact_sales or not plan.is_active or not items:
+        raise ServiceError("plan_not_purchasable", f"{plan.name} cannot be bought online.",
+                           field="plan")
+    if any(not item.stripe_price_id for item in items):
+        raise ServiceError("catalog_not_synced",
+                           "This plan is not in Stripe yet: run `manage.py catalog_sync`.",
+                           status=503)
+    return items
+
+
+def checkout_line_items(*, plan: Plan, seats: int, addons: dict[Addon, int]) -> list[dict]:
+    lines = []
+    for item in _purchasable(plan):
+        if item.kind == PlanLineItem.Kind.METERED:
+            lines.append({"price": item.stripe_price_id})  # billed on usage: no quantity
+        elif item.kind == PlanLineItem.Kind.PER_SEAT:
+            lines.append({"price": item.stripe_price_id, "quantity": seats})
+        else:
+            lines.append({"price": item.stripe_price_id, "quantity": 1})
+    for addon, quantity in addons.items():
+        if not addon.is_active or not addon.stripe_price_id:
+            raise ServiceError("addon_unavailable", f"{addon.name} is not available.",
+                               field="addons")
+        if not 1 <= quantity <= addon.max_quantity:
+            raise ServiceError("invalid_quantity",
+                               f"Choose between 1 and {addon.max_quantity} of {addon.name}.",
+                               field="addons")
+        if addon.kind == Addon.Kind.RECURRING and addon.interval != plan.interval:
+            raise ServiceError("interval_mismatch",
+                               f"{addon.name} is billed per {addon.interval}; this plan per "
+                               f"{plan.interval}.", field="addons")
+        lines.append({"price": addon.stripe_price_id, "quantity": quantity})
+    return lines
+
+
+def checkout_start(
+    *,
+    organization: Organization,
+    plan: Plan,
+    actor: User,
+    addons: dict[Addon, int] | None = None,
+    test_clock: str | None = None,
+) -> str:
+    """A Checkout Session for `plan` (and add-ons); returns the URL to send the person to."""
+    addons = addons or {}
+    current = OrgSubscription.objects.filter(organization=organization).first()
+    if current and current.stripe_subscription_id and current.applies:
+        raise ServiceError("already_subscribed",
+                           "This organization already has a subscription; change its plan instead.",
+                           status=409)
+    seats = billable_seats(organization)
+    lines = checkout_line_items(plan=plan, seats=seats, addons=addons)
+    customer_id = customer_ensure(organization=organization, test_clock=test_clock)
+    base = settings.SITE_URL + reverse("billing", args=[organization.slug])
+    metadata = {"tally_org": organization.slug, "tally_org_id": str(organization.pk),
+                "tally_plan": plan.key}
+    params = {
+        "mode": "subscription",
+        "customer": customer_id,
+        "line_items": lines,
+        "client_reference_id": str(organization.pk),
+        "success_url": base + "success/?session_id={CHECKOUT_SESSION_ID}",
+        "cancel_url": base + "?checkout=cancelled",
+        "metadata": metadata,
+        "subscription_data": {"metadata": metadata},
+    }
+    if plan.trial_days and not (current and current.first_paid_at):
+        params["subscription_data"]["trial_period_days"] = plan.trial_days
+    session = stripe_client().v1.checkout.sessions.create(params)
+    audit_record(organization=organization, action="billing.checkout_started", actor=actor,
+                 target=plan.key, data={"session": session.id, "seats": seats,
+                                        "addons": {a.key: q for a, q in addons.items()}})
+    return session.url
+
+
+def checkout_session_state(*, organization: Organization, session_id: str) -> dict:
+    """What the success page shows: the session as Stripe has it, and whether Tally has caught
+    up (the webhook may arrive after the person does)."""
+    session = stripe_client().v1.checkout.sessions.retrieve(session_id)
+    if (session.metadata or {}).get("tally_org_id") != str(organization.pk):
+        raise ServiceError("not_found", "No such checkout for this organization.", status=404)
+    subscription = OrgSubscription.objects.filter(organization=organization).first()
+    active = bool(
+        subscription and session.subscription
+        and subscription.stripe_subscription_id == session.subscription
+        and subscription.applies
+    )
+    return {"status": session.status, "payment_status": session.payment_status,
+            "active": active, "subscription": subscription}
+
+
+def checkout_complete(*, session_id: str) -> OrgSubscription | None:
+    """After `checkout.session.completed`: sync the subscription and grant one-time add-ons."""
+    client = stripe_client()
+    session = client.v1.checkout.sessions.retrieve(session_id)
+    if session.status != "complete":
+        return None
+    organization = _organization_of(session.metadata, session.customer)
+    if organization is None:
+        return None
+    result = None
+    if session.subscription:
+        result = subscription_sync(subscription_id=session.subscription)
+    line_items = client.v1.checkout.sessions.line_items.list(session_id, {"limit": 100})
+    for line in line_items.auto_paging_iter():
+        addon = Addon.objects.filter(stripe_price_id=line.price.id).first()
+        if addon is not None and addon.kind == Addon.Kind.ONE_TIME:
+            _grant_addon(organization, addon, line.quantity or 1, f"checkout:{session_id}")
+    return result
+
+
+def _grant_addon(organization, addon: Addon, quantity: int, reference: str) -> None:
+    reference = f"{reference}:{addon.key}"
+    for ent in addon.entitlements.select_related("feature"):
+        if EntitlementGrant.objects.filter(reference=reference, feature=ent.feature).exists():
+            continue  # granted by an earlier delivery of the same event
+        grant = EntitlementGrant.objects.create(
+            feature=ent.feature, source=EntitlementGrant.Source.ADDON,
+            amount=ent.amount * quantity, unlimited=ent.unlimited,
+            reason=f"{quantity} × {addon.name}", reference=reference,
+        )
+        grant.organizations.add(organization)
+        audit_record(organization=organization, action="billing.addon_granted",
+                     target=addon.key, data={"quantity": quantity, "reference": reference})
+    _invalidate_on_commit(organization)
+
+
+def _organization_of(metadata, customer_id: str | None) -> Organization | None:
+    org_id = (metadata or {}).get("tally_org_id")
+    if org_id:
+        organization = Organization.objects.filter(pk=org_id).first()
+        if organization:
+            return organization
+    return selectors.organization_for_customer(customer_id) if customer_id else None
+
+
+# --- Sync from Stripe --------------------------------------------------------------------------
+
+
+def _plan_of(remote) -> tuple[Plan | None, int]:
+    """The catalog plan behind a Stripe subscription's items, and its seat quantity.
+
+    Prices carry their plan and line item in metadata, which survives a price being replaced
+    (an archived price still names its plan); the price id is the fallback.
+    """
+    wanted = []
+    for item in remote["items"].data:
+        meta = item.price.metadata or {}
+        wanted.append((item, meta.get("tally_plan"), meta.get("tally_item")))
+    lines = list(
+        PlanLineItem.objects.select_related("plan").filter(
+            Q(stripe_price_id__in=[item.price.id for item, _, _ in wanted])
+            | Q(plan__key__in=[key for _, key, _ in wanted if key])
+        )
+    )
+    plan, seats = None, 1
+    for item, plan_key, item_key in wanted:
+        line = next((li for li in lines if li.plan.key == plan_key and li.key == item_key), None)
+        line = line or next((li for li in lines if li.stripe_price_id == item.price.id), None)
+        if line is None:
+            continue
+        plan = plan or line.plan
+        if line.kind == PlanLineItem.Kind.PER_SEAT:
+            seats = item.quantity or 1
+    return plan, seats
+
+
+def subscription_sync(*, subscription_id: str) -> OrgSubscription | None:
+    """Make Tally's record of a subscription match Stripe's current state.
+
+    The state is re-read from Stripe, so whichever event triggered this (and in whatever order
+    events arrived) the result is the same. A failed payment's grace period counts from the
+    unpaid invoice, in Stripe's time (which a test clock moves), not from when we heard of it.
+    """
+    remote = stripe_client().v1.subscriptions.retrieve(
+        subscription_id, {"expand": ["items.data.price", "latest_invoice"]}
+    )
+    organization = _organization_of(remote.metadata, remote.customer)
+    if organization is None:
+        return None
+    plan, seats = _plan_of(remote)
+    if plan is None:
+        return None
+    first = remote["items"].data[0] if remote["items"].data else None
+    period_start = _ts(first.current_period_start) if first else None
+    period_end = _ts(first.current_period_end) if first else None
+    unpaid = remote.latest_invoice if isinstance(remote.latest_invoice, stripe.Invoice) else None
+    failed_at = _ts(unpaid.created) if unpaid else None
+    with transaction.atomic():
+        local = (
+            OrgSubscription.objects.select_for_update()
+            .filter(organization=organization).first()
+        )
+        if local and local.stripe_subscription_id not in (None, remote.id) and local.applies \
+                and remote.status not in ("active", "trialing", "past_due"):
+            # An older, ended subscription must not overwrite the one in force.
+            return local
+        previous = (local.plan_id, local.status, local.seats) if local else None
+        local = local or OrgSubscription(organization=organization, plan=plan)
+        effective_plan = plan
+        if local.pending_plan_id and local.pending_plan_id == plan.pk:
+            if local.pending_plan_at and period_start and period_start < local.pending_plan_at:
+                effective_plan = local.plan  # a downgrade waits for the period it was paid for
+            else:
+                local.pending_plan, local.pending_plan_at = None, None
+        grace_days = timedelta(days=settings.BILLING_GRACE_DAYS)
+        if remote.status == SubscriptionStatus.PAST_DUE:
+            local.grace_until = local.grace_until or (failed_at or timezone.now()) + grace_days
+        else:
+            local.grace_until = None
+        local.plan = effective_plan
+        local.status = remote.status
+        local.seats = seats
+        local.stripe_subscription_id = remote.id
+        local.billing_cycle_anchor = _ts(remote.billing_cycle_anchor) or local.billing_cycle_anchor
+        local.current_period_start = period_start or local.current_period_start
+        local.current_period_end = period_end
+        local.cancel_at_period_end = bool(remote.cancel_at_period_end)
+        local.trial_end = _ts(remote.trial_end)
+        local.updated_at = timezone.now()
+        local.save()
+        current = (local.plan_id, local.status, local.seats)
+        if current != previous:
+            audit_record(organization=organization, action="billing.subscription_synced",
+                         target=local.plan.key,
+                         data={"status": local.status, "seats": local.seats,
+                               "stripe_subscription": remote.id})
+        _invalidate_on_commit(organization)
+    return local
+
+
+def invoice_record(*, invoice_id: str) -> Payment | None:
+    """Record a paid or failed invoice in the payment history, then resync its subscription
+    (a paid renewal starts a new period; a failed payment starts the grace period)."""
+    client = stripe_client()
+    invoice = client.v1.invoices.retrieve(
+        invoice_id, {"expand": ["payments.data.payment.payment_intent"]}
+    )
+    organization = _organization_of(None, invoice.customer)
+    if organization is None:
+        return None
+    charge_id = ""
+    for payment in (invoice.get("payments") or {}).get("data", []):
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        if intent and not isinstance(intent, str):
+            charge_id = intent.get("latest_charge") or charge_id
+    lines = invoice.lines.data
+    status = Payment.Status.PAID if invoice.status == "paid" else Payment.Status.FAILED
+    paid_at = _ts((invoice.get("status_transitions") or {}).get("paid_at"))
+    values = {
+        "organization": organization,
+        "stripe_charge_id": charge_id or "",
+        "number": invoice.number or "",
+        "description": lines[0].description if lines else "",
+        "billing_reason": invoice.billing_reason or "",
+        "amount_due": invoice.amount_due,
+        "amount_paid": invoice.amount_paid,
+        "currency": invoice.currency,
+        "period_start": _ts(lines[0].period.start) if lines else None,
+        "period_end": _ts(lines[0].period.end) if lines else None,
+        "hosted_invoice_url": invoice.hosted_invoice_url or "",
+        "created_at": _ts(invoice.created),
+        "paid_at": paid_at,
+    }
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().filter(stripe_invoice_id=invoice.id).first()
+        if payment is None:
+            payment = Payment(stripe_invoice_id=invoice.id, status=status, **values)
+            try:
+                with transaction.atomic():
+                    payment.save()
+            except IntegrityError:
+                payment = Payment.objects.select_for_update().get(stripe_invoice_id=invoice.id)
+        if payment.status in (Payment.Status.REFUNDED, Payment.Status.PARTIALLY_REFUNDED):
+            status = payment.status  # a refund recorded earlier stays recorded
+        for name, value in values.items():
+            setattr(payment, name, value)
+        payment.status = status
+        payment.save()
+    subscription_id = ((invoice.get("parent") or {}).get("subscription_details") or {}).get(
+        "subscription")
+    local = OrgSubscription.objects.filter(stripe_subscription_id=subscription_id).first() \
+        if subscription_id else None
+    # A paid invoice for a period Tally already has as active changes nothing: skip the call.
+    current = (
+        local is not None and status == Payment.Status.PAID
+        and local.status == SubscriptionStatus.ACTIVE and local.grace_until is None
+        and values["period_start"] is not None
+        and local.current_period_start >= values["period_start"]
+    )
+    if subscription_id and not current:
+        subscription_sync(subscription_id=subscription_id)
+    if status == Payment.Status.PAID and invoice.amount_paid > 0:
+        # The money-back window counts from the first payment, whichever event came first.
+        OrgSubscription.objects.filter(
+            organization=organization, first_paid_at__isnull=True
+        ).update(first_paid_at=paid_at or timezone.now())
+    if status == Payment.Status.FAILED:
+        from billing.tasks import send_payment_failed
+
+        send_payment_failed.delay_on_commit(payment.pk)
+    return payment
+
+
+def charge_refunded(*, charge_id: str) -> Payment | None:
+    """Record a refund (from Tally's money-back action or from the Stripe dashboard)."""
+    charge = stripe_client().v1.charges.retrieve(charge_id)
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().filter(stripe_charge_id=charge_id).first()
+        if payment is None:
+            return None
+        payment.amount_refunded = min(charge.amount_refunded, payment.amount_paid)
+        payment.status = (Payment.Status.REFUNDED if payment.amount_refunded >= payment.amount_paid
+                          else Payment.Status.PARTIALLY_REFUNDED)
+        payment.save(update_fields=["amount_refunded", "status"])
+        audit_record(organization=payment.organization, action="billing.refund_recorded",
+                     target=payment.number or payment.stripe_invoice_id,
+                     data={"amount_refunded": payment.amount_refunded})
+    return payment
+
+
+# --- Changes -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preview:
+    amount_due: int
+    currency: str
+    lines: list[tuple[str, int]]
+    next_payment_at: datetime | None
+    immediate: bool
+
+
+def _subscription_for_change(organization: Organization) -> OrgSubscription:
+    subscription = OrgSubscription.objects.select_related("plan").filter(
+        organization=organization).first()
+    if subscription is None or not subscription.stripe_subscription_id or not subscription.applies:
+        raise ServiceError("no_subscription", "There is no active subscription to change.",
+                           status=409)
+    return subscription
+
+
+def _item_changes(remote, new_plan: Plan, seats: int) -> list[dict]:
+    """Items for `subscriptions.update`: every current item removed or swapped, every line item
+    of the new plan present once."""
+    current = list(remote["items"].data)
+    changes = []
+    wanted = list(_purchasable(new_plan))
+    for item in current:
+        changes.append({"id": item.id, "deleted": True})
+    for line in wanted:
+        entry = {"price": line.stripe_price_id}
+        if line.kind == PlanLineItem.Kind.PER_SEAT:
+            entry["quantity"] = seats
+        elif line.kind == PlanLineItem.Kind.FLAT:
+            entry["quantity"] = 1
+        changes.append(entry)
+    return changes
+
+
+def _is_upgrade(current: Plan, new: Plan, seats: int) -> bool:
+    def monthly(plan: Plan) -> int:
+        total = plan.total(seats=seats)
+        return math.ceil(total / 12) if plan.interval == "year" else total
+
+    return current.interval != new.interval or monthly(new) >= monthly(current)
+
+
+def subscription_change_preview(*, organization: Organization, plan: Plan) -> Preview:
+    """What changing to `plan` costs: now for an upgrade (prorated), at renewal for a downgrade."""
+    subscription = _subscription_for_change(organization)
+    if plan.pk == subscription.plan_id:
+        raise ServiceError("same_plan", "That is the current plan.", field="plan")
+    client = stripe_client()
+    remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
+    seats = billable_seats(organization)
+    upgrade = _is_upgrade(subscription.plan, plan, seats)
+    preview = client.v1.invoices.create_preview({
+        "customer": remote.customer,
+        "subscription": remote.id,
+        "subscription_details": {
+            "items": _item_changes(remote, plan, seats),
+            "proration_behavior": "always_invoice" if upgrade else "none",
+        },
+    })
+    return Preview(
+        amount_due=preview.amount_due,
+        currency=preview.currency,
+        lines=[(line.description or "", line.amount) for line in preview.lines.data],
+        next_payment_at=_ts(preview.get("next_payment_attempt")) or subscription.current_period_end,
+        immediate=upgrade,
+    )
+
+
+def subscription_change(*, organization: Organization, plan: Plan, actor: User) -> OrgSubscription:
+    """Upgrades (and interval switches) apply now with proration, invoiced at once;
+    downgrades apply at the end of the period already paid for."""
+    subscription = _subscription_for_change(organization)
+    if plan.pk == subscription.plan_id:
+        raise ServiceError("same_plan", "That is the current plan.", field="plan")
+    client = stripe_client()
+    remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
+    seats = billable_seats(organization)
+    upgrade = _is_upgrade(subscription.plan, plan, seats)
+    params = {
+        "items": _item_changes(remote, plan, seats),
+        "proration_behavior": "always_invoice" if upgrade else "none",
+        "metadata": {"tally_plan": plan.key},
+    }
+    # Keyed by the state it changes from: a retried click repeats, a later change does not.
+    version = int(subscription.updated_at.timestamp())
+    client.v1.subscriptions.update(
+        remote.id, params, {"idempotency_key": f"tally-change-{remote.id}-{plan.key}-{version}"}
+    )
+    if not upgrade:
+        OrgSubscription.objects.filter(pk=subscription.pk).update(
+            pending_plan=plan, pending_plan_at=subscription.current_period_end)
+    audit_record(organization=organization, action="billing.plan_changed", actor=actor,
+                 target=plan.key, data={"from": subscription.plan.key,
+                                        "when": "now" if upgrade else "period_end"})
+    return subscription_sync(subscription_id=remote.id)
+
+
+def subscription_cancel(*, organization: Organization, actor: User) -> OrgSubscription:
+    subscription = _subscription_for_change(organization)
+    stripe_client().v1.subscriptions.update(subscription.stripe_subscription_id,
+                                           {"cancel_at_period_end": True})
+    audit_record(organization=organization, action="billing.cancel_scheduled", actor=actor,
+                 target=subscription.plan.key)
+    return subscription_sync(subscription_id=subscription.stripe_subscription_id)
+
+
+def subscription_resume(*, organization: Organization, actor: User) -> OrgSubscription:
+    subscription = _subscription_for_change(organization)
+    stripe_client().v1.subscriptions.update(subscription.stripe_subscription_id,
+                                           {"cancel_at_period_end": False})
+    audit_record(organization=organization, action="billing.cancel_withdrawn", actor=actor,
+                 target=subscription.plan.key)
+    return subscription_sync(subscription_id=subscription.stripe_subscription_id)
+
+
+def money_back_deadline(subscription: OrgSubscription | None) -> datetime | None:
+    if subscription is None or subscription.first_paid_at is None:
+        return None
+    return subscription.first_paid_at + timedelta(days=settings.BILLING_MONEY_BACK_DAYS)
+
+
+def subscription_refund_and_cancel(*, organization: Organization, actor: User,
+                                   now: datetime | None = None) -> Payment:
+    """The money-back guarantee: within the window after the first payment, cancel at once and
+    refund everything paid."""
+    subscription = _subscription_for_change(organization)
+    deadline = money_back_deadline(subscription)
+    now = now or timezone.now()
+    if deadline is None or now >= deadline:
+        raise ServiceError("refund_window_closed",
+                           f"Full refunds are possible within {settings.BILLING_MONEY_BACK_DAYS} "
+                           "days of the first payment.", status=409)
+    payments = list(Payment.objects.filter(organization=organization, status=Payment.Status.PAID,
+                                           amount_paid__gt=0).exclude(stripe_charge_id=""))
+    client = stripe_client()
+    client.v1.subscriptions.cancel(subscription.stripe_subscription_id)
+    for payment in payments:
+        client.v1.refunds.create(
+            {"charge": payment.stripe_charge_id, "reason": "requested_by_customer"},
+            {"idempotency_key": f"tally-refund-{payment.stripe_invoice_id}"},
+        )
+        charge_refunded(charge_id=payment.stripe_charge_id)
+    audit_record(organization=organization, action="billing.refunded_and_canceled", actor=actor,
+                 target=subscription.plan.key,
+                 data={"refunded": sum(p.amount_paid for p in payments)})
+    subscription_sync(subscription_id=subscription.stripe_subscription_id)
+    return payments[0] if payments else None
+
+
+def portal_url(*, organization: Organization, return_url: str) -> str:
+    customer_id = customer_ensure(organization=organization)
+    session = stripe_client().v1.billing_portal.sessions.create(
+        {"customer": customer_id, "return_url": return_url})
+    return session.url
+
+
+def upcoming_invoice(*, organization: Organization) -> Preview | None:
+    subscription = OrgSubscription.objects.filter(organization=organization).first()
+    if subscription is None or not subscription.stripe_subscription_id or not subscription.applies:
+        return None
+    try:
+        preview = stripe_client().v1.invoices.create_preview({
+            "customer": selectors.stripe_customer_id_of(organization),
+            "subscription": subscription.stripe_subscription_id,
+        })
+    except stripe.InvalidRequestError:
+        return None  # e.g. canceling at period end: nothing comes next
+    return Preview(
+        amount_due=preview.amount_due, currency=preview.currency,
+        lines=[(line.description or "", line.amount) for line in preview.lines.data],
+        next_payment_at=_ts(preview.get("next_payment_attempt")) or _ts(preview.period_end),
+        immediate=False,
+    )
+
+
+# --- Reconciliation ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Drift:
+    organization: Organization
+    field: str
+    local: object
+    remote: object
+
+
+def subscription_reconcile(*, fix: bool = False) -> list[Drift]:
+    """Compare every organization's subscription with Stripe; with `fix`, resync the drifted.
+
+    Catches what a lost webhook would leave behind: a plan, status, seat count or cancellation
+    that Stripe has and Tally does not."""
+    client = stripe_client()
+    drifts: list[Drift] = []
+    for local in OrgSubscription.objects.exclude(stripe_subscription_id=None).select_related(
+        "plan", "organization"
+    ):
+        remote = client.v1.subscriptions.retrieve(local.stripe_subscription_id,
+                                                  {"expand": ["items.data.price"]})
+        plan, seats = _plan_of(remote)
+        expected_plan = local.plan if local.pending_plan_id == (plan.pk if plan else None) else plan
+        found = []
+        if expected_plan and expected_plan.pk != local.plan_id:
+            found.append(Drift(local.organization, "plan", local.plan.key, expected_plan.key))
+        if remote.status != local.status:
+            found.append(Drift(local.organization, "status", local.status, remote.status))
+        if seats != local.seats:
+            found.append(Drift(local.organization, "seats", local.seats, seats))
+        if bool(remote.cancel_at_period_end) != local.cancel_at_period_end:
+            found.append(Drift(local.organization, "cancel_at_period_end",
+                               local.cancel_at_period_end, bool(remote.cancel_at_period_end)))
+        drifts += found
+        if fix and found:
+            subscription_sync(subscription_id=local.stripe_subscription_id)
+    return drifts

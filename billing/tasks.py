@@ -1,3 +1,4 @@
+import stripe
 from celery import shared_task
 from django.conf import settings
 from django.core.mail import send_mail
@@ -31,3 +32,51 @@ def send_usage_alert(alert_id: int) -> None:
         from_email=None,
         recipient_list=sorted(set(recipients)),
     )
+
+
+@shared_task(
+    autoretry_for=(OSError, stripe.APIConnectionError, stripe.RateLimitError),
+    retry_backoff=True,
+    max_retries=8,
+)
+def process_stripe_event(event_id: str) -> None:
+    from billing import stripe_events
+
+    stripe_events.handle(event_id)
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def send_payment_failed(payment_id: int) -> None:
+    from billing.models import Payment
+
+    payment = Payment.objects.select_related("organization").filter(pk=payment_id).first()
+    if payment is None:
+        return
+    organization = payment.organization
+    recipients = list(
+        Membership.objects.filter(
+            organization=organization, role__in=[Role.OWNER, Role.ADMIN, Role.BILLING]
+        ).values_list("user__email", flat=True)
+    )
+    context = {
+        "payment": payment,
+        "organization": organization,
+        "billing_url": settings.SITE_URL + reverse("billing", args=[organization.slug]),
+        "grace_days": settings.BILLING_GRACE_DAYS,
+    }
+    send_mail(
+        subject=f"Payment failed for {organization.name}: please update your card",
+        message=render_to_string("billing/email/payment_failed.txt", context),
+        from_email=None,
+        recipient_list=sorted(set(recipients)),
+    )
+
+from billing import tasks_usage  # noqa: E402, F401  (autodiscovery finds tasks.py only)
+
+
+@shared_task
+def reconcile_subscriptions() -> int:
+    """Nightly: repair what a lost webhook left behind."""
+    from billing.subscriptions import subscription_reconcile
+
+    return len(subscription_reconcile(fix=True))

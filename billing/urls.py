@@ -5,4 +5,13 @@ from billing import views
 urlpatterns = [
     path("pricing/", views.pricing, name="pricing"),
     path("pricing/seats/", views.pricing_seats, name="pricing_seats"),
+    path("o/<slug:org_slug>/billing/", views.billing, name="billing"),
+    path("o/<slug:org_slug>/billing/upcoming/", views.billing_upcoming, name="billing_upcoming"),
+    path("o/<slug:org_slug>/billing/checkout/", views.checkout, name="billing_checkout"),
+    path("o/<slug:org_slug>/billing/success/", views.checkout_success, name="billing_success"),
+    path("o/<slug:org_slug>/billing/change/", views.change_plan, name="billing_change"),
+    path("o/<slug:org_slug>/billing/cancel/", views.cancel, name="billing_cancel"),
+    path("o/<slug:org_slug>/billing/resume/", views.resume, name="billing_resume"),
+    path("o/<slug:org_slug>/billing/refund/", views.refund, name="billing_refund"),
+    path("o/<slug:org_slug>/billing/portal/", views.portal, name="billing_portal"),
 ]

@@ -1,9 +1,18 @@
+import stripe
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.http import Http404
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
-from billing import selectors
-from billing.models import Interval, Plan, PlanLineItem
+from billing import entitlements, selectors, subscriptions
+from billing.models import Access, Interval, Plan, PlanLineItem
+from teams.access import get_org_for_user
+from teams.errors import ServiceError
+from teams.models import Role
 
 MAX_SEATS = 1000
 
@@ -35,6 +44,7 @@ def pricing(request):
     context = {
         "interval": interval,
         "offers": offers,
+        "checkout_org": selectors.organization_to_bill(request.user),
         "rows": rows,
         "addons": selectors.active_addons(),
         "seats": seats,
@@ -65,3 +75,179 @@ def pricing_seats(request):
             "total": plan.total(seats=seats),
         },
     )
+
+
+# --- The organization's billing page and its actions ----------------------------------------
+
+
+def _addons_from(request) -> dict:
+    """`addon_<key>=<quantity>` fields from the plan picker."""
+    chosen = {}
+    for addon in selectors.active_addons():
+        raw = request.POST.get(f"addon_{addon.key}", "").strip()
+        if raw and raw != "0":
+            try:
+                chosen[addon] = int(raw)
+            except ValueError:
+                raise ServiceError("invalid_quantity", f"{addon.name}: a whole number, please.",
+                                   field="addons") from None
+    return chosen
+
+
+def _billing_context(organization, membership) -> dict:
+    subscription = selectors.subscription_of(organization)
+    return {
+        "organization": organization,
+        "membership": membership,
+        "subscription": subscription,
+        "access": subscription.access if subscription else Access.FREE,
+        "plan": subscription.plan if subscription and subscription.applies
+        else Plan.objects.filter(is_free=True).first(),
+        "usage": entitlements.entitlements_for(organization),
+        "seats_used": subscriptions.billable_seats(organization),
+        "payments": selectors.payments_of(organization)[:24],
+        "money_back_until": subscriptions.money_back_deadline(subscription),
+        "plans": Plan.objects.public().filter(is_free=False).select_related("product")
+        .prefetch_related("line_items"),
+        "addons": selectors.active_addons(),
+        "money_back_days": settings.BILLING_MONEY_BACK_DAYS,
+    }
+
+
+@login_required
+@require_GET
+def billing(request, org_slug: str):
+    organization, membership = get_org_for_user(request, org_slug)
+    context = _billing_context(organization, membership)
+    if request.GET.get("checkout") == "cancelled":
+        messages.info(request, "Checkout cancelled: nothing was charged.")
+    return render(request, "billing/billing.html", context)
+
+
+@login_required
+@require_GET
+def billing_upcoming(request, org_slug: str):
+    """The upcoming invoice, loaded after the page (it asks Stripe)."""
+    organization, _ = get_org_for_user(request, org_slug)
+    try:
+        upcoming = subscriptions.upcoming_invoice(organization=organization)
+    except stripe.StripeError:
+        upcoming, failed = None, True
+    else:
+        failed = False
+    return render(request, "billing/billing.html#upcoming",
+                  {"organization": organization, "upcoming": upcoming, "failed": failed})
+
+
+@login_required
+@require_POST
+def checkout(request, org_slug: str):
+    organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    plan = Plan.objects.public().filter(key=request.POST.get("plan", "")).first()
+    try:
+        if plan is None:
+            raise ServiceError("unknown_plan", "Choose one of the listed plans.", field="plan")
+        url = subscriptions.checkout_start(organization=organization, plan=plan,
+                                           actor=request.user, addons=_addons_from(request))
+    except ServiceError as error:
+        messages.error(request, error.message)
+        return redirect("billing", organization.slug)
+    except stripe.StripeError:
+        messages.error(request, "Stripe could not start the checkout; please try again.")
+        return redirect("billing", organization.slug)
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
+
+
+@login_required
+@require_GET
+def checkout_success(request, org_slug: str):
+    """Stripe sends the person here, possibly before its webhook reaches us: until the
+    subscription is active, the page says "activating" and polls."""
+    organization, membership = get_org_for_user(request, org_slug)
+    session_id = request.GET.get("session_id", "")
+    try:
+        state = subscriptions.checkout_session_state(organization=organization,
+                                                     session_id=session_id)
+    except (ServiceError, stripe.InvalidRequestError):
+        raise Http404("No such checkout.") from None
+    context = {"organization": organization, "membership": membership, "state": state,
+               "session_id": session_id,
+               "usage": entitlements.entitlements_for(organization) if state["active"] else []}
+    if request.htmx:
+        return render(request, "billing/success.html#status", context)
+    return render(request, "billing/success.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def change_plan(request, org_slug: str):
+    organization, membership = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    plan = Plan.objects.public().filter(key=request.GET.get("plan") or request.POST.get("plan", "")
+                                        ).select_related("product").first()
+    if plan is None:
+        raise Http404("No such plan.")
+    try:
+        if request.method == "POST":
+            subscriptions.subscription_change(organization=organization, plan=plan,
+                                              actor=request.user)
+            messages.success(request, f"Your plan is now {plan.name}." if
+                             selectors.subscription_of(organization).plan_id == plan.pk else
+                             f"You will move to {plan.name} when this period ends.")
+            return redirect("billing", organization.slug)
+        preview = subscriptions.subscription_change_preview(organization=organization, plan=plan)
+    except ServiceError as error:
+        messages.error(request, error.message)
+        return redirect("billing", organization.slug)
+    return render(request, "billing/change.html", {
+        "organization": organization, "membership": membership, "plan": plan,
+        "preview": preview, "subscription": selectors.subscription_of(organization),
+    })
+
+
+def _simple_action(request, org_slug: str, action, success: str, *, min_role=Role.BILLING):
+    organization, _ = get_org_for_user(request, org_slug, min_role=min_role)
+    try:
+        action(organization=organization, actor=request.user)
+    except ServiceError as error:
+        messages.error(request, error.message)
+    except stripe.StripeError:
+        messages.error(request, "Stripe did not accept that; nothing changed.")
+    else:
+        messages.success(request, success)
+    return redirect("billing", organization.slug)
+
+
+@login_required
+@require_POST
+def cancel(request, org_slug: str):
+    return _simple_action(request, org_slug, subscriptions.subscription_cancel,
+                          "Your subscription will end with the current period.")
+
+
+@login_required
+@require_POST
+def resume(request, org_slug: str):
+    return _simple_action(request, org_slug, subscriptions.subscription_resume,
+                          "Your subscription continues as before.")
+
+
+@login_required
+@require_POST
+def refund(request, org_slug: str):
+    return _simple_action(request, org_slug, subscriptions.subscription_refund_and_cancel,
+                          "Subscription cancelled and refunded in full.", min_role=Role.OWNER)
+
+
+@login_required
+@require_POST
+def portal(request, org_slug: str):
+    organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    return_url = request.build_absolute_uri(reverse("billing", args=[organization.slug]))
+    try:
+        url = subscriptions.portal_url(organization=organization, return_url=return_url)
+    except stripe.StripeError:
+        messages.error(request, "Stripe's customer portal is unavailable; please try again.")
+        return redirect("billing", organization.slug)
+    return redirect(url)

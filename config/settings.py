@@ -87,6 +87,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "teams.context_processors.organizations",
+                "billing.context_processors.billing_alert",
             ],
         },
     },
@@ -125,6 +126,11 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
+# Every periodic job is also a management command, for cron or a person.
+CELERY_BEAT_SCHEDULE = {
+    "credits-expire": {"task": "credits.tasks.expire_credits", "schedule": 15 * 60},
+    "billing-reconcile": {"task": "billing.tasks.reconcile_subscriptions", "schedule": 24 * 3600},
+}
 
 # --- Auth -----------------------------------------------------------------------------------
 
@@ -139,6 +145,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7, minimum=1)
+# After a failed payment: days of full access before it steps down to restricted.
+BILLING_GRACE_DAYS = env_int("BILLING_GRACE_DAYS", 1, minimum=0)
+# Days after the first payment in which an owner may cancel with a full refund.
+BILLING_MONEY_BACK_DAYS = env_int("BILLING_MONEY_BACK_DAYS", 7, minimum=0)
 
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG

@@ -5,10 +5,13 @@ from drf_spectacular.views import SpectacularAPIView
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("api/v1/credits/", include("credits.api_urls")),
     path("api/v1/", include("projects.api_urls")),
     path("api/v1/", include("billing.api_urls")),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("", include("teams.urls")),
     path("", include("billing.urls")),
+    path("", include("billing.urls_usage")),
+    path("", include("credits.urls")),
     path("", include("projects.urls")),
 ]

@@ -4,18 +4,21 @@ from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.gating import CountsApiCalls
+from billing.gating import MetersApiCalls, RateLimited
+from credits.decorators import charges_credits, credits_used
 from projects import selectors, services
 from projects.models import AiModel, Project
+from projects.views import generation_action, generation_units, generation_units_used
 from teams.access import get_org_for_api
 from teams.auth import ApiKeyPrincipal
 from teams.models import Role
 
 
 class MeteredApiView(APIView):
-    """The sample product's API: every call counts against the `api_calls` quota."""
+    """The sample product's API: the plan's rate limit first, then every call is an `api_calls`
+    usage event counted against the quota."""
 
-    permission_classes = [permissions.IsAuthenticated, CountsApiCalls]
+    permission_classes = [permissions.IsAuthenticated, RateLimited, MetersApiCalls]
 
 
 def _actor(request):
@@ -111,6 +114,7 @@ class GenerationApi(MeteredApiView):
         )
 
     @extend_schema(request=Input, responses={201: GenerationOutput})
+    @charges_credits(generation_action, quantity=generation_units)
     def post(self, request, code):
         project = self._project(request, code)
         data = self.Input(data=request.data)
@@ -120,6 +124,8 @@ class GenerationApi(MeteredApiView):
             project=project,
             actor=user,
             idempotency_key=request.headers.get("Idempotency-Key"),
+            paid_with_credits=hasattr(request, "credit_charge"),
             **data.validated_data,
         )
+        credits_used(request, quantity=generation_units_used(generation))
         return Response(GenerationOutput(generation).data, status=status.HTTP_201_CREATED)

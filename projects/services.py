@@ -81,8 +81,11 @@ def generation_create(
     model: str = AiModel.GPT_4,
     actor: User | None = None,
     idempotency_key: str | None = None,
+    paid_with_credits: bool = False,
 ) -> Generation:
-    """Run the (simulated) model once, counted against the `ai_generations` quota.
+    """Run the (simulated) model once, counted against the `ai_generations` quota, unless the
+    caller has already charged credits for it (the quota was used up and the plan's overage
+    policy is credits).
 
     A retry with the same key returns the first generation and is counted once.
     """
@@ -100,14 +103,15 @@ def generation_create(
     output = generate(model=model, prompt=prompt)
     try:
         with transaction.atomic():
-            raise_unless_allowed(
-                entitlements.consume(
-                    project.organization,
-                    "ai_generations",
-                    1,
-                    idempotency_key=f"generation:{project.pk}:{key}",
+            if not paid_with_credits:
+                raise_unless_allowed(
+                    entitlements.consume(
+                        project.organization,
+                        "ai_generations",
+                        1,
+                        idempotency_key=f"generation:{project.pk}:{key}",
+                    )
                 )
-            )
             return Generation.objects.create(
                 project=project,
                 model=model,

@@ -1,5 +1,6 @@
 """One JSON error shape for the whole API: {"code", "message", "fields"?}."""
 
+import stripe
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -33,6 +34,15 @@ def _flatten(detail) -> dict[str, list[str]]:
 def exception_handler(exc, context):
     if isinstance(exc, ServiceError):
         return Response(exc.as_dict(), status=exc.status)
+    if isinstance(exc, stripe.StripeError):
+        # Nothing was changed on our side; the client may retry.
+        return Response(
+            {
+                "code": "payment_provider_unavailable",
+                "message": "Stripe did not answer as expected; please retry shortly.",
+            },
+            status=status.HTTP_502_BAD_GATEWAY,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

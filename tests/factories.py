@@ -67,3 +67,13 @@ class GenerationFactory(factory.django.DjangoModelFactory):
     prompt = "Hello"
     result = "World"
     tokens = 4
+
+
+class CreditPackageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "credits.CreditPackage"
+
+    code = factory.Sequence(lambda n: f"pack-{n}")
+    name = factory.Sequence(lambda n: f"Pack {n}")
+    credits = 1000
+    unit_amount = 1000

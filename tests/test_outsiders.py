@@ -3,6 +3,7 @@
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from credits import services as credit_services
 from teams import services
 from teams.models import Membership, Role
 from tests.factories import InvitationFactory, ProjectFactory
@@ -23,6 +24,9 @@ def acme(org, owner, member):
         "member": Membership.objects.get(user=member).code,
         "invitation": invitation.code,
         "key": key.code,
+        "reservation": credit_services.credit_reservation_create(
+            organization=org, amount=1, idempotency_key="outsiders"
+        ).code,
     }
 
 
@@ -46,6 +50,21 @@ PAGES = {
     "project_edit": (["project"], ["get", "post"]),
     "project_delete": (["project"], ["post"]),
     "generation_create": (["project"], ["post"]),
+    "billing": ([], ["get"]),
+    "billing_upcoming": ([], ["get"]),
+    "billing_checkout": ([], ["post"]),
+    "billing_success": ([], ["get"]),
+    "billing_change": ([], ["get", "post"]),
+    "billing_cancel": ([], ["post"]),
+    "billing_resume": ([], ["post"]),
+    "billing_refund": ([], ["post"]),
+    "billing_portal": ([], ["post"]),
+    "credits": ([], ["get"]),
+    "credits_widget": ([], ["get"]),
+    "credits_settings": ([], ["post"]),
+    "credits_export": ([], ["get"]),
+    "usage": ([], ["get"]),
+    "usage_export": ([], ["get"]),
 }
 
 
@@ -112,6 +131,20 @@ API = [
     ("post", "/api/v1/projects/{project}/generations/"),
     ("get", "/api/v1/entitlements"),
     ("post", "/api/v1/entitlements/check"),
+    ("post", "/api/v1/usage/events"),
+    ("get", "/api/v1/usage/summary"),
+    ("get", "/api/v1/billing/status"),
+    ("post", "/api/v1/billing/checkout"),
+    ("post", "/api/v1/billing/portal"),
+    ("get", "/api/v1/credits/balance"),
+    ("post", "/api/v1/credits/consume"),
+    ("post", "/api/v1/credits/reservations"),
+    ("post", "/api/v1/credits/reservations/{reservation}/confirm"),
+    ("post", "/api/v1/credits/reservations/{reservation}/cancel"),
+    ("get", "/api/v1/credits/transactions"),
+    ("get", "/api/v1/credits/packages"),
+    ("post", "/api/v1/credits/estimate"),
+    ("post", "/api/v1/credits/adjustments"),
 ]
 
 
@@ -126,12 +159,12 @@ def test_an_outsider_session_cannot_reach_another_orgs_api(api_client, acme, out
 
 
 @pytest.mark.parametrize(("method", "path"), API)
-def test_another_orgs_key_cannot_reach_acme(api_client, acme, outsider, method, path):
+def test_another_orgs_key_cannot_reach_acme(api_client, acme, outsider, method, path, stripe_sim):
     other = Membership.objects.get(user=outsider).organization
     _, secret = services.api_key_create(organization=other, actor=outsider, name="theirs")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     response = getattr(api_client, method)(path.format(**acme), {"name": "x"}, format="json")
-    if "{project}" not in path:
+    if "{" not in path:
         # Their key acts on their own organization, never Acme's.
         assert SECRET_NAME not in response.content.decode()
     else:

@@ -12,15 +12,19 @@ from billing.models.catalog import (
 )
 from billing.models.state import (
     PLAN_STATUSES,
+    Access,
     OrgSubscription,
+    Payment,
     SubscriptionStatus,
     UsageAlert,
     UsageCounter,
     UsageEvent,
 )
+from billing.models.usage import Aggregation, Meter, MeterEvent, MeterReport
 
 __all__ = [
     "PLAN_STATUSES",
+    "Access",
     "Addon",
     "AddonEntitlement",
     "EntitlementGrant",
@@ -28,6 +32,7 @@ __all__ = [
     "Interval",
     "OrgSubscription",
     "Overage",
+    "Payment",
     "Plan",
     "PlanEntitlement",
     "PlanLineItem",
@@ -37,3 +42,5 @@ __all__ = [
     "UsageCounter",
     "UsageEvent",
 ]
+
+__all__ += ["Aggregation", "Meter", "MeterEvent", "MeterReport"]

@@ -22,6 +22,12 @@ class SubscriptionStatus(models.TextChoices):
 PLAN_STATUSES = (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
 
 
+class Access(models.TextChoices):
+    FULL = "full", "Full access"
+    RESTRICTED = "restricted", "Restricted: data visible, nothing new"
+    FREE = "free", "Free plan"
+
+
 class OrgSubscription(models.Model):
     """What an organization pays for, as Tally reads it. Webhooks keep it in step with Stripe."""
 
@@ -35,6 +41,16 @@ class OrgSubscription(models.Model):
     current_period_start = models.DateTimeField(default=timezone.now)
     current_period_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
+    trial_end = models.DateTimeField(null=True, blank=True)
+    grace_until = models.DateTimeField(
+        null=True, blank=True, help_text="After a failed payment: full access until then."
+    )
+    pending_plan = models.ForeignKey(
+        Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        help_text="A downgrade that takes effect when the current period ends.",
+    )
+    pending_plan_at = models.DateTimeField(null=True, blank=True)
+    first_paid_at = models.DateTimeField(null=True, blank=True)
     stripe_subscription_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -47,6 +63,74 @@ class OrgSubscription(models.Model):
     @property
     def applies(self) -> bool:
         return self.status in PLAN_STATUSES
+
+    def access_at(self, moment) -> str:
+        if self.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
+            return Access.FULL
+        if self.status == SubscriptionStatus.PAST_DUE:
+            in_grace = self.grace_until is None or moment < self.grace_until
+            return Access.FULL if in_grace else Access.RESTRICTED
+        return Access.FREE
+
+    @property
+    def access(self) -> str:
+        return self.access_at(timezone.now())
+
+
+class Payment(models.Model):
+    """A paid (or failed, or refunded) invoice: the organization's payment history."""
+
+    class Status(models.TextChoices):
+        PAID = "paid", "Paid"
+        FAILED = "failed", "Failed"
+        REFUNDED = "refunded", "Refunded"
+        PARTIALLY_REFUNDED = "partially_refunded", "Partly refunded"
+
+    organization = models.ForeignKey("teams.Organization", on_delete=models.CASCADE,
+                                     related_name="payments")
+    stripe_invoice_id = models.CharField(max_length=255, unique=True)
+    stripe_charge_id = models.CharField(max_length=255, blank=True, db_index=True)
+    number = models.CharField(max_length=64, blank=True)
+    description = models.CharField(max_length=255, blank=True)
+    billing_reason = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=24, choices=Status.choices)
+    amount_due = models.BigIntegerField(default=0)
+    amount_paid = models.BigIntegerField(default=0)
+    amount_refunded = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3, default="usd")
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    hosted_invoice_url = models.URLField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount_refunded__gte=0)
+                & models.Q(amount_refunded__lte=models.F("amount_paid")),
+                name="billing_payment_refund_within_paid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.number or self.stripe_invoice_id} {self.status}"
+
+    REASONS = {
+        "subscription_create": "First payment",
+        "subscription_cycle": "Renewal",
+        "subscription_update": "Plan change",
+        "manual": "One-off",
+    }
+
+    @property
+    def refundable(self) -> int:
+        return self.amount_paid - self.amount_refunded
+
+    @property
+    def reason_label(self) -> str:
+        return self.REASONS.get(self.billing_reason, self.billing_reason.replace("_", " "))
 
 
 class UsageCounter(models.Model):

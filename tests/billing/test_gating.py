@@ -7,7 +7,7 @@ from rest_framework.views import APIView
 
 from billing import entitlements, services
 from billing.gating import requires_feature, requires_feature_permission
-from billing.models import Plan
+from billing.models import Plan, PlanEntitlement
 from projects.models import Generation, Project
 from teams import services as team_services
 from tests.factories import ProjectFactory
@@ -76,18 +76,25 @@ def test_generate_counts_against_the_quota_and_shows_what_is_left(
     assert b"9 of 10 generations left" in client.get(project.get_absolute_url()).content
 
 
-def test_a_resubmitted_generate_form_generates_once(client_for, org, member):
+def test_a_resubmitted_generate_form_generates_once(
+    client_for, org, member, django_capture_on_commit_callbacks
+):
     project = ProjectFactory(organization=org)
     client = client_for(member)
     url = reverse("generation_create", args=[org.slug, project.code])
     for _ in range(2):
-        client.post(url, {"prompt": "Hi", "model": "gpt-4", "idempotency_key": "same"})
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(url, {"prompt": "Hi", "model": "gpt-4", "idempotency_key": "same"})
     assert Generation.objects.count() == 1
     assert entitlements.check(org, "ai_generations").used == 1
 
 
-def test_generate_past_the_quota_shows_the_prompt_in_place(client_for, org, member):
+def test_generate_past_a_blocking_quota_shows_the_prompt_in_place(client_for, org, member):
     project = ProjectFactory(organization=org)
+    # Free pays past its quota with credits; a plan that blocks instead shows the upgrade.
+    PlanEntitlement.objects.filter(plan__key="free", feature__key="ai_generations").update(
+        overage="block")
+    entitlements.invalidate_catalog()
     entitlements.consume(org, "ai_generations", 10, idempotency_key="fill")
     response = client_for(member).post(
         reverse("generation_create", args=[org.slug, project.code]),
@@ -100,11 +107,15 @@ def test_generate_past_the_quota_shows_the_prompt_in_place(client_for, org, memb
     assert not Generation.objects.exists()
 
 
-def test_warnings_show_at_80_percent(client_for, org, member):
+def test_warnings_show_at_80_percent(client_for, org, member, django_capture_on_commit_callbacks):
     project = ProjectFactory(organization=org)
-    entitlements.consume(org, "ai_generations", 8, idempotency_key="fill")
+    with django_capture_on_commit_callbacks(execute=True):
+        entitlements.consume(org, "ai_generations", 8, idempotency_key="fill")
     page = client_for(member).get(project.get_absolute_url())
     assert b"You have used 80% of your generations" in page.content
+    # The nav shows what is left on every page of the organization.
+    dashboard = client_for(member).get(reverse("dashboard", args=[org.slug])).content.decode()
+    assert 'data-testid="low-quota">2 ai generations left' in dashboard
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ def test_toggle_the_interval_and_change_the_seat_count(new_page, shoot):
 
     page.click("#plans >> text=Monthly")
     expect(pro_amount).to_have_text("$49")
+    # htmx binds the new content's triggers once it has settled; typing before that is lost.
+    page.wait_for_function("!document.querySelector('.htmx-settling, .htmx-swapping')")
     team = page.locator("[data-testid=plan-team]")
     seats = page.locator("[data-testid=seats-team]")
     seats.fill("12")

@@ -80,8 +80,14 @@ def test_the_project_list_runs_a_fixed_number_of_queries(
 ):
     ProjectFactory.create_batch(15, organization=org)
     client = client_for(member)
-    with django_assert_max_num_queries(8):
-        assert client.get(reverse("project_list", args=[org.slug])).status_code == 200
+    url = reverse("project_list", args=[org.slug])
+    client.get(url)  # entitlements cached, as they are after an organization's first page
+    # session, user, membership x2, banner, organizations, project count x2, projects
+    with django_assert_max_num_queries(9):
+        assert client.get(url).status_code == 200
+    ProjectFactory.create_batch(15, organization=org)
+    with django_assert_max_num_queries(9):
+        assert client.get(url).status_code == 200
 
 
 # --- API ----------------------------------------------------------------------------------

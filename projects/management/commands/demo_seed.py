@@ -4,6 +4,7 @@ from django.db import transaction
 from billing import services as billing_services
 from billing.catalog import catalog_apply, load_catalog
 from billing.models import Plan, SubscriptionStatus
+from credits import services as credit_services
 from projects import services as project_services
 from projects.models import AiModel, Project
 from teams import services as team_services
@@ -43,6 +44,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         for line in catalog_apply(load_catalog()):
             self.stdout.write(line)
+        credit_services.credits_seed_packages()
+        credit_services.credit_prices_seed()
         owner = self._user(OWNER_EMAIL, "Olivia Owner")
         member = self._user(MEMBER_EMAIL, "Max Member")
         staff = self._user(STAFF_EMAIL, "Sam Staff")

@@ -1,0 +1,121 @@
+"""Metered usage: meters (catalog data), the events organizations send, and the outbox of
+aggregated usage reported to Stripe's billing meters."""
+
+from django.db import models
+from django.utils import timezone
+
+from billing.models.catalog import Feature
+
+
+class Aggregation(models.TextChoices):
+    SUM = "sum", "Sum of values"
+    COUNT = "count", "Number of events"
+    MAX = "max", "Highest value"
+    UNIQUE_COUNT = "unique_count", "Distinct values of a property"
+    LAST = "last", "Latest value"
+
+
+class Meter(models.Model):
+    """What an event measures and how a period's events add up.
+
+    Defined in `config/catalog.toml` beside the features. A meter that names a metered feature
+    feeds that feature's quota counter, and through it the plan's metered price in Stripe.
+    """
+
+    key = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=100)
+    aggregation = models.CharField(max_length=16, choices=Aggregation.choices)
+    property = models.CharField(
+        max_length=64, blank=True, help_text="For unique counts: the property whose values are counted."
+    )
+    feature = models.OneToOneField(
+        Feature, on_delete=models.PROTECT, null=True, blank=True, related_name="meter"
+    )
+    is_active = models.BooleanField(default=True)
+    sort_order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["sort_order", "key"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MeterEvent(models.Model):
+    """One usage event as the organization sent it, stored once per id.
+
+    `period_start` is the usage period the event's own timestamp falls in, so a late event is
+    counted where it belongs. `dimension` holds the unique-count property's value, indexed.
+    """
+
+    organization = models.ForeignKey(
+        "teams.Organization", on_delete=models.CASCADE, related_name="meter_events"
+    )
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="events")
+    event_id = models.CharField(max_length=255)
+    value = models.BigIntegerField()
+    timestamp = models.DateTimeField()
+    period_start = models.DateTimeField()
+    properties = models.JSONField(default=dict, blank=True)
+    dimension = models.CharField(max_length=255, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-timestamp", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "event_id"], name="billing_meterevent_unique_id"),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "timestamp"], name="billing_meterevent_org_time"),
+            models.Index(
+                fields=["organization", "meter", "period_start", "dimension"],
+                name="billing_meterevent_period_dim",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.meter.key} {self.value} ({self.event_id})"
+
+
+class MeterReport(models.Model):
+    """The outbox of usage sent to Stripe: one row per (organization, feature, period, window).
+
+    A row is written (pending) before Stripe is called, with an identifier derived from its
+    unique fields; a resend after a crash carries the same identifier, which Stripe dedupes.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    organization = models.ForeignKey(
+        "teams.Organization", on_delete=models.CASCADE, related_name="meter_reports"
+    )
+    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="+")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    window = models.PositiveIntegerField(help_text="1 for the period's first report, then 2, 3…")
+    quantity = models.BigIntegerField(help_text="Usage added since the previous window (may be negative).")
+    total = models.BigIntegerField(help_text="The period's usage once this report is counted.")
+    identifier = models.CharField(max_length=100, unique=True)
+    stripe_customer_id = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "feature", "period_start", "window"],
+                name="billing_meterreport_one_per_window",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="billing_meterreport_due")]
+
+    def __str__(self) -> str:
+        return f"{self.identifier} {self.quantity:+d} ({self.status})"

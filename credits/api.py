@@ -1,0 +1,261 @@
+import json
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from credits import selectors, services
+from credits.models import CreditReservation, TransactionType
+from teams.access import client_ip, get_org_for_api
+from teams.errors import ServiceError
+from teams.models import User
+
+MAX_METADATA_BYTES = 4096
+
+
+def _user(request) -> User | None:
+    return request.user if isinstance(request.user, User) else None
+
+
+def _metadata(value: dict) -> dict:
+    if len(json.dumps(value)) > MAX_METADATA_BYTES:
+        raise serializers.ValidationError(f"Keep metadata under {MAX_METADATA_BYTES} bytes of JSON.")
+    return value
+
+
+class _Priced(serializers.Serializer):
+    """An amount, or an action with a quantity (or, for token-priced actions, a token count)."""
+
+    amount = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
+    action = serializers.SlugField(max_length=60, required=False)
+    quantity = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
+    tokens = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
+    description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    reference_type = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
+    reference_id = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    metadata = serializers.DictField(required=False, default=dict, validators=[_metadata])
+
+    def validate(self, data):
+        if "quantity" in data and "tokens" in data:
+            raise serializers.ValidationError({"tokens": "Give a quantity or a token count, not both."})
+        if ("quantity" in data or "tokens" in data) and "action" not in data:
+            raise serializers.ValidationError({"action": "A quantity prices an action; name the action."})
+        data["quantity"] = data.pop("tokens", None) or data.get("quantity") or 1
+        return data
+
+
+def _idempotency_key(request) -> str:
+    key = request.headers.get("Idempotency-Key", "")
+    if not key.strip():
+        raise ServiceError(
+            "idempotency_key_required",
+            "Send an Idempotency-Key header, so that a retried request is not charged twice.",
+            field="Idempotency-Key",
+        )
+    return key
+
+
+class TransactionOutput(serializers.Serializer):
+    id = serializers.UUIDField(source="code")
+    type = serializers.CharField()
+    amount = serializers.IntegerField()
+    balance_after = serializers.IntegerField()
+    action = serializers.CharField()
+    quantity = serializers.IntegerField(allow_null=True)
+    price_version = serializers.IntegerField(source="price.version", allow_null=True, default=None)
+    description = serializers.CharField()
+    reference_type = serializers.CharField()
+    reference_id = serializers.CharField()
+    idempotency_key = serializers.CharField()
+    metadata = serializers.DictField()
+    created_at = serializers.DateTimeField()
+
+
+class ReservationOutput(serializers.Serializer):
+    id = serializers.UUIDField(source="code")
+    status = serializers.CharField()
+    amount = serializers.IntegerField()
+    consumed = serializers.IntegerField(allow_null=True)
+    action = serializers.CharField()
+    quantity = serializers.IntegerField(allow_null=True)
+    expires_at = serializers.DateTimeField()
+    created_at = serializers.DateTimeField()
+    settled_at = serializers.DateTimeField(allow_null=True)
+    transaction = TransactionOutput(allow_null=True)
+
+
+def _replayable(data, obj, *, created: int = status.HTTP_201_CREATED) -> Response:
+    response = Response(data, status=status.HTTP_200_OK if obj.replayed else created)
+    if obj.replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
+
+
+class BalanceApi(APIView):
+    class Output(serializers.Serializer):
+        balance = serializers.IntegerField()
+        held = serializers.IntegerField()
+        available = serializers.IntegerField()
+        overdraft_allowance = serializers.IntegerField()
+        low_balance_threshold = serializers.IntegerField()
+        is_low = serializers.BooleanField()
+        runway_days = serializers.IntegerField(allow_null=True)
+        lifetime_purchased = serializers.IntegerField()
+        lifetime_used = serializers.IntegerField()
+
+    @extend_schema(responses=Output)
+    def get(self, request):
+        account = services.credit_account_for(organization=get_org_for_api(request))
+        account.runway_days = selectors.runway_days(account)
+        return Response(self.Output(account).data)
+
+
+class ConsumeApi(APIView):
+    @extend_schema(request=_Priced, responses={201: TransactionOutput, 200: TransactionOutput})
+    def post(self, request):
+        organization = get_org_for_api(request)
+        key = _idempotency_key(request)
+        data = _Priced(data=request.data)
+        data.is_valid(raise_exception=True)
+        entry = services.credits_consume(
+            organization=organization, idempotency_key=key, actor=_user(request), **data.validated_data
+        )
+        return _replayable(TransactionOutput(entry).data, entry)
+
+
+class ReservationListApi(APIView):
+    class Input(_Priced):
+        ttl_seconds = serializers.IntegerField(min_value=1, max_value=24 * 3600, required=False)
+
+    @extend_schema(request=Input, responses={201: ReservationOutput})
+    def post(self, request):
+        organization = get_org_for_api(request)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        reservation = services.credit_reservation_create(
+            organization=organization,
+            idempotency_key=_idempotency_key(request),
+            actor=_user(request),
+            **data.validated_data,
+        )
+        return _replayable(ReservationOutput(reservation).data, reservation)
+
+
+def _reservation(request, code) -> CreditReservation:
+    organization = get_org_for_api(request)
+    return get_object_or_404(
+        CreditReservation.objects.select_related("price"), account__organization=organization, code=code
+    )
+
+
+class ReservationConfirmApi(APIView):
+    class Input(serializers.Serializer):
+        amount = serializers.IntegerField(min_value=0, max_value=services.MAX_AMOUNT, required=False)
+
+    @extend_schema(request=Input, responses=ReservationOutput)
+    def post(self, request, code):
+        reservation = _reservation(request, code)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        reservation = services.credit_reservation_confirm(reservation=reservation, **data.validated_data)
+        return Response(ReservationOutput(reservation).data)
+
+
+class ReservationCancelApi(APIView):
+    @extend_schema(request=None, responses=ReservationOutput)
+    def post(self, request, code):
+        reservation = services.credit_reservation_cancel(reservation=_reservation(request, code))
+        return Response(ReservationOutput(reservation).data)
+
+
+class TransactionListApi(APIView):
+    class Filters(serializers.Serializer):
+        type = serializers.ChoiceField(choices=TransactionType.choices, required=False, default="")
+        since = serializers.DateField(required=False, default=None)
+        until = serializers.DateField(required=False, default=None)
+        reference_type = serializers.CharField(max_length=40, required=False, default="")
+        reference_id = serializers.CharField(max_length=100, required=False, default="")
+        cursor = serializers.CharField(required=False, default="")
+        limit = serializers.IntegerField(min_value=1, max_value=200, required=False, default=50)
+
+    @extend_schema(parameters=[Filters], responses=TransactionOutput(many=True))
+    def get(self, request):
+        account = services.credit_account_for(organization=get_org_for_api(request))
+        filters = self.Filters(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        cursor, limit = filters.validated_data.pop("cursor"), filters.validated_data.pop("limit")
+        rows = selectors.transactions_of(account, **filters.validated_data)
+        page, next_cursor = selectors.page_after(rows, cursor=cursor, limit=limit)
+        return Response({"data": TransactionOutput(page, many=True).data, "next_cursor": next_cursor or None})
+
+
+class PackageListApi(APIView):
+    class Output(serializers.Serializer):
+        id = serializers.CharField(source="code")
+        name = serializers.CharField()
+        description = serializers.CharField()
+        credits = serializers.IntegerField()
+        bonus_credits = serializers.IntegerField()
+        total_credits = serializers.IntegerField()
+        unit_amount = serializers.IntegerField()
+        currency = serializers.CharField()
+
+    @extend_schema(responses=Output(many=True))
+    def get(self, request):
+        get_org_for_api(request)
+        return Response({"data": self.Output(selectors.active_packages(), many=True).data})
+
+
+class EstimateApi(APIView):
+    class Input(serializers.Serializer):
+        action = serializers.SlugField(max_length=60)
+        quantity = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
+        tokens = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
+
+    class Output(serializers.Serializer):
+        action = serializers.CharField()
+        quantity = serializers.IntegerField()
+        credits = serializers.IntegerField()
+        price_version = serializers.IntegerField(source="price.version")
+        unit = serializers.CharField(source="price.unit")
+        unit_size = serializers.IntegerField(source="price.unit_size")
+
+    @extend_schema(request=Input, responses=Output)
+    def post(self, request):
+        get_org_for_api(request)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        if "quantity" in data.validated_data and "tokens" in data.validated_data:
+            raise ServiceError(
+                "quantity_or_tokens", "Give a quantity or a token count, not both.", field="tokens"
+            )
+        quantity = data.validated_data.get("tokens") or data.validated_data.get("quantity") or 1
+        quote = services.credits_estimate(action=data.validated_data["action"], quantity=quantity)
+        return Response(self.Output(quote).data)
+
+
+class AdjustmentApi(APIView):
+    """Staff only: a signed correction with a reason, written to the ledger and the audit log."""
+
+    class Input(serializers.Serializer):
+        amount = serializers.IntegerField(min_value=-services.MAX_AMOUNT, max_value=services.MAX_AMOUNT)
+        reason = serializers.CharField(max_length=200)
+
+    @extend_schema(request=Input, responses={201: TransactionOutput})
+    def post(self, request):
+        organization = get_org_for_api(request)
+        user = _user(request)
+        if user is None or not user.is_staff:
+            raise ServiceError("staff_only", "Only staff adjust balances.", status=403)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        entry = services.credits_adjust(
+            organization=organization,
+            actor=user,
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+            ip_address=client_ip(request),
+            **data.validated_data,
+        )
+        return _replayable(TransactionOutput(entry).data, entry)

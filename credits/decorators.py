@@ -1,0 +1,156 @@
+"""`@charges_credits`: a view that costs credits holds them first and pays only if it succeeds."""
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+
+from django.http import HttpRequest
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from credits import services
+from credits.models import CreditReservation
+from teams.access import get_org_for_api, get_org_for_user
+from teams.models import User
+
+CONFIRM_FIELD = "confirm_credits"
+
+
+@dataclass
+class Charge:
+    """What the decorated view is charged; the view may report the units it really used."""
+
+    quote: services.Quote
+    reservation: CreditReservation
+    quantity: int
+
+
+def credits_used(request, *, quantity: int) -> None:
+    """Called by a decorated view once it knows how many units it used (e.g. tokens)."""
+    charge = getattr(request, "credit_charge", None)
+    if charge is not None:
+        charge.quantity = quantity
+
+
+def _request_of(args) -> HttpRequest | Request:
+    # A function view gets the request first; a method (APIView.post) gets it after self.
+    return args[0] if isinstance(args[0], HttpRequest | Request) else args[1]
+
+
+def _confirmed(request) -> bool:
+    values = [request.headers.get("X-Confirm-Credits", "")]
+    values.append(str(request.data.get(CONFIRM_FIELD, "")) if isinstance(request, Request) else "")
+    values.append(request.POST.get(CONFIRM_FIELD, "") if not isinstance(request, Request) else "")
+    return any(v.lower() in ("1", "true", "yes") for v in values)
+
+
+def _back_url(request, organization) -> str:
+    referer = request.META.get("HTTP_REFERER", "")
+    if referer and url_has_allowed_host_and_scheme(referer, {request.get_host()}, request.is_secure()):
+        return referer
+    return reverse("credits", args=[organization.slug])
+
+
+def _html(request, template: str, context: dict, *, status: int):
+    # htmx swaps only successful responses, so its partial answers with 200.
+    if request.htmx:
+        return render(request, f"credits/charge.html#{template}", context)
+    return render(request, "credits/charge.html", {**context, "page": template}, status=status)
+
+
+def charges_credits(
+    action: str | Callable[[HttpRequest], str | None],
+    *,
+    quantity: int | Callable[[HttpRequest], int] = 1,
+):
+    """Price the request, hold the credits, run the view, then charge or release.
+
+    `action` and `quantity` are values or functions of the request; an action of None means
+    there is nothing to charge (the view will refuse the input itself). Before running, a
+    request that would use more than half the available balance asks for confirmation
+    (re-sent with `confirm_credits=1` or the `X-Confirm-Credits: true` header). A response with
+    a status below 400 confirms the hold, at the units the view reported through
+    `credits_used` (never more than was held); an error, an exception or a report of zero
+    units (a refusal shown with status 200, as htmx needs) releases it all.
+    """
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            request = _request_of(args)
+            api = isinstance(request, Request)
+            organization = (
+                get_org_for_api(request) if api else get_org_for_user(request, kwargs["org_slug"])[0]
+            )
+            name = action(request) if callable(action) else action
+            if not name:
+                return view(*args, **kwargs)
+            units = quantity(request) if callable(quantity) else quantity
+            quote = services.credits_estimate(action=name, quantity=units)
+            account = services.credit_account_for(organization=organization)
+            context = {"organization": organization, "quote": quote, "account": account}
+            try:
+                if quote.credits > account.spendable:
+                    raise services.InsufficientCredits(
+                        required=quote.credits, balance=account.balance, available=account.available
+                    )
+                if quote.credits * 2 > account.available and not _confirmed(request):
+                    if api:
+                        return Response(
+                            {
+                                "code": "confirmation_required",
+                                "message": f"This uses about {quote.credits:,} credits, more than half of "
+                                f"your {account.available:,}. Send it again with X-Confirm-Credits: true.",
+                                "estimate": quote.credits,
+                                "balance": account.balance,
+                            },
+                            status=409,
+                        )
+                    fields = [
+                        (k, v) for k, vs in request.POST.lists() for v in vs if k != "csrfmiddlewaretoken"
+                    ]
+                    return _html(
+                        request,
+                        "confirm",
+                        {**context, "fields": fields, "back": _back_url(request, organization)},
+                        status=200,
+                    )
+                user = request.user if isinstance(request.user, User) else None
+                reservation = services.credit_reservation_create(
+                    organization=organization,
+                    idempotency_key=f"view:{uuid.uuid4()}",
+                    action=quote.action,
+                    quantity=quote.quantity,
+                    actor=user,
+                    reference_type="request",
+                    reference_id=request.path[:100],
+                )
+            except services.InsufficientCredits as error:
+                if api:
+                    return Response(error.as_dict(), status=402)
+                return _html(request, "refused", {**context, "error": error}, status=402)
+
+            request.credit_charge = charge = Charge(quote=quote, reservation=reservation, quantity=units)
+            try:
+                response = view(*args, **kwargs)
+            except BaseException:
+                services.credit_reservation_cancel(reservation=reservation)
+                raise
+            if response.status_code >= 400 or charge.quantity == 0:
+                services.credit_reservation_cancel(reservation=reservation)
+                return response
+            cost = quote.price.cost(charge.quantity) if quote.price else quote.credits
+            services.credit_reservation_confirm(
+                reservation=reservation, amount=min(cost, reservation.amount), quantity=charge.quantity
+            )
+            if getattr(request, "htmx", False):
+                response["HX-Trigger"] = "credits-changed"
+            return response
+
+        return wrapped
+
+    return decorator

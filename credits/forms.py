@@ -1,0 +1,58 @@
+from django import forms
+
+from credits.models import CreditPackage, TransactionType
+
+
+class HistoryFilterForm(forms.Form):
+    type = forms.ChoiceField(choices=[("", "All types"), *TransactionType.choices], required=False)
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    reference = forms.CharField(required=False, max_length=100, label="Reference id")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            self.add_error("until", "The end date is before the start date.")
+        return data
+
+    def filters(self) -> dict:
+        """Keyword arguments for `selectors.transactions_of` (empty when the input is invalid)."""
+        if not self.is_valid():
+            return {}
+        data = self.cleaned_data
+        return {
+            "type": data["type"],
+            "since": data["since"],
+            "until": data["until"],
+            "reference_id": data["reference"].strip(),
+        }
+
+
+class CreditSettingsForm(forms.Form):
+    low_balance_threshold = forms.IntegerField(
+        min_value=0,
+        max_value=10**12,
+        help_text="Email and banner when the balance falls to this. 0 turns it off.",
+    )
+    auto_recharge_enabled = forms.BooleanField(required=False, label="Recharge automatically")
+    auto_recharge_threshold = forms.IntegerField(
+        min_value=0, max_value=10**12, required=False, initial=0, label="Recharge below (credits)"
+    )
+    auto_recharge_package = forms.ModelChoiceField(
+        queryset=CreditPackage.objects.filter(is_active=True), required=False, label="Package to buy"
+    )
+    auto_recharge_monthly_limit = forms.IntegerField(
+        min_value=0,
+        max_value=10**8,
+        required=False,
+        initial=0,
+        label="Monthly limit (whole currency units)",
+        help_text="Auto-recharge never charges more than this in a calendar month.",
+    )
+
+    def clean_auto_recharge_threshold(self):
+        return self.cleaned_data["auto_recharge_threshold"] or 0
+
+    def clean_auto_recharge_monthly_limit(self):
+        # Entered in dollars (or the package's currency); stored in minor units.
+        return (self.cleaned_data["auto_recharge_monthly_limit"] or 0) * 100

@@ -1,0 +1,31 @@
+"""Prepaid credits: accounts, grants, the append-only ledger, reservations, packages and prices."""
+
+from credits.models.accounts import CreditAccount
+from credits.models.catalog import CreditPackage, CreditPrice
+from credits.models.ledger import (
+    CREDIT_IN_TYPES,
+    CreditAllocation,
+    CreditGrant,
+    CreditReservation,
+    CreditTransaction,
+    GrantSource,
+    ReservationStatus,
+    TransactionType,
+)
+from credits.models.recharges import CreditRecharge, RechargeStatus
+
+__all__ = [
+    "CREDIT_IN_TYPES",
+    "CreditAccount",
+    "CreditAllocation",
+    "CreditGrant",
+    "CreditPackage",
+    "CreditPrice",
+    "CreditRecharge",
+    "CreditReservation",
+    "CreditTransaction",
+    "GrantSource",
+    "RechargeStatus",
+    "ReservationStatus",
+    "TransactionType",
+]

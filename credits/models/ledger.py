@@ -1,0 +1,275 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class GrantSource(models.TextChoices):
+    PURCHASE = "purchase", "Purchase"
+    BONUS = "bonus", "Bonus"
+    SUBSCRIPTION_ALLOWANCE = "subscription_allowance", "Subscription allowance"
+    PROMOTION = "promotion", "Promotion"
+    REFUND = "refund", "Refund"
+    ADJUSTMENT = "adjustment", "Adjustment"
+
+    @classmethod
+    def default_priority(cls, source: str) -> int:
+        # Lower is spent first: credits that expire with the period go before bought ones.
+        return {
+            cls.SUBSCRIPTION_ALLOWANCE: 10,
+            cls.PROMOTION: 20,
+            cls.BONUS: 30,
+            cls.REFUND: 40,
+            cls.ADJUSTMENT: 40,
+            cls.PURCHASE: 50,
+        }[source]
+
+
+class TransactionType(models.TextChoices):
+    PURCHASE = "purchase", "Purchase"
+    BONUS = "bonus", "Bonus"
+    ALLOWANCE = "allowance", "Subscription allowance"
+    PROMOTION = "promotion", "Promotion"
+    CONSUMPTION = "consumption", "Consumption"
+    REFUND = "refund", "Refund"
+    EXPIRY = "expiry", "Expiry"
+    ADJUSTMENT = "adjustment", "Adjustment"
+
+    @classmethod
+    def for_source(cls, source: str) -> str:
+        return {
+            GrantSource.PURCHASE: cls.PURCHASE,
+            GrantSource.BONUS: cls.BONUS,
+            GrantSource.SUBSCRIPTION_ALLOWANCE: cls.ALLOWANCE,
+            GrantSource.PROMOTION: cls.PROMOTION,
+            GrantSource.REFUND: cls.REFUND,
+            GrantSource.ADJUSTMENT: cls.ADJUSTMENT,
+        }[source]
+
+
+CREDIT_IN_TYPES = [
+    TransactionType.PURCHASE,
+    TransactionType.BONUS,
+    TransactionType.ALLOWANCE,
+    TransactionType.PROMOTION,
+    TransactionType.REFUND,
+]
+CREDIT_OUT_TYPES = [TransactionType.CONSUMPTION, TransactionType.EXPIRY]
+
+
+class CreditGrant(models.Model):
+    """A bucket of credits from one source. Spending draws from buckets, so refunds and expiries
+    know exactly which credits they touch.
+
+    Invariant (checked by `credits_reconcile`): the remaining credits of an account's grants
+    add up to its balance when that is positive, and to zero when it is in overdraft.
+    """
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    account = models.ForeignKey(
+        "credits.CreditAccount", on_delete=models.PROTECT, related_name="grants", db_index=False
+    )
+    source = models.CharField(max_length=32, choices=GrantSource.choices)
+    amount = models.BigIntegerField(help_text="Credits granted.")
+    remaining = models.BigIntegerField()
+    priority = models.SmallIntegerField(help_text="Lower is spent first.")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    description = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["priority", models.F("expires_at").asc(nulls_last=True), "created_at", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0), name="credits_creditgrant_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(remaining__gte=0, remaining__lte=models.F("amount")),
+                name="credits_creditgrant_remaining_within_amount",
+            ),
+        ]
+        indexes = [
+            # No partial conditions on `remaining`: spending rewrites it on every call, and an
+            # index that mentions it would rule out PostgreSQL's cheaper in-place (HOT) updates.
+            models.Index(
+                fields=["account", "priority", "expires_at", "created_at"], name="credits_grant_drawable"
+            ),
+            models.Index(fields=["expires_at"], name="credits_grant_expiring"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_source_display()}: {self.remaining}/{self.amount}"
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+
+class CreditTransaction(models.Model):
+    """One line of the ledger. Never updated or deleted: a mistake is fixed by another line."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    account = models.ForeignKey(
+        "credits.CreditAccount", on_delete=models.PROTECT, related_name="transactions", db_index=False
+    )
+    type = models.CharField(max_length=16, choices=TransactionType.choices)
+    amount = models.BigIntegerField(help_text="Signed: positive adds credits, negative takes them.")
+    balance_after = models.BigIntegerField()
+    action = models.SlugField(
+        max_length=60, blank=True, db_index=False, help_text="The priced action, for consumptions."
+    )
+    quantity = models.BigIntegerField(null=True, blank=True)
+    # Prices are never deleted, so nothing needs to find the lines of a price quickly; every
+    # index here is written on each consumption.
+    price = models.ForeignKey(
+        "credits.CreditPrice",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
+    description = models.CharField(max_length=200, blank=True)
+    reference_type = models.CharField(max_length=40, blank=True)
+    reference_id = models.CharField(max_length=100, blank=True)
+    idempotency_key = models.CharField(max_length=255)
+    refund_of = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="refunds"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    # Set on the instance a service returns when the idempotency key had already been used.
+    replayed = False
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"], name="credits_credittransaction_unique_idempotency_key"
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(type__in=CREDIT_IN_TYPES, amount__gt=0)
+                    | models.Q(type__in=CREDIT_OUT_TYPES, amount__lt=0)
+                    | (models.Q(type=TransactionType.ADJUSTMENT) & ~models.Q(amount=0))
+                ),
+                name="credits_credittransaction_sign_matches_type",
+            ),
+        ]
+        indexes = [
+            # The account's own foreign-key index would duplicate these, so it has none.
+            models.Index(fields=["account", "-id"], name="credits_txn_account_recent"),
+            models.Index(fields=["account", "type", "created_at"], name="credits_txn_usage"),
+            models.Index(fields=["account", "reference_type", "reference_id"], name="credits_txn_reference"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_type_display()} {self.amount:+}"
+
+    @property
+    def is_consumption(self) -> bool:
+        return self.type == TransactionType.CONSUMPTION
+
+
+class CreditAllocation(models.Model):
+    """How much of one ledger entry went into (positive) or came out of (negative) one grant."""
+
+    # Indexed by the unique constraint below, which leads with it.
+    transaction = models.ForeignKey(
+        CreditTransaction, on_delete=models.PROTECT, related_name="allocations", db_index=False
+    )
+    grant = models.ForeignKey(
+        CreditGrant, on_delete=models.PROTECT, related_name="allocations", db_index=False
+    )
+    amount = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["transaction", "grant"], name="credits_creditallocation_unique_grant"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(amount=0), name="credits_creditallocation_amount_not_zero"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount:+} on grant {self.grant_id}"
+
+
+class ReservationStatus(models.TextChoices):
+    HELD = "held", "Held"
+    CONFIRMED = "confirmed", "Confirmed"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired"
+
+
+class CreditReservation(models.Model):
+    """Credits set aside before a long or uncertain operation, settled afterwards.
+
+    Confirming consumes at most the held amount and releases the rest; cancelling or expiring
+    releases it all. The hold lives on the account (`held`), not in the ledger.
+    """
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    account = models.ForeignKey(
+        "credits.CreditAccount", on_delete=models.PROTECT, related_name="reservations", db_index=False
+    )
+    amount = models.BigIntegerField(help_text="Credits held.")
+    consumed = models.BigIntegerField(null=True, blank=True)
+    status = models.CharField(
+        max_length=16, choices=ReservationStatus.choices, default=ReservationStatus.HELD
+    )
+    action = models.SlugField(max_length=60, blank=True)
+    quantity = models.BigIntegerField(null=True, blank=True)
+    price = models.ForeignKey(
+        "credits.CreditPrice", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    description = models.CharField(max_length=200, blank=True)
+    reference_type = models.CharField(max_length=40, blank=True)
+    reference_id = models.CharField(max_length=100, blank=True)
+    idempotency_key = models.CharField(max_length=255)
+    transaction = models.OneToOneField(
+        CreditTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="reservation"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    replayed = False
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"], name="credits_creditreservation_unique_idempotency_key"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount__gt=0), name="credits_creditreservation_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(consumed__isnull=True)
+                | models.Q(consumed__gte=0, consumed__lte=models.F("amount")),
+                name="credits_creditreservation_consumed_within_amount",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["expires_at"], condition=models.Q(status="held"), name="credits_reservation_open"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} credits {self.status}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == ReservationStatus.HELD

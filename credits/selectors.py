@@ -1,0 +1,209 @@
+"""Reads: history, usage, runway and the reconciliation of balances against the ledger."""
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.core import signing
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from credits.models import (
+    CreditAccount,
+    CreditAllocation,
+    CreditGrant,
+    CreditPackage,
+    CreditReservation,
+    CreditTransaction,
+    ReservationStatus,
+    TransactionType,
+)
+
+CURSOR_SALT = "credits.transactions"
+
+
+def active_packages():
+    return CreditPackage.objects.filter(is_active=True)
+
+
+def transactions_of(
+    account: CreditAccount,
+    *,
+    type: str = "",
+    since: date | None = None,
+    until: date | None = None,
+    reference_type: str = "",
+    reference_id: str = "",
+):
+    """The account's ledger, newest first, narrowed by the filters given. Dates are inclusive."""
+    rows = CreditTransaction.objects.filter(account=account).select_related("price", "actor")
+    if type:
+        rows = rows.filter(type=type)
+    if since:
+        rows = rows.filter(created_at__date__gte=since)
+    if until:
+        rows = rows.filter(created_at__date__lte=until)
+    if reference_type:
+        rows = rows.filter(reference_type=reference_type)
+    if reference_id:
+        rows = rows.filter(reference_id=reference_id)
+    return rows.order_by("-pk")
+
+
+def page_after(rows, *, cursor: str = "", limit: int = 50) -> tuple[list, str]:
+    """One page of `rows` (ordered newest first) after `cursor`, and the cursor of the next page.
+
+    Cursors are signed, so they cannot be forged to walk another position, and stay stable
+    while new lines are added at the top.
+    """
+    if cursor:
+        try:
+            rows = rows.filter(pk__lt=int(signing.loads(cursor, salt=CURSOR_SALT)))
+        except (signing.BadSignature, TypeError, ValueError):
+            rows = rows.none()
+    page = list(rows[: limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    return page, signing.dumps(page[-1].pk, salt=CURSOR_SALT) if more else ""
+
+
+def consumed_since(account: CreditAccount, since: datetime) -> int:
+    total = CreditTransaction.objects.filter(
+        account=account, type=TransactionType.CONSUMPTION, created_at__gte=since
+    ).aggregate(s=Sum("amount"))["s"]
+    return -(total or 0)
+
+
+def runway_days(account: CreditAccount) -> int | None:
+    """Whole days the balance lasts at the last seven days' average burn; None without usage."""
+    used = consumed_since(account, timezone.now() - timedelta(days=7))
+    if used <= 0:
+        return None
+    return max(account.balance, 0) * 7 // used
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: int
+    percent: int
+
+
+def _bars(pairs: list[tuple[str, int]]) -> list[Bar]:
+    top = max((v for _, v in pairs), default=0)
+    return [Bar(label, value, value * 100 // top if top else 0) for label, value in pairs]
+
+
+def usage_by_day(account: CreditAccount, *, days: int = 30) -> list[Bar]:
+    """Credits consumed per day for the last `days` days, including the days with none."""
+    today = timezone.localdate()
+    start = today - timedelta(days=days - 1)
+    totals = dict(
+        CreditTransaction.objects.filter(
+            account=account, type=TransactionType.CONSUMPTION, created_at__date__gte=start
+        )
+        .annotate(day=TruncDate("created_at"))
+        .values_list("day")
+        .annotate(s=Sum("amount"))
+        .values_list("day", "s")
+    )
+    return _bars(
+        [((start + timedelta(d)).isoformat(), -(totals.get(start + timedelta(d)) or 0)) for d in range(days)]
+    )
+
+
+def usage_by_action(account: CreditAccount, *, days: int = 30) -> list[Bar]:
+    since = timezone.now() - timedelta(days=days)
+    rows = (
+        CreditTransaction.objects.filter(
+            account=account, type=TransactionType.CONSUMPTION, created_at__gte=since
+        )
+        .values_list("action")
+        .annotate(s=Sum("amount"), n=Count("pk"))
+        .order_by("s")
+        .values_list("action", "s")
+    )
+    return _bars([(action or "other", -total) for action, total in rows])
+
+
+def open_reservations_of(account: CreditAccount):
+    return CreditReservation.objects.filter(account=account, status=ReservationStatus.HELD)
+
+
+# --- Reconciliation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    account_id: int
+    check: str
+    expected: int
+    actual: int
+
+    def __str__(self) -> str:
+        return f"account {self.account_id}: {self.check}: expected {self.expected}, found {self.actual}"
+
+
+def reconciliation_problems(*, account_ids: list[int] | None = None) -> list[Problem]:
+    """Every way in which cached figures disagree with the ledger.
+
+    For each account: balance = sum of its ledger amounts = the last line's balance_after;
+    sum of remaining grant credits = max(balance, 0) (a negative balance is overdraft, with
+    every grant empty); held = sum of open reservations. For each grant: remaining = sum of the
+    ledger's allocations to it.
+    """
+    accounts = CreditAccount.objects.order_by("pk")
+    if account_ids is not None:
+        accounts = accounts.filter(pk__in=account_ids)
+    accounts = accounts.annotate(
+        ledger=Sum("transactions__amount"),
+    )
+    grants = dict(
+        CreditGrant.objects.values_list("account_id")
+        .annotate(s=Sum("remaining"))
+        .values_list("account_id", "s")
+    )
+    held = dict(
+        CreditReservation.objects.filter(status=ReservationStatus.HELD)
+        .values_list("account_id")
+        .annotate(s=Sum("amount"))
+        .values_list("account_id", "s")
+    )
+    problems = []
+    for account in accounts:
+        last = (
+            CreditTransaction.objects.filter(account=account)
+            .order_by("-pk")
+            .values_list("balance_after", flat=True)
+            .first()
+        )
+        checks = [
+            ("balance = sum of ledger amounts", account.ledger or 0, account.balance),
+            ("balance = last balance_after", last or 0, account.balance),
+            ("remaining grants = max(balance, 0)", max(account.balance, 0), grants.get(account.pk) or 0),
+            ("held = open reservations", held.get(account.pk) or 0, account.held),
+        ]
+        problems += [
+            Problem(account.pk, name, expected, actual)
+            for name, expected, actual in checks
+            if expected != actual
+        ]
+    allocated = dict(
+        CreditAllocation.objects.values_list("grant_id")
+        .annotate(s=Sum("amount"))
+        .values_list("grant_id", "s")
+    )
+    grant_rows = CreditGrant.objects.values_list("pk", "account_id", "remaining")
+    if account_ids is not None:
+        grant_rows = grant_rows.filter(account_id__in=account_ids)
+    for grant_id, account_id, remaining in grant_rows:
+        if allocated.get(grant_id, 0) != remaining:
+            problems.append(
+                Problem(
+                    account_id,
+                    f"grant {grant_id} remaining = its allocations",
+                    allocated.get(grant_id, 0),
+                    remaining,
+                )
+            )
+    return problems

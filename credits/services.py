@@ -1,0 +1,1247 @@
+"""Every change to credits goes through here.
+
+A balance moves only together with a ledger line, in one short transaction: a single conditional
+`UPDATE ... RETURNING` on the account row both checks the funds and takes the row lock, then the
+grants are drawn and the ledger line is inserted. The account lock serializes everything that
+touches an account's grants, so the grants need no locks of their own.
+
+Idempotency: every ledger line and reservation carries a key that is unique per account. A
+retried call hits the unique index, its transaction rolls back, and the original is returned.
+"""
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, F, Q, Sum, Value, When
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from credits import conf, selectors
+from credits.models import (
+    CreditAccount,
+    CreditAllocation,
+    CreditGrant,
+    CreditPackage,
+    CreditPrice,
+    CreditRecharge,
+    CreditReservation,
+    CreditTransaction,
+    GrantSource,
+    RechargeStatus,
+    ReservationStatus,
+    TransactionType,
+)
+from teams.errors import ServiceError
+from teams.models import Organization, Role, User
+from teams.services import audit_record
+
+# Large enough for any real use, small enough that sums never leave a 64-bit integer.
+MAX_AMOUNT = 10**12
+WELCOME_BONUS_KEY = "welcome-bonus"
+
+
+class InsufficientCredits(ServiceError):
+    """HTTP 402: the account cannot cover `required` credits."""
+
+    def __init__(self, *, required: int, balance: int, available: int):
+        super().__init__(
+            "insufficient_credits",
+            f"This needs {required:,} credits; {max(available, 0):,} are available.",
+            status=402,
+        )
+        self.required = required
+        self.balance = balance
+        self.available = available
+
+    def as_dict(self) -> dict:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "required": self.required,
+            "balance": self.balance,
+            "available": self.available,
+        }
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What an action costs now: the price version that applies and the credits it comes to."""
+
+    action: str
+    quantity: int
+    credits: int
+    price: CreditPrice | None
+
+
+# --- Validation -----------------------------------------------------------------------------
+
+
+def _check_amount(amount, *, field: str = "amount", allow_zero: bool = False) -> int:
+    # bool is an int in Python; True credits is a bug, not one credit.
+    if not isinstance(amount, int) or isinstance(amount, bool):
+        raise ServiceError("invalid_amount", "Give a whole number of credits.", field=field)
+    if amount < 0 or (amount == 0 and not allow_zero):
+        raise ServiceError("invalid_amount", "The amount must be a positive number of credits.", field=field)
+    if amount > MAX_AMOUNT:
+        raise ServiceError("invalid_amount", f"The amount must be at most {MAX_AMOUNT:,}.", field=field)
+    return amount
+
+
+def _check_key(key: str | None) -> str:
+    key = (key or "").strip()
+    if not key:
+        raise ServiceError(
+            "idempotency_key_required",
+            "Send an idempotency key, so that a retried request is not charged twice.",
+            field="idempotency_key",
+        )
+    if len(key) > 255:
+        raise ServiceError(
+            "invalid_idempotency_key", "Keep the key under 256 characters.", field="idempotency_key"
+        )
+    return key
+
+
+def _text(value: str, limit: int) -> str:
+    return (value or "").strip()[:limit]
+
+
+# --- Prices ---------------------------------------------------------------------------------
+
+
+def credit_price_current(*, action: str) -> CreditPrice:
+    """The version of `action`'s price in effect now.
+
+    An action listed in the defaults gets its version 1 written the first time it is asked for,
+    so a fresh installation prices its actions without a seeding step.
+    """
+    now = timezone.now()
+    price = CreditPrice.objects.filter(action=action, effective_from__lte=now).order_by("-version").first()
+    if price is not None:
+        return price
+    default = next((p for p in conf.DEFAULT_PRICES if p[0] == action), None)
+    if default is None or CreditPrice.objects.filter(action=action).exists():
+        raise ServiceError("unknown_action", f"No price is set for {action!r}.", field="action")
+    _, credits, unit, unit_size, description = default
+    price, _ = CreditPrice.objects.get_or_create(
+        action=action,
+        version=1,
+        defaults={"credits": credits, "unit": unit, "unit_size": unit_size, "description": description},
+    )
+    return price
+
+
+def credit_price_set(
+    *, action: str, credits: int, unit: str = "call", unit_size: int = 1, description: str = ""
+) -> CreditPrice:
+    """A new version of `action`'s price; earlier versions stay for the ledger lines that used them."""
+    action = (action or "").strip()
+    if not action:
+        raise ServiceError("action_required", "Name the action.", field="action")
+    _check_amount(credits, field="credits", allow_zero=True)
+    _check_amount(unit_size, field="unit_size")
+    for _ in range(3):
+        version = (
+            CreditPrice.objects.filter(action=action)
+            .order_by("-version")
+            .values_list("version", flat=True)
+            .first()
+            or 0
+        ) + 1
+        try:
+            with transaction.atomic():
+                return CreditPrice.objects.create(
+                    action=action,
+                    version=version,
+                    credits=credits,
+                    unit=_text(unit, 20) or "call",
+                    unit_size=unit_size,
+                    description=_text(description, 200),
+                )
+        except IntegrityError:
+            continue  # someone else added the same version number first; take the next
+    raise ServiceError("price_conflict", "Prices changed while saving; try again.", status=409)
+
+
+def credit_prices_seed() -> int:
+    """Write version 1 of every default price that is missing. Safe to run again."""
+    created = 0
+    for action, *_ in conf.DEFAULT_PRICES:
+        if not CreditPrice.objects.filter(action=action).exists():
+            credit_price_current(action=action)
+            created += 1
+    return created
+
+
+def credits_estimate(*, action: str, quantity: int = 1) -> Quote:
+    action = (action or "").strip()
+    if not action:
+        raise ServiceError("action_required", "Name the action to price.", field="action")
+    quantity = _check_amount(quantity, field="quantity")
+    price = credit_price_current(action=action)
+    return Quote(action=action, quantity=quantity, credits=price.cost(quantity), price=price)
+
+
+def _resolve_amount(*, amount: int | None, action: str, quantity: int) -> Quote:
+    if action and amount is not None:
+        raise ServiceError("amount_or_action", "Give an amount or an action, not both.", field="amount")
+    if action:
+        quote = credits_estimate(action=action, quantity=quantity)
+        if quote.credits == 0:
+            raise ServiceError(
+                "free_action", f"{action!r} costs nothing; there is nothing to charge.", field="action"
+            )
+        return quote
+    if amount is None:
+        raise ServiceError("amount_required", "Give an amount, or an action and a quantity.", field="amount")
+    return Quote(action="", quantity=1, credits=_check_amount(amount), price=None)
+
+
+# --- Packages -------------------------------------------------------------------------------
+
+
+def credit_package_create(
+    *,
+    code: str,
+    name: str,
+    credits: int,
+    unit_amount: int,
+    bonus_credits: int = 0,
+    currency: str = "usd",
+    description: str = "",
+    sort_order: int = 0,
+) -> CreditPackage:
+    code = (code or "").strip().lower()
+    if not code or not code.replace("-", "").replace("_", "").isalnum():
+        raise ServiceError("invalid_code", "Use letters, digits and dashes for the code.", field="code")
+    if not (name or "").strip():
+        raise ServiceError("name_required", "Name the package.", field="name")
+    _check_amount(credits, field="credits")
+    _check_amount(bonus_credits, field="bonus_credits", allow_zero=True)
+    _check_amount(unit_amount, field="unit_amount", allow_zero=True)
+    currency = (currency or "").strip().lower()
+    if len(currency) != 3 or not currency.isalpha():
+        raise ServiceError(
+            "invalid_currency", "Use a three-letter currency code, like usd.", field="currency"
+        )
+    try:
+        with transaction.atomic():
+            return CreditPackage.objects.create(
+                code=code,
+                name=name.strip()[:80],
+                credits=credits,
+                bonus_credits=bonus_credits,
+                unit_amount=unit_amount,
+                currency=currency,
+                description=_text(description, 200),
+                sort_order=sort_order,
+            )
+    except IntegrityError:
+        raise ServiceError(
+            "package_exists", f"A package {code!r} already exists.", field="code", status=409
+        ) from None
+
+
+def credits_seed_packages() -> int:
+    """Create the default packages that do not exist yet. Safe to run again."""
+    created = 0
+    for order, (code, name, credits, bonus, unit_amount, description) in enumerate(conf.DEFAULT_PACKAGES):
+        _, was_created = CreditPackage.objects.get_or_create(
+            code=code,
+            defaults={
+                "name": name,
+                "credits": credits,
+                "bonus_credits": bonus,
+                "unit_amount": unit_amount,
+                "description": description,
+                "sort_order": order,
+            },
+        )
+        created += was_created
+    return created
+
+
+# --- Accounts -------------------------------------------------------------------------------
+
+
+def credit_account_for(*, organization: Organization) -> CreditAccount:
+    """The organization's account, created on first use with the welcome bonus.
+
+    The bonus has a fixed idempotency key, so it is granted once however often this runs.
+    """
+    account = CreditAccount.objects.filter(organization=organization).first()
+    if account is not None:
+        return account
+    with transaction.atomic():
+        account, created = CreditAccount.objects.get_or_create(organization=organization)
+        bonus = conf.welcome_bonus()
+        if created and bonus > 0:
+            days = conf.welcome_bonus_days()
+            _credit(
+                account_id=account.pk,
+                amount=bonus,
+                type=TransactionType.BONUS,
+                source=GrantSource.BONUS,
+                idempotency_key=WELCOME_BONUS_KEY,
+                expires_at=timezone.now() + timedelta(days=days) if days else None,
+                description="Welcome bonus",
+            )
+            account.refresh_from_db()
+    return account
+
+
+def credit_account_update(
+    *,
+    organization: Organization,
+    actor: User,
+    low_balance_threshold: int,
+    auto_recharge_enabled: bool,
+    auto_recharge_threshold: int,
+    auto_recharge_package: CreditPackage | None,
+    auto_recharge_monthly_limit: int,
+    ip_address: str | None = None,
+) -> CreditAccount:
+    """Alert and auto-recharge settings. Never touches the balance."""
+    _check_amount(low_balance_threshold, field="low_balance_threshold", allow_zero=True)
+    _check_amount(auto_recharge_threshold, field="auto_recharge_threshold", allow_zero=True)
+    _check_amount(auto_recharge_monthly_limit, field="auto_recharge_monthly_limit", allow_zero=True)
+    if auto_recharge_enabled:
+        if auto_recharge_package is None or not auto_recharge_package.is_active:
+            raise ServiceError(
+                "package_required",
+                "Choose the package to buy when recharging.",
+                field="auto_recharge_package",
+            )
+        if auto_recharge_threshold <= 0:
+            raise ServiceError(
+                "threshold_required",
+                "Choose the balance below which to recharge.",
+                field="auto_recharge_threshold",
+            )
+        if auto_recharge_monthly_limit < auto_recharge_package.unit_amount:
+            raise ServiceError(
+                "limit_below_package",
+                "The monthly limit must allow at least one recharge of the chosen package.",
+                field="auto_recharge_monthly_limit",
+            )
+    account = credit_account_for(organization=organization)
+    values = {
+        "low_balance_threshold": low_balance_threshold,
+        "auto_recharge_enabled": auto_recharge_enabled,
+        "auto_recharge_threshold": auto_recharge_threshold,
+        "auto_recharge_package_id": auto_recharge_package.pk if auto_recharge_package else None,
+        "auto_recharge_monthly_limit": auto_recharge_monthly_limit,
+    }
+    changed = {k: [getattr(account, k), v] for k, v in values.items() if getattr(account, k) != v}
+    if changed:
+        with transaction.atomic():
+            CreditAccount.objects.filter(pk=account.pk).update(**values)
+            audit_record(
+                organization=organization,
+                action="credits.settings_changed",
+                actor=actor,
+                target=organization.slug,
+                data=changed,
+                ip_address=ip_address,
+            )
+        for field, value in values.items():
+            setattr(account, field, value)
+    return account
+
+
+# --- The ledger's moving parts ----------------------------------------------------------------
+
+_RETURNING = (
+    "id, organization_id, balance, held, overdraft_allowance, low_balance_threshold, "
+    "auto_recharge_enabled, auto_recharge_threshold"
+)
+
+
+_RETURNING_NAMES = [name.strip() for name in _RETURNING.split(",")]
+
+
+def _fetchone(sql: str, params) -> tuple | None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _account_move(
+    *,
+    account_id: int | None = None,
+    organization_id: int | None = None,
+    balance: int = 0,
+    held: int = 0,
+    used: int = 0,
+    purchased: int = 0,
+    spend: int | None = None,
+) -> CreditAccount | None:
+    """Move an account's figures in one conditional UPDATE and return the row as it now is.
+
+    With `spend`, the row changes only if that many credits are spendable (overdraft included);
+    None means they were not (or that there is no account). The UPDATE holds the row lock until
+    the surrounding transaction ends.
+    """
+    where = "id = %s" if account_id is not None else "organization_id = %s"
+    params = [balance, held, used, purchased, account_id if account_id is not None else organization_id]
+    if spend is not None:
+        where += " AND balance - held - %s >= -overdraft_allowance"
+        params.append(spend)
+    # Only constant fragments are interpolated; every value travels as a parameter.
+    sql = (
+        f"UPDATE {CreditAccount._meta.db_table} SET balance = balance + %s, held = held + %s, "  # noqa: S608
+        f"lifetime_used = lifetime_used + %s, lifetime_purchased = lifetime_purchased + %s "
+        f"WHERE {where} RETURNING {_RETURNING}"
+    )
+    row = _fetchone(sql, params)
+    if row is None:
+        return None
+    return CreditAccount(**dict(zip(_RETURNING_NAMES, row, strict=True)))
+
+
+def _grants_draw(*, account_id: int, amount: int) -> list[tuple[int, int]]:
+    """Take up to `amount` from the account's grants: by priority, then soonest expiry, then oldest.
+
+    Returns (grant id, credits taken). Less than `amount` is taken only in overdraft, when every
+    grant is empty. Call with the account row locked.
+    """
+    draws, left = [], amount
+    rows = (
+        CreditGrant.objects.filter(account_id=account_id, remaining__gt=0)
+        .order_by(*CreditGrant._meta.ordering)
+        .values_list("id", "remaining")
+    )
+    for grant_id, remaining in rows:
+        take = min(left, remaining)
+        draws.append((grant_id, take))
+        left -= take
+        if left == 0:
+            break
+    if len(draws) == 1:
+        CreditGrant.objects.filter(pk=draws[0][0]).update(remaining=F("remaining") - draws[0][1])
+    elif draws:
+        CreditGrant.objects.filter(pk__in=[g for g, _ in draws]).update(
+            remaining=F("remaining") - Case(*[When(pk=g, then=Value(t)) for g, t in draws])
+        )
+    return draws
+
+
+# On PostgreSQL the grants are drawn and the ledger line and its allocations written in one
+# statement. It runs after the account UPDATE, so its snapshot already sees every change made
+# under the account lock; other databases take the portable path, one statement at a time.
+SINGLE_STATEMENT_DEBIT = True
+
+_DEBIT_SQL = """
+WITH ordered AS (
+    SELECT id, remaining,
+           SUM(remaining) OVER (
+               ORDER BY priority, expires_at NULLS LAST, created_at, id
+           ) - remaining AS before
+    FROM {grant} WHERE account_id = %(account)s AND remaining > 0
+), drawn AS (
+    UPDATE {grant} AS g SET remaining = g.remaining - LEAST(o.remaining, %(amount)s - o.before)
+    FROM ordered AS o WHERE g.id = o.id AND o.before < %(amount)s
+    RETURNING g.id, LEAST(o.remaining, %(amount)s - o.before) AS took
+), entry AS (
+    INSERT INTO {transaction} ({columns}) VALUES ({values}) RETURNING id
+), allocated AS (
+    INSERT INTO {allocation} (transaction_id, grant_id, amount)
+    SELECT entry.id, drawn.id, -drawn.took FROM entry CROSS JOIN drawn
+)
+SELECT id FROM entry
+"""
+_ENTRY_COLUMNS = [
+    "code",
+    "account_id",
+    "type",
+    "amount",
+    "balance_after",
+    "action",
+    "quantity",
+    "price_id",
+    "description",
+    "reference_type",
+    "reference_id",
+    "idempotency_key",
+    "refund_of_id",
+    "actor_id",
+    "metadata",
+    "created_at",
+]
+
+
+def _debit_entry(*, account: CreditAccount, amount: int, **fields) -> CreditTransaction:
+    """Draw `amount` from the grants of `account` (locked, balance already moved) and write the
+    ledger line with its allocations. Raises IntegrityError if the idempotency key is taken."""
+    entry = CreditTransaction(account_id=account.pk, amount=-amount, balance_after=account.balance, **fields)
+    if connection.vendor != "postgresql" or not SINGLE_STATEMENT_DEBIT:
+        draws = _grants_draw(account_id=account.pk, amount=amount)
+        entry.save(force_insert=True)
+        CreditAllocation.objects.bulk_create(
+            [CreditAllocation(transaction=entry, grant_id=g, amount=-t) for g, t in draws]
+        )
+        return entry
+    params = {f"c_{name}": getattr(entry, name) for name in _ENTRY_COLUMNS}
+    params["c_metadata"] = json.dumps(entry.metadata)
+    params.update(account=account.pk, amount=amount)
+    sql = _DEBIT_SQL.format(
+        grant=CreditGrant._meta.db_table,
+        transaction=CreditTransaction._meta.db_table,
+        allocation=CreditAllocation._meta.db_table,
+        columns=", ".join(_ENTRY_COLUMNS),
+        values=", ".join(f"%(c_{n})s::jsonb" if n == "metadata" else f"%(c_{n})s" for n in _ENTRY_COLUMNS),
+    )
+    entry.pk = _fetchone(sql, params)[0]
+    entry._state.adding = False
+    return entry
+
+
+def _replay(model, *, account_id: int, key: str):
+    """The row an earlier call with this idempotency key wrote, marked as replayed."""
+    found = model.objects.filter(account_id=account_id, idempotency_key=key).first()
+    if found is not None:
+        found.replayed = True
+    return found
+
+
+def _replay_for_org(model, *, organization: Organization, key: str):
+    account_id = CreditAccount.objects.filter(organization=organization).values_list("pk", flat=True).first()
+    return _replay(model, account_id=account_id, key=key) if account_id else None
+
+
+def _check_same_request(original, *, amount: int, action: str) -> None:
+    if abs(original.amount) != amount or original.action != action:
+        raise ServiceError(
+            "idempotency_key_reused",
+            "This idempotency key was already used for a different request.",
+            field="idempotency_key",
+            status=409,
+        )
+
+
+def _after_debit(account: CreditAccount, *, amount: int, transaction_id: int) -> None:
+    """Queue the alert and the recharge for the one debit that crosses their thresholds."""
+    from credits import tasks
+
+    before, after = account.balance + amount, account.balance
+    if account.crossed_low_balance(before=before, after=after):
+        tasks.send_low_balance_alert.delay_on_commit(account.pk, transaction_id)
+    if account.crossed_recharge_threshold(before=before, after=after):
+        tasks.auto_recharge.delay_on_commit(account.pk)
+
+
+def _debit(
+    *,
+    organization: Organization | None = None,
+    account_id: int | None = None,
+    amount: int,
+    type: str,
+    idempotency_key: str,
+    quote: Quote | None = None,
+    description: str = "",
+    reference_type: str = "",
+    reference_id: str = "",
+    metadata: dict | None = None,
+    actor: User | None = None,
+) -> CreditTransaction:
+    action = quote.action if quote else ""
+    try:
+        with transaction.atomic():
+            account = _account_move(
+                organization_id=organization.pk if organization else None,
+                account_id=account_id,
+                balance=-amount,
+                used=amount if type == TransactionType.CONSUMPTION else 0,
+                spend=amount,
+            )
+            if account is None:
+                raise _Refused
+            entry = _debit_entry(
+                account=account,
+                amount=amount,
+                type=type,
+                action=action,
+                quantity=quote.quantity if quote and quote.action else None,
+                price=quote.price if quote else None,
+                description=_text(description, 200),
+                reference_type=_text(reference_type, 40),
+                reference_id=_text(reference_id, 100),
+                idempotency_key=idempotency_key,
+                actor=actor,
+                metadata=metadata or {},
+            )
+            _after_debit(account, amount=amount, transaction_id=entry.pk)
+            return entry
+    except IntegrityError:
+        # The idempotency key is taken: this exact call already went through.
+        if organization is not None:
+            original = _replay_for_org(CreditTransaction, organization=organization, key=idempotency_key)
+        else:
+            original = _replay(CreditTransaction, account_id=account_id, key=idempotency_key)
+        if original is None:
+            raise
+        _check_same_request(original, amount=amount, action=action)
+        return original
+    except _Refused:
+        pass
+    # Not enough credits, no account yet, or a replay of a call that used the last credits.
+    if organization is not None:
+        account = credit_account_for(organization=organization)
+    else:
+        account = CreditAccount.objects.get(pk=account_id)
+    original = _replay(CreditTransaction, account_id=account.pk, key=idempotency_key)
+    if original is not None:
+        _check_same_request(original, amount=amount, action=action)
+        return original
+    if account.spendable >= amount:
+        # The account was created just now (with its welcome bonus): try once more.
+        return _debit(
+            account_id=account.pk,
+            amount=amount,
+            type=type,
+            idempotency_key=idempotency_key,
+            quote=quote,
+            description=description,
+            reference_type=reference_type,
+            reference_id=reference_id,
+            metadata=metadata,
+            actor=actor,
+        )
+    raise InsufficientCredits(required=amount, balance=account.balance, available=account.available)
+
+
+class _Refused(Exception):
+    """The conditional update matched no row."""
+
+
+def _credit(
+    *,
+    account_id: int,
+    amount: int,
+    type: str,
+    source: str,
+    idempotency_key: str,
+    expires_at: datetime | None = None,
+    priority: int | None = None,
+    description: str = "",
+    reference_type: str = "",
+    reference_id: str = "",
+    metadata: dict | None = None,
+    actor: User | None = None,
+    refund_of: CreditTransaction | None = None,
+    restore_to: list[tuple[int, int]] | None = None,
+) -> CreditTransaction:
+    """Add credits: first repay any overdraft, then refill `restore_to` grants (grant id, room),
+    then put the rest in a new grant."""
+    try:
+        with transaction.atomic():
+            account = _account_move(
+                account_id=account_id,
+                balance=amount,
+                purchased=amount if source == GrantSource.PURCHASE else 0,
+                used=-amount if type == TransactionType.REFUND else 0,
+            )
+            before = account.balance - amount
+            repaid = min(amount, max(0, -before))
+            entry = CreditTransaction.objects.create(
+                account_id=account_id,
+                type=type,
+                amount=amount,
+                balance_after=account.balance,
+                description=_text(description, 200),
+                reference_type=_text(reference_type, 40),
+                reference_id=_text(reference_id, 100),
+                idempotency_key=idempotency_key,
+                refund_of=refund_of,
+                actor=actor,
+                metadata={**(metadata or {}), **({"overdraft_repaid": repaid} if repaid else {})},
+            )
+            left = amount - repaid
+            allocations = []
+            for grant_id, room in restore_to or []:
+                put = min(left, room)
+                if put > 0:
+                    CreditGrant.objects.filter(pk=grant_id).update(remaining=F("remaining") + put)
+                    allocations.append(CreditAllocation(transaction=entry, grant_id=grant_id, amount=put))
+                    left -= put
+            if left > 0:
+                grant = CreditGrant.objects.create(
+                    account_id=account_id,
+                    source=source,
+                    amount=left,
+                    remaining=left,
+                    priority=GrantSource.default_priority(source) if priority is None else priority,
+                    expires_at=expires_at,
+                    description=_text(description, 200),
+                )
+                allocations.append(CreditAllocation(transaction=entry, grant=grant, amount=left))
+            CreditAllocation.objects.bulk_create(allocations)
+            return entry
+    except IntegrityError:
+        original = _replay(CreditTransaction, account_id=account_id, key=idempotency_key)
+        if original is None:
+            raise
+        if original.amount != amount:
+            _check_same_request(original, amount=amount, action="")
+        return original
+
+
+# --- Grants, consumption, refunds, adjustments ----------------------------------------------
+
+
+def credits_grant(
+    *,
+    organization: Organization,
+    amount: int,
+    source: str,
+    idempotency_key: str,
+    expires_at: datetime | None = None,
+    priority: int | None = None,
+    description: str = "",
+    reference_type: str = "",
+    reference_id: str = "",
+    metadata: dict | None = None,
+    actor: User | None = None,
+) -> CreditTransaction:
+    """Add credits from `source`. Billing calls this for purchases and for a plan's monthly
+    allowance (`source=subscription_allowance, expires_at=<period end>`)."""
+    _check_amount(amount)
+    if source not in GrantSource.values:
+        raise ServiceError(
+            "invalid_source", f"Choose one of: {', '.join(GrantSource.values)}.", field="source"
+        )
+    key = _check_key(idempotency_key)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ServiceError("invalid_expiry", "The expiry must be in the future.", field="expires_at")
+    account = credit_account_for(organization=organization)
+    return _credit(
+        account_id=account.pk,
+        amount=amount,
+        type=TransactionType.for_source(source),
+        source=source,
+        idempotency_key=key,
+        expires_at=expires_at,
+        priority=priority,
+        description=description or GrantSource(source).label,
+        reference_type=reference_type,
+        reference_id=reference_id,
+        metadata=metadata,
+        actor=actor,
+    )
+
+
+def credits_consume(
+    *,
+    organization: Organization,
+    idempotency_key: str,
+    amount: int | None = None,
+    action: str = "",
+    quantity: int = 1,
+    description: str = "",
+    reference_type: str = "",
+    reference_id: str = "",
+    metadata: dict | None = None,
+    actor: User | None = None,
+) -> CreditTransaction:
+    """Spend `amount` credits, or the price of `quantity` units of `action`.
+
+    Raises InsufficientCredits (402) and changes nothing when the account cannot cover it.
+    Called again with the same key, returns the first call's ledger line without charging.
+    """
+    key = _check_key(idempotency_key)
+    quote = _resolve_amount(amount=amount, action=action, quantity=quantity)
+    return _debit(
+        organization=organization,
+        amount=quote.credits,
+        type=TransactionType.CONSUMPTION,
+        idempotency_key=key,
+        quote=quote,
+        description=description or (quote.price.description if quote.price else ""),
+        reference_type=reference_type,
+        reference_id=reference_id,
+        metadata=metadata,
+        actor=actor,
+    )
+
+
+def credits_refund(
+    *,
+    consumption: CreditTransaction,
+    amount: int | None = None,
+    reason: str = "",
+    idempotency_key: str = "",
+    actor: User | None = None,
+) -> CreditTransaction:
+    """Give back all or part of a consumption, to the grants it drew from.
+
+    Credits whose grant has expired since come back as a new refund grant that does not expire.
+    Refunds of one consumption never add up to more than it took.
+    """
+    original = consumption
+    if original.type != TransactionType.CONSUMPTION:
+        raise ServiceError("not_refundable", "Only a consumption can be refunded.")
+    key = _check_key(idempotency_key or f"refund:{original.code}")
+    if amount is not None:
+        _check_amount(amount)
+    with transaction.atomic():
+        CreditAccount.objects.select_for_update().filter(pk=original.account_id).first()
+        earlier = _replay(CreditTransaction, account_id=original.account_id, key=key)
+        if earlier is not None:
+            return earlier
+        refunds = CreditTransaction.objects.filter(refund_of=original)
+        refundable = -original.amount - (refunds.aggregate(s=Sum("amount"))["s"] or 0)
+        amount = refundable if amount is None else amount
+        if amount <= 0 or amount > refundable:
+            raise ServiceError(
+                "refund_too_large",
+                f"At most {refundable:,} credits of this consumption can still be refunded.",
+                field="amount",
+            )
+        restored = dict(
+            CreditAllocation.objects.filter(transaction__refund_of=original)
+            .values_list("grant_id")
+            .annotate(s=Sum("amount"))
+            .values_list("grant_id", "s")
+        )
+        now = timezone.now()
+        live = Q(grant__expires_at__isnull=True) | Q(grant__expires_at__gt=now)
+        rooms = [
+            (a.grant_id, -a.amount - restored.get(a.grant_id, 0))
+            for a in original.allocations.filter(live).select_related("grant").order_by("-grant__priority")
+        ]
+        return _credit(
+            account_id=original.account_id,
+            amount=amount,
+            type=TransactionType.REFUND,
+            source=GrantSource.REFUND,
+            idempotency_key=key,
+            description=_text(reason, 200) or f"Refund of {original.description or 'a consumption'}",
+            reference_type="transaction",
+            reference_id=str(original.code),
+            refund_of=original,
+            actor=actor,
+            restore_to=rooms,
+        )
+
+
+def credits_adjust(
+    *,
+    organization: Organization,
+    amount: int,
+    reason: str,
+    actor: User,
+    idempotency_key: str = "",
+    ip_address: str | None = None,
+) -> CreditTransaction:
+    """A staff correction, positive or negative, recorded in the ledger and the audit log."""
+    if not actor.is_staff:
+        raise ServiceError("staff_only", "Only staff adjust balances.", status=403)
+    reason = _text(reason, 200)
+    if not reason:
+        raise ServiceError("reason_required", "Say why the balance is adjusted.", field="reason")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
+        raise ServiceError("invalid_amount", "Give a non-zero whole number of credits.", field="amount")
+    _check_amount(abs(amount))
+    key = _check_key(idempotency_key or f"adjustment:{uuid.uuid4()}")
+    account = credit_account_for(organization=organization)
+    with transaction.atomic():
+        if amount > 0:
+            entry = _credit(
+                account_id=account.pk,
+                amount=amount,
+                type=TransactionType.ADJUSTMENT,
+                source=GrantSource.ADJUSTMENT,
+                idempotency_key=key,
+                description=reason,
+                actor=actor,
+            )
+        else:
+            entry = _debit(
+                account_id=account.pk,
+                amount=-amount,
+                type=TransactionType.ADJUSTMENT,
+                idempotency_key=key,
+                description=reason,
+                actor=actor,
+            )
+        if not entry.replayed:
+            audit_record(
+                organization=organization,
+                action="credits.adjusted",
+                actor=actor,
+                target=str(entry.code),
+                data={"amount": amount, "reason": reason, "balance_after": entry.balance_after},
+                ip_address=ip_address,
+            )
+    return entry
+
+
+# --- Reservations ---------------------------------------------------------------------------
+
+
+def credit_reservation_create(
+    *,
+    organization: Organization,
+    idempotency_key: str,
+    amount: int | None = None,
+    action: str = "",
+    quantity: int = 1,
+    ttl_seconds: int | None = None,
+    description: str = "",
+    reference_type: str = "",
+    reference_id: str = "",
+    metadata: dict | None = None,
+    actor: User | None = None,
+) -> CreditReservation:
+    """Hold credits for an operation that will be confirmed or cancelled later."""
+    key = _check_key(idempotency_key)
+    quote = _resolve_amount(amount=amount, action=action, quantity=quantity)
+    ttl = conf.reservation_ttl_seconds() if ttl_seconds is None else ttl_seconds
+    if not isinstance(ttl, int) or not 1 <= ttl <= 24 * 3600:
+        raise ServiceError(
+            "invalid_ttl", "Hold credits for between 1 second and 24 hours.", field="ttl_seconds"
+        )
+    for _ in range(2):
+        try:
+            with transaction.atomic():
+                account = _account_move(
+                    organization_id=organization.pk, held=quote.credits, spend=quote.credits
+                )
+                if account is None:
+                    raise _Refused
+                return CreditReservation.objects.create(
+                    account_id=account.pk,
+                    amount=quote.credits,
+                    action=quote.action,
+                    quantity=quote.quantity if quote.action else None,
+                    price=quote.price,
+                    description=_text(description, 200),
+                    reference_type=_text(reference_type, 40),
+                    reference_id=_text(reference_id, 100),
+                    idempotency_key=key,
+                    actor=actor,
+                    metadata=metadata or {},
+                    expires_at=timezone.now() + timedelta(seconds=ttl),
+                )
+        except IntegrityError:
+            original = _replay_for_org(CreditReservation, organization=organization, key=key)
+            if original is None:
+                raise
+            _check_same_request(original, amount=quote.credits, action=quote.action)
+            return original
+        except _Refused:
+            account = credit_account_for(organization=organization)
+            original = _replay(CreditReservation, account_id=account.pk, key=key)
+            if original is not None:
+                _check_same_request(original, amount=quote.credits, action=quote.action)
+                return original
+            if account.spendable < quote.credits:
+                raise InsufficientCredits(
+                    required=quote.credits, balance=account.balance, available=account.available
+                ) from None
+            # The account was created just now; the loop tries once more.
+    raise InsufficientCredits(required=quote.credits, balance=0, available=0)
+
+
+def _settled(reservation: CreditReservation, *, wanted: str) -> CreditReservation:
+    """Answer a settle call on a reservation that is no longer held."""
+    current = CreditReservation.objects.select_related("transaction").get(pk=reservation.pk)
+    if current.status == wanted:
+        current.replayed = True
+        return current
+    raise ServiceError(
+        "reservation_closed",
+        f"This reservation is already {current.get_status_display().lower()}.",
+        status=409,
+    )
+
+
+def credit_reservation_confirm(
+    *, reservation: CreditReservation, amount: int | None = None, quantity: int | None = None
+) -> CreditReservation:
+    """Consume `amount` (default: all) of the held credits and release the rest.
+
+    `quantity` records the units really used when they differ from the estimate held.
+    """
+    amount = reservation.amount if amount is None else _check_amount(amount, allow_zero=True)
+    if amount > reservation.amount:
+        raise ServiceError(
+            "amount_exceeds_hold",
+            f"At most the {reservation.amount:,} credits held can be confirmed.",
+            field="amount",
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = CreditReservation.objects.filter(pk=reservation.pk, status=ReservationStatus.HELD).update(
+            status=ReservationStatus.CONFIRMED, consumed=amount, settled_at=now
+        )
+        if not claimed:
+            current = _settled(reservation, wanted=ReservationStatus.CONFIRMED)
+            if current.consumed != amount:
+                raise ServiceError(
+                    "reservation_closed",
+                    "This reservation was already confirmed for another amount.",
+                    status=409,
+                )
+            return current
+        account = _account_move(
+            account_id=reservation.account_id, held=-reservation.amount, balance=-amount, used=amount
+        )
+        entry = None
+        if amount:
+            entry = _debit_entry(
+                account=account,
+                amount=amount,
+                type=TransactionType.CONSUMPTION,
+                action=reservation.action,
+                quantity=reservation.quantity if quantity is None else quantity,
+                price=reservation.price,
+                description=reservation.description
+                or (reservation.price.description if reservation.price else ""),
+                reference_type=reservation.reference_type,
+                reference_id=reservation.reference_id,
+                idempotency_key=f"reservation:{reservation.code}",
+                actor_id=reservation.actor_id,
+                metadata={
+                    **reservation.metadata,
+                    "reservation": str(reservation.code),
+                    "held": reservation.amount,
+                },
+            )
+            CreditReservation.objects.filter(pk=reservation.pk).update(transaction=entry)
+            _after_debit(account, amount=amount, transaction_id=entry.pk)
+    reservation.status, reservation.consumed, reservation.settled_at = (
+        ReservationStatus.CONFIRMED,
+        amount,
+        now,
+    )
+    reservation.transaction = entry
+    return reservation
+
+
+def _release(reservation: CreditReservation, *, status: str, only_expired: bool = False) -> bool:
+    now = timezone.now()
+    with transaction.atomic():
+        open_ = CreditReservation.objects.filter(pk=reservation.pk, status=ReservationStatus.HELD)
+        if only_expired:
+            open_ = open_.filter(expires_at__lte=now)
+        if not open_.update(status=status, consumed=0, settled_at=now):
+            return False
+        _account_move(account_id=reservation.account_id, held=-reservation.amount)
+    reservation.status, reservation.consumed, reservation.settled_at = status, 0, now
+    return True
+
+
+def credit_reservation_cancel(*, reservation: CreditReservation) -> CreditReservation:
+    """Release every held credit. Cancelling twice is fine; cancelling a confirmed one is not."""
+    if not _release(reservation, status=ReservationStatus.CANCELLED):
+        return _settled(reservation, wanted=ReservationStatus.CANCELLED)
+    return reservation
+
+
+def credit_reservations_expire(*, now: datetime | None = None) -> int:
+    """Release holds whose time ran out. Run by the periodic job; safe to run concurrently."""
+    now = now or timezone.now()
+    stale = CreditReservation.objects.filter(status=ReservationStatus.HELD, expires_at__lte=now)
+    return sum(_release(r, status=ReservationStatus.EXPIRED, only_expired=True) for r in stale.iterator())
+
+
+# --- Expiry ---------------------------------------------------------------------------------
+
+
+def credit_grant_expire(*, grant: CreditGrant) -> CreditTransaction | None:
+    """Write the expiry of what is left of one expired grant.
+
+    Credits held by open reservations are not expired from under them: only what exceeds the
+    holds goes now, and the periodic job takes the rest once the holds are settled.
+    """
+    with transaction.atomic():
+        account = CreditAccount.objects.select_for_update().get(pk=grant.account_id)
+        grant = CreditGrant.objects.get(pk=grant.pk)
+        if not grant.is_expired() or grant.remaining <= 0:
+            return None
+        take = min(grant.remaining, max(0, account.available))
+        if take <= 0:
+            return None
+        moved = _account_move(account_id=account.pk, balance=-take)
+        CreditGrant.objects.filter(pk=grant.pk).update(remaining=F("remaining") - take)
+        entry = CreditTransaction.objects.create(
+            account_id=account.pk,
+            type=TransactionType.EXPIRY,
+            amount=-take,
+            balance_after=moved.balance,
+            description=f"Expired: {grant.description or grant.get_source_display()}",
+            reference_type="grant",
+            reference_id=str(grant.code),
+            # Under the account lock `remaining` only shrinks, so the key is unique per expiry.
+            idempotency_key=f"expiry:{grant.code}:{grant.remaining}",
+        )
+        CreditAllocation.objects.create(transaction=entry, grant=grant, amount=-take)
+        _after_debit(moved, amount=take, transaction_id=entry.pk)
+    return entry
+
+
+def credit_grants_expire(*, now: datetime | None = None) -> int:
+    """Expire every grant past its date. Run by the periodic job; safe to run concurrently."""
+    now = now or timezone.now()
+    due = CreditGrant.objects.filter(expires_at__lte=now, remaining__gt=0).order_by("expires_at")
+    return sum(credit_grant_expire(grant=g) is not None for g in due.iterator())
+
+
+# --- Alerts ---------------------------------------------------------------------------------
+
+
+def _billing_contacts(organization: Organization) -> list[str]:
+    if organization.billing_email:
+        return [organization.billing_email]
+    return list(
+        organization.memberships.filter(role__in=[Role.OWNER, Role.BILLING])
+        .values_list("user__email", flat=True)
+        .order_by("user__email")
+    )
+
+
+def credits_low_balance_alert_send(*, account_id: int, transaction_id: int) -> bool:
+    """Email the billing contacts once for the crossing that `transaction_id` caused.
+
+    The claim (a conditional update of `low_balance_alerted_at`) comes first, so a task that is
+    delivered twice sends one email; a later crossing is newer than the claim and alerts again.
+    """
+    entry = CreditTransaction.objects.filter(pk=transaction_id, account_id=account_id).first()
+    if entry is None:
+        return False
+    claimed = CreditAccount.objects.filter(
+        Q(low_balance_alerted_at__isnull=True) | Q(low_balance_alerted_at__lt=entry.created_at),
+        pk=account_id,
+    ).update(low_balance_alerted_at=timezone.now())
+    if not claimed:
+        return False
+    account = CreditAccount.objects.select_related("organization").get(pk=account_id)
+    recipients = _billing_contacts(account.organization)
+    if not recipients:
+        return False
+    context = {
+        "account": account,
+        "organization": account.organization,
+        "runway": selectors.runway_days(account),
+        "url": settings.SITE_URL + reverse("credits", args=[account.organization.slug]),
+    }
+    send_mail(
+        subject=f"{account.organization.name} is running low on credits",
+        message=render_to_string("credits/email/low_balance.txt", context),
+        from_email=None,
+        recipient_list=recipients,
+    )
+    return True
+
+
+# --- Auto-recharge --------------------------------------------------------------------------
+
+
+class RechargeUnavailable(Exception):
+    """Charging a saved card is not possible (yet, or for this organization)."""
+
+
+def credit_recharge_charge(*, recharge: CreditRecharge) -> str:
+    """Charge the organization's saved card for `recharge`; return the PaymentIntent id.
+
+    This is the one place auto-recharge touches payments. It will ask billing's services for an
+    off-session PaymentIntent (customer's default payment method, `confirm=True`,
+    `off_session=True`, idempotency key `recharge-<code>`); the credits are granted when the
+    payment succeeds, by `credit_recharge_succeed`. Until that is connected no card is charged.
+    """
+    raise RechargeUnavailable("Off-session card payments are not connected yet.")
+
+
+def credit_auto_recharge_start(*, account_id: int) -> CreditRecharge | None:
+    """Start one recharge for an account that fell below its threshold, within its monthly limit.
+
+    A pending row is committed before the card is charged; the database refuses a second pending
+    row for the same account, so two triggers never charge twice.
+    """
+    account = CreditAccount.objects.select_related("auto_recharge_package").get(pk=account_id)
+    package = account.auto_recharge_package
+    if (
+        not account.auto_recharge_enabled
+        or package is None
+        or account.balance >= account.auto_recharge_threshold
+    ):
+        return None
+    month_start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    spent = (
+        CreditRecharge.objects.filter(
+            account=account,
+            created_at__gte=month_start,
+            status__in=[RechargeStatus.PENDING, RechargeStatus.SUCCEEDED],
+        ).aggregate(s=Sum("amount"))["s"]
+        or 0
+    )
+    snapshot = {
+        "account": account,
+        "package": package,
+        "credits": package.total_credits,
+        "amount": package.unit_amount,
+        "currency": package.currency,
+    }
+    if spent + package.unit_amount > account.auto_recharge_monthly_limit:
+        return CreditRecharge.objects.create(
+            **snapshot,
+            status=RechargeStatus.SKIPPED,
+            failure_code="monthly_limit",
+            failure_message="This month's auto-recharge limit is reached.",
+            settled_at=timezone.now(),
+        )
+    try:
+        with transaction.atomic():
+            recharge = CreditRecharge.objects.create(**snapshot)
+    except IntegrityError:
+        return None  # another recharge is in flight
+    try:
+        payment_intent_id = credit_recharge_charge(recharge=recharge)
+    except RechargeUnavailable as error:
+        return credit_recharge_fail(recharge=recharge, code="payments_unavailable", message=str(error))
+    CreditRecharge.objects.filter(pk=recharge.pk, payment_intent_id__isnull=True).update(
+        payment_intent_id=payment_intent_id
+    )
+    recharge.payment_intent_id = payment_intent_id
+    return recharge
+
+
+def credit_recharge_succeed(*, recharge: CreditRecharge, payment_intent_id: str = "") -> CreditRecharge:
+    """The payment went through: grant the package's credits (once, whatever the retries)."""
+    with transaction.atomic():
+        entry = _credit(
+            account_id=recharge.account_id,
+            amount=recharge.credits,
+            type=TransactionType.PURCHASE,
+            source=GrantSource.PURCHASE,
+            idempotency_key=f"recharge:{recharge.code}",
+            description=f"Auto-recharge: {recharge.package.name}",
+            reference_type="recharge",
+            reference_id=str(recharge.code),
+        )
+        CreditRecharge.objects.filter(pk=recharge.pk, status=RechargeStatus.PENDING).update(
+            status=RechargeStatus.SUCCEEDED,
+            transaction=entry,
+            payment_intent_id=payment_intent_id or recharge.payment_intent_id,
+            settled_at=timezone.now(),
+        )
+    recharge.refresh_from_db()
+    return recharge
+
+
+def credit_recharge_fail(*, recharge: CreditRecharge, code: str, message: str = "") -> CreditRecharge:
+    CreditRecharge.objects.filter(pk=recharge.pk, status=RechargeStatus.PENDING).update(
+        status=RechargeStatus.FAILED,
+        failure_code=code[:60],
+        failure_message=message[:255],
+        settled_at=timezone.now(),
+    )
+    recharge.refresh_from_db()
+    return recharge

@@ -1,0 +1,146 @@
+import csv
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from credits import selectors, services
+from credits.forms import CreditSettingsForm, HistoryFilterForm
+from teams.access import client_ip, get_org_for_user
+from teams.errors import ServiceError
+from teams.models import Role
+
+HISTORY_PAGE = 25
+
+
+def _settings_form(account) -> CreditSettingsForm:
+    return CreditSettingsForm(
+        initial={
+            "low_balance_threshold": account.low_balance_threshold,
+            "auto_recharge_enabled": account.auto_recharge_enabled,
+            "auto_recharge_threshold": account.auto_recharge_threshold,
+            "auto_recharge_package": account.auto_recharge_package_id,
+            "auto_recharge_monthly_limit": account.auto_recharge_monthly_limit // 100,
+        }
+    )
+
+
+def _page_context(request, organization, membership, account, *, settings_form=None) -> dict:
+    filters = HistoryFilterForm(request.GET or None)
+    rows = selectors.transactions_of(account, **filters.filters())
+    page, next_cursor = selectors.page_after(rows, cursor=request.GET.get("cursor", ""), limit=HISTORY_PAGE)
+    return {
+        "organization": organization,
+        "membership": membership,
+        "account": account,
+        "runway": selectors.runway_days(account),
+        "packages": selectors.active_packages(),
+        "by_day": selectors.usage_by_day(account),
+        "by_action": selectors.usage_by_action(account),
+        "holds": selectors.open_reservations_of(account).count(),
+        "filters": filters,
+        "transactions": page,
+        "next_cursor": next_cursor,
+        "settings_form": settings_form or _settings_form(account),
+    }
+
+
+@login_required
+@require_GET
+def credits_page(request, org_slug: str):
+    organization, membership = get_org_for_user(request, org_slug)
+    account = services.credit_account_for(organization=organization)
+    context = _page_context(request, organization, membership, account)
+    if request.htmx and request.htmx.target == "history":
+        return render(request, "credits/credits.html#history", context)
+    return render(request, "credits/credits.html", context)
+
+
+@login_required
+@require_GET
+def credits_widget(request, org_slug: str):
+    """The balance in the navigation bar, refreshed by htmx (with the low-balance banner)."""
+    organization, _ = get_org_for_user(request, org_slug)
+    account = services.credit_account_for(organization=organization)
+    return render(request, "credits/widget.html", {"organization": organization, "account": account})
+
+
+@login_required
+@require_POST
+def credits_settings(request, org_slug: str):
+    organization, membership = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    form = CreditSettingsForm(request.POST)
+    if form.is_valid():
+        try:
+            services.credit_account_update(
+                organization=organization,
+                actor=request.user,
+                ip_address=client_ip(request),
+                **form.cleaned_data,
+            )
+        except ServiceError as error:
+            form.add_error(error.field, error.message)
+        else:
+            messages.success(request, "Credit settings saved.")
+            return redirect("credits", organization.slug)
+    account = services.credit_account_for(organization=organization)
+    context = _page_context(request, organization, membership, account, settings_form=form)
+    return render(request, "credits/credits.html", context, status=400)
+
+
+def _cell(value: str) -> str:
+    # A spreadsheet runs a cell that starts with one of these as a formula; quote it instead.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+@login_required
+@require_GET
+def credits_export(request, org_slug: str):
+    """The history as CSV, with the page's filters, streamed so that long ledgers fit."""
+    organization, _ = get_org_for_user(request, org_slug)
+    account = services.credit_account_for(organization=organization)
+    rows = selectors.transactions_of(account, **HistoryFilterForm(request.GET or None).filters())
+    writer = csv.writer(_Echo())
+    header = [
+        "date",
+        "type",
+        "amount",
+        "balance_after",
+        "action",
+        "quantity",
+        "price_version",
+        "description",
+        "reference_type",
+        "reference_id",
+        "id",
+    ]
+
+    def lines():
+        yield writer.writerow(header)
+        for t in rows.iterator(chunk_size=500):
+            yield writer.writerow(
+                [
+                    t.created_at.isoformat(),
+                    t.type,
+                    t.amount,
+                    t.balance_after,
+                    _cell(t.action),
+                    t.quantity if t.quantity is not None else "",
+                    t.price.version if t.price else "",
+                    _cell(t.description),
+                    _cell(t.reference_type),
+                    _cell(t.reference_id),
+                    t.code,
+                ]
+            )
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{organization.slug}-credits.csv"'
+    return response

@@ -1,0 +1,48 @@
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from billing import services
+from billing.models import OrgSubscription
+from billing.stripe_setup import stripe_webhook_endpoint_ensure
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_pricing_to_hosted_checkout_to_an_active_plan(new_page, shoot, stripe_sim, live_server,
+                                                      settings):
+    settings.SITE_URL = live_server.url
+    services.catalog_push()
+    stripe_webhook_endpoint_ensure(site_url=live_server.url)
+
+    page = new_page()
+    page.goto("/signup/")
+    page.fill("#id_name", "Dana")
+    page.fill("#id_email", "dana@example.com")
+    page.fill("#id_password", "a-long-enough-pass")
+    page.click("button:has-text('Sign up')")
+
+    page.goto("/pricing/")
+    page.click("[data-testid=subscribe-ai]")
+    # The simulator's hosted checkout page: a declined card first, then a good one.
+    expect(page.locator("body")).to_contain_text("$5.00")
+    page.fill("input[name=card_number]", "4000 0000 0000 0002")
+    page.click("button[type=submit]")
+    expect(page.locator("body")).to_contain_text("declined")
+    page.fill("input[name=card_number]", "4242 4242 4242 4242")
+    page.click("button[type=submit]")
+
+    expect(page).to_have_url(re.compile(r"/billing/success/\?session_id=cs_"))
+    expect(page.locator("[data-testid=checkout-status] h1")).to_contain_text(
+        "You're on AI Access (monthly)")
+    expect(page.locator("[data-testid=checkout-status]")).to_contain_text("250 ai generations")
+    shoot(page, "checkout-success")
+
+    page.click("text=See billing")
+    expect(page.locator("[data-testid=current-plan]")).to_have_text("AI Access (monthly)")
+    expect(page.locator("[data-testid=status]")).to_have_text("Active")
+    expect(page.locator("[data-testid=payments]")).to_contain_text("$5")
+    expect(page.locator("[data-testid=upcoming]")).to_contain_text("$5")
+    shoot(page, "billing")
+    assert OrgSubscription.objects.get(organization__slug__startswith="dana").status == "active"

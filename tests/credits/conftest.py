@@ -1,0 +1,27 @@
+import pytest
+
+from credits import services
+
+
+@pytest.fixture(autouse=True)
+def _no_welcome_bonus(settings):
+    # Most tests count credits from zero; the bonus has its own tests.
+    settings.CREDITS_WELCOME_BONUS = 0
+
+
+@pytest.fixture
+def fund(org):
+    """fund(100) grants purchased credits to Acme; keyword arguments pass through to the grant."""
+    counter = iter(range(1_000_000))
+
+    def grant(amount, **kwargs):
+        kwargs.setdefault("source", "purchase")
+        kwargs.setdefault("idempotency_key", f"fund-{next(counter)}")
+        return services.credits_grant(organization=org, amount=amount, **kwargs)
+
+    return grant
+
+
+@pytest.fixture
+def account(org):
+    return services.credit_account_for(organization=org)
