@@ -30,8 +30,7 @@ if org is None:
     org = team_services.organization_create(owner=user, name="bench entitlements")
     Organization.objects.filter(pk=org.pk).update(slug="bench-entitlements")
     org.refresh_from_db()
-services.subscription_set(organization=org, plan=Plan.objects.get(key="pro_monthly"),
-                          status="active")
+services.subscription_set(organization=org, plan=Plan.objects.get(key="pro_monthly"), status="active")
 cache.clear()
 entitlements.consume(org, "api_calls", 1, idempotency_key=f"bench-{os.getpid()}")
 cache.set("bench:one-key", ("x", 1), None)

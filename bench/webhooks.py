@@ -62,14 +62,16 @@ def scenario():
     customer = subscriptions.customer_ensure(organization=org, test_clock=clock.id)
     card = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer})
     client.v1.customers.update(customer, {"invoice_settings": {"default_payment_method": card.id}})
-    items = [{"price": i.stripe_price_id, "quantity": 1}
-             for i in Plan.objects.get(key="pro_monthly").line_items.all()]
-    sub = client.v1.subscriptions.create({"customer": customer, "items": items,
-                                          "metadata": {"tally_org_id": str(org.pk)}})
+    items = [
+        {"price": i.stripe_price_id, "quantity": 1}
+        for i in Plan.objects.get(key="pro_monthly").line_items.all()
+    ]
+    sub = client.v1.subscriptions.create(
+        {"customer": customer, "items": items, "metadata": {"tally_org_id": str(org.pk)}}
+    )
     now = clock.frozen_time
     for month in range(1, 7):
-        client.v1.test_helpers.test_clocks.advance(clock.id,
-                                                   {"frozen_time": now + month * 31 * 86_400})
+        client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": now + month * 31 * 86_400})
     client.v1.subscriptions.update(sub.id, {"cancel_at_period_end": True})
     with sim.store.lock:
         events = [e for e in reversed(sim.store.all("event")) if e["type"] in HANDLED]
@@ -91,8 +93,9 @@ def run(label: str, endpoint, events) -> float:
         bodies.append(json.dumps(copy))
     start = time.perf_counter()
     for body in bodies:
-        response = client.post(url, body, content_type="application/json",
-                               HTTP_STRIPE_SIGNATURE=signed(endpoint.secret, body))
+        response = client.post(
+            url, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=signed(endpoint.secret, body)
+        )
         assert response.status_code == 200, response.content
     return len(bodies) / (time.perf_counter() - start)
 
@@ -107,8 +110,7 @@ def disconnected(fn):
             WEBHOOK_SIGNALS[name].connect(queue_stripe_event, sender=Event)
 
 
-with override_settings(STRIPE_API_HOST=sim_url, ALLOWED_HOSTS=["testserver"],
-                       CELERY_TASK_ALWAYS_EAGER=True):
+with override_settings(STRIPE_API_HOST=sim_url, ALLOWED_HOSTS=["testserver"], CELERY_TASK_ALWAYS_EAGER=True):
     endpoint, events = scenario()
     print(f"{len(events)} events: {sorted({e['type'] for e in events})}")
     best_base = best_tally = 0.0

@@ -176,8 +176,16 @@ class UsageAlertAdmin(ReadOnlyAdmin):
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "organization", "number", "status", "amount_paid",
-                    "amount_refunded", "currency", "billing_reason"]
+    list_display = [
+        "created_at",
+        "organization",
+        "number",
+        "status",
+        "amount_paid",
+        "amount_refunded",
+        "currency",
+        "billing_reason",
+    ]
     list_filter = ["status", "billing_reason", "currency"]
     search_fields = ["organization__slug", "number", "stripe_invoice_id", "stripe_charge_id"]
     list_select_related = ["organization"]

@@ -75,29 +75,45 @@ class EntitlementListApi(APIView):
 
 
 class BillingStatusApi(APIView):
-    @extend_schema(responses=inline_serializer("BillingStatus", {
-        "plan": serializers.CharField(), "status": serializers.CharField(),
-        "access": serializers.CharField(), "period_end": serializers.DateTimeField(),
-        "cancel_at_period_end": serializers.BooleanField(), "quotas": serializers.DictField(),
-    }))
+    @extend_schema(
+        responses=inline_serializer(
+            "BillingStatus",
+            {
+                "plan": serializers.CharField(),
+                "status": serializers.CharField(),
+                "access": serializers.CharField(),
+                "period_end": serializers.DateTimeField(),
+                "cancel_at_period_end": serializers.BooleanField(),
+                "quotas": serializers.DictField(),
+            },
+        )
+    )
     def get(self, request):
         organization = get_org_for_api(request)
         subscription = selectors.subscription_of(organization)
         applies = bool(subscription and subscription.applies)
         plan = subscription.plan if applies else selectors.free_plan()
         quotas = {
-            d.feature: {"limit": d.limit, "used": d.used, "remaining": d.remaining,
-                        "unlimited": d.unlimited, "period_end": d.period_end}
-            for d in entitlements.entitlements_for(organization) if d.period_end
+            d.feature: {
+                "limit": d.limit,
+                "used": d.used,
+                "remaining": d.remaining,
+                "unlimited": d.unlimited,
+                "period_end": d.period_end,
+            }
+            for d in entitlements.entitlements_for(organization)
+            if d.period_end
         }
-        return Response({
-            "plan": plan.key if plan else None,
-            "status": subscription.status if subscription else "free",
-            "access": subscription.access if subscription else Access.FREE,
-            "period_end": subscription.current_period_end if applies else None,
-            "cancel_at_period_end": bool(applies and subscription.cancel_at_period_end),
-            "quotas": quotas,
-        })
+        return Response(
+            {
+                "plan": plan.key if plan else None,
+                "status": subscription.status if subscription else "free",
+                "access": subscription.access if subscription else Access.FREE,
+                "period_end": subscription.current_period_end if applies else None,
+                "cancel_at_period_end": bool(applies and subscription.cancel_at_period_end),
+                "quotas": quotas,
+            }
+        )
 
 
 class BillingCheckoutApi(APIView):
@@ -105,8 +121,7 @@ class BillingCheckoutApi(APIView):
         plan = serializers.SlugField()
         addons = serializers.DictField(child=serializers.IntegerField(min_value=1), required=False)
 
-    @extend_schema(request=Input, responses=inline_serializer(
-        "CheckoutUrl", {"url": serializers.URLField()}))
+    @extend_schema(request=Input, responses=inline_serializer("CheckoutUrl", {"url": serializers.URLField()}))
     def post(self, request):
         organization = _billing_org(request)
         data = self.Input(data=request.data)
@@ -121,8 +136,7 @@ class BillingCheckoutApi(APIView):
                 raise ServiceError("unknown_addon", f"No add-on {key!r}.", field="addons")
             addons[addon] = quantity
         actor = request.user if not isinstance(request.user, ApiKeyPrincipal) else None
-        url = subscriptions.checkout_start(organization=organization, plan=plan, actor=actor,
-                                           addons=addons)
+        url = subscriptions.checkout_start(organization=organization, plan=plan, actor=actor, addons=addons)
         return Response({"url": url}, status=201)
 
 
@@ -130,16 +144,17 @@ class BillingPortalApi(APIView):
     class Input(serializers.Serializer):
         return_url = serializers.URLField(required=False)
 
-    @extend_schema(request=Input, responses=inline_serializer(
-        "PortalUrl", {"url": serializers.URLField()}))
+    @extend_schema(request=Input, responses=inline_serializer("PortalUrl", {"url": serializers.URLField()}))
     def post(self, request):
         organization = _billing_org(request)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         return_url = data.validated_data.get("return_url") or request.build_absolute_uri(
-            reverse("billing", args=[organization.slug]))
-        return Response({"url": subscriptions.portal_url(organization=organization,
-                                                          return_url=return_url)}, status=201)
+            reverse("billing", args=[organization.slug])
+        )
+        return Response(
+            {"url": subscriptions.portal_url(organization=organization, return_url=return_url)}, status=201
+        )
 
 
 def _billing_org(request):

@@ -466,7 +466,13 @@ def cheapest_upgrade(
             continue
         if plan.is_contact_sales:
             contact = contact or Upgrade(
-                "contact", plan.key, plan.name, None, plan.currency, plan.interval, 1,
+                "contact",
+                plan.key,
+                plan.name,
+                None,
+                plan.currency,
+                plan.interval,
+                1,
                 pricing_url + f"#{plan.product.key}",
             )
             continue
@@ -478,7 +484,13 @@ def cheapest_upgrade(
     if same:
         _, monthly, plan = min(same, key=lambda p: (p[1], p[2].sort_order))
         best = Upgrade(
-            "plan", plan.key, plan.name, monthly, plan.currency, "month", 1,
+            "plan",
+            plan.key,
+            plan.name,
+            monthly,
+            plan.currency,
+            "month",
+            1,
             pricing_url + f"#{plan.product.key}",
         )
     if ent.kind == Feature.Kind.LIMIT:

@@ -79,12 +79,11 @@ def billable_seats(organization: Organization) -> int:
 def _purchasable(plan: Plan) -> list[PlanLineItem]:
     items = list(plan.line_items.all())
     if plan.is_free or plan.is_contact_sales or not plan.is_active or not items:
-        raise ServiceError("plan_not_purchasable", f"{plan.name} cannot be bought online.",
-                           field="plan")
+        raise ServiceError("plan_not_purchasable", f"{plan.name} cannot be bought online.", field="plan")
     if any(not item.stripe_price_id for item in items):
-        raise ServiceError("catalog_not_synced",
-                           "This plan is not in Stripe yet: run `manage.py catalog_sync`.",
-                           status=503)
+        raise ServiceError(
+            "catalog_not_synced", "This plan is not in Stripe yet: run `manage.py catalog_sync`.", status=503
+        )
     return items
 
 
@@ -99,16 +98,19 @@ def checkout_line_items(*, plan: Plan, seats: int, addons: dict[Addon, int]) -> 
             lines.append({"price": item.stripe_price_id, "quantity": 1})
     for addon, quantity in addons.items():
         if not addon.is_active or not addon.stripe_price_id:
-            raise ServiceError("addon_unavailable", f"{addon.name} is not available.",
-                               field="addons")
+            raise ServiceError("addon_unavailable", f"{addon.name} is not available.", field="addons")
         if not 1 <= quantity <= addon.max_quantity:
-            raise ServiceError("invalid_quantity",
-                               f"Choose between 1 and {addon.max_quantity} of {addon.name}.",
-                               field="addons")
+            raise ServiceError(
+                "invalid_quantity",
+                f"Choose between 1 and {addon.max_quantity} of {addon.name}.",
+                field="addons",
+            )
         if addon.kind == Addon.Kind.RECURRING and addon.interval != plan.interval:
-            raise ServiceError("interval_mismatch",
-                               f"{addon.name} is billed per {addon.interval}; this plan per "
-                               f"{plan.interval}.", field="addons")
+            raise ServiceError(
+                "interval_mismatch",
+                f"{addon.name} is billed per {addon.interval}; this plan per {plan.interval}.",
+                field="addons",
+            )
         lines.append({"price": addon.stripe_price_id, "quantity": quantity})
     return lines
 
@@ -125,15 +127,16 @@ def checkout_start(
     addons = addons or {}
     current = OrgSubscription.objects.filter(organization=organization).first()
     if current and current.stripe_subscription_id and current.applies:
-        raise ServiceError("already_subscribed",
-                           "This organization already has a subscription; change its plan instead.",
-                           status=409)
+        raise ServiceError(
+            "already_subscribed",
+            "This organization already has a subscription; change its plan instead.",
+            status=409,
+        )
     seats = billable_seats(organization)
     lines = checkout_line_items(plan=plan, seats=seats, addons=addons)
     customer_id = customer_ensure(organization=organization, test_clock=test_clock)
     base = settings.SITE_URL + reverse("billing", args=[organization.slug])
-    metadata = {"tally_org": organization.slug, "tally_org_id": str(organization.pk),
-                "tally_plan": plan.key}
+    metadata = {"tally_org": organization.slug, "tally_org_id": str(organization.pk), "tally_plan": plan.key}
     params = {
         "mode": "subscription",
         "customer": customer_id,
@@ -147,9 +150,13 @@ def checkout_start(
     if plan.trial_days and not (current and current.first_paid_at):
         params["subscription_data"]["trial_period_days"] = plan.trial_days
     session = stripe_client().v1.checkout.sessions.create(params)
-    audit_record(organization=organization, action="billing.checkout_started", actor=actor,
-                 target=plan.key, data={"session": session.id, "seats": seats,
-                                        "addons": {a.key: q for a, q in addons.items()}})
+    audit_record(
+        organization=organization,
+        action="billing.checkout_started",
+        actor=actor,
+        target=plan.key,
+        data={"session": session.id, "seats": seats, "addons": {a.key: q for a, q in addons.items()}},
+    )
     return session.url
 
 
@@ -161,12 +168,17 @@ def checkout_session_state(*, organization: Organization, session_id: str) -> di
         raise ServiceError("not_found", "No such checkout for this organization.", status=404)
     subscription = OrgSubscription.objects.filter(organization=organization).first()
     active = bool(
-        subscription and session.subscription
+        subscription
+        and session.subscription
         and subscription.stripe_subscription_id == session.subscription
         and subscription.applies
     )
-    return {"status": session.status, "payment_status": session.payment_status,
-            "active": active, "subscription": subscription}
+    return {
+        "status": session.status,
+        "payment_status": session.payment_status,
+        "active": active,
+        "subscription": subscription,
+    }
 
 
 def checkout_complete(*, session_id: str) -> OrgSubscription | None:
@@ -195,13 +207,20 @@ def _grant_addon(organization, addon: Addon, quantity: int, reference: str) -> N
         if EntitlementGrant.objects.filter(reference=reference, feature=ent.feature).exists():
             continue  # granted by an earlier delivery of the same event
         grant = EntitlementGrant.objects.create(
-            feature=ent.feature, source=EntitlementGrant.Source.ADDON,
-            amount=ent.amount * quantity, unlimited=ent.unlimited,
-            reason=f"{quantity} × {addon.name}", reference=reference,
+            feature=ent.feature,
+            source=EntitlementGrant.Source.ADDON,
+            amount=ent.amount * quantity,
+            unlimited=ent.unlimited,
+            reason=f"{quantity} × {addon.name}",
+            reference=reference,
         )
         grant.organizations.add(organization)
-        audit_record(organization=organization, action="billing.addon_granted",
-                     target=addon.key, data={"quantity": quantity, "reference": reference})
+        audit_record(
+            organization=organization,
+            action="billing.addon_granted",
+            target=addon.key,
+            data={"quantity": quantity, "reference": reference},
+        )
     _invalidate_on_commit(organization)
 
 
@@ -267,12 +286,13 @@ def subscription_sync(*, subscription_id: str) -> OrgSubscription | None:
     unpaid = remote.latest_invoice if isinstance(remote.latest_invoice, stripe.Invoice) else None
     failed_at = _ts(unpaid.created) if unpaid else None
     with transaction.atomic():
-        local = (
-            OrgSubscription.objects.select_for_update()
-            .filter(organization=organization).first()
-        )
-        if local and local.stripe_subscription_id not in (None, remote.id) and local.applies \
-                and remote.status not in ("active", "trialing", "past_due"):
+        local = OrgSubscription.objects.select_for_update().filter(organization=organization).first()
+        if (
+            local
+            and local.stripe_subscription_id not in (None, remote.id)
+            and local.applies
+            and remote.status not in ("active", "trialing", "past_due")
+        ):
             # An older, ended subscription must not overwrite the one in force.
             return local
         previous = (local.plan_id, local.status, local.seats) if local else None
@@ -301,10 +321,12 @@ def subscription_sync(*, subscription_id: str) -> OrgSubscription | None:
         local.save()
         current = (local.plan_id, local.status, local.seats)
         if current != previous:
-            audit_record(organization=organization, action="billing.subscription_synced",
-                         target=local.plan.key,
-                         data={"status": local.status, "seats": local.seats,
-                               "stripe_subscription": remote.id})
+            audit_record(
+                organization=organization,
+                action="billing.subscription_synced",
+                target=local.plan.key,
+                data={"status": local.status, "seats": local.seats, "stripe_subscription": remote.id},
+            )
         _invalidate_on_commit(organization)
     return local
 
@@ -313,9 +335,7 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
     """Record a paid or failed invoice in the payment history, then resync its subscription
     (a paid renewal starts a new period; a failed payment starts the grace period)."""
     client = stripe_client()
-    invoice = client.v1.invoices.retrieve(
-        invoice_id, {"expand": ["payments.data.payment.payment_intent"]}
-    )
+    invoice = client.v1.invoices.retrieve(invoice_id, {"expand": ["payments.data.payment.payment_intent"]})
     organization = _organization_of(None, invoice.customer)
     if organization is None:
         return None
@@ -357,14 +377,18 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
             setattr(payment, name, value)
         payment.status = status
         payment.save()
-    subscription_id = ((invoice.get("parent") or {}).get("subscription_details") or {}).get(
-        "subscription")
-    local = OrgSubscription.objects.filter(stripe_subscription_id=subscription_id).first() \
-        if subscription_id else None
+    subscription_id = ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+    local = (
+        OrgSubscription.objects.filter(stripe_subscription_id=subscription_id).first()
+        if subscription_id
+        else None
+    )
     # A paid invoice for a period Tally already has as active changes nothing: skip the call.
     current = (
-        local is not None and status == Payment.Status.PAID
-        and local.status == SubscriptionStatus.ACTIVE and local.grace_until is None
+        local is not None
+        and status == Payment.Status.PAID
+        and local.status == SubscriptionStatus.ACTIVE
+        and local.grace_until is None
         and values["period_start"] is not None
         and local.current_period_start >= values["period_start"]
     )
@@ -372,9 +396,9 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
         subscription_sync(subscription_id=subscription_id)
     if status == Payment.Status.PAID and invoice.amount_paid > 0:
         # The money-back window counts from the first payment, whichever event came first.
-        OrgSubscription.objects.filter(
-            organization=organization, first_paid_at__isnull=True
-        ).update(first_paid_at=paid_at or timezone.now())
+        OrgSubscription.objects.filter(organization=organization, first_paid_at__isnull=True).update(
+            first_paid_at=paid_at or timezone.now()
+        )
     if status == Payment.Status.FAILED:
         from billing.tasks import send_payment_failed
 
@@ -390,12 +414,18 @@ def charge_refunded(*, charge_id: str) -> Payment | None:
         if payment is None:
             return None
         payment.amount_refunded = min(charge.amount_refunded, payment.amount_paid)
-        payment.status = (Payment.Status.REFUNDED if payment.amount_refunded >= payment.amount_paid
-                          else Payment.Status.PARTIALLY_REFUNDED)
+        payment.status = (
+            Payment.Status.REFUNDED
+            if payment.amount_refunded >= payment.amount_paid
+            else Payment.Status.PARTIALLY_REFUNDED
+        )
         payment.save(update_fields=["amount_refunded", "status"])
-        audit_record(organization=payment.organization, action="billing.refund_recorded",
-                     target=payment.number or payment.stripe_invoice_id,
-                     data={"amount_refunded": payment.amount_refunded})
+        audit_record(
+            organization=payment.organization,
+            action="billing.refund_recorded",
+            target=payment.number or payment.stripe_invoice_id,
+            data={"amount_refunded": payment.amount_refunded},
+        )
     return payment
 
 
@@ -412,11 +442,9 @@ class Preview:
 
 
 def _subscription_for_change(organization: Organization) -> OrgSubscription:
-    subscription = OrgSubscription.objects.select_related("plan").filter(
-        organization=organization).first()
+    subscription = OrgSubscription.objects.select_related("plan").filter(organization=organization).first()
     if subscription is None or not subscription.stripe_subscription_id or not subscription.applies:
-        raise ServiceError("no_subscription", "There is no active subscription to change.",
-                           status=409)
+        raise ServiceError("no_subscription", "There is no active subscription to change.", status=409)
     return subscription
 
 
@@ -455,14 +483,16 @@ def subscription_change_preview(*, organization: Organization, plan: Plan) -> Pr
     remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
     seats = billable_seats(organization)
     upgrade = _is_upgrade(subscription.plan, plan, seats)
-    preview = client.v1.invoices.create_preview({
-        "customer": remote.customer,
-        "subscription": remote.id,
-        "subscription_details": {
-            "items": _item_changes(remote, plan, seats),
-            "proration_behavior": "always_invoice" if upgrade else "none",
-        },
-    })
+    preview = client.v1.invoices.create_preview(
+        {
+            "customer": remote.customer,
+            "subscription": remote.id,
+            "subscription_details": {
+                "items": _item_changes(remote, plan, seats),
+                "proration_behavior": "always_invoice" if upgrade else "none",
+            },
+        }
+    )
     return Preview(
         amount_due=preview.amount_due,
         currency=preview.currency,
@@ -494,28 +524,43 @@ def subscription_change(*, organization: Organization, plan: Plan, actor: User) 
     )
     if not upgrade:
         OrgSubscription.objects.filter(pk=subscription.pk).update(
-            pending_plan=plan, pending_plan_at=subscription.current_period_end)
-    audit_record(organization=organization, action="billing.plan_changed", actor=actor,
-                 target=plan.key, data={"from": subscription.plan.key,
-                                        "when": "now" if upgrade else "period_end"})
+            pending_plan=plan, pending_plan_at=subscription.current_period_end
+        )
+    audit_record(
+        organization=organization,
+        action="billing.plan_changed",
+        actor=actor,
+        target=plan.key,
+        data={"from": subscription.plan.key, "when": "now" if upgrade else "period_end"},
+    )
     return subscription_sync(subscription_id=remote.id)
 
 
 def subscription_cancel(*, organization: Organization, actor: User) -> OrgSubscription:
     subscription = _subscription_for_change(organization)
-    stripe_client().v1.subscriptions.update(subscription.stripe_subscription_id,
-                                           {"cancel_at_period_end": True})
-    audit_record(organization=organization, action="billing.cancel_scheduled", actor=actor,
-                 target=subscription.plan.key)
+    stripe_client().v1.subscriptions.update(
+        subscription.stripe_subscription_id, {"cancel_at_period_end": True}
+    )
+    audit_record(
+        organization=organization,
+        action="billing.cancel_scheduled",
+        actor=actor,
+        target=subscription.plan.key,
+    )
     return subscription_sync(subscription_id=subscription.stripe_subscription_id)
 
 
 def subscription_resume(*, organization: Organization, actor: User) -> OrgSubscription:
     subscription = _subscription_for_change(organization)
-    stripe_client().v1.subscriptions.update(subscription.stripe_subscription_id,
-                                           {"cancel_at_period_end": False})
-    audit_record(organization=organization, action="billing.cancel_withdrawn", actor=actor,
-                 target=subscription.plan.key)
+    stripe_client().v1.subscriptions.update(
+        subscription.stripe_subscription_id, {"cancel_at_period_end": False}
+    )
+    audit_record(
+        organization=organization,
+        action="billing.cancel_withdrawn",
+        actor=actor,
+        target=subscription.plan.key,
+    )
     return subscription_sync(subscription_id=subscription.stripe_subscription_id)
 
 
@@ -525,19 +570,25 @@ def money_back_deadline(subscription: OrgSubscription | None) -> datetime | None
     return subscription.first_paid_at + timedelta(days=settings.BILLING_MONEY_BACK_DAYS)
 
 
-def subscription_refund_and_cancel(*, organization: Organization, actor: User,
-                                   now: datetime | None = None) -> Payment:
+def subscription_refund_and_cancel(
+    *, organization: Organization, actor: User, now: datetime | None = None
+) -> Payment:
     """The money-back guarantee: within the window after the first payment, cancel at once and
     refund everything paid."""
     subscription = _subscription_for_change(organization)
     deadline = money_back_deadline(subscription)
     now = now or timezone.now()
     if deadline is None or now >= deadline:
-        raise ServiceError("refund_window_closed",
-                           f"Full refunds are possible within {settings.BILLING_MONEY_BACK_DAYS} "
-                           "days of the first payment.", status=409)
-    payments = list(Payment.objects.filter(organization=organization, status=Payment.Status.PAID,
-                                           amount_paid__gt=0).exclude(stripe_charge_id=""))
+        raise ServiceError(
+            "refund_window_closed",
+            f"Full refunds are possible within {settings.BILLING_MONEY_BACK_DAYS} days of the first payment.",
+            status=409,
+        )
+    payments = list(
+        Payment.objects.filter(
+            organization=organization, status=Payment.Status.PAID, amount_paid__gt=0
+        ).exclude(stripe_charge_id="")
+    )
     client = stripe_client()
     client.v1.subscriptions.cancel(subscription.stripe_subscription_id)
     for payment in payments:
@@ -546,9 +597,13 @@ def subscription_refund_and_cancel(*, organization: Organization, actor: User,
             {"idempotency_key": f"tally-refund-{payment.stripe_invoice_id}"},
         )
         charge_refunded(charge_id=payment.stripe_charge_id)
-    audit_record(organization=organization, action="billing.refunded_and_canceled", actor=actor,
-                 target=subscription.plan.key,
-                 data={"refunded": sum(p.amount_paid for p in payments)})
+    audit_record(
+        organization=organization,
+        action="billing.refunded_and_canceled",
+        actor=actor,
+        target=subscription.plan.key,
+        data={"refunded": sum(p.amount_paid for p in payments)},
+    )
     subscription_sync(subscription_id=subscription.stripe_subscription_id)
     return payments[0] if payments else None
 
@@ -556,7 +611,8 @@ def subscription_refund_and_cancel(*, organization: Organization, actor: User,
 def portal_url(*, organization: Organization, return_url: str) -> str:
     customer_id = customer_ensure(organization=organization)
     session = stripe_client().v1.billing_portal.sessions.create(
-        {"customer": customer_id, "return_url": return_url})
+        {"customer": customer_id, "return_url": return_url}
+    )
     return session.url
 
 
@@ -565,14 +621,17 @@ def upcoming_invoice(*, organization: Organization) -> Preview | None:
     if subscription is None or not subscription.stripe_subscription_id or not subscription.applies:
         return None
     try:
-        preview = stripe_client().v1.invoices.create_preview({
-            "customer": selectors.stripe_customer_id_of(organization),
-            "subscription": subscription.stripe_subscription_id,
-        })
+        preview = stripe_client().v1.invoices.create_preview(
+            {
+                "customer": selectors.stripe_customer_id_of(organization),
+                "subscription": subscription.stripe_subscription_id,
+            }
+        )
     except stripe.InvalidRequestError:
         return None  # e.g. canceling at period end: nothing comes next
     return Preview(
-        amount_due=preview.amount_due, currency=preview.currency,
+        amount_due=preview.amount_due,
+        currency=preview.currency,
         lines=[(line.description or "", line.amount) for line in preview.lines.data],
         next_payment_at=_ts(preview.get("next_payment_attempt")) or _ts(preview.period_end),
         immediate=False,
@@ -600,8 +659,9 @@ def subscription_reconcile(*, fix: bool = False) -> list[Drift]:
     for local in OrgSubscription.objects.exclude(stripe_subscription_id=None).select_related(
         "plan", "organization"
     ):
-        remote = client.v1.subscriptions.retrieve(local.stripe_subscription_id,
-                                                  {"expand": ["items.data.price"]})
+        remote = client.v1.subscriptions.retrieve(
+            local.stripe_subscription_id, {"expand": ["items.data.price"]}
+        )
         plan, seats = _plan_of(remote)
         expected_plan = local.plan if local.pending_plan_id == (plan.pk if plan else None) else plan
         found = []
@@ -612,8 +672,14 @@ def subscription_reconcile(*, fix: bool = False) -> list[Drift]:
         if seats != local.seats:
             found.append(Drift(local.organization, "seats", local.seats, seats))
         if bool(remote.cancel_at_period_end) != local.cancel_at_period_end:
-            found.append(Drift(local.organization, "cancel_at_period_end",
-                               local.cancel_at_period_end, bool(remote.cancel_at_period_end)))
+            found.append(
+                Drift(
+                    local.organization,
+                    "cancel_at_period_end",
+                    local.cancel_at_period_end,
+                    bool(remote.cancel_at_period_end),
+                )
+            )
         drifts += found
         if fix and found:
             subscription_sync(subscription_id=local.stripe_subscription_id)

@@ -71,6 +71,7 @@ def send_payment_failed(payment_id: int) -> None:
         recipient_list=sorted(set(recipients)),
     )
 
+
 from billing import tasks_usage  # noqa: E402, F401  (autodiscovery finds tasks.py only)
 
 

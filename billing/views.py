@@ -89,8 +89,9 @@ def _addons_from(request) -> dict:
             try:
                 chosen[addon] = int(raw)
             except ValueError:
-                raise ServiceError("invalid_quantity", f"{addon.name}: a whole number, please.",
-                                   field="addons") from None
+                raise ServiceError(
+                    "invalid_quantity", f"{addon.name}: a whole number, please.", field="addons"
+                ) from None
     return chosen
 
 
@@ -101,13 +102,16 @@ def _billing_context(organization, membership) -> dict:
         "membership": membership,
         "subscription": subscription,
         "access": subscription.access if subscription else Access.FREE,
-        "plan": subscription.plan if subscription and subscription.applies
+        "plan": subscription.plan
+        if subscription and subscription.applies
         else Plan.objects.filter(is_free=True).first(),
         "usage": entitlements.entitlements_for(organization),
         "seats_used": subscriptions.billable_seats(organization),
         "payments": selectors.payments_of(organization)[:24],
         "money_back_until": subscriptions.money_back_deadline(subscription),
-        "plans": Plan.objects.public().filter(is_free=False).select_related("product")
+        "plans": Plan.objects.public()
+        .filter(is_free=False)
+        .select_related("product")
         .prefetch_related("line_items"),
         "addons": selectors.active_addons(),
         "money_back_days": settings.BILLING_MONEY_BACK_DAYS,
@@ -135,8 +139,11 @@ def billing_upcoming(request, org_slug: str):
         upcoming, failed = None, True
     else:
         failed = False
-    return render(request, "billing/billing.html#upcoming",
-                  {"organization": organization, "upcoming": upcoming, "failed": failed})
+    return render(
+        request,
+        "billing/billing.html#upcoming",
+        {"organization": organization, "upcoming": upcoming, "failed": failed},
+    )
 
 
 @login_required
@@ -147,8 +154,9 @@ def checkout(request, org_slug: str):
     try:
         if plan is None:
             raise ServiceError("unknown_plan", "Choose one of the listed plans.", field="plan")
-        url = subscriptions.checkout_start(organization=organization, plan=plan,
-                                           actor=request.user, addons=_addons_from(request))
+        url = subscriptions.checkout_start(
+            organization=organization, plan=plan, actor=request.user, addons=_addons_from(request)
+        )
     except ServiceError as error:
         messages.error(request, error.message)
         return redirect("billing", organization.slug)
@@ -168,13 +176,16 @@ def checkout_success(request, org_slug: str):
     organization, membership = get_org_for_user(request, org_slug)
     session_id = request.GET.get("session_id", "")
     try:
-        state = subscriptions.checkout_session_state(organization=organization,
-                                                     session_id=session_id)
+        state = subscriptions.checkout_session_state(organization=organization, session_id=session_id)
     except (ServiceError, stripe.InvalidRequestError):
         raise Http404("No such checkout.") from None
-    context = {"organization": organization, "membership": membership, "state": state,
-               "session_id": session_id,
-               "usage": entitlements.entitlements_for(organization) if state["active"] else []}
+    context = {
+        "organization": organization,
+        "membership": membership,
+        "state": state,
+        "session_id": session_id,
+        "usage": entitlements.entitlements_for(organization) if state["active"] else [],
+    }
     if request.htmx:
         return render(request, "billing/success.html#status", context)
     return render(request, "billing/success.html", context)
@@ -184,26 +195,39 @@ def checkout_success(request, org_slug: str):
 @require_http_methods(["GET", "POST"])
 def change_plan(request, org_slug: str):
     organization, membership = get_org_for_user(request, org_slug, min_role=Role.BILLING)
-    plan = Plan.objects.public().filter(key=request.GET.get("plan") or request.POST.get("plan", "")
-                                        ).select_related("product").first()
+    plan = (
+        Plan.objects.public()
+        .filter(key=request.GET.get("plan") or request.POST.get("plan", ""))
+        .select_related("product")
+        .first()
+    )
     if plan is None:
         raise Http404("No such plan.")
     try:
         if request.method == "POST":
-            subscriptions.subscription_change(organization=organization, plan=plan,
-                                              actor=request.user)
-            messages.success(request, f"Your plan is now {plan.name}." if
-                             selectors.subscription_of(organization).plan_id == plan.pk else
-                             f"You will move to {plan.name} when this period ends.")
+            subscriptions.subscription_change(organization=organization, plan=plan, actor=request.user)
+            messages.success(
+                request,
+                f"Your plan is now {plan.name}."
+                if selectors.subscription_of(organization).plan_id == plan.pk
+                else f"You will move to {plan.name} when this period ends.",
+            )
             return redirect("billing", organization.slug)
         preview = subscriptions.subscription_change_preview(organization=organization, plan=plan)
     except ServiceError as error:
         messages.error(request, error.message)
         return redirect("billing", organization.slug)
-    return render(request, "billing/change.html", {
-        "organization": organization, "membership": membership, "plan": plan,
-        "preview": preview, "subscription": selectors.subscription_of(organization),
-    })
+    return render(
+        request,
+        "billing/change.html",
+        {
+            "organization": organization,
+            "membership": membership,
+            "plan": plan,
+            "preview": preview,
+            "subscription": selectors.subscription_of(organization),
+        },
+    )
 
 
 def _simple_action(request, org_slug: str, action, success: str, *, min_role=Role.BILLING):
@@ -222,22 +246,32 @@ def _simple_action(request, org_slug: str, action, success: str, *, min_role=Rol
 @login_required
 @require_POST
 def cancel(request, org_slug: str):
-    return _simple_action(request, org_slug, subscriptions.subscription_cancel,
-                          "Your subscription will end with the current period.")
+    return _simple_action(
+        request,
+        org_slug,
+        subscriptions.subscription_cancel,
+        "Your subscription will end with the current period.",
+    )
 
 
 @login_required
 @require_POST
 def resume(request, org_slug: str):
-    return _simple_action(request, org_slug, subscriptions.subscription_resume,
-                          "Your subscription continues as before.")
+    return _simple_action(
+        request, org_slug, subscriptions.subscription_resume, "Your subscription continues as before."
+    )
 
 
 @login_required
 @require_POST
 def refund(request, org_slug: str):
-    return _simple_action(request, org_slug, subscriptions.subscription_refund_and_cancel,
-                          "Subscription cancelled and refunded in full.", min_role=Role.OWNER)
+    return _simple_action(
+        request,
+        org_slug,
+        subscriptions.subscription_refund_and_cancel,
+        "Subscription cancelled and refunded in full.",
+        min_role=Role.OWNER,
+    )
 
 
 @login_required

@@ -269,8 +269,9 @@ def complete_session(
     mode = session["mode"]
     if mode == "subscription":
         data = session["_subscription_data"]
-        recurring = [li for li in session["_line_items"]
-                     if store.objects["price"][li["price"]]["type"] == "recurring"]
+        recurring = [
+            li for li in session["_line_items"] if store.objects["price"][li["price"]]["type"] == "recurring"
+        ]
         # As in Stripe, one-time prices in subscription mode go on the first invoice only.
         one_time = [li for li in session["_line_items"] if li not in recurring]
         params: dict[str, Any] = {
@@ -281,9 +282,7 @@ def complete_session(
                 else {"price": li["price"], "quantity": str(li["quantity"])}
                 for li in recurring
             ],
-            "add_invoice_items": [
-                {"price": li["price"], "quantity": str(li["quantity"])} for li in one_time
-            ],
+            "add_invoice_items": [{"price": li["price"], "quantity": str(li["quantity"])} for li in one_time],
             "default_payment_method": pm["id"],
             "metadata": data["metadata"],
             "payment_behavior": "allow_incomplete",

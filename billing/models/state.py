@@ -46,7 +46,11 @@ class OrgSubscription(models.Model):
         null=True, blank=True, help_text="After a failed payment: full access until then."
     )
     pending_plan = models.ForeignKey(
-        Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        Plan,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
         help_text="A downgrade that takes effect when the current period ends.",
     )
     pending_plan_at = models.DateTimeField(null=True, blank=True)
@@ -86,8 +90,7 @@ class Payment(models.Model):
         REFUNDED = "refunded", "Refunded"
         PARTIALLY_REFUNDED = "partially_refunded", "Partly refunded"
 
-    organization = models.ForeignKey("teams.Organization", on_delete=models.CASCADE,
-                                     related_name="payments")
+    organization = models.ForeignKey("teams.Organization", on_delete=models.CASCADE, related_name="payments")
     stripe_invoice_id = models.CharField(max_length=255, unique=True)
     stripe_charge_id = models.CharField(max_length=255, blank=True, db_index=True)
     number = models.CharField(max_length=64, blank=True)

@@ -92,8 +92,7 @@ def test_a_resubmitted_generate_form_generates_once(
 def test_generate_past_a_blocking_quota_shows_the_prompt_in_place(client_for, org, member):
     project = ProjectFactory(organization=org)
     # Free pays past its quota with credits; a plan that blocks instead shows the upgrade.
-    PlanEntitlement.objects.filter(plan__key="free", feature__key="ai_generations").update(
-        overage="block")
+    PlanEntitlement.objects.filter(plan__key="free", feature__key="ai_generations").update(overage="block")
     entitlements.invalidate_catalog()
     entitlements.consume(org, "ai_generations", 10, idempotency_key="fill")
     response = client_for(member).post(

@@ -16,6 +16,7 @@ from tests.factories import MembershipFactory, OrganizationFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+
 def clock_now(client, clock_id) -> datetime:
     frozen = client.v1.test_helpers.test_clocks.retrieve(clock_id).frozen_time
     return datetime.fromtimestamp(frozen, tz=UTC)
@@ -29,8 +30,9 @@ def past_period_end(client, clock_id, org) -> datetime:
 
 
 def pay_hosted_checkout(url: str, card: str = "4242424242424242") -> requests.Response:
-    return requests.post(url, data={"card_number": card, "email": "olivia@example.com"},
-                         allow_redirects=False, timeout=30)
+    return requests.post(
+        url, data={"card_number": card, "email": "olivia@example.com"}, allow_redirects=False, timeout=30
+    )
 
 
 @pytest.fixture
@@ -50,12 +52,21 @@ def state(org) -> tuple:
     sub = OrgSubscription.objects.get(organization=org)
     payments = sorted(
         Payment.objects.filter(organization=org).values_list(
-            "stripe_invoice_id", "status", "amount_paid", "amount_refunded")
+            "stripe_invoice_id", "status", "amount_paid", "amount_refunded"
+        )
     )
-    grants = sorted(EntitlementGrant.objects.filter(organizations=org).values_list(
-        "reference", "amount"))
-    return (sub.plan.key, sub.status, sub.seats, sub.cancel_at_period_end, sub.grace_until,
-            sub.current_period_start, sub.stripe_subscription_id, tuple(payments), tuple(grants))
+    grants = sorted(EntitlementGrant.objects.filter(organizations=org).values_list("reference", "amount"))
+    return (
+        sub.plan.key,
+        sub.status,
+        sub.seats,
+        sub.cancel_at_period_end,
+        sub.grace_until,
+        sub.current_period_start,
+        sub.stripe_subscription_id,
+        tuple(payments),
+        tuple(grants),
+    )
 
 
 def test_the_lifecycle_from_checkout_to_free(world):
@@ -64,22 +75,24 @@ def test_the_lifecycle_from_checkout_to_free(world):
     seats_pack = Addon.objects.get(key="extra_seats")
 
     # Checkout with a one-time add-on, paid on the simulator's hosted page.
-    url = subscriptions.checkout_start(organization=org, plan=ai, actor=owner,
-                                       addons={seats_pack: 1}, test_clock=clock)
+    url = subscriptions.checkout_start(
+        organization=org, plan=ai, actor=owner, addons={seats_pack: 1}, test_clock=clock
+    )
     paid = pay_hosted_checkout(url)
-    assert paid.status_code == 303 and "/o/acme/billing/success/?session_id=cs_" in paid.headers[
-        "Location"]
+    assert paid.status_code == 303 and "/o/acme/billing/success/?session_id=cs_" in paid.headers["Location"]
     sub = OrgSubscription.objects.get(organization=org)
     assert (sub.plan.key, sub.status, sub.access) == ("ai_monthly", "active", Access.FULL)
     first = Payment.objects.get(organization=org)
-    assert (first.status, first.amount_paid, first.billing_reason) == ("paid", 500 + 9900,
-                                                                       "subscription_create")
+    assert (first.status, first.amount_paid, first.billing_reason) == (
+        "paid",
+        500 + 9900,
+        "subscription_create",
+    )
     assert entitlements.check(org, "team_members", 0).limit == 3 + 5  # the seat pack
 
     # Use the whole quota.
     now = clock_now(client, clock)
-    assert entitlements.consume(org, "ai_generations", 250, idempotency_key="month-1",
-                                now=now).allowed
+    assert entitlements.consume(org, "ai_generations", 250, idempotency_key="month-1", now=now).allowed
     assert not entitlements.check(org, "ai_generations", now=now).allowed
 
     # A month later the renewal is paid and the quota starts afresh.
@@ -92,15 +105,13 @@ def test_the_lifecycle_from_checkout_to_free(world):
     # The card starts failing: past due, full access during the grace period.
     customer = subscriptions.customer_ensure(organization=org)
     card = client.v1.payment_methods.attach("pm_card_chargeCustomerFail", {"customer": customer})
-    client.v1.customers.update(card.customer,
-                               {"invoice_settings": {"default_payment_method": card.id}})
+    client.v1.customers.update(card.customer, {"invoice_settings": {"default_payment_method": card.id}})
     client.v1.subscriptions.update(sub.stripe_subscription_id, {"default_payment_method": card.id})
     now = past_period_end(client, clock, org)
     sub.refresh_from_db()
     assert sub.status == "past_due" and sub.grace_until is not None
     assert sub.access_at(now) == Access.FULL
-    assert entitlements.consume(org, "ai_generations", 1, idempotency_key="in-grace",
-                                now=now).allowed
+    assert entitlements.consume(org, "ai_generations", 1, idempotency_key="in-grace", now=now).allowed
     failed = Payment.objects.get(organization=org, status="failed")
 
     # After the grace period: data visible, consumption and creation blocked.
@@ -112,8 +123,7 @@ def test_the_lifecycle_from_checkout_to_free(world):
 
     # The card is fixed and the invoice paid: full access at once.
     visa = client.v1.payment_methods.attach("pm_card_visa", {"customer": card.customer})
-    client.v1.customers.update(card.customer,
-                               {"invoice_settings": {"default_payment_method": visa.id}})
+    client.v1.customers.update(card.customer, {"invoice_settings": {"default_payment_method": visa.id}})
     client.v1.invoices.pay(failed.stripe_invoice_id, {"payment_method": visa.id})
     sub.refresh_from_db()
     assert (sub.status, sub.grace_until) == ("active", None)

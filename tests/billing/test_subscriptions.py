@@ -35,10 +35,13 @@ def subscribe(client, org, plan_key, *, clock=None, card="pm_card_visa"):
         {"price": i.stripe_price_id, **({} if i.kind == "metered" else {"quantity": 1})}
         for i in plan.line_items.all()
     ]
-    remote = client.v1.subscriptions.create({
-        "customer": customer, "items": items,
-        "metadata": {"tally_org_id": str(org.pk), "tally_plan": plan_key},
-    })
+    remote = client.v1.subscriptions.create(
+        {
+            "customer": customer,
+            "items": items,
+            "metadata": {"tally_org_id": str(org.pk), "tally_plan": plan_key},
+        }
+    )
     subscriptions.invoice_record(invoice_id=remote.latest_invoice)
     return OrgSubscription.objects.get(organization=org)
 
@@ -49,7 +52,9 @@ def subscribe(client, org, plan_key, *, clock=None, card="pm_card_visa"):
 def test_checkout_carries_the_plan_seats_addons_and_the_organization(catalog, org, owner):
     MembershipFactory.create_batch(4, organization=org)
     url = subscriptions.checkout_start(
-        organization=org, plan=Plan.objects.get(key="team_monthly"), actor=owner,
+        organization=org,
+        plan=Plan.objects.get(key="team_monthly"),
+        actor=owner,
         addons={Addon.objects.get(key="premium_onboarding"): 1},
     )
     session_id = url.rsplit("/", 1)[-1]
@@ -58,8 +63,7 @@ def test_checkout_carries_the_plan_seats_addons_and_the_organization(catalog, or
     assert session.metadata["tally_plan"] == "team_monthly"
     assert session.success_url.endswith("/o/acme/billing/success/?session_id={CHECKOUT_SESSION_ID}")
     lines = {
-        line.price.id: line.quantity
-        for line in catalog.v1.checkout.sessions.line_items.list(session_id).data
+        line.price.id: line.quantity for line in catalog.v1.checkout.sessions.line_items.list(session_id).data
     }
     seats = Plan.objects.get(key="team_monthly").line_items.get(key="seats").stripe_price_id
     onboarding = Addon.objects.get(key="premium_onboarding").stripe_price_id
@@ -77,8 +81,12 @@ def test_only_billing_roles_start_checkout(client_for, catalog, org, member, bil
 def test_checkout_refuses_bad_choices_with_a_message(client_for, catalog, org, owner):
     client = client_for(owner)
     url = reverse("billing_checkout", args=[org.slug])
-    for data in ({"plan": "free"}, {"plan": "enterprise"}, {"plan": "nope"},
-                 {"plan": "pro_monthly", "addon_extra_seats": "99"}):
+    for data in (
+        {"plan": "free"},
+        {"plan": "enterprise"},
+        {"plan": "nope"},
+        {"plan": "pro_monthly", "addon_extra_seats": "99"},
+    ):
         response = client.post(url, data, follow=True)
         assert response.redirect_chain[-1][0] == reverse("billing", args=[org.slug])
         assert b'class="error"' in response.content, data
@@ -88,39 +96,36 @@ def test_checkout_refuses_bad_choices_with_a_message(client_for, catalog, org, o
 def test_a_subscribed_organization_changes_plan_instead(catalog, org, owner):
     subscribe(catalog, org, "pro_monthly")
     with pytest.raises(subscriptions.ServiceError) as error:
-        subscriptions.checkout_start(organization=org, plan=Plan.objects.get(key="ai_monthly"),
-                                     actor=owner)
+        subscriptions.checkout_start(organization=org, plan=Plan.objects.get(key="ai_monthly"), actor=owner)
     assert error.value.code == "already_subscribed"
 
 
 def test_the_success_page_waits_for_the_webhook(client_for, catalog, org, owner):
-    url = subscriptions.checkout_start(organization=org, plan=Plan.objects.get(key="ai_monthly"),
-                                       actor=owner)
+    url = subscriptions.checkout_start(organization=org, plan=Plan.objects.get(key="ai_monthly"), actor=owner)
     session_id = url.rsplit("/", 1)[-1]
     import requests
 
-    requests.post(url, data={"card_number": "4242424242424242"}, allow_redirects=False,
-                  timeout=30)
-    page = client_for(owner).get(reverse("billing_success", args=[org.slug]),
-                                 {"session_id": session_id})
+    requests.post(url, data={"card_number": "4242424242424242"}, allow_redirects=False, timeout=30)
+    page = client_for(owner).get(reverse("billing_success", args=[org.slug]), {"session_id": session_id})
     assert b"Activating your subscription" in page.content
     assert b'hx-trigger="every 1s"' in page.content
     subscriptions.checkout_complete(session_id=session_id)  # the webhook arrives
-    poll = client_for(owner).get(reverse("billing_success", args=[org.slug]),
-                                 {"session_id": session_id}, HTTP_HX_REQUEST="true")
+    poll = client_for(owner).get(
+        reverse("billing_success", args=[org.slug]), {"session_id": session_id}, HTTP_HX_REQUEST="true"
+    )
     assert b"You're on AI Access (monthly)" in poll.content
     assert b"every 1s" not in poll.content
 
 
 def test_the_success_page_rejects_another_orgs_session(client_for, catalog, org, owner, outsider):
-    url = subscriptions.checkout_start(organization=org, plan=Plan.objects.get(key="ai_monthly"),
-                                       actor=owner)
+    url = subscriptions.checkout_start(organization=org, plan=Plan.objects.get(key="ai_monthly"), actor=owner)
     theirs = client_for(outsider)
     from teams.models import Membership
 
     their_org = Membership.objects.get(user=outsider).organization
-    response = theirs.get(reverse("billing_success", args=[their_org.slug]),
-                          {"session_id": url.rsplit("/", 1)[-1]})
+    response = theirs.get(
+        reverse("billing_success", args=[their_org.slug]), {"session_id": url.rsplit("/", 1)[-1]}
+    )
     assert response.status_code == 404
 
 
@@ -146,25 +151,29 @@ def test_an_upgrade_applies_now_and_charges_the_prorated_difference(client_for, 
 def test_a_downgrade_waits_for_the_end_of_the_paid_period(catalog, org, owner):
     clock = catalog.v1.test_helpers.test_clocks.create({"frozen_time": int(time.time())})
     subscribe(catalog, org, "pro_monthly", clock=clock.id)
-    preview = subscriptions.subscription_change_preview(organization=org,
-                                                        plan=Plan.objects.get(key="ai_monthly"))
+    preview = subscriptions.subscription_change_preview(
+        organization=org, plan=Plan.objects.get(key="ai_monthly")
+    )
     assert not preview.immediate and preview.amount_due == 500
-    sub = subscriptions.subscription_change(organization=org,
-                                            plan=Plan.objects.get(key="ai_monthly"), actor=owner)
+    sub = subscriptions.subscription_change(
+        organization=org, plan=Plan.objects.get(key="ai_monthly"), actor=owner
+    )
     assert (sub.plan.key, sub.pending_plan.key) == ("pro_monthly", "ai_monthly")
     end = int(sub.current_period_end.timestamp())
     catalog.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": end + 60})
     sub = subscriptions.subscription_sync(subscription_id=sub.stripe_subscription_id)
     assert (sub.plan.key, sub.pending_plan) == ("ai_monthly", None)
     renewal = catalog.v1.invoices.retrieve(
-        catalog.v1.subscriptions.retrieve(sub.stripe_subscription_id).latest_invoice)
+        catalog.v1.subscriptions.retrieve(sub.stripe_subscription_id).latest_invoice
+    )
     assert renewal.amount_paid == 500
 
 
 def test_switching_to_yearly_applies_now(catalog, org, owner):
     subscribe(catalog, org, "pro_monthly")
-    sub = subscriptions.subscription_change(organization=org,
-                                            plan=Plan.objects.get(key="pro_yearly"), actor=owner)
+    sub = subscriptions.subscription_change(
+        organization=org, plan=Plan.objects.get(key="pro_yearly"), actor=owner
+    )
     assert sub.plan.key == "pro_yearly"
     assert sub.current_period_end - sub.current_period_start > timedelta(days=360)
 
@@ -185,8 +194,7 @@ def test_a_member_cannot_change_billing(client_for, catalog, org, owner, member)
     client = client_for(member)
     for name in ("billing_cancel", "billing_portal", "billing_refund"):
         assert client.post(reverse(name, args=[org.slug])).status_code == 403
-    assert client.get(reverse("billing_change", args=[org.slug]),
-                      {"plan": "ai_monthly"}).status_code == 403
+    assert client.get(reverse("billing_change", args=[org.slug]), {"plan": "ai_monthly"}).status_code == 403
     assert not OrgSubscription.objects.get(organization=org).cancel_at_period_end
 
 
@@ -204,8 +212,9 @@ def test_the_owner_cancels_with_a_full_refund_inside_the_window(client_for, cata
 
 def test_the_refund_window_closes(catalog, org, owner, billing_manager, client_for):
     subscribe(catalog, org, "pro_monthly")
-    assert client_for(billing_manager).post(
-        reverse("billing_refund", args=[org.slug])).status_code == 403  # owners only
+    assert (
+        client_for(billing_manager).post(reverse("billing_refund", args=[org.slug])).status_code == 403
+    )  # owners only
     later = timezone.now() + timedelta(days=8)
     with pytest.raises(subscriptions.ServiceError) as error:
         subscriptions.subscription_refund_and_cancel(organization=org, actor=owner, now=later)
@@ -232,12 +241,12 @@ def test_the_billing_page_shows_the_subscription(client_for, catalog, org, owner
 def test_a_failed_payment_shows_a_banner_to_members_only(client_for, catalog, org, owner, outsider):
     sub = subscribe(catalog, org, "pro_monthly")
     OrgSubscription.objects.filter(pk=sub.pk).update(
-        status="past_due", grace_until=timezone.now() + timedelta(hours=20))
+        status="past_due", grace_until=timezone.now() + timedelta(hours=20)
+    )
     page = client_for(owner).get(reverse("dashboard", args=[org.slug]))
     assert b'data-testid="billing-banner"' in page.content
     assert b"Everything keeps working until" in page.content
-    assert b"billing-banner" not in client_for(outsider).get(
-        reverse("dashboard", args=[org.slug])).content
+    assert b"billing-banner" not in client_for(outsider).get(reverse("dashboard", args=[org.slug])).content
 
 
 # --- API ----------------------------------------------------------------------------------
@@ -259,9 +268,9 @@ def test_the_status_api_reports_plan_access_and_quotas(key_client, catalog, org)
 
 
 def test_the_checkout_and_portal_apis_return_urls(key_client, catalog, org):
-    response = key_client.post("/api/v1/billing/checkout",
-                               {"plan": "pro_monthly", "addons": {"extra_seats": 2}},
-                               format="json")
+    response = key_client.post(
+        "/api/v1/billing/checkout", {"plan": "pro_monthly", "addons": {"extra_seats": 2}}, format="json"
+    )
     assert response.status_code == 201 and "/checkout/cs_" in response.json()["url"]
     bad = key_client.post("/api/v1/billing/checkout", {"plan": "gold"}, format="json")
     assert (bad.status_code, bad.json()["code"]) == (400, "unknown_plan")
@@ -271,8 +280,9 @@ def test_the_checkout_and_portal_apis_return_urls(key_client, catalog, org):
 
 def test_a_member_session_cannot_use_the_billing_apis(api_client, catalog, org, member):
     api_client.force_authenticate(member)
-    response = api_client.post("/api/v1/billing/checkout", {"plan": "pro_monthly"},
-                               format="json", HTTP_X_TALLY_ORG=org.slug)
+    response = api_client.post(
+        "/api/v1/billing/checkout", {"plan": "pro_monthly"}, format="json", HTTP_X_TALLY_ORG=org.slug
+    )
     assert response.status_code == 403
     assert api_client.get("/api/v1/billing/status", HTTP_X_TALLY_ORG=org.slug).status_code == 200
 

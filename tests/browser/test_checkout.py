@@ -10,8 +10,7 @@ from billing.stripe_setup import stripe_webhook_endpoint_ensure
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_pricing_to_hosted_checkout_to_an_active_plan(new_page, shoot, stripe_sim, live_server,
-                                                      settings):
+def test_pricing_to_hosted_checkout_to_an_active_plan(new_page, shoot, stripe_sim, live_server, settings):
     settings.SITE_URL = live_server.url
     services.catalog_push()
     stripe_webhook_endpoint_ensure(site_url=live_server.url)
@@ -34,8 +33,7 @@ def test_pricing_to_hosted_checkout_to_an_active_plan(new_page, shoot, stripe_si
     page.click("button[type=submit]")
 
     expect(page).to_have_url(re.compile(r"/billing/success/\?session_id=cs_"))
-    expect(page.locator("[data-testid=checkout-status] h1")).to_contain_text(
-        "You're on AI Access (monthly)")
+    expect(page.locator("[data-testid=checkout-status] h1")).to_contain_text("You're on AI Access (monthly)")
     expect(page.locator("[data-testid=checkout-status]")).to_contain_text("250 ai generations")
     shoot(page, "checkout-success")
 
