@@ -7,6 +7,9 @@ from billing.models import (
     AddonEntitlement,
     EntitlementGrant,
     Feature,
+    Meter,
+    MeterEvent,
+    MeterReport,
     OrgSubscription,
     Payment,
     Plan,
@@ -189,3 +192,30 @@ class PaymentAdmin(ReadOnlyAdmin):
     list_filter = ["status", "billing_reason", "currency"]
     search_fields = ["organization__slug", "number", "stripe_invoice_id", "stripe_charge_id"]
     list_select_related = ["organization"]
+
+
+@admin.register(Meter)
+class MeterAdmin(CatalogAdmin):
+    list_display = ["key", "name", "aggregation", "property", "feature", "is_active"]
+    list_filter = ["aggregation", "is_active"]
+    search_fields = ["key", "name"]
+
+
+@admin.register(MeterEvent)
+class MeterEventAdmin(ReadOnlyAdmin):
+    list_display = ["timestamp", "organization", "meter", "value", "event_id", "received_at"]
+    list_filter = ["meter"]
+    search_fields = ["organization__slug", "event_id"]
+    date_hierarchy = "timestamp"
+    list_select_related = ["organization", "meter"]
+
+
+@admin.register(MeterReport)
+class MeterReportAdmin(ReadOnlyAdmin):
+    """The outbox to Stripe's meters: pending rows are retried by `usage_report`."""
+
+    list_display = ["created_at", "organization", "feature", "window", "quantity", "total",
+                    "status", "attempts", "sent_at"]
+    list_filter = ["status", "feature"]
+    search_fields = ["organization__slug", "identifier", "stripe_customer_id"]
+    list_select_related = ["organization", "feature"]

@@ -32,6 +32,8 @@ def pricing(request):
         interval = Interval.MONTH
     seats = _seats(request, 5)
     offers = selectors.pricing_offers(interval, seats=seats)
+    checkout_org = selectors.organization_to_bill(request.user)
+    subscription = selectors.subscription_of(checkout_org) if checkout_org else None
     features = list(selectors.features_for_comparison())
     # The comparison table: one row per feature, one cell per offer.
     rows = []
@@ -44,7 +46,9 @@ def pricing(request):
     context = {
         "interval": interval,
         "offers": offers,
-        "checkout_org": selectors.organization_to_bill(request.user),
+        "checkout_org": checkout_org,
+        "subscription": subscription if subscription and subscription.stripe_subscription_id
+        and subscription.applies else None,
         "rows": rows,
         "addons": selectors.active_addons(),
         "seats": seats,

@@ -38,3 +38,15 @@ def test_the_seat_calculator_clamps_bad_input(client):
     response = client.get(reverse("pricing_seats"), {"plan": "team_monthly", "seats": "-4"})
     assert "for 1 seat" in response.content.decode()
     assert client.get(reverse("pricing_seats"), {"plan": "pro_monthly"}).status_code == 404
+
+
+def test_a_subscribed_visitor_is_offered_a_switch_not_a_second_checkout(client_for, org, owner):
+    from billing import services
+    from billing.models import Plan
+
+    services.subscription_set(organization=org, plan=Plan.objects.get(key="ai_monthly"),
+                              status="active", stripe_subscription_id="sub_123")
+    html = client_for(owner).get(reverse("pricing")).content.decode()
+    assert "Your plan" in html
+    assert f"/o/{org.slug}/billing/change/?plan=pro_monthly" in html
+    assert 'data-testid="subscribe-pro"' not in html
