@@ -214,8 +214,17 @@ class MeterEventAdmin(ReadOnlyAdmin):
 class MeterReportAdmin(ReadOnlyAdmin):
     """The outbox to Stripe's meters: pending rows are retried by `usage_report`."""
 
-    list_display = ["created_at", "organization", "feature", "window", "quantity", "total",
-                    "status", "attempts", "sent_at"]
+    list_display = [
+        "created_at",
+        "organization",
+        "feature",
+        "window",
+        "quantity",
+        "total",
+        "status",
+        "attempts",
+        "sent_at",
+    ]
     list_filter = ["status", "feature"]
     search_fields = ["organization__slug", "identifier", "stripe_customer_id"]
     list_select_related = ["organization", "feature"]

@@ -15,4 +15,4 @@ class BillingConfig(AppConfig):
             stripe.api_base = settings.STRIPE_API_HOST
 
         # Counters (team members, API rate) and webhook receivers register themselves on import.
-        from billing import counters, ratelimit, webhooks  # noqa: F401
+        from billing import counters, ratelimit, receivers, webhooks  # noqa: F401

@@ -23,6 +23,7 @@ from billing.models import (
     PlanEntitlement,
     PlanLineItem,
     Product,
+    SeatPolicy,
 )
 
 DEFAULT_PATH = Path(settings.BASE_DIR) / "config" / "catalog.toml"
@@ -241,7 +242,21 @@ def parse_catalog(data: dict) -> CatalogSpec:
                 _entitlements(plan_raw.get("entitlements", {}), features, f"{at} entitlements", problems)
             )
             items = _line_items(plan_raw.get("line_items"), features, currency, at, problems)
+            seat_policy = plan_raw.get("seat_policy", SeatPolicy.PRORATE)
+            if seat_policy not in SeatPolicy.values:
+                problems.append(f"{at} seat_policy: must be one of {', '.join(SeatPolicy.values)}")
+            seat_minimum = plan_raw.get("seat_minimum", 1)
+            if not _is_int(seat_minimum) or seat_minimum < 1:
+                problems.append(f"{at} seat_minimum: must be a whole number >= 1")
+                seat_minimum = 1
+            has_seats = any(item.get("kind") == PlanLineItem.Kind.PER_SEAT for item in items)
+            if not has_seats and ("seat_policy" in plan_raw or "seat_minimum" in plan_raw):
+                problems.append(f"{at}: seat_policy and seat_minimum need a per_seat line item")
             is_free = bool(plan_raw.get("free", False))
+            credit_allowance = plan_raw.get("credit_allowance", 0)
+            if not _is_int(credit_allowance) or credit_allowance < 0:
+                problems.append(f"{at} credit_allowance: must be a whole number of credits >= 0")
+                credit_allowance = 0
             if is_free:
                 free_plans.append(plan_key)
                 if items:
@@ -259,6 +274,9 @@ def parse_catalog(data: dict) -> CatalogSpec:
                 "currency": currency,
                 "trial_days": trial_days if _is_int(trial_days) else 0,
                 "is_free": is_free,
+                "seat_policy": seat_policy,
+                "seat_minimum": seat_minimum,
+                "credit_allowance": credit_allowance,
                 "sort_order": len(plans),
                 "line_items": items,
                 "entitlements": entitlements,

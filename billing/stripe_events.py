@@ -1,9 +1,11 @@
 """Dispatch a stored Stripe event to the service that applies it. Safe to run twice: every
-service re-reads the object from Stripe and upserts by Stripe's ids."""
+service re-reads the object from Stripe and upserts by Stripe's ids, and the credit grants that
+follow (packages, a plan's allowance) carry idempotency keys the database keeps unique."""
 
 from djstripe.models import Event
 
-from billing import subscriptions
+from billing import allowances, subscriptions
+from billing.models import OrgSubscription
 
 
 def handle(event_id: str) -> None:
@@ -12,11 +14,16 @@ def handle(event_id: str) -> None:
         return
     obj = (event.data or {}).get("object") or {}
     kind = event.type
-    if kind == "checkout.session.completed":
-        subscriptions.checkout_complete(session_id=obj["id"])
+    synced = None
+    if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+        synced = subscriptions.checkout_complete(session_id=obj["id"])
     elif kind.startswith("customer.subscription."):
-        subscriptions.subscription_sync(subscription_id=obj["id"])
+        synced = subscriptions.subscription_sync(subscription_id=obj["id"])
     elif kind in ("invoice.paid", "invoice.payment_failed"):
-        subscriptions.invoice_record(invoice_id=obj["id"])
+        payment = subscriptions.invoice_record(invoice_id=obj["id"])
+        if payment is not None and kind == "invoice.paid":
+            synced = OrgSubscription.objects.filter(organization=payment.organization).first()
     elif kind == "charge.refunded":
         subscriptions.charge_refunded(charge_id=obj["id"])
+    # Whatever started a period (the first payment, a renewal, a trial), its allowance follows.
+    allowances.subscription_allowance_grant(subscription=synced)

@@ -69,8 +69,22 @@ def customer_ensure(*, organization: Organization, test_clock: str | None = None
     return remote.id
 
 
-def billable_seats(organization: Organization) -> int:
-    return max(1, Membership.objects.filter(organization=organization).count())
+def seat_holders(organization: Organization) -> int:
+    """Members whose role takes a paid seat (`BILLING_SEAT_ROLES`; every role by default)."""
+    return Membership.objects.filter(organization=organization, role__in=settings.BILLING_SEAT_ROLES).count()
+
+
+def billable_seats(organization: Organization, *, plan: Plan | None = None) -> int:
+    """The seat quantity to bill: the seat holders, and never fewer than the plan's minimum.
+
+    Without `plan`, the plan of the subscription in force (a checkout for a new plan passes it).
+    """
+    if plan is None:
+        subscription = (
+            OrgSubscription.objects.select_related("plan").filter(organization=organization).first()
+        )
+        plan = subscription.plan if subscription and subscription.applies else None
+    return max(plan.seat_minimum if plan else 1, seat_holders(organization))
 
 
 # --- Checkout --------------------------------------------------------------------------------
@@ -182,10 +196,24 @@ def checkout_session_state(*, organization: Organization, session_id: str) -> di
 
 
 def checkout_complete(*, session_id: str) -> OrgSubscription | None:
-    """After `checkout.session.completed`: sync the subscription and grant one-time add-ons."""
+    """After `checkout.session.completed`: sync the subscription and grant one-time add-ons,
+    or, for a credit package bought in payment mode, have credits grant it (once per session)."""
     client = stripe_client()
     session = client.v1.checkout.sessions.retrieve(session_id)
     if session.status != "complete":
+        return None
+    purchase_code = (session.metadata or {}).get("tally_credit_purchase")
+    if purchase_code:
+        # Only a paid session grants: a delayed payment method completes the session unpaid and
+        # is granted on `checkout.session.async_payment_succeeded`, which lands here again.
+        if session.payment_status == "paid":
+            from credits import services as credit_services
+
+            credit_services.credit_purchase_complete(
+                purchase_code=purchase_code,
+                session_id=session.id,
+                payment_intent_id=session.payment_intent or "",
+            )
         return None
     organization = _organization_of(session.metadata, session.customer)
     if organization is None:
@@ -407,8 +435,20 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
 
 
 def charge_refunded(*, charge_id: str) -> Payment | None:
-    """Record a refund (from Tally's money-back action or from the Stripe dashboard)."""
+    """Record a refund (from Tally's money-back action or from the Stripe dashboard).
+
+    A refunded payment for credits (a package or an auto-recharge) has credits take back what
+    remains of them; credits finds its purchase by the charge's PaymentIntent.
+    """
     charge = stripe_client().v1.charges.retrieve(charge_id)
+    if charge.payment_intent:
+        from credits import services as credit_services
+
+        intent = charge.payment_intent
+        credit_services.credit_purchase_refunded(
+            payment_intent_id=intent if isinstance(intent, str) else intent.id,
+            amount_refunded=charge.amount_refunded,
+        )
     with transaction.atomic():
         payment = Payment.objects.select_for_update().filter(stripe_charge_id=charge_id).first()
         if payment is None:
@@ -653,7 +693,10 @@ def subscription_reconcile(*, fix: bool = False) -> list[Drift]:
     """Compare every organization's subscription with Stripe; with `fix`, resync the drifted.
 
     Catches what a lost webhook would leave behind: a plan, status, seat count or cancellation
-    that Stripe has and Tally does not."""
+    that Stripe has and Tally does not; and a seat quantity in Stripe that differs from the
+    billable members (a lost seat sync), which `fix` sets right in Stripe."""
+    from billing.seats import seat_sync
+
     client = stripe_client()
     drifts: list[Drift] = []
     for local in OrgSubscription.objects.exclude(stripe_subscription_id=None).select_related(
@@ -683,4 +726,15 @@ def subscription_reconcile(*, fix: bool = False) -> list[Drift]:
         drifts += found
         if fix and found:
             subscription_sync(subscription_id=local.stripe_subscription_id)
+        seat_plan = expected_plan or local.plan
+        if (
+            seat_plan.seat_item() is not None
+            and remote.status in ("active", "trialing", "past_due")
+            and local.organization.deleted_at is None
+        ):
+            billable = billable_seats(local.organization, plan=seat_plan)
+            if billable != seats:
+                drifts.append(Drift(local.organization, "billable seats", billable, seats))
+                if fix:
+                    seat_sync(organization_id=local.organization_id)
     return drifts

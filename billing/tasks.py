@@ -81,3 +81,32 @@ def reconcile_subscriptions() -> int:
     from billing.subscriptions import subscription_reconcile
 
     return len(subscription_reconcile(fix=True))
+
+
+@shared_task(
+    bind=True,
+    autoretry_for=(OSError, stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    max_retries=10,
+)
+def seat_sync(self, organization_id: int) -> None:
+    """Set the seat quantity in Stripe to the live count; Stripe errors retry with back-off.
+    The task id names the sync, so its retries reuse one idempotency key."""
+    from billing import seats
+
+    try:
+        seats.seat_sync(organization_id=organization_id, attempt=self.request.id or "")
+    except seats.SyncBusy as busy:
+        raise self.retry(exc=busy, countdown=2, max_retries=30) from None
+
+
+@shared_task(
+    autoretry_for=(OSError, stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError),
+    retry_backoff=True,
+    max_retries=10,
+)
+def subscription_cancel_deleted(organization_id: int) -> None:
+    from billing import seats
+
+    seats.subscription_cancel_deleted(organization_id=organization_id)

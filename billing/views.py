@@ -47,8 +47,9 @@ def pricing(request):
         "interval": interval,
         "offers": offers,
         "checkout_org": checkout_org,
-        "subscription": subscription if subscription and subscription.stripe_subscription_id
-        and subscription.applies else None,
+        "subscription": subscription
+        if subscription and subscription.stripe_subscription_id and subscription.applies
+        else None,
         "rows": rows,
         "addons": selectors.active_addons(),
         "seats": seats,

@@ -11,6 +11,7 @@ from billing.tasks import process_stripe_event
 
 HANDLED = [
     "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
     "customer.subscription.created",
     "customer.subscription.updated",
     "customer.subscription.deleted",

@@ -149,6 +149,15 @@ INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7, minimum=1)
 BILLING_GRACE_DAYS = env_int("BILLING_GRACE_DAYS", 1, minimum=0)
 # Days after the first payment in which an owner may cancel with a full refund.
 BILLING_MONEY_BACK_DAYS = env_int("BILLING_MONEY_BACK_DAYS", 7, minimum=0)
+# Roles that occupy a paid seat (e.g. `owner,admin,member` to let billing managers in free).
+BILLING_SEAT_ROLES = env_list("BILLING_SEAT_ROLES", ["owner", "admin", "billing", "member"])
+if not BILLING_SEAT_ROLES or set(BILLING_SEAT_ROLES) - {"owner", "admin", "billing", "member"}:
+    raise ImproperlyConfigured(
+        f"BILLING_SEAT_ROLES={','.join(BILLING_SEAT_ROLES)!r}: list some of owner, admin, billing, member."
+    )
+# Seconds a seat change waits before it is sent to Stripe, so that a burst (a team invited at
+# once) becomes one quantity update.
+BILLING_SEAT_SYNC_DELAY = env_int("BILLING_SEAT_SYNC_DELAY", 5, minimum=0)
 
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG

@@ -11,6 +11,7 @@ from credits.models import (
     CreditGrant,
     CreditPackage,
     CreditPrice,
+    CreditPurchase,
     CreditRecharge,
     CreditReservation,
     CreditTransaction,
@@ -176,6 +177,14 @@ class CreditReservationAdmin(ReadOnlyAdmin):
 class CreditRechargeAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "account", "package", "credits", "amount", "status", "failure_code"]
     list_filter = ["status"]
+    list_select_related = ["account__organization", "package"]
+
+
+@admin.register(CreditPurchase)
+class CreditPurchaseAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "account", "package", "credits", "bonus_credits", "amount", "status"]
+    list_filter = ["status"]
+    search_fields = ["checkout_session_id", "payment_intent_id"]
     list_select_related = ["account__organization", "package"]
 
 

@@ -10,7 +10,7 @@ from credits import selectors, services
 from credits.models import CreditReservation, TransactionType
 from teams.access import client_ip, get_org_for_api
 from teams.errors import ServiceError
-from teams.models import User
+from teams.models import Role, User
 
 MAX_METADATA_BYTES = 4096
 
@@ -206,6 +206,36 @@ class PackageListApi(APIView):
     def get(self, request):
         get_org_for_api(request)
         return Response({"data": self.Output(selectors.active_packages(), many=True).data})
+
+
+class PurchaseApi(APIView):
+    """Buy a package: returns the Stripe Checkout URL. The credits are granted when Stripe
+    reports the session paid, once, however often it reports it."""
+
+    class Input(serializers.Serializer):
+        package = serializers.SlugField(max_length=40)
+
+    class Output(serializers.Serializer):
+        id = serializers.UUIDField(source="code")
+        package = serializers.CharField(source="package.code")
+        credits = serializers.IntegerField()
+        bonus_credits = serializers.IntegerField()
+        amount = serializers.IntegerField()
+        currency = serializers.CharField()
+        status = serializers.CharField()
+        url = serializers.URLField()
+
+    @extend_schema(request=Input, responses={201: Output})
+    def post(self, request):
+        organization = get_org_for_api(request, min_role=Role.BILLING)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        package = services.credit_package_get(code=data.validated_data["package"])
+        purchase, url = services.credit_purchase_start(
+            organization=organization, package=package, actor=_user(request)
+        )
+        purchase.url = url
+        return Response(self.Output(purchase).data, status=status.HTTP_201_CREATED)
 
 
 class EstimateApi(APIView):

@@ -21,6 +21,7 @@ urlpatterns = [
     ),
     re_path(r"^transactions/?$", api.TransactionListApi.as_view(), name="api_credits_transactions"),
     re_path(r"^packages/?$", api.PackageListApi.as_view(), name="api_credits_packages"),
+    re_path(r"^purchase/?$", api.PurchaseApi.as_view(), name="api_credits_purchase"),
     re_path(r"^estimate/?$", api.EstimateApi.as_view(), name="api_credits_estimate"),
     re_path(r"^adjustments/?$", api.AdjustmentApi.as_view(), name="api_credits_adjustments"),
 ]

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
+from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.db.models import Case, F, Q, Sum, Value, When
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -29,10 +31,12 @@ from credits.models import (
     CreditGrant,
     CreditPackage,
     CreditPrice,
+    CreditPurchase,
     CreditRecharge,
     CreditReservation,
     CreditTransaction,
     GrantSource,
+    PurchaseStatus,
     RechargeStatus,
     ReservationStatus,
     TransactionType,
@@ -437,19 +441,22 @@ def _grants_draw(*, account_id: int, amount: int) -> list[tuple[int, int]]:
 # under the account lock; other databases take the portable path, one statement at a time.
 SINGLE_STATEMENT_DEBIT = True
 
+# `moved` names the locked account and its new balance; the rest is the same for both paths.
 _DEBIT_SQL = """
-WITH ordered AS (
-    SELECT id, remaining,
-           SUM(remaining) OVER (
-               ORDER BY priority, expires_at NULLS LAST, created_at, id
-           ) - remaining AS before
-    FROM {grant} WHERE account_id = %(account)s AND remaining > 0
+WITH moved AS (
+    {moved}
+), ordered AS (
+    SELECT g.id, g.remaining,
+           SUM(g.remaining) OVER (
+               ORDER BY g.priority, g.expires_at NULLS LAST, g.created_at, g.id
+           ) - g.remaining AS before
+    FROM {grant} AS g JOIN moved ON g.account_id = moved.id WHERE g.remaining > 0
 ), drawn AS (
     UPDATE {grant} AS g SET remaining = g.remaining - LEAST(o.remaining, %(amount)s - o.before)
     FROM ordered AS o WHERE g.id = o.id AND o.before < %(amount)s
     RETURNING g.id, LEAST(o.remaining, %(amount)s - o.before) AS took
 ), entry AS (
-    INSERT INTO {transaction} ({columns}) VALUES ({values}) RETURNING id
+    INSERT INTO {transaction} ({columns}) SELECT {values} FROM moved RETURNING id
 ), allocated AS (
     INSERT INTO {allocation} (transaction_id, grant_id, amount)
     SELECT entry.id, drawn.id, -drawn.took FROM entry CROSS JOIN drawn
@@ -476,6 +483,32 @@ _ENTRY_COLUMNS = [
 ]
 
 
+def _debit_sql(moved: str) -> str:
+    # Only constant fragments are interpolated; every value travels as a parameter.
+    def value(name: str) -> str:
+        return {
+            "account_id": "moved.id",
+            "balance_after": "moved.balance",
+            "metadata": "%(c_metadata)s::jsonb",
+        }.get(name, f"%(c_{name})s")
+
+    return _DEBIT_SQL.format(
+        moved=moved,
+        grant=CreditGrant._meta.db_table,
+        transaction=CreditTransaction._meta.db_table,
+        allocation=CreditAllocation._meta.db_table,
+        columns=", ".join(_ENTRY_COLUMNS),
+        values=", ".join(value(n) for n in _ENTRY_COLUMNS),
+    )
+
+
+def _debit_params(entry: CreditTransaction, amount: int) -> dict:
+    params = {f"c_{name}": getattr(entry, name) for name in _ENTRY_COLUMNS}
+    params["c_metadata"] = json.dumps(entry.metadata)
+    params["amount"] = amount
+    return params
+
+
 def _debit_entry(*, account: CreditAccount, amount: int, **fields) -> CreditTransaction:
     """Draw `amount` from the grants of `account` (locked, balance already moved) and write the
     ledger line with its allocations. Raises IntegrityError if the idempotency key is taken."""
@@ -487,19 +520,67 @@ def _debit_entry(*, account: CreditAccount, amount: int, **fields) -> CreditTran
             [CreditAllocation(transaction=entry, grant_id=g, amount=-t) for g, t in draws]
         )
         return entry
-    params = {f"c_{name}": getattr(entry, name) for name in _ENTRY_COLUMNS}
-    params["c_metadata"] = json.dumps(entry.metadata)
-    params.update(account=account.pk, amount=amount)
-    sql = _DEBIT_SQL.format(
-        grant=CreditGrant._meta.db_table,
-        transaction=CreditTransaction._meta.db_table,
-        allocation=CreditAllocation._meta.db_table,
-        columns=", ".join(_ENTRY_COLUMNS),
-        values=", ".join(f"%(c_{n})s::jsonb" if n == "metadata" else f"%(c_{n})s" for n in _ENTRY_COLUMNS),
-    )
-    entry.pk = _fetchone(sql, params)[0]
+    params = _debit_params(entry, amount)
+    params.update(account=account.pk, balance=account.balance)
+    entry.pk = _fetchone(
+        _debit_sql("SELECT %(account)s::bigint AS id, %(balance)s::bigint AS balance"), params
+    )[0]
     entry._state.adding = False
     return entry
+
+
+# The whole debit in one round trip, instead of four (BEGIN, the account UPDATE, the draw,
+# COMMIT). Both statements travel in one message (client-side parameter binding, PostgreSQL's
+# simple query protocol), which the server runs as one implicit transaction: if the second
+# fails, the first rolls back too. Each statement takes its own snapshot, so the draw, like on the
+# transactional path, starts after the UPDATE holds the account's row lock and sees every
+# change committed before it. It only runs in autocommit, where nothing else has written in
+# the transaction, so "this transaction wrote the row's version" (`xmin`) means "the UPDATE
+# above moved it": when the funds fall short, the UPDATE matches nothing and neither does the
+# draw, so the call changes nothing.
+_ACCOUNT = CreditAccount._meta.db_table
+# Only constant fragments are interpolated; every value travels as a parameter.
+_ONE_TRIP_SQL = (
+    f"UPDATE {_ACCOUNT} SET balance = balance - %(amount)s, lifetime_used = lifetime_used + %(used)s "  # noqa: S608
+    f"WHERE organization_id = %(organization)s AND balance - held - %(amount)s >= -overdraft_allowance "
+    f"RETURNING {_RETURNING};"
+    + _debit_sql(
+        f"SELECT id, balance FROM {_ACCOUNT} "  # noqa: S608
+        f"WHERE organization_id = %(organization)s AND xmin = pg_current_xact_id()::xid"
+    )
+)
+
+
+def _one_trip_possible() -> bool:
+    # psycopg 2 returns only the last statement's rows; server-side binding refuses two
+    # statements in one message. Both take the transactional path.
+    return (
+        SINGLE_STATEMENT_DEBIT
+        and connection.vendor == "postgresql"
+        and is_psycopg3
+        and not connection.in_atomic_block
+        and not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
+    )
+
+
+def _debit_one_trip(
+    *, organization_id: int, amount: int, used: int, **fields
+) -> tuple[CreditAccount, CreditTransaction] | None:
+    """Debit in one round trip (see above); None when the account is missing or short of funds."""
+    entry = CreditTransaction(amount=-amount, **fields)
+    params = _debit_params(entry, amount)
+    params.update(organization=organization_id, used=used)
+    with connection.cursor() as cursor:
+        cursor.execute(_ONE_TRIP_SQL, params)
+        row = cursor.fetchone()
+        cursor.nextset()
+        inserted = cursor.fetchone()
+    if row is None:
+        return None
+    account = CreditAccount(**dict(zip(_RETURNING_NAMES, row, strict=True)))
+    entry.pk, entry.account_id, entry.balance_after = inserted[0], account.pk, account.balance
+    entry._state.adding = False
+    return account, entry
 
 
 def _replay(model, *, account_id: int, key: str):
@@ -551,7 +632,31 @@ def _debit(
     actor: User | None = None,
 ) -> CreditTransaction:
     action = quote.action if quote else ""
+    fields = {
+        "type": type,
+        "action": action,
+        "quantity": quote.quantity if quote and quote.action else None,
+        "price": quote.price if quote else None,
+        "description": _text(description, 200),
+        "reference_type": _text(reference_type, 40),
+        "reference_id": _text(reference_id, 100),
+        "idempotency_key": idempotency_key,
+        "actor": actor,
+        "metadata": metadata or {},
+    }
     try:
+        if organization is not None and _one_trip_possible():
+            done = _debit_one_trip(
+                organization_id=organization.pk,
+                amount=amount,
+                used=amount if type == TransactionType.CONSUMPTION else 0,
+                **fields,
+            )
+            if done is not None:
+                account, entry = done
+                _after_debit(account, amount=amount, transaction_id=entry.pk)
+                return entry
+            # Short of funds or no account yet: the transactional path below tells which.
         with transaction.atomic():
             account = _account_move(
                 organization_id=organization.pk if organization else None,
@@ -562,20 +667,7 @@ def _debit(
             )
             if account is None:
                 raise _Refused
-            entry = _debit_entry(
-                account=account,
-                amount=amount,
-                type=type,
-                action=action,
-                quantity=quote.quantity if quote and quote.action else None,
-                price=quote.price if quote else None,
-                description=_text(description, 200),
-                reference_type=_text(reference_type, 40),
-                reference_id=_text(reference_id, 100),
-                idempotency_key=idempotency_key,
-                actor=actor,
-                metadata=metadata or {},
-            )
+            entry = _debit_entry(account=account, amount=amount, **fields)
             _after_debit(account, amount=amount, transaction_id=entry.pk)
             return entry
     except IntegrityError:
@@ -1141,76 +1233,329 @@ def credits_low_balance_alert_send(*, account_id: int, transaction_id: int) -> b
     return True
 
 
+# --- Purchases ----------------------------------------------------------------------------
+
+
+def credit_package_get(*, code: str) -> CreditPackage:
+    """The active package named `code`, or a clear error naming the field."""
+    package = CreditPackage.objects.filter(code=(code or "").strip(), is_active=True).first()
+    if package is None:
+        raise ServiceError("unknown_package", "Choose one of the packages on sale.", field="package")
+    return package
+
+
+def credit_purchase_start(
+    *, organization: Organization, package: CreditPackage, actor: User | None
+) -> tuple[CreditPurchase, str]:
+    """Open a Stripe Checkout for `package`; returns the purchase and the URL to send the buyer to.
+
+    The purchase is committed first, with the package as it is now, so the webhook grants what
+    was shown and paid for even if staff change the package meanwhile. Stripe is called after the
+    commit, with a key derived from the purchase, so a retried call opens the same session.
+    """
+    from billing import services_payments
+
+    if not package.is_active:
+        raise ServiceError("unknown_package", "Choose one of the packages on sale.", field="package")
+    if package.unit_amount <= 0:
+        raise ServiceError(
+            "package_not_purchasable", f"{package.name} cannot be bought online.", field="package"
+        )
+    account = credit_account_for(organization=organization)
+    purchase = CreditPurchase.objects.create(
+        account=account,
+        package=package,
+        credits=package.credits,
+        bonus_credits=package.bonus_credits,
+        amount=package.unit_amount,
+        currency=package.currency,
+        actor=actor,
+    )
+    page = settings.SITE_URL + reverse("credits", args=[organization.slug])
+    metadata = {
+        "tally_org_id": str(organization.pk),
+        "tally_org": organization.slug,
+        "tally_credit_purchase": str(purchase.code),
+        "tally_package": package.code,
+    }
+    session = services_payments.payment_checkout_start(
+        organization=organization,
+        price=services_payments.OneTimePrice(
+            key=f"credits_{package.code}",
+            name=package.name,
+            description=package.description,
+            unit_amount=purchase.amount,
+            currency=purchase.currency,
+        ),
+        metadata=metadata,
+        success_url=page + "?purchase=complete",
+        cancel_url=page + "?purchase=cancelled",
+        idempotency_key=f"tally-credit-purchase-{purchase.code}",
+    )
+    CreditPurchase.objects.filter(pk=purchase.pk, checkout_session_id__isnull=True).update(
+        checkout_session_id=session.id
+    )
+    CreditPackage.objects.filter(pk=package.pk).exclude(stripe_price_id=session.price_id).update(
+        stripe_price_id=session.price_id
+    )
+    purchase.checkout_session_id = session.id
+    audit_record(
+        organization=organization,
+        action="credits.purchase_started",
+        actor=actor,
+        target=package.code,
+        data={"session": session.id, "credits": purchase.total_credits, "amount": purchase.amount},
+    )
+    return purchase, session.url
+
+
+def credit_purchase_complete(
+    *, purchase_code: str, session_id: str, payment_intent_id: str = ""
+) -> CreditPurchase | None:
+    """Grant a paid purchase's credits: once per Checkout Session, however often the webhook comes.
+
+    Billing calls this for `checkout.session.completed` after re-reading the session from Stripe
+    and seeing it paid. The grant's idempotency key is the session id, which the database keeps
+    unique per account; the purchase moves from pending to completed in the same transaction.
+    """
+    try:
+        purchase = (
+            CreditPurchase.objects.select_related("package", "account__organization")
+            .filter(code=purchase_code)
+            .first()
+        )
+    except ValidationError:
+        return None  # not a purchase code of ours
+    if purchase is None or purchase.checkout_session_id not in (None, session_id):
+        return None
+    with transaction.atomic():
+        entry = _credit(
+            account_id=purchase.account_id,
+            amount=purchase.total_credits,
+            type=TransactionType.PURCHASE,
+            source=GrantSource.PURCHASE,
+            idempotency_key=f"purchase:{session_id}",
+            description=purchase.package.name,
+            reference_type="checkout_session",
+            reference_id=session_id,
+            metadata={
+                "credits": purchase.credits,
+                "bonus_credits": purchase.bonus_credits,
+                "amount": purchase.amount,
+                "currency": purchase.currency,
+            },
+            actor=purchase.actor,
+        )
+        completed = CreditPurchase.objects.filter(pk=purchase.pk, status=PurchaseStatus.PENDING).update(
+            status=PurchaseStatus.COMPLETED,
+            transaction=entry,
+            checkout_session_id=session_id,
+            payment_intent_id=payment_intent_id or None,
+            completed_at=timezone.now(),
+        )
+        if completed:
+            audit_record(
+                organization=purchase.account.organization,
+                action="credits.purchased",
+                actor=purchase.actor,
+                target=purchase.package.code,
+                data={"session": session_id, "credits": purchase.total_credits, "amount": purchase.amount},
+            )
+    purchase.refresh_from_db()
+    return purchase
+
+
+def credit_purchase_refunded(*, payment_intent_id: str, amount_refunded: int) -> CreditTransaction | None:
+    """A payment for credits was refunded (in full or in part): take back what is left of them.
+
+    Billing calls this for every `charge.refunded`; a payment that bought no credits is ignored.
+    The credits taken back are proportional to the money refunded, rounded up, and never more
+    than what remains of the grant (credits already spent stay spent) nor more than what is
+    available beside open reservations. Safe to run twice: each refund level has its own key.
+    """
+    if not payment_intent_id:
+        return None
+    purchase = CreditPurchase.objects.filter(payment_intent_id=payment_intent_id).first()
+    if purchase is not None:
+        paid, credits, entry_id = purchase.amount, purchase.total_credits, purchase.transaction_id
+        CreditPurchase.objects.filter(pk=purchase.pk, amount_refunded__lt=amount_refunded).update(
+            amount_refunded=min(amount_refunded, paid)
+        )
+    else:
+        recharge = CreditRecharge.objects.filter(payment_intent_id=payment_intent_id).first()
+        if recharge is None:
+            return None
+        paid, credits, entry_id = recharge.amount, recharge.credits, recharge.transaction_id
+    if entry_id is None or paid <= 0:
+        return None
+    refunded = min(max(amount_refunded, 0), paid)
+    target = -(-credits * refunded // paid)  # ceiling division: integers only
+    return _claw_back(entry=CreditTransaction.objects.get(pk=entry_id), target=target, refunded=refunded)
+
+
+def _claw_back(*, entry: CreditTransaction, target: int, refunded: int) -> CreditTransaction | None:
+    """Take back up to `target` credits in all from the grants `entry` created."""
+    with transaction.atomic():
+        account = CreditAccount.objects.select_for_update().get(pk=entry.account_id)
+        taken = -(
+            CreditTransaction.objects.filter(refund_of=entry, type=TransactionType.CLAWBACK).aggregate(
+                s=Sum("amount")
+            )["s"]
+            or 0
+        )
+        grants = list(
+            CreditGrant.objects.filter(
+                allocations__transaction=entry, allocations__amount__gt=0, remaining__gt=0
+            ).order_by(*CreditGrant._meta.ordering)
+        )
+        wanted = target - taken
+        take = min(wanted, sum(g.remaining for g in grants), max(0, account.available))
+        if take <= 0:
+            return None
+        moved = _account_move(account_id=account.pk, balance=-take, purchased=-take)
+        clawback = CreditTransaction.objects.create(
+            account_id=account.pk,
+            type=TransactionType.CLAWBACK,
+            amount=-take,
+            balance_after=moved.balance,
+            description=f"Refunded: {entry.description or 'a purchase'}",
+            reference_type="transaction",
+            reference_id=str(entry.code),
+            # One line per refund level: a redelivered `charge.refunded` finds it and stops.
+            idempotency_key=f"clawback:{entry.code}:{target}",
+            refund_of=entry,
+            metadata={"amount_refunded": refunded, "not_recovered": wanted - take},
+        )
+        allocations, left = [], take
+        for grant in grants:
+            part = min(left, grant.remaining)
+            if part <= 0:
+                break
+            CreditGrant.objects.filter(pk=grant.pk).update(remaining=F("remaining") - part)
+            allocations.append(CreditAllocation(transaction=clawback, grant=grant, amount=-part))
+            left -= part
+        CreditAllocation.objects.bulk_create(allocations)
+        audit_record(
+            organization=account.organization,
+            action="credits.clawed_back",
+            target=str(entry.code),
+            data={"credits": take, "amount_refunded": refunded, "not_recovered": wanted - take},
+        )
+    return clawback
+
+
 # --- Auto-recharge --------------------------------------------------------------------------
 
+# A pending recharge younger than this is being charged right now: leave it alone. Older, its
+# worker died between the commit and the record, and it is charged again under the same key.
+RECHARGE_IN_FLIGHT = timedelta(minutes=5)
+# Stripe keeps an idempotency key for 24 hours: past this, a retry could charge a second time,
+# so the recharge is closed as abandoned instead.
+RECHARGE_RESUME_WINDOW = timedelta(hours=12)
 
-class RechargeUnavailable(Exception):
-    """Charging a saved card is not possible (yet, or for this organization)."""
 
+def credit_recharge_charge(*, recharge: CreditRecharge) -> CreditRecharge:
+    """Charge the saved card off-session for a pending `recharge`, and record the outcome.
 
-def credit_recharge_charge(*, recharge: CreditRecharge) -> str:
-    """Charge the organization's saved card for `recharge`; return the PaymentIntent id.
-
-    This is the one place auto-recharge touches payments. It will ask billing's services for an
-    off-session PaymentIntent (customer's default payment method, `confirm=True`,
-    `off_session=True`, idempotency key `recharge-<code>`); the credits are granted when the
-    payment succeeds, by `credit_recharge_succeed`. Until that is connected no card is charged.
+    Called after the pending row is committed and never inside a transaction. The key
+    `recharge-<code>` makes a retry (a redelivered task, a resumed recharge) return the first
+    PaymentIntent instead of charging again. Errors other than a declined card (network, Stripe
+    unavailable) propagate and leave the recharge pending, for the task to retry.
     """
-    raise RechargeUnavailable("Off-session card payments are not connected yet.")
+    from billing import services_payments
+
+    account = CreditAccount.objects.select_related("organization").get(pk=recharge.account_id)
+    try:
+        result = services_payments.payment_charge_saved_card(
+            organization=account.organization,
+            amount=recharge.amount,
+            currency=recharge.currency,
+            description=f"Credits auto-recharge: {recharge.package.name}",
+            metadata={"tally_org_id": str(account.organization_id), "tally_recharge": str(recharge.code)},
+            idempotency_key=f"recharge-{recharge.code}",
+        )
+    except services_payments.PaymentUnavailable as error:
+        return credit_recharge_fail(recharge=recharge, code=error.code, message=error.message)
+    if result.succeeded:
+        return credit_recharge_succeed(recharge=recharge, payment_intent_id=result.payment_intent_id)
+    return credit_recharge_fail(
+        recharge=recharge,
+        code=result.failure_code,
+        message=result.failure_message,
+        payment_intent_id=result.payment_intent_id,
+    )
 
 
 def credit_auto_recharge_start(*, account_id: int) -> CreditRecharge | None:
     """Start one recharge for an account that fell below its threshold, within its monthly limit.
 
-    A pending row is committed before the card is charged; the database refuses a second pending
-    row for the same account, so two triggers never charge twice.
+    The account row is locked while the month's spending is summed and the pending row written,
+    so two triggers cannot both pass the limit; the database also refuses a second pending row
+    per account, so there is never more than one recharge in flight. The card is charged after
+    that commit. A pending recharge whose worker died is charged again with its own idempotency
+    key, which Stripe answers with the first outcome.
     """
-    account = CreditAccount.objects.select_related("auto_recharge_package").get(pk=account_id)
-    package = account.auto_recharge_package
-    if (
-        not account.auto_recharge_enabled
-        or package is None
-        or account.balance >= account.auto_recharge_threshold
-    ):
-        return None
     month_start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    spent = (
-        CreditRecharge.objects.filter(
-            account=account,
-            created_at__gte=month_start,
-            status__in=[RechargeStatus.PENDING, RechargeStatus.SUCCEEDED],
-        ).aggregate(s=Sum("amount"))["s"]
-        or 0
-    )
-    snapshot = {
-        "account": account,
-        "package": package,
-        "credits": package.total_credits,
-        "amount": package.unit_amount,
-        "currency": package.currency,
-    }
-    if spent + package.unit_amount > account.auto_recharge_monthly_limit:
-        return CreditRecharge.objects.create(
-            **snapshot,
-            status=RechargeStatus.SKIPPED,
-            failure_code="monthly_limit",
-            failure_message="This month's auto-recharge limit is reached.",
-            settled_at=timezone.now(),
+    with transaction.atomic():
+        account = (
+            CreditAccount.objects.select_for_update(of=("self",))
+            .select_related("auto_recharge_package")
+            .get(pk=account_id)
         )
-    try:
-        with transaction.atomic():
+        in_flight = CreditRecharge.objects.filter(account=account, status=RechargeStatus.PENDING).first()
+        package = account.auto_recharge_package
+        if in_flight is None and (
+            not account.auto_recharge_enabled
+            or package is None
+            or account.balance >= account.auto_recharge_threshold
+        ):
+            return None
+        if in_flight is None:
+            spent = (
+                CreditRecharge.objects.filter(
+                    account=account, created_at__gte=month_start, status=RechargeStatus.SUCCEEDED
+                ).aggregate(s=Sum("amount"))["s"]
+                or 0
+            )
+            snapshot = {
+                "account": account,
+                "package": package,
+                "credits": package.total_credits,
+                "amount": package.unit_amount,
+                "currency": package.currency,
+            }
+            if spent + package.unit_amount > account.auto_recharge_monthly_limit:
+                return CreditRecharge.objects.create(
+                    **snapshot,
+                    status=RechargeStatus.SKIPPED,
+                    failure_code="monthly_limit",
+                    failure_message="This month's auto-recharge limit is reached.",
+                    settled_at=timezone.now(),
+                )
             recharge = CreditRecharge.objects.create(**snapshot)
-    except IntegrityError:
-        return None  # another recharge is in flight
-    try:
-        payment_intent_id = credit_recharge_charge(recharge=recharge)
-    except RechargeUnavailable as error:
-        return credit_recharge_fail(recharge=recharge, code="payments_unavailable", message=str(error))
-    CreditRecharge.objects.filter(pk=recharge.pk, payment_intent_id__isnull=True).update(
-        payment_intent_id=payment_intent_id
+    if in_flight is None:
+        return credit_recharge_charge(recharge=recharge)  # after the commit, never inside it
+    age = timezone.now() - in_flight.created_at
+    if age < RECHARGE_IN_FLIGHT:
+        return None  # another worker is charging it
+    if age > RECHARGE_RESUME_WINDOW:
+        return credit_recharge_fail(
+            recharge=in_flight,
+            code="abandoned",
+            message="The recharge was interrupted; check the payments in Stripe before retrying.",
+        )
+    return credit_recharge_charge(recharge=in_flight)
+
+
+def credit_recharges_resume() -> int:
+    """Charge (or close) every recharge left pending past the in-flight window. Periodic."""
+    stale = CreditRecharge.objects.filter(
+        status=RechargeStatus.PENDING, created_at__lt=timezone.now() - RECHARGE_IN_FLIGHT
     )
-    recharge.payment_intent_id = payment_intent_id
-    return recharge
+    return sum(
+        credit_auto_recharge_start(account_id=a) is not None
+        for a in stale.values_list("account_id", flat=True)
+    )
 
 
 def credit_recharge_succeed(*, recharge: CreditRecharge, payment_intent_id: str = "") -> CreditRecharge:
@@ -1236,12 +1581,57 @@ def credit_recharge_succeed(*, recharge: CreditRecharge, payment_intent_id: str 
     return recharge
 
 
-def credit_recharge_fail(*, recharge: CreditRecharge, code: str, message: str = "") -> CreditRecharge:
-    CreditRecharge.objects.filter(pk=recharge.pk, status=RechargeStatus.PENDING).update(
-        status=RechargeStatus.FAILED,
-        failure_code=code[:60],
-        failure_message=message[:255],
-        settled_at=timezone.now(),
-    )
+def credit_recharge_fail(
+    *, recharge: CreditRecharge, code: str, message: str = "", payment_intent_id: str = ""
+) -> CreditRecharge:
+    """The charge did not go through: turn auto-recharge off (it would only fail again), record
+    it in the audit log and email the billing contacts once."""
+    from credits import tasks
+
+    with transaction.atomic():
+        failed = CreditRecharge.objects.filter(pk=recharge.pk, status=RechargeStatus.PENDING).update(
+            status=RechargeStatus.FAILED,
+            failure_code=code[:60],
+            failure_message=message[:255],
+            payment_intent_id=payment_intent_id or recharge.payment_intent_id,
+            settled_at=timezone.now(),
+        )
+        if failed:
+            account = CreditAccount.objects.select_related("organization").get(pk=recharge.account_id)
+            CreditAccount.objects.filter(pk=account.pk).update(auto_recharge_enabled=False)
+            audit_record(
+                organization=account.organization,
+                action="credits.auto_recharge_failed",
+                target=str(recharge.code),
+                data={"code": code, "message": message[:255], "amount": recharge.amount},
+            )
+            tasks.send_recharge_failed_alert.delay_on_commit(recharge.pk)
     recharge.refresh_from_db()
     return recharge
+
+
+def credit_recharge_failed_alert_send(*, recharge_id: int) -> bool:
+    """Tell the billing contacts that a recharge failed and auto-recharge is now off."""
+    recharge = (
+        CreditRecharge.objects.select_related("account__organization", "package")
+        .filter(pk=recharge_id, status=RechargeStatus.FAILED)
+        .first()
+    )
+    if recharge is None:
+        return False
+    organization = recharge.account.organization
+    recipients = _billing_contacts(organization)
+    if not recipients:
+        return False
+    context = {
+        "recharge": recharge,
+        "organization": organization,
+        "url": settings.SITE_URL + reverse("credits", args=[organization.slug]),
+    }
+    send_mail(
+        subject=f"{organization.name}: credits auto-recharge failed and is now off",
+        message=render_to_string("credits/email/recharge_failed.txt", context),
+        from_email=None,
+        recipient_list=recipients,
+    )
+    return True

@@ -1,10 +1,12 @@
 import csv
 
+import stripe
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from credits import selectors, services
 from credits.forms import CreditSettingsForm, HistoryFilterForm
@@ -53,6 +55,8 @@ def credits_page(request, org_slug: str):
     organization, membership = get_org_for_user(request, org_slug)
     account = services.credit_account_for(organization=organization)
     context = _page_context(request, organization, membership, account)
+    # Stripe sends the buyer back, possibly before its webhook has granted the credits.
+    context["purchase"] = request.GET.get("purchase", "")
     if request.htmx and request.htmx.target == "history":
         return render(request, "credits/credits.html#history", context)
     return render(request, "credits/credits.html", context)
@@ -88,6 +92,27 @@ def credits_settings(request, org_slug: str):
     account = services.credit_account_for(organization=organization)
     context = _page_context(request, organization, membership, account, settings_form=form)
     return render(request, "credits/credits.html", context, status=400)
+
+
+@login_required
+@require_POST
+def credits_buy(request, org_slug: str):
+    """Buy a package: off to Stripe Checkout; the webhook grants the credits once it is paid."""
+    organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    try:
+        package = services.credit_package_get(code=request.POST.get("package", ""))
+        _, url = services.credit_purchase_start(
+            organization=organization, package=package, actor=request.user
+        )
+    except ServiceError as error:
+        messages.error(request, error.message)
+        return redirect("credits", organization.slug)
+    except stripe.StripeError:
+        messages.error(request, "Stripe could not start the checkout; please try again.")
+        return redirect("credits", organization.slug)
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
 
 
 def _cell(value: str) -> str:

@@ -16,7 +16,9 @@ def get_org_for_user(
     if not user.is_authenticated:
         raise Http404
     membership = (
-        Membership.objects.select_related("organization").filter(organization__slug=slug, user=user).first()
+        Membership.objects.select_related("organization")
+        .filter(organization__slug=slug, organization__deleted_at__isnull=True, user=user)
+        .first()
     )
     if membership is None:
         raise Http404

@@ -40,6 +40,10 @@ class OrganizationSettingsForm(forms.Form):
     billing_email = forms.EmailField(required=False, help_text="Where invoices and receipts go.")
 
 
+class OrganizationDeleteForm(forms.Form):
+    confirm = forms.CharField(max_length=100, help_text="The organization's name, to confirm.")
+
+
 INVITE_ROLES = [(r.value, r.label) for r in Role if r != Role.OWNER]
 
 

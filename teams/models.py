@@ -61,14 +61,26 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.name.split(" ")[0] if self.name else self.email.split("@")[0]
 
 
+class OrganizationQuerySet(models.QuerySet):
+    def alive(self):
+        return self.filter(deleted_at__isnull=True)
+
+
 class Organization(models.Model):
-    """The billing entity: subscriptions, credits and usage belong to an organization."""
+    """The billing entity: subscriptions, credits and usage belong to an organization.
+
+    Deleting one is a soft delete: payments, ledgers and the audit log point at this row and are
+    kept, while memberships, invitations and keys go, so nobody reaches it again.
+    """
 
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=60, unique=True)
     billing_email = models.EmailField(blank=True)
     is_personal = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OrganizationQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -78,6 +90,10 @@ class Organization(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("dashboard", args=[self.slug])
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
 
     @property
     def email(self) -> str:

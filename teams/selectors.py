@@ -2,7 +2,7 @@ from teams.models import AuditEvent, Invitation, Membership, Organization, User
 
 
 def organizations_for_user(user: User):
-    return Organization.objects.filter(memberships__user=user).order_by("-is_personal", "name")
+    return Organization.objects.alive().filter(memberships__user=user).order_by("-is_personal", "name")
 
 
 def members_of(organization: Organization):

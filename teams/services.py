@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -14,6 +16,44 @@ from teams.models import (
     User,
 )
 from teams.tasks import send_invitation_email
+
+# --- Hooks for the apps above teams -----------------------------------------------------------
+# teams imports nothing from billing; billing registers here from its AppConfig.ready().
+
+MembershipGuard = Callable[..., None]
+OrganizationHook = Callable[..., None]
+_membership_guards: list[MembershipGuard] = []
+_deletion_hooks: list[OrganizationHook] = []
+
+
+def membership_guard_register(guard: MembershipGuard) -> None:
+    """Let another app refuse new members (billing: the seat limit).
+
+    A guard is called as `guard(organization=..., adding=1, pending=n)` inside the transaction
+    that holds the organization's row lock, with `pending` the open invitations not counted yet;
+    it raises a ServiceError to refuse. It must not call anything external.
+    """
+    if guard not in _membership_guards:
+        _membership_guards.append(guard)
+
+
+def organization_deleted_register(hook: OrganizationHook) -> None:
+    """Run `hook(organization=...)` inside the transaction that deletes an organization (billing
+    queues the cancellation of its subscription for after the commit)."""
+    if hook not in _deletion_hooks:
+        _deletion_hooks.append(hook)
+
+
+def _lock_organization(organization: Organization) -> Organization:
+    """Serialize membership changes of one organization: whoever holds this lock counts members
+    and pending invitations knowing nobody else is adding one."""
+    return Organization.objects.select_for_update().get(pk=organization.pk)
+
+
+def _guard_membership(organization: Organization, *, adding: int, pending: int) -> None:
+    for guard in _membership_guards:
+        guard(organization=organization, adding=adding, pending=pending)
+
 
 # --- Audit ----------------------------------------------------------------------------------
 
@@ -105,6 +145,47 @@ def organization_update(
     return organization
 
 
+def organization_delete(
+    *, organization: Organization, actor: Membership, confirm: str, ip_address: str | None = None
+) -> None:
+    """Delete an organization for its members: memberships, open invitations and API keys go at
+    once; the row stays (renamed out of the way) so that payments and ledgers keep their owner.
+    Registered hooks run in the same transaction (billing cancels the subscription after it)."""
+    if not actor.is_owner or actor.organization_id != organization.pk:
+        raise ServiceError("forbidden", "Only an owner can delete the organization.", status=403)
+    if organization.is_personal:
+        raise ServiceError(
+            "personal_workspace", "A personal workspace belongs to its user and cannot be deleted."
+        )
+    if confirm.strip() != organization.name:
+        raise ServiceError(
+            "confirmation_mismatch",
+            f"Type the organization's name, {organization.name}, to confirm.",
+            field="confirm",
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        locked = _lock_organization(organization)
+        if locked.deleted_at is not None:
+            raise ServiceError("already_deleted", "This organization was already deleted.", status=404)
+        audit_record(
+            organization=organization,
+            action="organization.deleted",
+            actor=actor.user,
+            target=organization.slug,
+            ip_address=ip_address,
+        )
+        Invitation.objects.pending().filter(organization=organization).update(status=InvitationStatus.REVOKED)
+        ApiKey.objects.active().filter(organization=organization).update(revoked_at=now)
+        Membership.objects.filter(organization=organization).delete()
+        # The primary key keeps the renamed slug unique; the old one is free for a new organization.
+        slug = f"deleted-{organization.pk}-{organization.slug}"[:60]
+        Organization.objects.filter(pk=organization.pk).update(deleted_at=now, slug=slug)
+        organization.deleted_at, organization.slug = now, slug
+        for hook in _deletion_hooks:
+            hook(organization=organization)
+
+
 def user_create(*, email: str, password: str, name: str = "") -> User:
     """A new user and their personal organization, in one transaction."""
     email = User.objects.normalize_email(email).lower()
@@ -141,10 +222,18 @@ def invitation_create(
         raise ServiceError("already_member", f"{email} is already a member.", field="email", status=409)
     try:
         with transaction.atomic():
+            _lock_organization(organization)
             # An expired pending invitation still blocks the unique index; retire it first.
             Invitation.objects.pending().filter(
                 organization=organization, email=email, expires_at__lte=timezone.now()
             ).update(status=InvitationStatus.REVOKED)
+            # Open invitations hold a seat: inviting past the limit fails now, not when accepted.
+            pending = (
+                Invitation.objects.pending()
+                .filter(organization=organization, expires_at__gt=timezone.now())
+                .count()
+            )
+            _guard_membership(organization, adding=1, pending=pending)
             invitation = Invitation.objects.create(
                 organization=organization,
                 email=email,
@@ -245,6 +334,10 @@ def invitation_check(*, invitation: Invitation, user: User | None) -> None:
 def invitation_accept(*, invitation: Invitation, user: User, ip_address: str | None = None) -> Membership:
     invitation_check(invitation=invitation, user=user)
     with transaction.atomic():
+        # Two people accepting the last free seat at once queue on this lock; the second one
+        # counts the first one's membership and is refused.
+        _lock_organization(invitation.organization)
+        _guard_membership(invitation.organization, adding=1, pending=0)
         # The conditional update is the gate: of two tabs accepting at once, one wins.
         claimed = Invitation.objects.filter(
             pk=invitation.pk, status=InvitationStatus.PENDING, expires_at__gt=timezone.now()
@@ -408,7 +501,10 @@ def api_key_authenticate(secret: str) -> ApiKey | None:
     if not secret.startswith(ApiKey.PREFIX):
         return None
     key = (
-        ApiKey.objects.active().select_related("organization").filter(digest=ApiKey.digest_of(secret)).first()
+        ApiKey.objects.active()
+        .select_related("organization")
+        .filter(digest=ApiKey.digest_of(secret), organization__deleted_at__isnull=True)
+        .first()
     )
     if key is None:
         return None

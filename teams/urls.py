@@ -33,6 +33,7 @@ urlpatterns = [
     path("orgs/new/", views.organization_create, name="organization_create"),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
     path("o/<slug:org_slug>/settings/", views.organization_settings, name="organization_settings"),
+    path("o/<slug:org_slug>/settings/delete/", views.organization_delete, name="organization_delete"),
     path("o/<slug:org_slug>/members/", views.members, name="members"),
     path("o/<slug:org_slug>/members/invite/", views.invitation_create, name="invitation_create"),
     path("o/<slug:org_slug>/members/transfer/", views.ownership_transfer, name="ownership_transfer"),

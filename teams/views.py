@@ -13,6 +13,7 @@ from teams.errors import ServiceError
 from teams.forms import (
     ApiKeyForm,
     InvitationForm,
+    OrganizationDeleteForm,
     OrganizationForm,
     OrganizationSettingsForm,
     RoleForm,
@@ -112,10 +113,29 @@ def organization_settings(request, org_slug: str):
     )
 
 
+@login_required
+@require_POST
+def organization_delete(request, org_slug: str):
+    organization, membership = get_org_for_user(request, org_slug, min_role=Role.OWNER)
+    form = OrganizationDeleteForm(request.POST)
+    try:
+        services.organization_delete(
+            organization=organization,
+            actor=membership,
+            confirm=form.cleaned_data["confirm"] if form.is_valid() else "",
+            ip_address=client_ip(request),
+        )
+    except ServiceError as error:
+        messages.error(request, error.message)
+        return redirect("organization_settings", org_slug)
+    messages.success(request, f"{organization.name} was deleted; its subscription is canceled.")
+    return redirect("home")
+
+
 # --- Members --------------------------------------------------------------------------------
 
 
-def _members_context(organization, membership, invite_form=None):
+def _members_context(organization, membership, invite_form=None, refusal=None):
     return {
         "organization": organization,
         "membership": membership,
@@ -123,6 +143,8 @@ def _members_context(organization, membership, invite_form=None):
         "invitations": selectors.pending_invitations_of(organization),
         "invite_form": invite_form or InvitationForm(),
         "roles": Role.choices,
+        # A refusal from another app's membership guard (the seat limit) may carry an upgrade.
+        "refusal": refusal,
     }
 
 
@@ -138,6 +160,7 @@ def members(request, org_slug: str):
 def invitation_create(request, org_slug: str):
     organization, membership = get_org_for_user(request, org_slug, min_role=Role.ADMIN)
     form = InvitationForm(request.POST)
+    refusal = None
     if form.is_valid():
         try:
             invitation = services.invitation_create(
@@ -149,10 +172,11 @@ def invitation_create(request, org_slug: str):
             )
         except ServiceError as error:
             form.add_error(error.field, error.message)
+            refusal = error
         else:
             messages.success(request, f"Invitation sent to {invitation.email}.")
             form = None
-    context = _members_context(organization, membership, form)
+    context = _members_context(organization, membership, form, refusal)
     if request.htmx:
         return render(request, "teams/members.html#invitations", context)
     if form is None:

@@ -108,8 +108,10 @@ def stripe_sim(_stripe_sim_server, settings):
     from stripe_sim.store import Config
 
     app, url = _stripe_sim_server
+    # Synchronous delivery: once an API call returns, its webhooks have been handled. A test
+    # that switched to background delivery must not leave its thread taking later deliveries.
+    app.dispatcher.stop()
     app.store.reset()
-    # Synchronous delivery: once an API call returns, its webhooks have been handled.
     app.store.config = Config(webhook_mode="sync")
     settings.STRIPE_API_HOST = url
     previous, stripe.api_base = stripe.api_base, url

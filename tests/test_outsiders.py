@@ -34,6 +34,7 @@ def acme(org, owner, member):
 PAGES = {
     "dashboard": ([], ["get"]),
     "organization_settings": ([], ["get", "post"]),
+    "organization_delete": ([], ["post"]),
     "members": ([], ["get"]),
     "invitation_create": ([], ["post"]),
     "ownership_transfer": ([], ["post"]),
@@ -59,9 +60,11 @@ PAGES = {
     "billing_resume": ([], ["post"]),
     "billing_refund": ([], ["post"]),
     "billing_portal": ([], ["post"]),
+    "billing_seat_preview": ([], ["get"]),
     "credits": ([], ["get"]),
     "credits_widget": ([], ["get"]),
     "credits_settings": ([], ["post"]),
+    "credits_buy": ([], ["post"]),
     "credits_export": ([], ["get"]),
     "usage": ([], ["get"]),
     "usage_export": ([], ["get"]),
@@ -143,6 +146,7 @@ API = [
     ("post", "/api/v1/credits/reservations/{reservation}/cancel"),
     ("get", "/api/v1/credits/transactions"),
     ("get", "/api/v1/credits/packages"),
+    ("post", "/api/v1/credits/purchase"),
     ("post", "/api/v1/credits/estimate"),
     ("post", "/api/v1/credits/adjustments"),
 ]

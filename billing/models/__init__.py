@@ -9,6 +9,7 @@ from billing.models.catalog import (
     PlanEntitlement,
     PlanLineItem,
     Product,
+    SeatPolicy,
 )
 from billing.models.state import (
     PLAN_STATUSES,
@@ -37,6 +38,7 @@ __all__ = [
     "PlanEntitlement",
     "PlanLineItem",
     "Product",
+    "SeatPolicy",
     "SubscriptionStatus",
     "UsageAlert",
     "UsageCounter",

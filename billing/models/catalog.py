@@ -70,6 +70,14 @@ class PlanQuerySet(models.QuerySet):
         return self.filter(is_active=True, product__is_public=True)
 
 
+class SeatPolicy(models.TextChoices):
+    """How Stripe bills a seat added or removed in the middle of a period."""
+
+    PRORATE = "prorate", "Prorate: charge or credit the rest of the period on the next invoice"
+    INVOICE = "invoice", "Invoice now: charge or credit the rest of the period at once"
+    RENEWAL = "renewal", "Add now, remove at renewal: no credit for a seat given up mid-period"
+
+
 class Plan(models.Model):
     key = models.SlugField(max_length=64, unique=True)
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="plans")
@@ -82,6 +90,13 @@ class Plan(models.Model):
     )
     is_active = models.BooleanField(default=True)
     sort_order = models.PositiveIntegerField(default=0)
+    seat_policy = models.CharField(max_length=16, choices=SeatPolicy.choices, default=SeatPolicy.PRORATE)
+    seat_minimum = models.PositiveIntegerField(
+        default=1, help_text="The fewest seats billed, however small the team."
+    )
+    credit_allowance = models.PositiveIntegerField(
+        default=0, help_text="Credits granted at the start of each billing period, expiring at its end."
+    )
 
     objects = PlanQuerySet.as_manager()
 
@@ -90,6 +105,10 @@ class Plan(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["is_free"], condition=models.Q(is_free=True), name="billing_plan_one_free"
+            ),
+            # Stripe refuses a quantity of 0 on a licensed price: at least one seat is billed.
+            models.CheckConstraint(
+                condition=models.Q(seat_minimum__gte=1), name="billing_plan_seat_minimum_positive"
             ),
         ]
 

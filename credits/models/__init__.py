@@ -12,7 +12,7 @@ from credits.models.ledger import (
     ReservationStatus,
     TransactionType,
 )
-from credits.models.recharges import CreditRecharge, RechargeStatus
+from credits.models.recharges import CreditPurchase, CreditRecharge, PurchaseStatus, RechargeStatus
 
 __all__ = [
     "CREDIT_IN_TYPES",
@@ -21,10 +21,12 @@ __all__ = [
     "CreditGrant",
     "CreditPackage",
     "CreditPrice",
+    "CreditPurchase",
     "CreditRecharge",
     "CreditReservation",
     "CreditTransaction",
     "GrantSource",
+    "PurchaseStatus",
     "RechargeStatus",
     "ReservationStatus",
     "TransactionType",

@@ -34,6 +34,7 @@ class TransactionType(models.TextChoices):
     CONSUMPTION = "consumption", "Consumption"
     REFUND = "refund", "Refund"
     EXPIRY = "expiry", "Expiry"
+    CLAWBACK = "clawback", "Clawback"
     ADJUSTMENT = "adjustment", "Adjustment"
 
     @classmethod
@@ -55,7 +56,8 @@ CREDIT_IN_TYPES = [
     TransactionType.PROMOTION,
     TransactionType.REFUND,
 ]
-CREDIT_OUT_TYPES = [TransactionType.CONSUMPTION, TransactionType.EXPIRY]
+# A clawback takes back what is left of a purchase whose payment was refunded.
+CREDIT_OUT_TYPES = [TransactionType.CONSUMPTION, TransactionType.EXPIRY, TransactionType.CLAWBACK]
 
 
 class CreditGrant(models.Model):

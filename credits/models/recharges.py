@@ -1,5 +1,6 @@
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -46,3 +47,58 @@ class CreditRecharge(models.Model):
 
     def __str__(self) -> str:
         return f"Recharge {self.credits} credits ({self.status})"
+
+
+class PurchaseStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    COMPLETED = "completed", "Completed"
+
+
+class CreditPurchase(models.Model):
+    """A package bought through Stripe Checkout, with the package as it was when the checkout
+    started: a later price or bonus change never alters what this purchase grants.
+
+    The row is committed (pending) before Stripe is called, so every session Tally opens has a
+    record; `checkout.session.completed` completes it and grants the credits once, keyed by the
+    session id. A refund finds it again by its PaymentIntent.
+    """
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    account = models.ForeignKey("credits.CreditAccount", on_delete=models.PROTECT, related_name="purchases")
+    package = models.ForeignKey("credits.CreditPackage", on_delete=models.PROTECT, related_name="+")
+    credits = models.BigIntegerField(help_text="The package's credits at purchase.")
+    bonus_credits = models.BigIntegerField(default=0, help_text="The package's bonus at purchase.")
+    amount = models.BigIntegerField(help_text="Price in minor units at purchase.")
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=PurchaseStatus.choices, default=PurchaseStatus.PENDING)
+    checkout_session_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    payment_intent_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    amount_refunded = models.BigIntegerField(default=0)
+    transaction = models.OneToOneField(
+        "credits.CreditTransaction", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(credits__gt=0, bonus_credits__gte=0, amount__gte=0),
+                name="credits_creditpurchase_snapshot_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(amount_refunded__gte=0, amount_refunded__lte=models.F("amount")),
+                name="credits_creditpurchase_refund_within_amount",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Purchase of {self.total_credits} credits ({self.status})"
+
+    @property
+    def total_credits(self) -> int:
+        return self.credits + self.bonus_credits

@@ -44,8 +44,12 @@ def test_a_subscribed_visitor_is_offered_a_switch_not_a_second_checkout(client_f
     from billing import services
     from billing.models import Plan
 
-    services.subscription_set(organization=org, plan=Plan.objects.get(key="ai_monthly"),
-                              status="active", stripe_subscription_id="sub_123")
+    services.subscription_set(
+        organization=org,
+        plan=Plan.objects.get(key="ai_monthly"),
+        status="active",
+        stripe_subscription_id="sub_123",
+    )
     html = client_for(owner).get(reverse("pricing")).content.decode()
     assert "Your plan" in html
     assert f"/o/{org.slug}/billing/change/?plan=pro_monthly" in html

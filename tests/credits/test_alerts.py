@@ -73,9 +73,7 @@ def _enable(org, owner, pack, *, limit=5000, threshold=100):
     )
 
 
-def test_a_threshold_crossing_starts_a_recharge_that_charges_nothing_yet(
-    org, owner, fund, pack, django_capture_on_commit_callbacks
-):
+def test_a_threshold_crossing_starts_one_recharge(org, owner, fund, pack, django_capture_on_commit_callbacks):
     _enable(org, owner, pack)
     fund(150)
     with django_capture_on_commit_callbacks(execute=True):
@@ -83,9 +81,11 @@ def test_a_threshold_crossing_starts_a_recharge_that_charges_nothing_yet(
         _consume(org, 30, "b")  # 90: crosses
         _consume(org, 30, "c")  # 60: no new crossing
     recharge = CreditRecharge.objects.get()
-    # Card payments are not connected: the attempt is recorded as failed and grants nothing.
-    assert (recharge.status, recharge.failure_code) == ("failed", "payments_unavailable")
-    assert CreditAccount.objects.get(organization=org).balance == 60
+    # No card was ever saved (no Stripe customer): recorded as failed, nothing granted, and
+    # auto-recharge is off. Charging a real card is in test_purchases.py.
+    assert (recharge.status, recharge.failure_code) == ("failed", "no_saved_card")
+    account = CreditAccount.objects.get(organization=org)
+    assert (account.balance, account.auto_recharge_enabled) == (60, False)
 
 
 def test_the_database_allows_one_recharge_in_flight(org, owner, fund, pack, account):

@@ -4,6 +4,7 @@ import threading
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from credits import services
 from credits.models import CreditAccount, CreditReservation, CreditTransaction
@@ -11,8 +12,11 @@ from tests.credits.helpers import assert_reconciles
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-THREADS = 50
-CALLS = 100
+# Enough threads to keep the account's row lock contended, and enough calls to drain the
+# balance with as many refusals again: more of either adds seconds, not evidence.
+THREADS = 24
+CALLS = 40
+CREDITS = 500
 
 
 def _race(work) -> list[Exception]:
@@ -38,15 +42,17 @@ def _race(work) -> list[Exception]:
 
 
 @pytest.fixture
-def thousand(org):
+def funded(org):
     # Ten grants, so that concurrent spending also has to draw across buckets.
     for i in range(10):
-        services.credits_grant(organization=org, amount=100, source="purchase", idempotency_key=f"g{i}")
+        services.credits_grant(
+            organization=org, amount=CREDITS // 10, source="purchase", idempotency_key=f"g{i}"
+        )
     return org
 
 
-def test_it_never_spends_a_credit_twice(thousand):
-    org = thousand
+def test_it_never_spends_a_credit_twice(funded):
+    org = funded
     spent, refused = [], []
 
     def work(n):
@@ -58,15 +64,15 @@ def test_it_never_spends_a_credit_twice(thousand):
                 refused.append(1)
 
     assert _race(work) == []
-    assert (len(spent), len(refused)) == (1000, THREADS * CALLS - 1000)
+    assert (len(spent), len(refused)) == (CREDITS, THREADS * CALLS - CREDITS)
     account = CreditAccount.objects.get(organization=org)
-    assert (account.balance, account.lifetime_used) == (0, 1000)
-    assert CreditTransaction.objects.filter(type="consumption").count() == 1000
+    assert (account.balance, account.lifetime_used) == (0, CREDITS)
+    assert CreditTransaction.objects.filter(type="consumption").count() == CREDITS
     assert_reconciles()
 
 
-def test_it_stays_exact_with_reservations_and_confirms_interleaved(thousand):
-    org = thousand
+def test_it_stays_exact_with_reservations_and_confirms_interleaved(funded):
+    org = funded
     spent = []
 
     def work(n):
@@ -87,15 +93,15 @@ def test_it_stays_exact_with_reservations_and_confirms_interleaved(thousand):
                 pass
 
     assert _race(work) == []
-    assert len(spent) == 1000
+    assert len(spent) == CREDITS
     account = CreditAccount.objects.get(organization=org)
     assert (account.balance, account.held) == (0, 0)
     assert not CreditReservation.objects.filter(status="held").exists()
     assert_reconciles()
 
 
-def test_replayed_idempotency_keys_charge_once(thousand):
-    org = thousand
+def test_replayed_idempotency_keys_charge_once(funded):
+    org = funded
     seen = {}
     lock = threading.Lock()
 
@@ -108,5 +114,25 @@ def test_replayed_idempotency_keys_charge_once(thousand):
     assert _race(work) == []
     assert all(len(pks) == 1 for pks in seen.values())
     assert CreditTransaction.objects.filter(type="consumption").count() == 20
-    assert CreditAccount.objects.get(organization=org).balance == 1000 - 20 * 3
+    assert CreditAccount.objects.get(organization=org).balance == CREDITS - 20 * 3
+    assert_reconciles()
+
+
+def test_outside_a_transaction_a_consumption_is_one_round_trip(funded):
+    org = funded
+    with CaptureQueriesContext(connection) as queries:
+        entry = services.credits_consume(organization=org, amount=75, idempotency_key="one")
+    assert len(queries) == 1
+    assert sorted(entry.allocations.values_list("amount", flat=True)) == [-50, -25]
+    assert (entry.balance_after, entry.replayed) == (CREDITS - 75, False)
+
+    # The key again: the failed insert takes the account update back with it.
+    again = services.credits_consume(organization=org, amount=75, idempotency_key="one")
+    assert (again.pk, again.replayed) == (entry.pk, True)
+    # Short of funds: nothing moves.
+    with pytest.raises(services.InsufficientCredits):
+        services.credits_consume(organization=org, amount=CREDITS, idempotency_key="two")
+    account = CreditAccount.objects.get(organization=org)
+    assert (account.balance, account.lifetime_used) == (CREDITS - 75, 75)
+    assert CreditTransaction.objects.filter(type="consumption").count() == 1
     assert_reconciles()
