@@ -20,7 +20,7 @@ import stripe  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
-from djstripe.models import Customer, Event  # noqa: E402
+from djstripe.models import Event  # noqa: E402
 from djstripe.signals import WEBHOOK_SIGNALS  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
@@ -31,7 +31,7 @@ from billing.stripe_setup import stripe_webhook_endpoint_ensure  # noqa: E402
 from billing.webhooks import HANDLED, queue_stripe_event  # noqa: E402
 from stripe_sim.app import SimApp  # noqa: E402
 from teams import services as team_services  # noqa: E402
-from teams.models import Organization, User  # noqa: E402
+from teams.models import User  # noqa: E402
 
 BUDGET = 1.5
 ROUNDS = 5
@@ -51,9 +51,7 @@ def scenario():
     services.catalog_push()
     endpoint = stripe_webhook_endpoint_ensure(site_url="http://testserver")
     user, _ = User.objects.get_or_create(email="bench-webhooks@example.com")
-    # The simulator starts empty each run: forget what an earlier run recorded.
-    Customer.objects.filter(subscriber__memberships__user=user).delete()
-    Organization.objects.filter(memberships__user=user).delete()
+    # The simulator starts empty each run: a new organization gets a new customer.
     org = team_services.organization_create(owner=user, name="bench webhooks")
     from billing.stripe_client import stripe_client
 

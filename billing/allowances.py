@@ -30,6 +30,9 @@ def subscription_allowance_grant(*, subscription: OrgSubscription | None) -> boo
     ):
         return False
     key = f"allowance:{subscription.stripe_subscription_id or subscription.pk}:{int(start.timestamp())}"
+    # Most events of a period arrive after its grant: one indexed look instead of a replay.
+    if credit_services.credits_granted(organization=subscription.organization, idempotency_key=key):
+        return False
     try:
         entry = credit_services.credits_grant(
             organization=subscription.organization,

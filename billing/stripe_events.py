@@ -8,12 +8,14 @@ from billing import allowances, subscriptions
 from billing.models import OrgSubscription
 
 
-def handle(event_id: str) -> None:
-    event = Event.objects.filter(id=event_id).first()
-    if event is None:
-        return
-    obj = (event.data or {}).get("object") or {}
-    kind = event.type
+def handle(event_id: str, kind: str | None = None, object_id: str | None = None) -> None:
+    """Apply an event; the receiver passes its type and object id, a replay only its id."""
+    if kind is None or object_id is None:
+        event = Event.objects.filter(id=event_id).first()
+        if event is None:
+            return
+        kind, object_id = event.type, ((event.data or {}).get("object") or {}).get("id")
+    obj = {"id": object_id}
     synced = None
     if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
         synced = subscriptions.checkout_complete(session_id=obj["id"])

@@ -292,6 +292,26 @@ def _plan_of(remote) -> tuple[Plan | None, int]:
     return plan, seats
 
 
+_SYNCED_FIELDS = (
+    "plan_id",
+    "status",
+    "seats",
+    "stripe_subscription_id",
+    "billing_cycle_anchor",
+    "current_period_start",
+    "current_period_end",
+    "cancel_at_period_end",
+    "trial_end",
+    "grace_until",
+    "pending_plan_id",
+    "pending_plan_at",
+)
+
+
+def _state(subscription: OrgSubscription) -> tuple:
+    return tuple(getattr(subscription, name) for name in _SYNCED_FIELDS)
+
+
 def subscription_sync(*, subscription_id: str) -> OrgSubscription | None:
     """Make Tally's record of a subscription match Stripe's current state.
 
@@ -324,6 +344,7 @@ def subscription_sync(*, subscription_id: str) -> OrgSubscription | None:
             # An older, ended subscription must not overwrite the one in force.
             return local
         previous = (local.plan_id, local.status, local.seats) if local else None
+        before = _state(local) if local else None
         local = local or OrgSubscription(organization=organization, plan=plan)
         effective_plan = plan
         if local.pending_plan_id and local.pending_plan_id == plan.pk:
@@ -345,6 +366,8 @@ def subscription_sync(*, subscription_id: str) -> OrgSubscription | None:
         local.current_period_end = period_end
         local.cancel_at_period_end = bool(remote.cancel_at_period_end)
         local.trial_end = _ts(remote.trial_end)
+        if local.pk and _state(local) == before:
+            return local  # a repeated or older event: Stripe's state is already ours
         local.updated_at = timezone.now()
         local.save()
         current = (local.plan_id, local.status, local.seats)
@@ -392,19 +415,23 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
     }
     with transaction.atomic():
         payment = Payment.objects.select_for_update().filter(stripe_invoice_id=invoice.id).first()
+        created = False
         if payment is None:
-            payment = Payment(stripe_invoice_id=invoice.id, status=status, **values)
             try:
                 with transaction.atomic():
-                    payment.save()
+                    payment = Payment.objects.create(stripe_invoice_id=invoice.id, status=status, **values)
+                    created = True
             except IntegrityError:
                 payment = Payment.objects.select_for_update().get(stripe_invoice_id=invoice.id)
-        if payment.status in (Payment.Status.REFUNDED, Payment.Status.PARTIALLY_REFUNDED):
-            status = payment.status  # a refund recorded earlier stays recorded
-        for name, value in values.items():
-            setattr(payment, name, value)
-        payment.status = status
-        payment.save()
+        if not created:
+            if payment.status in (Payment.Status.REFUNDED, Payment.Status.PARTIALLY_REFUNDED):
+                status = payment.status  # a refund recorded earlier stays recorded
+            wanted = {**values, "status": status}
+            changed = [name for name, value in wanted.items() if getattr(payment, name) != value]
+            for name in changed:
+                setattr(payment, name, wanted[name])
+            if changed:  # a replayed event finds nothing to write
+                payment.save(update_fields=changed)
     subscription_id = ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
     local = (
         OrgSubscription.objects.filter(stripe_subscription_id=subscription_id).first()
@@ -421,8 +448,9 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
         and local.current_period_start >= values["period_start"]
     )
     if subscription_id and not current:
-        subscription_sync(subscription_id=subscription_id)
-    if status == Payment.Status.PAID and invoice.amount_paid > 0:
+        local = subscription_sync(subscription_id=subscription_id) or local
+    already_marked = local is not None and local.first_paid_at is not None
+    if status == Payment.Status.PAID and invoice.amount_paid > 0 and not already_marked:
         # The money-back window counts from the first payment, whichever event came first.
         OrgSubscription.objects.filter(organization=organization, first_paid_at__isnull=True).update(
             first_paid_at=paid_at or timezone.now()

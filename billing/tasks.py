@@ -39,10 +39,10 @@ def send_usage_alert(alert_id: int) -> None:
     retry_backoff=True,
     max_retries=8,
 )
-def process_stripe_event(event_id: str) -> None:
+def process_stripe_event(event_id: str, kind: str | None = None, object_id: str | None = None) -> None:
     from billing import stripe_events
 
-    stripe_events.handle(event_id)
+    stripe_events.handle(event_id, kind, object_id)
 
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)

@@ -23,4 +23,5 @@ HANDLED = [
 
 @djstripe_receiver(HANDLED)
 def queue_stripe_event(sender, event, **kwargs) -> None:
-    process_stripe_event.delay_on_commit(event.id)
+    obj = (event.data or {}).get("object") or {}
+    process_stripe_event.delay_on_commit(event.id, event.type, obj.get("id"))

@@ -787,6 +787,13 @@ def _credit(
 # --- Grants, consumption, refunds, adjustments ----------------------------------------------
 
 
+def credits_granted(*, organization: Organization, idempotency_key: str) -> bool:
+    """Whether a ledger line with this key exists: a cheap look before a replay would."""
+    return CreditTransaction.objects.filter(
+        account__organization=organization, idempotency_key=idempotency_key
+    ).exists()
+
+
 def credits_grant(
     *,
     organization: Organization,
