@@ -604,32 +604,27 @@ def subscription_change(*, organization: Organization, plan: Plan, actor: User) 
     return subscription_sync(subscription_id=remote.id)
 
 
-def subscription_cancel(*, organization: Organization, actor: User) -> OrgSubscription:
+def _cancel_at_period_end(organization: Organization, actor: User, value: bool) -> OrgSubscription:
     subscription = _subscription_for_change(organization)
     stripe_client().v1.subscriptions.update(
-        subscription.stripe_subscription_id, {"cancel_at_period_end": True}
+        subscription.stripe_subscription_id, {"cancel_at_period_end": value}
     )
     audit_record(
         organization=organization,
-        action="billing.cancel_scheduled",
+        action="billing.cancel_scheduled" if value else "billing.cancel_withdrawn",
         actor=actor,
         target=subscription.plan.key,
     )
     return subscription_sync(subscription_id=subscription.stripe_subscription_id)
+
+
+def subscription_cancel(*, organization: Organization, actor: User) -> OrgSubscription:
+    """End the subscription when the paid period ends; everything stays until then."""
+    return _cancel_at_period_end(organization, actor, True)
 
 
 def subscription_resume(*, organization: Organization, actor: User) -> OrgSubscription:
-    subscription = _subscription_for_change(organization)
-    stripe_client().v1.subscriptions.update(
-        subscription.stripe_subscription_id, {"cancel_at_period_end": False}
-    )
-    audit_record(
-        organization=organization,
-        action="billing.cancel_withdrawn",
-        actor=actor,
-        target=subscription.plan.key,
-    )
-    return subscription_sync(subscription_id=subscription.stripe_subscription_id)
+    return _cancel_at_period_end(organization, actor, False)
 
 
 def money_back_deadline(subscription: OrgSubscription | None) -> datetime | None:

@@ -1,36 +1,11 @@
 """Races against a real PostgreSQL: the quota holds whatever the interleaving."""
 
-import threading
-
 import pytest
-from django.db import connection
 
 from billing import entitlements
 from billing.models import UsageCounter, UsageEvent
 from tests.factories import OrganizationFactory
-
-
-def race(workers: int, job) -> list:
-    barrier = threading.Barrier(workers)
-    results, lock = [], threading.Lock()
-
-    def run(index):
-        try:
-            barrier.wait()
-            outcome = job(index)
-        except Exception as error:
-            outcome = error
-        finally:
-            connection.close()
-        with lock:
-            results.append(outcome)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+from tests.races import race
 
 
 @pytest.mark.django_db(transaction=True)

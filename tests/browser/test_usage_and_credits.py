@@ -9,15 +9,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_the_usage_and_credits_pages(new_page, shoot):
-    user = team_services.user_create(email="erin@example.com", password="a-long-enough-pass",
-                                     name="Erin")
+    user = team_services.user_create(email="erin@example.com", password="a-long-enough-pass", name="Erin")
     organization = user.memberships.get().organization
-    usage.usage_ingest(organization=organization, events=[
-        {"id": f"e{i}", "meter": "api_calls", "value": 1} for i in range(120)
-    ])
+    usage.usage_ingest(
+        organization=organization,
+        events=[{"id": f"e{i}", "meter": "api_calls", "value": 1} for i in range(120)],
+    )
     credit_services.credits_seed_packages()
-    credit_services.credits_consume(organization=organization, amount=120,
-                                    idempotency_key="report", action="")
+    credit_services.credits_consume(
+        organization=organization, amount=120, idempotency_key="report", action=""
+    )
 
     page = new_page()
     page.goto("/login/")
