@@ -12,11 +12,11 @@ from tests.credits.helpers import assert_reconciles
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# Enough threads to keep the account's row lock contended, and enough calls to drain the
-# balance with as many refusals again: more of either adds seconds, not evidence.
-THREADS = 24
-CALLS = 40
-CREDITS = 500
+# The scenario: 50 threads consuming 1 credit 100 times each from a balance of 1,000,
+# so that the row lock is contended and four calls in five are refused.
+THREADS = 50
+CALLS = 100
+CREDITS = 1000
 
 
 def _race(work) -> list[Exception]:
@@ -121,18 +121,19 @@ def test_replayed_idempotency_keys_charge_once(funded):
 def test_outside_a_transaction_a_consumption_is_one_round_trip(funded):
     org = funded
     with CaptureQueriesContext(connection) as queries:
-        entry = services.credits_consume(organization=org, amount=75, idempotency_key="one")
+        entry = services.credits_consume(organization=org, amount=150, idempotency_key="one")
     assert len(queries) == 1
-    assert sorted(entry.allocations.values_list("amount", flat=True)) == [-50, -25]
-    assert (entry.balance_after, entry.replayed) == (CREDITS - 75, False)
+    # Drawn across two of the ten grants.
+    assert sorted(entry.allocations.values_list("amount", flat=True)) == [-100, -50]
+    assert (entry.balance_after, entry.replayed) == (CREDITS - 150, False)
 
     # The key again: the failed insert takes the account update back with it.
-    again = services.credits_consume(organization=org, amount=75, idempotency_key="one")
+    again = services.credits_consume(organization=org, amount=150, idempotency_key="one")
     assert (again.pk, again.replayed) == (entry.pk, True)
     # Short of funds: nothing moves.
     with pytest.raises(services.InsufficientCredits):
         services.credits_consume(organization=org, amount=CREDITS, idempotency_key="two")
     account = CreditAccount.objects.get(organization=org)
-    assert (account.balance, account.lifetime_used) == (CREDITS - 75, 75)
+    assert (account.balance, account.lifetime_used) == (CREDITS - 150, 150)
     assert CreditTransaction.objects.filter(type="consumption").count() == 1
     assert_reconciles()
