@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
-from django.db.models import Case, F, Q, Sum, Value, When
+from django.db.models import F, Q, Sum
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -28,6 +28,7 @@ from credits import conf, selectors
 from credits.models import (
     CreditAccount,
     CreditAllocation,
+    CreditDispute,
     CreditGrant,
     CreditPackage,
     CreditPrice,
@@ -35,6 +36,7 @@ from credits.models import (
     CreditRecharge,
     CreditReservation,
     CreditTransaction,
+    DisputeStatus,
     GrantSource,
     PurchaseStatus,
     RechargeStatus,
@@ -362,9 +364,25 @@ def credit_account_update(
 # --- The ledger's moving parts ----------------------------------------------------------------
 
 _RETURNING = (
-    "id, organization_id, balance, held, overdraft_allowance, low_balance_threshold, "
+    "id, organization_id, balance, held, frozen, overdraft_allowance, low_balance_threshold, "
     "auto_recharge_enabled, auto_recharge_threshold"
 )
+
+
+def _spend_check(*, amount: str, now: str, account: str) -> str:
+    """SQL for "`amount` more may be spent (or held)": never the frozen credits, never those of a
+    grant past its date (`expired`) and never those open holds need, counting every hold as
+    backed by valid credits (a hold made before a grant expired may end up drawing on it, but
+    nothing else does); the overdraft only when nothing is frozen or expired, so that an
+    overdraft always means every grant is empty. Placeholders only: values are parameters."""
+    expired = (
+        f"(SELECT COALESCE(SUM(g.remaining), 0) FROM {CreditGrant._meta.db_table} AS g "  # noqa: S608
+        f"WHERE g.account_id = {account} AND g.remaining > 0 AND g.expires_at <= {now})"
+    )
+    return (
+        f"balance - {amount} >= frozen + held + {expired} "
+        f"- CASE WHEN frozen = 0 AND {expired} = 0 THEN overdraft_allowance ELSE 0 END"
+    )
 
 
 _RETURNING_NAMES = [name.strip() for name in _RETURNING.split(",")]
@@ -384,6 +402,7 @@ def _account_move(
     held: int = 0,
     used: int = 0,
     purchased: int = 0,
+    frozen: int = 0,
     spend: int | None = None,
 ) -> CreditAccount | None:
     """Move an account's figures in one conditional UPDATE and return the row as it now is.
@@ -393,13 +412,23 @@ def _account_move(
     the surrounding transaction ends.
     """
     where = "id = %s" if account_id is not None else "organization_id = %s"
-    params = [balance, held, used, purchased, account_id if account_id is not None else organization_id]
+    params = [
+        balance,
+        held,
+        frozen,
+        used,
+        purchased,
+        account_id if account_id is not None else organization_id,
+    ]
     if spend is not None:
-        where += " AND balance - held - %s >= -overdraft_allowance"
-        params.append(spend)
+        table = CreditAccount._meta.db_table
+        where += " AND " + _spend_check(amount="%s", now="%s", account=f"{table}.id")
+        now = timezone.now()
+        params += [spend, now, now]
     # Only constant fragments are interpolated; every value travels as a parameter.
     sql = (
         f"UPDATE {CreditAccount._meta.db_table} SET balance = balance + %s, held = held + %s, "  # noqa: S608
+        f"frozen = frozen + %s, "
         f"lifetime_used = lifetime_used + %s, lifetime_purchased = lifetime_purchased + %s "
         f"WHERE {where} RETURNING {_RETURNING}"
     )
@@ -409,31 +438,54 @@ def _account_move(
     return CreditAccount(**dict(zip(_RETURNING_NAMES, row, strict=True)))
 
 
-def _grants_draw(*, account_id: int, amount: int) -> list[tuple[int, int]]:
-    """Take up to `amount` from the account's grants: by priority, then soonest expiry, then oldest.
+def _grants_draw(
+    *, account_id: int, amount: int, set_aside: bool = False
+) -> tuple[list[tuple[int, int]], int]:
+    """Take up to `amount` from the account's grants: by priority, then soonest expiry, then oldest,
+    never from a grant past its date nor from its owed or disputed credits.
 
-    Returns (grant id, credits taken). Less than `amount` is taken only in overdraft, when every
-    grant is empty. Call with the account row locked.
+    `set_aside` (a confirmed reservation) may then reach what a hold kept aside while it was
+    valid: credits of grants that expired since, then disputed, then owed ones, in that order.
+    Returns (grant id, credits taken) and how many of those were frozen. Less than `amount` is
+    taken only in overdraft, when every grant is empty. Call with the account row locked.
     """
-    draws, left = [], amount
-    rows = (
-        CreditGrant.objects.filter(account_id=account_id, remaining__gt=0)
-        .order_by(*CreditGrant._meta.ordering)
-        .values_list("id", "remaining")
-    )
-    for grant_id, remaining in rows:
-        take = min(left, remaining)
-        draws.append((grant_id, take))
-        left -= take
-        if left == 0:
-            break
-    if len(draws) == 1:
-        CreditGrant.objects.filter(pk=draws[0][0]).update(remaining=F("remaining") - draws[0][1])
-    elif draws:
-        CreditGrant.objects.filter(pk__in=[g for g, _ in draws]).update(
-            remaining=F("remaining") - Case(*[When(pk=g, then=Value(t)) for g, t in draws])
+    now = timezone.now()
+    grants = list(
+        CreditGrant.objects.filter(account_id=account_id, remaining__gt=0).order_by(
+            *CreditGrant._meta.ordering
         )
-    return draws
+    )
+    taken: dict[int, list[int]] = {}  # grant id -> [credits, from disputed, from owed]
+    left = amount
+
+    def take(grant: CreditGrant, room: int, lock: int | None = None) -> None:
+        nonlocal left
+        part = min(left, room)
+        if part <= 0:
+            return
+        row = taken.setdefault(grant.pk, [0, 0, 0])
+        row[0] += part
+        if lock is not None:
+            row[lock] += part
+        left -= part
+
+    for grant in grants:
+        if not grant.is_expired(now):
+            take(grant, grant.drawable)
+    if set_aside:
+        for grant in grants:
+            if grant.is_expired(now):
+                take(grant, grant.drawable)
+        for grant in grants:
+            take(grant, grant.disputed, 1)
+        for grant in grants:
+            take(grant, grant.owed, 2)
+    for grant_id, (credits, disputed, owed) in taken.items():
+        CreditGrant.objects.filter(pk=grant_id).update(
+            remaining=F("remaining") - credits, disputed=F("disputed") - disputed, owed=F("owed") - owed
+        )
+    draws = [(g, row[0]) for g, row in taken.items()]
+    return draws, sum(row[1] + row[2] for row in taken.values())
 
 
 # On PostgreSQL the grants are drawn and the ledger line and its allocations written in one
@@ -446,11 +498,12 @@ _DEBIT_SQL = """
 WITH moved AS (
     {moved}
 ), ordered AS (
-    SELECT g.id, g.remaining,
-           SUM(g.remaining) OVER (
+    SELECT g.id, g.remaining - g.owed - g.disputed AS remaining,
+           SUM(g.remaining - g.owed - g.disputed) OVER (
                ORDER BY g.priority, g.expires_at NULLS LAST, g.created_at, g.id
-           ) - g.remaining AS before
-    FROM {grant} AS g JOIN moved ON g.account_id = moved.id WHERE g.remaining > 0
+           ) - (g.remaining - g.owed - g.disputed) AS before
+    FROM {grant} AS g JOIN moved ON g.account_id = moved.id
+    WHERE g.remaining - g.owed - g.disputed > 0 AND (g.expires_at IS NULL OR g.expires_at > %(now)s)
 ), drawn AS (
     UPDATE {grant} AS g SET remaining = g.remaining - LEAST(o.remaining, %(amount)s - o.before)
     FROM ordered AS o WHERE g.id = o.id AND o.before < %(amount)s
@@ -461,7 +514,7 @@ WITH moved AS (
     INSERT INTO {allocation} (transaction_id, grant_id, amount)
     SELECT entry.id, drawn.id, -drawn.took FROM entry CROSS JOIN drawn
 )
-SELECT id FROM entry
+SELECT id, (SELECT COALESCE(SUM(took), 0) FROM drawn) FROM entry
 """
 _ENTRY_COLUMNS = [
     "code",
@@ -506,15 +559,21 @@ def _debit_params(entry: CreditTransaction, amount: int) -> dict:
     params = {f"c_{name}": getattr(entry, name) for name in _ENTRY_COLUMNS}
     params["c_metadata"] = json.dumps(entry.metadata)
     params["amount"] = amount
+    params["now"] = timezone.now()
     return params
 
 
-def _debit_entry(*, account: CreditAccount, amount: int, **fields) -> CreditTransaction:
+def _debit_entry(
+    *, account: CreditAccount, amount: int, set_aside: bool = False, **fields
+) -> CreditTransaction:
     """Draw `amount` from the grants of `account` (locked, balance already moved) and write the
-    ledger line with its allocations. Raises IntegrityError if the idempotency key is taken."""
+    ledger line with its allocations. Raises IntegrityError if the idempotency key is taken.
+
+    `set_aside`: a confirmed hold, which may reach credits of a grant that expired since it was
+    made (never frozen ones here: a confirm with frozen credits takes the portable path)."""
     entry = CreditTransaction(account_id=account.pk, amount=-amount, balance_after=account.balance, **fields)
     if connection.vendor != "postgresql" or not SINGLE_STATEMENT_DEBIT:
-        draws = _grants_draw(account_id=account.pk, amount=amount)
+        draws, _ = _grants_draw(account_id=account.pk, amount=amount, set_aside=set_aside)
         entry.save(force_insert=True)
         CreditAllocation.objects.bulk_create(
             [CreditAllocation(transaction=entry, grant_id=g, amount=-t) for g, t in draws]
@@ -522,10 +581,16 @@ def _debit_entry(*, account: CreditAccount, amount: int, **fields) -> CreditTran
         return entry
     params = _debit_params(entry, amount)
     params.update(account=account.pk, balance=account.balance)
-    entry.pk = _fetchone(
+    entry.pk, drawn = _fetchone(
         _debit_sql("SELECT %(account)s::bigint AS id, %(balance)s::bigint AS balance"), params
-    )[0]
+    )
     entry._state.adding = False
+    if set_aside and drawn < amount:
+        # The valid grants fell short: the rest was set aside from a grant that expired since.
+        draws, _ = _grants_draw(account_id=account.pk, amount=amount - drawn, set_aside=True)
+        CreditAllocation.objects.bulk_create(
+            [CreditAllocation(transaction=entry, grant_id=g, amount=-t) for g, t in draws]
+        )
     return entry
 
 
@@ -542,8 +607,9 @@ _ACCOUNT = CreditAccount._meta.db_table
 # Only constant fragments are interpolated; every value travels as a parameter.
 _ONE_TRIP_SQL = (
     f"UPDATE {_ACCOUNT} SET balance = balance - %(amount)s, lifetime_used = lifetime_used + %(used)s "  # noqa: S608
-    f"WHERE organization_id = %(organization)s AND balance - held - %(amount)s >= -overdraft_allowance "
-    f"RETURNING {_RETURNING};"
+    f"WHERE organization_id = %(organization)s AND "
+    + _spend_check(amount="%(amount)s", now="%(now)s", account=f"{_ACCOUNT}.id")
+    + f" RETURNING {_RETURNING};"
     + _debit_sql(
         f"SELECT id, balance FROM {_ACCOUNT} "  # noqa: S608
         f"WHERE organization_id = %(organization)s AND xmin = pg_current_xact_id()::xid"
@@ -691,7 +757,7 @@ def _debit(
     if original is not None:
         _check_same_request(original, amount=amount, action=action)
         return original
-    if account.spendable >= amount:
+    if organization is not None and credits_spendable(account=account) >= amount:
         # The account was created just now (with its welcome bonus): try once more.
         return _debit(
             account_id=account.pk,
@@ -705,7 +771,21 @@ def _debit(
             metadata=metadata,
             actor=actor,
         )
-    raise InsufficientCredits(required=amount, balance=account.balance, available=account.available)
+    raise InsufficientCredits(
+        required=amount, balance=account.balance, available=credits_spendable(account=account)
+    )
+
+
+def credits_spendable(*, account: CreditAccount) -> int:
+    """What the account may spend now: the same rule as the spend check in SQL."""
+    expired = (
+        CreditGrant.objects.filter(
+            account=account, remaining__gt=0, expires_at__lte=timezone.now()
+        ).aggregate(s=Sum("remaining"))["s"]
+        or 0
+    )
+    overdraft = account.overdraft_allowance if not account.frozen and not expired else 0
+    return account.balance - account.frozen - account.held - expired + overdraft
 
 
 class _Refused(Exception):
@@ -914,7 +994,7 @@ def credits_refund(
             (a.grant_id, -a.amount - restored.get(a.grant_id, 0))
             for a in original.allocations.filter(live).select_related("grant").order_by("-grant__priority")
         ]
-        return _credit(
+        entry = _credit(
             account_id=original.account_id,
             amount=amount,
             type=TransactionType.REFUND,
@@ -927,6 +1007,14 @@ def credits_refund(
             actor=actor,
             restore_to=rooms,
         )
+        # Credits that went back into a grant whose payment was refunded or is disputed are
+        # revoked or held back again, so a refunded purchase never comes back to life.
+        _claims_settle(
+            account_id=original.account_id,
+            grant_ids=[grant_id for grant_id, _ in rooms],
+            context={"consumption_refund": str(entry.code)},
+        )
+        return entry
 
 
 def credits_adjust(
@@ -1040,9 +1128,10 @@ def credit_reservation_create(
             if original is not None:
                 _check_same_request(original, amount=quote.credits, action=quote.action)
                 return original
-            if account.spendable < quote.credits:
+            spendable = credits_spendable(account=account)
+            if spendable < quote.credits:
                 raise InsufficientCredits(
-                    required=quote.credits, balance=account.balance, available=account.available
+                    required=quote.credits, balance=account.balance, available=spendable
                 ) from None
             # The account was created just now; the loop tries once more.
     raise InsufficientCredits(required=quote.credits, balance=0, available=0)
@@ -1089,30 +1178,48 @@ def credit_reservation_confirm(
                     status=409,
                 )
             return current
-        account = _account_move(
-            account_id=reservation.account_id, held=-reservation.amount, balance=-amount, used=amount
-        )
+        locked = CreditAccount.objects.select_for_update().get(pk=reservation.account_id)
+        fields = {
+            "type": TransactionType.CONSUMPTION,
+            "action": reservation.action,
+            "quantity": reservation.quantity if quantity is None else quantity,
+            "price": reservation.price,
+            "description": reservation.description
+            or (reservation.price.description if reservation.price else ""),
+            "reference_type": reservation.reference_type,
+            "reference_id": reservation.reference_id,
+            "idempotency_key": f"reservation:{reservation.code}",
+            "actor_id": reservation.actor_id,
+            "metadata": {
+                **reservation.metadata,
+                "reservation": str(reservation.code),
+                "held": reservation.amount,
+            },
+        }
         entry = None
-        if amount:
-            entry = _debit_entry(
-                account=account,
-                amount=amount,
-                type=TransactionType.CONSUMPTION,
-                action=reservation.action,
-                quantity=reservation.quantity if quantity is None else quantity,
-                price=reservation.price,
-                description=reservation.description
-                or (reservation.price.description if reservation.price else ""),
-                reference_type=reservation.reference_type,
-                reference_id=reservation.reference_id,
-                idempotency_key=f"reservation:{reservation.code}",
-                actor_id=reservation.actor_id,
-                metadata={
-                    **reservation.metadata,
-                    "reservation": str(reservation.code),
-                    "held": reservation.amount,
-                },
+        if amount and locked.frozen:
+            # Credits are frozen: draw first (the hold may reach them, last), then move the
+            # account with what was unfrozen, so its figures never disagree with its grants.
+            draws, unfrozen = _grants_draw(account_id=locked.pk, amount=amount, set_aside=True)
+            account = _account_move(
+                account_id=locked.pk, held=-reservation.amount, balance=-amount, used=amount, frozen=-unfrozen
             )
+            entry = CreditTransaction.objects.create(
+                account_id=locked.pk, amount=-amount, balance_after=account.balance, **fields
+            )
+            CreditAllocation.objects.bulk_create(
+                [CreditAllocation(transaction=entry, grant_id=g, amount=-t) for g, t in draws]
+            )
+        else:
+            account = _account_move(
+                account_id=locked.pk, held=-reservation.amount, balance=-amount, used=amount
+            )
+        if amount and entry is None:
+            entry = _debit_entry(account=account, amount=amount, set_aside=True, **fields)
+        if account.frozen:
+            # The hold no longer covers anything: what a refund could not take yet goes now.
+            _claims_settle(account_id=account.pk, context={"reservation": str(reservation.code)})
+        if entry is not None:
             CreditReservation.objects.filter(pk=reservation.pk).update(transaction=entry)
             _after_debit(account, amount=amount, transaction_id=entry.pk)
     reservation.status, reservation.consumed, reservation.settled_at = (
@@ -1132,7 +1239,10 @@ def _release(reservation: CreditReservation, *, status: str, only_expired: bool 
             open_ = open_.filter(expires_at__lte=now)
         if not open_.update(status=status, consumed=0, settled_at=now):
             return False
-        _account_move(account_id=reservation.account_id, held=-reservation.amount)
+        account = _account_move(account_id=reservation.account_id, held=-reservation.amount)
+        if account.frozen:
+            # What a refund could not take while the hold covered it goes now.
+            _claims_settle(account_id=account.pk, context={"reservation": str(reservation.code)})
     reservation.status, reservation.consumed, reservation.settled_at = status, 0, now
     return True
 
@@ -1165,7 +1275,8 @@ def credit_grant_expire(*, grant: CreditGrant) -> CreditTransaction | None:
         grant = CreditGrant.objects.get(pk=grant.pk)
         if not grant.is_expired() or grant.remaining <= 0:
             return None
-        take = min(grant.remaining, max(0, account.available))
+        # Frozen credits are not this expiry's to take; holds keep what backs them.
+        take = min(grant.drawable, max(0, account.available))
         if take <= 0:
             return None
         moved = _account_move(account_id=account.pk, balance=-take)
@@ -1372,83 +1483,141 @@ def credit_purchase_complete(
     return purchase
 
 
-def credit_purchase_refunded(*, payment_intent_id: str, amount_refunded: int) -> CreditTransaction | None:
+def credit_purchase_refunded(*, payment_intent_id: str, amount_refunded: int) -> list[CreditTransaction]:
     """A payment for credits was refunded (in full or in part): take back what is left of them.
 
     Billing calls this for every `charge.refunded`; a payment that bought no credits is ignored.
-    The credits taken back are proportional to the money refunded, rounded up, and never more
-    than what remains of the grant (credits already spent stay spent) nor more than what is
-    available beside open reservations. Safe to run twice: each refund level has its own key.
+    The credits revoked are proportional to the money refunded, rounded up. What is still in the
+    grant is taken at once, except what open reservations hold: that is owed, frozen, and taken
+    as soon as the holds settle (credits already spent stay spent). `amount_refunded` is the
+    charge's total so far, so a replayed or late event takes only what is still owed.
     """
     if not payment_intent_id:
-        return None
+        return []
     purchase = CreditPurchase.objects.filter(payment_intent_id=payment_intent_id).first()
+    model = CreditPurchase
     if purchase is not None:
-        paid, credits, entry_id = purchase.amount, purchase.total_credits, purchase.transaction_id
-        CreditPurchase.objects.filter(pk=purchase.pk, amount_refunded__lt=amount_refunded).update(
-            amount_refunded=min(amount_refunded, paid)
+        paid, credits, entry_id, row = (
+            purchase.amount,
+            purchase.total_credits,
+            purchase.transaction_id,
+            purchase,
         )
     else:
-        recharge = CreditRecharge.objects.filter(payment_intent_id=payment_intent_id).first()
-        if recharge is None:
-            return None
-        paid, credits, entry_id = recharge.amount, recharge.credits, recharge.transaction_id
-    if entry_id is None or paid <= 0:
-        return None
+        row = CreditRecharge.objects.filter(payment_intent_id=payment_intent_id).first()
+        if row is None:
+            return []
+        model = CreditRecharge
+        paid, credits, entry_id = row.amount, row.credits, row.transaction_id
     refunded = min(max(amount_refunded, 0), paid)
+    model.objects.filter(pk=row.pk, amount_refunded__lt=refunded).update(amount_refunded=refunded)
+    if entry_id is None or paid <= 0:
+        return []
+    grant = _grant_of(entry_id)
+    if grant is None:
+        return []  # every credit of it repaid an overdraft: nothing left to take
     target = -(-credits * refunded // paid)  # ceiling division: integers only
-    return _claw_back(entry=CreditTransaction.objects.get(pk=entry_id), target=target, refunded=refunded)
+    return credit_grant_refunded(grant=grant, credits=target, context={"amount_refunded": refunded})
 
 
-def _claw_back(*, entry: CreditTransaction, target: int, refunded: int) -> CreditTransaction | None:
-    """Take back up to `target` credits in all from the grants `entry` created."""
+def _grant_of(entry_id: int) -> CreditGrant | None:
+    """The grant a purchase's ledger line created (none if it all repaid an overdraft)."""
+    return CreditGrant.objects.filter(allocations__transaction_id=entry_id, allocations__amount__gt=0).first()
+
+
+def credit_grant_refunded(
+    *, grant: CreditGrant, credits: int, context: dict | None = None
+) -> list[CreditTransaction]:
+    """`credits` of `grant` (in all, so far) were paid with money that went back: revoke them.
+
+    A level, not an increment: calling it again with the same figure changes nothing.
+    """
+    credits = min(_check_amount(credits, field="credits", allow_zero=True), grant.amount)
     with transaction.atomic():
-        account = CreditAccount.objects.select_for_update().get(pk=entry.account_id)
-        taken = -(
-            CreditTransaction.objects.filter(refund_of=entry, type=TransactionType.CLAWBACK).aggregate(
-                s=Sum("amount")
-            )["s"]
+        CreditAccount.objects.select_for_update().filter(pk=grant.account_id).first()
+        CreditGrant.objects.filter(pk=grant.pk, revoked__lt=credits).update(revoked=credits)
+        return _claims_settle(account_id=grant.account_id, grant_ids=[grant.pk], context=context)
+
+
+def _claims_settle(
+    *, account_id: int, grant_ids: list[int] | None = None, context: dict | None = None
+) -> list[CreditTransaction]:
+    """Bring the grants that refunds or disputes claim in line with those claims, and take back
+    what can be taken. Call inside a transaction, with the account row locked.
+
+    For each grant: of its revoked credits, those not taken back yet and still in it are owed;
+    of what is left, an open dispute's credits are disputed; both are frozen (never drawn by
+    ordinary spending). Owed credits are taken as far as open holds allow. Everything here is
+    recomputed from the grant, its clawbacks and its disputes, so running it again is harmless,
+    and credits that come back into a revoked grant (a refunded consumption) are taken again.
+    """
+    grants = (
+        CreditGrant.objects.filter(account_id=account_id)
+        .filter(Q(revoked__gt=0) | Q(owed__gt=0) | Q(disputed__gt=0) | Q(disputes__status=DisputeStatus.OPEN))
+        .distinct()
+        .order_by("pk")
+    )
+    if grant_ids is not None:
+        grants = grants.filter(pk__in=grant_ids)
+    entries = []
+    for grant in grants:
+        clawed = -(
+            CreditAllocation.objects.filter(
+                grant=grant, transaction__type=TransactionType.CLAWBACK
+            ).aggregate(s=Sum("amount"))["s"]
             or 0
         )
-        grants = list(
-            CreditGrant.objects.filter(
-                allocations__transaction=entry, allocations__amount__gt=0, remaining__gt=0
-            ).order_by(*CreditGrant._meta.ordering)
+        contested = (
+            CreditDispute.objects.filter(grant=grant, status=DisputeStatus.OPEN).aggregate(s=Sum("credits"))[
+                "s"
+            ]
+            or 0
         )
-        wanted = target - taken
-        take = min(wanted, sum(g.remaining for g in grants), max(0, account.available))
+        owed = max(0, min(grant.revoked - clawed, grant.remaining))
+        disputed = max(0, min(contested, grant.remaining - owed))
+        account = CreditAccount.objects.get(pk=account_id)
+        take = min(owed, max(0, account.balance - account.held))
+        frozen = (owed - take + disputed) - (grant.owed + grant.disputed)
+        if take == 0 and owed == grant.owed and disputed == grant.disputed:
+            continue
+        CreditGrant.objects.filter(pk=grant.pk).update(
+            remaining=F("remaining") - take, owed=owed - take, disputed=disputed
+        )
+        moved = _account_move(account_id=account_id, balance=-take, purchased=-take, frozen=frozen)
         if take <= 0:
-            return None
-        moved = _account_move(account_id=account.pk, balance=-take, purchased=-take)
-        clawback = CreditTransaction.objects.create(
-            account_id=account.pk,
+            continue
+        source = CreditTransaction.objects.filter(
+            allocations__grant=grant, allocations__amount__gt=0
+        ).order_by("pk")
+        source = source.first()
+        not_recovered = grant.revoked - clawed - owed
+        entry = CreditTransaction.objects.create(
+            account_id=account_id,
             type=TransactionType.CLAWBACK,
             amount=-take,
             balance_after=moved.balance,
-            description=f"Refunded: {entry.description or 'a purchase'}",
-            reference_type="transaction",
-            reference_id=str(entry.code),
-            # One line per refund level: a redelivered `charge.refunded` finds it and stops.
-            idempotency_key=f"clawback:{entry.code}:{target}",
-            refund_of=entry,
-            metadata={"amount_refunded": refunded, "not_recovered": wanted - take},
+            description=f"Refunded: {(source.description if source else '') or 'a purchase'}",
+            reference_type="transaction" if source else "grant",
+            reference_id=str(source.code if source else grant.code),
+            # Clawbacks of a grant only ever add up: the running total names each one once.
+            idempotency_key=f"clawback:{grant.code}:{clawed + take}",
+            refund_of=source,
+            metadata={**(context or {}), "not_recovered": not_recovered},
         )
-        allocations, left = [], take
-        for grant in grants:
-            part = min(left, grant.remaining)
-            if part <= 0:
-                break
-            CreditGrant.objects.filter(pk=grant.pk).update(remaining=F("remaining") - part)
-            allocations.append(CreditAllocation(transaction=clawback, grant=grant, amount=-part))
-            left -= part
-        CreditAllocation.objects.bulk_create(allocations)
+        CreditAllocation.objects.create(transaction=entry, grant=grant, amount=-take)
         audit_record(
-            organization=account.organization,
+            organization=Organization.objects.get(pk=moved.organization_id),
             action="credits.clawed_back",
-            target=str(entry.code),
-            data={"credits": take, "amount_refunded": refunded, "not_recovered": wanted - take},
+            target=str(source.code if source else grant.code),
+            data={
+                **(context or {}),
+                "credits": take,
+                "still_owed": owed - take,
+                "not_recovered": not_recovered,
+            },
         )
-    return clawback
+        entries.append(entry)
+    return entries
 
 
 # --- Auto-recharge --------------------------------------------------------------------------

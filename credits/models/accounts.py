@@ -7,14 +7,21 @@ from teams.models import Organization
 class CreditAccount(models.Model):
     """An organization's credits: a cached balance that only the ledger moves.
 
-    `balance` is the sum of the ledger's amounts and `held` the sum of open reservations.
-    A spend is allowed while `balance - held - amount >= -overdraft_allowance`; the check
-    constraints below hold the database to the same rule, whatever the code does.
+    `balance` is the sum of the ledger's amounts, `held` the sum of open reservations and
+    `frozen` the sum of its grants' `owed` and `disputed` credits (in the balance, never spent).
+    A spend is allowed while `balance - frozen - held - expired - amount >= -overdraft`,
+    where `expired` is what grants past their date still hold and the overdraft only applies
+    when nothing is frozen or expired; the check constraints below hold the database to the
+    rules that need no other table, whatever the code does.
     """
 
     organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="credit_account")
     balance = models.BigIntegerField(default=0)
     held = models.BigIntegerField(default=0, help_text="Reserved by open reservations.")
+    frozen = models.BigIntegerField(
+        default=0,
+        help_text="Held back from spending: owed to a refund, or bought with a disputed payment.",
+    )
     overdraft_allowance = models.PositiveIntegerField(
         default=0, help_text="How far below zero the balance may go (a small grace)."
     )
@@ -50,6 +57,10 @@ class CreditAccount(models.Model):
                 name="credits_creditaccount_held_covered",
             ),
             models.CheckConstraint(
+                condition=models.Q(frozen=0) | models.Q(frozen__gt=0, frozen__lte=models.F("balance")),
+                name="credits_creditaccount_frozen_within_balance",
+            ),
+            models.CheckConstraint(
                 condition=models.Q(low_balance_threshold__gte=0),
                 name="credits_creditaccount_threshold_not_negative",
             ),
@@ -64,12 +75,13 @@ class CreditAccount(models.Model):
 
     @property
     def available(self) -> int:
-        """What can be spent now without going into overdraft."""
-        return self.balance - self.held
+        """What can be spent now without going into overdraft (before expired grants, which
+        only the ledger's grants know: see `services.credits_spendable`)."""
+        return self.balance - self.held - self.frozen
 
     @property
     def spendable(self) -> int:
-        return self.balance - self.held + self.overdraft_allowance
+        return self.available + (0 if self.frozen else self.overdraft_allowance)
 
     @property
     def is_low(self) -> bool:

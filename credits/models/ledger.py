@@ -75,6 +75,16 @@ class CreditGrant(models.Model):
     source = models.CharField(max_length=32, choices=GrantSource.choices)
     amount = models.BigIntegerField(help_text="Credits granted.")
     remaining = models.BigIntegerField()
+    revoked = models.BigIntegerField(
+        default=0,
+        help_text="Credits whose payment was refunded or lost to a dispute: taken back as they can be.",
+    )
+    owed = models.BigIntegerField(
+        default=0, help_text="Revoked credits still in the grant, waiting for holds to settle."
+    )
+    disputed = models.BigIntegerField(
+        default=0, help_text="Held back while the payment that bought them is disputed."
+    )
     priority = models.SmallIntegerField(help_text="Lower is spent first.")
     expires_at = models.DateTimeField(null=True, blank=True)
     description = models.CharField(max_length=200, blank=True)
@@ -89,6 +99,16 @@ class CreditGrant(models.Model):
             models.CheckConstraint(
                 condition=models.Q(remaining__gte=0, remaining__lte=models.F("amount")),
                 name="credits_creditgrant_remaining_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    revoked__gte=0,
+                    revoked__lte=models.F("amount"),
+                    owed__gte=0,
+                    disputed__gte=0,
+                    remaining__gte=models.F("owed") + models.F("disputed"),
+                ),
+                name="credits_creditgrant_locks_within_remaining",
             ),
         ]
         indexes = [
@@ -105,6 +125,11 @@ class CreditGrant(models.Model):
 
     def is_expired(self, now=None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+    @property
+    def drawable(self) -> int:
+        """What ordinary spending may take from it (if it has not expired)."""
+        return self.remaining - self.owed - self.disputed
 
 
 class CreditTransaction(models.Model):
@@ -275,3 +300,52 @@ class CreditReservation(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status == ReservationStatus.HELD
+
+
+class DisputeStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    WON = "won", "Won"
+    LOST = "lost", "Lost"
+
+
+class CreditDispute(models.Model):
+    """A dispute of a payment that bought credits: they are held back while it is open, given
+    back if it is won and taken back if it is lost.
+
+    Recorded when Stripe says so, even before the purchase it concerns is completed (events come
+    in any order): the grant is attached when the purchase completes.
+    """
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    stripe_dispute_id = models.CharField(max_length=255, unique=True)
+    payment_intent_id = models.CharField(max_length=255, db_index=True)
+    account = models.ForeignKey(
+        "credits.CreditAccount", on_delete=models.PROTECT, null=True, blank=True, related_name="disputes"
+    )
+    grant = models.ForeignKey(
+        CreditGrant, on_delete=models.PROTECT, null=True, blank=True, related_name="disputes"
+    )
+    amount = models.BigIntegerField(help_text="Disputed, in minor units.")
+    currency = models.CharField(max_length=3)
+    credits = models.BigIntegerField(default=0, help_text="The credits that amount bought.")
+    status = models.CharField(
+        max_length=8,
+        choices=DisputeStatus.choices,
+        default=DisputeStatus.OPEN,
+        help_text="What Tally has applied to the credits.",
+    )
+    stripe_status = models.CharField(max_length=32, blank=True, help_text="The dispute's status at Stripe.")
+    reason = models.CharField(max_length=60, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount__gte=0, credits__gte=0), name="credits_creditdispute_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dispute {self.stripe_dispute_id} ({self.status})"

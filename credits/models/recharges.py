@@ -29,6 +29,7 @@ class CreditRecharge(models.Model):
     failure_code = models.CharField(max_length=60, blank=True)
     failure_message = models.CharField(max_length=255, blank=True)
     payment_intent_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    amount_refunded = models.BigIntegerField(default=0)
     transaction = models.OneToOneField(
         "credits.CreditTransaction", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

@@ -300,3 +300,56 @@ def test_the_portable_path_draws_and_records_the_same(org, fund, monkeypatch):
     services.credit_reservation_confirm(reservation=held, amount=2)
     assert balance_of(org) == 15
     assert_reconciles()
+
+
+# --- An expired grant is never drawn, whether or not the expiry job has run yet ---------------
+
+
+def _expire_promotion_without_the_job():
+    # Past its date, but the periodic expiry has not come round yet.
+    CreditGrant.objects.filter(source="promotion").update(expires_at=timezone.now() - timedelta(seconds=1))
+
+
+@pytest.mark.parametrize("portable", [False, True])
+def test_it_never_consumes_from_a_grant_past_its_expiry(org, fund, monkeypatch, portable):
+    monkeypatch.setattr(services, "SINGLE_STATEMENT_DEBIT", not portable)
+    fund(10, source=GrantSource.PROMOTION, expires_at=timezone.now() + timedelta(hours=1))
+    bought = fund(5)
+    _expire_promotion_without_the_job()
+
+    with pytest.raises(services.InsufficientCredits) as refused:
+        _consume(org, 6, key="too-much")
+    assert refused.value.available == 5
+    entry = _consume(org, 5, key="ok")
+    assert [(a.grant_id, a.amount) for a in entry.allocations.all()] == [
+        (bought.allocations.get().grant_id, -5)
+    ]
+    assert CreditGrant.objects.get(source="promotion").remaining == 10  # left for the expiry job
+    services.credit_grants_expire()
+    assert balance_of(org) == 0
+    assert_reconciles()
+
+
+def test_it_never_reserves_credits_of_a_grant_past_its_expiry(org, fund):
+    fund(10, source=GrantSource.PROMOTION, expires_at=timezone.now() + timedelta(hours=1))
+    fund(5)
+    _expire_promotion_without_the_job()
+    with pytest.raises(services.InsufficientCredits):
+        services.credit_reservation_create(organization=org, amount=6, idempotency_key="r1")
+    services.credit_reservation_create(organization=org, amount=5, idempotency_key="r2")
+    with pytest.raises(services.InsufficientCredits):
+        _consume(org, 1, key="beside-the-hold")
+
+
+def test_a_confirmed_hold_draws_valid_credits_before_a_grant_that_expired_meanwhile(org, fund):
+    fund(10, source=GrantSource.PROMOTION, expires_at=timezone.now() + timedelta(hours=1))
+    bought = fund(10)
+    held = services.credit_reservation_create(organization=org, amount=8, idempotency_key="r")
+    _expire_promotion_without_the_job()
+    confirmed = services.credit_reservation_confirm(reservation=held, amount=8)
+    assert [(a.grant_id, a.amount) for a in confirmed.transaction.allocations.all()] == [
+        (bought.allocations.get().grant_id, -8)
+    ]
+    services.credit_grants_expire()
+    assert balance_of(org) == 2
+    assert_reconciles()
