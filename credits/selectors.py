@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django.core import signing
-from django.db.models import Count, Sum
+from django.db.models import Count, F, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -149,7 +149,8 @@ def reconciliation_problems(*, account_ids: list[int] | None = None) -> list[Pro
 
     For each account: balance = sum of its ledger amounts = the last line's balance_after;
     sum of remaining grant credits = max(balance, 0) (a negative balance is overdraft, with
-    every grant empty); held = sum of open reservations. For each grant: remaining = sum of the
+    every grant empty); held = sum of open reservations; frozen = the grants' owed and
+    disputed credits. For each grant: remaining = sum of the
     ledger's allocations to it.
     """
     accounts = CreditAccount.objects.order_by("pk")
@@ -161,6 +162,11 @@ def reconciliation_problems(*, account_ids: list[int] | None = None) -> list[Pro
     grants = dict(
         CreditGrant.objects.values_list("account_id")
         .annotate(s=Sum("remaining"))
+        .values_list("account_id", "s")
+    )
+    locks = dict(
+        CreditGrant.objects.values_list("account_id")
+        .annotate(s=Sum(F("owed") + F("disputed")))
         .values_list("account_id", "s")
     )
     held = dict(
@@ -182,6 +188,7 @@ def reconciliation_problems(*, account_ids: list[int] | None = None) -> list[Pro
             ("balance = last balance_after", last or 0, account.balance),
             ("remaining grants = max(balance, 0)", max(account.balance, 0), grants.get(account.pk) or 0),
             ("held = open reservations", held.get(account.pk) or 0, account.held),
+            ("frozen = owed + disputed credits of grants", locks.get(account.pk) or 0, account.frozen),
         ]
         problems += [
             Problem(account.pk, name, expected, actual)

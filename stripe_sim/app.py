@@ -19,6 +19,7 @@ from stripe_sim import (  # noqa: F401
     checkout,
     clock,
     core,
+    disputes,
     event_api,
     meters,
     pages,

@@ -584,7 +584,11 @@ TEST_CARDS: dict[str, tuple[str, str, str | None, bool]] = {
     "4100000000000019": ("visa", "credit", "fraudulent", True),
     # Attaches fine; every later charge is declined (the card that makes dunning testable).
     "4000000000000341": ("visa", "credit", "generic", False),
+    # Succeeds, then is disputed as fraudulent (see DISPUTE_CARDS).
+    "4000000000000259": ("visa", "credit", None, False),
 }
+# Cards whose successful charges the cardholder disputes at once: number -> Stripe's reason.
+DISPUTE_CARDS: dict[str, str] = {"4000000000000259": "fraudulent"}
 
 TEST_TOKENS: dict[str, str] = {
     "pm_card_visa": "4242424242424242",
@@ -598,6 +602,7 @@ TEST_TOKENS: dict[str, str] = {
     "pm_card_chargeDeclinedProcessingError": "4000000000000119",
     "pm_card_chargeDeclinedFraudulent": "4100000000000019",
     "pm_card_chargeCustomerFail": "4000000000000341",
+    "pm_card_createDispute": "4000000000000259",
 }
 CARD_TOKENS: dict[str, str] = {
     "tok_visa": "4242424242424242",
@@ -605,7 +610,12 @@ CARD_TOKENS: dict[str, str] = {
     "tok_amex": "378282246310005",
     "tok_chargeDeclined": "4000000000000002",
     "tok_chargeCustomerFail": "4000000000000341",
+    "tok_createDispute": "4000000000000259",
 }
+
+# Called as hook(store, charge, pm) after a charge succeeded and its events were emitted
+# (disputes registers the one that opens a dispute for the dispute card).
+CHARGE_SUCCEEDED_HOOKS: list = []
 
 
 def card_payment_method(
@@ -663,6 +673,7 @@ def card_payment_method(
         type="card",
         _decline=decline,
         _decline_on_attach=on_attach,
+        _dispute=DISPUTE_CARDS.get(digits),
     )
     pm.update(fields)
     store.add(pm)
@@ -1031,6 +1042,8 @@ def confirm_payment_intent(
         attach_payment_method(store, pm, customer)
     emit(store, "charge.succeeded", charge)
     emit(store, "payment_intent.succeeded", pi)
+    for hook in CHARGE_SUCCEEDED_HOOKS:
+        hook(store, charge, pm)
     return pi
 
 
@@ -1258,6 +1271,12 @@ def refund_create(ctx: Ctx) -> dict[str, Any]:
         raise invalid("One of `charge` or `payment_intent` is required.", code="parameter_missing")
     if charge["status"] != "succeeded":
         raise invalid("This charge cannot be refunded.", code="charge_not_refundable")
+    if charge.get("disputed") and any(
+        d["charge"] == charge["id"] and not d["is_charge_refundable"] for d in store.all("dispute")
+    ):
+        raise invalid(
+            f"Charge {charge['id']} has been charged back; cannot issue a refund.", code="charge_disputed"
+        )
     refundable = charge["amount"] - charge["amount_refunded"]
     amount = as_int(params, "amount", refundable) or 0
     if amount <= 0 or amount > refundable:

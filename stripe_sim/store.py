@@ -31,6 +31,7 @@ PREFIXES: dict[str, str] = {
     "payment_intent": "pi",
     "charge": "ch",
     "refund": "re",
+    "dispute": "dp",
     "balance_transaction": "txn",
     "subscription": "sub",
     "subscription_item": "si",

@@ -15,6 +15,19 @@ from tests.stripe_sim.conftest import Sim
 FIXTURES = json.loads((Path(__file__).parent / "stripe_fixtures.json").read_text())
 
 
+def _disputed(client: stripe.StripeClient, customer: str) -> stripe.Dispute:
+    pi = client.v1.payment_intents.create(
+        {
+            "amount": 700,
+            "currency": "usd",
+            "customer": customer,
+            "payment_method": "pm_card_createDispute",
+            "confirm": True,
+        }
+    )
+    return client.v1.disputes.list({"payment_intent": pi.id}).data[0]
+
+
 def _served(client: stripe.StripeClient, sim: Sim) -> dict[str, Any]:
     """One instance of every served type, fetched through the SDK."""
     out: dict[str, Any] = {}
@@ -52,6 +65,7 @@ def _served(client: stripe.StripeClient, sim: Sim) -> dict[str, Any]:
             "payment_intent": pi,
             "charge": charge,
             "refund": client.v1.refunds.create({"charge": charge.id, "amount": 1}),
+            "dispute": _disputed(client, cus.id),
             "balance_transaction": client.v1.balance_transactions.retrieve(charge.balance_transaction),
             "subscription": client.v1.subscriptions.retrieve(sub.id),
             "subscription_item": client.v1.subscription_items.retrieve(sub["items"].data[0].id),
