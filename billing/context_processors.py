@@ -23,7 +23,14 @@ def billing_alert(request):
     organization = membership.organization
     context = {"low_quotas": entitlements.low_quotas(organization)}
     subscription = getattr(organization, "subscription", None)
-    if subscription and subscription.status == SubscriptionStatus.PAST_DUE:
+    if subscription and subscription.applies and subscription.dispute_grace_until:
+        context["billing_alert"] = {
+            "organization": organization,
+            "restricted": subscription.access_at(timezone.now()) == Access.RESTRICTED,
+            "grace_until": subscription.dispute_grace_until,
+            "disputed": True,
+        }
+    elif subscription and subscription.status == SubscriptionStatus.PAST_DUE:
         context["billing_alert"] = {
             "organization": organization,
             "restricted": subscription.access_at(timezone.now()) == Access.RESTRICTED,

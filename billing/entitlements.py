@@ -130,6 +130,7 @@ class Effective:
     plan_interval: str = "month"
     status: str = ""  # the subscription's, empty without one
     grace_until: datetime | None = None
+    dispute_grace_until: datetime | None = None
     features: dict[str, FeatureEntitlement] = field(default_factory=dict)
     valid_until: datetime | None = None
 
@@ -137,7 +138,10 @@ class Effective:
         return usage_period(self.anchor, at)
 
     def restricted(self, at: datetime) -> bool:
-        """Past due and out of grace: data stays visible, nothing new may be created or used."""
+        """Past due (or its payment disputed) and out of grace: data stays visible, nothing new
+        may be created or used."""
+        if self.dispute_grace_until is not None and at >= self.dispute_grace_until:
+            return True
         return self.status == SubscriptionStatus.PAST_DUE and (
             self.grace_until is not None and at >= self.grace_until
         )
@@ -200,6 +204,7 @@ def _compute(organization: Organization, version: str, now: datetime) -> Effecti
             anchor=Subquery(subscription.values("current_period_start")[:1]),
             status=Subquery(subscription.values("status")[:1]),
             grace_until=Subquery(subscription.values("grace_until")[:1]),
+            dispute_grace_until=Subquery(subscription.values("dispute_grace_until")[:1]),
         )
     )
     # Query 2: grants to this organization that apply now or will start later.
@@ -251,6 +256,7 @@ def _compute(organization: Organization, version: str, now: datetime) -> Effecti
         plan_interval=first.plan.interval if first else "month",
         status=(first.status or "") if first else "",
         grace_until=first.grace_until if first else None,
+        dispute_grace_until=first.dispute_grace_until if first else None,
         features=features,
         valid_until=valid_until,
     )

@@ -27,5 +27,7 @@ def handle(event_id: str, kind: str | None = None, object_id: str | None = None)
             synced = OrgSubscription.objects.filter(organization=payment.organization).first()
     elif kind == "charge.refunded":
         subscriptions.charge_refunded(charge_id=obj["id"])
+    elif kind in ("charge.dispute.created", "charge.dispute.closed"):
+        subscriptions.charge_disputed(dispute_id=obj["id"])
     # Whatever started a period (the first payment, a renewal, a trial), its allowance follows.
     allowances.subscription_allowance_grant(subscription=synced)

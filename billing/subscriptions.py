@@ -18,12 +18,14 @@ from django.urls import reverse
 from django.utils import timezone
 from djstripe.models import Customer
 
-from billing import entitlements, selectors
+from billing import entitlements, hooks, selectors
 from billing.models import (
     Addon,
+    DisputeState,
     EntitlementGrant,
     OrgSubscription,
     Payment,
+    PaymentDispute,
     Plan,
     PlanLineItem,
     SubscriptionStatus,
@@ -207,13 +209,7 @@ def checkout_complete(*, session_id: str) -> OrgSubscription | None:
         # Only a paid session grants: a delayed payment method completes the session unpaid and
         # is granted on `checkout.session.async_payment_succeeded`, which lands here again.
         if session.payment_status == "paid":
-            from credits import services as credit_services
-
-            credit_services.credit_purchase_complete(
-                purchase_code=purchase_code,
-                session_id=session.id,
-                payment_intent_id=session.payment_intent or "",
-            )
+            hooks.stripe_event_notify("checkout.session.completed", session)
         return None
     organization = _organization_of(session.metadata, session.customer)
     if organization is None:
@@ -432,6 +428,11 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
                 setattr(payment, name, wanted[name])
             if changed:  # a replayed event finds nothing to write
                 payment.save(update_fields=changed)
+        if (
+            status == Payment.Status.PAID
+            and PaymentDispute.objects.filter(organization=organization).exists()
+        ):
+            dispute_restriction_refresh(organization=organization)  # a later payment lifts a lost one
     subscription_id = ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
     local = (
         OrgSubscription.objects.filter(stripe_subscription_id=subscription_id).first()
@@ -466,17 +467,11 @@ def charge_refunded(*, charge_id: str) -> Payment | None:
     """Record a refund (from Tally's money-back action or from the Stripe dashboard).
 
     A refunded payment for credits (a package or an auto-recharge) has credits take back what
-    remains of them; credits finds its purchase by the charge's PaymentIntent.
+    remains of them: credits registers for the re-read charge and finds its purchase by the
+    charge's PaymentIntent.
     """
     charge = stripe_client().v1.charges.retrieve(charge_id)
-    if charge.payment_intent:
-        from credits import services as credit_services
-
-        intent = charge.payment_intent
-        credit_services.credit_purchase_refunded(
-            payment_intent_id=intent if isinstance(intent, str) else intent.id,
-            amount_refunded=charge.amount_refunded,
-        )
+    hooks.stripe_event_notify("charge.refunded", charge)
     with transaction.atomic():
         payment = Payment.objects.select_for_update().filter(stripe_charge_id=charge_id).first()
         if payment is None:
@@ -495,6 +490,101 @@ def charge_refunded(*, charge_id: str) -> Payment | None:
             data={"amount_refunded": payment.amount_refunded},
         )
     return payment
+
+
+def charge_disputed(*, dispute_id: str) -> PaymentDispute | None:
+    """Record a dispute of one of the organization's payments (`charge.dispute.created` and
+    `.closed`), re-read from Stripe so that any order of events ends the same.
+
+    The apps above billing apply it to what the payment bought (credits holds back, gives back or
+    takes back a purchase's credits). A disputed subscription payment restricts access like an
+    unpaid invoice: full access for the grace period, then read-only until the dispute is won or
+    a later invoice is paid. Staff and the owner are emailed once per state.
+    """
+    client = stripe_client()
+    dispute = client.v1.disputes.retrieve(dispute_id, {"expand": ["charge"]})
+    hooks.stripe_event_notify("charge.dispute", dispute)
+    charge = dispute.charge
+    organization = _organization_of(None, charge.customer)
+    if organization is None:
+        return None
+    payment = Payment.objects.filter(stripe_charge_id=charge.id).first()
+    intent = (
+        charge.payment_intent
+        if isinstance(charge.payment_intent, str)
+        else getattr(charge.payment_intent, "id", "")
+    )
+    if payment is None and intent:
+        # The dispute can come before `invoice.paid`: find the invoice through its payments.
+        found = client.v1.invoice_payments.list(
+            {"payment": {"type": "payment_intent", "payment_intent": intent}}
+        )
+        for invoice_payment in found.data:
+            invoice_record(invoice_id=invoice_payment.invoice)
+        payment = Payment.objects.filter(stripe_charge_id=charge.id).first()
+    state = DisputeState.of(dispute.status)
+    with transaction.atomic():
+        record, _ = PaymentDispute.objects.get_or_create(
+            stripe_dispute_id=dispute.id,
+            defaults={
+                "organization": organization,
+                "payment": payment,
+                "stripe_charge_id": charge.id,
+                "amount": dispute.amount,
+                "currency": dispute.currency,
+                "reason": dispute.reason or "",
+                "opened_at": _ts(dispute.created) or timezone.now(),
+            },
+        )
+        record = PaymentDispute.objects.select_for_update().get(pk=record.pk)
+        changed = []
+        if record.payment_id is None and payment is not None:
+            record.payment, changed = payment, ["payment"]
+        if record.status == DisputeState.OPEN and state != DisputeState.OPEN:
+            record.status, record.closed_at = state, timezone.now()
+            changed += ["status", "closed_at"]
+        if changed:
+            record.save(update_fields=changed)
+            audit_record(
+                organization=organization,
+                action=f"billing.dispute_{record.status}",
+                target=dispute.id,
+                data={"amount": record.amount, "charge": charge.id, "reason": record.reason},
+            )
+        dispute_restriction_refresh(organization=organization)
+        if record.notified_status != record.status:
+            from billing.tasks import send_dispute_notice
+
+            send_dispute_notice.delay_on_commit(record.pk)
+    return record
+
+
+def dispute_restriction_refresh(*, organization: Organization) -> None:
+    """Set when the organization's access turns read-only for its disputed subscription payments:
+    the grace period after the earliest one still open, or lost and not followed by a later paid
+    invoice; none when there is none."""
+    latest_paid = (
+        Payment.objects.filter(organization=organization, status=Payment.Status.PAID)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    due = []
+    for record in PaymentDispute.objects.filter(
+        organization=organization, payment__isnull=False
+    ).select_related("payment"):
+        if record.status == DisputeState.WON:
+            continue
+        if record.status == DisputeState.LOST and latest_paid and latest_paid > record.payment.created_at:
+            continue
+        due.append(record.opened_at + timedelta(days=settings.BILLING_GRACE_DAYS))
+    until = min(due) if due else None
+    if (
+        OrgSubscription.objects.filter(organization=organization)
+        .exclude(dispute_grace_until=until)
+        .update(dispute_grace_until=until)
+    ):
+        _invalidate_on_commit(organization)
 
 
 # --- Changes -----------------------------------------------------------------------------------

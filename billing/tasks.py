@@ -72,6 +72,46 @@ def send_payment_failed(payment_id: int) -> None:
     )
 
 
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def send_dispute_notice(dispute_id: int) -> None:
+    """Tell the owner, the billing contacts and staff about a dispute, once per state: the
+    claim (a conditional update of `notified_status`) comes before the email."""
+    from billing.models import PaymentDispute
+    from teams.models import User
+
+    record = PaymentDispute.objects.select_related("organization", "payment").filter(pk=dispute_id).first()
+    if record is None:
+        return
+    if (
+        not PaymentDispute.objects.filter(pk=record.pk)
+        .exclude(notified_status=record.status)
+        .update(notified_status=record.status)
+    ):
+        return
+    organization = record.organization
+    recipients = set(
+        Membership.objects.filter(organization=organization, role__in=[Role.OWNER, Role.BILLING]).values_list(
+            "user__email", flat=True
+        )
+    )
+    if organization.billing_email:
+        recipients.add(organization.billing_email)
+    recipients |= set(User.objects.filter(is_staff=True, is_active=True).values_list("email", flat=True))
+    context = {
+        "dispute": record,
+        "organization": organization,
+        "billing_url": settings.SITE_URL + reverse("billing", args=[organization.slug]),
+        "grace_days": settings.BILLING_GRACE_DAYS,
+    }
+    verb = {"open": "disputed", "won": "dispute won", "lost": "dispute lost"}[record.status]
+    send_mail(
+        subject=f"{organization.name}: payment {verb}",
+        message=render_to_string("billing/email/dispute.txt", context),
+        from_email=None,
+        recipient_list=sorted(recipients),
+    )
+
+
 from billing import tasks_usage  # noqa: E402, F401  (autodiscovery finds tasks.py only)
 
 

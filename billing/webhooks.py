@@ -18,6 +18,8 @@ HANDLED = [
     "invoice.paid",
     "invoice.payment_failed",
     "charge.refunded",
+    "charge.dispute.created",
+    "charge.dispute.closed",
 ]
 
 

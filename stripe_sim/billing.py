@@ -1445,6 +1445,11 @@ def invoice_payment_list(ctx: Ctx) -> dict[str, Any]:
     items = ctx.store.all("invoice_payment")
     if ctx.params.get("invoice"):
         items = [p for p in items if p["invoice"] == ctx.params["invoice"]]
+    payment = ctx.params.get("payment")
+    if isinstance(payment, dict) and payment.get("payment_intent"):
+        # Stripe's `payment[type]=payment_intent&payment[payment_intent]=pi_...`
+        wanted = payment["payment_intent"]
+        items = [p for p in items if (p.get("payment") or {}).get("payment_intent") == wanted]
     return list_response(ctx, items, "/v1/invoice_payments")
 
 

@@ -55,6 +55,12 @@ class OrgSubscription(models.Model):
     )
     pending_plan_at = models.DateTimeField(null=True, blank=True)
     first_paid_at = models.DateTimeField(null=True, blank=True)
+    dispute_grace_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="After a disputed payment: full access until then, restricted after until the "
+        "dispute is won or a later payment goes through.",
+    )
     stripe_subscription_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -69,6 +75,8 @@ class OrgSubscription(models.Model):
         return self.status in PLAN_STATUSES
 
     def access_at(self, moment) -> str:
+        if self.status in PLAN_STATUSES and self.dispute_grace_until and moment >= self.dispute_grace_until:
+            return Access.RESTRICTED  # a disputed payment is an unpaid one
         if self.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
             return Access.FULL
         if self.status == SubscriptionStatus.PAST_DUE:
@@ -134,6 +142,45 @@ class Payment(models.Model):
     @property
     def reason_label(self) -> str:
         return self.REASONS.get(self.billing_reason, self.billing_reason.replace("_", " "))
+
+
+class DisputeState(models.TextChoices):
+    OPEN = "open", "Open"
+    WON = "won", "Won"
+    LOST = "lost", "Lost"
+
+    @classmethod
+    def of(cls, stripe_status: str) -> str:
+        # warning_closed: an inquiry that closed without a chargeback, as good as won.
+        if stripe_status in ("won", "warning_closed"):
+            return cls.WON
+        return cls.LOST if stripe_status == "lost" else cls.OPEN
+
+
+class PaymentDispute(models.Model):
+    """A payment of the organization's that the cardholder disputed (a subscription invoice or a
+    credit purchase): staff and the owner are told, a disputed subscription payment restricts
+    access like an unpaid one."""
+
+    organization = models.ForeignKey("teams.Organization", on_delete=models.CASCADE, related_name="disputes")
+    payment = models.ForeignKey(
+        Payment, on_delete=models.SET_NULL, null=True, blank=True, related_name="disputes"
+    )
+    stripe_dispute_id = models.CharField(max_length=255, unique=True)
+    stripe_charge_id = models.CharField(max_length=255)
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=60, blank=True)
+    status = models.CharField(max_length=8, choices=DisputeState.choices, default=DisputeState.OPEN)
+    notified_status = models.CharField(max_length=8, blank=True, help_text="The last state emailed about.")
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Dispute {self.stripe_dispute_id} ({self.status})"
 
 
 class UsageCounter(models.Model):

@@ -1,5 +1,7 @@
 import pytest
 
+from billing.stripe_client import stripe_client
+from billing.stripe_setup import stripe_webhook_endpoint_ensure
 from credits import services
 
 
@@ -25,3 +27,12 @@ def fund(org):
 @pytest.fixture
 def account(org):
     return services.credit_account_for(organization=org)
+
+
+@pytest.fixture
+def shop(stripe_sim, live_server, settings, org, owner):
+    """The simulator with Tally's webhook endpoint on a live server, and the packages on sale."""
+    settings.SITE_URL = live_server.url
+    stripe_webhook_endpoint_ensure(site_url=live_server.url)
+    services.credits_seed_packages()
+    return stripe_client()

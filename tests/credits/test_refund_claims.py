@@ -13,22 +13,12 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from billing import stripe_events
-from billing.stripe_client import stripe_client
-from billing.stripe_setup import stripe_webhook_endpoint_ensure
 from credits import services
 from credits.models import CreditAccount, CreditGrant, CreditTransaction
 from tests.credits.helpers import assert_reconciles, balance_of
 from tests.credits.test_purchases import pay
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def shop(stripe_sim, live_server, settings, org, owner):
-    settings.SITE_URL = live_server.url
-    stripe_webhook_endpoint_ensure(site_url=live_server.url)
-    services.credits_seed_packages()
-    return stripe_client()
 
 
 def buy_10k(org, owner):
