@@ -12,6 +12,7 @@ from billing.models import (
     MeterReport,
     OrgSubscription,
     Payment,
+    PaymentDispute,
     Plan,
     PlanEntitlement,
     PlanLineItem,
@@ -191,6 +192,22 @@ class PaymentAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status", "billing_reason", "currency"]
     search_fields = ["organization__slug", "number", "stripe_invoice_id", "stripe_charge_id"]
+    list_select_related = ["organization"]
+
+
+@admin.register(PaymentDispute)
+class PaymentDisputeAdmin(ReadOnlyAdmin):
+    list_display = [
+        "opened_at",
+        "organization",
+        "stripe_dispute_id",
+        "amount",
+        "currency",
+        "reason",
+        "status",
+    ]
+    list_filter = ["status", "reason"]
+    search_fields = ["organization__slug", "stripe_dispute_id", "stripe_charge_id"]
     list_select_related = ["organization"]
 
 

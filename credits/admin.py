@@ -8,6 +8,7 @@ from credits import services
 from credits.models import (
     CreditAccount,
     CreditAllocation,
+    CreditDispute,
     CreditGrant,
     CreditPackage,
     CreditPrice,
@@ -186,6 +187,22 @@ class CreditPurchaseAdmin(ReadOnlyAdmin):
     list_filter = ["status"]
     search_fields = ["checkout_session_id", "payment_intent_id"]
     list_select_related = ["account__organization", "package"]
+
+
+@admin.register(CreditDispute)
+class CreditDisputeAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "account",
+        "stripe_dispute_id",
+        "amount",
+        "credits",
+        "status",
+        "stripe_status",
+    ]
+    list_filter = ["status"]
+    search_fields = ["stripe_dispute_id", "payment_intent_id"]
+    list_select_related = ["account__organization"]
 
 
 @admin.register(CreditPackage)

@@ -4,6 +4,7 @@ bought with it are held back, then released if the dispute is won and taken back
 
 import pytest
 from django.core import mail
+from django.urls import reverse
 from djstripe.models import Event
 
 from billing import stripe_events
@@ -44,7 +45,9 @@ def staff(db):
     return UserFactory(email="staff@example.com", is_staff=True)
 
 
-def test_credits_bought_with_a_disputed_payment_are_held_back_then_released_when_won(shop, org, owner, staff):
+def test_credits_bought_with_a_disputed_payment_are_held_back_then_released_when_won(
+    shop, org, owner, staff, client_for
+):
     mail.outbox.clear()
     purchase = buy_disputed(org, owner)
     # The dispute came before the purchase was completed: it was applied once the grant existed.
@@ -60,6 +63,8 @@ def test_credits_bought_with_a_disputed_payment_are_held_back_then_released_when
     (opened,) = [m for m in mail.outbox if "disputed" in m.subject]
     assert sorted(opened.to) == ["alice@example.com", "staff@example.com"]
     assert "held back" in opened.body
+    page = client_for(owner).get(reverse("credits", args=[org.slug]))
+    assert b'data-testid="frozen">10,000 held back' in page.content
 
     # Evidence wins the dispute: the credits are released, nothing enters the ledger.
     dispute = dispute_of(shop, purchase)
