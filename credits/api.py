@@ -97,6 +97,9 @@ class BalanceApi(APIView):
     class Output(serializers.Serializer):
         balance = serializers.IntegerField()
         held = serializers.IntegerField()
+        frozen = serializers.IntegerField(
+            help_text="Held back: owed to a refund, or bought with a disputed payment."
+        )
         available = serializers.IntegerField()
         overdraft_allowance = serializers.IntegerField()
         low_balance_threshold = serializers.IntegerField()

@@ -26,6 +26,7 @@ def test_it_reports_the_balance(key_client, fund):
     assert body | {"runway_days": None} == {
         "balance": 120,
         "held": 0,
+        "frozen": 0,
         "available": 120,
         "overdraft_allowance": 0,
         "low_balance_threshold": 100,
