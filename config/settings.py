@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_htmx",
     "template_partials",
+    "csp",
     "djstripe",
     "teams",
     "billing",
@@ -71,6 +72,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "teams.middleware.ApiHeaders",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -163,6 +166,29 @@ SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# --- Security headers -----------------------------------------------------------------------
+
+# Off in the demo (plain http on loopback); the production recipe in the README turns them on.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HSTS_SECONDS > 0)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Pages run only our own static scripts and styles: no inline script, handler or style
+# attribute (tests/config/test_security_headers.py renders the pages to hold this).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
 # --- Email ----------------------------------------------------------------------------------
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -208,12 +234,24 @@ DJSTRIPE_USE_NATIVE_JSONFIELD = True
 
 # --- API ------------------------------------------------------------------------------------
 
+# The one rate limiter (billing/ratelimit.py) keeps its windows in this Redis.
+RATE_LIMIT_REDIS_URL = env_url("RATE_LIMIT_REDIS_URL", REDIS_URL, schemes=("redis", "rediss", "unix"))
+# When Redis does not answer: true lets requests through unlimited, false refuses them (503).
+RATE_LIMIT_FAIL_OPEN = env_bool("RATE_LIMIT_FAIL_OPEN", True)
+RATE_LIMIT_REDIS_TIMEOUT = 0.25  # seconds: a missing Redis must not stall every request
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "teams.auth.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Every API view: signed in, within its rate limits (billing/ratelimit.py), with the scope
+    # the endpoint needs when it is an API key. Views that add permissions extend this list.
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "billing.gating.RateLimited",
+        "teams.auth.HasScope",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "teams.api_errors.exception_handler",

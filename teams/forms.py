@@ -2,7 +2,7 @@ from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
-from teams.models import Role, User
+from teams.models import Role, Scope, User
 
 
 class SignupForm(forms.Form):
@@ -62,3 +62,10 @@ class TransferForm(forms.Form):
 
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What will use it, e.g. 'production server'.")
+    scopes = forms.MultipleChoiceField(
+        choices=Scope.choices,
+        initial=[Scope.READ],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Give a key only what its program needs.",
+        error_messages={"required": "Choose at least one scope for the key."},
+    )

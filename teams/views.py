@@ -343,6 +343,7 @@ def api_keys(request, org_slug: str):
                 organization=organization,
                 actor=request.user,
                 name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
                 ip_address=client_ip(request),
             )
         except ServiceError as error:
