@@ -231,6 +231,8 @@ DJSTRIPE_SUBSCRIBER_MODEL = "teams.Organization"
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
 # Webhook signing secrets live with each endpoint in the database (`manage.py stripe_setup`).
+# Larger deliveries are refused (413) before anything is read or stored.
+STRIPE_WEBHOOK_MAX_BYTES = env_int("STRIPE_WEBHOOK_MAX_BYTES", 1024 * 1024, minimum=1024)
 
 # --- API ------------------------------------------------------------------------------------
 
