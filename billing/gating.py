@@ -149,9 +149,8 @@ class RateLimited(permissions.BasePermission):
         if decision.allowed:
             return True
         if decision.unavailable:  # and RATE_LIMIT_FAIL_OPEN is off; Retry-After comes with it
-            raise ServiceError(
-                "rate_limit_unavailable", "Rate limits cannot be checked right now; retry shortly.", status=503
-            )
+            message = "Rate limits cannot be checked right now; retry shortly."
+            raise ServiceError("rate_limit_unavailable", message, status=503)
         # The message names the limit; when to retry is in Retry-After and RateLimit-Reset.
         exc = exceptions.Throttled(detail=rate_limit_message(decision))
         exc.wait = decision.retry_after

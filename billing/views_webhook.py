@@ -45,7 +45,8 @@ def stripe_webhook(request, uuid):
     endpoint = get_object_or_404(WebhookEndpoint, djstripe_uuid=uuid)
     tolerance = endpoint.djstripe_tolerance or stripe.Webhook.DEFAULT_TOLERANCE
     try:
-        stripe.WebhookSignature.verify_header(request.body.decode("utf-8"), header, endpoint.secret, tolerance)
+        payload = request.body.decode("utf-8")
+        stripe.WebhookSignature.verify_header(payload, header, endpoint.secret, tolerance)
     except (stripe.SignatureVerificationError, UnicodeDecodeError):
         logger.warning("Refused a Stripe webhook delivery with a bad signature")
         return HttpResponseBadRequest("Bad signature.")

@@ -1,6 +1,5 @@
 """API key scopes: chosen at creation, shown on the keys page, enforced on every endpoint."""
 
-
 import pytest
 from django.urls import reverse
 
@@ -28,9 +27,7 @@ def _refused(response) -> bool:
 
 
 def test_it_stores_the_chosen_scopes_in_catalog_order(org, owner):
-    key, _ = services.api_key_create(
-        organization=org, actor=owner, name="s", scopes=["usage:write", "read"]
-    )
+    key, _ = services.api_key_create(organization=org, actor=owner, name="s", scopes=["usage:write", "read"])
     assert ApiKey.objects.get(pk=key.pk).scopes == ["read", "usage:write"]
 
 
