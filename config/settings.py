@@ -147,6 +147,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# (per account, per address, window in seconds) for the limiter of `teams/throttle.py`:
+# failed sign-ins; sign-up attempts; password reset requests.
+AUTH_THROTTLES = {
+    "login": (10, 100, 15 * 60),
+    "signup": (5, 20, 3600),
+    "password_reset": (3, 20, 3600),
+}
 INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7, minimum=1)
 # After a failed payment: days of full access before it steps down to restricted.
 BILLING_GRACE_DAYS = env_int("BILLING_GRACE_DAYS", 1, minimum=0)
