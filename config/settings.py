@@ -270,6 +270,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Credits, entitlements, usage and billing for an organization.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "teams.openapi.add_limits_and_scopes",
+    ],
 }
 
 # --- Static files, i18n, logging -----------------------------------------------------------
