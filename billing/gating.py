@@ -9,7 +9,7 @@ from rest_framework import exceptions, permissions
 
 from billing import entitlements
 from billing.entitlements import Decision
-from teams.access import get_org_for_api, get_org_for_user
+from teams.access import client_ip, get_org_for_api, get_org_for_user
 from teams.errors import ServiceError
 
 MESSAGES = {
@@ -122,12 +122,17 @@ class CountsApiCalls(permissions.BasePermission):
 
 
 def rate_limit_message(decision) -> str:
-    who = (
-        "your organization's plan allows"
-        if decision.bucket.startswith("org:")
-        else ("each API key or person may make")
-    )
+    if decision.bucket.startswith("org:"):
+        who = "your organization's plan allows"
+    elif decision.bucket.startswith("address:"):
+        who = "an address without an API key may make"
+    else:
+        who = "each API key or person may make"
     return f"Too many requests: {who} {decision.limit:,} API requests a minute."
+
+
+def _public(view) -> bool:
+    return not any(isinstance(p, permissions.IsAuthenticated) for p in view.get_permissions())
 
 
 class RateLimited(permissions.BasePermission):
@@ -138,13 +143,17 @@ class RateLimited(permissions.BasePermission):
     response by `teams.middleware.ApiHeaders`."""
 
     def has_permission(self, request, view) -> bool:
-        if not (request.user and request.user.is_authenticated):
-            return True  # authentication answers first, with 401
         from billing import ratelimit
 
-        principal = getattr(request.user, "api_key", None)
-        caller = f"key:{principal.pk}" if principal is not None else f"user:{request.user.pk}"
-        decision = ratelimit.rate_hit(organization=get_org_for_api(request), caller=caller)
+        if not (request.user and request.user.is_authenticated):
+            if not _public(view):
+                return True  # authentication answers first, with 401
+            # A public endpoint (the schema): limited per address.
+            decision = ratelimit.address_hit(address=client_ip(request) or "unknown")
+        else:
+            principal = getattr(request.user, "api_key", None)
+            caller = f"key:{principal.pk}" if principal is not None else f"user:{request.user.pk}"
+            decision = ratelimit.rate_hit(organization=get_org_for_api(request), caller=caller)
         request._request.ratelimit_headers = decision.headers()
         if decision.allowed:
             return True

@@ -4,13 +4,14 @@ view through the limiter in `teams/ratelimit.py`."""
 
 from datetime import datetime
 
+from django.conf import settings
 from django.utils import timezone
 
 from billing import entitlements
 from teams.models import Organization
 from teams.ratelimit import Bucket, RateDecision, limiter_count, limiter_hit
 
-__all__ = ["Bucket", "RateDecision", "api_buckets", "rate_hit", "requests_this_minute"]
+__all__ = ["Bucket", "RateDecision", "address_hit", "api_buckets", "rate_hit", "requests_this_minute"]
 
 FEATURE = "api_rate"  # requests a minute for the whole organization
 CALLER_FEATURE = "api_key_rate"  # requests a minute for one API key or one person
@@ -44,6 +45,11 @@ def rate_hit(
     """Count one API request of `caller` ("key:<id>" or "user:<id>") for `organization`."""
     now = now or timezone.now()
     return limiter_hit(api_buckets(organization=organization, caller=caller, now=now), now=now)
+
+
+def address_hit(*, address: str, now: datetime | None = None) -> RateDecision:
+    """Count one request to a public API endpoint (the schema) from `address`."""
+    return limiter_hit([Bucket(f"address:{address}", settings.API_ANONYMOUS_RATE)], now=now)
 
 
 def requests_this_minute(organization: Organization) -> int:

@@ -248,6 +248,8 @@ RATE_LIMIT_REDIS_URL = env_url("RATE_LIMIT_REDIS_URL", REDIS_URL, schemes=("redi
 # When Redis does not answer: true lets requests through unlimited, false refuses them (503).
 RATE_LIMIT_FAIL_OPEN = env_bool("RATE_LIMIT_FAIL_OPEN", True)
 RATE_LIMIT_REDIS_TIMEOUT = 0.25  # seconds: a missing Redis must not stall every request
+# Requests a minute from one address to the public API endpoints (the schema).
+API_ANONYMOUS_RATE = env_int("API_ANONYMOUS_RATE", 30, minimum=1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -270,6 +272,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Credits, entitlements, usage and billing for an organization.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Public, and costly to build: limited per address.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny", "billing.gating.RateLimited"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "teams.openapi.add_limits_and_scopes",

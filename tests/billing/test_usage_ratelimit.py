@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 from django.db import connection
 from django.urls import URLPattern, URLResolver, get_resolver
 
@@ -226,3 +227,23 @@ def test_concurrent_requests_never_pass_the_rate():
         thread.join()
     assert len(results) == 160
     assert results.count(True) == 60
+
+
+def test_the_public_schema_is_limited_per_address(client, settings):
+    settings.API_ANONYMOUS_RATE = 2
+    for _ in range(2):
+        response = client.get("/api/v1/schema/", REMOTE_ADDR="203.0.113.5")
+        assert response.status_code == 200
+    response = client.get("/api/v1/schema/", REMOTE_ADDR="203.0.113.5")
+    assert response.status_code == 429
+    # Rendered in the schema's own format (YAML unless JSON is asked for).
+    assert yaml.safe_load(response.content)["message"] == (
+        "Too many requests: an address without an API key may make 2 API requests a minute."
+    )
+    assert response["RateLimit-Limit"] == "2" and response["Retry-After"]
+    assert client.get("/api/v1/schema/", REMOTE_ADDR="198.51.100.4").status_code == 200
+
+
+def test_an_anonymous_call_to_a_private_endpoint_is_answered_401_not_counted(api_client):
+    for _ in range(40):
+        assert api_client.get("/api/v1/credits/balance/").status_code == 401
