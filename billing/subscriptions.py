@@ -201,7 +201,9 @@ def checkout_complete(*, session_id: str) -> OrgSubscription | None:
     """After `checkout.session.completed`: sync the subscription and grant one-time add-ons,
     or, for a credit package bought in payment mode, have credits grant it (once per session)."""
     client = stripe_client()
-    session = client.v1.checkout.sessions.retrieve(session_id)
+    # The payment's charge rides along for the apps that sold something with it (credits: was it
+    # refunded before this event came?), at no extra round trip.
+    session = client.v1.checkout.sessions.retrieve(session_id, {"expand": ["payment_intent.latest_charge"]})
     if session.status != "complete":
         return None
     purchase_code = (session.metadata or {}).get("tally_credit_purchase")

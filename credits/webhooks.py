@@ -13,10 +13,17 @@ def _id(value) -> str:
 def checkout_paid(*, kind: str, obj) -> None:
     """A paid Checkout Session for a credit package grants it, once per session."""
     code = (obj.metadata or {}).get("tally_credit_purchase")
-    if code:
-        services.credit_purchase_complete(
-            purchase_code=code, session_id=obj.id, payment_intent_id=_id(obj.payment_intent)
-        )
+    if not code:
+        return
+    intent = _id(obj.payment_intent)
+    purchase = services.credit_purchase_complete(
+        purchase_code=code, session_id=obj.id, payment_intent_id=intent
+    )
+    charge = getattr(obj.payment_intent, "latest_charge", None)
+    refunded = getattr(charge, "amount_refunded", 0) if not isinstance(charge, str) else 0
+    if purchase is not None and intent and refunded:
+        # A refund handled before the purchase was completed found nothing to take back.
+        services.credit_purchase_refunded(payment_intent_id=intent, amount_refunded=refunded)
 
 
 def charge_refunded(*, kind: str, obj) -> None:

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from billing import stripe_events
+from billing import stripe_events, subscriptions
+from billing.stripe_client import stripe_client
 from credits import services
 from credits.models import CreditAccount, CreditGrant, CreditTransaction
 from tests.credits.helpers import assert_reconciles, balance_of
@@ -195,3 +196,25 @@ def test_any_order_of_refunds_holds_and_job_refunds_takes_back_every_refunded_cr
 
 
 _counter = itertools.count()
+
+
+def test_a_refund_that_comes_before_the_purchase_is_completed_is_still_taken_back(stripe_sim, org, owner):
+    """Webhooks come in any order: here `charge.refunded` is handled before
+    `checkout.session.completed` (no endpoint: the test hands billing each event itself)."""
+    services.credits_seed_packages()
+    purchase, url = services.credit_purchase_start(
+        organization=org, package=services.credit_package_get(code="pack-10"), actor=owner
+    )
+    assert pay(url).status_code == 303
+    client = stripe_client()
+    session = client.v1.checkout.sessions.retrieve(purchase.checkout_session_id)
+    refund = client.v1.refunds.create({"payment_intent": session.payment_intent})
+
+    subscriptions.charge_refunded(charge_id=refund.charge)  # finds no completed purchase yet
+    subscriptions.checkout_complete(session_id=session.id)
+    purchase.refresh_from_db()
+    assert (purchase.status, purchase.amount_refunded) == ("completed", 1_000)
+    assert balance_of(org) == 0
+    subscriptions.charge_refunded(charge_id=refund.charge)
+    assert CreditTransaction.objects.filter(type="clawback").count() == 1
+    assert_reconciles()
