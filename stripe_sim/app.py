@@ -99,7 +99,8 @@ class SimApp:
                 # Stripe failed before doing anything: nothing changes, nothing is remembered.
                 error = faults.error_of(fault)
                 self._log(request, error.status, request_id)
-                return self._json(error.status, error.body(request_id), {**headers, **faults.headers_of(fault)})
+                headers.update(faults.headers_of(fault))
+                return self._json(error.status, error.body(request_id), headers)
             if mutating and idem_key:
                 record = self.store.idempotency.get((api_key, idem_key))
                 if record is not None:

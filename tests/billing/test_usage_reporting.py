@@ -5,13 +5,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 from django.conf import settings
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
+from django.urls import reverse
 from django.utils import timezone
 
 from billing import entitlements, services, usage
 from billing.models import MeterReport, Plan, UsageCounter
 from billing.stripe_client import stripe_client
 from billing.subscriptions import customer_ensure
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -257,3 +260,51 @@ def test_the_command_reports(team, org, capsys):
 def test_free_plan_usage_is_not_reported(stripe_sim, org):
     usage.usage_ingest(organization=org, events=[{"id": "g", "meter": "ai_generations", "value": 2}])
     assert usage.usage_report_prepare() == 0
+
+
+def test_staff_find_failed_reports_and_retry_them_from_the_admin(team, org, stripe_sim, settings, client):
+    at = timezone.now()
+    generations(org, 9, at=at)
+    good_key, settings.STRIPE_SECRET_KEY = settings.STRIPE_SECRET_KEY, "sk_test_revoked-key"
+    usage.usage_report_run(now=at)
+    settings.STRIPE_SECRET_KEY = good_key
+    report = MeterReport.objects.get()
+    assert report.status == "failed" and report.next_attempt_at > timezone.now()
+    url = reverse("admin:billing_meterreport_changelist")
+
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    listed = client.get(url, {"delivery": "failed"})
+    assert b"Acme" in listed.content and b"Invalid API Key" in listed.content
+    assert b"Retry now" in listed.content
+    assert b"0 meter reports" in client.get(url, {"delivery": "sent"}).content
+
+    response = client.post(url, {"action": "retry_now", "_selected_action": [report.pk]}, follow=True)
+
+    assert b"1 report(s) sent to Stripe" in response.content
+    report.refresh_from_db()
+    assert report.status == "sent"
+    assert stripe_usage(team) == recorded(org) == 9
+    # Retrying a sent report changes nothing, at Tally or at Stripe.
+    client.post(url, {"action": "retry_now", "_selected_action": [report.pk]})
+    assert stripe_usage(team) == 9 and sent_identifiers(stripe_sim) == [report.identifier]
+
+
+def test_staff_who_may_only_view_reports_cannot_resend_them(client, db):
+    viewer = UserFactory(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_meterreport"))
+    client.force_login(viewer)
+    response = client.get(reverse("admin:billing_meterreport_changelist"))
+    assert response.status_code == 200
+    assert b"Retry now" not in response.content
+
+
+def test_the_command_retries_failed_reports_now_when_asked(team, org, stripe_sim, capsys):
+    generations(org, 4, at=timezone.now())
+    fail_meter_events(stripe_sim, status=401)
+    call_command("usage_report")
+    assert "1 failed" in capsys.readouterr().out
+    call_command("usage_report")
+    assert "0 sent" in capsys.readouterr().out  # backed off
+    call_command("usage_report", "--retry-now")
+    assert "0 prepared, 1 sent" in capsys.readouterr().out
+    assert stripe_usage(team) == recorded(org) == 4
