@@ -258,6 +258,8 @@ class SimApp:
                         if hasattr(store.config, key):
                             setattr(store.config, key, value)
             return Response(json.dumps(vars(store.config)), content_type="application/json")
+        if head == "settle" and request.method == "POST":
+            return self._settle(request)
         if head == "faults" and len(parts) == 1:
             return self._faults(request)
         if head == "deliveries" and len(parts) == 1:
@@ -278,6 +280,29 @@ class SimApp:
             with store.lock:
                 return self._html(*pages.object_page(store, parts[1]))
         return Response("Not found", status=404)
+
+    def _settle(self, request: Request) -> Response:
+        """The bank answers processing debits now, whatever their test IBAN's delay:
+        ``{"payment_intent": "pi_..."}`` for one, or all of them."""
+        store = self.store
+        body = request.get_json(silent=True) or {}
+        with store.lock:
+            pending = checkout.processing_debits(store)
+            wanted = body.get("payment_intent") if isinstance(body, dict) else None
+            if wanted:
+                pending = [pi for pi in pending if pi["id"] == wanted]
+                if not pending:
+                    return Response(
+                        json.dumps({"error": f"no processing payment intent {wanted}"}),
+                        status=404,
+                        content_type="application/json",
+                    )
+            for pi in sorted(pending, key=lambda p: p["_seq"]):
+                checkout.debit_settle(store, pi)
+            self.persist()
+            settled = [{"id": pi["id"], "status": pi["status"]} for pi in pending]
+        self.dispatcher.flush()
+        return Response(json.dumps(settled), content_type="application/json")
 
     def _faults(self, request: Request) -> Response:
         """Arm faults (POST: one, or ``{"faults": [...]}``), list them (GET), disarm all (DELETE)."""

@@ -80,6 +80,14 @@ def checkout_page(store: Store, session_id: str, error: str | None = None) -> tu
     )
     error_html = f"<p class=error role=alert>{escape(error)}</p>" if error else ""
     email = escape(session["customer_email"] or "")
+    sepa = "sepa_debit" in session["payment_method_types"] and session["mode"] != "setup"
+    sepa_html = (
+        """<p><label>Or IBAN (SEPA Direct Debit) <input name=iban placeholder="DE89 3704 0044 0532 0130 00">
+</label></p><p><small>DE89 3704 0044 0532 0130 00 is debited; DE62 3704 0044 0532 0130 01 fails.
+The bank answers when time moves on (or <code>POST /_sim/settle</code>).</small></p>"""
+        if sepa
+        else ""
+    )
     body = f"""
 <h1>Checkout</h1>
 <table><tr><th>Item</th><th>Qty</th><th>Price</th></tr>{"".join(rows)}</table>
@@ -88,8 +96,9 @@ def checkout_page(store: Store, session_id: str, error: str | None = None) -> tu
 <p><label>Email <input name=email type=email value="{email}" required></label></p>
 <p><label>Name on card <input name=name></label></p>
 <p><label>Card number <input name=card_number inputmode=numeric autocomplete=cc-number
- placeholder="4242 4242 4242 4242" required></label></p>
+ placeholder="4242 4242 4242 4242"{"" if sepa else " required"}></label></p>
 <p><small>4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined.</small></p>
+{sepa_html}
 <button type=submit>{"Save card" if session["mode"] == "setup" else "Pay"}</button>
 </form>
 {f'<p><a href="{escape(session["cancel_url"])}">Cancel and go back</a></p>' if session["cancel_url"] else ""}
@@ -106,6 +115,7 @@ def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tupl
             card_number=form.get("card_number", ""),
             email=form.get("email") or None,
             name=form.get("name") or None,
+            iban=form.get("iban", ""),
         )
     except StripeError as exc:
         status, html = checkout_page(store, session_id, exc.message)
