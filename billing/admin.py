@@ -13,6 +13,7 @@ from billing.models import (
     OrgSubscription,
     Payment,
     Plan,
+    PlanCheckout,
     PlanEntitlement,
     PlanLineItem,
     Product,
@@ -192,6 +193,16 @@ class PaymentAdmin(ReadOnlyAdmin):
     list_filter = ["status", "billing_reason", "currency"]
     search_fields = ["organization__slug", "number", "stripe_invoice_id", "stripe_charge_id"]
     list_select_related = ["organization"]
+
+
+@admin.register(PlanCheckout)
+class PlanCheckoutAdmin(ReadOnlyAdmin):
+    """Every subscription checkout Tally opened and how it ended (expired, payment failed...)."""
+
+    list_display = ["created_at", "organization", "plan", "status", "failure_message", "settled_at"]
+    list_filter = ["status", "plan"]
+    search_fields = ["organization__slug", "stripe_session_id"]
+    list_select_related = ["organization", "plan"]
 
 
 @admin.register(Meter)
