@@ -302,6 +302,8 @@ class SimApp:
             self.persist()
             settled = [{"id": pi["id"], "status": pi["status"]} for pi in pending]
         self.dispatcher.flush()
+        if request.form.get("back"):
+            return Response("", status=303, headers={"Location": "/_sim/"})
         return Response(json.dumps(settled), content_type="application/json")
 
     def _faults(self, request: Request) -> Response:

@@ -233,12 +233,26 @@ def debug_page(store: Store) -> str:
         f"<tr><td>{c['id']}</td><td>{escape(c['name'] or '')}</td><td>{_date(c['frozen_time'])}</td></tr>"
         for c in store.all("test_helpers.test_clock")
     )
+    processing = checkout.processing_debits(store)
+    debits = (
+        f"<form method=post action=/_sim/settle><input type=hidden name=back value=1>{len(processing)} "
+        "bank debit(s) processing <button>Let the bank answer now</button></form>"
+        if processing
+        else ""
+    )
+    armed = "".join(
+        f"<li>{escape(f['method'] or 'any')} {escape(f['path'])}: {f['status']} for "
+        f"{f['count'] - f['used']} more call(s)</li>"
+        for f in store.faults
+    )
+    faults = f"<h2>Faults armed</h2><ul>{armed}</ul>" if armed else ""
     body = f"""
 <h1>Stripe simulator</h1>
 <p>Now, for objects on no test clock: {_date(store.now())}{_offset(store.offset)}</p>
 <form method=post action=/_sim/advance>Advance time by
 <input name=days type=number min=1 value=30 style="width:5em"> days (renewals, retries and expiries
 run on the way) <button>Advance</button></form>
+{debits}{faults}
 <h2>Objects</h2><table><tr><th>Type</th><th>Count</th></tr>{counts}</table>
 <h2>Test clocks</h2><table><tr><th>Id</th><th>Name</th><th>Frozen time</th></tr>{clocks}</table>
 <h2>Events (newest first)</h2>

@@ -131,3 +131,18 @@ def test_it_refuses_an_unknown_iban(client: stripe.StripeClient, sim: Sim) -> No
     )
     assert response.status_code == 402 and "IBAN you provided is invalid" in response.text
     assert client.v1.checkout.sessions.retrieve(session.id).status == "open"
+
+
+def test_the_debug_page_lets_the_bank_answer_and_lists_armed_faults(
+    client: stripe.StripeClient, sim: Sim
+) -> None:
+    session = _payment_session(client, _euro_price(client))
+    _pay(sim, session, PAYS)
+    web = Client(sim.app)
+    web.post("/_sim/faults", json={"path": "/v1/billing/meter_events", "status": 500, "count": 2})
+    page = web.get("/_sim/").text
+    assert "1 bank debit(s) processing" in page and "/v1/billing/meter_events: 500 for 2 more" in page
+
+    assert web.post("/_sim/settle", data={"back": "1"}).status_code == 303
+    assert client.v1.checkout.sessions.retrieve(session.id).payment_status == "paid"
+    assert "bank debit(s) processing" not in web.get("/_sim/").text
