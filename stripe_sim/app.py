@@ -22,6 +22,7 @@ from stripe_sim import (  # noqa: F401
     event_api,
     meters,
     pages,
+    strict,
 )
 from stripe_sim.errors import StripeError, unauthorized
 from stripe_sim.params import decode
@@ -84,6 +85,9 @@ class SimApp:
                     "https://stripe.com/docs or we can help at https://support.stripe.com/.",
                 ) from None
             handler = ROUTES[index][2]
+            # Stripe refuses what its API does not take before doing anything, and saves no
+            # result under the idempotency key for such a request.
+            strict.validate_request(request.method, request.path, params)
         except StripeError as exc:
             return self._json(exc.status, exc.body(request_id), headers)
 
@@ -122,6 +126,7 @@ class SimApp:
             try:
                 body: dict[str, Any] = handler(ctx, **url_args)
                 status = 200
+                strict.check_response(request.method, request.path, body)
             except StripeError as exc:
                 status, body = exc.status, exc.body(request_id)
             except Exception:

@@ -71,6 +71,8 @@ def _render_item(store: Store, item: dict[str, Any], expand: set[str]) -> dict[s
     if sub is not None:
         out["current_period_start"] = sub["_period_start"]
         out["current_period_end"] = sub["_period_end"]
+    if out.get("quantity") is None:
+        del out["quantity"]  # metered items have no quantity: Stripe leaves the field out
     return out
 
 
@@ -88,7 +90,6 @@ def _render_subscription(store: Store, sub: dict[str, Any], expand: set[str]) ->
         "object": "list",
         "data": [render(store, i) for i in items],
         "has_more": False,
-        "total_count": len(items),
         "url": f"/v1/subscription_items?subscription={sub['id']}",
     }
     return out
@@ -220,6 +221,11 @@ def new_invoice(
         due_date=now + days_until_due * 86400 if days_until_due is not None else None,
         issuer={"type": "self"},
         metadata=dict(metadata or {}),
+        payment_settings={
+            "default_mandate": None,
+            "payment_method_options": None,
+            "payment_method_types": None,
+        },
         period_end=period_end if period_end is not None else now,
         period_start=period_start if period_start is not None else now,
         post_payment_credit_notes_amount=0,
@@ -523,7 +529,6 @@ def _render_invoice(store: Store, invoice: dict[str, Any], expand: set[str]) -> 
         "object": "list",
         "data": [dict(line) for line in invoice["_lines"]],
         "has_more": False,
-        "total_count": len(invoice["_lines"]),
         "url": f"/v1/invoices/{invoice['id']}/lines",
     }
     if "payments" in expand:
@@ -604,7 +609,7 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
         billing_mode={"flexible": None, "type": "classic"},
         cancel_at=None,
         cancel_at_period_end=False,
-        cancellation_details={"comment": None, "feedback": None, "reason": None},
+        cancellation_details={"comment": None, "feedback": None, "feedback_option": None, "reason": None},
         collection_method=collection,
         currency=prices[0][0]["currency"],
         customer=customer["id"],
@@ -613,7 +618,13 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
         default_tax_rates=[],
         description=params.get("description") or None,
         discounts=[],
-        invoice_settings={"account_tax_ids": None, "issuer": {"type": "self"}},
+        invoice_settings={
+            "account_tax_ids": None,
+            "custom_fields": None,
+            "description": None,
+            "footer": None,
+            "issuer": {"type": "self"},
+        },
         metadata=merge_metadata({}, params.get("metadata")),
         payment_settings={
             "payment_method_options": None,
@@ -932,7 +943,12 @@ def end_subscription(store: Store, sub: dict[str, Any], *, reason: str) -> None:
     sub["status"] = "canceled"
     sub["ended_at"] = now
     sub["canceled_at"] = sub["canceled_at"] or now
-    sub["cancellation_details"] = {"comment": None, "feedback": None, "reason": reason}
+    sub["cancellation_details"] = {
+        "comment": None,
+        "feedback": None,
+        "feedback_option": None,
+        "reason": reason,
+    }
     emit(store, "customer.subscription.deleted", sub)
 
 
@@ -1216,7 +1232,7 @@ def create_invoice_item(
             "unit_amount_decimal": price.get("unit_amount_decimal"),
         }
         if price
-        else {"price_details": None, "type": "price_details", "unit_amount_decimal": str(amount)},
+        else {"type": "price_details", "unit_amount_decimal": str(amount)},
         proration=proration,
         quantity=quantity,
         quantity_decimal=str(quantity),

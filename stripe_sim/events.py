@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from stripe_sim import API_VERSION_STRING
+from stripe_sim import API_VERSION_STRING, strict
 from stripe_sim.render import render
 from stripe_sim.store import Store
 
@@ -25,9 +25,7 @@ def emit(
     event = {
         "id": store.new_id("event"),
         "object": "event",
-        "account": None,
         "api_version": API_VERSION_STRING,
-        "context": None,
         "created": store.now(),
         "data": data,
         "livemode": False,
@@ -35,6 +33,7 @@ def emit(
         "request": dict(store.current_request),
         "type": event_type,
     }
+    strict.check_event(event)
     store.add(event)
     for endpoint in reversed(endpoints):  # oldest endpoint first
         store.deliveries.append(
