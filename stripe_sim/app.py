@@ -25,6 +25,7 @@ from stripe_sim import (  # noqa: F401
     strict,
 )
 from stripe_sim.errors import StripeError, unauthorized
+from stripe_sim.events import emit_updates
 from stripe_sim.params import decode
 from stripe_sim.routing import ROUTES, Ctx
 from stripe_sim.store import Store
@@ -97,6 +98,7 @@ class SimApp:
         ).hexdigest()
         base_url = request.host_url.rstrip("/")
         with self.store.lock:
+            self.store.base_url = base_url
             if mutating and idem_key:
                 record = self.store.idempotency.get((api_key, idem_key))
                 if record is not None:
@@ -123,6 +125,7 @@ class SimApp:
                 method=request.method,
                 path=request.path,
             )
+            status = 500
             try:
                 body: dict[str, Any] = handler(ctx, **url_args)
                 status = 200
@@ -136,6 +139,8 @@ class SimApp:
                     request_id
                 )
             finally:
+                if status < 500:
+                    emit_updates(self.store)
                 self.store.current_request = {"id": None, "idempotency_key": None}
             if mutating and idem_key and status < 500:
                 self.store.idempotency[(api_key, idem_key)] = {
@@ -199,6 +204,8 @@ class SimApp:
                 return self._checkout(request, parts[1])
             if parts[0] == "portal" and len(parts) == 2:
                 return self._portal(request, parts[1])
+            if parts[0] == "i" and len(parts) == 2:
+                return self._invoice(request, parts[1])
             if parts[0] == "_sim":
                 return self._sim(request, parts[1:])
         except HTTPException as exc:
@@ -212,6 +219,7 @@ class SimApp:
         if request.method == "POST":
             with self.store.lock:
                 status, html, target = pages.checkout_submit(self.store, session_id, request.form.to_dict())
+                emit_updates(self.store)
                 self.persist()
             self.dispatcher.flush()
             if target:
@@ -219,6 +227,7 @@ class SimApp:
             return self._html(status, html)
         with self.store.lock:
             status, html = pages.checkout_page(self.store, session_id)
+            emit_updates(self.store)
             self.persist()  # looking at a session past its time expires it
         self.dispatcher.flush()
         return self._html(status, html)
@@ -227,9 +236,22 @@ class SimApp:
         with self.store.lock:
             if request.method == "POST":
                 status, html = pages.portal_submit(self.store, session_id, request.form.to_dict())
+                emit_updates(self.store)
                 self.persist()
             else:
                 status, html = pages.portal_page(self.store, session_id)
+        self.dispatcher.flush()
+        return self._html(status, html)
+
+    def _invoice(self, request: Request, invoice_id: str) -> Response:
+        with self.store.lock:
+            self.store.base_url = request.host_url.rstrip("/")
+            if request.method == "POST":
+                status, html = pages.invoice_submit(self.store, invoice_id, request.form.to_dict())
+                emit_updates(self.store)
+                self.persist()
+            else:
+                status, html = pages.invoice_page(self.store, invoice_id)
         self.dispatcher.flush()
         return self._html(status, html)
 
