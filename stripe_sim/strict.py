@@ -321,7 +321,10 @@ def _not_expandable(path: str, part: str) -> StripeError:
 # --- responses --------------------------------------------------------------------------------------
 
 
-def check_response(method: str, path: str, body: dict[str, Any], into: Strict = STRICT) -> list[Violation]:
+def check_response(
+    method: str, path: str, body: dict[str, Any], into: Strict | None = None
+) -> list[Violation]:
+    into = into or STRICT
     op = schema().operation(method, path)
     node = op["returns"] if op is not None else "any"
     with into.lock:
@@ -333,8 +336,9 @@ def check_response(method: str, path: str, body: dict[str, Any], into: Strict = 
     return out
 
 
-def check_event(event: dict[str, Any], into: Strict = STRICT) -> list[Violation]:
+def check_event(event: dict[str, Any], into: Strict | None = None) -> list[Violation]:
     """The envelope, its ``type`` among Stripe's event types, and ``data.object`` as its object."""
+    into = into or STRICT
     with into.lock:
         into.events += 1
     out: list[Violation] = []
