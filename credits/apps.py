@@ -6,7 +6,5 @@ class CreditsConfig(AppConfig):
     verbose_name = "Credits"
 
     def ready(self) -> None:
-        # Billing receives Stripe's events; credits applies the ones about what it sold.
-        from credits import webhooks
-
-        webhooks.register()
+        # Credits registers its handlers for the Stripe events billing receives.
+        from credits import webhooks  # noqa: F401

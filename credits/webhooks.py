@@ -1,29 +1,49 @@
-"""The Stripe events credits applies, registered with billing's hooks (billing imports nothing
-from credits). Each gets the object billing re-read from Stripe; every service here is safe to
-run again and in any order."""
+"""How a credit package's checkout ended, and what became of the payments that bought credits,
+as billing heard it from Stripe: grant once paid, wait while a bank debit is processing, record
+an expired or refused checkout; take back what a refund or a lost dispute revokes, hold back
+what an open dispute contests.
 
-from billing import hooks
+Billing owns every Stripe event and re-reads the object before calling here; credits registers
+these handlers with billing on import (from `CreditsConfig.ready()`). Every service here is
+safe to run again and in any order.
+"""
+
+from billing.hooks import stripe_event_register
+from billing.services_payments import CheckoutResult, PaymentCheckoutOutcome, payment_checkout_register
 from credits import services
+from credits.models import PurchaseStatus
+
+
+def purchase_checkout_settled(outcome: PaymentCheckoutOutcome) -> None:
+    code = outcome.metadata.get("tally_credit_purchase")
+    if not code:
+        return  # another app's payment checkout
+    if outcome.result == CheckoutResult.PAID:
+        purchase = services.credit_purchase_complete(
+            purchase_code=code, session_id=outcome.session_id, payment_intent_id=outcome.payment_intent_id
+        )
+        if purchase is not None and outcome.payment_intent_id and outcome.amount_refunded:
+            # A refund handled before the purchase was completed found nothing to take back.
+            services.credit_purchase_refunded(
+                payment_intent_id=outcome.payment_intent_id, amount_refunded=outcome.amount_refunded
+            )
+    elif outcome.result == CheckoutResult.PROCESSING:
+        services.credit_purchase_processing(purchase_code=code, session_id=outcome.session_id)
+    elif outcome.result == CheckoutResult.ABANDONED:
+        services.credit_purchase_end(
+            purchase_code=code, session_id=outcome.session_id, status=PurchaseStatus.ABANDONED
+        )
+    elif outcome.result == CheckoutResult.FAILED:
+        services.credit_purchase_end(
+            purchase_code=code,
+            session_id=outcome.session_id,
+            status=PurchaseStatus.FAILED,
+            failure_message=outcome.failure_message,
+        )
 
 
 def _id(value) -> str:
     return value if isinstance(value, str) else getattr(value, "id", "") or ""
-
-
-def checkout_paid(*, kind: str, obj) -> None:
-    """A paid Checkout Session for a credit package grants it, once per session."""
-    code = (obj.metadata or {}).get("tally_credit_purchase")
-    if not code:
-        return
-    intent = _id(obj.payment_intent)
-    purchase = services.credit_purchase_complete(
-        purchase_code=code, session_id=obj.id, payment_intent_id=intent
-    )
-    charge = getattr(obj.payment_intent, "latest_charge", None)
-    refunded = getattr(charge, "amount_refunded", 0) if not isinstance(charge, str) else 0
-    if purchase is not None and intent and refunded:
-        # A refund handled before the purchase was completed found nothing to take back.
-        services.credit_purchase_refunded(payment_intent_id=intent, amount_refunded=refunded)
 
 
 def charge_refunded(*, kind: str, obj) -> None:
@@ -43,7 +63,6 @@ def charge_disputed(*, kind: str, obj) -> None:
     )
 
 
-def register() -> None:
-    hooks.stripe_event_register(["checkout.session.completed"], checkout_paid)
-    hooks.stripe_event_register(["charge.refunded"], charge_refunded)
-    hooks.stripe_event_register(["charge.dispute"], charge_disputed)
+payment_checkout_register(purchase_checkout_settled)
+stripe_event_register(["charge.refunded"], charge_refunded)
+stripe_event_register(["charge.dispute"], charge_disputed)

@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('credits', '0002_purchases_and_clawbacks'),
+        ('credits', '0003_purchase_outcomes'),
         ('teams', '0002_organization_deleted_at'),
     ]
 
