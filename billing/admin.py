@@ -16,6 +16,8 @@ from billing.models import (
     PlanEntitlement,
     PlanLineItem,
     Product,
+    SubscriptionDuplicate,
+    TrialRecord,
     UsageAlert,
     UsageCounter,
     UsageEvent,
@@ -191,6 +193,32 @@ class PaymentAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status", "billing_reason", "currency"]
     search_fields = ["organization__slug", "number", "stripe_invoice_id", "stripe_charge_id"]
+    list_select_related = ["organization"]
+
+
+@admin.register(TrialRecord)
+class TrialRecordAdmin(ReadOnlyAdmin):
+    """The one trial each organization (and Stripe customer) had: what refuses a second."""
+
+    list_display = ["started_at", "organization", "stripe_customer_id", "stripe_subscription_id", "trial_end"]
+    search_fields = ["organization__slug", "stripe_customer_id", "stripe_subscription_id"]
+    list_select_related = ["organization"]
+
+
+@admin.register(SubscriptionDuplicate)
+class SubscriptionDuplicateAdmin(ReadOnlyAdmin):
+    """Second live subscriptions that were canceled and refunded."""
+
+    list_display = [
+        "detected_at",
+        "organization",
+        "stripe_subscription_id",
+        "kept_subscription_id",
+        "amount_refunded",
+        "currency",
+        "resolved_at",
+    ]
+    search_fields = ["organization__slug", "stripe_subscription_id", "kept_subscription_id"]
     list_select_related = ["organization"]
 
 

@@ -1,4 +1,3 @@
-from django.urls import reverse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -149,9 +148,8 @@ class BillingPortalApi(APIView):
         organization = _billing_org(request)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        return_url = data.validated_data.get("return_url") or request.build_absolute_uri(
-            reverse("billing", args=[organization.slug])
-        )
+        # Only this site's own origin: the service refuses any other with `invalid_return_url`.
+        return_url = data.validated_data.get("return_url")
         return Response(
             {"url": subscriptions.portal_url(organization=organization, return_url=return_url)}, status=201
         )

@@ -4,7 +4,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -209,14 +208,19 @@ def change_plan(request, org_slug: str):
     if plan is None:
         raise Http404("No such plan.")
     try:
+        current = selectors.subscription_of(organization)
+        withdraw = bool(current and current.plan_id == plan.pk and current.pending_plan_id)
         if request.method == "POST":
             subscriptions.subscription_change(organization=organization, plan=plan, actor=request.user)
-            messages.success(
-                request,
-                f"Your plan is now {plan.name}."
-                if selectors.subscription_of(organization).plan_id == plan.pk
-                else f"You will move to {plan.name} when this period ends.",
-            )
+            if withdraw:
+                message = (
+                    f"{organization.name} stays on {plan.name}; the change at the period's end is withdrawn."
+                )
+            elif selectors.subscription_of(organization).plan_id == plan.pk:
+                message = f"Your plan is now {plan.name}."
+            else:
+                message = f"You will move to {plan.name} when this period ends."
+            messages.success(request, message)
             return redirect("billing", organization.slug)
         preview = subscriptions.subscription_change_preview(organization=organization, plan=plan)
     except ServiceError as error:
@@ -231,6 +235,7 @@ def change_plan(request, org_slug: str):
             "plan": plan,
             "preview": preview,
             "subscription": selectors.subscription_of(organization),
+            "withdraw": withdraw,
         },
     )
 
@@ -283,9 +288,8 @@ def refund(request, org_slug: str):
 @require_POST
 def portal(request, org_slug: str):
     organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
-    return_url = request.build_absolute_uri(reverse("billing", args=[organization.slug]))
     try:
-        url = subscriptions.portal_url(organization=organization, return_url=return_url)
+        url = subscriptions.portal_url(organization=organization)
     except stripe.StripeError:
         messages.error(request, "Stripe's customer portal is unavailable; please try again.")
         return redirect("billing", organization.slug)

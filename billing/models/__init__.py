@@ -12,11 +12,14 @@ from billing.models.catalog import (
     SeatPolicy,
 )
 from billing.models.state import (
+    ENDED_STATUSES,
     PLAN_STATUSES,
     Access,
     OrgSubscription,
     Payment,
+    SubscriptionDuplicate,
     SubscriptionStatus,
+    TrialRecord,
     UsageAlert,
     UsageCounter,
     UsageEvent,
@@ -24,6 +27,7 @@ from billing.models.state import (
 from billing.models.usage import Aggregation, Meter, MeterEvent, MeterReport
 
 __all__ = [
+    "ENDED_STATUSES",
     "PLAN_STATUSES",
     "Access",
     "Addon",
@@ -39,7 +43,9 @@ __all__ = [
     "PlanLineItem",
     "Product",
     "SeatPolicy",
+    "SubscriptionDuplicate",
     "SubscriptionStatus",
+    "TrialRecord",
     "UsageAlert",
     "UsageCounter",
     "UsageEvent",
