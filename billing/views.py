@@ -279,7 +279,7 @@ def refund(request, org_slug: str):
         request,
         org_slug,
         subscriptions.subscription_refund_and_cancel,
-        "Subscription cancelled and refunded in full.",
+        "Subscription cancelled and its first payment refunded in full.",
         min_role=Role.OWNER,
     )
 

@@ -46,6 +46,21 @@ def test_a_new_checkout_expires_the_organizations_earlier_open_sessions(stripe_w
 
 
 @pytest.mark.django_db(transaction=True)
+def test_two_checkouts_started_at_once_leave_exactly_one_open(stripe_world, org, owner):
+    from tests.races import race
+
+    plan = Plan.objects.get(key="ai_monthly")
+    for _ in range(3):
+        urls = race(2, lambda i: subscriptions.checkout_start(organization=org, plan=plan, actor=owner))
+        assert all(isinstance(url, str) for url in urls), urls
+        customer = subscriptions.customer_ensure(organization=org)
+        still_open = stripe_world.client.v1.checkout.sessions.list(
+            {"customer": customer, "status": "open"}
+        ).data
+        assert len(still_open) == 1
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_second_subscription_that_completes_anyway_is_canceled_and_refunded(stripe_world, org, owner):
     client = stripe_world.client
     url = subscriptions.checkout_start(organization=org, plan=Plan.objects.get(key="ai_monthly"), actor=owner)
