@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0005_plan_credit_allowance"),
+        ("billing", "0006_plan_checkout_outcomes"),
         ("teams", "0002_organization_deleted_at"),
     ]
 
