@@ -9,6 +9,7 @@ from billing.models import Access, Addon, Plan
 from teams.access import get_org_for_api
 from teams.auth import ApiKeyPrincipal
 from teams.errors import ServiceError
+from teams.inputs import storable
 from teams.models import Role
 
 
@@ -119,7 +120,9 @@ class BillingStatusApi(APIView):
 class BillingCheckoutApi(APIView):
     class Input(serializers.Serializer):
         plan = serializers.SlugField()
-        addons = serializers.DictField(child=serializers.IntegerField(min_value=1), required=False)
+        addons = serializers.DictField(
+            child=serializers.IntegerField(min_value=1), required=False, validators=[storable]
+        )
 
     @extend_schema(request=Input, responses=inline_serializer("CheckoutUrl", {"url": serializers.URLField()}))
     def post(self, request):
@@ -133,7 +136,7 @@ class BillingCheckoutApi(APIView):
         for key, quantity in data.validated_data.get("addons", {}).items():
             addon = Addon.objects.filter(key=key, is_active=True).first()
             if addon is None:
-                raise ServiceError("unknown_addon", f"No add-on {key!r}.", field="addons")
+                raise ServiceError("unknown_addon", f'No add-on "{key}".', field="addons")
             addons[addon] = quantity
         actor = request.user if not isinstance(request.user, ApiKeyPrincipal) else None
         url = subscriptions.checkout_start(organization=organization, plan=plan, actor=actor, addons=addons)

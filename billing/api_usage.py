@@ -26,7 +26,10 @@ class UsageEventsApi(APIView):
 
     class Input(serializers.Serializer):
         # Each event is validated by the service, so one bad event never fails the batch.
-        events = serializers.ListField(child=serializers.JSONField(), max_length=usage.MAX_BATCH)
+        # A null event is one bad event like any other: the service rejects it alone.
+        events = serializers.ListField(
+            child=serializers.JSONField(allow_null=True), max_length=usage.MAX_BATCH
+        )
 
     class Output(serializers.Serializer):
         accepted = serializers.IntegerField()

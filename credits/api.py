@@ -10,6 +10,7 @@ from credits import selectors, services
 from credits.models import CreditReservation, TransactionType
 from teams.access import client_ip, get_org_for_api
 from teams.errors import ServiceError
+from teams.inputs import idempotency_key_header, storable
 from teams.models import Role, User
 
 MAX_METADATA_BYTES = 4096
@@ -20,6 +21,7 @@ def _user(request) -> User | None:
 
 
 def _metadata(value: dict) -> dict:
+    storable(value)
     if len(json.dumps(value)) > MAX_METADATA_BYTES:
         raise serializers.ValidationError(f"Keep metadata under {MAX_METADATA_BYTES} bytes of JSON.")
     return value
@@ -47,14 +49,7 @@ class _Priced(serializers.Serializer):
 
 
 def _idempotency_key(request) -> str:
-    key = request.headers.get("Idempotency-Key", "")
-    if not key.strip():
-        raise ServiceError(
-            "idempotency_key_required",
-            "Send an Idempotency-Key header, so that a retried request is not charged twice.",
-            field="Idempotency-Key",
-        )
-    return key
+    return idempotency_key_header(request, required=True)
 
 
 class TransactionOutput(serializers.Serializer):
@@ -284,7 +279,7 @@ class AdjustmentApi(APIView):
         entry = services.credits_adjust(
             organization=organization,
             actor=user,
-            idempotency_key=request.headers.get("Idempotency-Key", ""),
+            idempotency_key=idempotency_key_header(request, required=False) or "",
             ip_address=client_ip(request),
             **data.validated_data,
         )

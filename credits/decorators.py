@@ -1,7 +1,7 @@
 """`@charges_credits`: a view that costs credits holds them first and pays only if it succeeds."""
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import wraps
 
@@ -43,7 +43,8 @@ def _request_of(args) -> HttpRequest | Request:
 
 def _confirmed(request) -> bool:
     values = [request.headers.get("X-Confirm-Credits", "")]
-    values.append(str(request.data.get(CONFIRM_FIELD, "")) if isinstance(request, Request) else "")
+    body = request.data if isinstance(request, Request) else None
+    values.append(str(body.get(CONFIRM_FIELD, "")) if isinstance(body, Mapping) else "")
     values.append(request.POST.get(CONFIRM_FIELD, "") if not isinstance(request, Request) else "")
     return any(v.lower() in ("1", "true", "yes") for v in values)
 

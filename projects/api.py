@@ -11,6 +11,7 @@ from projects.models import AiModel, Project
 from projects.views import generation_action, generation_units, generation_units_used
 from teams.access import get_org_for_api
 from teams.auth import ApiKeyPrincipal
+from teams.inputs import idempotency_key_header
 from teams.models import Role
 
 
@@ -123,7 +124,7 @@ class GenerationApi(MeteredApiView):
         generation = services.generation_create(
             project=project,
             actor=user,
-            idempotency_key=request.headers.get("Idempotency-Key"),
+            idempotency_key=idempotency_key_header(request, required=False),
             paid_with_credits=hasattr(request, "credit_charge"),
             **data.validated_data,
         )
