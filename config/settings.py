@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
     "djstripe",
@@ -219,7 +220,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON only, with size and depth limits: nothing else is accepted or advertised.
     "DEFAULT_PARSER_CLASSES": ["teams.api_parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "teams.api_schema.AutoSchema",
     "EXCEPTION_HANDLER": "teams.api_errors.exception_handler",
 }
 # The largest API request body read (413 above it); webhooks have their own limit.
@@ -229,6 +230,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Credits, entitlements, usage and billing for an organization.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The reference at /api/docs/ is served from our static files, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Static files, i18n, logging -----------------------------------------------------------

@@ -1,7 +1,7 @@
 import json
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from credits import selectors, services
 from credits.models import CreditReservation, TransactionType
 from teams.access import client_ip, get_org_for_api
+from teams.api_schema import IDEMPOTENT_REPLAYED, error_responses, idempotency_key, list_of
 from teams.errors import ServiceError
 from teams.inputs import idempotency_key_header, storable
 from teams.models import Role, User
@@ -59,7 +60,7 @@ class TransactionOutput(serializers.Serializer):
     balance_after = serializers.IntegerField()
     action = serializers.CharField()
     quantity = serializers.IntegerField(allow_null=True)
-    price_version = serializers.IntegerField(source="price.version", allow_null=True, default=None)
+    price_version = serializers.IntegerField(source="price.version", allow_null=True)
     description = serializers.CharField()
     reference_type = serializers.CharField()
     reference_id = serializers.CharField()
@@ -79,6 +80,14 @@ class ReservationOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
     settled_at = serializers.DateTimeField(allow_null=True)
     transaction = TransactionOutput(allow_null=True)
+
+
+def _replayable_responses(output, *errors: int) -> dict:
+    return {
+        201: output,
+        200: OpenApiResponse(output, description="A replay: the result of the first request with this key."),
+        **error_responses(*errors),
+    }
 
 
 def _replayable(data, obj, *, created: int = status.HTTP_201_CREATED) -> Response:
@@ -108,11 +117,18 @@ class BalanceApi(APIView):
 
 
 class ConsumeApi(APIView):
-    @extend_schema(request=_Priced, responses={201: TransactionOutput, 200: TransactionOutput})
+    class Input(_Priced):
+        pass
+
+    @extend_schema(
+        request=Input,
+        responses=_replayable_responses(TransactionOutput, 402, 409),
+        parameters=[idempotency_key(required=True), IDEMPOTENT_REPLAYED],
+    )
     def post(self, request):
         organization = get_org_for_api(request)
         key = _idempotency_key(request)
-        data = _Priced(data=request.data)
+        data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         entry = services.credits_consume(
             organization=organization, idempotency_key=key, actor=_user(request), **data.validated_data
@@ -124,7 +140,11 @@ class ReservationListApi(APIView):
     class Input(_Priced):
         ttl_seconds = serializers.IntegerField(min_value=1, max_value=24 * 3600, required=False)
 
-    @extend_schema(request=Input, responses={201: ReservationOutput})
+    @extend_schema(
+        request=Input,
+        responses=_replayable_responses(ReservationOutput, 402, 409),
+        parameters=[idempotency_key(required=True), IDEMPOTENT_REPLAYED],
+    )
     def post(self, request):
         organization = get_org_for_api(request)
         data = self.Input(data=request.data)
@@ -149,7 +169,7 @@ class ReservationConfirmApi(APIView):
     class Input(serializers.Serializer):
         amount = serializers.IntegerField(min_value=0, max_value=services.MAX_AMOUNT, required=False)
 
-    @extend_schema(request=Input, responses=ReservationOutput)
+    @extend_schema(request=Input, responses={200: ReservationOutput, **error_responses(402, 409)})
     def post(self, request, code):
         reservation = _reservation(request, code)
         data = self.Input(data=request.data)
@@ -159,7 +179,7 @@ class ReservationConfirmApi(APIView):
 
 
 class ReservationCancelApi(APIView):
-    @extend_schema(request=None, responses=ReservationOutput)
+    @extend_schema(request=None, responses={200: ReservationOutput, **error_responses(409)})
     def post(self, request, code):
         reservation = services.credit_reservation_cancel(reservation=_reservation(request, code))
         return Response(ReservationOutput(reservation).data)
@@ -175,7 +195,7 @@ class TransactionListApi(APIView):
         cursor = serializers.CharField(required=False, default="")
         limit = serializers.IntegerField(min_value=1, max_value=200, required=False, default=50)
 
-    @extend_schema(parameters=[Filters], responses=TransactionOutput(many=True))
+    @extend_schema(parameters=[Filters], responses=list_of(TransactionOutput, "TransactionList"))
     def get(self, request):
         account = services.credit_account_for(organization=get_org_for_api(request))
         filters = self.Filters(data=request.query_params)
@@ -197,10 +217,12 @@ class PackageListApi(APIView):
         unit_amount = serializers.IntegerField()
         currency = serializers.CharField()
 
-    @extend_schema(responses=Output(many=True))
+    @extend_schema(responses=list_of(Output, "PackageList"))
     def get(self, request):
         get_org_for_api(request)
-        return Response({"data": self.Output(selectors.active_packages(), many=True).data})
+        return Response(
+            {"data": self.Output(selectors.active_packages(), many=True).data, "next_cursor": None}
+        )
 
 
 class PurchaseApi(APIView):
@@ -220,7 +242,7 @@ class PurchaseApi(APIView):
         status = serializers.CharField()
         url = serializers.URLField()
 
-    @extend_schema(request=Input, responses={201: Output})
+    @extend_schema(request=Input, responses={201: Output, **error_responses(502)})
     def post(self, request):
         organization = get_org_for_api(request, min_role=Role.BILLING)
         data = self.Input(data=request.data)
@@ -268,7 +290,11 @@ class AdjustmentApi(APIView):
         amount = serializers.IntegerField(min_value=-services.MAX_AMOUNT, max_value=services.MAX_AMOUNT)
         reason = serializers.CharField(max_length=200)
 
-    @extend_schema(request=Input, responses={201: TransactionOutput})
+    @extend_schema(
+        request=Input,
+        responses=_replayable_responses(TransactionOutput, 409),
+        parameters=[idempotency_key(required=False), IDEMPOTENT_REPLAYED],
+    )
     def post(self, request):
         organization = get_org_for_api(request)
         user = _user(request)

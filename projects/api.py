@@ -10,6 +10,7 @@ from projects import selectors, services
 from projects.models import AiModel, Project
 from projects.views import generation_action, generation_units, generation_units_used
 from teams.access import get_org_for_api
+from teams.api_schema import CONFIRM_CREDITS, error_responses, idempotency_key, list_of
 from teams.auth import ApiKeyPrincipal
 from teams.inputs import idempotency_key_header
 from teams.models import Role
@@ -42,13 +43,13 @@ class ProjectListApi(MeteredApiView):
         name = serializers.CharField(max_length=100)
         description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
 
-    @extend_schema(responses=ProjectOutput(many=True))
+    @extend_schema(responses={200: list_of(ProjectOutput, "ProjectList"), **error_responses(402)})
     def get(self, request):
         organization = get_org_for_api(request)
         projects = selectors.projects_of(organization)[:200]
-        return Response({"data": ProjectOutput(projects, many=True).data})
+        return Response({"data": ProjectOutput(projects, many=True).data, "next_cursor": None})
 
-    @extend_schema(request=Input, responses={201: ProjectOutput})
+    @extend_schema(request=Input, responses={201: ProjectOutput, **error_responses(402)})
     def post(self, request):
         organization = get_org_for_api(request)
         data = self.Input(data=request.data)
@@ -69,11 +70,11 @@ class ProjectDetailApi(MeteredApiView):
         organization = get_org_for_api(request, min_role=min_role)
         return get_object_or_404(Project, organization=organization, code=code)
 
-    @extend_schema(responses=ProjectOutput)
+    @extend_schema(responses={200: ProjectOutput, **error_responses(402)})
     def get(self, request, code):
         return Response(ProjectOutput(self._project(request, code)).data)
 
-    @extend_schema(request=Input, responses=ProjectOutput)
+    @extend_schema(request=Input, responses={200: ProjectOutput, **error_responses(402)})
     def patch(self, request, code):
         project = self._project(request, code)
         data = self.Input(data=request.data, partial=True)
@@ -81,7 +82,7 @@ class ProjectDetailApi(MeteredApiView):
         project = services.project_update(project=project, **data.validated_data)
         return Response(ProjectOutput(project).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **error_responses(402)})
     def delete(self, request, code):
         project = self._project(request, code, min_role=Role.ADMIN)
         user, api_key = _actor(request)
@@ -107,14 +108,17 @@ class GenerationApi(MeteredApiView):
         organization = get_org_for_api(request)
         return get_object_or_404(Project, organization=organization, code=code)
 
-    @extend_schema(responses=GenerationOutput(many=True))
+    @extend_schema(responses={200: list_of(GenerationOutput, "GenerationList"), **error_responses(402)})
     def get(self, request, code):
         project = self._project(request, code)
-        return Response(
-            {"data": GenerationOutput(selectors.generations_of(project, limit=100), many=True).data}
-        )
+        generations = selectors.generations_of(project, limit=100)
+        return Response({"data": GenerationOutput(generations, many=True).data, "next_cursor": None})
 
-    @extend_schema(request=Input, responses={201: GenerationOutput})
+    @extend_schema(
+        request=Input,
+        responses={201: GenerationOutput, **error_responses(402, 409)},
+        parameters=[idempotency_key(required=False), CONFIRM_CREDITS],
+    )
     @charges_credits(generation_action, quantity=generation_units)
     def post(self, request, code):
         project = self._project(request, code)

@@ -1,0 +1,166 @@
+"""The OpenAPI schema as the API's contract: component names, the Bearer scheme, the headers
+every operation takes or returns, one error component for every error status, and the list
+envelope. API views declare only what is particular to them (`extend_schema`)."""
+
+import re
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "teams.auth.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "tly_…",
+            "description": "An organization's API key, created on its API keys page: "
+            "`Authorization: Bearer <key>`. The key acts for its organization.",
+        }
+
+
+class ErrorOutput(serializers.Serializer):
+    """Every error the API answers, whatever its status."""
+
+    code = serializers.CharField(help_text="Stable and machine-readable, e.g. `invalid_request`.")
+    message = serializers.CharField(help_text="A sentence for people.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="When the error concerns input: each offending field (dotted path for nested "
+        "values, or the header's name) with its messages.",
+    )
+    # Facts some errors carry: insufficient credits (402), a confirmation asked for (409).
+    required = serializers.IntegerField(required=False, help_text="Credits the request needs.")
+    balance = serializers.IntegerField(required=False, help_text="The organization's credit balance.")
+    available = serializers.IntegerField(required=False, help_text="Credits available (balance - held).")
+    estimate = serializers.IntegerField(required=False, help_text="Credits the request would use.")
+
+    class Meta:
+        ref_name = "Error"
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid input: `fields` names each offending field.",
+    401: "No credentials, or an unknown or revoked API key.",
+    402: "Not enough credits, or the plan's quota is used up.",
+    403: "The caller's role or key does not allow this.",
+    404: "No such object, or not visible to the caller.",
+    409: "Conflicts with the current state (e.g. an idempotency key reused with other input).",
+    413: "The body is over the size limit.",
+    415: "The body is not JSON.",
+    429: "Too many requests: retry after `Retry-After` seconds.",
+    502: "Stripe did not answer as expected; nothing changed, retry shortly.",
+}
+# Statuses any operation may answer; those with a body add 413 and 415.
+COMMON_ERRORS = (400, 401, 403, 404, 429)
+BODY_ERRORS = (413, 415)
+
+
+def error_responses(*statuses: int) -> dict:
+    """The shared error response for each status, for `extend_schema(responses=...)`."""
+    return {s: OpenApiResponse(ErrorOutput, description=_ERROR_DESCRIPTIONS[s]) for s in statuses}
+
+
+ORG_HEADER = OpenApiParameter(
+    "X-Tally-Org",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="With a browser session: the slug of the organization to act for. "
+    "Ignored with an API key, which acts for its own organization.",
+)
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After",
+    OpenApiTypes.INT,
+    OpenApiParameter.HEADER,
+    response=[429],
+    description="Seconds to wait before retrying.",
+)
+# Response headers of rate limiting beyond Retry-After (e.g. RateLimit-Limit, -Remaining,
+# -Reset): append OpenApiParameter(..., response=True or [statuses]) here and every
+# operation documents them.
+RATE_LIMIT_HEADERS: list[OpenApiParameter] = []
+
+
+def idempotency_key(*, required: bool) -> OpenApiParameter:
+    return OpenApiParameter(
+        "Idempotency-Key",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        required=required,
+        description="A key unique to this operation (at most 200 characters): a retry with the "
+        "same key is answered with the first result (200, `Idempotent-Replayed: true`) "
+        "instead of doing it again.",
+    )
+
+
+IDEMPOTENT_REPLAYED = OpenApiParameter(
+    "Idempotent-Replayed",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[200],
+    enum=["true"],
+    description="Present when the answer is the stored result of an earlier request with the "
+    "same Idempotency-Key.",
+)
+CONFIRM_CREDITS = OpenApiParameter(
+    "X-Confirm-Credits",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    enum=["true", "1", "yes"],
+    description="Confirms a request that would use more than half of the available credits; "
+    "without it such a request is answered 409 `confirmation_required`.",
+)
+
+
+def list_of(serializer_class: type[serializers.Serializer], name: str):
+    """The list envelope every list endpoint answers: `{"data": [...], "next_cursor": ...}`."""
+    return inline_serializer(
+        name,
+        {
+            "data": serializer_class(many=True),
+            "next_cursor": serializers.CharField(
+                allow_null=True,
+                help_text="Pass as `cursor` for the next page; null on the last page (and on "
+                "lists that are not paged).",
+            ),
+        },
+    )
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """drf-spectacular's schema with the conventions of our API views."""
+
+    def get_serializer_name(self, serializer, direction):
+        # Views nest their serializers as Input/Output/Filters: name them after the view
+        # (BalanceApi.Output -> BalanceOutput) so no two components share a name.
+        outer, _, inner = type(serializer).__qualname__.rpartition(".")
+        if outer and inner in ("Input", "Output", "Filters"):
+            return outer.removesuffix("Api") + inner
+        return super().get_serializer_name(serializer, direction)
+
+    def get_operation_id(self):
+        # One id per view and method, unique by construction: ProjectDetailApi GET -> project_detail_get.
+        name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(self.view).__name__.removesuffix("Api")).lower()
+        return f"{name}_{self.method.lower()}"
+
+    def get_override_parameters(self):
+        return [*super().get_override_parameters(), ORG_HEADER, RETRY_AFTER, *RATE_LIMIT_HEADERS]
+
+    def _get_response_bodies(self, direction="response"):
+        # Added here, below extend_schema's overrides, so every operation documents them.
+        responses = super()._get_response_bodies(direction)
+        statuses = COMMON_ERRORS + (BODY_ERRORS if self.method in ("POST", "PUT", "PATCH") else ())
+        for status, response in error_responses(*statuses).items():
+            code = str(status)
+            if code not in responses:
+                responses[code] = self._get_response_for_code(response, code, direction=direction)
+        return responses
