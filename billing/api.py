@@ -6,6 +6,7 @@ from rest_framework.views import APIView
 
 from billing import entitlements, selectors, subscriptions
 from billing.models import Access, Addon, Plan
+from teams import api_fields as fields
 from teams.access import get_org_for_api
 from teams.api_schema import error_responses, list_of
 from teams.auth import ApiKeyPrincipal
@@ -58,9 +59,9 @@ class DecisionOutput(serializers.Serializer):
 
 
 class EntitlementCheckApi(APIView):
-    class Input(serializers.Serializer):
-        feature = serializers.SlugField(max_length=64)
-        requested = serializers.IntegerField(min_value=0, max_value=10**9, default=1)
+    class Input(fields.Input):
+        feature = fields.SlugField(max_length=64)
+        requested = fields.IntegerField(min_value=0, max_value=10**9, default=1)
 
     @extend_schema(request=Input, responses={200: DecisionOutput})
     def post(self, request):
@@ -142,13 +143,13 @@ def _url_output(name: str):
 
 
 class BillingCheckoutApi(APIView):
-    class Input(serializers.Serializer):
+    class Input(fields.Input):
         plan = serializers.SlugField()
         addons = serializers.DictField(
-            child=serializers.IntegerField(min_value=1), required=False, validators=[storable]
+            child=fields.IntegerField(min_value=1), required=False, validators=[storable]
         )
 
-    @extend_schema(request=Input, responses={201: _url_output("CheckoutUrl"), **error_responses(502)})
+    @extend_schema(request=Input, responses={201: _url_output("CheckoutUrl"), **error_responses(502, 503)})
     def post(self, request):
         organization = _billing_org(request)
         data = self.Input(data=request.data)
@@ -168,10 +169,10 @@ class BillingCheckoutApi(APIView):
 
 
 class BillingPortalApi(APIView):
-    class Input(serializers.Serializer):
-        return_url = serializers.URLField(required=False)
+    class Input(fields.Input):
+        return_url = fields.URLField(required=False)
 
-    @extend_schema(request=Input, responses={201: _url_output("PortalUrl"), **error_responses(502)})
+    @extend_schema(request=Input, responses={201: _url_output("PortalUrl"), **error_responses(502, 503)})
     def post(self, request):
         organization = _billing_org(request)
         data = self.Input(data=request.data)

@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from billing import usage
 from billing.gating import RateLimited
+from teams import api_fields as fields
 from teams.access import get_org_for_api
 
 
@@ -58,7 +59,7 @@ class UsageEventsApi(APIView):
 
     permission_classes = [permissions.IsAuthenticated, RateLimited]
 
-    class Input(serializers.Serializer):
+    class Input(fields.Input):
         # Each event is validated by the service, so one bad event never fails the batch.
         # A null event is one bad event like any other: the service rejects it alone.
         events = serializers.ListField(

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from credits import selectors, services
 from credits.models import CreditReservation, TransactionType
+from teams import api_fields as fields
 from teams.access import client_ip, get_org_for_api
 from teams.api_schema import IDEMPOTENT_REPLAYED, error_responses, idempotency_key, list_of
 from teams.errors import ServiceError
@@ -28,16 +29,16 @@ def _metadata(value: dict) -> dict:
     return value
 
 
-class _Priced(serializers.Serializer):
+class _Priced(fields.Input):
     """An amount, or an action with a quantity (or, for token-priced actions, a token count)."""
 
-    amount = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
-    action = serializers.SlugField(max_length=60, required=False)
-    quantity = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
-    tokens = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
-    description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    reference_type = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
-    reference_id = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    amount = fields.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
+    action = fields.SlugField(max_length=60, required=False)
+    quantity = fields.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
+    tokens = fields.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
+    description = fields.CharField(max_length=200, required=False, allow_blank=True, default="")
+    reference_type = fields.CharField(max_length=40, required=False, allow_blank=True, default="")
+    reference_id = fields.CharField(max_length=100, required=False, allow_blank=True, default="")
     metadata = serializers.DictField(required=False, default=dict, validators=[_metadata])
 
     def validate(self, data):
@@ -138,7 +139,7 @@ class ConsumeApi(APIView):
 
 class ReservationListApi(APIView):
     class Input(_Priced):
-        ttl_seconds = serializers.IntegerField(min_value=1, max_value=24 * 3600, required=False)
+        ttl_seconds = fields.IntegerField(min_value=1, max_value=24 * 3600, required=False)
 
     @extend_schema(
         request=Input,
@@ -166,8 +167,8 @@ def _reservation(request, code) -> CreditReservation:
 
 
 class ReservationConfirmApi(APIView):
-    class Input(serializers.Serializer):
-        amount = serializers.IntegerField(min_value=0, max_value=services.MAX_AMOUNT, required=False)
+    class Input(fields.Input):
+        amount = fields.IntegerField(min_value=0, max_value=services.MAX_AMOUNT, required=False)
 
     @extend_schema(request=Input, responses={200: ReservationOutput, **error_responses(402, 409)})
     def post(self, request, code):
@@ -190,15 +191,17 @@ class TransactionListApi(APIView):
         type = serializers.ChoiceField(choices=TransactionType.choices, required=False, default="")
         since = serializers.DateField(required=False, default=None)
         until = serializers.DateField(required=False, default=None)
-        reference_type = serializers.CharField(max_length=40, required=False, default="")
-        reference_id = serializers.CharField(max_length=100, required=False, default="")
-        cursor = serializers.CharField(required=False, default="")
+        reference_type = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
+        reference_id = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+        cursor = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
         limit = serializers.IntegerField(min_value=1, max_value=200, required=False, default=50)
 
     @extend_schema(parameters=[Filters], responses=list_of(TransactionOutput, "TransactionList"))
     def get(self, request):
         account = services.credit_account_for(organization=get_org_for_api(request))
-        filters = self.Filters(data=request.query_params)
+        # A plain dict: DRF reads an empty value in a QueryDict as "not given", which would
+        # let `?until=` through although it is not a date.
+        filters = self.Filters(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         cursor, limit = filters.validated_data.pop("cursor"), filters.validated_data.pop("limit")
         rows = selectors.transactions_of(account, **filters.validated_data)
@@ -229,8 +232,8 @@ class PurchaseApi(APIView):
     """Buy a package: returns the Stripe Checkout URL. The credits are granted when Stripe
     reports the session paid, once, however often it reports it."""
 
-    class Input(serializers.Serializer):
-        package = serializers.SlugField(max_length=40)
+    class Input(fields.Input):
+        package = fields.SlugField(max_length=40)
 
     class Output(serializers.Serializer):
         id = serializers.UUIDField(source="code")
@@ -242,7 +245,7 @@ class PurchaseApi(APIView):
         status = serializers.CharField()
         url = serializers.URLField()
 
-    @extend_schema(request=Input, responses={201: Output, **error_responses(502)})
+    @extend_schema(request=Input, responses={201: Output, **error_responses(502, 503)})
     def post(self, request):
         organization = get_org_for_api(request, min_role=Role.BILLING)
         data = self.Input(data=request.data)
@@ -256,10 +259,10 @@ class PurchaseApi(APIView):
 
 
 class EstimateApi(APIView):
-    class Input(serializers.Serializer):
-        action = serializers.SlugField(max_length=60)
-        quantity = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
-        tokens = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
+    class Input(fields.Input):
+        action = fields.SlugField(max_length=60)
+        quantity = fields.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
+        tokens = fields.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
 
     class Output(serializers.Serializer):
         action = serializers.CharField()
@@ -286,9 +289,9 @@ class EstimateApi(APIView):
 class AdjustmentApi(APIView):
     """Staff only: a signed correction with a reason, written to the ledger and the audit log."""
 
-    class Input(serializers.Serializer):
-        amount = serializers.IntegerField(min_value=-services.MAX_AMOUNT, max_value=services.MAX_AMOUNT)
-        reason = serializers.CharField(max_length=200)
+    class Input(fields.Input):
+        amount = fields.IntegerField(min_value=-services.MAX_AMOUNT, max_value=services.MAX_AMOUNT)
+        reason = fields.CharField(max_length=200)
 
     @extend_schema(
         request=Input,

@@ -18,6 +18,8 @@ from teams.access import get_org_for_api, get_org_for_user
 from teams.models import User
 
 CONFIRM_FIELD = "confirm_credits"
+# What the X-Confirm-Credits header may say (the API schema lists the same values).
+CONFIRM_HEADER_VALUES = ("true", "false", "1", "0", "yes", "no")
 
 
 @dataclass
@@ -84,6 +86,15 @@ def charges_credits(
         def wrapped(*args, **kwargs):
             request = _request_of(args)
             api = isinstance(request, Request)
+            header = request.headers.get("X-Confirm-Credits")
+            if api and header is not None and header not in CONFIRM_HEADER_VALUES:
+                message = f"Send X-Confirm-Credits as one of: {', '.join(CONFIRM_HEADER_VALUES)}."
+                body = {
+                    "code": "invalid_header",
+                    "message": message,
+                    "fields": {"X-Confirm-Credits": [message]},
+                }
+                return Response(body, status=400)
             organization = (
                 get_org_for_api(request) if api else get_org_for_user(request, kwargs["org_slug"])[0]
             )

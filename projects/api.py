@@ -9,6 +9,7 @@ from credits.decorators import charges_credits, credits_used
 from projects import selectors, services
 from projects.models import AiModel, Project
 from projects.views import generation_action, generation_units, generation_units_used
+from teams import api_fields as fields
 from teams.access import get_org_for_api
 from teams.api_schema import CONFIRM_CREDITS, error_responses, idempotency_key, list_of
 from teams.auth import ApiKeyPrincipal
@@ -39,9 +40,9 @@ class ProjectOutput(serializers.Serializer):
 
 
 class ProjectListApi(MeteredApiView):
-    class Input(serializers.Serializer):
-        name = serializers.CharField(max_length=100)
-        description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    class Input(fields.Input):
+        name = fields.CharField(max_length=100)
+        description = fields.CharField(max_length=2000, required=False, allow_blank=True)
 
     @extend_schema(responses={200: list_of(ProjectOutput, "ProjectList"), **error_responses(402)})
     def get(self, request):
@@ -62,9 +63,9 @@ class ProjectListApi(MeteredApiView):
 
 
 class ProjectDetailApi(MeteredApiView):
-    class Input(serializers.Serializer):
-        name = serializers.CharField(max_length=100, required=False)
-        description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    class Input(fields.Input):
+        name = fields.CharField(max_length=100, required=False)
+        description = fields.CharField(max_length=2000, required=False, allow_blank=True)
 
     def _project(self, request, code, *, min_role: str = Role.MEMBER) -> Project:
         organization = get_org_for_api(request, min_role=min_role)
@@ -100,9 +101,12 @@ class GenerationOutput(serializers.Serializer):
 
 
 class GenerationApi(MeteredApiView):
-    class Input(serializers.Serializer):
-        prompt = serializers.CharField(max_length=4000)
+    class Input(fields.Input):
+        prompt = fields.CharField(max_length=4000)
         model = serializers.ChoiceField(choices=AiModel.choices, default=AiModel.GPT_4)
+        confirm_credits = fields.BooleanField(
+            required=False, help_text="Same as the X-Confirm-Credits header (read by the credit check)."
+        )
 
     def _project(self, request, code) -> Project:
         organization = get_org_for_api(request)
@@ -124,6 +128,7 @@ class GenerationApi(MeteredApiView):
         project = self._project(request, code)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
+        data.validated_data.pop("confirm_credits", None)
         user, _ = _actor(request)
         generation = services.generation_create(
             project=project,

@@ -4,11 +4,15 @@ envelope. API views declare only what is particular to them (`extend_schema`).""
 
 import re
 
+from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
+
+from teams import api_fields
+from teams.inputs import MAX_IDEMPOTENCY_KEY
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -57,6 +61,7 @@ _ERROR_DESCRIPTIONS = {
     415: "The body is not JSON.",
     429: "Too many requests: retry after `Retry-After` seconds.",
     502: "Stripe did not answer as expected; nothing changed, retry shortly.",
+    503: "Billing is not set up yet (the catalog is not in Stripe).",
 }
 # Statuses any operation may answer; those with a body add 413 and 415.
 COMMON_ERRORS = (400, 401, 403, 404, 429)
@@ -67,6 +72,11 @@ def error_responses(*statuses: int) -> dict:
     """The shared error response for each status, for `extend_schema(responses=...)`."""
     return {s: OpenApiResponse(ErrorOutput, description=_ERROR_DESCRIPTIONS[s]) for s in statuses}
 
+
+# Strings the API accepts, in the regex dialect of JSON Schema: never a NUL (PostgreSQL cannot
+# store it), and, where blank is refused, something other than whitespace (DRF strips it first).
+NO_NUL = r"^[^\x00]*$"
+NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
 
 ORG_HEADER = OpenApiParameter(
     "X-Tally-Org",
@@ -92,12 +102,12 @@ RATE_LIMIT_HEADERS: list[OpenApiParameter] = []
 def idempotency_key(*, required: bool) -> OpenApiParameter:
     return OpenApiParameter(
         "Idempotency-Key",
-        OpenApiTypes.STR,
+        {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY, "pattern": NOT_BLANK},
         OpenApiParameter.HEADER,
         required=required,
-        description="A key unique to this operation (at most 200 characters): a retry with the "
-        "same key is answered with the first result (200, `Idempotent-Replayed: true`) "
-        "instead of doing it again.",
+        description=f"A key unique to this operation (at most {MAX_IDEMPOTENCY_KEY} characters): "
+        "a retry with the same key is answered with the first result (200, "
+        "`Idempotent-Replayed: true`) instead of doing it again.",
     )
 
 
@@ -115,9 +125,9 @@ CONFIRM_CREDITS = OpenApiParameter(
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
     required=False,
-    enum=["true", "1", "yes"],
-    description="Confirms a request that would use more than half of the available credits; "
-    "without it such a request is answered 409 `confirmation_required`.",
+    enum=["true", "false", "1", "0", "yes", "no"],
+    description="`true` (or `1`, `yes`) confirms a request that would use more than half of the "
+    "available credits; without it such a request is answered 409 `confirmation_required`.",
 )
 
 
@@ -146,6 +156,23 @@ class AutoSchema(SpectacularAutoSchema):
         if outer and inner in ("Input", "Output", "Filters"):
             return outer.removesuffix("Api") + inner
         return super().get_serializer_name(serializer, direction)
+
+    def _get_serializer_field_meta(self, field, direction):
+        meta = super()._get_serializer_field_meta(field, direction)
+        if direction == "request" and isinstance(field, serializers.CharField):
+            blank_refused = not field.allow_blank
+            if blank_refused:
+                meta.setdefault("minLength", 1)
+            # Fields with their own pattern (slugs) already exclude both.
+            if not any(isinstance(v, RegexValidator) for v in field.validators):
+                meta.setdefault("pattern", NOT_BLANK if blank_refused and field.trim_whitespace else NO_NUL)
+        return meta
+
+    def _map_basic_serializer(self, serializer, direction):
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "request" and isinstance(serializer, api_fields.Input):
+            schema["additionalProperties"] = False  # refused by the server too
+        return schema
 
     def get_operation_id(self):
         # One id per view and method, unique by construction: ProjectDetailApi GET -> project_detail_get.

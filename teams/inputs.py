@@ -52,15 +52,19 @@ MAX_IDEMPOTENCY_KEY = 200
 def idempotency_key_header(request, *, required: bool) -> str | None:
     """The request's `Idempotency-Key` header, checked: present when required, at most
     MAX_IDEMPOTENCY_KEY characters (room for the prefixes services add) and storable."""
-    key = request.headers.get("Idempotency-Key", "")
-    if not key.strip():
+    key = request.headers.get("Idempotency-Key")
+    if key is None and not required:
+        return None
+    if not (key or "").strip():
         if required:
             raise ServiceError(
                 "idempotency_key_required",
                 "Send an Idempotency-Key header, so that a retried request is not charged twice.",
                 field="Idempotency-Key",
             )
-        return None
+        raise ServiceError(
+            "invalid_idempotency_key", "An Idempotency-Key must not be blank.", field="Idempotency-Key"
+        )
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise ServiceError(
             "invalid_idempotency_key",

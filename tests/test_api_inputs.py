@@ -269,7 +269,7 @@ def test_nested_field_errors_are_flattened_to_readable_paths(key_client, funded)
         "/api/v1/billing/checkout", {"plan": "pro", "addons": {"extra_seats": "many"}}, format="json"
     )
     body = _assert_error(response, 400, "invalid_request")
-    assert body["fields"] == {"addons.extra_seats": ["A valid integer is required."]}
+    assert body["fields"] == {"addons.extra_seats": ["Must be a whole number."]}
 
 
 # --- JSON errors for every status under /api/ ---------------------------------------------------
