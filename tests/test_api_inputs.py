@@ -328,3 +328,67 @@ def test_the_checkout_success_page_without_a_session_is_a_clear_400(client_for, 
 def test_the_checkout_success_page_refuses_a_nul_in_its_session_id(client_for, owner, org):
     response = client_for(owner).get(f"/o/{org.slug}/billing/success/?session_id=cs_%00")
     assert response.status_code == 400
+
+
+# --- Found by schemathesis: the schema's promises, kept by the server -----------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/projects/", {"name": 0}, "name"),
+        ("/api/v1/projects/", {"name": "ok", "description": 7}, "description"),
+        ("/api/v1/credits/consume", {"amount": "5"}, "amount"),
+        ("/api/v1/credits/consume", {"amount": 5.0}, "amount"),
+        ("/api/v1/credits/consume", {"amount": True}, "amount"),
+        ("/api/v1/entitlements/check", {"feature": 12}, "feature"),
+    ],
+)
+def test_body_fields_take_only_their_json_type(key_client, funded, path, body, field):
+    response = key_client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY="types")
+    body = _assert_error(response, 400, "invalid_request")
+    assert field in body["fields"]
+    assert CreditTransaction.objects.filter(type="consumption").count() == 0
+
+
+def test_unknown_body_properties_are_refused_with_the_other_errors(key_client, org):
+    response = key_client.post("/api/v1/projects/", {"nmae": "Typo"}, format="json")
+    body = _assert_error(response, 400, "invalid_request")
+    assert body["fields"] == {"name": ["This field is required."], "nmae": ["Unknown field."]}
+    assert not org.projects.exists()
+
+
+def test_an_empty_date_filter_is_refused(key_client):
+    response = key_client.get("/api/v1/credits/transactions", {"until": ""})
+    body = _assert_error(response, 400, "invalid_request")
+    assert list(body["fields"]) == ["until"]
+
+
+def test_blank_text_filters_mean_no_filter(key_client, funded):
+    response = key_client.get("/api/v1/credits/transactions", {"reference_id": "", "cursor": ""})
+    assert response.status_code == 200
+    assert len(response.json()["data"]) == 1
+
+
+def test_a_blank_optional_idempotency_key_is_refused(key_client, org):
+    project = ProjectFactory(organization=org)
+    response = key_client.post(
+        f"/api/v1/projects/{project.code}/generations/",
+        {"prompt": "hi"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="",
+    )
+    body = _assert_error(response, 400, "invalid_idempotency_key")
+    assert list(body["fields"]) == ["Idempotency-Key"]
+    assert not Generation.objects.exists()
+
+
+def test_x_confirm_credits_takes_only_its_documented_values(key_client, org):
+    project = ProjectFactory(organization=org)
+    path = f"/api/v1/projects/{project.code}/generations/"
+    response = key_client.post(path, {"prompt": "hi"}, format="json", HTTP_X_CONFIRM_CREDITS="AAA")
+    body = _assert_error(response, 400, "invalid_header")
+    assert list(body["fields"]) == ["X-Confirm-Credits"]
+    assert not Generation.objects.exists()
+    response = key_client.post(path, {"prompt": "hi"}, format="json", HTTP_X_CONFIRM_CREDITS="true")
+    assert response.status_code == 201
