@@ -146,6 +146,30 @@ def list_of(serializer_class: type[serializers.Serializer], name: str):
     )
 
 
+def _link(operation_id: str, description: str) -> dict:
+    return {
+        "operationId": operation_id,
+        "parameters": {"code": "$response.body#/id"},
+        "description": description,
+    }
+
+
+# OpenAPI links: what a created object's id opens next (clients and stateful tests follow them).
+LINKS = {
+    "project_list_post": {
+        "GetProject": _link("project_detail_get", "The project just created."),
+        "UpdateProject": _link("project_detail_patch", "Rename or describe it."),
+        "DeleteProject": _link("project_detail_delete", "Delete it."),
+        "ListGenerations": _link("generation_get", "Its generations."),
+        "Generate": _link("generation_post", "Generate in it."),
+    },
+    "reservation_list_post": {
+        "ConfirmReservation": _link("reservation_confirm_post", "Charge the hold."),
+        "CancelReservation": _link("reservation_cancel_post", "Release the hold."),
+    },
+}
+
+
 class AutoSchema(SpectacularAutoSchema):
     """drf-spectacular's schema with the conventions of our API views."""
 
@@ -190,4 +214,9 @@ class AutoSchema(SpectacularAutoSchema):
             code = str(status)
             if code not in responses:
                 responses[code] = self._get_response_for_code(response, code, direction=direction)
+        links = LINKS.get(self.get_operation_id())
+        if links:
+            for code in ("200", "201"):
+                if code in responses:
+                    responses[code]["links"] = links
         return responses

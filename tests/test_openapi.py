@@ -160,3 +160,19 @@ def test_the_reference_is_served_from_our_own_static_files(client):
     bundle = "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
     assert client.get(bundle).status_code == 200
     assert client.get("/api/v1/schema/").status_code == 200
+
+
+def test_created_objects_link_to_what_their_id_opens(schema):
+    ids = {operation["operationId"] for _, _, operation in _operations(schema)}
+    created = schema["paths"]["/api/v1/projects/"]["post"]["responses"]["201"]["links"]
+    assert created["GetProject"] == {
+        "operationId": "project_detail_get",
+        "parameters": {"code": "$response.body#/id"},
+        "description": "The project just created.",
+    }
+    held = schema["paths"]["/api/v1/credits/reservations/"]["post"]["responses"]
+    assert (
+        set(held["201"]["links"]) == set(held["200"]["links"]) == {"ConfirmReservation", "CancelReservation"}
+    )
+    for links in (created, held["201"]["links"]):
+        assert {link["operationId"] for link in links.values()} <= ids
