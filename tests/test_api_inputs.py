@@ -392,3 +392,9 @@ def test_x_confirm_credits_takes_only_its_documented_values(key_client, org):
     assert not Generation.objects.exists()
     response = key_client.post(path, {"prompt": "hi"}, format="json", HTTP_X_CONFIRM_CREDITS="true")
     assert response.status_code == 201
+
+
+def test_the_usage_page_survives_a_page_number_past_any_offset(client_for, owner, org):
+    client = client_for(owner)
+    client.raise_request_exception = False
+    assert client.get(f"/o/{org.slug}/usage/", {"page": "9" * 25}).status_code == 200
