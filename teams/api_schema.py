@@ -198,6 +198,11 @@ class AutoSchema(SpectacularAutoSchema):
             schema["additionalProperties"] = False  # refused by the server too
         return schema
 
+    def get_tags(self):
+        # The part after the version: /api/v1/projects/... -> "projects" (not "v1").
+        parts = [p for p in self.path.split("/") if p and not p.startswith("{")]
+        return parts[2:3] if parts[:2] == ["api", "v1"] and len(parts) > 2 else super().get_tags()
+
     def get_operation_id(self):
         # One id per view and method, unique by construction: ProjectDetailApi GET -> project_detail_get.
         name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(self.view).__name__.removesuffix("Api")).lower()
