@@ -79,6 +79,9 @@ def test_it_finds_nothing_against_a_live_server(live_server, scenario, tmp_path)
         *os.environ.get("SCHEMATHESIS_ARGS", "").split(),
     ]
     env = {**os.environ, **scenario["env"]}
-    run = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)
+    # In tmp_path: schemathesis keeps a cache of its runs in its working directory.
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, check=False, env=env, cwd=tmp_path
+    )
     print(run.stdout, run.stderr[-3000:])  # the report and its totals, shown on failure or with -s
     assert run.returncode == 0, "schemathesis found failures: see the captured output"
