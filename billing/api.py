@@ -59,6 +59,8 @@ class DecisionOutput(serializers.Serializer):
 
 
 class EntitlementCheckApi(APIView):
+    scopes = {"post": "read"}
+
     class Input(fields.Input):
         feature = fields.SlugField(max_length=64)
         requested = fields.IntegerField(min_value=0, max_value=10**9, default=1)
@@ -82,6 +84,8 @@ class EntitlementCheckApi(APIView):
 
 
 class EntitlementListApi(APIView):
+    scopes = {"get": "read"}
+
     @extend_schema(responses=list_of(DecisionOutput, "DecisionList"))
     def get(self, request):
         organization = get_org_for_api(request)
@@ -99,6 +103,8 @@ class QuotaOutput(serializers.Serializer):
 
 
 class BillingStatusApi(APIView):
+    scopes = {"get": "read"}
+
     class Output(serializers.Serializer):
         plan = serializers.CharField(allow_null=True, help_text="The plan's key; null without a plan.")
         status = serializers.CharField()
@@ -143,8 +149,10 @@ def _url_output(name: str):
 
 
 class BillingCheckoutApi(APIView):
+    scopes = {"post": "billing:manage"}
+
     class Input(fields.Input):
-        plan = serializers.SlugField()
+        plan = fields.SlugField()
         addons = serializers.DictField(
             child=fields.IntegerField(min_value=1), required=False, validators=[storable]
         )
@@ -169,6 +177,8 @@ class BillingCheckoutApi(APIView):
 
 
 class BillingPortalApi(APIView):
+    scopes = {"post": "billing:manage"}
+
     class Input(fields.Input):
         return_url = fields.URLField(required=False)
 

@@ -99,6 +99,8 @@ def _replayable(data, obj, *, created: int = status.HTTP_201_CREATED) -> Respons
 
 
 class BalanceApi(APIView):
+    scopes = {"get": "read"}
+
     class Output(serializers.Serializer):
         balance = serializers.IntegerField()
         held = serializers.IntegerField()
@@ -118,6 +120,8 @@ class BalanceApi(APIView):
 
 
 class ConsumeApi(APIView):
+    scopes = {"post": "credits:write"}
+
     class Input(_Priced):
         pass
 
@@ -138,6 +142,8 @@ class ConsumeApi(APIView):
 
 
 class ReservationListApi(APIView):
+    scopes = {"post": "credits:write"}
+
     class Input(_Priced):
         ttl_seconds = fields.IntegerField(min_value=1, max_value=24 * 3600, required=False)
 
@@ -167,6 +173,8 @@ def _reservation(request, code) -> CreditReservation:
 
 
 class ReservationConfirmApi(APIView):
+    scopes = {"post": "credits:write"}
+
     class Input(fields.Input):
         amount = fields.IntegerField(min_value=0, max_value=services.MAX_AMOUNT, required=False)
 
@@ -180,6 +188,8 @@ class ReservationConfirmApi(APIView):
 
 
 class ReservationCancelApi(APIView):
+    scopes = {"post": "credits:write"}
+
     @extend_schema(request=None, responses={200: ReservationOutput, **error_responses(409)})
     def post(self, request, code):
         reservation = services.credit_reservation_cancel(reservation=_reservation(request, code))
@@ -187,6 +197,8 @@ class ReservationCancelApi(APIView):
 
 
 class TransactionListApi(APIView):
+    scopes = {"get": "read"}
+
     class Filters(serializers.Serializer):
         type = serializers.ChoiceField(choices=TransactionType.choices, required=False, default="")
         since = serializers.DateField(required=False, default=None)
@@ -210,6 +222,8 @@ class TransactionListApi(APIView):
 
 
 class PackageListApi(APIView):
+    scopes = {"get": "read"}
+
     class Output(serializers.Serializer):
         id = serializers.CharField(source="code")
         name = serializers.CharField()
@@ -231,6 +245,8 @@ class PackageListApi(APIView):
 class PurchaseApi(APIView):
     """Buy a package: returns the Stripe Checkout URL. The credits are granted when Stripe
     reports the session paid, once, however often it reports it."""
+
+    scopes = {"post": "billing:manage"}
 
     class Input(fields.Input):
         package = fields.SlugField(max_length=40)
@@ -259,6 +275,8 @@ class PurchaseApi(APIView):
 
 
 class EstimateApi(APIView):
+    scopes = {"post": "read"}
+
     class Input(fields.Input):
         action = fields.SlugField(max_length=60)
         quantity = fields.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
@@ -288,6 +306,8 @@ class EstimateApi(APIView):
 
 class AdjustmentApi(APIView):
     """Staff only: a signed correction with a reason, written to the ledger and the audit log."""
+
+    scopes = {"post": "credits:write"}
 
     class Input(fields.Input):
         amount = fields.IntegerField(min_value=-services.MAX_AMOUNT, max_value=services.MAX_AMOUNT)

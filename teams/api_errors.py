@@ -92,6 +92,7 @@ _STATUS_ERRORS = {
     404: ("not_found", "No such API endpoint or object; check the path and any id in it."),
     405: ("method_not_allowed", "This endpoint does not take that method."),
     413: ("payload_too_large", "The request body is too large."),
+    429: ("rate_limited", "Too many requests; retry later."),
     500: ("server_error", "Something went wrong on our side; it has been logged. Please retry later."),
 }
 
@@ -114,7 +115,9 @@ class ApiErrorMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if (
-            request.path.startswith("/api/")
+            # A DRF response already carries our error shape, in the format it negotiated.
+            not isinstance(response, Response)
+            and request.path.startswith("/api/")
             and response.status_code >= 400
             and not response.get("Content-Type", "").startswith("application/json")
         ):

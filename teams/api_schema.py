@@ -54,7 +54,7 @@ _ERROR_DESCRIPTIONS = {
     400: "Invalid input: `fields` names each offending field.",
     401: "No credentials, or an unknown or revoked API key.",
     402: "Not enough credits, or the plan's quota is used up.",
-    403: "The caller's role or key does not allow this.",
+    403: "The caller's role does not allow this, or the API key lacks the scope (`insufficient_scope`).",
     404: "No such object, or not visible to the caller.",
     409: "Conflicts with the current state (e.g. an idempotency key reused with other input).",
     413: "The body is over the size limit.",
@@ -93,10 +93,8 @@ RETRY_AFTER = OpenApiParameter(
     response=[429],
     description="Seconds to wait before retrying.",
 )
-# Response headers of rate limiting beyond Retry-After (e.g. RateLimit-Limit, -Remaining,
-# -Reset): append OpenApiParameter(..., response=True or [statuses]) here and every
-# operation documents them.
-RATE_LIMIT_HEADERS: list[OpenApiParameter] = []
+# The RateLimit-* headers of every response, and the scopes each operation needs, are added
+# after generation by teams.openapi.add_limits_and_scopes (a postprocessing hook).
 
 
 def idempotency_key(*, required: bool) -> OpenApiParameter:
@@ -209,7 +207,7 @@ class AutoSchema(SpectacularAutoSchema):
         return f"{name}_{self.method.lower()}"
 
     def get_override_parameters(self):
-        return [*super().get_override_parameters(), ORG_HEADER, RETRY_AFTER, *RATE_LIMIT_HEADERS]
+        return [*super().get_override_parameters(), ORG_HEADER, RETRY_AFTER]
 
     def _get_response_bodies(self, direction="response"):
         # Added here, below extend_schema's overrides, so every operation documents them.
