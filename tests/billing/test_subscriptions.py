@@ -342,7 +342,7 @@ def test_choosing_the_current_plan_withdraws_a_pending_downgrade(catalog, org, o
     assert not preview.immediate and preview.amount_due == 4900  # the renewal stays at Pro's price
     sub = subscriptions.subscription_change(organization=org, plan=pro, actor=owner)
     assert (sub.plan, sub.pending_plan, sub.pending_plan_at) == (pro, None, None)
-    remote = catalog.v1.subscriptions.retrieve(sub.stripe_subscription_id, {"expand": ["items.data.price"]})
+    remote = catalog.v1.subscriptions.retrieve(sub.stripe_subscription_id)
     assert {item.price.id for item in remote["items"].data} == {
         item.stripe_price_id for item in pro.line_items.all()
     }
