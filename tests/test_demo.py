@@ -16,6 +16,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
 def _demo_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {
         k: v
