@@ -138,6 +138,7 @@ def billing(request, org_slug: str):
 def billing_upcoming(request, org_slug: str):
     """The upcoming invoice, loaded after the page (it asks Stripe)."""
     organization, _ = get_org_for_user(request, org_slug)
+    subscription = selectors.subscription_of(organization)
     try:
         upcoming = subscriptions.upcoming_invoice(organization=organization)
     except stripe.StripeError:
@@ -147,7 +148,13 @@ def billing_upcoming(request, org_slug: str):
     return render(
         request,
         "billing/billing.html#upcoming",
-        {"organization": organization, "upcoming": upcoming, "failed": failed},
+        {
+            "organization": organization,
+            "subscription": subscription,
+            "upcoming": upcoming,
+            "failed": failed,
+            "loaded": True,
+        },
     )
 
 
