@@ -15,11 +15,20 @@ from credits.models import (
     CreditPackage,
     CreditReservation,
     CreditTransaction,
+    PurchaseStatus,
     ReservationStatus,
     TransactionType,
 )
 
 CURSOR_SALT = "credits.transactions"
+
+
+def purchase_awaited(account: CreditAccount):
+    """The purchase a buyer just came back from paying, while Stripe's confirmation is still on
+    its way: their latest checkout, if it is recent and not granted yet."""
+    latest = account.purchases.order_by("-created_at", "-pk").first()
+    recent = latest is not None and latest.created_at > timezone.now() - timedelta(minutes=30)
+    return latest if recent and latest.status == PurchaseStatus.PENDING else None
 
 
 def active_packages():

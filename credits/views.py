@@ -55,10 +55,17 @@ def credits_page(request, org_slug: str):
     organization, membership = get_org_for_user(request, org_slug)
     account = services.credit_account_for(organization=organization)
     context = _page_context(request, organization, membership, account)
-    # Stripe sends the buyer back, possibly before its webhook has granted the credits.
+    # Stripe sends the buyer back, possibly before its webhook has granted the credits: the
+    # balance then polls until the purchase is granted, and tells the navigation when it is.
     context["purchase"] = request.GET.get("purchase", "")
+    context["awaited"] = selectors.purchase_awaited(account) if context["purchase"] == "complete" else None
     if request.htmx and request.htmx.target == "history":
         return render(request, "credits/credits.html#history", context)
+    if request.htmx and request.htmx.target == "balance":
+        response = render(request, "credits/credits.html#balance", context)
+        if context["awaited"] is None:
+            response["HX-Trigger"] = "credits-changed"
+        return response
     return render(request, "credits/credits.html", context)
 
 
