@@ -108,7 +108,6 @@ if USING_SQLITE:
     # lets readers go on while one connection writes; a write transaction takes the write lock
     # when it begins (IMMEDIATE), so it waits its turn (busy_timeout) instead of failing with
     # "database is locked" when a read inside it turns into a write.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
