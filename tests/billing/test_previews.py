@@ -88,3 +88,14 @@ def test_a_canceled_plan_row_does_not_also_show_a_scheduled_downgrade(client_for
     page = client.get(reverse("billing", args=[org.slug])).content.decode()
     assert "→ AI Access" not in page
     assert "cancels" in page
+
+
+def test_confirming_an_upgrade_during_a_trial_charges_nothing_and_keeps_the_trial(
+    client_for, catalog, org, owner
+):
+    sub = subscribe(catalog, org, "ai_monthly", trial_days=14)
+    client_for(owner).post(reverse("billing_change", args=[org.slug]), {"plan": "platform_monthly"})
+    after = OrgSubscription.objects.get(organization=org)
+    assert (after.plan.key, after.status, after.trial_end) == ("platform_monthly", "trialing", sub.trial_end)
+    invoices = catalog.v1.invoices.list({"subscription": sub.stripe_subscription_id, "limit": 10}).data
+    assert sum(invoice.amount_paid for invoice in invoices) == 0
