@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from billing import services, subscriptions
+from billing import seats, services, subscriptions
 from billing.models import OrgSubscription, Plan
 from billing.stripe_client import stripe_client
 from tests.factories import MembershipFactory
@@ -99,3 +99,15 @@ def test_confirming_an_upgrade_during_a_trial_charges_nothing_and_keeps_the_tria
     assert (after.plan.key, after.status, after.trial_end) == ("platform_monthly", "trialing", sub.trial_end)
     invoices = catalog.v1.invoices.list({"subscription": sub.stripe_subscription_id, "limit": 10}).data
     assert sum(invoice.amount_paid for invoice in invoices) == 0
+
+
+def test_the_seat_preview_names_its_invoice_lines_too(catalog, org, owner):
+    MembershipFactory.create_batch(3, organization=org, role="member")
+    subscribe(catalog, org, "team_monthly")
+    sub = subscriptions.subscription_sync(
+        subscription_id=OrgSubscription.objects.get(organization=org).stripe_subscription_id
+    )
+    assert sub.plan.key == "team_monthly"
+    preview = seats.seat_preview(organization=org, with_invoice=True)
+    labels = [label for label, _ in preview.upcoming.lines]
+    assert labels and not any("×" in label for label in labels), labels
