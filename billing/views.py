@@ -50,6 +50,8 @@ def pricing(request):
         "subscription": subscription
         if subscription and subscription.stripe_subscription_id and subscription.applies
         else None,
+        # Checkout gives a trial only to an organization that has never paid.
+        "trial_eligible": not (subscription and subscription.first_paid_at),
         "rows": rows,
         "addons": selectors.active_addons(),
         "seats": seats,

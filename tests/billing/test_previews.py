@@ -111,3 +111,16 @@ def test_the_seat_preview_names_its_invoice_lines_too(catalog, org, owner):
     preview = seats.seat_preview(organization=org, with_invoice=True)
     labels = [label for label, _ in preview.upcoming.lines]
     assert labels and not any("×" in label for label in labels), labels
+
+
+def test_trials_are_offered_only_to_an_organization_that_never_paid(client_for, catalog, org, owner):
+    client = client_for(owner)
+    assert "Start your trial" in client.get(reverse("pricing")).content.decode()
+    assert "Start 14-day trial" in client.get(reverse("billing", args=[org.slug])).content.decode()
+    subscribe(catalog, org, "ai_monthly")
+    client.post(reverse("billing_refund", args=[org.slug]))  # paid once, then ended
+    assert OrgSubscription.objects.get(organization=org).status == "canceled"
+    pricing = client.get(reverse("pricing")).content.decode()
+    billing = client.get(reverse("billing", args=[org.slug])).content.decode()
+    assert "Start your trial" not in pricing and "Start 14-day trial" not in billing
+    assert 'data-testid="subscribe-pro"' in pricing
