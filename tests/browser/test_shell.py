@@ -117,6 +117,13 @@ def test_the_menu_opens_and_closes_on_a_phone(new_page, world):
     toggle.click()
     expect(nav).to_be_visible()
     expect(toggle).to_have_attribute("aria-expanded", "true")
+    assert_fits(page, "the open menu")
+    page.locator("[data-testid=user-menu] summary").click()
+    expect(page.locator("[data-testid=user-menu] button:has-text('Log out')")).to_be_in_viewport()
+    assert_fits(page, "the open user menu")
+    page.locator("[data-testid=org-switcher] summary").click()  # closes the user menu
+    expect(page.locator("[data-testid=user-menu] button:has-text('Log out')")).to_be_hidden()
+    assert_fits(page, "the open organization switcher")
     nav.locator("text=Billing").click()
     expect(page).to_have_url(re.compile(r"/billing/$"))
     expect(page.locator("h1")).to_have_text("Billing")
