@@ -4,6 +4,8 @@ from django.templatetags.static import static
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from billing.views_webhook import stripe_webhook
+
 urlpatterns = [
     # Browsers ask for /favicon.ico whatever the page's <link rel="icon"> says.
     path("favicon.ico", lambda request: redirect(static("favicon.svg"), permanent=True)),
@@ -12,6 +14,8 @@ urlpatterns = [
     path("api/v1/credits/", include("credits.api_urls")),
     path("api/v1/", include("projects.api_urls")),
     path("api/v1/", include("billing.api_urls")),
+    # Ours first: it checks size and signature before dj-stripe's view stores anything.
+    path("stripe/webhook/<uuid:uuid>/", stripe_webhook, name="stripe_webhook"),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("", include("teams.urls")),
     path("", include("billing.urls")),

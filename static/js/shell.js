@@ -1,6 +1,6 @@
-/* The app shell's behaviour, from a static file (no inline scripts or handlers, so a strict
-   Content-Security-Policy can forbid them): the menu below the breakpoint, drop-down menus
-   that close on Escape or a click elsewhere, and confirmations declared with data-confirm. */
+/* The app shell's behaviour, from a static file (the Content-Security-Policy forbids inline
+   scripts and handlers): the menu below the breakpoint, and drop-down menus that close on
+   Escape or a click elsewhere. Confirmations (data-confirm) are in tally.js. */
 (function () {
   "use strict";
   document.documentElement.classList.add("js");
@@ -34,10 +34,5 @@
       toggle.focus();
     });
     closeDropdowns(null);
-  });
-
-  document.addEventListener("submit", function (event) {
-    var message = event.target.getAttribute("data-confirm");
-    if (message && !window.confirm(message)) event.preventDefault();
   });
 })();
