@@ -1,10 +1,21 @@
 """Reads of the catalog and billing state (and, later, of dj-stripe's mirror)."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db.models import Prefetch
+from django.utils import timezone
 
-from billing.models import Addon, Feature, Interval, OrgSubscription, Plan, PlanEntitlement, Product
+from billing.models import (
+    Addon,
+    Feature,
+    Interval,
+    OrgSubscription,
+    Plan,
+    PlanCheckout,
+    PlanEntitlement,
+    Product,
+)
 
 
 @dataclass
@@ -108,3 +119,19 @@ def organization_to_bill(user):
         .first()
     )
     return membership.organization if membership else None
+
+
+UNFINISHED_CHECKOUT_SHOWN = timedelta(days=7)
+
+
+def plan_checkout_unfinished(organization, *, subscription: OrgSubscription | None) -> PlanCheckout | None:
+    """The organization's latest subscription checkout, when it expired or its payment failed
+    in the last week and no plan has started since: the billing page says why nothing happened."""
+    latest = PlanCheckout.objects.select_related("plan").filter(organization=organization).first()
+    if latest is None or not latest.unfinished:
+        return None
+    if latest.created_at < timezone.now() - UNFINISHED_CHECKOUT_SHOWN:
+        return None
+    if subscription is not None and subscription.applies:
+        return None
+    return latest

@@ -19,6 +19,10 @@ def handle(event_id: str, kind: str | None = None, object_id: str | None = None)
     synced = None
     if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
         synced = subscriptions.checkout_complete(session_id=obj["id"])
+    elif kind == "checkout.session.expired":
+        subscriptions.checkout_expired(session_id=obj["id"])
+    elif kind == "checkout.session.async_payment_failed":
+        subscriptions.checkout_payment_failed(session_id=obj["id"])
     elif kind.startswith("customer.subscription."):
         synced = subscriptions.subscription_sync(subscription_id=obj["id"])
     elif kind in ("invoice.paid", "invoice.payment_failed"):

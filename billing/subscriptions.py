@@ -21,13 +21,16 @@ from djstripe.models import Customer
 from billing import entitlements, selectors
 from billing.models import (
     Addon,
+    CheckoutOutcome,
     EntitlementGrant,
     OrgSubscription,
     Payment,
     Plan,
+    PlanCheckout,
     PlanLineItem,
     SubscriptionStatus,
 )
+from billing.services_payments import CheckoutResult, PaymentCheckoutOutcome, payment_checkout_settled
 from billing.stripe_client import stripe_client
 from teams.errors import ServiceError
 from teams.models import Membership, Organization, User
@@ -164,6 +167,9 @@ def checkout_start(
     if plan.trial_days and not (current and current.first_paid_at):
         params["subscription_data"]["trial_period_days"] = plan.trial_days
     session = stripe_client().v1.checkout.sessions.create(params)
+    PlanCheckout.objects.get_or_create(
+        stripe_session_id=session.id, defaults={"organization": organization, "plan": plan, "actor": actor}
+    )
     audit_record(
         organization=organization,
         action="billing.checkout_started",
@@ -187,33 +193,87 @@ def checkout_session_state(*, organization: Organization, session_id: str) -> di
         and subscription.stripe_subscription_id == session.subscription
         and subscription.applies
     )
+    checkout = PlanCheckout.objects.filter(organization=organization, stripe_session_id=session.id).first()
+    expired = session.status == "expired" or bool(checkout and checkout.status == CheckoutOutcome.ABANDONED)
+    failed = bool(checkout and checkout.status == CheckoutOutcome.FAILED) and not active
     return {
         "status": session.status,
         "payment_status": session.payment_status,
         "active": active,
         "subscription": subscription,
+        "expired": expired and not active,
+        "failed": failed,
+        "failure_message": checkout.failure_message if checkout else "",
+        "processing": session.status == "complete" and session.payment_status == "unpaid" and not failed,
+        # Nothing more will happen by itself: the page stops polling.
+        "final": active or expired or failed,
     }
 
 
+_SETTLE_FROM = {
+    CheckoutOutcome.PROCESSING: [CheckoutOutcome.OPEN],
+    CheckoutOutcome.COMPLETED: [CheckoutOutcome.OPEN, CheckoutOutcome.PROCESSING],
+    CheckoutOutcome.ABANDONED: [CheckoutOutcome.OPEN],
+    CheckoutOutcome.FAILED: [CheckoutOutcome.OPEN, CheckoutOutcome.PROCESSING],
+}
+
+
+def plan_checkout_settle(*, session, status: str, failure_message: str = "") -> PlanCheckout | None:
+    """Move a subscription checkout's record on, once: from the states it can come from only,
+    so a replayed or late event (an `expired` after `completed`) changes nothing."""
+    organization = _organization_of(session.metadata, session.customer)
+    plan = Plan.objects.filter(key=(session.metadata or {}).get("tally_plan", "")).first()
+    if organization is None or plan is None:
+        return None
+    checkout, _ = PlanCheckout.objects.get_or_create(
+        stripe_session_id=session.id, defaults={"organization": organization, "plan": plan}
+    )
+    final = status != CheckoutOutcome.PROCESSING
+    moved = PlanCheckout.objects.filter(pk=checkout.pk, status__in=_SETTLE_FROM[status]).update(
+        status=status,
+        failure_message=failure_message[:500],
+        settled_at=timezone.now() if final else None,
+    )
+    if moved and status in (CheckoutOutcome.ABANDONED, CheckoutOutcome.FAILED):
+        audit_record(
+            organization=organization,
+            action=f"billing.checkout_{status}",
+            actor=checkout.actor,
+            target=plan.key,
+            data={"session": session.id, "reason": failure_message},
+        )
+    checkout.refresh_from_db()
+    return checkout
+
+
+def _payment_outcome(session, result: str, failure_message: str = "") -> PaymentCheckoutOutcome:
+    intent = session.payment_intent
+    return PaymentCheckoutOutcome(
+        session_id=session.id,
+        metadata=dict(session.metadata or {}),
+        result=result,
+        payment_intent_id=(intent if isinstance(intent, str) else intent.id) if intent else "",
+        failure_message=failure_message,
+    )
+
+
 def checkout_complete(*, session_id: str) -> OrgSubscription | None:
-    """After `checkout.session.completed`: sync the subscription and grant one-time add-ons,
-    or, for a credit package bought in payment mode, have credits grant it (once per session)."""
+    """After `checkout.session.completed` or `.async_payment_succeeded`: sync the subscription
+    and, once it is paid, grant one-time add-ons; or tell the app that sold a payment-mode
+    checkout (a credit package) how it stands, for it to grant once per session.
+
+    A delayed payment method (a bank debit) completes the session with `payment_status`
+    "unpaid": nothing is granted until `checkout.session.async_payment_succeeded`, which lands
+    here again with the session paid.
+    """
     client = stripe_client()
     session = client.v1.checkout.sessions.retrieve(session_id)
     if session.status != "complete":
         return None
-    purchase_code = (session.metadata or {}).get("tally_credit_purchase")
-    if purchase_code:
-        # Only a paid session grants: a delayed payment method completes the session unpaid and
-        # is granted on `checkout.session.async_payment_succeeded`, which lands here again.
-        if session.payment_status == "paid":
-            from credits import services as credit_services
-
-            credit_services.credit_purchase_complete(
-                purchase_code=purchase_code,
-                session_id=session.id,
-                payment_intent_id=session.payment_intent or "",
-            )
+    paid = session.payment_status in ("paid", "no_payment_required")
+    if session.mode == "payment":
+        result = CheckoutResult.PAID if session.payment_status == "paid" else CheckoutResult.PROCESSING
+        payment_checkout_settled(outcome=_payment_outcome(session, result))
         return None
     organization = _organization_of(session.metadata, session.customer)
     if organization is None:
@@ -221,12 +281,73 @@ def checkout_complete(*, session_id: str) -> OrgSubscription | None:
     result = None
     if session.subscription:
         result = subscription_sync(subscription_id=session.subscription)
+    plan_checkout_settle(
+        session=session, status=CheckoutOutcome.COMPLETED if paid else CheckoutOutcome.PROCESSING
+    )
+    if not paid:
+        return result
     line_items = client.v1.checkout.sessions.line_items.list(session_id, {"limit": 100})
     for line in line_items.auto_paging_iter():
         addon = Addon.objects.filter(stripe_price_id=line.price.id).first()
         if addon is not None and addon.kind == Addon.Kind.ONE_TIME:
             _grant_addon(organization, addon, line.quantity or 1, f"checkout:{session_id}")
     return result
+
+
+def checkout_expired(*, session_id: str) -> None:
+    """After `checkout.session.expired`: the checkout was abandoned; its record says so (for a
+    plan here, for a payment checkout in the app that sold it). Nothing was charged."""
+    session = stripe_client().v1.checkout.sessions.retrieve(session_id)
+    if session.status != "expired":
+        return
+    if session.mode == "payment":
+        payment_checkout_settled(outcome=_payment_outcome(session, CheckoutResult.ABANDONED))
+    elif session.mode == "subscription":
+        plan_checkout_settle(session=session, status=CheckoutOutcome.ABANDONED)
+
+
+def _failure_of(intent) -> str:
+    error = intent.get("last_payment_error") if intent is not None else None
+    return (error or {}).get("message") or "The bank refused the payment."
+
+
+def checkout_payment_failed(*, session_id: str) -> None:
+    """After `checkout.session.async_payment_failed`: the delayed payment was refused. The
+    session and its payment are re-read from Stripe; the checkout is marked failed, with the
+    bank's reason, only if the payment really did not go through."""
+    client = stripe_client()
+    session = client.v1.checkout.sessions.retrieve(session_id, {"expand": ["payment_intent"]})
+    if session.status != "complete" or session.payment_status == "paid":
+        return
+    if session.mode == "payment":
+        intent = session.payment_intent
+        if intent is None or isinstance(intent, str) or intent.status in ("succeeded", "processing"):
+            return
+        payment_checkout_settled(
+            outcome=_payment_outcome(session, CheckoutResult.FAILED, _failure_of(intent))
+        )
+        return
+    if session.mode != "subscription" or not session.invoice:
+        return
+    invoice = client.v1.invoices.retrieve(
+        session.invoice, {"expand": ["payments.data.payment.payment_intent"]}
+    )
+    if invoice.status == "paid":
+        return
+    intents = [
+        p["payment"]["payment_intent"]
+        for p in (invoice.get("payments") or {}).get("data", [])
+        if p.get("payment") and not isinstance(p["payment"].get("payment_intent"), str | None)
+    ]
+    if any(i.status in ("succeeded", "processing") for i in intents):
+        return
+    if session.subscription:
+        subscription_sync(subscription_id=session.subscription)
+    plan_checkout_settle(
+        session=session,
+        status=CheckoutOutcome.FAILED,
+        failure_message=_failure_of(intents[-1] if intents else None),
+    )
 
 
 def _grant_addon(organization, addon: Addon, quantity: int, reference: str) -> None:

@@ -122,6 +122,7 @@ def _billing_context(organization, membership) -> dict:
         .prefetch_related("line_items"),
         "addons": selectors.active_addons(),
         "money_back_days": settings.BILLING_MONEY_BACK_DAYS,
+        "last_checkout": selectors.plan_checkout_unfinished(organization, subscription=subscription),
     }
 
 

@@ -1,5 +1,6 @@
 """Reads: history, usage, runway and the reconciliation of balances against the ledger."""
 
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -13,6 +14,7 @@ from credits.models import (
     CreditAllocation,
     CreditGrant,
     CreditPackage,
+    CreditPurchase,
     CreditReservation,
     CreditTransaction,
     PurchaseStatus,
@@ -23,12 +25,28 @@ from credits.models import (
 CURSOR_SALT = "credits.transactions"
 
 
-def purchase_awaited(account: CreditAccount):
-    """The purchase a buyer just came back from paying, while Stripe's confirmation is still on
-    its way: their latest checkout, if it is recent and not granted yet."""
-    latest = account.purchases.order_by("-created_at", "-pk").first()
-    recent = latest is not None and latest.created_at > timezone.now() - timedelta(minutes=30)
-    return latest if recent and latest.status == PurchaseStatus.PENDING else None
+PURCHASE_OUTCOME_SHOWN = timedelta(days=1)
+
+
+def purchase_to_show(account: CreditAccount, *, code: str = "") -> CreditPurchase | None:
+    """The purchase the credits page reports on: the one Checkout sent the buyer back with
+    (`code`), else the latest one if it is still waiting for a bank debit, or expired or failed
+    in the last day (so the person sees why no credits came)."""
+    purchases = CreditPurchase.objects.filter(account=account).select_related("package")
+    if code:
+        try:
+            return purchases.filter(code=uuid.UUID(code)).first()
+        except ValueError:
+            return None
+    latest = purchases.first()
+    if latest is None:
+        return None
+    if latest.status == PurchaseStatus.PENDING and latest.processing:
+        return latest
+    ended = latest.status in (PurchaseStatus.ABANDONED, PurchaseStatus.FAILED)
+    if ended and latest.ended_at and latest.ended_at > timezone.now() - PURCHASE_OUTCOME_SHOWN:
+        return latest
+    return None
 
 
 def active_packages():

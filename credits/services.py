@@ -1316,7 +1316,7 @@ def credit_purchase_start(
             currency=purchase.currency,
         ),
         metadata=metadata,
-        success_url=page + "?purchase=complete",
+        success_url=page + f"?purchase=complete&code={purchase.code}",
         cancel_url=page + "?purchase=cancelled",
         idempotency_key=f"tally-credit-purchase-{purchase.code}",
     )
@@ -1374,12 +1374,18 @@ def credit_purchase_complete(
             },
             actor=purchase.actor,
         )
-        completed = CreditPurchase.objects.filter(pk=purchase.pk, status=PurchaseStatus.PENDING).update(
-            status=PurchaseStatus.COMPLETED,
-            transaction=entry,
-            checkout_session_id=session_id,
-            payment_intent_id=payment_intent_id or None,
-            completed_at=timezone.now(),
+        # Stripe says it is paid (re-read by billing): whatever Tally thought before, it is bought.
+        completed = (
+            CreditPurchase.objects.filter(pk=purchase.pk)
+            .exclude(status=PurchaseStatus.COMPLETED)
+            .update(
+                status=PurchaseStatus.COMPLETED,
+                processing=False,
+                transaction=entry,
+                checkout_session_id=session_id,
+                payment_intent_id=payment_intent_id or None,
+                completed_at=timezone.now(),
+            )
         )
         if completed:
             audit_record(
@@ -1389,6 +1395,63 @@ def credit_purchase_complete(
                 target=purchase.package.code,
                 data={"session": session_id, "credits": purchase.total_credits, "amount": purchase.amount},
             )
+    purchase.refresh_from_db()
+    return purchase
+
+
+def _purchase_of_session(purchase_code: str, session_id: str) -> CreditPurchase | None:
+    try:
+        purchase = (
+            CreditPurchase.objects.select_related("package", "account__organization")
+            .filter(code=purchase_code)
+            .first()
+        )
+    except ValidationError:
+        return None  # not a purchase code of ours
+    if purchase is None or purchase.checkout_session_id not in (None, session_id):
+        return None
+    return purchase
+
+
+def credit_purchase_processing(*, purchase_code: str, session_id: str) -> CreditPurchase | None:
+    """The buyer paid with a delayed method (a bank debit): nothing is granted until the bank
+    has paid; the purchase says it is waiting for that."""
+    purchase = _purchase_of_session(purchase_code, session_id)
+    if purchase is None:
+        return None
+    CreditPurchase.objects.filter(pk=purchase.pk, status=PurchaseStatus.PENDING, processing=False).update(
+        processing=True, checkout_session_id=session_id
+    )
+    purchase.refresh_from_db()
+    return purchase
+
+
+def credit_purchase_end(
+    *, purchase_code: str, session_id: str, status: str, failure_message: str = ""
+) -> CreditPurchase | None:
+    """A pending purchase that will never be paid: its checkout expired (abandoned) or its
+    delayed payment was refused (failed, with the bank's reason). Grants nothing; only a pending
+    purchase moves, once, so a replayed or late event changes nothing."""
+    if status not in (PurchaseStatus.ABANDONED, PurchaseStatus.FAILED):
+        raise ValueError(f"not an end of a purchase: {status}")
+    purchase = _purchase_of_session(purchase_code, session_id)
+    if purchase is None:
+        return None
+    ended = CreditPurchase.objects.filter(pk=purchase.pk, status=PurchaseStatus.PENDING).update(
+        status=status,
+        processing=False,
+        failure_message=failure_message[:500],
+        checkout_session_id=session_id,
+        ended_at=timezone.now(),
+    )
+    if ended:
+        audit_record(
+            organization=purchase.account.organization,
+            action=f"credits.purchase_{status}",
+            actor=purchase.actor,
+            target=purchase.package.code,
+            data={"session": session_id, "reason": failure_message},
+        )
     purchase.refresh_from_db()
     return purchase
 

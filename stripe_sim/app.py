@@ -20,6 +20,7 @@ from stripe_sim import (  # noqa: F401
     clock,
     core,
     event_api,
+    faults,
     meters,
     pages,
 )
@@ -93,6 +94,13 @@ class SimApp:
         ).hexdigest()
         base_url = request.host_url.rstrip("/")
         with self.store.lock:
+            fault = faults.take(self.store.faults, request.method, request.path)
+            if fault is not None and not fault["after"]:
+                # Stripe failed before doing anything: nothing changes, nothing is remembered.
+                error = faults.error_of(fault)
+                self._log(request, error.status, request_id)
+                headers.update(faults.headers_of(fault))
+                return self._json(error.status, error.body(request_id), headers)
             if mutating and idem_key:
                 record = self.store.idempotency.get((api_key, idem_key))
                 if record is not None:
@@ -139,6 +147,11 @@ class SimApp:
                     "body": body,
                     "request_id": request_id,
                 }
+            if fault is not None:
+                # The work was done (and an idempotent retry replays it); only the answer is lost.
+                error = faults.error_of(fault)
+                status, body = error.status, error.body(request_id)
+                headers.update(faults.headers_of(fault))
             self._log(request, status, request_id)
             if mutating and self.state_file:
                 self.store.save_to(self.state_file)
@@ -245,6 +258,10 @@ class SimApp:
                         if hasattr(store.config, key):
                             setattr(store.config, key, value)
             return Response(json.dumps(vars(store.config)), content_type="application/json")
+        if head == "settle" and request.method == "POST":
+            return self._settle(request)
+        if head == "faults" and len(parts) == 1:
+            return self._faults(request)
         if head == "deliveries" and len(parts) == 1:
             with store.lock:
                 data = [_public_delivery(d) for d in store.deliveries]
@@ -263,6 +280,52 @@ class SimApp:
             with store.lock:
                 return self._html(*pages.object_page(store, parts[1]))
         return Response("Not found", status=404)
+
+    def _settle(self, request: Request) -> Response:
+        """The bank answers processing debits now, whatever their test IBAN's delay:
+        ``{"payment_intent": "pi_..."}`` for one, or all of them."""
+        store = self.store
+        body = request.get_json(silent=True) or {}
+        with store.lock:
+            pending = checkout.processing_debits(store)
+            wanted = body.get("payment_intent") if isinstance(body, dict) else None
+            if wanted:
+                pending = [pi for pi in pending if pi["id"] == wanted]
+                if not pending:
+                    return Response(
+                        json.dumps({"error": f"no processing payment intent {wanted}"}),
+                        status=404,
+                        content_type="application/json",
+                    )
+            for pi in sorted(pending, key=lambda p: p["_seq"]):
+                checkout.debit_settle(store, pi)
+            self.persist()
+            settled = [{"id": pi["id"], "status": pi["status"]} for pi in pending]
+        self.dispatcher.flush()
+        if request.form.get("back"):
+            return Response("", status=303, headers={"Location": "/_sim/"})
+        return Response(json.dumps(settled), content_type="application/json")
+
+    def _faults(self, request: Request) -> Response:
+        """Arm faults (POST: one, or ``{"faults": [...]}``), list them (GET), disarm all (DELETE)."""
+        store = self.store
+        if request.method == "POST":
+            body = request.get_json(silent=True)
+            raw = body.get("faults") if isinstance(body, dict) and "faults" in body else [body]
+            try:
+                if not isinstance(raw, list):
+                    raise faults.FaultSpecError("faults: a list of faults")
+                armed = [faults.parse(item) for item in raw]
+            except faults.FaultSpecError as exc:
+                return Response(json.dumps({"error": str(exc)}), status=400, content_type="application/json")
+            with store.lock:
+                store.faults.extend(armed)
+        elif request.method == "DELETE":
+            with store.lock:
+                store.faults.clear()
+        with store.lock:
+            data = [dict(f) for f in store.faults]
+        return Response(json.dumps(data), content_type="application/json")
 
     def _advance(self, request: Request) -> Response:
         """Move time on for objects on no test clock: ``{"seconds": n}`` or ``{"to": timestamp}``

@@ -477,6 +477,10 @@ def attempt_payment(
     if pi["status"] == "succeeded":
         _mark_paid(store, invoice, now)
         return True
+    if pi["status"] == "processing":
+        # A bank debit: the invoice stays open until the bank answers (``debit_settled``).
+        invoice["next_payment_attempt"] = None
+        return False
     invoice["next_payment_attempt"] = None
     emit(store, "invoice.payment_failed", invoice)
     if raise_on_failure:
@@ -1492,3 +1496,27 @@ def _preview_cycle(store: Store, sub: dict[str, Any]) -> dict[str, Any]:
         raise invalid("No upcoming invoices for this subscription.", code="invoice_upcoming_none")
     cycle_subscription(store, sub, collect=False)
     return store.objects["invoice"][sub["latest_invoice"]]
+
+
+def invoice_of_payment_intent(store: Store, pi_id: str) -> dict[str, Any] | None:
+    for record in store.all("invoice_payment"):
+        if record["payment"].get("payment_intent") == pi_id:
+            return store.objects["invoice"].get(record["invoice"])
+    return None
+
+
+def debit_settled(store: Store, invoice: dict[str, Any], pi: dict[str, Any]) -> None:
+    """The bank answered the debit paying ``invoice``: paid (the subscription becomes active), or
+    failed (``invoice.payment_failed``; an incomplete subscription expires as it would)."""
+    now = store.now(invoice["test_clock"])
+    for record in store.all("invoice_payment"):
+        if record["invoice"] == invoice["id"] and record["payment"].get("payment_intent") == pi["id"]:
+            record["status"] = "paid" if pi["status"] == "succeeded" else "canceled"
+            record["amount_paid"] = pi["amount_received"] or None
+            record["status_transitions"]["paid_at"] = now if pi["status"] == "succeeded" else None
+    if invoice["status"] != "open":
+        return
+    if pi["status"] == "succeeded":
+        _mark_paid(store, invoice, now)
+        return
+    emit(store, "invoice.payment_failed", invoice)

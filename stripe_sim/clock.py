@@ -1,7 +1,8 @@
 """Test clocks: frozen time for the customers attached to them, advanced on request.
 
 Advancing runs every timer that falls due on the way (period ends, trial ends, payment retries,
-expiry of incomplete subscriptions and checkout sessions, scheduled cancellations) in time order,
+bank debits settling, expiry of incomplete subscriptions and checkout sessions, scheduled
+cancellations) in time order,
 each at its own moment, so the events come out as Stripe would send them over that stretch of time.
 Objects on no clock live in wall time, which ``advance_wall_time`` moves on the same way.
 """
@@ -135,6 +136,10 @@ def _next_timer(store: Store, clock_id: str | None, target: int) -> tuple[int, C
             and attempt <= target
         ):
             timers.append((attempt, 0, invoice["_seq"], _bind(billing.retry_invoice, store, invoice)))
+    for pi in checkout.processing_debits(store):
+        settle_at = pi.get("_settle_at")
+        if pi["customer"] in customers and settle_at is not None and settle_at <= target:
+            timers.append((settle_at, 0, pi["_seq"], _bind(checkout.debit_settle, store, pi)))
     for session in store.all("checkout.session"):
         if (
             session["customer"] in customers

@@ -98,6 +98,8 @@ class Store:
             self.idempotency: dict[tuple[str, str], dict[str, Any]] = {}
             self.deliveries: list[dict[str, Any]] = []
             self.requests: list[dict[str, Any]] = []
+            # Errors to answer instead of the real response (``/_sim/faults``), oldest first.
+            self.faults: list[dict[str, Any]] = []
             # Events waiting to be handed to the webhook dispatcher once the lock is released.
             self.outbox: list[str] = []
             # The API request being handled, recorded on the events it causes.

@@ -1,5 +1,6 @@
 """Billing state per organization: its subscription and what it has used."""
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -134,6 +135,51 @@ class Payment(models.Model):
     @property
     def reason_label(self) -> str:
         return self.REASONS.get(self.billing_reason, self.billing_reason.replace("_", " "))
+
+
+class CheckoutOutcome(models.TextChoices):
+    """Where a Checkout Session ended, as Tally records it (for plans here, for credit packages
+    in credits): open, paid by a delayed method and waiting for the bank, paid, expired unpaid,
+    or its delayed payment failed."""
+
+    OPEN = "open", "Open"
+    PROCESSING = "processing", "Payment processing"
+    COMPLETED = "completed", "Completed"
+    ABANDONED = "abandoned", "Abandoned (expired)"
+    FAILED = "failed", "Payment failed"
+
+
+class PlanCheckout(models.Model):
+    """A subscription checkout Tally opened, and how it ended.
+
+    Written once Stripe has created the session; the webhooks move it on (conditionally, so a
+    replay or a late, out-of-order event changes nothing): completed when the subscription is
+    paid, abandoned when the session expires, failed when a delayed payment is refused. The
+    success page and the billing page read it to tell the person why nothing happened.
+    """
+
+    organization = models.ForeignKey(
+        "teams.Organization", on_delete=models.CASCADE, related_name="plan_checkouts"
+    )
+    plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="+")
+    stripe_session_id = models.CharField(max_length=255, unique=True)
+    status = models.CharField(max_length=16, choices=CheckoutOutcome.choices, default=CheckoutOutcome.OPEN)
+    failure_message = models.CharField(max_length=500, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Checkout of {self.plan} ({self.status})"
+
+    @property
+    def unfinished(self) -> bool:
+        return self.status in (CheckoutOutcome.ABANDONED, CheckoutOutcome.FAILED)
 
 
 class UsageCounter(models.Model):

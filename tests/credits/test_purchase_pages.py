@@ -66,7 +66,8 @@ def test_the_balance_refreshes_once_a_purchase_is_granted(client_for, org, owner
         account=account, package=pack, credits=10_000, amount=1000, currency="usd"
     )
     client = client_for(owner)
-    page = client.get(reverse("credits", args=[org.slug]), {"purchase": "complete"}).content.decode()
+    back = {"purchase": "complete", "code": str(purchase.code)}  # Checkout's success URL
+    page = client.get(reverse("credits", args=[org.slug]), back).content.decode()
     assert 'hx-trigger="every 2s"' in page and "Waiting for Stripe" in page
 
     services.credit_purchase_complete(
@@ -75,7 +76,7 @@ def test_the_balance_refreshes_once_a_purchase_is_granted(client_for, org, owner
     assert CreditPurchase.objects.get(pk=purchase.pk).status == PurchaseStatus.COMPLETED
     poll = client.get(
         reverse("credits", args=[org.slug]),
-        {"purchase": "complete"},
+        back,
         headers={"HX-Request": "true", "HX-Target": "balance"},
     )
     body = poll.content.decode()

@@ -51,7 +51,8 @@ def session_events(purchase) -> list[str]:
 
 def test_a_paid_checkout_grants_the_package_once(shop, org, owner):
     purchase, paid = buy(org, owner, "pack-50")
-    assert paid.status_code == 303 and paid.headers["Location"].endswith("/o/acme/credits/?purchase=complete")
+    assert paid.status_code == 303
+    assert paid.headers["Location"].endswith(f"/o/acme/credits/?purchase=complete&code={purchase.code}")
 
     purchase.refresh_from_db()
     assert (purchase.status, purchase.credits, purchase.bonus_credits, purchase.amount) == (
