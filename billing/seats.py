@@ -155,9 +155,7 @@ def _sync(organization_id: int, attempt: str) -> SeatSync | None:
         return None  # a flat plan: head count changes nothing in Stripe
     target = billable_seats(organization, plan=subscription.plan)
     client = stripe_client()
-    remote = client.v1.subscriptions.retrieve(
-        subscription.stripe_subscription_id, {"expand": ["items.data.price"]}
-    )
+    remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
     item = _seat_item(remote, line)
     if item is None:
         return None
@@ -258,9 +256,7 @@ def _invoice_after(subscription: OrgSubscription, line: PlanLineItem, quantity: 
     """Stripe's own numbers for setting the seat quantity to `quantity`: the prorated amount,
     and the invoice that follows (at once under "invoice now", else the next renewal)."""
     client = stripe_client()
-    remote = client.v1.subscriptions.retrieve(
-        subscription.stripe_subscription_id, {"expand": ["items.data.price"]}
-    )
+    remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
     item = _seat_item(remote, line)
     if item is None:
         return None, None

@@ -58,10 +58,12 @@ def customer_ensure(*, organization: Organization, test_clock: str | None = None
     if existing:
         return existing
     params = {
-        "email": organization.email,
         "name": organization.name,
         "metadata": {"djstripe_subscriber": str(organization.pk), "tally_org": organization.slug},
     }
+    # Stripe refuses an empty email (nothing to unset on a new customer): leave it out.
+    if organization.email:
+        params["email"] = organization.email
     if test_clock:
         params["test_clock"] = test_clock
     remote = stripe_client().v1.customers.create(
@@ -440,9 +442,7 @@ def subscription_sync(*, subscription_id: str) -> OrgSubscription | None:
     events arrived) the result is the same. A failed payment's grace period counts from the
     unpaid invoice, in Stripe's time (which a test clock moves), not from when we heard of it.
     """
-    remote = stripe_client().v1.subscriptions.retrieve(
-        subscription_id, {"expand": ["items.data.price", "latest_invoice"]}
-    )
+    remote = stripe_client().v1.subscriptions.retrieve(subscription_id, {"expand": ["latest_invoice"]})
     organization = _organization_of(remote.metadata, remote.customer)
     if organization is None:
         return None
@@ -909,9 +909,7 @@ def subscription_reconcile(*, fix: bool = False) -> list[Drift]:
     for local in OrgSubscription.objects.exclude(stripe_subscription_id=None).select_related(
         "plan", "organization"
     ):
-        remote = client.v1.subscriptions.retrieve(
-            local.stripe_subscription_id, {"expand": ["items.data.price"]}
-        )
+        remote = client.v1.subscriptions.retrieve(local.stripe_subscription_id)
         plan, seats = _plan_of(remote)
         expected_plan = local.plan if local.pending_plan_id == (plan.pk if plan else None) else plan
         found = []

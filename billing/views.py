@@ -1,3 +1,5 @@
+import re
+
 import stripe
 from django.conf import settings
 from django.contrib import messages
@@ -15,6 +17,8 @@ from teams.errors import ServiceError
 from teams.models import Role
 
 MAX_SEATS = 1000
+# Stripe's Checkout Session ids: "cs_test_…" or "cs_live_…", letters, digits and underscores.
+CHECKOUT_SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
 
 
 def _seats(request, default: int) -> int:
@@ -190,6 +194,10 @@ def checkout_success(request, org_slug: str):
     subscription is active, the page says "activating" and polls."""
     organization, membership = get_org_for_user(request, org_slug)
     session_id = request.GET.get("session_id", "")
+    if not CHECKOUT_SESSION_ID.fullmatch(session_id):
+        # Opened by hand or from a mangled link: there is no checkout to look up at Stripe.
+        context = {"organization": organization, "membership": membership, "missing": True}
+        return render(request, "billing/success.html", context, status=400)
     try:
         state = subscriptions.checkout_session_state(organization=organization, session_id=session_id)
     except (ServiceError, stripe.InvalidRequestError):

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
     "csp",
@@ -65,6 +66,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "teams.api_errors.ApiErrorMiddleware",
+    "teams.inputs.UnstorableInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -276,14 +279,22 @@ REST_FRAMEWORK = {
         "teams.auth.HasScope",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON only, with size and depth limits: nothing else is accepted or advertised.
+    "DEFAULT_PARSER_CLASSES": ["teams.api_parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "teams.api_schema.AutoSchema",
     "EXCEPTION_HANDLER": "teams.api_errors.exception_handler",
 }
+# The largest API request body read (413 above it); webhooks have their own limit.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_000_000, minimum=1_024)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tally API",
     "DESCRIPTION": "Credits, entitlements, usage and billing for an organization.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The reference at /api/docs/ is served from our static files, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Public, and costly to build: limited per address.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny", "billing.gating.RateLimited"],
     "POSTPROCESSING_HOOKS": [

@@ -23,8 +23,10 @@ from stripe_sim import (  # noqa: F401
     faults,
     meters,
     pages,
+    strict,
 )
 from stripe_sim.errors import StripeError, unauthorized
+from stripe_sim.events import emit_updates
 from stripe_sim.params import decode
 from stripe_sim.routing import ROUTES, Ctx
 from stripe_sim.store import Store
@@ -85,6 +87,9 @@ class SimApp:
                     "https://stripe.com/docs or we can help at https://support.stripe.com/.",
                 ) from None
             handler = ROUTES[index][2]
+            # Stripe refuses what its API does not take before doing anything, and saves no
+            # result under the idempotency key for such a request.
+            strict.validate_request(request.method, request.path, params)
         except StripeError as exc:
             return self._json(exc.status, exc.body(request_id), headers)
 
@@ -94,6 +99,7 @@ class SimApp:
         ).hexdigest()
         base_url = request.host_url.rstrip("/")
         with self.store.lock:
+            self.store.base_url = base_url
             fault = faults.take(self.store.faults, request.method, request.path)
             if fault is not None and not fault["after"]:
                 # Stripe failed before doing anything: nothing changes, nothing is remembered.
@@ -127,9 +133,11 @@ class SimApp:
                 method=request.method,
                 path=request.path,
             )
+            status = 500
             try:
                 body: dict[str, Any] = handler(ctx, **url_args)
                 status = 200
+                strict.check_response(request.method, request.path, body)
             except StripeError as exc:
                 status, body = exc.status, exc.body(request_id)
             except Exception:
@@ -139,6 +147,8 @@ class SimApp:
                     request_id
                 )
             finally:
+                if status < 500:
+                    emit_updates(self.store)
                 self.store.current_request = {"id": None, "idempotency_key": None}
             if mutating and idem_key and status < 500:
                 self.store.idempotency[(api_key, idem_key)] = {
@@ -207,6 +217,8 @@ class SimApp:
                 return self._checkout(request, parts[1])
             if parts[0] == "portal" and len(parts) == 2:
                 return self._portal(request, parts[1])
+            if parts[0] == "i" and len(parts) == 2:
+                return self._invoice(request, parts[1])
             if parts[0] == "_sim":
                 return self._sim(request, parts[1:])
         except HTTPException as exc:
@@ -220,6 +232,7 @@ class SimApp:
         if request.method == "POST":
             with self.store.lock:
                 status, html, target = pages.checkout_submit(self.store, session_id, request.form.to_dict())
+                emit_updates(self.store)
                 self.persist()
             self.dispatcher.flush()
             if target:
@@ -227,6 +240,7 @@ class SimApp:
             return self._html(status, html)
         with self.store.lock:
             status, html = pages.checkout_page(self.store, session_id)
+            emit_updates(self.store)
             self.persist()  # looking at a session past its time expires it
         self.dispatcher.flush()
         return self._html(status, html)
@@ -235,9 +249,22 @@ class SimApp:
         with self.store.lock:
             if request.method == "POST":
                 status, html = pages.portal_submit(self.store, session_id, request.form.to_dict())
+                emit_updates(self.store)
                 self.persist()
             else:
                 status, html = pages.portal_page(self.store, session_id)
+        self.dispatcher.flush()
+        return self._html(status, html)
+
+    def _invoice(self, request: Request, invoice_id: str) -> Response:
+        with self.store.lock:
+            self.store.base_url = request.host_url.rstrip("/")
+            if request.method == "POST":
+                status, html = pages.invoice_submit(self.store, invoice_id, request.form.to_dict())
+                emit_updates(self.store)
+                self.persist()
+            else:
+                status, html = pages.invoice_page(self.store, invoice_id)
         self.dispatcher.flush()
         return self._html(status, html)
 

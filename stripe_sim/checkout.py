@@ -77,7 +77,7 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
     mode = params.get("mode")
     if mode not in MODES:
         raise invalid_param("mode", "Missing required param: mode.", code="parameter_missing")
-    if not params.get("success_url") and params.get("ui_mode") not in ("embedded", "custom"):
+    if not params.get("success_url") and params.get("ui_mode") not in ("embedded_page", "elements", "form"):
         raise invalid_param("success_url", "Missing required param: success_url.", code="parameter_missing")
     customer_id = params.get("customer") or None
     customer = store.get("customer", customer_id, "customer") if customer_id else None
@@ -141,7 +141,7 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
         status="open",
         success_url=params.get("success_url") or None,
         total_details={"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-        ui_mode=params.get("ui_mode") or "hosted",
+        ui_mode=params.get("ui_mode") or "hosted_page",
         allow_promotion_codes=as_bool(params, "allow_promotion_codes"),
         _line_items=line_items,
         _subscription_data={
@@ -442,7 +442,7 @@ def _create_configuration(
             "invoice_history": {"enabled": True},
             "payment_method_update": {"enabled": True, "payment_method_configuration": None},
             "subscription_cancel": {
-                "cancellation_reason": {"enabled": False, "options": []},
+                "cancellation_reason": {"enabled": False, "feedback_options": [], "options": []},
                 "enabled": cancel.get("enabled", "true") != "false",
                 "mode": cancel.get("mode") or "at_period_end",
                 "proration_behavior": cancel.get("proration_behavior") or "none",

@@ -14,7 +14,7 @@ from typing import Any
 from stripe_sim import billing, checkout
 from stripe_sim.core import deleted, list_response, new_object, respond
 from stripe_sim.errors import invalid, invalid_param
-from stripe_sim.events import emit
+from stripe_sim.events import emit, emit_updates
 from stripe_sim.params import as_int, require
 from stripe_sim.routing import Ctx, route
 from stripe_sim.store import Store
@@ -96,6 +96,7 @@ def advance(store: Store, clock: dict[str, Any], target: int) -> None:
         at, action = due
         clock["frozen_time"] = max(clock["frozen_time"], at)
         action()
+        emit_updates(store)
     else:
         raise invalid("The test clock advanced through too many billing events at once.")
     clock["frozen_time"] = target
@@ -114,6 +115,7 @@ def advance_wall_time(store: Store, target: int) -> None:
         at, action = due
         store.offset = max(store.offset, at - int(time.time()))
         action()
+        emit_updates(store)
     else:
         raise invalid("Time advanced through too many billing events at once.")
     store.offset = max(store.offset, target - int(time.time()))

@@ -29,7 +29,9 @@ def respond(ctx: Ctx, obj: dict[str, Any]) -> dict[str, Any]:
 
 def new_object(store: Store, kind: str, created: int | None = None, **fields: Any) -> dict:
     obj = blank(kind)
-    obj.update(id=fields.pop("id", None) or store.new_id(kind), object=kind, livemode=False)
+    obj.update(id=fields.pop("id", None) or store.new_id(kind), object=kind)
+    if "livemode" in obj:
+        obj["livemode"] = False
     if "created" in obj:
         obj["created"] = created if created is not None else store.now()
     obj.update(fields)
@@ -62,11 +64,23 @@ def search_response(ctx: Ctx, kind: str, url: str) -> dict[str, Any]:
 
 @route("GET", "/v1/account")
 def account_retrieve(ctx: Ctx) -> dict[str, Any]:
+    """The platform's own standard account, as Stripe serves it to its own secret key."""
     account = blank("account")
+    for absent in ("external_accounts", "future_requirements", "requirements", "tos_acceptance"):
+        del account[absent]  # for a standard account's own key Stripe leaves these out
     account.update(
         id=ACCOUNT_ID,
         object="account",
-        business_profile={"name": "Tally (simulated)", "url": None, "support_email": None},
+        business_profile={
+            "mcc": "5734",
+            "minority_owned_business_designation": None,
+            "name": "Tally (simulated)",
+            "support_address": None,
+            "support_email": None,
+            "support_phone": None,
+            "support_url": None,
+            "url": None,
+        },
         business_type="company",
         capabilities={"card_payments": "active", "transfers": "active"},
         charges_enabled=True,
@@ -76,7 +90,23 @@ def account_retrieve(ctx: Ctx) -> dict[str, Any]:
         created=1700000000,
         default_currency="usd",
         email="billing@example.com",
-        settings={"dashboard": {"display_name": "Tally", "timezone": "Etc/UTC"}},
+        settings={
+            "branding": {"icon": None, "logo": None, "primary_color": None, "secondary_color": None},
+            "card_payments": {
+                "decline_on": {"avs_failure": False, "cvc_failure": False},
+                "statement_descriptor_prefix": "TALLY",
+                "statement_descriptor_prefix_kana": None,
+                "statement_descriptor_prefix_kanji": None,
+            },
+            "dashboard": {"display_name": "Tally", "timezone": "Etc/UTC"},
+            "payments": {
+                "statement_descriptor": "TALLY",
+                "statement_descriptor_kana": None,
+                "statement_descriptor_kanji": None,
+                "statement_descriptor_prefix_kana": None,
+                "statement_descriptor_prefix_kanji": None,
+            },
+        },
         type="standard",
         controller={"type": "account"},
     )
@@ -710,7 +740,6 @@ def sepa_payment_method(store: Store, iban: str, **fields: Any) -> dict[str, Any
             "phone": None,
             "tax_id": None,
         },
-        card=None,
         customer=None,
         metadata={},
         sepa_debit={
@@ -727,6 +756,8 @@ def sepa_payment_method(store: Store, iban: str, **fields: Any) -> dict[str, Any
         _debit_outcome=outcome,
         _debit_delay=delay,
     )
+    # A bank debit carries its details under its own type; Stripe leaves ``card`` out.
+    pm.pop("card", None)
     pm.update(fields)
     store.add(pm)
     return pm
@@ -914,6 +945,7 @@ def charge_card(
         payment_method_details={
             "card": {
                 "amount_authorized": None if decline else amount,
+                "authorization_code": None if decline else store.new_id("x", 6)[2:].upper(),
                 "brand": card["brand"],
                 "checks": dict(card["checks"]),
                 "country": card["country"],
@@ -921,9 +953,14 @@ def charge_card(
                 "exp_year": card["exp_year"],
                 "fingerprint": card["fingerprint"],
                 "funding": card["funding"],
+                "installments": None,
                 "last4": card["last4"],
+                "mandate": None,
                 "network": card["brand"],
+                "network_transaction_id": None if decline else store.new_id("x", 15)[2:],
+                "regulated_status": "unregulated",
                 "three_d_secure": None,
+                "transaction_link_id": None,
                 "wallet": None,
             },
             "type": "card",
@@ -1074,7 +1111,6 @@ def settle_debit(store: Store, pi: dict[str, Any], outcome: str) -> None:
     pi["last_payment_error"] = {
         "charge": charge["id"],
         "code": code,
-        "decline_code": None,
         "doc_url": f"https://stripe.com/docs/error-codes/{code.replace('_', '-')}",
         "message": message,
         "payment_method": public(pm),
@@ -1163,6 +1199,7 @@ def create_payment_intent(
         metadata=dict(metadata or {}),
         payment_method_options={},
         payment_method_types=["card"],
+        allowed_payment_method_types=["card"],
         setup_future_usage=setup_future_usage,
         status="requires_payment_method",
     )
@@ -1288,7 +1325,6 @@ def payment_intent_retrieve(ctx: Ctx, id: str) -> dict[str, Any]:
 def payment_intent_update(ctx: Ctx, id: str) -> dict[str, Any]:
     store, params = ctx.store, ctx.params
     pi = store.get("payment_intent", id)
-    before = public(pi)
     if "metadata" in params:
         pi["metadata"] = merge_metadata(pi["metadata"], params["metadata"])
     update_fields(pi, params, ("description", "receipt_email", "setup_future_usage"))
@@ -1297,8 +1333,7 @@ def payment_intent_update(ctx: Ctx, id: str) -> dict[str, Any]:
     if params.get("payment_method"):
         pi["payment_method"] = resolve_payment_method(store, params["payment_method"])["id"]
         pi["status"] = "requires_confirmation"
-    if public(pi) != before:
-        emit(store, "payment_intent.updated", pi, changed(before, pi))
+    # Stripe has no ``payment_intent.updated`` event: an update is seen on the next event.
     return respond(ctx, pi)
 
 
@@ -1356,6 +1391,7 @@ def create_setup_intent(
         metadata=dict(metadata or {}),
         payment_method_options={},
         payment_method_types=["card"],
+        allowed_payment_method_types=["card"],
         status="requires_payment_method",
         usage="off_session",
     )
@@ -1413,6 +1449,28 @@ def setup_intent_create(ctx: Ctx) -> dict[str, Any]:
 @route("GET", "/v1/setup_intents/<id>")
 def setup_intent_retrieve(ctx: Ctx, id: str) -> dict[str, Any]:
     return respond(ctx, ctx.store.get("setup_intent", id))
+
+
+@route("POST", "/v1/setup_intents/<id>")
+def setup_intent_update(ctx: Ctx, id: str) -> dict[str, Any]:
+    """Stripe takes updates while the intent is not yet succeeded or canceled; no event follows
+    (there is no ``setup_intent.updated``)."""
+    store, params = ctx.store, ctx.params
+    seti = store.get("setup_intent", id)
+    if seti["status"] in ("succeeded", "canceled"):
+        raise invalid(
+            f"You cannot update this SetupIntent because it has a status of {seti['status']}.",
+            code="setup_intent_unexpected_state",
+        )
+    if "metadata" in params:
+        seti["metadata"] = merge_metadata(seti["metadata"], params["metadata"])
+    update_fields(seti, params, ("description",))
+    if params.get("customer"):
+        seti["customer"] = store.get("customer", params["customer"], "customer")["id"]
+    if params.get("payment_method"):
+        seti["payment_method"] = resolve_payment_method(store, params["payment_method"])["id"]
+        seti["status"] = "requires_confirmation"
+    return respond(ctx, seti)
 
 
 @route("POST", "/v1/setup_intents/<id>/confirm")

@@ -123,6 +123,51 @@ def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tupl
     return 303, "", target
 
 
+# --- hosted invoice page ---------------------------------------------------------------------------
+
+
+def invoice_page(store: Store, invoice_id: str, note: str = "", error: str = "") -> tuple[int, str]:
+    """What ``hosted_invoice_url`` shows: the invoice, and a way to pay it while it is due."""
+    invoice = store.find("invoice", invoice_id)
+    if invoice is None or invoice["status"] == "draft":
+        return 404, _page("Not found", "<h1>This invoice does not exist.</h1>")
+    lines = "".join(
+        f"<tr><td>{escape(line['description'] or '')}</td>"
+        f"<td>{money(line['amount'], invoice['currency'])}</td></tr>"
+        for line in invoice["_lines"]
+    )
+    parts = [
+        f"<h1>Invoice {escape(invoice['number'] or '')}</h1>",
+        f"<p class=note>{escape(note)}</p>" if note else "",
+        f"<p class=error>{escape(error)}</p>" if error else "",
+        f"<p>Status: <strong data-status>{escape(invoice['status'])}</strong>"
+        f" · Due {_date(invoice['due_date'] or invoice['effective_at'])}</p>",
+        f"<table><tr><th>Description</th><th>Amount</th></tr>{lines}"
+        f"<tr><th>Amount due</th><th>{money(invoice['amount_due'], invoice['currency'])}</th></tr>"
+        f"<tr><th>Amount paid</th><th>{money(invoice['amount_paid'], invoice['currency'])}</th></tr>"
+        "</table>",
+    ]
+    if invoice["status"] in ("open", "uncollectible") and invoice["amount_remaining"] > 0:
+        parts.append(
+            "<form method=post><label>Card number <input name=card_number "
+            "value=4242424242424242 autocomplete=off></label> "
+            f"<button>Pay {money(invoice['amount_remaining'], invoice['currency'])}</button></form>"
+        )
+    return 200, _page(f"Invoice {invoice['number'] or ''}", "".join(parts))
+
+
+def invoice_submit(store: Store, invoice_id: str, form: dict[str, str]) -> tuple[int, str]:
+    invoice = store.find("invoice", invoice_id)
+    if invoice is None or invoice["status"] == "draft":
+        return invoice_page(store, invoice_id)
+    try:
+        billing.pay_from_hosted_page(store, invoice, form.get("card_number", ""))
+    except StripeError as exc:
+        status, html = invoice_page(store, invoice_id, error=exc.message)
+        return (402 if status == 200 else status), html
+    return invoice_page(store, invoice_id, note="Paid. Thank you.")
+
+
 # --- portal --------------------------------------------------------------------------------------
 
 
