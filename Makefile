@@ -15,7 +15,6 @@ install:
 demo: export DJANGO_DEBUG = true
 demo: install
 	$(PY) manage.py migrate --no-input -v0
-	$(PY) manage.py demo_seed
 	@echo
 	@echo "  Tally is running at http://$(HOST):$(PORT)/"
 	@echo "  Owner:  owner@example.com  / tally-demo-2026"

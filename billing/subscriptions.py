@@ -845,6 +845,60 @@ class Preview:
     lines: list[tuple[str, int]]
     next_payment_at: datetime | None
     immediate: bool
+    # During a trial nothing is charged now: `amount_due` is the first charge, at `next_payment_at`.
+    trial: bool = False
+
+
+def _seat_label(first: int, last: int) -> str:
+    return f"Seat {first}" if first == last else f"Seats {first}\u2013{last}"
+
+
+def _item_label(item: PlanLineItem, quantity: int) -> str:
+    if item.kind == PlanLineItem.Kind.FLAT:
+        return f"{item.plan.product.name} fee"
+    if item.kind == PlanLineItem.Kind.PER_SEAT:
+        return _seat_label(1, max(quantity, 1))
+    return item.feature.name if item.feature_id else item.plan.product.name
+
+
+def _is_proration(line) -> bool:
+    parent = line.get("parent") or {}
+    details = parent.get("subscription_item_details") or parent.get("invoice_item_details") or {}
+    return bool(details.get("proration"))
+
+
+def preview_lines(lines) -> list[tuple[str, int]]:
+    """Invoice lines as a person reads them: named after the plan's line items ("Platform fee",
+    "Seats 1\u20135", one row per seat tier), not Stripe's "1 \u00d7 Platform"."""
+    lines = list(lines)
+    price_ids = {((line.get("pricing") or {}).get("price_details") or {}).get("price") for line in lines} - {
+        None
+    }
+    items = {
+        item.stripe_price_id: item
+        for item in PlanLineItem.objects.filter(stripe_price_id__in=price_ids).select_related(
+            "plan__product", "feature"
+        )
+    }
+    named = []
+    for line in lines:
+        price_id = ((line.get("pricing") or {}).get("price_details") or {}).get("price")
+        item = items.get(price_id)
+        quantity = line.get("quantity") or 1
+        if item is None:
+            named.append((line.description or "", line.amount))
+        elif _is_proration(line):
+            label = "Unused time on" if line.amount < 0 else "Remaining time on"
+            named.append((f"{label} {_item_label(item, quantity)}", line.amount))
+        elif item.kind == PlanLineItem.Kind.PER_SEAT and item.tiers:
+            breakdown = item.breakdown(quantity)
+            if breakdown.total == line.amount:
+                named.extend((_seat_label(t.first, t.last), t.amount) for t in breakdown.lines)
+            else:
+                named.append((_item_label(item, quantity), line.amount))
+        else:
+            named.append((_item_label(item, quantity), line.amount))
+    return named
 
 
 def _subscription_for_change(organization: Organization) -> OrgSubscription:
@@ -899,22 +953,30 @@ def subscription_change_preview(*, organization: Organization, plan: Plan) -> Pr
     remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
     seats = billable_seats(organization)
     upgrade = not withdraw and _is_upgrade(subscription.plan, plan, seats)
+    # During a trial there is nothing to prorate: the change applies now, the trial goes on, and
+    # what matters is the first invoice, at the trial's end.
+    trial = remote.status == SubscriptionStatus.TRIALING
     preview = client.v1.invoices.create_preview(
         {
             "customer": remote.customer,
             "subscription": remote.id,
             "subscription_details": {
                 "items": _item_changes(remote, plan, seats),
-                "proration_behavior": "always_invoice" if upgrade else "none",
+                "proration_behavior": "always_invoice" if upgrade and not trial else "none",
             },
         }
     )
+    if trial:
+        next_payment_at = _ts(remote.trial_end) or subscription.trial_end
+    else:
+        next_payment_at = _ts(preview.get("next_payment_attempt")) or subscription.current_period_end
     return Preview(
         amount_due=preview.amount_due,
         currency=preview.currency,
-        lines=[(line.description or "", line.amount) for line in preview.lines.data],
-        next_payment_at=_ts(preview.get("next_payment_attempt")) or subscription.current_period_end,
-        immediate=upgrade,
+        lines=preview_lines(preview.lines.data),
+        next_payment_at=next_payment_at,
+        immediate=upgrade and not trial,
+        trial=trial,
     )
 
 
@@ -1107,9 +1169,10 @@ def upcoming_invoice(*, organization: Organization) -> Preview | None:
     return Preview(
         amount_due=preview.amount_due,
         currency=preview.currency,
-        lines=[(line.description or "", line.amount) for line in preview.lines.data],
+        lines=preview_lines(preview.lines.data),
         next_payment_at=_ts(preview.get("next_payment_attempt")) or _ts(preview.period_end),
         immediate=False,
+        trial=subscription.status == SubscriptionStatus.TRIALING,
     )
 
 

@@ -53,6 +53,11 @@ def pricing(request):
         "subscription": subscription
         if subscription and subscription.stripe_subscription_id and subscription.applies
         else None,
+        # The checkout's own rule: one trial ever per organization and customer, none once paid.
+        "trial_eligible": checkout_org is None
+        or subscriptions.trial_available(
+            organization=checkout_org, customer_id=selectors.stripe_customer_id_of(checkout_org)
+        ),
         "rows": rows,
         "addons": selectors.active_addons(),
         "seats": seats,
@@ -142,6 +147,7 @@ def billing(request, org_slug: str):
 def billing_upcoming(request, org_slug: str):
     """The upcoming invoice, loaded after the page (it asks Stripe)."""
     organization, _ = get_org_for_user(request, org_slug)
+    subscription = selectors.subscription_of(organization)
     try:
         upcoming = subscriptions.upcoming_invoice(organization=organization)
     except stripe.StripeError:
@@ -151,7 +157,13 @@ def billing_upcoming(request, org_slug: str):
     return render(
         request,
         "billing/billing.html#upcoming",
-        {"organization": organization, "upcoming": upcoming, "failed": failed},
+        {
+            "organization": organization,
+            "subscription": subscription,
+            "upcoming": upcoming,
+            "failed": failed,
+            "loaded": True,
+        },
     )
 
 

@@ -109,6 +109,18 @@ DATABASE_URL = env_url(
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USING_SQLITE = DATABASES["default"]["ENGINE"].endswith("sqlite3")
+if USING_SQLITE:
+    # The demo's server and the simulator's webhook deliveries write to one file at once. WAL
+    # lets readers go on while one connection writes; a write transaction takes the write lock
+    # when it begins (IMMEDIATE), so it waits its turn (busy_timeout) instead of failing with
+    # "database is locked" when a read inside it turns into a write.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
 
 # --- Cache and Celery -----------------------------------------------------------------------
 
