@@ -18,6 +18,8 @@ from billing.models import (
     PlanEntitlement,
     PlanLineItem,
     Product,
+    SubscriptionDuplicate,
+    TrialRecord,
     UsageAlert,
     UsageCounter,
     UsageEvent,
@@ -209,6 +211,31 @@ class PaymentDisputeAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status", "reason"]
     search_fields = ["organization__slug", "stripe_dispute_id", "stripe_charge_id"]
+
+
+@admin.register(TrialRecord)
+class TrialRecordAdmin(ReadOnlyAdmin):
+    """The one trial each organization (and Stripe customer) had: what refuses a second."""
+
+    list_display = ["started_at", "organization", "stripe_customer_id", "stripe_subscription_id", "trial_end"]
+    search_fields = ["organization__slug", "stripe_customer_id", "stripe_subscription_id"]
+    list_select_related = ["organization"]
+
+
+@admin.register(SubscriptionDuplicate)
+class SubscriptionDuplicateAdmin(ReadOnlyAdmin):
+    """Second live subscriptions that were canceled and refunded."""
+
+    list_display = [
+        "detected_at",
+        "organization",
+        "stripe_subscription_id",
+        "kept_subscription_id",
+        "amount_refunded",
+        "currency",
+        "resolved_at",
+    ]
+    search_fields = ["organization__slug", "stripe_subscription_id", "kept_subscription_id"]
     list_select_related = ["organization"]
 
 

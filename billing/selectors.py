@@ -88,6 +88,14 @@ def stripe_customer_id_of(organization) -> str | None:
     )
 
 
+def customers_of_organizations():
+    """(Stripe customer id, organization) for every customer linked to an organization."""
+    from djstripe.models import Customer
+
+    customers = Customer.objects.filter(subscriber__isnull=False, date_purged__isnull=True)
+    return [(c.id, c.subscriber) for c in customers.select_related("subscriber").order_by("id")]
+
+
 def organization_for_customer(customer_id: str):
     from djstripe.models import Customer
 

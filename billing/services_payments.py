@@ -142,6 +142,12 @@ def _saved_card(client: stripe.StripeClient, customer_id: str) -> str | None:
     return cards[0].id if cards else None
 
 
+def payment_card_on_file(*, organization: Organization) -> bool:
+    """Whether an off-session charge has a card to use (what auto-recharge needs)."""
+    customer_id = selectors.stripe_customer_id_of(organization)
+    return bool(customer_id) and _saved_card(stripe_client(), customer_id) is not None
+
+
 def payment_charge_saved_card(
     *,
     organization: Organization,

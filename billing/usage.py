@@ -47,6 +47,7 @@ from billing.models import (
 from billing.periods import Period
 from billing.stripe_client import stripe_client
 from teams.errors import ServiceError
+from teams.inputs import UNSTORABLE, UNSTORABLE_MESSAGE, unstorable_path
 from teams.models import Organization
 
 MAX_BATCH = 1000
@@ -152,7 +153,10 @@ def _timestamp(raw, now: datetime) -> datetime:
             return datetime.fromtimestamp(raw, UTC)
         except (OverflowError, OSError, ValueError):
             raise _Invalid("timestamp", "invalid_timestamp", "Not a valid Unix time.") from None
-    parsed = parse_datetime(raw) if isinstance(raw, str) else None
+    try:
+        parsed = parse_datetime(raw) if isinstance(raw, str) else None
+    except ValueError:  # well formed but not a date, e.g. month 13
+        parsed = None
     if parsed is None:
         raise _Invalid("timestamp", "invalid_timestamp", "Use ISO 8601 with a time zone, or Unix seconds.")
     if timezone.is_naive(parsed):
@@ -168,9 +172,14 @@ def _validate(index: int, raw, meters: dict[str, MeterSpec], effective, now: dat
         raise _Invalid("id", "required", "Every event needs an id, unique to your organization.")
     if len(event_id) > MAX_ID:
         raise _Invalid("id", "invalid_id", f"An id has at most {MAX_ID} characters.")
-    meter = meters.get(raw.get("meter")) if isinstance(raw.get("meter"), str) else None
+    if UNSTORABLE.search(event_id):
+        raise _Invalid("id", "invalid_characters", UNSTORABLE_MESSAGE)
+    name = raw.get("meter")
+    if not isinstance(name, str):
+        raise _Invalid("meter", "unknown_meter", "Name the event's meter; see the catalog.")
+    meter = meters.get(name)
     if meter is None:
-        raise _Invalid("meter", "unknown_meter", f"No meter {raw.get('meter')!r}; see the catalog.")
+        raise _Invalid("meter", "unknown_meter", f'No meter "{name[:64]}"; see the catalog.')
     value = raw.get("value", 1)
     if not isinstance(value, int) or isinstance(value, bool):
         raise _Invalid("value", "invalid_value", "The value is a whole number.")
@@ -187,6 +196,8 @@ def _validate(index: int, raw, meters: dict[str, MeterSpec], effective, now: dat
     properties = raw.get("properties") or {}
     if not isinstance(properties, dict):
         raise _Invalid("properties", "invalid_properties", "Properties are a JSON object.")
+    if unstorable_path(properties) is not None:
+        raise _Invalid("properties", "invalid_characters", UNSTORABLE_MESSAGE)
     dimension = ""
     if meter.aggregation == Aggregation.UNIQUE_COUNT:
         found = properties.get(meter.property)
@@ -228,6 +239,8 @@ def usage_ingest(*, organization: Organization, events: list, now: datetime | No
             event = _validate(index, raw, meters, effective, now)
         except _Invalid as error:
             event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else ""
+            if UNSTORABLE.search(event_id):
+                event_id = json.dumps(event_id)[1:-1]  # echoed escaped: it cannot be encoded as is
             results[index] = EventResult(event_id, Status.REJECTED, error.code, error.field, error.message)
             continue
         if event.id in seen:

@@ -6,5 +6,6 @@ class CreditsConfig(AppConfig):
     verbose_name = "Credits"
 
     def ready(self) -> None:
-        # Credits registers its handlers for the Stripe events billing receives.
-        from credits import webhooks  # noqa: F401
+        # Credits registers its handlers for the Stripe events billing receives (webhooks) and
+        # for billing's allowance hooks (receivers).
+        from credits import receivers, webhooks  # noqa: F401

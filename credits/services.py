@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import stripe
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
@@ -303,6 +304,24 @@ def credit_account_for(*, organization: Organization) -> CreditAccount:
     return account
 
 
+def _require_card_on_file(organization: Organization) -> None:
+    """Auto-recharge charges the saved card with nobody present: without one it could only fail."""
+    from billing import services_payments
+
+    try:
+        has_card = services_payments.payment_card_on_file(organization=organization)
+    except stripe.StripeError:
+        raise ServiceError(
+            "stripe_unavailable", "Stripe did not answer; nothing changed. Try again.", status=503
+        ) from None
+    if not has_card:
+        raise ServiceError(
+            "card_required",
+            "Auto-recharge needs a saved card: buy a package once and its card is kept for recharges.",
+            field="auto_recharge_enabled",
+        )
+
+
 def credit_account_update(
     *,
     organization: Organization,
@@ -338,6 +357,8 @@ def credit_account_update(
                 field="auto_recharge_monthly_limit",
             )
     account = credit_account_for(organization=organization)
+    if auto_recharge_enabled and not account.auto_recharge_enabled:
+        _require_card_on_file(organization)
     values = {
         "low_balance_threshold": low_balance_threshold,
         "auto_recharge_enabled": auto_recharge_enabled,

@@ -10,6 +10,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from credits import selectors, services
 from credits.forms import CreditSettingsForm, HistoryFilterForm
+from credits.models import PurchaseStatus
 from teams.access import client_ip, get_org_for_user
 from teams.errors import ServiceError
 from teams.models import Role
@@ -55,11 +56,19 @@ def credits_page(request, org_slug: str):
     organization, membership = get_org_for_user(request, org_slug)
     account = services.credit_account_for(organization=organization)
     context = _page_context(request, organization, membership, account)
-    # Stripe sends the buyer back, possibly before its webhook has granted the credits.
+    # Stripe sends the buyer back, possibly before its webhook has granted the credits: the
+    # balance then polls until the purchase is granted, and tells the navigation when it is.
     context["purchase"] = request.GET.get("purchase", "")
     context["bought"] = selectors.purchase_to_show(account, code=request.GET.get("code", ""))
+    bought = context["bought"]
+    context["awaited"] = bought if bought and bought.status == PurchaseStatus.PENDING else None
     if request.htmx and request.htmx.target == "history":
         return render(request, "credits/credits.html#history", context)
+    if request.htmx and request.htmx.target == "balance":
+        response = render(request, "credits/credits.html#balance", context)
+        if context["awaited"] is None:
+            response["HX-Trigger"] = "credits-changed"
+        return response
     return render(request, "credits/credits.html", context)
 
 

@@ -751,7 +751,6 @@ def sepa_payment_method(store: Store, iban: str, **fields: Any) -> dict[str, Any
             "phone": None,
             "tax_id": None,
         },
-        card=None,
         customer=None,
         metadata={},
         sepa_debit={
@@ -768,6 +767,8 @@ def sepa_payment_method(store: Store, iban: str, **fields: Any) -> dict[str, Any
         _debit_outcome=outcome,
         _debit_delay=delay,
     )
+    # A bank debit carries its details under its own type; Stripe leaves ``card`` out.
+    pm.pop("card", None)
     pm.update(fields)
     store.add(pm)
     return pm
@@ -1121,7 +1122,6 @@ def settle_debit(store: Store, pi: dict[str, Any], outcome: str) -> None:
     pi["last_payment_error"] = {
         "charge": charge["id"],
         "code": code,
-        "decline_code": None,
         "doc_url": f"https://stripe.com/docs/error-codes/{code.replace('_', '-')}",
         "message": message,
         "payment_method": public(pm),

@@ -12,6 +12,7 @@ from billing.models.catalog import (
     SeatPolicy,
 )
 from billing.models.state import (
+    ENDED_STATUSES,
     PLAN_STATUSES,
     Access,
     CheckoutOutcome,
@@ -20,7 +21,9 @@ from billing.models.state import (
     Payment,
     PaymentDispute,
     PlanCheckout,
+    SubscriptionDuplicate,
     SubscriptionStatus,
+    TrialRecord,
     UsageAlert,
     UsageCounter,
     UsageEvent,
@@ -28,6 +31,7 @@ from billing.models.state import (
 from billing.models.usage import Aggregation, Meter, MeterEvent, MeterReport
 
 __all__ = [
+    "ENDED_STATUSES",
     "PLAN_STATUSES",
     "Access",
     "Addon",
@@ -47,7 +51,9 @@ __all__ = [
     "PlanLineItem",
     "Product",
     "SeatPolicy",
+    "SubscriptionDuplicate",
     "SubscriptionStatus",
+    "TrialRecord",
     "UsageAlert",
     "UsageCounter",
     "UsageEvent",

@@ -21,6 +21,13 @@ class SubscriptionStatus(models.TextChoices):
 
 # Statuses whose plan still applies; the others fall back to the Free plan.
 PLAN_STATUSES = (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
+# A subscription that ended at once, or that no longer pays for its period: its plan's credit
+# allowance goes with it (a subscription canceled at period end reaches `canceled` at that end).
+ENDED_STATUSES = (
+    SubscriptionStatus.CANCELED,
+    SubscriptionStatus.UNPAID,
+    SubscriptionStatus.INCOMPLETE_EXPIRED,
+)
 
 
 class Access(models.TextChoices):
@@ -90,6 +97,44 @@ class OrgSubscription(models.Model):
         return self.access_at(timezone.now())
 
 
+class TrialRecord(models.Model):
+    """The one trial an organization, and its Stripe customer, ever gets: written when the
+    trial starts, and kept when the subscription ends, so that checking out again brings none."""
+
+    organization = models.OneToOneField(
+        "teams.Organization", on_delete=models.CASCADE, related_name="trial_record"
+    )
+    stripe_customer_id = models.CharField(max_length=255, unique=True)
+    stripe_subscription_id = models.CharField(max_length=255, unique=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    trial_end = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.organization} trial {self.stripe_subscription_id}"
+
+
+class SubscriptionDuplicate(models.Model):
+    """A second live Stripe subscription of an organization that already had one: canceled at
+    once and its payments refunded. The unique id makes every replay finish the same job, and
+    `resolved_at` lets only one of them audit it and tell the owner."""
+
+    organization = models.ForeignKey(
+        "teams.Organization", on_delete=models.CASCADE, related_name="subscription_duplicates"
+    )
+    stripe_subscription_id = models.CharField(max_length=255, unique=True)
+    kept_subscription_id = models.CharField(max_length=255)
+    amount_refunded = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3, default="usd")
+    detected_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-detected_at"]
+
+    def __str__(self) -> str:
+        return f"{self.organization}: duplicate {self.stripe_subscription_id}"
+
+
 class Payment(models.Model):
     """A paid (or failed, or refunded) invoice: the organization's payment history."""
 
@@ -102,6 +147,9 @@ class Payment(models.Model):
     organization = models.ForeignKey("teams.Organization", on_delete=models.CASCADE, related_name="payments")
     stripe_invoice_id = models.CharField(max_length=255, unique=True)
     stripe_charge_id = models.CharField(max_length=255, blank=True, db_index=True)
+    stripe_subscription_id = models.CharField(
+        max_length=255, blank=True, db_index=True, help_text="The subscription the invoice bills, if any."
+    )
     number = models.CharField(max_length=64, blank=True)
     description = models.CharField(max_length=255, blank=True)
     billing_reason = models.CharField(max_length=64, blank=True)

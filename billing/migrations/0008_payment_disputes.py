@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0006_plan_checkout_outcomes'),
+        ('billing', '0007_one_trial_one_live_subscription'),
         ('teams', '0002_organization_deleted_at'),
     ]
 
