@@ -81,6 +81,8 @@ class Config:
     webhook_timeout: float = 10.0
     # Deliveries go to loopback URLs only unless this is set (the simulator is a local tool).
     allow_remote_webhooks: bool = False
+    # Stripe failing for a while: see ``stripe_sim.faults`` (None: healthy).
+    outage: dict[str, Any] | None = None
 
 
 class Store:
