@@ -27,8 +27,8 @@ _common = dict(
 )
 settings.register_profile(
     "machine",
-    max_examples=int(os.environ.get("MACHINE_EXAMPLES", 12)),
-    stateful_step_count=int(os.environ.get("MACHINE_STEPS", 25)),
+    max_examples=int(os.environ.get("MACHINE_EXAMPLES", 25)),
+    stateful_step_count=int(os.environ.get("MACHINE_STEPS", 35)),
     **_common,
 )
 settings.register_profile(
