@@ -190,10 +190,14 @@ def _period_paid(invoices: list, charges: dict, start: int, *, live: bool) -> bo
             continue
         if not any(line.period.start <= start < line.period.end for line in invoice.lines.data):
             continue
-        refunded_in_full = invoice.amount_paid > 0 and all(
-            (c := charges.get(pi)) is not None and c.amount_refunded >= c.amount
-            for pi in _invoice_intents(invoice)
-        )
+        refunded_in_full = False
+        if invoice.amount_paid > 0:
+            # Lists leave an invoice's payments out: read them, as `invoice_record` does.
+            full = stripe_client().v1.invoices.retrieve(invoice.id, {"expand": ["payments.data.payment"]})
+            paid_by = [charges.get(pi) for pi in _invoice_intents(full)]
+            refunded_in_full = bool(paid_by) and all(
+                c is not None and c.amount_refunded >= c.amount for c in paid_by
+            )
         if not refunded_in_full or live:
             return True
     return False

@@ -6,6 +6,7 @@ import requests
 from billing import services, stripe_events, subscriptions
 from billing.models import OrgSubscription, Plan
 from billing.stripe_client import stripe_client
+from credits import reconcile as credit_reconcile
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -35,3 +36,26 @@ def test_it_bills_the_members_who_joined_while_checkout_was_open(
     seat_item = next(i for i in remote["items"].data if (i.price.metadata or {}).get("tally_item") == "seats")
     assert seat_item.quantity == 2
     assert local.seats == 2
+
+
+@pytest.fixture
+def machine(stripe_sim):
+    """The lifecycle machine, driven step by step (a failing seed's steps, replayed plainly)."""
+    from tests.invariants.test_lifecycle_machine import _SIM, LifecycleMachine
+
+    _SIM[:] = [stripe_sim]
+    state = LifecycleMachine()
+    yield state
+    state.teardown()
+    _SIM.clear()
+
+
+def test_it_counts_a_paid_periods_allowance_after_the_subscription_ended(machine):
+    # Seed 13 (before this fix): I3 took invoices whose payments a list leaves out for
+    # "refunded in full", so a paid period's allowance stopped counting once canceled.
+    machine.subscribe(plan="pro_monthly", declined=False)
+    machine.time_passes(days=15, deliver=True)  # the trial ends and the first month is paid
+    machine.cancel_now_from_the_dashboard(which=0, deliver=True)
+    machine.i3_nothing_spendable_unpaid()
+    due = credit_reconcile.credits_due(organization=machine.org, customer_id=machine.customer)
+    assert (due.given, due.trial, due.allowances) == (500, 1000, 1000)
