@@ -21,6 +21,7 @@ same checks `billing_reconcile` and `credits_reconcile` run on live data.
 (see conftest.py for the profiles). A failure prints its seed (`@seed(...)`) and the steps.
 """
 
+import contextlib
 import itertools
 from datetime import UTC, datetime, timedelta
 
@@ -69,10 +70,8 @@ DECLINED = st.sampled_from([False, False, False, True])
 
 def note(text: str) -> None:
     """Hypothesis's note, which a plain test driving the machine step by step goes without."""
-    try:
+    with contextlib.suppress(InvalidArgument):
         hypothesis.note(text)
-    except InvalidArgument:
-        pass
 
 
 def model_interval(plan: str) -> str:
