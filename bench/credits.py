@@ -113,6 +113,18 @@ def ours_work(orgs):
 def http_rps(org, n: int = 1000) -> float:
     from rest_framework.test import APIClient
 
+    from billing import entitlements
+    from billing import services as billing_services
+    from billing.catalog import catalog_apply, load_catalog
+    from billing.models import Plan
+
+    # Measures the endpoint, not the rate limit: an unlimited plan (still one limiter call each).
+    catalog_apply(load_catalog())
+    billing_services.subscription_set(
+        organization=org, plan=Plan.objects.get(key="enterprise"), status="active"
+    )
+    entitlements.invalidate(org)
+
     _, secret = team_services.api_key_create(
         organization=org, actor=User.objects.get(email="bench-credits@example.com"), name="bench"
     )

@@ -44,6 +44,8 @@ class DecisionOutput(serializers.Serializer):
 
 
 class EntitlementCheckApi(APIView):
+    scopes = {"post": "read"}
+
     class Input(serializers.Serializer):
         feature = serializers.SlugField(max_length=64)
         requested = serializers.IntegerField(min_value=0, max_value=10**9, default=1)
@@ -67,6 +69,8 @@ class EntitlementCheckApi(APIView):
 
 
 class EntitlementListApi(APIView):
+    scopes = {"get": "read"}
+
     @extend_schema(responses=DecisionOutput(many=True))
     def get(self, request):
         organization = get_org_for_api(request)
@@ -75,6 +79,8 @@ class EntitlementListApi(APIView):
 
 
 class BillingStatusApi(APIView):
+    scopes = {"get": "read"}
+
     @extend_schema(
         responses=inline_serializer(
             "BillingStatus",
@@ -117,6 +123,8 @@ class BillingStatusApi(APIView):
 
 
 class BillingCheckoutApi(APIView):
+    scopes = {"post": "billing:manage"}
+
     class Input(serializers.Serializer):
         plan = serializers.SlugField()
         addons = serializers.DictField(child=serializers.IntegerField(min_value=1), required=False)
@@ -141,6 +149,8 @@ class BillingCheckoutApi(APIView):
 
 
 class BillingPortalApi(APIView):
+    scopes = {"post": "billing:manage"}
+
     class Input(serializers.Serializer):
         return_url = serializers.URLField(required=False)
 

@@ -1,12 +1,11 @@
 """The usage API: batches of events in, the current period's usage and invoice preview out."""
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import permissions, serializers
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import usage
-from billing.gating import RateLimited
 from teams.access import get_org_for_api
 
 
@@ -22,7 +21,7 @@ class UsageEventsApi(APIView):
     """POST a batch of up to 1,000 usage events. Safe to retry: an id already stored is
     reported as a duplicate. Invalid events are rejected one by one; the others land."""
 
-    permission_classes = [permissions.IsAuthenticated, RateLimited]
+    scopes = {"post": "usage:write"}
 
     class Input(serializers.Serializer):
         # Each event is validated by the service, so one bad event never fails the batch.
@@ -53,7 +52,7 @@ class UsageEventsApi(APIView):
 class UsageSummaryApi(APIView):
     """The current period: each meter's total against its quota, and the metered invoice lines."""
 
-    permission_classes = [permissions.IsAuthenticated, RateLimited]
+    scopes = {"get": "read"}
 
     @extend_schema(responses={200: dict})
     def get(self, request):

@@ -9,7 +9,7 @@ from rest_framework import exceptions, permissions
 
 from billing import entitlements
 from billing.entitlements import Decision
-from teams.access import get_org_for_api, get_org_for_user
+from teams.access import client_ip, get_org_for_api, get_org_for_user
 from teams.errors import ServiceError
 
 MESSAGES = {
@@ -121,23 +121,49 @@ class CountsApiCalls(permissions.BasePermission):
         return True
 
 
+def rate_limit_message(decision) -> str:
+    if decision.bucket.startswith("org:"):
+        who = "your organization's plan allows"
+    elif decision.bucket.startswith("address:"):
+        who = "an address without an API key may make"
+    else:
+        who = "each API key or person may make"
+    return f"Too many requests: {who} {decision.limit:,} API requests a minute."
+
+
+def _public(view) -> bool:
+    return not any(isinstance(p, permissions.IsAuthenticated) for p in view.get_permissions())
+
+
 class RateLimited(permissions.BasePermission):
-    """The plan's requests per minute (`api_rate`), shared by every process: past it, 429 with
-    `Retry-After`. Put it before permissions that record usage, so refused calls use none."""
+    """The plan's requests per minute, for the organization (`api_rate`) and for each API key or
+    person (`api_key_rate`), shared by every process: past either, 429 with `Retry-After`.
+    Every API view lists it (tests/billing/test_usage_ratelimit.py walks them) before permissions
+    that record usage, so refused calls use none. The `RateLimit-*` headers are added to the
+    response by `teams.middleware.ApiHeaders`."""
 
     def has_permission(self, request, view) -> bool:
-        if not (request.user and request.user.is_authenticated):
-            return True
         from billing import ratelimit
 
-        decision = ratelimit.rate_hit(organization=get_org_for_api(request))
-        if not decision.allowed:
-            raise exceptions.Throttled(
-                wait=decision.retry_after,
-                detail=f"Your plan allows {decision.limit:,} API requests a minute; "
-                f"retry in {decision.retry_after} seconds.",
-            )
-        return True
+        if not (request.user and request.user.is_authenticated):
+            if not _public(view):
+                return True  # authentication answers first, with 401
+            # A public endpoint (the schema): limited per address.
+            decision = ratelimit.address_hit(address=client_ip(request) or "unknown")
+        else:
+            principal = getattr(request.user, "api_key", None)
+            caller = f"key:{principal.pk}" if principal is not None else f"user:{request.user.pk}"
+            decision = ratelimit.rate_hit(organization=get_org_for_api(request), caller=caller)
+        request._request.ratelimit_headers = decision.headers()
+        if decision.allowed:
+            return True
+        if decision.unavailable:  # and RATE_LIMIT_FAIL_OPEN is off; Retry-After comes with it
+            message = "Rate limits cannot be checked right now; retry shortly."
+            raise ServiceError("rate_limit_unavailable", message, status=503)
+        # The message names the limit; when to retry is in Retry-After and RateLimit-Reset.
+        exc = exceptions.Throttled(detail=rate_limit_message(decision))
+        exc.wait = decision.retry_after
+        raise exc
 
 
 class MetersApiCalls(permissions.BasePermission):

@@ -1,63 +1,60 @@
-"""Plan-based API rate limits: requests per minute per organization, counted in the shared
-cache (Redis in production) so that every web process enforces one limit.
+"""The API's rate limits: the plan's requests a minute for the organization (`api_rate`) and for
+each API key or person (`api_key_rate`), enforced by `billing.gating.RateLimited` on every API
+view through the limiter in `teams/ratelimit.py`."""
 
-A fixed one-minute window: one atomic increment per request. At a window's edge a client may
-fit up to twice its rate into a short burst, which a per-minute entitlement tolerates.
-"""
-
-import math
-from dataclasses import dataclass
 from datetime import datetime
 
-from django.core.cache import cache
+from django.conf import settings
 from django.utils import timezone
 
 from billing import entitlements
 from teams.models import Organization
+from teams.ratelimit import Bucket, RateDecision, limiter_count, limiter_hit
 
-FEATURE = "api_rate"
-WINDOW = 60
+__all__ = ["Bucket", "RateDecision", "address_hit", "api_buckets", "rate_hit", "requests_this_minute"]
 
-
-@dataclass(frozen=True)
-class RateDecision:
-    allowed: bool
-    limit: int | None  # None when unlimited
-    count: int
-    retry_after: int  # seconds until the window resets
+FEATURE = "api_rate"  # requests a minute for the whole organization
+CALLER_FEATURE = "api_key_rate"  # requests a minute for one API key or one person
 
 
-def _key(organization_id: int, window: int) -> str:
-    return f"billing:rate:{organization_id}:{window}"
-
-
-def _window(now: datetime) -> tuple[int, int]:
-    seconds = now.timestamp()
-    return int(seconds // WINDOW), max(1, math.ceil(WINDOW - seconds % WINDOW))
-
-
-def rate_hit(*, organization: Organization, now: datetime | None = None) -> RateDecision:
-    """Count one request; refused when it is past the plan's requests per minute."""
-    now = now or timezone.now()
-    ent = entitlements.effective_for(organization, now=now).features.get(FEATURE)
-    window, retry_after = _window(now)
+def _plan_limit(organization: Organization, feature: str, now: datetime) -> int | None:
+    """Requests a minute the plan allows for `feature`; None when unlimited or not stated."""
+    ent = entitlements.effective_for(organization, now=now).features.get(feature)
     if ent is None or ent.unlimited:
-        return RateDecision(True, None, 0, retry_after)
-    limit = ent.limit if ent.enabled else 0
-    key = _key(organization.pk, window)
-    cache.add(key, 0, WINDOW * 2)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, WINDOW * 2)
-        count = 1
-    return RateDecision(count <= limit, limit, count, retry_after)
+        return None
+    return ent.limit if ent.enabled else 0
+
+
+def api_buckets(*, organization: Organization, caller: str | None, now: datetime) -> list[Bucket]:
+    """The organization's bucket (`api_rate`) and the caller's own (`api_key_rate`), so that one
+    runaway key cannot use up what the organization's other keys and people share."""
+    buckets = []
+    org_limit = _plan_limit(organization, FEATURE, now)
+    if org_limit is not None:
+        buckets.append(Bucket(f"org:{organization.pk}", org_limit))
+    if caller:
+        caller_limit = _plan_limit(organization, CALLER_FEATURE, now)
+        if caller_limit is not None and (org_limit is None or caller_limit < org_limit):
+            buckets.append(Bucket(f"{caller}:org{organization.pk}", caller_limit))
+    return buckets
+
+
+def rate_hit(
+    *, organization: Organization, caller: str | None = None, now: datetime | None = None
+) -> RateDecision:
+    """Count one API request of `caller` ("key:<id>" or "user:<id>") for `organization`."""
+    now = now or timezone.now()
+    return limiter_hit(api_buckets(organization=organization, caller=caller, now=now), now=now)
+
+
+def address_hit(*, address: str, now: datetime | None = None) -> RateDecision:
+    """Count one request to a public API endpoint (the schema) from `address`."""
+    return limiter_hit([Bucket(f"address:{address}", settings.API_ANONYMOUS_RATE)], now=now)
 
 
 def requests_this_minute(organization: Organization) -> int:
-    """For `entitlements.check` and the pages: requests counted in the current window."""
-    window, _ = _window(timezone.now())
-    return int(cache.get(_key(organization.pk, window)) or 0)
+    """For `entitlements.check` and the pages: the organization's requests in the last minute."""
+    return limiter_count(Bucket(f"org:{organization.pk}", 0))
 
 
 entitlements.register_counter(FEATURE, requests_this_minute)

@@ -1,7 +1,20 @@
 """System checks that refuse configurations which would lose money or leak secrets."""
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core.checks import Error, Tags, register
+
+STRIPE_API = "api.stripe.com"
+
+
+def _not_stripe(api_host: str) -> bool:
+    """Whether the SDK would talk to something other than Stripe: any address but
+    https://api.stripe.com is a simulator, a proxy or a typo, whatever its host or port."""
+    if not api_host:
+        return False  # the SDK's default, Stripe itself
+    parts = urlsplit(api_host)
+    return not (parts.scheme == "https" and parts.hostname == STRIPE_API and parts.port in (None, 443))
 
 
 @register(Tags.security, deploy=False)
@@ -32,11 +45,12 @@ def dangerous_combinations(app_configs, **kwargs) -> list[Error]:
                 id="tally.E003",
             )
         )
-    if live and getattr(settings, "STRIPE_API_HOST", "").startswith(settings.STRIPE_SIMULATOR_URL):
+    if live and _not_stripe(getattr(settings, "STRIPE_API_HOST", "")):
         errors.append(
             Error(
-                "A live Stripe key is pointed at the Stripe simulator.",
-                hint="Unset STRIPE_API_HOST in production.",
+                f"A live Stripe key is pointed at {settings.STRIPE_API_HOST}, not at Stripe "
+                "(a simulator or another server).",
+                hint="Unset STRIPE_API_HOST in production, or set it to https://api.stripe.com.",
                 id="tally.E004",
             )
         )

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_htmx",
     "template_partials",
+    "csp",
     "djstripe",
     "teams",
     "billing",
@@ -71,6 +72,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "teams.middleware.ApiHeaders",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -144,6 +147,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# (per account, per address, window in seconds) for the limiter of `teams/throttle.py`:
+# failed sign-ins; sign-up attempts; password reset requests.
+AUTH_THROTTLES = {
+    "login": (10, 100, 15 * 60),
+    "signup": (5, 20, 3600),
+    "password_reset": (3, 20, 3600),
+}
 INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7, minimum=1)
 # After a failed payment: days of full access before it steps down to restricted.
 BILLING_GRACE_DAYS = env_int("BILLING_GRACE_DAYS", 1, minimum=0)
@@ -162,6 +172,29 @@ BILLING_SEAT_SYNC_DELAY = env_int("BILLING_SEAT_SYNC_DELAY", 5, minimum=0)
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Security headers -----------------------------------------------------------------------
+
+# Off in the demo (plain http on loopback); the production recipe in the README turns them on.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HSTS_SECONDS > 0)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Pages run only our own static scripts and styles: no inline script, handler or style
+# attribute (tests/config/test_security_headers.py renders the pages to hold this).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- Email ----------------------------------------------------------------------------------
 
@@ -205,15 +238,31 @@ DJSTRIPE_SUBSCRIBER_MODEL = "teams.Organization"
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
 # Webhook signing secrets live with each endpoint in the database (`manage.py stripe_setup`).
+# Larger deliveries are refused (413) before anything is read or stored.
+STRIPE_WEBHOOK_MAX_BYTES = env_int("STRIPE_WEBHOOK_MAX_BYTES", 1024 * 1024, minimum=1024)
 
 # --- API ------------------------------------------------------------------------------------
+
+# The one rate limiter (billing/ratelimit.py) keeps its windows in this Redis.
+RATE_LIMIT_REDIS_URL = env_url("RATE_LIMIT_REDIS_URL", REDIS_URL, schemes=("redis", "rediss", "unix"))
+# When Redis does not answer: true lets requests through unlimited, false refuses them (503).
+RATE_LIMIT_FAIL_OPEN = env_bool("RATE_LIMIT_FAIL_OPEN", True)
+RATE_LIMIT_REDIS_TIMEOUT = 0.25  # seconds: a missing Redis must not stall every request
+# Requests a minute from one address to the public API endpoints (the schema).
+API_ANONYMOUS_RATE = env_int("API_ANONYMOUS_RATE", 30, minimum=1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "teams.auth.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Every API view: signed in, within its rate limits (billing/ratelimit.py), with the scope
+    # the endpoint needs when it is an API key. Views that add permissions extend this list.
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "billing.gating.RateLimited",
+        "teams.auth.HasScope",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "teams.api_errors.exception_handler",
@@ -223,6 +272,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Credits, entitlements, usage and billing for an organization.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Public, and costly to build: limited per address.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny", "billing.gating.RateLimited"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "teams.openapi.add_limits_and_scopes",
+    ],
 }
 
 # --- Static files, i18n, logging -----------------------------------------------------------

@@ -94,6 +94,8 @@ def _replayable(data, obj, *, created: int = status.HTTP_201_CREATED) -> Respons
 
 
 class BalanceApi(APIView):
+    scopes = {"get": "read"}
+
     class Output(serializers.Serializer):
         balance = serializers.IntegerField()
         held = serializers.IntegerField()
@@ -113,6 +115,8 @@ class BalanceApi(APIView):
 
 
 class ConsumeApi(APIView):
+    scopes = {"post": "credits:write"}
+
     @extend_schema(request=_Priced, responses={201: TransactionOutput, 200: TransactionOutput})
     def post(self, request):
         organization = get_org_for_api(request)
@@ -126,6 +130,8 @@ class ConsumeApi(APIView):
 
 
 class ReservationListApi(APIView):
+    scopes = {"post": "credits:write"}
+
     class Input(_Priced):
         ttl_seconds = serializers.IntegerField(min_value=1, max_value=24 * 3600, required=False)
 
@@ -151,6 +157,8 @@ def _reservation(request, code) -> CreditReservation:
 
 
 class ReservationConfirmApi(APIView):
+    scopes = {"post": "credits:write"}
+
     class Input(serializers.Serializer):
         amount = serializers.IntegerField(min_value=0, max_value=services.MAX_AMOUNT, required=False)
 
@@ -164,6 +172,8 @@ class ReservationConfirmApi(APIView):
 
 
 class ReservationCancelApi(APIView):
+    scopes = {"post": "credits:write"}
+
     @extend_schema(request=None, responses=ReservationOutput)
     def post(self, request, code):
         reservation = services.credit_reservation_cancel(reservation=_reservation(request, code))
@@ -171,6 +181,8 @@ class ReservationCancelApi(APIView):
 
 
 class TransactionListApi(APIView):
+    scopes = {"get": "read"}
+
     class Filters(serializers.Serializer):
         type = serializers.ChoiceField(choices=TransactionType.choices, required=False, default="")
         since = serializers.DateField(required=False, default=None)
@@ -192,6 +204,8 @@ class TransactionListApi(APIView):
 
 
 class PackageListApi(APIView):
+    scopes = {"get": "read"}
+
     class Output(serializers.Serializer):
         id = serializers.CharField(source="code")
         name = serializers.CharField()
@@ -211,6 +225,8 @@ class PackageListApi(APIView):
 class PurchaseApi(APIView):
     """Buy a package: returns the Stripe Checkout URL. The credits are granted when Stripe
     reports the session paid, once, however often it reports it."""
+
+    scopes = {"post": "billing:manage"}
 
     class Input(serializers.Serializer):
         package = serializers.SlugField(max_length=40)
@@ -239,6 +255,8 @@ class PurchaseApi(APIView):
 
 
 class EstimateApi(APIView):
+    scopes = {"post": "read"}
+
     class Input(serializers.Serializer):
         action = serializers.SlugField(max_length=60)
         quantity = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
@@ -268,6 +286,8 @@ class EstimateApi(APIView):
 
 class AdjustmentApi(APIView):
     """Staff only: a signed correction with a reason, written to the ledger and the audit log."""
+
+    scopes = {"post": "credits:write"}
 
     class Input(serializers.Serializer):
         amount = serializers.IntegerField(min_value=-services.MAX_AMOUNT, max_value=services.MAX_AMOUNT)

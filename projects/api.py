@@ -1,10 +1,11 @@
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import permissions, serializers, status
+from rest_framework import serializers, status
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from billing.gating import MetersApiCalls, RateLimited
+from billing.gating import MetersApiCalls
 from credits.decorators import charges_credits, credits_used
 from projects import selectors, services
 from projects.models import AiModel, Project
@@ -18,7 +19,7 @@ class MeteredApiView(APIView):
     """The sample product's API: the plan's rate limit first, then every call is an `api_calls`
     usage event counted against the quota."""
 
-    permission_classes = [permissions.IsAuthenticated, RateLimited, MetersApiCalls]
+    permission_classes = [*api_settings.DEFAULT_PERMISSION_CLASSES, MetersApiCalls]
 
 
 def _actor(request):
@@ -37,6 +38,8 @@ class ProjectOutput(serializers.Serializer):
 
 
 class ProjectListApi(MeteredApiView):
+    scopes = {"get": "read", "post": "projects:write"}
+
     class Input(serializers.Serializer):
         name = serializers.CharField(max_length=100)
         description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
@@ -60,6 +63,8 @@ class ProjectListApi(MeteredApiView):
 
 
 class ProjectDetailApi(MeteredApiView):
+    scopes = {"get": "read", "patch": "projects:write", "delete": "projects:write"}
+
     class Input(serializers.Serializer):
         name = serializers.CharField(max_length=100, required=False)
         description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
@@ -98,6 +103,8 @@ class GenerationOutput(serializers.Serializer):
 
 
 class GenerationApi(MeteredApiView):
+    scopes = {"get": "read", "post": ("projects:write", "credits:write")}
+
     class Input(serializers.Serializer):
         prompt = serializers.CharField(max_length=4000)
         model = serializers.ChoiceField(choices=AiModel.choices, default=AiModel.GPT_4)

@@ -1,7 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
+from teams.forms import AdminLoginForm
 from teams.models import ApiKey, AuditEvent, Invitation, Membership, Organization, User
+
+# The admin's sign-in is throttled like the site's.
+admin.site.login_form = AdminLoginForm
 
 
 class MembershipInline(admin.TabularInline):

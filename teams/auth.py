@@ -1,5 +1,7 @@
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, permissions
 
+from teams.errors import ServiceError
+from teams.models import Scope
 from teams.services import api_key_authenticate
 
 
@@ -38,3 +40,37 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'
+
+
+def required_scopes(view, method: str) -> set[str] | None:
+    """The scopes a key needs for `method` on `view`, from the view's `scopes` mapping
+    (`{"get": "read", "post": "credits:write"}`; a value may be a tuple of scopes). HEAD and
+    OPTIONS read. None when the view does not say: refused, never guessed."""
+    method = method.lower()
+    if method in ("head", "options"):
+        method = "get" if method == "head" else "options"
+    mapping = getattr(view, "scopes", None) or {}
+    needed = mapping.get(method, Scope.READ if method == "options" else None)
+    if needed is None:
+        return None
+    return {needed} if isinstance(needed, str) else set(needed)
+
+
+class HasScope(permissions.BasePermission):
+    """An API key may call an endpoint only with the scopes its view names: otherwise 403
+    `insufficient_scope`. A person's session is governed by their role, not by scopes."""
+
+    def has_permission(self, request, view) -> bool:
+        principal = request.user
+        if not isinstance(principal, ApiKeyPrincipal):
+            return True
+        needed = required_scopes(view, request.method)
+        if needed is not None and principal.api_key.has_scopes(needed):
+            return True
+        if needed is None:
+            message = "This request is not open to API keys."
+        else:
+            missing = sorted(needed - set(principal.api_key.scopes))
+            plural = "s" if len(missing) > 1 else ""
+            message = f"This request needs the API key scope{plural} {', '.join(missing)}."
+        raise ServiceError("insufficient_scope", message, status=403)

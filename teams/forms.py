@@ -1,8 +1,11 @@
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import password_validation
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 
-from teams.models import Role, User
+from teams import throttle
+from teams.access import client_ip
+from teams.models import Role, Scope, User
 
 
 class SignupForm(forms.Form):
@@ -27,8 +30,50 @@ class SignupForm(forms.Form):
         return data
 
 
-class LoginForm(AuthenticationForm):
+class ThrottledAuthentication:
+    """For authentication forms: refused while the account or address is locked out (even with
+    the right password), and every wrong password counted towards the lockout."""
+
+    throttled = False
+
+    def clean(self):
+        account = self.cleaned_data.get("username") or ""
+        address = client_ip(self.request) if self.request else None
+        refused = throttle.throttle_hit(throttle.LOGIN, account=account, address=address, record=False)
+        if refused:
+            self.throttled = True
+            raise forms.ValidationError(refused, code="throttled")
+        try:
+            return super().clean()
+        except forms.ValidationError as error:
+            if error.code == "invalid_login":
+                throttle.throttle_hit(throttle.LOGIN, account=account, address=address)
+            raise
+
+
+class LoginForm(ThrottledAuthentication, AuthenticationForm):
     username = forms.EmailField(label="Email", widget=forms.EmailInput(attrs={"autofocus": True}))
+
+
+class AdminLoginForm(ThrottledAuthentication, AdminAuthenticationForm):
+    pass
+
+
+class ThrottledPasswordResetForm(PasswordResetForm):
+    """Each request counts, whether or not the address has an account, so the answer reveals
+    nothing and no inbox can be flooded."""
+
+    def __init__(self, *args, request=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request = request
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"]
+        address = client_ip(self.request) if self.request else None
+        refused = throttle.throttle_hit(throttle.PASSWORD_RESET, account=email, address=address)
+        if refused:
+            raise forms.ValidationError(refused, code="throttled")
+        return email
 
 
 class OrganizationForm(forms.Form):
@@ -62,3 +107,10 @@ class TransferForm(forms.Form):
 
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What will use it, e.g. 'production server'.")
+    scopes = forms.MultipleChoiceField(
+        choices=Scope.choices,
+        initial=[Scope.READ],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Give a key only what its program needs.",
+        error_messages={"required": "Choose at least one scope for the key."},
+    )

@@ -251,6 +251,23 @@ class Invitation(models.Model):
         return invitation
 
 
+class Scope(models.TextChoices):
+    """What an API key may do. People are governed by their roles instead."""
+
+    READ = "read", "Read everything"
+    CREDITS_WRITE = "credits:write", "Consume and reserve credits"
+    USAGE_WRITE = "usage:write", "Record usage events"
+    PROJECTS_WRITE = "projects:write", "Create, change and delete projects and generations"
+    BILLING_MANAGE = "billing:manage", "Start checkouts, open the billing portal, buy credits"
+
+
+ALL_SCOPES = tuple(Scope.values)
+
+
+def _all_scopes() -> list[str]:
+    return list(ALL_SCOPES)
+
+
 class ApiKeyQuerySet(models.QuerySet):
     def active(self):
         return self.filter(revoked_at__isnull=True)
@@ -278,6 +295,8 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Chosen at creation; keys made before scopes existed keep full access.
+    scopes = models.JSONField(default=_all_scopes)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -298,6 +317,13 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    def has_scopes(self, needed) -> bool:
+        return set(needed) <= set(self.scopes)
+
+    @property
+    def scope_labels(self) -> list[str]:
+        return [s for s in ALL_SCOPES if s in self.scopes]
 
 
 class AuditEvent(models.Model):

@@ -1,4 +1,4 @@
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -6,6 +6,7 @@ from django.utils.text import slugify
 
 from teams.errors import ServiceError
 from teams.models import (
+    ALL_SCOPES,
     ApiKey,
     AuditEvent,
     Invitation,
@@ -457,12 +458,24 @@ def ownership_transfer(
 
 
 def api_key_create(
-    *, organization: Organization, actor: User, name: str, ip_address: str | None = None
+    *,
+    organization: Organization,
+    actor: User,
+    name: str,
+    scopes: Iterable[str] = ALL_SCOPES,
+    ip_address: str | None = None,
 ) -> tuple[ApiKey, str]:
     """Returns the key and its secret; the secret is never retrievable again."""
     name = name.strip()
     if not name:
         raise ServiceError("name_required", "Name the key after what will use it.", field="name")
+    chosen = set(scopes)
+    if chosen - set(ALL_SCOPES):
+        unknown = ", ".join(sorted(chosen - set(ALL_SCOPES)))
+        raise ServiceError("unknown_scope", f"Unknown scope: {unknown}.", field="scopes")
+    scopes = [s for s in ALL_SCOPES if s in chosen]
+    if not scopes:
+        raise ServiceError("scopes_required", "Choose at least one scope for the key.", field="scopes")
     secret = ApiKey.generate_secret()
     with transaction.atomic():
         key = ApiKey.objects.create(
@@ -470,13 +483,14 @@ def api_key_create(
             name=name,
             prefix=secret[: len(ApiKey.PREFIX) + 6],
             digest=ApiKey.digest_of(secret),
+            scopes=scopes,
             created_by=actor,
         )
         audit_record(
             organization=organization,
             action="api_key.created",
             actor=actor,
-            target=f"{key.name} ({key.prefix}…)",
+            target=f"{key.name} ({key.prefix}…): {', '.join(scopes)}",
             ip_address=ip_address,
         )
     return key, secret

@@ -1,5 +1,6 @@
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -7,17 +8,19 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from teams import selectors, services
+from teams import selectors, services, throttle
 from teams.access import client_ip, get_org_for_user
 from teams.errors import ServiceError
 from teams.forms import (
     ApiKeyForm,
     InvitationForm,
+    LoginForm,
     OrganizationDeleteForm,
     OrganizationForm,
     OrganizationSettingsForm,
     RoleForm,
     SignupForm,
+    ThrottledPasswordResetForm,
     TransferForm,
 )
 from teams.models import ApiKey, Invitation, Membership, Role
@@ -50,6 +53,15 @@ def signup(request):
     if request.user.is_authenticated:
         return redirect(_safe_next(request, reverse("home")))
     form = SignupForm(request.POST or None, initial={"email": request.GET.get("email", "")})
+    refused = ""
+    if request.method == "POST":
+        account = request.POST.get("email", "")
+        refused = throttle.throttle_hit(throttle.SIGNUP, account=account, address=client_ip(request))
+    if refused:
+        form.is_valid()
+        form.add_error(None, refused)
+        context = {"form": form, "next": _safe_next(request, "")}
+        return render(request, "registration/signup.html", context, status=429)
     if request.method == "POST" and form.is_valid():
         try:
             user = services.user_create(
@@ -343,6 +355,7 @@ def api_keys(request, org_slug: str):
                 organization=organization,
                 actor=request.user,
                 name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
                 ip_address=client_ip(request),
             )
         except ServiceError as error:
@@ -375,3 +388,29 @@ def api_key_revoke(request, org_slug: str, code):
     else:
         messages.success(request, f"Key “{key.name}” revoked. Calls using it now fail.")
     return redirect("api_keys", organization.slug)
+
+
+class LoginView(auth_views.LoginView):
+    """Django's sign-in, answering 429 while the account or address is locked out."""
+
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if form.throttled:
+            response.status_code = 429
+        return response
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    form_class = ThrottledPasswordResetForm
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if any(e.code == "throttled" for e in form.errors.as_data().get("email", [])):
+            response.status_code = 429
+        return response

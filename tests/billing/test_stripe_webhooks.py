@@ -157,9 +157,8 @@ def test_it_rejects_deliveries_signed_with_another_secret(
 
     [delivery] = _deliveries(sim)
     assert delivery["attempts"][0]["status_code"] == 400
-    trigger = djstripe_models.WebhookEventTrigger.objects.get()
-    assert not trigger.valid
-    assert not trigger.processed
+    # Refused before dj-stripe stores the body.
+    assert not djstripe_models.WebhookEventTrigger.objects.exists()
     assert not djstripe_models.Event.objects.exists()
     assert not djstripe_models.Customer.objects.exists()
 
@@ -183,7 +182,7 @@ def test_it_rejects_a_tampered_body(
         urllib.request.urlopen(request, timeout=10)  # noqa: S310
 
     assert refused.value.code == 400
-    assert djstripe_models.WebhookEventTrigger.objects.filter(valid=False).count() == 1
+    assert djstripe_models.WebhookEventTrigger.objects.filter(valid=False).count() == 0
     assert djstripe_models.Customer.objects.get().email == "alice@example.com"
 
 
@@ -231,3 +230,75 @@ def test_it_receives_background_deliveries_as_the_demo_does(
         time.sleep(0.05)
     assert {d["status"] for d in _deliveries(sim)} == {"succeeded"}
     assert djstripe_models.Subscription.objects.get(id=sub.id).stripe_data["status"] == "active"
+
+
+# --- what is checked before anything is stored ----------------------------------------------
+
+
+def _post(url: str, body: bytes, signature: str | None) -> int:
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["Stripe-Signature"] = signature
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def _event_body() -> bytes:
+    return json.dumps(
+        {
+            "id": "evt_forged",
+            "object": "event",
+            "type": "customer.created",
+            "livemode": False,
+            "api_version": "2025-09-30.clover",
+            "created": int(time.time()),
+            "data": {"object": {"id": "cus_forged", "object": "customer", "email": "m@example.com"}},
+        }
+    ).encode()
+
+
+def _sign(body: bytes, secret: str, at: int) -> str:
+    digest = stripe.WebhookSignature._compute_signature(f"{at}.{body.decode()}", secret)
+    return f"t={at},v1={digest}"
+
+
+def _nothing_stored() -> bool:
+    return not (
+        djstripe_models.WebhookEventTrigger.objects.exists() or djstripe_models.Event.objects.exists()
+    )
+
+
+@pytest.mark.parametrize(
+    "signature", [None, "", "garbage", "t=1,v1=00", f"t={int(time.time())},v1={'ab' * 32}"]
+)
+def test_a_bad_signature_stores_nothing(endpoint: djstripe_models.WebhookEndpoint, signature) -> None:
+    body = _event_body() + b" " * 2_000  # what an attacker would like stored
+    assert _post(endpoint.url, body, signature) == 400
+    assert _nothing_stored()
+
+
+@pytest.mark.parametrize("offset", [-301, 301, 10 * 365 * 24 * 3600])
+def test_a_signature_outside_the_tolerance_either_way_is_refused(
+    endpoint: djstripe_models.WebhookEndpoint, offset: int
+) -> None:
+    body = _event_body()
+    assert _post(endpoint.url, body, _sign(body, endpoint.secret, int(time.time()) + offset)) == 400
+    assert _nothing_stored()
+
+
+def test_a_signature_within_the_tolerance_reaches_dj_stripe(
+    endpoint: djstripe_models.WebhookEndpoint,
+) -> None:
+    body = _event_body()
+    _post(endpoint.url, body, _sign(body, endpoint.secret, int(time.time()) + 60))
+    assert djstripe_models.WebhookEventTrigger.objects.get().valid
+
+
+def test_a_body_over_the_cap_is_refused_unread(endpoint: djstripe_models.WebhookEndpoint, settings) -> None:
+    body = _event_body() + b" " * settings.STRIPE_WEBHOOK_MAX_BYTES
+    assert _post(endpoint.url, body, _sign(body, endpoint.secret, int(time.time()))) == 413
+    assert _nothing_stored()

@@ -41,17 +41,26 @@ def browser():
 
 @pytest.fixture
 def new_page(browser, live_server):
-    contexts = []
+    """A page on the live server. Whatever the Content-Security-Policy blocks on any page a test
+    visits (an inline script, handler or style) fails the test."""
+    contexts, violations = [], []
+
+    def on_console(message) -> None:
+        if "Content Security Policy" in message.text:
+            violations.append(message.text)
 
     def make():
         context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
         context.set_default_timeout(10_000)
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        page.on("console", on_console)
+        return page
 
     yield make
     for context in contexts:
         context.close()
+    assert violations == [], violations
 
 
 @pytest.fixture

@@ -79,9 +79,11 @@ def test_projects_generate_and_api_keys(new_page, shoot):
 
     page.click("nav >> text=API keys")
     page.fill("#id_name", "production server")
+    page.check("input[value='credits:write']")
     page.click("button:has-text('Create key')")
     secret = page.locator("[data-testid=new-key] .secret").inner_text()
     assert secret.startswith("tly_")
+    expect(page.locator("[data-testid=key-scopes]").first).to_have_text("read credits:write")
     shoot(page, "api-keys")
     page.reload()
     expect(page.locator("[data-testid=new-key]")).to_have_count(0)

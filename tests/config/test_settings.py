@@ -98,11 +98,38 @@ def test_the_checks_accept_a_sound_production_setup():
     )
 
 
-def test_the_checks_refuse_a_live_key_pointed_at_the_simulator():
-    assert "tally.E004" in _ids(
-        STRIPE_LIVE_MODE=True,
-        DEBUG=False,
-        USING_SQLITE=False,
-        SECRET_KEY_GENERATED=False,
-        STRIPE_API_HOST="http://127.0.0.1:12111",
+_SOUND = dict(STRIPE_LIVE_MODE=True, DEBUG=False, USING_SQLITE=False, SECRET_KEY_GENERATED=False)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "http://127.0.0.1:12111",
+        "http://127.0.0.1:40123",  # the simulator on any port, as the tests start it
+        "http://stripe-sim.internal",
+        "https://stripe-mock:12111",
+        "http://api.stripe.com",  # not TLS
+        "https://api.stripe.com.evil.example",
+        "https://api.stripe.com:8443",
+    ],
+)
+def test_the_checks_refuse_a_live_key_pointed_anywhere_but_stripe(host):
+    assert "tally.E004" in _ids(**_SOUND, STRIPE_API_HOST=host)
+
+
+@pytest.mark.parametrize("host", ["", "https://api.stripe.com", "https://api.stripe.com/"])
+def test_the_checks_accept_a_live_key_pointed_at_stripe(host):
+    assert "tally.E004" not in _ids(**_SOUND, STRIPE_API_HOST=host)
+
+
+def test_a_live_key_with_the_simulator_on_another_port_is_refused_at_start():
+    result = manage(
+        "check",
+        STRIPE_SECRET_KEY="sk_live_abc",
+        STRIPE_API_HOST="http://127.0.0.1:40123",
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY="x" * 40,
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/x",
     )
+    assert result.returncode != 0
+    assert "tally.E004" in result.stderr

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.django_db
 
 def test_it_shows_the_secret_once_and_stores_only_its_digest(client_for, org, owner):
     client = client_for(owner)
-    response = client.post(reverse("api_keys", args=[org.slug]), {"name": "server"})
+    response = client.post(reverse("api_keys", args=[org.slug]), {"name": "server", "scopes": ["read"]})
     key = ApiKey.objects.get()
     secret = response.context["secret"]
     assert secret.startswith("tly_")
