@@ -20,8 +20,8 @@ from stripe_sim import (  # noqa: F401
     clock,
     core,
     event_api,
-    faults,
     meters,
+    outage,
     pages,
 )
 from stripe_sim.errors import StripeError, unauthorized
@@ -94,10 +94,12 @@ class SimApp:
         ).hexdigest()
         base_url = request.host_url.rstrip("/")
         with self.store.lock:
-            outage = faults.outage_error(self.store.config, request.method, request.path)
-            if outage is not None:
-                self._log(request, outage.status, request_id)
-                return self._json(outage.status, outage.body(request_id), {**headers, **faults.RETRY_HEADER})
+            failing = outage.outage_error(self.store.config, request.method, request.path)
+            if failing is not None:
+                self._log(request, failing.status, request_id)
+                return self._json(
+                    failing.status, failing.body(request_id), {**headers, **outage.RETRY_HEADER}
+                )
             if mutating and idem_key:
                 record = self.store.idempotency.get((api_key, idem_key))
                 if record is not None:
