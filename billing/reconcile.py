@@ -194,9 +194,7 @@ def seats_check(*, organizations: Iterable[Organization] | None = None, fix: boo
             continue
         if organization.deleted_at is not None:
             continue
-        remote = client.v1.subscriptions.retrieve(
-            local.stripe_subscription_id, {"expand": ["items.data.price"]}
-        )
+        remote = client.v1.subscriptions.retrieve(local.stripe_subscription_id)
         if remote.status not in ("active", "trialing", "past_due"):
             continue
         plan, quantity = _plan_of(remote)

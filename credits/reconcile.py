@@ -193,7 +193,9 @@ def _period_paid(invoices: list, charges: dict, start: int, *, live: bool) -> bo
         refunded_in_full = False
         if invoice.amount_paid > 0:
             # Lists leave an invoice's payments out: read them, as `invoice_record` does.
-            full = stripe_client().v1.invoices.retrieve(invoice.id, {"expand": ["payments.data.payment"]})
+            full = stripe_client().v1.invoices.retrieve(
+                invoice.id, {"expand": ["payments.data.payment.payment_intent"]}
+            )
             paid_by = [charges.get(pi) for pi in _invoice_intents(full)]
             refunded_in_full = bool(paid_by) and all(
                 c is not None and c.amount_refunded >= c.amount for c in paid_by
