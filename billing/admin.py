@@ -1,7 +1,7 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import transaction
 
-from billing import entitlements
+from billing import entitlements, usage
 from billing.models import (
     Addon,
     AddonEntitlement,
@@ -13,9 +13,12 @@ from billing.models import (
     OrgSubscription,
     Payment,
     Plan,
+    PlanCheckout,
     PlanEntitlement,
     PlanLineItem,
     Product,
+    SubscriptionDuplicate,
+    TrialRecord,
     UsageAlert,
     UsageCounter,
     UsageEvent,
@@ -194,6 +197,42 @@ class PaymentAdmin(ReadOnlyAdmin):
     list_select_related = ["organization"]
 
 
+@admin.register(TrialRecord)
+class TrialRecordAdmin(ReadOnlyAdmin):
+    """The one trial each organization (and Stripe customer) had: what refuses a second."""
+
+    list_display = ["started_at", "organization", "stripe_customer_id", "stripe_subscription_id", "trial_end"]
+    search_fields = ["organization__slug", "stripe_customer_id", "stripe_subscription_id"]
+    list_select_related = ["organization"]
+
+
+@admin.register(SubscriptionDuplicate)
+class SubscriptionDuplicateAdmin(ReadOnlyAdmin):
+    """Second live subscriptions that were canceled and refunded."""
+
+    list_display = [
+        "detected_at",
+        "organization",
+        "stripe_subscription_id",
+        "kept_subscription_id",
+        "amount_refunded",
+        "currency",
+        "resolved_at",
+    ]
+    search_fields = ["organization__slug", "stripe_subscription_id", "kept_subscription_id"]
+    list_select_related = ["organization"]
+
+
+@admin.register(PlanCheckout)
+class PlanCheckoutAdmin(ReadOnlyAdmin):
+    """Every subscription checkout Tally opened and how it ended (expired, payment failed...)."""
+
+    list_display = ["created_at", "organization", "plan", "status", "failure_message", "settled_at"]
+    list_filter = ["status", "plan"]
+    search_fields = ["organization__slug", "stripe_session_id"]
+    list_select_related = ["organization", "plan"]
+
+
 @admin.register(Meter)
 class MeterAdmin(CatalogAdmin):
     list_display = ["key", "name", "aggregation", "property", "feature", "is_active"]
@@ -210,9 +249,37 @@ class MeterEventAdmin(ReadOnlyAdmin):
     list_select_related = ["organization", "meter"]
 
 
+class MeterReportDeliveryFilter(admin.SimpleListFilter):
+    """Staff look here first: what Stripe does not have yet, and what keeps failing."""
+
+    title = "delivery"
+    parameter_name = "delivery"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("unsent", "Not in Stripe yet (pending or failed)"),
+            ("failed", "Failed: needs attention (still retried)"),
+            ("retrying", "Pending after a failed attempt"),
+            ("sent", "Sent"),
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "unsent":
+            return queryset.filter(status__in=MeterReport.UNSENT)
+        if value == "failed":
+            return queryset.filter(status=MeterReport.Status.FAILED)
+        if value == "retrying":
+            return queryset.filter(status=MeterReport.Status.PENDING).exclude(last_error="")
+        if value == "sent":
+            return queryset.filter(status=MeterReport.Status.SENT)
+        return queryset
+
+
 @admin.register(MeterReport)
 class MeterReportAdmin(ReadOnlyAdmin):
-    """The outbox to Stripe's meters: pending rows are retried by `usage_report`."""
+    """The outbox to Stripe's meters: unsent rows (pending or failed) are retried by
+    `usage_report` with back-off; "Retry now" sends the selected ones at once."""
 
     list_display = [
         "created_at",
@@ -223,8 +290,26 @@ class MeterReportAdmin(ReadOnlyAdmin):
         "total",
         "status",
         "attempts",
+        "next_attempt_at",
+        "last_error",
         "sent_at",
     ]
-    list_filter = ["status", "feature"]
+    list_filter = [MeterReportDeliveryFilter, "status", "feature"]
     search_fields = ["organization__slug", "identifier", "stripe_customer_id"]
     list_select_related = ["organization", "feature"]
+    actions = ["retry_now"]
+
+    def has_retry_permission(self, request):
+        # The outbox is read-only; resending is an operation, for staff allowed to change reports.
+        return request.user.has_perm("billing.change_meterreport")
+
+    @admin.action(description="Retry now (send to Stripe)", permissions=["retry"])
+    def retry_now(self, request, queryset):
+        outcome = usage.meter_report_retry(reports=queryset)
+        level = messages.SUCCESS if not (outcome.failed or outcome.retrying) else messages.WARNING
+        self.message_user(
+            request,
+            f"{outcome.sent} report(s) sent to Stripe; {outcome.retrying + outcome.failed} failed again "
+            "and will be retried with back-off (see the last error).",
+            level,
+        )

@@ -1,10 +1,46 @@
 """A plan's credit allowance (a hybrid plan): credits granted when a billing period starts,
-expiring when it ends, through `credits.services` like any other grant."""
+expiring when it ends, and expiring at once when the subscription ends early.
+
+Billing decides when and how much; credits keeps the ledger. Credits sits above billing in the
+layers, so it registers its handlers here (`allowance_handlers_register`, from its AppConfig)
+and billing calls them without importing credits.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.utils import timezone
 
-from billing.models import OrgSubscription, SubscriptionStatus
-from teams.errors import ServiceError
+from billing.models import OrgSubscription, SubscriptionStatus, TrialRecord
+from teams.models import Organization
+
+
+@dataclass(frozen=True)
+class AllowanceHandlers:
+    # grant(organization=, amount=, idempotency_key=, expires_at=, description=, reference_id=)
+    # -> True when this call granted (False: granted already under that key).
+    grant: Callable[..., bool]
+    # end(organization=, reference_id=, reason=) -> credits expired now (0 when none were left).
+    end: Callable[..., int]
+
+
+_handlers: AllowanceHandlers | None = None
+
+
+def allowance_handlers_register(*, grant: Callable[..., bool], end: Callable[..., int]) -> None:
+    """Credits registers how an allowance is granted and how it is ended early."""
+    global _handlers
+    _handlers = AllowanceHandlers(grant=grant, end=end)
+
+
+def _registered() -> AllowanceHandlers:
+    if _handlers is None:
+        raise LookupError("No allowance handlers are registered: is the credits app installed?")
+    return _handlers
+
+
+def _reference(subscription: OrgSubscription) -> str:
+    return subscription.stripe_subscription_id or str(subscription.pk)
 
 
 def subscription_allowance_grant(*, subscription: OrgSubscription | None) -> bool:
@@ -13,10 +49,9 @@ def subscription_allowance_grant(*, subscription: OrgSubscription | None) -> boo
     Run after every sync that may have started a period (a paid invoice, a subscription event).
     The idempotency key is the subscription and the period's start, so however many events
     report the same period, one grant is made; a plan change within the period keeps the grant
-    already made, and the next period brings the new plan's allowance.
+    already made, and the next period brings the new plan's allowance. A trial brings one only
+    if it is the organization's one recorded trial.
     """
-    from credits import services as credit_services
-
     if subscription is None:
         return False
     plan = subscription.plan
@@ -29,23 +64,26 @@ def subscription_allowance_grant(*, subscription: OrgSubscription | None) -> boo
         or end <= timezone.now()
     ):
         return False
-    key = f"allowance:{subscription.stripe_subscription_id or subscription.pk}:{int(start.timestamp())}"
-    # Most events of a period arrive after its grant: one indexed look instead of a replay.
-    if credit_services.credits_granted(organization=subscription.organization, idempotency_key=key):
-        return False
-    try:
-        entry = credit_services.credits_grant(
-            organization=subscription.organization,
-            amount=plan.credit_allowance,
-            source="subscription_allowance",
-            idempotency_key=key,
-            expires_at=end,
-            description=f"{plan.name}: credits for this period",
-            reference_type="subscription",
-            reference_id=subscription.stripe_subscription_id or str(subscription.pk),
-        )
-    except ServiceError as error:
-        if error.code != "idempotency_key_reused":
-            raise
-        return False  # granted already for this period, under the plan it had then
-    return not entry.replayed
+    if (
+        subscription.status == SubscriptionStatus.TRIALING
+        and not TrialRecord.objects.filter(
+            organization_id=subscription.organization_id,
+            stripe_subscription_id=subscription.stripe_subscription_id,
+        ).exists()
+    ):
+        return False  # a second trial, refused: its credits would be a second free month
+    return _registered().grant(
+        organization=subscription.organization,
+        amount=plan.credit_allowance,
+        idempotency_key=f"allowance:{_reference(subscription)}:{int(start.timestamp())}",
+        expires_at=end,
+        description=f"{plan.name}: credits for this period",
+        reference_id=_reference(subscription),
+    )
+
+
+def subscription_allowance_end(*, organization: Organization, subscription_id: str, reason: str) -> int:
+    """The subscription ended at once (refunded, canceled now, unpaid, deleted, its
+    organization deleted): what remains of the allowances it granted expires now, with a
+    ledger line. Safe to repeat: a second call finds nothing left to expire."""
+    return _registered().end(organization=organization, reference_id=subscription_id, reason=reason)

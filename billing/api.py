@@ -1,15 +1,28 @@
-from django.urls import reverse
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import entitlements, selectors, subscriptions
 from billing.models import Access, Addon, Plan
+from teams import api_fields as fields
 from teams.access import get_org_for_api
+from teams.api_schema import error_responses, list_of
 from teams.auth import ApiKeyPrincipal
 from teams.errors import ServiceError
+from teams.inputs import storable
 from teams.models import Role
+
+
+class UpgradeOutput(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["plan", "addon", "contact"])
+    key = serializers.CharField()
+    name = serializers.CharField()
+    amount = serializers.IntegerField(allow_null=True, help_text="In minor units of `currency`.")
+    currency = serializers.CharField()
+    interval = serializers.CharField()
+    quantity = serializers.IntegerField()
+    url = serializers.URLField()
 
 
 class DecisionOutput(serializers.Serializer):
@@ -27,6 +40,7 @@ class DecisionOutput(serializers.Serializer):
     warning = serializers.IntegerField(allow_null=True)
     upgrade = serializers.SerializerMethodField()
 
+    @extend_schema_field(UpgradeOutput(allow_null=True))
     def get_upgrade(self, decision) -> dict | None:
         up = decision.upgrade
         if up is None:
@@ -46,11 +60,11 @@ class DecisionOutput(serializers.Serializer):
 class EntitlementCheckApi(APIView):
     scopes = {"post": "read"}
 
-    class Input(serializers.Serializer):
-        feature = serializers.SlugField(max_length=64)
-        requested = serializers.IntegerField(min_value=0, max_value=10**9, default=1)
+    class Input(fields.Input):
+        feature = fields.SlugField(max_length=64)
+        requested = fields.IntegerField(min_value=0, max_value=10**9, default=1)
 
-    @extend_schema(request=Input, responses=DecisionOutput)
+    @extend_schema(request=Input, responses={200: DecisionOutput})
     def post(self, request):
         organization = get_org_for_api(request)
         data = self.Input(data=request.data)
@@ -71,29 +85,34 @@ class EntitlementCheckApi(APIView):
 class EntitlementListApi(APIView):
     scopes = {"get": "read"}
 
-    @extend_schema(responses=DecisionOutput(many=True))
+    @extend_schema(responses=list_of(DecisionOutput, "DecisionList"))
     def get(self, request):
         organization = get_org_for_api(request)
         decisions = entitlements.entitlements_for(organization)
-        return Response({"data": DecisionOutput(decisions, many=True, context={"request": request}).data})
+        data = DecisionOutput(decisions, many=True, context={"request": request}).data
+        return Response({"data": data, "next_cursor": None})
+
+
+class QuotaOutput(serializers.Serializer):
+    limit = serializers.IntegerField(allow_null=True)
+    used = serializers.IntegerField()
+    remaining = serializers.IntegerField(allow_null=True)
+    unlimited = serializers.BooleanField()
+    period_end = serializers.DateTimeField(allow_null=True)
 
 
 class BillingStatusApi(APIView):
     scopes = {"get": "read"}
 
-    @extend_schema(
-        responses=inline_serializer(
-            "BillingStatus",
-            {
-                "plan": serializers.CharField(),
-                "status": serializers.CharField(),
-                "access": serializers.CharField(),
-                "period_end": serializers.DateTimeField(),
-                "cancel_at_period_end": serializers.BooleanField(),
-                "quotas": serializers.DictField(),
-            },
-        )
-    )
+    class Output(serializers.Serializer):
+        plan = serializers.CharField(allow_null=True, help_text="The plan's key; null without a plan.")
+        status = serializers.CharField()
+        access = serializers.CharField()
+        period_end = serializers.DateTimeField(allow_null=True)
+        cancel_at_period_end = serializers.BooleanField()
+        quotas = serializers.DictField(child=QuotaOutput(), help_text="Each metered feature's quota, by key.")
+
+    @extend_schema(responses={200: Output})
     def get(self, request):
         organization = get_org_for_api(request)
         subscription = selectors.subscription_of(organization)
@@ -111,25 +130,33 @@ class BillingStatusApi(APIView):
             if d.period_end
         }
         return Response(
-            {
-                "plan": plan.key if plan else None,
-                "status": subscription.status if subscription else "free",
-                "access": subscription.access if subscription else Access.FREE,
-                "period_end": subscription.current_period_end if applies else None,
-                "cancel_at_period_end": bool(applies and subscription.cancel_at_period_end),
-                "quotas": quotas,
-            }
+            self.Output(
+                {
+                    "plan": plan.key if plan else None,
+                    "status": subscription.status if subscription else "free",
+                    "access": subscription.access if subscription else Access.FREE,
+                    "period_end": subscription.current_period_end if applies else None,
+                    "cancel_at_period_end": bool(applies and subscription.cancel_at_period_end),
+                    "quotas": quotas,
+                }
+            ).data
         )
+
+
+def _url_output(name: str):
+    return inline_serializer(name, {"url": serializers.URLField(help_text="Send the person here.")})
 
 
 class BillingCheckoutApi(APIView):
     scopes = {"post": "billing:manage"}
 
-    class Input(serializers.Serializer):
-        plan = serializers.SlugField()
-        addons = serializers.DictField(child=serializers.IntegerField(min_value=1), required=False)
+    class Input(fields.Input):
+        plan = fields.SlugField()
+        addons = serializers.DictField(
+            child=fields.IntegerField(min_value=1), required=False, validators=[storable]
+        )
 
-    @extend_schema(request=Input, responses=inline_serializer("CheckoutUrl", {"url": serializers.URLField()}))
+    @extend_schema(request=Input, responses={201: _url_output("CheckoutUrl"), **error_responses(502, 503)})
     def post(self, request):
         organization = _billing_org(request)
         data = self.Input(data=request.data)
@@ -141,7 +168,7 @@ class BillingCheckoutApi(APIView):
         for key, quantity in data.validated_data.get("addons", {}).items():
             addon = Addon.objects.filter(key=key, is_active=True).first()
             if addon is None:
-                raise ServiceError("unknown_addon", f"No add-on {key!r}.", field="addons")
+                raise ServiceError("unknown_addon", f'No add-on "{key}".', field="addons")
             addons[addon] = quantity
         actor = request.user if not isinstance(request.user, ApiKeyPrincipal) else None
         url = subscriptions.checkout_start(organization=organization, plan=plan, actor=actor, addons=addons)
@@ -151,17 +178,16 @@ class BillingCheckoutApi(APIView):
 class BillingPortalApi(APIView):
     scopes = {"post": "billing:manage"}
 
-    class Input(serializers.Serializer):
-        return_url = serializers.URLField(required=False)
+    class Input(fields.Input):
+        return_url = fields.URLField(required=False)
 
-    @extend_schema(request=Input, responses=inline_serializer("PortalUrl", {"url": serializers.URLField()}))
+    @extend_schema(request=Input, responses={201: _url_output("PortalUrl"), **error_responses(502, 503)})
     def post(self, request):
         organization = _billing_org(request)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        return_url = data.validated_data.get("return_url") or request.build_absolute_uri(
-            reverse("billing", args=[organization.slug])
-        )
+        # Only this site's own origin: the service refuses any other with `invalid_return_url`.
+        return_url = data.validated_data.get("return_url")
         return Response(
             {"url": subscriptions.portal_url(organization=organization, return_url=return_url)}, status=201
         )

@@ -11,6 +11,7 @@ past the limit, and each call carries an idempotency key the database keeps uniq
 
 import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -132,6 +133,7 @@ class Effective:
     grace_until: datetime | None = None
     features: dict[str, FeatureEntitlement] = field(default_factory=dict)
     valid_until: datetime | None = None
+    generation: str = ""  # the organization's cache generation its data was read under
 
     def period(self, at: datetime) -> Period:
         return usage_period(self.anchor, at)
@@ -164,6 +166,31 @@ def _usage_key(org_id: int, feature: str) -> str:
     return f"billing:usage:{org_id}:{feature}"
 
 
+def _generation_key(org_id: int) -> str:
+    return f"billing:ent-gen:{org_id}"
+
+
+# Outlives any cached entitlement; if it is evicted anyway, a new generation makes every cached
+# entitlement of the organization stale, which is safe.
+GENERATION_TTL = 30 * 24 * 3600
+
+
+def _new_generation() -> str:
+    return uuid.uuid4().hex
+
+
+def _generation(org_id: int) -> str:
+    """The organization's current cache generation, read before its data is: a computation
+    is stored under the generation it started in, so one that read the database before a
+    change, and stores after the change's invalidation, is never taken as fresh."""
+    key = _generation_key(org_id)
+    generation = cache.get(key)
+    if generation is None:
+        cache.add(key, _new_generation(), GENERATION_TTL)
+        generation = cache.get(key) or ""
+    return generation
+
+
 def _catalog_version() -> str:
     version = cache.get(VERSION_KEY)
     if version is None:
@@ -176,6 +203,9 @@ def _catalog_version() -> str:
 def invalidate(organization: Organization | int) -> None:
     """Forget one organization's entitlements: call after its subscription or grants change."""
     org_id = organization if isinstance(organization, int) else organization.pk
+    # A new generation first: a reader that computed from the old data, and stores after this,
+    # stores under the old generation, which nobody takes as fresh.
+    cache.set(_generation_key(org_id), _new_generation(), GENERATION_TTL)
     cache.delete(_ent_key(org_id))
 
 
@@ -256,28 +286,32 @@ def _compute(organization: Organization, version: str, now: datetime) -> Effecti
     )
 
 
-def _store(organization: Organization, effective: Effective, now: datetime) -> None:
+def _store(organization: Organization, effective: Effective, generation: str, now: datetime) -> Effective:
+    effective = replace(effective, generation=generation)
     ttl = CACHE_TTL
     if effective.valid_until:
         ttl = max(1, min(ttl, int((effective.valid_until - now).total_seconds())))
     cache.set(_ent_key(organization.pk), effective, ttl)
+    return effective
 
 
 def effective_for(organization: Organization, *, now: datetime | None = None) -> Effective:
     now = now or timezone.now()
     version = _catalog_version()
+    generation = _generation(organization.pk)  # before anything is read
     effective = cache.get(_ent_key(organization.pk))
-    if _fresh(effective, version, now):
+    if _fresh(effective, version, generation, now):
         return effective
     effective = _compute(organization, version, now)
-    _store(organization, effective, now)
-    return effective
+    return _store(organization, effective, generation, now)
 
 
-def _fresh(effective, version, now) -> bool:
+def _fresh(effective, version, generation, now) -> bool:
     return (
         effective is not None
         and effective.version == version
+        and getattr(effective, "generation", "") == generation
+        and bool(generation)
         and (effective.valid_until is None or now < effective.valid_until)
     )
 
@@ -313,17 +347,20 @@ def check(
     they commit; `consume` is the exact gate.
     """
     now = now or timezone.now()
-    version_key, ent_key, usage_key = (
+    version_key, generation_key, ent_key, usage_key = (
         VERSION_KEY,
+        _generation_key(organization.pk),
         _ent_key(organization.pk),
         _usage_key(organization.pk, feature),
     )
-    cached = cache.get_many([version_key, ent_key, usage_key])
+    # The generation comes in the same round trip, before the database is read.
+    cached = cache.get_many([version_key, generation_key, ent_key, usage_key])
     version = cached.get(version_key) or _catalog_version()
+    generation = cached.get(generation_key) or _generation(organization.pk)
     effective = cached.get(ent_key)
-    if not _fresh(effective, version, now):
+    if not _fresh(effective, version, generation, now):
         effective = _compute(organization, version, now)
-        _store(organization, effective, now)
+        effective = _store(organization, effective, generation, now)
 
     ent = effective.features.get(feature)
     if ent is None:
@@ -398,7 +435,7 @@ def _denied(organization, effective, ent, reason, requested, used, period) -> De
 
 def _cached_upgrade(organization, effective, ent, needed) -> Upgrade | None:
     """Refusals repeat (a client retrying past its quota): remember the suggestion briefly."""
-    key = f"billing:upgrade:{effective.version}:{organization.pk}:{ent.key}:{needed}"
+    key = f"billing:upgrade:{effective.version}:{effective.generation}:{organization.pk}:{ent.key}:{needed}"
     found = cache.get(key)
     if found is not None:
         return found or None

@@ -19,7 +19,7 @@ from billing import entitlements, pricing
 from billing.gating import EntitlementError
 from billing.models import OrgSubscription, Plan, PlanLineItem, SeatPolicy
 from billing.stripe_client import stripe_client
-from billing.subscriptions import Preview, billable_seats, seat_holders, subscription_sync
+from billing.subscriptions import Preview, billable_seats, preview_lines, seat_holders, subscription_sync
 from teams.errors import ServiceError
 from teams.models import Organization
 from teams.services import audit_record
@@ -155,9 +155,7 @@ def _sync(organization_id: int, attempt: str) -> SeatSync | None:
         return None  # a flat plan: head count changes nothing in Stripe
     target = billable_seats(organization, plan=subscription.plan)
     client = stripe_client()
-    remote = client.v1.subscriptions.retrieve(
-        subscription.stripe_subscription_id, {"expand": ["items.data.price"]}
-    )
+    remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
     item = _seat_item(remote, line)
     if item is None:
         return None
@@ -258,9 +256,7 @@ def _invoice_after(subscription: OrgSubscription, line: PlanLineItem, quantity: 
     """Stripe's own numbers for setting the seat quantity to `quantity`: the prorated amount,
     and the invoice that follows (at once under "invoice now", else the next renewal)."""
     client = stripe_client()
-    remote = client.v1.subscriptions.retrieve(
-        subscription.stripe_subscription_id, {"expand": ["items.data.price"]}
-    )
+    remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
     item = _seat_item(remote, line)
     if item is None:
         return None, None
@@ -281,7 +277,7 @@ def _invoice_after(subscription: OrgSubscription, line: PlanLineItem, quantity: 
     upcoming = Preview(
         amount_due=invoice.amount_due,
         currency=invoice.currency,
-        lines=[(li.description or "", li.amount) for li in lines],
+        lines=preview_lines(lines),
         next_payment_at=None if behavior == "always_invoice" else subscription.current_period_end,
         immediate=behavior == "always_invoice",
     )

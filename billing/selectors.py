@@ -1,10 +1,21 @@
 """Reads of the catalog and billing state (and, later, of dj-stripe's mirror)."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db.models import Prefetch
+from django.utils import timezone
 
-from billing.models import Addon, Feature, Interval, OrgSubscription, Plan, PlanEntitlement, Product
+from billing.models import (
+    Addon,
+    Feature,
+    Interval,
+    OrgSubscription,
+    Plan,
+    PlanCheckout,
+    PlanEntitlement,
+    Product,
+)
 
 
 @dataclass
@@ -77,6 +88,14 @@ def stripe_customer_id_of(organization) -> str | None:
     )
 
 
+def customers_of_organizations():
+    """(Stripe customer id, organization) for every customer linked to an organization."""
+    from djstripe.models import Customer
+
+    customers = Customer.objects.filter(subscriber__isnull=False, date_purged__isnull=True)
+    return [(c.id, c.subscriber) for c in customers.select_related("subscriber").order_by("id")]
+
+
 def organization_for_customer(customer_id: str):
     from djstripe.models import Customer
 
@@ -108,3 +127,19 @@ def organization_to_bill(user):
         .first()
     )
     return membership.organization if membership else None
+
+
+UNFINISHED_CHECKOUT_SHOWN = timedelta(days=7)
+
+
+def plan_checkout_unfinished(organization, *, subscription: OrgSubscription | None) -> PlanCheckout | None:
+    """The organization's latest subscription checkout, when it expired or its payment failed
+    in the last week and no plan has started since: the billing page says why nothing happened."""
+    latest = PlanCheckout.objects.select_related("plan").filter(organization=organization).first()
+    if latest is None or not latest.unfinished:
+        return None
+    if latest.created_at < timezone.now() - UNFINISHED_CHECKOUT_SHOWN:
+        return None
+    if subscription is not None and subscription.applies:
+        return None
+    return latest

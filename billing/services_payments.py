@@ -5,6 +5,7 @@ Nothing here may run inside a database transaction: each function calls Stripe, 
 idempotency key chosen by the caller from a row it has already committed.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import stripe
@@ -47,6 +48,42 @@ class OffSessionCharge:
     succeeded: bool
     failure_code: str = ""
     failure_message: str = ""
+
+
+class CheckoutResult:
+    """How a payment-mode Checkout Session stands, as billing re-read it from Stripe."""
+
+    PAID = "paid"
+    PROCESSING = "processing"  # completed with a delayed method; the bank has not answered
+    ABANDONED = "abandoned"  # expired before it was paid
+    FAILED = "failed"  # the delayed payment was refused
+
+
+@dataclass(frozen=True)
+class PaymentCheckoutOutcome:
+    session_id: str
+    metadata: dict[str, str]
+    result: str
+    payment_intent_id: str = ""
+    failure_message: str = ""
+
+
+PaymentCheckoutHandler = Callable[[PaymentCheckoutOutcome], None]
+_checkout_handlers: list[PaymentCheckoutHandler] = []
+
+
+def payment_checkout_register(handler: PaymentCheckoutHandler) -> None:
+    """The app that sold something through `payment_checkout_start` (credits, for packages)
+    hears how each payment checkout ends. Billing re-reads the session from Stripe for every
+    event and calls every handler; each recognises its own sessions by their metadata and must
+    be safe to call again with the same outcome (webhooks repeat and arrive out of order)."""
+    if handler not in _checkout_handlers:
+        _checkout_handlers.append(handler)
+
+
+def payment_checkout_settled(*, outcome: PaymentCheckoutOutcome) -> None:
+    for handler in list(_checkout_handlers):
+        handler(outcome)
 
 
 def payment_checkout_start(
@@ -102,6 +139,12 @@ def _saved_card(client: stripe.StripeClient, customer_id: str) -> str | None:
     # No default set: the card saved by the last Checkout payment.
     cards = client.v1.customers.payment_methods.list(customer_id, {"type": "card", "limit": 1}).data
     return cards[0].id if cards else None
+
+
+def payment_card_on_file(*, organization: Organization) -> bool:
+    """Whether an off-session charge has a card to use (what auto-recharge needs)."""
+    customer_id = selectors.stripe_customer_id_of(organization)
+    return bool(customer_id) and _saved_card(stripe_client(), customer_id) is not None
 
 
 def payment_charge_saved_card(

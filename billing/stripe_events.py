@@ -25,6 +25,10 @@ def handle(event_id: str, kind: str | None = None, object_id: str | None = None)
             # page was open are billed from now on.
             organization_id = synced.organization_id
             transaction.on_commit(lambda: seats.seat_sync_schedule(organization_id=organization_id))
+    elif kind == "checkout.session.expired":
+        subscriptions.checkout_expired(session_id=obj["id"])
+    elif kind == "checkout.session.async_payment_failed":
+        subscriptions.checkout_payment_failed(session_id=obj["id"])
     elif kind.startswith("customer.subscription."):
         synced = subscriptions.subscription_sync(subscription_id=obj["id"])
     elif kind in ("invoice.paid", "invoice.payment_failed"):

@@ -7,8 +7,10 @@ events that arrive twice or out of order end in the same state.
 """
 
 import math
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import stripe
 from django.conf import settings
@@ -18,16 +20,23 @@ from django.urls import reverse
 from django.utils import timezone
 from djstripe.models import Customer
 
-from billing import entitlements, selectors
+from billing import allowances, entitlements, selectors
 from billing.models import (
+    ENDED_STATUSES,
+    PLAN_STATUSES,
     Addon,
+    CheckoutOutcome,
     EntitlementGrant,
     OrgSubscription,
     Payment,
     Plan,
+    PlanCheckout,
     PlanLineItem,
+    SubscriptionDuplicate,
     SubscriptionStatus,
+    TrialRecord,
 )
+from billing.services_payments import CheckoutResult, PaymentCheckoutOutcome, payment_checkout_settled
 from billing.stripe_client import stripe_client
 from teams.errors import ServiceError
 from teams.models import Membership, Organization, User
@@ -55,10 +64,12 @@ def customer_ensure(*, organization: Organization, test_clock: str | None = None
     if existing:
         return existing
     params = {
-        "email": organization.email,
         "name": organization.name,
         "metadata": {"djstripe_subscriber": str(organization.pk), "tally_org": organization.slug},
     }
+    # Stripe refuses an empty email (nothing to unset on a new customer): leave it out.
+    if organization.email:
+        params["email"] = organization.email
     if test_clock:
         params["test_clock"] = test_clock
     remote = stripe_client().v1.customers.create(
@@ -150,7 +161,13 @@ def checkout_start(
     lines = checkout_line_items(plan=plan, seats=seats, addons=addons)
     customer_id = customer_ensure(organization=organization, test_clock=test_clock)
     base = settings.SITE_URL + reverse("billing", args=[organization.slug])
-    metadata = {"tally_org": organization.slug, "tally_org_id": str(organization.pk), "tally_plan": plan.key}
+    metadata = {
+        "tally_org": organization.slug,
+        "tally_org_id": str(organization.pk),
+        "tally_plan": plan.key,
+        # Tally's own clock orders two starts (a test clock may give both the same `created`).
+        "tally_started_ns": str(time.time_ns()),
+    }
     params = {
         "mode": "subscription",
         "customer": customer_id,
@@ -161,17 +178,61 @@ def checkout_start(
         "metadata": metadata,
         "subscription_data": {"metadata": metadata},
     }
-    if plan.trial_days and not (current and current.first_paid_at):
+    if plan.trial_days and trial_available(organization=organization, customer_id=customer_id):
         params["subscription_data"]["trial_period_days"] = plan.trial_days
     session = stripe_client().v1.checkout.sessions.create(params)
+    PlanCheckout.objects.get_or_create(
+        stripe_session_id=session.id, defaults={"organization": organization, "plan": plan, "actor": actor}
+    )
+    expired = checkout_sessions_expire_earlier(customer_id=customer_id, keep=session)
     audit_record(
         organization=organization,
         action="billing.checkout_started",
         actor=actor,
         target=plan.key,
-        data={"session": session.id, "seats": seats, "addons": {a.key: q for a, q in addons.items()}},
+        data={
+            "session": session.id,
+            "seats": seats,
+            "addons": {a.key: q for a, q in addons.items()},
+            "expired": expired,
+        },
     )
     return session.url
+
+
+def trial_available(*, organization: Organization, customer_id: str | None) -> bool:
+    """One trial per organization and per Stripe customer, ever; none after a first payment."""
+    if OrgSubscription.objects.filter(organization=organization, first_paid_at__isnull=False).exists():
+        return False
+    used = Q(organization=organization)
+    if customer_id:
+        used |= Q(stripe_customer_id=customer_id)
+    return not TrialRecord.objects.filter(used).exists()
+
+
+def _started(session) -> tuple[int, str]:
+    return int((session.metadata or {}).get("tally_started_ns") or 0), session.id
+
+
+def checkout_sessions_expire_earlier(*, customer_id: str, keep) -> list[str]:
+    """Expire the customer's other open subscription checkouts that started before `keep`, so
+    that of two tabs only the later can be paid. Two starts at the same moment agree on which
+    session is the later, so one of them stays open, never none; a session that completes
+    anyway makes a duplicate subscription, which is ended when it is heard of."""
+    client = stripe_client()
+    expired = []
+    listed = client.v1.checkout.sessions.list({"customer": customer_id, "status": "open", "limit": 100})
+    for session in listed.auto_paging_iter():
+        if session.id == keep.id or session.mode != "subscription":
+            continue
+        if _started(session) > _started(keep):
+            continue  # a later start: that one expires this
+        try:
+            client.v1.checkout.sessions.expire(session.id)
+        except stripe.InvalidRequestError:
+            continue  # completed or expired meanwhile; a completed one is a duplicate to end
+        expired.append(session.id)
+    return expired
 
 
 def checkout_session_state(*, organization: Organization, session_id: str) -> dict:
@@ -187,33 +248,87 @@ def checkout_session_state(*, organization: Organization, session_id: str) -> di
         and subscription.stripe_subscription_id == session.subscription
         and subscription.applies
     )
+    checkout = PlanCheckout.objects.filter(organization=organization, stripe_session_id=session.id).first()
+    expired = session.status == "expired" or bool(checkout and checkout.status == CheckoutOutcome.ABANDONED)
+    failed = bool(checkout and checkout.status == CheckoutOutcome.FAILED) and not active
     return {
         "status": session.status,
         "payment_status": session.payment_status,
         "active": active,
         "subscription": subscription,
+        "expired": expired and not active,
+        "failed": failed,
+        "failure_message": checkout.failure_message if checkout else "",
+        "processing": session.status == "complete" and session.payment_status == "unpaid" and not failed,
+        # Nothing more will happen by itself: the page stops polling.
+        "final": active or expired or failed,
     }
 
 
+_SETTLE_FROM = {
+    CheckoutOutcome.PROCESSING: [CheckoutOutcome.OPEN],
+    CheckoutOutcome.COMPLETED: [CheckoutOutcome.OPEN, CheckoutOutcome.PROCESSING],
+    CheckoutOutcome.ABANDONED: [CheckoutOutcome.OPEN],
+    CheckoutOutcome.FAILED: [CheckoutOutcome.OPEN, CheckoutOutcome.PROCESSING],
+}
+
+
+def plan_checkout_settle(*, session, status: str, failure_message: str = "") -> PlanCheckout | None:
+    """Move a subscription checkout's record on, once: from the states it can come from only,
+    so a replayed or late event (an `expired` after `completed`) changes nothing."""
+    organization = _organization_of(session.metadata, session.customer)
+    plan = Plan.objects.filter(key=(session.metadata or {}).get("tally_plan", "")).first()
+    if organization is None or plan is None:
+        return None
+    checkout, _ = PlanCheckout.objects.get_or_create(
+        stripe_session_id=session.id, defaults={"organization": organization, "plan": plan}
+    )
+    final = status != CheckoutOutcome.PROCESSING
+    moved = PlanCheckout.objects.filter(pk=checkout.pk, status__in=_SETTLE_FROM[status]).update(
+        status=status,
+        failure_message=failure_message[:500],
+        settled_at=timezone.now() if final else None,
+    )
+    if moved and status in (CheckoutOutcome.ABANDONED, CheckoutOutcome.FAILED):
+        audit_record(
+            organization=organization,
+            action=f"billing.checkout_{status}",
+            actor=checkout.actor,
+            target=plan.key,
+            data={"session": session.id, "reason": failure_message},
+        )
+    checkout.refresh_from_db()
+    return checkout
+
+
+def _payment_outcome(session, result: str, failure_message: str = "") -> PaymentCheckoutOutcome:
+    intent = session.payment_intent
+    return PaymentCheckoutOutcome(
+        session_id=session.id,
+        metadata=dict(session.metadata or {}),
+        result=result,
+        payment_intent_id=(intent if isinstance(intent, str) else intent.id) if intent else "",
+        failure_message=failure_message,
+    )
+
+
 def checkout_complete(*, session_id: str) -> OrgSubscription | None:
-    """After `checkout.session.completed`: sync the subscription and grant one-time add-ons,
-    or, for a credit package bought in payment mode, have credits grant it (once per session)."""
+    """After `checkout.session.completed` or `.async_payment_succeeded`: sync the subscription
+    and, once it is paid, grant one-time add-ons; or tell the app that sold a payment-mode
+    checkout (a credit package) how it stands, for it to grant once per session.
+
+    A delayed payment method (a bank debit) completes the session with `payment_status`
+    "unpaid": nothing is granted until `checkout.session.async_payment_succeeded`, which lands
+    here again with the session paid.
+    """
     client = stripe_client()
     session = client.v1.checkout.sessions.retrieve(session_id)
     if session.status != "complete":
         return None
-    purchase_code = (session.metadata or {}).get("tally_credit_purchase")
-    if purchase_code:
-        # Only a paid session grants: a delayed payment method completes the session unpaid and
-        # is granted on `checkout.session.async_payment_succeeded`, which lands here again.
-        if session.payment_status == "paid":
-            from credits import services as credit_services
-
-            credit_services.credit_purchase_complete(
-                purchase_code=purchase_code,
-                session_id=session.id,
-                payment_intent_id=session.payment_intent or "",
-            )
+    paid = session.payment_status in ("paid", "no_payment_required")
+    if session.mode == "payment":
+        result = CheckoutResult.PAID if session.payment_status == "paid" else CheckoutResult.PROCESSING
+        payment_checkout_settled(outcome=_payment_outcome(session, result))
         return None
     organization = _organization_of(session.metadata, session.customer)
     if organization is None:
@@ -221,12 +336,75 @@ def checkout_complete(*, session_id: str) -> OrgSubscription | None:
     result = None
     if session.subscription:
         result = subscription_sync(subscription_id=session.subscription)
+    plan_checkout_settle(
+        session=session, status=CheckoutOutcome.COMPLETED if paid else CheckoutOutcome.PROCESSING
+    )
+    if result is not None and session.subscription and result.stripe_subscription_id != session.subscription:
+        return result  # a duplicate, canceled and refunded: its add-ons were refunded too
+    if not paid:
+        return result
     line_items = client.v1.checkout.sessions.line_items.list(session_id, {"limit": 100})
     for line in line_items.auto_paging_iter():
         addon = Addon.objects.filter(stripe_price_id=line.price.id).first()
         if addon is not None and addon.kind == Addon.Kind.ONE_TIME:
             _grant_addon(organization, addon, line.quantity or 1, f"checkout:{session_id}")
     return result
+
+
+def checkout_expired(*, session_id: str) -> None:
+    """After `checkout.session.expired`: the checkout was abandoned; its record says so (for a
+    plan here, for a payment checkout in the app that sold it). Nothing was charged."""
+    session = stripe_client().v1.checkout.sessions.retrieve(session_id)
+    if session.status != "expired":
+        return
+    if session.mode == "payment":
+        payment_checkout_settled(outcome=_payment_outcome(session, CheckoutResult.ABANDONED))
+    elif session.mode == "subscription":
+        plan_checkout_settle(session=session, status=CheckoutOutcome.ABANDONED)
+
+
+def _failure_of(intent) -> str:
+    error = intent.get("last_payment_error") if intent is not None else None
+    return (error or {}).get("message") or "The bank refused the payment."
+
+
+def checkout_payment_failed(*, session_id: str) -> None:
+    """After `checkout.session.async_payment_failed`: the delayed payment was refused. The
+    session and its payment are re-read from Stripe; the checkout is marked failed, with the
+    bank's reason, only if the payment really did not go through."""
+    client = stripe_client()
+    session = client.v1.checkout.sessions.retrieve(session_id, {"expand": ["payment_intent"]})
+    if session.status != "complete" or session.payment_status == "paid":
+        return
+    if session.mode == "payment":
+        intent = session.payment_intent
+        if intent is None or isinstance(intent, str) or intent.status in ("succeeded", "processing"):
+            return
+        payment_checkout_settled(
+            outcome=_payment_outcome(session, CheckoutResult.FAILED, _failure_of(intent))
+        )
+        return
+    if session.mode != "subscription" or not session.invoice:
+        return
+    invoice = client.v1.invoices.retrieve(
+        session.invoice, {"expand": ["payments.data.payment.payment_intent"]}
+    )
+    if invoice.status == "paid":
+        return
+    intents = [
+        p["payment"]["payment_intent"]
+        for p in (invoice.get("payments") or {}).get("data", [])
+        if p.get("payment") and not isinstance(p["payment"].get("payment_intent"), str | None)
+    ]
+    if any(i.status in ("succeeded", "processing") for i in intents):
+        return
+    if session.subscription:
+        subscription_sync(subscription_id=session.subscription)
+    plan_checkout_settle(
+        session=session,
+        status=CheckoutOutcome.FAILED,
+        failure_message=_failure_of(intents[-1] if intents else None),
+    )
 
 
 def _grant_addon(organization, addon: Addon, quantity: int, reference: str) -> None:
@@ -312,19 +490,52 @@ def _state(subscription: OrgSubscription) -> tuple:
     return tuple(getattr(subscription, name) for name in _SYNCED_FIELDS)
 
 
-def subscription_sync(*, subscription_id: str) -> OrgSubscription | None:
+@dataclass(frozen=True)
+class _Conflict:
+    """The organization already has another live subscription in Tally."""
+
+    local: OrgSubscription
+
+
+def _remote_subscription(subscription_id: str):
+    # Items carry their price already; the latest invoice dates a failed payment's grace.
+    return stripe_client().v1.subscriptions.retrieve(subscription_id, {"expand": ["latest_invoice"]})
+
+
+def subscription_sync(*, subscription_id: str, _settling: bool = False) -> OrgSubscription | None:
     """Make Tally's record of a subscription match Stripe's current state.
 
     The state is re-read from Stripe, so whichever event triggered this (and in whatever order
     events arrived) the result is the same. A failed payment's grace period counts from the
     unpaid invoice, in Stripe's time (which a test clock moves), not from when we heard of it.
+
+    Around the record itself: a subscription that ended (at once, or unpaid) takes what remains
+    of its credit allowance with it; a second live subscription of the same organization is
+    canceled and refunded (the one Tally tracks stays); a second trial is ended in Stripe.
+    Returns the organization's subscription as Tally tracks it.
     """
-    remote = stripe_client().v1.subscriptions.retrieve(
-        subscription_id, {"expand": ["items.data.price", "latest_invoice"]}
-    )
+    remote = _remote_subscription(subscription_id)
     organization = _organization_of(remote.metadata, remote.customer)
     if organization is None:
         return None
+    if remote.status in ENDED_STATUSES:
+        allowances.subscription_allowance_end(
+            organization=organization, subscription_id=remote.id, reason=remote.status
+        )
+    outcome = _record(organization, remote)
+    if isinstance(outcome, _Conflict):
+        return _conflict_settle(organization, remote, outcome.local, settling=_settling)
+    if (
+        outcome is not None
+        and remote.status == SubscriptionStatus.TRIALING
+        and _trial_record(organization, remote).stripe_subscription_id != remote.id
+    ):
+        _second_trial_end(organization, remote)
+        return subscription_sync(subscription_id=remote.id, _settling=_settling)
+    return outcome
+
+
+def _record(organization: Organization, remote) -> OrgSubscription | _Conflict | None:
     plan, seats = _plan_of(remote)
     if plan is None:
         return None
@@ -334,13 +545,13 @@ def subscription_sync(*, subscription_id: str) -> OrgSubscription | None:
     unpaid = remote.latest_invoice if isinstance(remote.latest_invoice, stripe.Invoice) else None
     failed_at = _ts(unpaid.created) if unpaid else None
     with transaction.atomic():
+        # The organization's row serializes its syncs, also before its first subscription row
+        # exists: of two subscriptions completing at once, one is recorded, the other is seen.
+        Organization.objects.select_for_update().filter(pk=organization.pk).first()
         local = OrgSubscription.objects.select_for_update().filter(organization=organization).first()
-        if (
-            local
-            and local.stripe_subscription_id not in (None, remote.id)
-            and local.applies
-            and remote.status not in ("active", "trialing", "past_due")
-        ):
+        if local and local.stripe_subscription_id not in (None, remote.id) and local.applies:
+            if remote.status in PLAN_STATUSES:
+                return _Conflict(local)  # two live subscriptions: settled outside the lock
             # An older, ended subscription must not overwrite the one in force.
             return local
         previous = (local.plan_id, local.status, local.seats) if local else None
@@ -382,6 +593,117 @@ def subscription_sync(*, subscription_id: str) -> OrgSubscription | None:
     return local
 
 
+# --- One trial, one live subscription ---------------------------------------------------------
+
+
+def _trial_record(organization: Organization, remote) -> TrialRecord:
+    """The organization's (or its customer's) one trial, recorded by the first trial seen."""
+    used = Q(organization=organization) | Q(stripe_customer_id=remote.customer)
+    record = TrialRecord.objects.filter(used).first()
+    if record is not None:
+        return record
+    try:
+        with transaction.atomic():
+            return TrialRecord.objects.create(
+                organization=organization,
+                stripe_customer_id=remote.customer,
+                stripe_subscription_id=remote.id,
+                started_at=_ts(remote.trial_start) or timezone.now(),
+                trial_end=_ts(remote.trial_end),
+            )
+    except IntegrityError:
+        return TrialRecord.objects.filter(used).get()  # recorded by a concurrent sync
+
+
+def _second_trial_end(organization: Organization, remote) -> None:
+    """A trial the organization is not entitled to (it had one): end it now, so Stripe
+    invoices the first period at once."""
+    stripe_client().v1.subscriptions.update(
+        remote.id, {"trial_end": "now"}, {"idempotency_key": f"tally-second-trial-{remote.id}"}
+    )
+    audit_record(organization=organization, action="billing.second_trial_refused", target=remote.id)
+
+
+def _conflict_settle(organization: Organization, remote, local: OrgSubscription, *, settling: bool):
+    """`remote` is live while Tally tracks another live subscription. If Stripe agrees that the
+    tracked one is live, `remote` is the duplicate; if the tracked one ended unheard (a lost
+    webhook), record that, and `remote` becomes the one tracked."""
+    tracked = _remote_subscription(local.stripe_subscription_id)
+    if tracked.status in PLAN_STATUSES:
+        subscription_duplicate_end(organization=organization, remote=remote, kept_id=tracked.id)
+        return OrgSubscription.objects.filter(pk=local.pk).first()
+    if settling:
+        return local  # the tracked one would not record its end: reconciliation reports it
+    subscription_sync(subscription_id=tracked.id, _settling=True)
+    return subscription_sync(subscription_id=remote.id, _settling=True)
+
+
+def _charge_of(invoice) -> str:
+    """The charge that paid an invoice retrieved with `payments.data.payment.payment_intent`."""
+    charge_id = ""
+    for payment in (invoice.get("payments") or {}).get("data", []):
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        if intent and not isinstance(intent, str):
+            charge_id = intent.get("latest_charge") or charge_id
+    return charge_id
+
+
+def subscription_duplicate_end(*, organization: Organization, remote, kept_id: str) -> SubscriptionDuplicate:
+    """A second live subscription of one organization: cancel it at once, refund everything it
+    charged, audit it and tell the owners. Every step is idempotent, so a replay (or a retry
+    after a partial run) finishes the job; only the run that marks it resolved audits and
+    sends the message."""
+    duplicate, _ = SubscriptionDuplicate.objects.get_or_create(
+        stripe_subscription_id=remote.id,
+        defaults={"organization": organization, "kept_subscription_id": kept_id, "currency": remote.currency},
+    )
+    if duplicate.resolved_at is not None:
+        return duplicate
+    client = stripe_client()
+    current = client.v1.subscriptions.retrieve(remote.id)
+    if current.status not in ("canceled", "incomplete_expired"):
+        client.v1.subscriptions.cancel(
+            remote.id,
+            {"cancellation_details": {"comment": f"duplicate of {kept_id}"}},
+            {"idempotency_key": f"tally-cancel-duplicate-{remote.id}"},
+        )
+    refunded = 0
+    listed = client.v1.invoices.list({"subscription": remote.id, "status": "paid", "limit": 100})
+    for listed_invoice in listed.auto_paging_iter():
+        if listed_invoice.amount_paid <= 0:
+            continue
+        invoice = client.v1.invoices.retrieve(
+            listed_invoice.id, {"expand": ["payments.data.payment.payment_intent"]}
+        )
+        charge_id = _charge_of(invoice)
+        if not charge_id:
+            continue
+        charge = client.v1.charges.retrieve(charge_id)
+        if charge.amount_refunded < charge.amount:
+            client.v1.refunds.create(
+                {"charge": charge_id, "reason": "duplicate"},
+                {"idempotency_key": f"tally-refund-duplicate-{invoice.id}"},
+            )
+        refunded += invoice.amount_paid
+        charge_refunded(charge_id=charge_id)
+    with transaction.atomic():
+        won = SubscriptionDuplicate.objects.filter(pk=duplicate.pk, resolved_at=None).update(
+            resolved_at=timezone.now(), amount_refunded=refunded
+        )
+        if won:
+            audit_record(
+                organization=organization,
+                action="billing.duplicate_subscription_canceled",
+                target=remote.id,
+                data={"kept": kept_id, "refunded": refunded, "currency": duplicate.currency},
+            )
+            from billing.tasks import send_duplicate_subscription_refunded
+
+            send_duplicate_subscription_refunded.delay_on_commit(duplicate.pk)
+    duplicate.refresh_from_db()
+    return duplicate
+
+
 def invoice_record(*, invoice_id: str) -> Payment | None:
     """Record a paid or failed invoice in the payment history, then resync its subscription
     (a paid renewal starts a new period; a failed payment starts the grace period)."""
@@ -390,17 +712,15 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
     organization = _organization_of(None, invoice.customer)
     if organization is None:
         return None
-    charge_id = ""
-    for payment in (invoice.get("payments") or {}).get("data", []):
-        intent = (payment.get("payment") or {}).get("payment_intent")
-        if intent and not isinstance(intent, str):
-            charge_id = intent.get("latest_charge") or charge_id
+    charge_id = _charge_of(invoice)
+    subscription_id = ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
     lines = invoice.lines.data
     status = Payment.Status.PAID if invoice.status == "paid" else Payment.Status.FAILED
     paid_at = _ts((invoice.get("status_transitions") or {}).get("paid_at"))
     values = {
         "organization": organization,
         "stripe_charge_id": charge_id or "",
+        "stripe_subscription_id": subscription_id or "",
         "number": invoice.number or "",
         "description": lines[0].description if lines else "",
         "billing_reason": invoice.billing_reason or "",
@@ -413,13 +733,30 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
         "created_at": _ts(invoice.created),
         "paid_at": paid_at,
     }
+    first_status, refunded = status, 0
+    if (
+        charge_id
+        and status == Payment.Status.PAID
+        and not Payment.objects.filter(stripe_invoice_id=invoice.id).exists()
+    ):
+        # Events come in any order: the charge may have been refunded (a duplicate subscription,
+        # the dashboard) before this invoice is first heard of.
+        refunded = min(client.v1.charges.retrieve(charge_id).amount_refunded, invoice.amount_paid)
+        if refunded:
+            first_status = (
+                Payment.Status.REFUNDED
+                if refunded >= invoice.amount_paid
+                else Payment.Status.PARTIALLY_REFUNDED
+            )
     with transaction.atomic():
         payment = Payment.objects.select_for_update().filter(stripe_invoice_id=invoice.id).first()
         created = False
         if payment is None:
             try:
                 with transaction.atomic():
-                    payment = Payment.objects.create(stripe_invoice_id=invoice.id, status=status, **values)
+                    payment = Payment.objects.create(
+                        stripe_invoice_id=invoice.id, status=first_status, amount_refunded=refunded, **values
+                    )
                     created = True
             except IntegrityError:
                 payment = Payment.objects.select_for_update().get(stripe_invoice_id=invoice.id)
@@ -432,7 +769,6 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
                 setattr(payment, name, wanted[name])
             if changed:  # a replayed event finds nothing to write
                 payment.save(update_fields=changed)
-    subscription_id = ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
     local = (
         OrgSubscription.objects.filter(stripe_subscription_id=subscription_id).first()
         if subscription_id
@@ -451,10 +787,12 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
         local = subscription_sync(subscription_id=subscription_id) or local
     already_marked = local is not None and local.first_paid_at is not None
     if status == Payment.Status.PAID and invoice.amount_paid > 0 and not already_marked:
-        # The money-back window counts from the first payment, whichever event came first.
-        OrgSubscription.objects.filter(organization=organization, first_paid_at__isnull=True).update(
-            first_paid_at=paid_at or timezone.now()
-        )
+        # The money-back window counts from the first payment, whichever event came first; a
+        # duplicate subscription's payment (refunded) is not the tracked one's.
+        tracked = OrgSubscription.objects.filter(organization=organization, first_paid_at__isnull=True)
+        if subscription_id:
+            tracked = tracked.filter(stripe_subscription_id=subscription_id)
+        tracked.update(first_paid_at=paid_at or timezone.now())
     if status == Payment.Status.FAILED:
         from billing.tasks import send_payment_failed
 
@@ -507,6 +845,60 @@ class Preview:
     lines: list[tuple[str, int]]
     next_payment_at: datetime | None
     immediate: bool
+    # During a trial nothing is charged now: `amount_due` is the first charge, at `next_payment_at`.
+    trial: bool = False
+
+
+def _seat_label(first: int, last: int) -> str:
+    return f"Seat {first}" if first == last else f"Seats {first}\u2013{last}"
+
+
+def _item_label(item: PlanLineItem, quantity: int) -> str:
+    if item.kind == PlanLineItem.Kind.FLAT:
+        return f"{item.plan.product.name} fee"
+    if item.kind == PlanLineItem.Kind.PER_SEAT:
+        return _seat_label(1, max(quantity, 1))
+    return item.feature.name if item.feature_id else item.plan.product.name
+
+
+def _is_proration(line) -> bool:
+    parent = line.get("parent") or {}
+    details = parent.get("subscription_item_details") or parent.get("invoice_item_details") or {}
+    return bool(details.get("proration"))
+
+
+def preview_lines(lines) -> list[tuple[str, int]]:
+    """Invoice lines as a person reads them: named after the plan's line items ("Platform fee",
+    "Seats 1\u20135", one row per seat tier), not Stripe's "1 \u00d7 Platform"."""
+    lines = list(lines)
+    price_ids = {((line.get("pricing") or {}).get("price_details") or {}).get("price") for line in lines} - {
+        None
+    }
+    items = {
+        item.stripe_price_id: item
+        for item in PlanLineItem.objects.filter(stripe_price_id__in=price_ids).select_related(
+            "plan__product", "feature"
+        )
+    }
+    named = []
+    for line in lines:
+        price_id = ((line.get("pricing") or {}).get("price_details") or {}).get("price")
+        item = items.get(price_id)
+        quantity = line.get("quantity") or 1
+        if item is None:
+            named.append((line.description or "", line.amount))
+        elif _is_proration(line):
+            label = "Unused time on" if line.amount < 0 else "Remaining time on"
+            named.append((f"{label} {_item_label(item, quantity)}", line.amount))
+        elif item.kind == PlanLineItem.Kind.PER_SEAT and item.tiers:
+            breakdown = item.breakdown(quantity)
+            if breakdown.total == line.amount:
+                named.extend((_seat_label(t.first, t.last), t.amount) for t in breakdown.lines)
+            else:
+                named.append((_item_label(item, quantity), line.amount))
+        else:
+            named.append((_item_label(item, quantity), line.amount))
+    return named
 
 
 def _subscription_for_change(organization: Organization) -> OrgSubscription:
@@ -542,40 +934,59 @@ def _is_upgrade(current: Plan, new: Plan, seats: int) -> bool:
     return current.interval != new.interval or monthly(new) >= monthly(current)
 
 
-def subscription_change_preview(*, organization: Organization, plan: Plan) -> Preview:
-    """What changing to `plan` costs: now for an upgrade (prorated), at renewal for a downgrade."""
-    subscription = _subscription_for_change(organization)
-    if plan.pk == subscription.plan_id:
+def _same_plan(subscription: OrgSubscription, plan: Plan) -> bool:
+    """Choosing the current plan is no change, unless a downgrade is pending: then it keeps the
+    current plan, withdrawing the downgrade."""
+    if plan.pk != subscription.plan_id:
+        return False
+    if subscription.pending_plan_id is None:
         raise ServiceError("same_plan", "That is the current plan.", field="plan")
+    return True
+
+
+def subscription_change_preview(*, organization: Organization, plan: Plan) -> Preview:
+    """What changing to `plan` costs: now for an upgrade (prorated), at renewal for a downgrade
+    (and for keeping the current plan while a downgrade is pending)."""
+    subscription = _subscription_for_change(organization)
+    withdraw = _same_plan(subscription, plan)
     client = stripe_client()
     remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
     seats = billable_seats(organization)
-    upgrade = _is_upgrade(subscription.plan, plan, seats)
+    upgrade = not withdraw and _is_upgrade(subscription.plan, plan, seats)
+    # During a trial there is nothing to prorate: the change applies now, the trial goes on, and
+    # what matters is the first invoice, at the trial's end.
+    trial = remote.status == SubscriptionStatus.TRIALING
     preview = client.v1.invoices.create_preview(
         {
             "customer": remote.customer,
             "subscription": remote.id,
             "subscription_details": {
                 "items": _item_changes(remote, plan, seats),
-                "proration_behavior": "always_invoice" if upgrade else "none",
+                "proration_behavior": "always_invoice" if upgrade and not trial else "none",
             },
         }
     )
+    if trial:
+        next_payment_at = _ts(remote.trial_end) or subscription.trial_end
+    else:
+        next_payment_at = _ts(preview.get("next_payment_attempt")) or subscription.current_period_end
     return Preview(
         amount_due=preview.amount_due,
         currency=preview.currency,
-        lines=[(line.description or "", line.amount) for line in preview.lines.data],
-        next_payment_at=_ts(preview.get("next_payment_attempt")) or subscription.current_period_end,
-        immediate=upgrade,
+        lines=preview_lines(preview.lines.data),
+        next_payment_at=next_payment_at,
+        immediate=upgrade and not trial,
+        trial=trial,
     )
 
 
 def subscription_change(*, organization: Organization, plan: Plan, actor: User) -> OrgSubscription:
     """Upgrades (and interval switches) apply now with proration, invoiced at once;
-    downgrades apply at the end of the period already paid for."""
+    downgrades apply at the end of the period already paid for. Choosing the current plan
+    while a downgrade is pending withdraws the downgrade."""
     subscription = _subscription_for_change(organization)
-    if plan.pk == subscription.plan_id:
-        raise ServiceError("same_plan", "That is the current plan.", field="plan")
+    if _same_plan(subscription, plan):
+        return _pending_change_withdraw(subscription, actor)
     client = stripe_client()
     remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
     seats = billable_seats(organization)
@@ -600,6 +1011,34 @@ def subscription_change(*, organization: Organization, plan: Plan, actor: User) 
         actor=actor,
         target=plan.key,
         data={"from": subscription.plan.key, "when": "now" if upgrade else "period_end"},
+    )
+    return subscription_sync(subscription_id=remote.id)
+
+
+def _pending_change_withdraw(subscription: OrgSubscription, actor: User) -> OrgSubscription:
+    """A downgrade is waiting for the period's end: Stripe already bills the new plan's prices
+    from the renewal (no proration), so put the current plan's prices back, then forget it."""
+    client = stripe_client()
+    remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
+    pending = subscription.pending_plan
+    params = {
+        "items": _item_changes(remote, subscription.plan, billable_seats(subscription.organization)),
+        "proration_behavior": "none",
+        "metadata": {"tally_plan": subscription.plan.key},
+    }
+    version = int(subscription.updated_at.timestamp())
+    client.v1.subscriptions.update(
+        remote.id, params, {"idempotency_key": f"tally-withdraw-{remote.id}-{pending.key}-{version}"}
+    )
+    OrgSubscription.objects.filter(pk=subscription.pk, pending_plan=pending).update(
+        pending_plan=None, pending_plan_at=None
+    )
+    audit_record(
+        organization=subscription.organization,
+        action="billing.plan_change_withdrawn",
+        actor=actor,
+        target=subscription.plan.key,
+        data={"withdrawn": pending.key},
     )
     return subscription_sync(subscription_id=remote.id)
 
@@ -633,11 +1072,27 @@ def money_back_deadline(subscription: OrgSubscription | None) -> datetime | None
     return subscription.first_paid_at + timedelta(days=settings.BILLING_MONEY_BACK_DAYS)
 
 
+def _first_payment(subscription: OrgSubscription) -> Payment | None:
+    """The subscription's first payment: the one the money-back guarantee gives back."""
+    paid = Payment.objects.filter(organization=subscription.organization, amount_paid__gt=0).exclude(
+        stripe_charge_id=""
+    )
+    first = (
+        paid.filter(stripe_subscription_id=subscription.stripe_subscription_id)
+        .order_by("paid_at", "created_at", "pk")
+        .first()
+    )
+    if first is None and subscription.first_paid_at:
+        # Recorded before payments named their subscription: the one that opened the window.
+        first = paid.filter(stripe_subscription_id="", paid_at=subscription.first_paid_at).first()
+    return first
+
+
 def subscription_refund_and_cancel(
     *, organization: Organization, actor: User, now: datetime | None = None
-) -> Payment:
+) -> Payment | None:
     """The money-back guarantee: within the window after the first payment, cancel at once and
-    refund everything paid."""
+    refund that first payment (not later ones, nor other subscriptions' payments)."""
     subscription = _subscription_for_change(organization)
     deadline = money_back_deadline(subscription)
     now = now or timezone.now()
@@ -647,11 +1102,8 @@ def subscription_refund_and_cancel(
             f"Full refunds are possible within {settings.BILLING_MONEY_BACK_DAYS} days of the first payment.",
             status=409,
         )
-    payments = list(
-        Payment.objects.filter(
-            organization=organization, status=Payment.Status.PAID, amount_paid__gt=0
-        ).exclude(stripe_charge_id="")
-    )
+    first = _first_payment(subscription)
+    payments = [first] if first is not None and first.status == Payment.Status.PAID else []
     client = stripe_client()
     client.v1.subscriptions.cancel(subscription.stripe_subscription_id)
     for payment in payments:
@@ -671,7 +1123,29 @@ def subscription_refund_and_cancel(
     return payments[0] if payments else None
 
 
-def portal_url(*, organization: Organization, return_url: str) -> str:
+def _same_origin(url: str, site: str) -> bool:
+    def origin(value: str):
+        parts = urlsplit(value)
+        default = {"http": 80, "https": 443}.get(parts.scheme)
+        return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+    try:
+        parts = urlsplit(url)
+        return not (parts.username or parts.password) and origin(url) == origin(site)
+    except ValueError:  # a malformed port or host
+        return False
+
+
+def portal_url(*, organization: Organization, return_url: str | None = None) -> str:
+    """A Stripe customer portal session that returns to `return_url`, which must be on this
+    site (an open redirect through Stripe's page would lend it Stripe's trust); by default the
+    organization's billing page."""
+    site = settings.SITE_URL
+    return_url = return_url or site + reverse("billing", args=[organization.slug])
+    if not _same_origin(return_url, site):
+        raise ServiceError(
+            "invalid_return_url", f"The return URL must be on this site ({site}).", field="return_url"
+        )
     customer_id = customer_ensure(organization=organization)
     session = stripe_client().v1.billing_portal.sessions.create(
         {"customer": customer_id, "return_url": return_url}
@@ -695,9 +1169,10 @@ def upcoming_invoice(*, organization: Organization) -> Preview | None:
     return Preview(
         amount_due=preview.amount_due,
         currency=preview.currency,
-        lines=[(line.description or "", line.amount) for line in preview.lines.data],
+        lines=preview_lines(preview.lines.data),
         next_payment_at=_ts(preview.get("next_payment_attempt")) or _ts(preview.period_end),
         immediate=False,
+        trial=subscription.status == SubscriptionStatus.TRIALING,
     )
 
 
@@ -725,9 +1200,7 @@ def subscription_reconcile(*, fix: bool = False) -> list[Drift]:
     for local in OrgSubscription.objects.exclude(stripe_subscription_id=None).select_related(
         "plan", "organization"
     ):
-        remote = client.v1.subscriptions.retrieve(
-            local.stripe_subscription_id, {"expand": ["items.data.price"]}
-        )
+        remote = client.v1.subscriptions.retrieve(local.stripe_subscription_id)
         plan, seats = _plan_of(remote)
         expected_plan = local.plan if local.pending_plan_id == (plan.pk if plan else None) else plan
         found = []
@@ -760,4 +1233,40 @@ def subscription_reconcile(*, fix: bool = False) -> list[Drift]:
                 drifts.append(Drift(local.organization, "billable seats", billable, seats))
                 if fix:
                     seat_sync(organization_id=local.organization_id)
+    drifts += _live_subscriptions_reconcile(client, fix=fix)
+    return drifts
+
+
+# Subscriptions that can still charge or grant: everything but the ended for good.
+LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "incomplete", "paused")
+
+
+def _live_subscriptions_reconcile(client, *, fix: bool) -> list[Drift]:
+    """At most one live Stripe subscription per organization. With `fix`, the ones Tally does
+    not track are ended as duplicates (canceled, refunded, the owners told); when Tally tracks
+    none of them, the oldest is kept and recorded."""
+    drifts = []
+    tracked = dict(
+        OrgSubscription.objects.exclude(stripe_subscription_id=None).values_list(
+            "organization_id", "stripe_subscription_id"
+        )
+    )
+    for customer_id, organization in selectors.customers_of_organizations():
+        listed = client.v1.subscriptions.list({"customer": customer_id, "status": "all", "limit": 100})
+        live = [sub for sub in listed.auto_paging_iter() if sub.status in LIVE_STATUSES]
+        if len(live) <= 1:
+            continue
+        ours = tracked.get(organization.pk)
+        drifts.append(
+            Drift(organization, "live subscriptions", int(any(sub.id == ours for sub in live)), len(live))
+        )
+        if not fix:
+            continue
+        kept = next((sub for sub in live if sub.id == ours), None)
+        if kept is None:
+            kept = min(live, key=lambda sub: (sub.created, sub.id))
+            subscription_sync(subscription_id=kept.id)
+        for sub in live:
+            if sub.id != kept.id:
+                subscription_duplicate_end(organization=organization, remote=sub, kept_id=kept.id)
     return drifts

@@ -72,6 +72,35 @@ def send_payment_failed(payment_id: int) -> None:
     )
 
 
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def send_duplicate_subscription_refunded(duplicate_id: int) -> None:
+    """Tell the owners that a second subscription was canceled and its payment refunded."""
+    from billing.models import SubscriptionDuplicate
+
+    duplicate = SubscriptionDuplicate.objects.select_related("organization").filter(pk=duplicate_id).first()
+    if duplicate is None:
+        return
+    organization = duplicate.organization
+    recipients = list(
+        Membership.objects.filter(organization=organization, role=Role.OWNER).values_list(
+            "user__email", flat=True
+        )
+    )
+    if not recipients:
+        return  # a deleted organization has no members left to tell
+    context = {
+        "duplicate": duplicate,
+        "organization": organization,
+        "billing_url": settings.SITE_URL + reverse("billing", args=[organization.slug]),
+    }
+    send_mail(
+        subject=f"{organization.name}: a second subscription was canceled and refunded",
+        message=render_to_string("billing/email/duplicate_subscription.txt", context),
+        from_email=None,
+        recipient_list=sorted(set(recipients)),
+    )
+
+
 from billing import tasks_usage  # noqa: E402, F401  (autodiscovery finds tasks.py only)
 
 

@@ -9,7 +9,9 @@ timestamp falls in, and accepted until a grace window after that period ends.
 Reporting goes through an outbox (`MeterReport`): a pending row, with an identifier derived from
 (organization, feature, period, window), is committed before Stripe is called, and marked sent
 after. A crash in between leaves it pending; the next run sends it again under the same
-identifier, which Stripe dedupes.
+identifier, which Stripe dedupes. A report Stripe refuses is retried with exponential back-off;
+one that ran out of quick retries (or met an authentication error) is marked failed for staff
+to see, and is still retried, more slowly, until Stripe has it: usage is never given up on.
 """
 
 import json
@@ -45,6 +47,7 @@ from billing.models import (
 from billing.periods import Period
 from billing.stripe_client import stripe_client
 from teams.errors import ServiceError
+from teams.inputs import UNSTORABLE, UNSTORABLE_MESSAGE, unstorable_path
 from teams.models import Organization
 
 MAX_BATCH = 1000
@@ -150,7 +153,10 @@ def _timestamp(raw, now: datetime) -> datetime:
             return datetime.fromtimestamp(raw, UTC)
         except (OverflowError, OSError, ValueError):
             raise _Invalid("timestamp", "invalid_timestamp", "Not a valid Unix time.") from None
-    parsed = parse_datetime(raw) if isinstance(raw, str) else None
+    try:
+        parsed = parse_datetime(raw) if isinstance(raw, str) else None
+    except ValueError:  # well formed but not a date, e.g. month 13
+        parsed = None
     if parsed is None:
         raise _Invalid("timestamp", "invalid_timestamp", "Use ISO 8601 with a time zone, or Unix seconds.")
     if timezone.is_naive(parsed):
@@ -166,9 +172,14 @@ def _validate(index: int, raw, meters: dict[str, MeterSpec], effective, now: dat
         raise _Invalid("id", "required", "Every event needs an id, unique to your organization.")
     if len(event_id) > MAX_ID:
         raise _Invalid("id", "invalid_id", f"An id has at most {MAX_ID} characters.")
-    meter = meters.get(raw.get("meter")) if isinstance(raw.get("meter"), str) else None
+    if UNSTORABLE.search(event_id):
+        raise _Invalid("id", "invalid_characters", UNSTORABLE_MESSAGE)
+    name = raw.get("meter")
+    if not isinstance(name, str):
+        raise _Invalid("meter", "unknown_meter", "Name the event's meter; see the catalog.")
+    meter = meters.get(name)
     if meter is None:
-        raise _Invalid("meter", "unknown_meter", f"No meter {raw.get('meter')!r}; see the catalog.")
+        raise _Invalid("meter", "unknown_meter", f'No meter "{name[:64]}"; see the catalog.')
     value = raw.get("value", 1)
     if not isinstance(value, int) or isinstance(value, bool):
         raise _Invalid("value", "invalid_value", "The value is a whole number.")
@@ -185,6 +196,8 @@ def _validate(index: int, raw, meters: dict[str, MeterSpec], effective, now: dat
     properties = raw.get("properties") or {}
     if not isinstance(properties, dict):
         raise _Invalid("properties", "invalid_properties", "Properties are a JSON object.")
+    if unstorable_path(properties) is not None:
+        raise _Invalid("properties", "invalid_characters", UNSTORABLE_MESSAGE)
     dimension = ""
     if meter.aggregation == Aggregation.UNIQUE_COUNT:
         found = properties.get(meter.property)
@@ -226,6 +239,8 @@ def usage_ingest(*, organization: Organization, events: list, now: datetime | No
             event = _validate(index, raw, meters, effective, now)
         except _Invalid as error:
             event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else ""
+            if UNSTORABLE.search(event_id):
+                event_id = json.dumps(event_id)[1:-1]  # echoed escaped: it cannot be encoded as is
             results[index] = EventResult(event_id, Status.REJECTED, error.code, error.field, error.message)
             continue
         if event.id in seen:
@@ -744,7 +759,9 @@ def invoice_preview(
 # --- Reporting to Stripe ---------------------------------------------------------------------
 
 LEASE = timedelta(minutes=5)
+# Quick retries before a report is flagged failed to staff; it is still retried after that.
 MAX_ATTEMPTS = 10
+RETRY_CEILING = timedelta(hours=6)
 
 
 @dataclass
@@ -780,7 +797,10 @@ def usage_report_prepare(*, now: datetime | None = None) -> int:
     counters = UsageCounter.objects.filter(
         organization_id__in=billed, period_end__gt=now - LATE_GRACE
     ).select_related("feature", "organization")
-    reported = {
+    # Every window in the outbox, sent or not: an unsent one (pending or failed) is still owed to
+    # Stripe and will be delivered under its own identifier, so a new window must not repeat it
+    # (a repeat under a new identifier would be billed twice if the first had reached Stripe).
+    queued = {
         (r["organization_id"], r["feature_id"], r["period_start"]): (r["total"], r["window"])
         for r in MeterReport.objects.filter(organization_id__in=billed, period_end__gt=now - LATE_GRACE)
         .values("organization_id", "feature_id", "period_start")
@@ -792,7 +812,7 @@ def usage_report_prepare(*, now: datetime | None = None) -> int:
         # Usage from before the subscription (e.g. on the free plan) is not Stripe's to bill.
         if counter.feature_id not in billed[org_id] or counter.period_start < starts[org_id]:
             continue
-        total, window = reported.get((org_id, counter.feature_id, counter.period_start), (0, 0))
+        total, window = queued.get((org_id, counter.feature_id, counter.period_start), (0, 0))
         if counter.used == total:
             continue
         customer = selectors.stripe_customer_id_of(counter.organization)
@@ -823,7 +843,7 @@ def _claim(report: MeterReport, now: datetime) -> bool:
     """Lease a due report to this sender; an expired lease (a crashed sender) is due again."""
     return (
         MeterReport.objects.filter(
-            pk=report.pk, status=MeterReport.Status.PENDING, next_attempt_at__lte=now
+            pk=report.pk, status__in=MeterReport.UNSENT, next_attempt_at__lte=now
         ).update(next_attempt_at=now + LEASE, attempts=F("attempts") + 1)
         == 1
     )
@@ -831,21 +851,28 @@ def _claim(report: MeterReport, now: datetime) -> bool:
 
 def meter_report_record(*, report: MeterReport, now: datetime) -> None:
     """Stripe accepted the report: mark it sent (once)."""
-    MeterReport.objects.filter(pk=report.pk, status=MeterReport.Status.PENDING).update(
+    MeterReport.objects.filter(pk=report.pk, status__in=MeterReport.UNSENT).update(
         status=MeterReport.Status.SENT, sent_at=now, last_error=""
     )
 
 
+def backoff(attempts: int) -> timedelta:
+    """30 s after the first failure, doubling each time, at most RETRY_CEILING apart."""
+    return min(timedelta(seconds=30 * 2 ** min(attempts, 20)), RETRY_CEILING)
+
+
 def _report_failed(report: MeterReport, error: Exception, now: datetime) -> bool:
-    """Back off exponentially; give up after MAX_ATTEMPTS. True while it will be retried."""
+    """Back off exponentially. After MAX_ATTEMPTS, or at once on an authentication error (a
+    wrong or revoked key: retrying soon will not help), the report is marked failed so staff see
+    it, and keeps being retried on the same back-off. True while it is still only pending."""
     attempts = report.attempts + 1
-    retry = attempts < MAX_ATTEMPTS and not isinstance(error, stripe.AuthenticationError)
-    MeterReport.objects.filter(pk=report.pk, status=MeterReport.Status.PENDING).update(
-        status=MeterReport.Status.PENDING if retry else MeterReport.Status.FAILED,
-        next_attempt_at=now + timedelta(seconds=min(30 * 2**attempts, 6 * 3600)),
-        last_error=str(error)[:500],
+    pending = attempts < MAX_ATTEMPTS and not isinstance(error, stripe.AuthenticationError)
+    MeterReport.objects.filter(pk=report.pk, status__in=MeterReport.UNSENT).update(
+        status=MeterReport.Status.PENDING if pending else MeterReport.Status.FAILED,
+        next_attempt_at=now + backoff(attempts),
+        last_error=f"{type(error).__name__}: {error}"[:500],
     )
-    return retry
+    return pending
 
 
 def _event_time(report: MeterReport, now: datetime) -> int:
@@ -854,18 +881,20 @@ def _event_time(report: MeterReport, now: datetime) -> int:
     return int(max(report.period_start, min(now, latest)).timestamp())
 
 
-def usage_report_send(*, now: datetime | None = None, batch_size: int = 100) -> ReportOutcome:
-    """Send due reports to Stripe's billing meter events, a batch at a time, never inside a
-    transaction. Each carries its deterministic identifier, so a resend is a no-op at Stripe."""
+def usage_report_send(
+    *, now: datetime | None = None, batch_size: int = 100, only: list[int] | None = None
+) -> ReportOutcome:
+    """Send due reports (pending, or failed and due again) to Stripe's billing meter events, a
+    batch at a time, never inside a transaction. Each carries its deterministic identifier, so a
+    resend is a no-op at Stripe. `only` limits the run to those reports."""
     now = now or timezone.now()
     outcome = ReportOutcome()
     client = stripe_client()
     while True:
-        due = list(
-            MeterReport.objects.filter(status=MeterReport.Status.PENDING, next_attempt_at__lte=now)
-            .select_related("feature")
-            .order_by("next_attempt_at", "pk")[:batch_size]
-        )
+        due = MeterReport.objects.filter(status__in=MeterReport.UNSENT, next_attempt_at__lte=now)
+        if only is not None:
+            due = due.filter(pk__in=only)
+        due = list(due.select_related("feature").order_by("next_attempt_at", "pk")[:batch_size])
         claimed = [r for r in due if _claim(r, now)]
         for report in claimed:
             params = {
@@ -888,9 +917,29 @@ def usage_report_send(*, now: datetime | None = None, batch_size: int = 100) -> 
             return outcome
 
 
-def usage_report_run(*, now: datetime | None = None) -> ReportOutcome:
-    """The periodic job: prepare the outbox, then drain it."""
+def usage_report_run(*, now: datetime | None = None, retry_now: bool = False) -> ReportOutcome:
+    """The periodic job: prepare the outbox, then drain it. `retry_now` makes every unsent
+    report due at once instead of at its back-off time (Stripe is known to be healthy again)."""
+    now = now or timezone.now()
     prepared = usage_report_prepare(now=now)
+    if retry_now:
+        _make_due(MeterReport.objects.all(), now)
     outcome = usage_report_send(now=now)
     outcome.prepared = prepared
     return outcome
+
+
+def _make_due(reports, now: datetime) -> list[int]:
+    """Bring unsent reports' next attempt forward to `now`; their ids. (One that another sender
+    is sending right now may go twice: Stripe keeps the first under its identifier.)"""
+    unsent = reports.filter(status__in=MeterReport.UNSENT)
+    ids = list(unsent.values_list("pk", flat=True))
+    MeterReport.objects.filter(pk__in=ids, next_attempt_at__gt=now).update(next_attempt_at=now)
+    return ids
+
+
+def meter_report_retry(*, reports, now: datetime | None = None) -> ReportOutcome:
+    """Staff's "Retry now": send these unsent reports at once, whatever their back-off says.
+    Sent ones are left alone; each goes under its own identifier, so a retry never bills twice."""
+    now = now or timezone.now()
+    return usage_report_send(now=now, only=_make_due(reports, now))

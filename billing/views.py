@@ -1,10 +1,11 @@
+import re
+
 import stripe
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -15,6 +16,8 @@ from teams.errors import ServiceError
 from teams.models import Role
 
 MAX_SEATS = 1000
+# Stripe's Checkout Session ids: "cs_test_…" or "cs_live_…", letters, digits and underscores.
+CHECKOUT_SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
 
 
 def _seats(request, default: int) -> int:
@@ -50,6 +53,11 @@ def pricing(request):
         "subscription": subscription
         if subscription and subscription.stripe_subscription_id and subscription.applies
         else None,
+        # The checkout's own rule: one trial ever per organization and customer, none once paid.
+        "trial_eligible": checkout_org is None
+        or subscriptions.trial_available(
+            organization=checkout_org, customer_id=selectors.stripe_customer_id_of(checkout_org)
+        ),
         "rows": rows,
         "addons": selectors.active_addons(),
         "seats": seats,
@@ -120,6 +128,7 @@ def _billing_context(organization, membership) -> dict:
         .prefetch_related("line_items"),
         "addons": selectors.active_addons(),
         "money_back_days": settings.BILLING_MONEY_BACK_DAYS,
+        "last_checkout": selectors.plan_checkout_unfinished(organization, subscription=subscription),
     }
 
 
@@ -138,6 +147,7 @@ def billing(request, org_slug: str):
 def billing_upcoming(request, org_slug: str):
     """The upcoming invoice, loaded after the page (it asks Stripe)."""
     organization, _ = get_org_for_user(request, org_slug)
+    subscription = selectors.subscription_of(organization)
     try:
         upcoming = subscriptions.upcoming_invoice(organization=organization)
     except stripe.StripeError:
@@ -147,7 +157,13 @@ def billing_upcoming(request, org_slug: str):
     return render(
         request,
         "billing/billing.html#upcoming",
-        {"organization": organization, "upcoming": upcoming, "failed": failed},
+        {
+            "organization": organization,
+            "subscription": subscription,
+            "upcoming": upcoming,
+            "failed": failed,
+            "loaded": True,
+        },
     )
 
 
@@ -180,6 +196,10 @@ def checkout_success(request, org_slug: str):
     subscription is active, the page says "activating" and polls."""
     organization, membership = get_org_for_user(request, org_slug)
     session_id = request.GET.get("session_id", "")
+    if not CHECKOUT_SESSION_ID.fullmatch(session_id):
+        # Opened by hand or from a mangled link: there is no checkout to look up at Stripe.
+        context = {"organization": organization, "membership": membership, "missing": True}
+        return render(request, "billing/success.html", context, status=400)
     try:
         state = subscriptions.checkout_session_state(organization=organization, session_id=session_id)
     except (ServiceError, stripe.InvalidRequestError):
@@ -209,14 +229,19 @@ def change_plan(request, org_slug: str):
     if plan is None:
         raise Http404("No such plan.")
     try:
+        current = selectors.subscription_of(organization)
+        withdraw = bool(current and current.plan_id == plan.pk and current.pending_plan_id)
         if request.method == "POST":
             subscriptions.subscription_change(organization=organization, plan=plan, actor=request.user)
-            messages.success(
-                request,
-                f"Your plan is now {plan.name}."
-                if selectors.subscription_of(organization).plan_id == plan.pk
-                else f"You will move to {plan.name} when this period ends.",
-            )
+            if withdraw:
+                message = (
+                    f"{organization.name} stays on {plan.name}; the change at the period's end is withdrawn."
+                )
+            elif selectors.subscription_of(organization).plan_id == plan.pk:
+                message = f"Your plan is now {plan.name}."
+            else:
+                message = f"You will move to {plan.name} when this period ends."
+            messages.success(request, message)
             return redirect("billing", organization.slug)
         preview = subscriptions.subscription_change_preview(organization=organization, plan=plan)
     except ServiceError as error:
@@ -231,6 +256,7 @@ def change_plan(request, org_slug: str):
             "plan": plan,
             "preview": preview,
             "subscription": selectors.subscription_of(organization),
+            "withdraw": withdraw,
         },
     )
 
@@ -274,7 +300,7 @@ def refund(request, org_slug: str):
         request,
         org_slug,
         subscriptions.subscription_refund_and_cancel,
-        "Subscription cancelled and refunded in full.",
+        "Subscription cancelled and its first payment refunded in full.",
         min_role=Role.OWNER,
     )
 
@@ -283,9 +309,8 @@ def refund(request, org_slug: str):
 @require_POST
 def portal(request, org_slug: str):
     organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
-    return_url = request.build_absolute_uri(reverse("billing", args=[organization.slug]))
     try:
-        url = subscriptions.portal_url(organization=organization, return_url=return_url)
+        url = subscriptions.portal_url(organization=organization)
     except stripe.StripeError:
         messages.error(request, "Stripe's customer portal is unavailable; please try again.")
         return redirect("billing", organization.slug)

@@ -14,9 +14,13 @@ from teams.access import get_org_for_user
 EVENTS_PAGE = 50
 
 
+# A page past this would ask PostgreSQL for an OFFSET beyond its 64-bit range.
+MAX_PAGE = 100_000
+
+
 def _page(request) -> int:
     try:
-        return max(int(request.GET.get("page", 1)), 1)
+        return min(max(int(request.GET.get("page", 1)), 1), MAX_PAGE)
     except ValueError:
         return 1
 

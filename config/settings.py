@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
     "csp",
@@ -65,6 +66,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "teams.api_errors.ApiErrorMiddleware",
+    "teams.inputs.UnstorableInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -106,6 +109,18 @@ DATABASE_URL = env_url(
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USING_SQLITE = DATABASES["default"]["ENGINE"].endswith("sqlite3")
+if USING_SQLITE:
+    # The demo's server and the simulator's webhook deliveries write to one file at once. WAL
+    # lets readers go on while one connection writes; a write transaction takes the write lock
+    # when it begins (IMMEDIATE), so it waits its turn (busy_timeout) instead of failing with
+    # "database is locked" when a read inside it turns into a write.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
 
 # --- Cache and Celery -----------------------------------------------------------------------
 
@@ -264,14 +279,22 @@ REST_FRAMEWORK = {
         "teams.auth.HasScope",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON only, with size and depth limits: nothing else is accepted or advertised.
+    "DEFAULT_PARSER_CLASSES": ["teams.api_parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "teams.api_schema.AutoSchema",
     "EXCEPTION_HANDLER": "teams.api_errors.exception_handler",
 }
+# The largest API request body read (413 above it); webhooks have their own limit.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_000_000, minimum=1_024)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tally API",
     "DESCRIPTION": "Credits, entitlements, usage and billing for an organization.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The reference at /api/docs/ is served from our static files, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Public, and costly to build: limited per address.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny", "billing.gating.RateLimited"],
     "POSTPROCESSING_HOOKS": [

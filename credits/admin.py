@@ -182,8 +182,18 @@ class CreditRechargeAdmin(ReadOnlyAdmin):
 
 @admin.register(CreditPurchase)
 class CreditPurchaseAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "account", "package", "credits", "bonus_credits", "amount", "status"]
-    list_filter = ["status"]
+    list_display = [
+        "created_at",
+        "account",
+        "package",
+        "credits",
+        "bonus_credits",
+        "amount",
+        "status",
+        "processing",
+        "failure_message",
+    ]
+    list_filter = ["status", "processing"]
     search_fields = ["checkout_session_id", "payment_intent_id"]
     list_select_related = ["account__organization", "package"]
 

@@ -1,15 +1,18 @@
 import json
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from credits import selectors, services
 from credits.models import CreditReservation, TransactionType
+from teams import api_fields as fields
 from teams.access import client_ip, get_org_for_api
+from teams.api_schema import IDEMPOTENT_REPLAYED, error_responses, idempotency_key, list_of
 from teams.errors import ServiceError
+from teams.inputs import idempotency_key_header, storable
 from teams.models import Role, User
 
 MAX_METADATA_BYTES = 4096
@@ -20,21 +23,22 @@ def _user(request) -> User | None:
 
 
 def _metadata(value: dict) -> dict:
+    storable(value)
     if len(json.dumps(value)) > MAX_METADATA_BYTES:
         raise serializers.ValidationError(f"Keep metadata under {MAX_METADATA_BYTES} bytes of JSON.")
     return value
 
 
-class _Priced(serializers.Serializer):
+class _Priced(fields.Input):
     """An amount, or an action with a quantity (or, for token-priced actions, a token count)."""
 
-    amount = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
-    action = serializers.SlugField(max_length=60, required=False)
-    quantity = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
-    tokens = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
-    description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    reference_type = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
-    reference_id = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    amount = fields.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
+    action = fields.SlugField(max_length=60, required=False)
+    quantity = fields.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
+    tokens = fields.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
+    description = fields.CharField(max_length=200, required=False, allow_blank=True, default="")
+    reference_type = fields.CharField(max_length=40, required=False, allow_blank=True, default="")
+    reference_id = fields.CharField(max_length=100, required=False, allow_blank=True, default="")
     metadata = serializers.DictField(required=False, default=dict, validators=[_metadata])
 
     def validate(self, data):
@@ -47,14 +51,7 @@ class _Priced(serializers.Serializer):
 
 
 def _idempotency_key(request) -> str:
-    key = request.headers.get("Idempotency-Key", "")
-    if not key.strip():
-        raise ServiceError(
-            "idempotency_key_required",
-            "Send an Idempotency-Key header, so that a retried request is not charged twice.",
-            field="Idempotency-Key",
-        )
-    return key
+    return idempotency_key_header(request, required=True)
 
 
 class TransactionOutput(serializers.Serializer):
@@ -64,7 +61,7 @@ class TransactionOutput(serializers.Serializer):
     balance_after = serializers.IntegerField()
     action = serializers.CharField()
     quantity = serializers.IntegerField(allow_null=True)
-    price_version = serializers.IntegerField(source="price.version", allow_null=True, default=None)
+    price_version = serializers.IntegerField(source="price.version", allow_null=True)
     description = serializers.CharField()
     reference_type = serializers.CharField()
     reference_id = serializers.CharField()
@@ -84,6 +81,14 @@ class ReservationOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
     settled_at = serializers.DateTimeField(allow_null=True)
     transaction = TransactionOutput(allow_null=True)
+
+
+def _replayable_responses(output, *errors: int) -> dict:
+    return {
+        201: output,
+        200: OpenApiResponse(output, description="A replay: the result of the first request with this key."),
+        **error_responses(*errors),
+    }
 
 
 def _replayable(data, obj, *, created: int = status.HTTP_201_CREATED) -> Response:
@@ -117,11 +122,18 @@ class BalanceApi(APIView):
 class ConsumeApi(APIView):
     scopes = {"post": "credits:write"}
 
-    @extend_schema(request=_Priced, responses={201: TransactionOutput, 200: TransactionOutput})
+    class Input(_Priced):
+        pass
+
+    @extend_schema(
+        request=Input,
+        responses=_replayable_responses(TransactionOutput, 402, 409),
+        parameters=[idempotency_key(required=True), IDEMPOTENT_REPLAYED],
+    )
     def post(self, request):
         organization = get_org_for_api(request)
         key = _idempotency_key(request)
-        data = _Priced(data=request.data)
+        data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         entry = services.credits_consume(
             organization=organization, idempotency_key=key, actor=_user(request), **data.validated_data
@@ -133,9 +145,13 @@ class ReservationListApi(APIView):
     scopes = {"post": "credits:write"}
 
     class Input(_Priced):
-        ttl_seconds = serializers.IntegerField(min_value=1, max_value=24 * 3600, required=False)
+        ttl_seconds = fields.IntegerField(min_value=1, max_value=24 * 3600, required=False)
 
-    @extend_schema(request=Input, responses={201: ReservationOutput})
+    @extend_schema(
+        request=Input,
+        responses=_replayable_responses(ReservationOutput, 402, 409),
+        parameters=[idempotency_key(required=True), IDEMPOTENT_REPLAYED],
+    )
     def post(self, request):
         organization = get_org_for_api(request)
         data = self.Input(data=request.data)
@@ -159,10 +175,10 @@ def _reservation(request, code) -> CreditReservation:
 class ReservationConfirmApi(APIView):
     scopes = {"post": "credits:write"}
 
-    class Input(serializers.Serializer):
-        amount = serializers.IntegerField(min_value=0, max_value=services.MAX_AMOUNT, required=False)
+    class Input(fields.Input):
+        amount = fields.IntegerField(min_value=0, max_value=services.MAX_AMOUNT, required=False)
 
-    @extend_schema(request=Input, responses=ReservationOutput)
+    @extend_schema(request=Input, responses={200: ReservationOutput, **error_responses(402, 409)})
     def post(self, request, code):
         reservation = _reservation(request, code)
         data = self.Input(data=request.data)
@@ -174,7 +190,7 @@ class ReservationConfirmApi(APIView):
 class ReservationCancelApi(APIView):
     scopes = {"post": "credits:write"}
 
-    @extend_schema(request=None, responses=ReservationOutput)
+    @extend_schema(request=None, responses={200: ReservationOutput, **error_responses(409)})
     def post(self, request, code):
         reservation = services.credit_reservation_cancel(reservation=_reservation(request, code))
         return Response(ReservationOutput(reservation).data)
@@ -187,15 +203,17 @@ class TransactionListApi(APIView):
         type = serializers.ChoiceField(choices=TransactionType.choices, required=False, default="")
         since = serializers.DateField(required=False, default=None)
         until = serializers.DateField(required=False, default=None)
-        reference_type = serializers.CharField(max_length=40, required=False, default="")
-        reference_id = serializers.CharField(max_length=100, required=False, default="")
-        cursor = serializers.CharField(required=False, default="")
+        reference_type = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
+        reference_id = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+        cursor = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
         limit = serializers.IntegerField(min_value=1, max_value=200, required=False, default=50)
 
-    @extend_schema(parameters=[Filters], responses=TransactionOutput(many=True))
+    @extend_schema(parameters=[Filters], responses=list_of(TransactionOutput, "TransactionList"))
     def get(self, request):
         account = services.credit_account_for(organization=get_org_for_api(request))
-        filters = self.Filters(data=request.query_params)
+        # A plain dict: DRF reads an empty value in a QueryDict as "not given", which would
+        # let `?until=` through although it is not a date.
+        filters = self.Filters(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         cursor, limit = filters.validated_data.pop("cursor"), filters.validated_data.pop("limit")
         rows = selectors.transactions_of(account, **filters.validated_data)
@@ -216,10 +234,12 @@ class PackageListApi(APIView):
         unit_amount = serializers.IntegerField()
         currency = serializers.CharField()
 
-    @extend_schema(responses=Output(many=True))
+    @extend_schema(responses=list_of(Output, "PackageList"))
     def get(self, request):
         get_org_for_api(request)
-        return Response({"data": self.Output(selectors.active_packages(), many=True).data})
+        return Response(
+            {"data": self.Output(selectors.active_packages(), many=True).data, "next_cursor": None}
+        )
 
 
 class PurchaseApi(APIView):
@@ -228,8 +248,8 @@ class PurchaseApi(APIView):
 
     scopes = {"post": "billing:manage"}
 
-    class Input(serializers.Serializer):
-        package = serializers.SlugField(max_length=40)
+    class Input(fields.Input):
+        package = fields.SlugField(max_length=40)
 
     class Output(serializers.Serializer):
         id = serializers.UUIDField(source="code")
@@ -241,7 +261,7 @@ class PurchaseApi(APIView):
         status = serializers.CharField()
         url = serializers.URLField()
 
-    @extend_schema(request=Input, responses={201: Output})
+    @extend_schema(request=Input, responses={201: Output, **error_responses(502, 503)})
     def post(self, request):
         organization = get_org_for_api(request, min_role=Role.BILLING)
         data = self.Input(data=request.data)
@@ -257,10 +277,10 @@ class PurchaseApi(APIView):
 class EstimateApi(APIView):
     scopes = {"post": "read"}
 
-    class Input(serializers.Serializer):
-        action = serializers.SlugField(max_length=60)
-        quantity = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
-        tokens = serializers.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
+    class Input(fields.Input):
+        action = fields.SlugField(max_length=60)
+        quantity = fields.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
+        tokens = fields.IntegerField(min_value=1, max_value=services.MAX_AMOUNT, required=False)
 
     class Output(serializers.Serializer):
         action = serializers.CharField()
@@ -289,11 +309,15 @@ class AdjustmentApi(APIView):
 
     scopes = {"post": "credits:write"}
 
-    class Input(serializers.Serializer):
-        amount = serializers.IntegerField(min_value=-services.MAX_AMOUNT, max_value=services.MAX_AMOUNT)
-        reason = serializers.CharField(max_length=200)
+    class Input(fields.Input):
+        amount = fields.IntegerField(min_value=-services.MAX_AMOUNT, max_value=services.MAX_AMOUNT)
+        reason = fields.CharField(max_length=200)
 
-    @extend_schema(request=Input, responses={201: TransactionOutput})
+    @extend_schema(
+        request=Input,
+        responses=_replayable_responses(TransactionOutput, 409),
+        parameters=[idempotency_key(required=False), IDEMPOTENT_REPLAYED],
+    )
     def post(self, request):
         organization = get_org_for_api(request)
         user = _user(request)
@@ -304,7 +328,7 @@ class AdjustmentApi(APIView):
         entry = services.credits_adjust(
             organization=organization,
             actor=user,
-            idempotency_key=request.headers.get("Idempotency-Key", ""),
+            idempotency_key=idempotency_key_header(request, required=False) or "",
             ip_address=client_ip(request),
             **data.validated_data,
         )

@@ -1,7 +1,7 @@
 """`@charges_credits`: a view that costs credits holds them first and pays only if it succeeds."""
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import wraps
 
@@ -18,6 +18,8 @@ from teams.access import get_org_for_api, get_org_for_user
 from teams.models import User
 
 CONFIRM_FIELD = "confirm_credits"
+# What the X-Confirm-Credits header may say (the API schema lists the same values).
+CONFIRM_HEADER_VALUES = ("true", "false", "1", "0", "yes", "no")
 
 
 @dataclass
@@ -43,7 +45,8 @@ def _request_of(args) -> HttpRequest | Request:
 
 def _confirmed(request) -> bool:
     values = [request.headers.get("X-Confirm-Credits", "")]
-    values.append(str(request.data.get(CONFIRM_FIELD, "")) if isinstance(request, Request) else "")
+    body = request.data if isinstance(request, Request) else None
+    values.append(str(body.get(CONFIRM_FIELD, "")) if isinstance(body, Mapping) else "")
     values.append(request.POST.get(CONFIRM_FIELD, "") if not isinstance(request, Request) else "")
     return any(v.lower() in ("1", "true", "yes") for v in values)
 
@@ -83,6 +86,15 @@ def charges_credits(
         def wrapped(*args, **kwargs):
             request = _request_of(args)
             api = isinstance(request, Request)
+            header = request.headers.get("X-Confirm-Credits")
+            if api and header is not None and header not in CONFIRM_HEADER_VALUES:
+                message = f"Send X-Confirm-Credits as one of: {', '.join(CONFIRM_HEADER_VALUES)}."
+                body = {
+                    "code": "invalid_header",
+                    "message": message,
+                    "fields": {"X-Confirm-Credits": [message]},
+                }
+                return Response(body, status=400)
             organization = (
                 get_org_for_api(request) if api else get_org_for_user(request, kwargs["org_slug"])[0]
             )

@@ -1,5 +1,6 @@
 """Reads: history, usage, runway and the reconciliation of balances against the ledger."""
 
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -13,13 +14,39 @@ from credits.models import (
     CreditAllocation,
     CreditGrant,
     CreditPackage,
+    CreditPurchase,
     CreditReservation,
     CreditTransaction,
+    PurchaseStatus,
     ReservationStatus,
     TransactionType,
 )
 
 CURSOR_SALT = "credits.transactions"
+
+
+PURCHASE_OUTCOME_SHOWN = timedelta(days=1)
+
+
+def purchase_to_show(account: CreditAccount, *, code: str = "") -> CreditPurchase | None:
+    """The purchase the credits page reports on: the one Checkout sent the buyer back with
+    (`code`), else the latest one if it is still waiting for a bank debit, or expired or failed
+    in the last day (so the person sees why no credits came)."""
+    purchases = CreditPurchase.objects.filter(account=account).select_related("package")
+    if code:
+        try:
+            return purchases.filter(code=uuid.UUID(code)).first()
+        except ValueError:
+            return None
+    latest = purchases.first()
+    if latest is None:
+        return None
+    if latest.status == PurchaseStatus.PENDING and latest.processing:
+        return latest
+    ended = latest.status in (PurchaseStatus.ABANDONED, PurchaseStatus.FAILED)
+    if ended and latest.ended_at and latest.ended_at > timezone.now() - PURCHASE_OUTCOME_SHOWN:
+        return latest
+    return None
 
 
 def active_packages():

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import stripe
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
@@ -300,6 +301,24 @@ def credit_account_for(*, organization: Organization) -> CreditAccount:
     return account
 
 
+def _require_card_on_file(organization: Organization) -> None:
+    """Auto-recharge charges the saved card with nobody present: without one it could only fail."""
+    from billing import services_payments
+
+    try:
+        has_card = services_payments.payment_card_on_file(organization=organization)
+    except stripe.StripeError:
+        raise ServiceError(
+            "stripe_unavailable", "Stripe did not answer; nothing changed. Try again.", status=503
+        ) from None
+    if not has_card:
+        raise ServiceError(
+            "card_required",
+            "Auto-recharge needs a saved card: buy a package once and its card is kept for recharges.",
+            field="auto_recharge_enabled",
+        )
+
+
 def credit_account_update(
     *,
     organization: Organization,
@@ -335,6 +354,8 @@ def credit_account_update(
                 field="auto_recharge_monthly_limit",
             )
     account = credit_account_for(organization=organization)
+    if auto_recharge_enabled and not account.auto_recharge_enabled:
+        _require_card_on_file(organization)
     values = {
         "low_balance_threshold": low_balance_threshold,
         "auto_recharge_enabled": auto_recharge_enabled,
@@ -1295,7 +1316,7 @@ def credit_purchase_start(
             currency=purchase.currency,
         ),
         metadata=metadata,
-        success_url=page + "?purchase=complete",
+        success_url=page + f"?purchase=complete&code={purchase.code}",
         cancel_url=page + "?purchase=cancelled",
         idempotency_key=f"tally-credit-purchase-{purchase.code}",
     )
@@ -1353,12 +1374,18 @@ def credit_purchase_complete(
             },
             actor=purchase.actor,
         )
-        completed = CreditPurchase.objects.filter(pk=purchase.pk, status=PurchaseStatus.PENDING).update(
-            status=PurchaseStatus.COMPLETED,
-            transaction=entry,
-            checkout_session_id=session_id,
-            payment_intent_id=payment_intent_id or None,
-            completed_at=timezone.now(),
+        # Stripe says it is paid (re-read by billing): whatever Tally thought before, it is bought.
+        completed = (
+            CreditPurchase.objects.filter(pk=purchase.pk)
+            .exclude(status=PurchaseStatus.COMPLETED)
+            .update(
+                status=PurchaseStatus.COMPLETED,
+                processing=False,
+                transaction=entry,
+                checkout_session_id=session_id,
+                payment_intent_id=payment_intent_id or None,
+                completed_at=timezone.now(),
+            )
         )
         if completed:
             audit_record(
@@ -1368,6 +1395,63 @@ def credit_purchase_complete(
                 target=purchase.package.code,
                 data={"session": session_id, "credits": purchase.total_credits, "amount": purchase.amount},
             )
+    purchase.refresh_from_db()
+    return purchase
+
+
+def _purchase_of_session(purchase_code: str, session_id: str) -> CreditPurchase | None:
+    try:
+        purchase = (
+            CreditPurchase.objects.select_related("package", "account__organization")
+            .filter(code=purchase_code)
+            .first()
+        )
+    except ValidationError:
+        return None  # not a purchase code of ours
+    if purchase is None or purchase.checkout_session_id not in (None, session_id):
+        return None
+    return purchase
+
+
+def credit_purchase_processing(*, purchase_code: str, session_id: str) -> CreditPurchase | None:
+    """The buyer paid with a delayed method (a bank debit): nothing is granted until the bank
+    has paid; the purchase says it is waiting for that."""
+    purchase = _purchase_of_session(purchase_code, session_id)
+    if purchase is None:
+        return None
+    CreditPurchase.objects.filter(pk=purchase.pk, status=PurchaseStatus.PENDING, processing=False).update(
+        processing=True, checkout_session_id=session_id
+    )
+    purchase.refresh_from_db()
+    return purchase
+
+
+def credit_purchase_end(
+    *, purchase_code: str, session_id: str, status: str, failure_message: str = ""
+) -> CreditPurchase | None:
+    """A pending purchase that will never be paid: its checkout expired (abandoned) or its
+    delayed payment was refused (failed, with the bank's reason). Grants nothing; only a pending
+    purchase moves, once, so a replayed or late event changes nothing."""
+    if status not in (PurchaseStatus.ABANDONED, PurchaseStatus.FAILED):
+        raise ValueError(f"not an end of a purchase: {status}")
+    purchase = _purchase_of_session(purchase_code, session_id)
+    if purchase is None:
+        return None
+    ended = CreditPurchase.objects.filter(pk=purchase.pk, status=PurchaseStatus.PENDING).update(
+        status=status,
+        processing=False,
+        failure_message=failure_message[:500],
+        checkout_session_id=session_id,
+        ended_at=timezone.now(),
+    )
+    if ended:
+        audit_record(
+            organization=purchase.account.organization,
+            action=f"credits.purchase_{status}",
+            actor=purchase.actor,
+            target=purchase.package.code,
+            data={"session": session_id, "reason": failure_message},
+        )
     purchase.refresh_from_db()
     return purchase
 

@@ -7,5 +7,6 @@ urlpatterns = [
     path("o/<slug:org_slug>/credits/widget/", views.credits_widget, name="credits_widget"),
     path("o/<slug:org_slug>/credits/settings/", views.credits_settings, name="credits_settings"),
     path("o/<slug:org_slug>/credits/buy/", views.credits_buy, name="credits_buy"),
+    path("o/<slug:org_slug>/credits/purchases/<uuid:code>/", views.credits_purchase, name="credits_purchase"),
     path("o/<slug:org_slug>/credits/history.csv", views.credits_export, name="credits_export"),
 ]

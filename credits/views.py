@@ -3,13 +3,14 @@ import csv
 import stripe
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from credits import selectors, services
 from credits.forms import CreditSettingsForm, HistoryFilterForm
+from credits.models import PurchaseStatus
 from teams.access import client_ip, get_org_for_user
 from teams.errors import ServiceError
 from teams.models import Role
@@ -55,11 +56,36 @@ def credits_page(request, org_slug: str):
     organization, membership = get_org_for_user(request, org_slug)
     account = services.credit_account_for(organization=organization)
     context = _page_context(request, organization, membership, account)
-    # Stripe sends the buyer back, possibly before its webhook has granted the credits.
+    # Stripe sends the buyer back, possibly before its webhook has granted the credits: the
+    # balance then polls until the purchase is granted, and tells the navigation when it is.
     context["purchase"] = request.GET.get("purchase", "")
+    context["bought"] = selectors.purchase_to_show(account, code=request.GET.get("code", ""))
+    bought = context["bought"]
+    context["awaited"] = bought if bought and bought.status == PurchaseStatus.PENDING else None
     if request.htmx and request.htmx.target == "history":
         return render(request, "credits/credits.html#history", context)
+    if request.htmx and request.htmx.target == "balance":
+        response = render(request, "credits/credits.html#balance", context)
+        if context["awaited"] is None:
+            response["HX-Trigger"] = "credits-changed"
+        return response
     return render(request, "credits/credits.html", context)
+
+
+@login_required
+@require_GET
+def credits_purchase(request, org_slug: str, code: str):
+    """One purchase's outcome, polled by the credits page until it is settled."""
+    organization, membership = get_org_for_user(request, org_slug)
+    account = services.credit_account_for(organization=organization)
+    bought = selectors.purchase_to_show(account, code=str(code))
+    if bought is None:
+        raise Http404("No such purchase.")
+    return render(
+        request,
+        "credits/partials/purchase_outcome.html",
+        {"organization": organization, "membership": membership, "bought": bought},
+    )
 
 
 @login_required

@@ -10,8 +10,11 @@ from credits.decorators import charges_credits, credits_used
 from projects import selectors, services
 from projects.models import AiModel, Project
 from projects.views import generation_action, generation_units, generation_units_used
+from teams import api_fields as fields
 from teams.access import get_org_for_api
+from teams.api_schema import CONFIRM_CREDITS, error_responses, idempotency_key, list_of
 from teams.auth import ApiKeyPrincipal
+from teams.inputs import idempotency_key_header
 from teams.models import Role
 
 
@@ -40,17 +43,17 @@ class ProjectOutput(serializers.Serializer):
 class ProjectListApi(MeteredApiView):
     scopes = {"get": "read", "post": "projects:write"}
 
-    class Input(serializers.Serializer):
-        name = serializers.CharField(max_length=100)
-        description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    class Input(fields.Input):
+        name = fields.CharField(max_length=100)
+        description = fields.CharField(max_length=2000, required=False, allow_blank=True)
 
-    @extend_schema(responses=ProjectOutput(many=True))
+    @extend_schema(responses={200: list_of(ProjectOutput, "ProjectList"), **error_responses(402)})
     def get(self, request):
         organization = get_org_for_api(request)
         projects = selectors.projects_of(organization)[:200]
-        return Response({"data": ProjectOutput(projects, many=True).data})
+        return Response({"data": ProjectOutput(projects, many=True).data, "next_cursor": None})
 
-    @extend_schema(request=Input, responses={201: ProjectOutput})
+    @extend_schema(request=Input, responses={201: ProjectOutput, **error_responses(402)})
     def post(self, request):
         organization = get_org_for_api(request)
         data = self.Input(data=request.data)
@@ -65,19 +68,19 @@ class ProjectListApi(MeteredApiView):
 class ProjectDetailApi(MeteredApiView):
     scopes = {"get": "read", "patch": "projects:write", "delete": "projects:write"}
 
-    class Input(serializers.Serializer):
-        name = serializers.CharField(max_length=100, required=False)
-        description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    class Input(fields.Input):
+        name = fields.CharField(max_length=100, required=False)
+        description = fields.CharField(max_length=2000, required=False, allow_blank=True)
 
     def _project(self, request, code, *, min_role: str = Role.MEMBER) -> Project:
         organization = get_org_for_api(request, min_role=min_role)
         return get_object_or_404(Project, organization=organization, code=code)
 
-    @extend_schema(responses=ProjectOutput)
+    @extend_schema(responses={200: ProjectOutput, **error_responses(402)})
     def get(self, request, code):
         return Response(ProjectOutput(self._project(request, code)).data)
 
-    @extend_schema(request=Input, responses=ProjectOutput)
+    @extend_schema(request=Input, responses={200: ProjectOutput, **error_responses(402)})
     def patch(self, request, code):
         project = self._project(request, code)
         data = self.Input(data=request.data, partial=True)
@@ -85,7 +88,7 @@ class ProjectDetailApi(MeteredApiView):
         project = services.project_update(project=project, **data.validated_data)
         return Response(ProjectOutput(project).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **error_responses(402)})
     def delete(self, request, code):
         project = self._project(request, code, min_role=Role.ADMIN)
         user, api_key = _actor(request)
@@ -105,32 +108,39 @@ class GenerationOutput(serializers.Serializer):
 class GenerationApi(MeteredApiView):
     scopes = {"get": "read", "post": ("projects:write", "credits:write")}
 
-    class Input(serializers.Serializer):
-        prompt = serializers.CharField(max_length=4000)
+    class Input(fields.Input):
+        prompt = fields.CharField(max_length=4000)
         model = serializers.ChoiceField(choices=AiModel.choices, default=AiModel.GPT_4)
+        confirm_credits = fields.BooleanField(
+            required=False, help_text="Same as the X-Confirm-Credits header (read by the credit check)."
+        )
 
     def _project(self, request, code) -> Project:
         organization = get_org_for_api(request)
         return get_object_or_404(Project, organization=organization, code=code)
 
-    @extend_schema(responses=GenerationOutput(many=True))
+    @extend_schema(responses={200: list_of(GenerationOutput, "GenerationList"), **error_responses(402)})
     def get(self, request, code):
         project = self._project(request, code)
-        return Response(
-            {"data": GenerationOutput(selectors.generations_of(project, limit=100), many=True).data}
-        )
+        generations = selectors.generations_of(project, limit=100)
+        return Response({"data": GenerationOutput(generations, many=True).data, "next_cursor": None})
 
-    @extend_schema(request=Input, responses={201: GenerationOutput})
+    @extend_schema(
+        request=Input,
+        responses={201: GenerationOutput, **error_responses(402, 409)},
+        parameters=[idempotency_key(required=False), CONFIRM_CREDITS],
+    )
     @charges_credits(generation_action, quantity=generation_units)
     def post(self, request, code):
         project = self._project(request, code)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
+        data.validated_data.pop("confirm_credits", None)
         user, _ = _actor(request)
         generation = services.generation_create(
             project=project,
             actor=user,
-            idempotency_key=request.headers.get("Idempotency-Key"),
+            idempotency_key=idempotency_key_header(request, required=False),
             paid_with_credits=hasattr(request, "credit_charge"),
             **data.validated_data,
         )

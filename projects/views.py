@@ -1,3 +1,5 @@
+from collections.abc import Mapping
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
@@ -141,7 +143,10 @@ MAX_OUTPUT_TOKENS = 512
 
 
 def _generation_input(request):
-    return request.data if hasattr(request, "data") else request.POST
+    # The body is read here before any validation: a JSON body that is not an object
+    # prices nothing, and the view's own validation refuses it.
+    data = request.data if hasattr(request, "data") else request.POST
+    return data if isinstance(data, Mapping) else {}
 
 
 def generation_action(request) -> str | None:

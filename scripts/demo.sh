@@ -52,4 +52,6 @@ fi
 
 "$PY" manage.py stripe_setup --site-url "http://$HOST:$PORT"
 "$PY" manage.py catalog_sync
+# The demo organization subscribes through the simulator, so the seed runs once it answers.
+"$PY" manage.py demo_seed
 "$PY" manage.py runserver "$HOST:$PORT"

@@ -20,11 +20,14 @@ from stripe_sim import (  # noqa: F401
     clock,
     core,
     event_api,
+    faults,
     meters,
     outage,
     pages,
+    strict,
 )
 from stripe_sim.errors import StripeError, unauthorized
+from stripe_sim.events import emit_updates
 from stripe_sim.params import decode
 from stripe_sim.routing import ROUTES, Ctx
 from stripe_sim.store import Store
@@ -85,6 +88,9 @@ class SimApp:
                     "https://stripe.com/docs or we can help at https://support.stripe.com/.",
                 ) from None
             handler = ROUTES[index][2]
+            # Stripe refuses what its API does not take before doing anything, and saves no
+            # result under the idempotency key for such a request.
+            strict.validate_request(request.method, request.path, params)
         except StripeError as exc:
             return self._json(exc.status, exc.body(request_id), headers)
 
@@ -100,6 +106,14 @@ class SimApp:
                 return self._json(
                     failing.status, failing.body(request_id), {**headers, **outage.RETRY_HEADER}
                 )
+            self.store.base_url = base_url
+            fault = faults.take(self.store.faults, request.method, request.path)
+            if fault is not None and not fault["after"]:
+                # Stripe failed before doing anything: nothing changes, nothing is remembered.
+                error = faults.error_of(fault)
+                self._log(request, error.status, request_id)
+                headers.update(faults.headers_of(fault))
+                return self._json(error.status, error.body(request_id), headers)
             if mutating and idem_key:
                 record = self.store.idempotency.get((api_key, idem_key))
                 if record is not None:
@@ -126,9 +140,11 @@ class SimApp:
                 method=request.method,
                 path=request.path,
             )
+            status = 500
             try:
                 body: dict[str, Any] = handler(ctx, **url_args)
                 status = 200
+                strict.check_response(request.method, request.path, body)
             except StripeError as exc:
                 status, body = exc.status, exc.body(request_id)
             except Exception:
@@ -138,6 +154,8 @@ class SimApp:
                     request_id
                 )
             finally:
+                if status < 500:
+                    emit_updates(self.store)
                 self.store.current_request = {"id": None, "idempotency_key": None}
             if mutating and idem_key and status < 500:
                 self.store.idempotency[(api_key, idem_key)] = {
@@ -146,6 +164,11 @@ class SimApp:
                     "body": body,
                     "request_id": request_id,
                 }
+            if fault is not None:
+                # The work was done (and an idempotent retry replays it); only the answer is lost.
+                error = faults.error_of(fault)
+                status, body = error.status, error.body(request_id)
+                headers.update(faults.headers_of(fault))
             self._log(request, status, request_id)
             if mutating and self.state_file:
                 self.store.save_to(self.state_file)
@@ -201,6 +224,8 @@ class SimApp:
                 return self._checkout(request, parts[1])
             if parts[0] == "portal" and len(parts) == 2:
                 return self._portal(request, parts[1])
+            if parts[0] == "i" and len(parts) == 2:
+                return self._invoice(request, parts[1])
             if parts[0] == "_sim":
                 return self._sim(request, parts[1:])
         except HTTPException as exc:
@@ -214,6 +239,7 @@ class SimApp:
         if request.method == "POST":
             with self.store.lock:
                 status, html, target = pages.checkout_submit(self.store, session_id, request.form.to_dict())
+                emit_updates(self.store)
                 self.persist()
             self.dispatcher.flush()
             if target:
@@ -221,6 +247,7 @@ class SimApp:
             return self._html(status, html)
         with self.store.lock:
             status, html = pages.checkout_page(self.store, session_id)
+            emit_updates(self.store)
             self.persist()  # looking at a session past its time expires it
         self.dispatcher.flush()
         return self._html(status, html)
@@ -229,9 +256,22 @@ class SimApp:
         with self.store.lock:
             if request.method == "POST":
                 status, html = pages.portal_submit(self.store, session_id, request.form.to_dict())
+                emit_updates(self.store)
                 self.persist()
             else:
                 status, html = pages.portal_page(self.store, session_id)
+        self.dispatcher.flush()
+        return self._html(status, html)
+
+    def _invoice(self, request: Request, invoice_id: str) -> Response:
+        with self.store.lock:
+            self.store.base_url = request.host_url.rstrip("/")
+            if request.method == "POST":
+                status, html = pages.invoice_submit(self.store, invoice_id, request.form.to_dict())
+                emit_updates(self.store)
+                self.persist()
+            else:
+                status, html = pages.invoice_page(self.store, invoice_id)
         self.dispatcher.flush()
         return self._html(status, html)
 
@@ -252,6 +292,10 @@ class SimApp:
                         if hasattr(store.config, key):
                             setattr(store.config, key, value)
             return Response(json.dumps(vars(store.config)), content_type="application/json")
+        if head == "settle" and request.method == "POST":
+            return self._settle(request)
+        if head == "faults" and len(parts) == 1:
+            return self._faults(request)
         if head == "deliveries" and len(parts) == 1:
             with store.lock:
                 data = [_public_delivery(d) for d in store.deliveries]
@@ -270,6 +314,52 @@ class SimApp:
             with store.lock:
                 return self._html(*pages.object_page(store, parts[1]))
         return Response("Not found", status=404)
+
+    def _settle(self, request: Request) -> Response:
+        """The bank answers processing debits now, whatever their test IBAN's delay:
+        ``{"payment_intent": "pi_..."}`` for one, or all of them."""
+        store = self.store
+        body = request.get_json(silent=True) or {}
+        with store.lock:
+            pending = checkout.processing_debits(store)
+            wanted = body.get("payment_intent") if isinstance(body, dict) else None
+            if wanted:
+                pending = [pi for pi in pending if pi["id"] == wanted]
+                if not pending:
+                    return Response(
+                        json.dumps({"error": f"no processing payment intent {wanted}"}),
+                        status=404,
+                        content_type="application/json",
+                    )
+            for pi in sorted(pending, key=lambda p: p["_seq"]):
+                checkout.debit_settle(store, pi)
+            self.persist()
+            settled = [{"id": pi["id"], "status": pi["status"]} for pi in pending]
+        self.dispatcher.flush()
+        if request.form.get("back"):
+            return Response("", status=303, headers={"Location": "/_sim/"})
+        return Response(json.dumps(settled), content_type="application/json")
+
+    def _faults(self, request: Request) -> Response:
+        """Arm faults (POST: one, or ``{"faults": [...]}``), list them (GET), disarm all (DELETE)."""
+        store = self.store
+        if request.method == "POST":
+            body = request.get_json(silent=True)
+            raw = body.get("faults") if isinstance(body, dict) and "faults" in body else [body]
+            try:
+                if not isinstance(raw, list):
+                    raise faults.FaultSpecError("faults: a list of faults")
+                armed = [faults.parse(item) for item in raw]
+            except faults.FaultSpecError as exc:
+                return Response(json.dumps({"error": str(exc)}), status=400, content_type="application/json")
+            with store.lock:
+                store.faults.extend(armed)
+        elif request.method == "DELETE":
+            with store.lock:
+                store.faults.clear()
+        with store.lock:
+            data = [dict(f) for f in store.faults]
+        return Response(json.dumps(data), content_type="application/json")
 
     def _advance(self, request: Request) -> Response:
         """Move time on for objects on no test clock: ``{"seconds": n}`` or ``{"to": timestamp}``

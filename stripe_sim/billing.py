@@ -5,11 +5,14 @@ subscription under ``parent.subscription_details``, and invoice lines carry ``pr
 ``parent`` instead of ``price`` and ``proration``.
 """
 
+import calendar
 import datetime as dt
 from typing import Any
 
 from stripe_sim import pricing
 from stripe_sim.core import (
+    attach_payment_method,
+    card_payment_method,
     confirm_payment_intent,
     create_payment_intent,
     decline_of,
@@ -71,6 +74,8 @@ def _render_item(store: Store, item: dict[str, Any], expand: set[str]) -> dict[s
     if sub is not None:
         out["current_period_start"] = sub["_period_start"]
         out["current_period_end"] = sub["_period_end"]
+    if out.get("quantity") is None:
+        del out["quantity"]  # metered items have no quantity: Stripe leaves the field out
     return out
 
 
@@ -88,7 +93,6 @@ def _render_subscription(store: Store, sub: dict[str, Any], expand: set[str]) ->
         "object": "list",
         "data": [render(store, i) for i in items],
         "has_more": False,
-        "total_count": len(items),
         "url": f"/v1/subscription_items?subscription={sub['id']}",
     }
     return out
@@ -180,12 +184,14 @@ def new_invoice(
     days_until_due: int | None = None,
     metadata: dict[str, str] | None = None,
     description: str | None = None,
+    invoice_id: str | None = None,
 ) -> dict[str, Any]:
     customer = store.get("customer", customer_id, "customer")
     now = store.now(customer.get("test_clock"))
     invoice = new_object(
         store,
         "invoice",
+        id=invoice_id,
         created=now,
         account_country="US",
         account_name="Tally",
@@ -220,6 +226,11 @@ def new_invoice(
         due_date=now + days_until_due * 86400 if days_until_due is not None else None,
         issuer={"type": "self"},
         metadata=dict(metadata or {}),
+        payment_settings={
+            "default_mandate": None,
+            "payment_method_options": None,
+            "payment_method_types": None,
+        },
         period_end=period_end if period_end is not None else now,
         period_start=period_start if period_start is not None else now,
         post_payment_credit_notes_amount=0,
@@ -377,6 +388,8 @@ def _number(store: Store, invoice: dict[str, Any]) -> str:
     customer = store.objects["customer"][invoice["customer"]]
     number = f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}"
     customer["next_invoice_sequence"] += 1
+    previous = {"next_invoice_sequence": customer["next_invoice_sequence"] - 1}
+    emit(store, "customer.updated", customer, previous)
     return number
 
 
@@ -392,11 +405,18 @@ def finalize(store: Store, invoice: dict[str, Any]) -> None:
     invoice["number"] = _number(store, invoice)
     invoice["effective_at"] = now
     invoice["status_transitions"]["finalized_at"] = now
-    invoice["hosted_invoice_url"] = None
+    invoice["hosted_invoice_url"] = f"{store.base_url}/i/{invoice['id']}"
     invoice["next_payment_attempt"] = now if invoice["collection_method"] == "charge_automatically" else None
     emit(store, "invoice.finalized", invoice)
     if invoice["amount_due"] == 0:
         _mark_paid(store, invoice, now)
+
+
+def pay_from_hosted_page(store: Store, invoice: dict[str, Any], card_number: str) -> None:
+    """The customer pays on the hosted invoice page with a card typed there (kept on file)."""
+    pm = card_payment_method(store, card_number)
+    attach_payment_method(store, pm, store.get("customer", invoice["customer"]))
+    attempt_payment(store, invoice, pm=pm, raise_on_failure=True)
 
 
 def _mark_paid(store: Store, invoice: dict[str, Any], now: int) -> None:
@@ -441,8 +461,9 @@ def attempt_payment(
     pm: dict[str, Any] | None = None,
     raise_on_failure: bool = False,
 ) -> bool:
-    """Charge the invoice's amount due to its card. Returns whether it is now paid."""
-    if invoice["status"] != "open":
+    """Charge the invoice's amount due to its card. Returns whether it is now paid. An
+    uncollectible invoice can still be paid, as on Stripe."""
+    if invoice["status"] not in ("open", "uncollectible"):
         paid = invoice["status"] == "paid"
         raise invalid(
             f"Invoice is already {invoice['status']}.",
@@ -477,6 +498,10 @@ def attempt_payment(
     if pi["status"] == "succeeded":
         _mark_paid(store, invoice, now)
         return True
+    if pi["status"] == "processing":
+        # A bank debit: the invoice stays open until the bank answers (``debit_settled``).
+        invoice["next_payment_attempt"] = None
+        return False
     invoice["next_payment_attempt"] = None
     emit(store, "invoice.payment_failed", invoice)
     if raise_on_failure:
@@ -523,7 +548,6 @@ def _render_invoice(store: Store, invoice: dict[str, Any], expand: set[str]) -> 
         "object": "list",
         "data": [dict(line) for line in invoice["_lines"]],
         "has_more": False,
-        "total_count": len(invoice["_lines"]),
         "url": f"/v1/invoices/{invoice['id']}/lines",
     }
     if "payments" in expand:
@@ -553,6 +577,83 @@ def _parse_trial_end(params: dict[str, Any], now: int) -> int | None:
     if days:
         return now + days * 86400
     return None
+
+
+def _billing_cycle_anchor(
+    params: dict[str, Any],
+    now: int,
+    natural_end: int,
+    recurring: dict[str, Any],
+    trial_end: int | None,
+) -> tuple[int | None, dict[str, Any] | None]:
+    """The first period's end when ``billing_cycle_anchor`` (a timestamp) or
+    ``billing_cycle_anchor_config`` (day of month and time) moves it off the natural date."""
+    raw = params.get("billing_cycle_anchor")
+    config = params.get("billing_cycle_anchor_config")
+    if raw not in (None, "") and config not in (None, ""):
+        raise invalid(
+            "You may only specify one of these parameters: billing_cycle_anchor, billing_cycle_anchor_config."
+        )
+    if raw in (None, "") and config in (None, ""):
+        return None, None
+    if trial_end is not None:
+        raise invalid(
+            "The simulator does not combine a trial with billing_cycle_anchor; end the trial on "
+            "the anchor instead (trial_end).",
+            param="billing_cycle_anchor",
+        )
+    if raw not in (None, ""):
+        anchor = as_int(params, "billing_cycle_anchor")
+        assert anchor is not None
+        if anchor <= now:
+            raise invalid_param("billing_cycle_anchor", "billing_cycle_anchor cannot be in the past.")
+        if anchor > natural_end:
+            raise invalid_param(
+                "billing_cycle_anchor",
+                f"billing_cycle_anchor cannot be later than next natural billing date ({natural_end}) "
+                "for plan",
+            )
+        return (None, None) if anchor == natural_end else (anchor, None)
+    assert isinstance(config, dict)
+    parts = {key: as_int(config, key) for key in ("day_of_month", "month", "hour", "minute", "second")}
+    if recurring["interval"] not in ("month", "year"):
+        raise invalid_param(
+            "billing_cycle_anchor_config",
+            "billing_cycle_anchor_config is only supported for monthly and yearly prices.",
+        )
+    start = dt.datetime.fromtimestamp(now, dt.UTC)
+    day = parts["day_of_month"] or 1
+    if not 1 <= day <= 31:
+        raise invalid_param("billing_cycle_anchor_config[day_of_month]", "Invalid day_of_month.")
+    # Hour, minute and second default to the subscription's start time of day.
+    clock = (
+        parts["hour"] if parts["hour"] is not None else start.hour,
+        parts["minute"] if parts["minute"] is not None else start.minute,
+        parts["second"] if parts["second"] is not None else start.second,
+    )
+
+    def at(year: int, month: int) -> int:
+        last = calendar.monthrange(year, month)[1]
+        moment = dt.datetime(year, month, min(day, last), *clock, tzinfo=dt.UTC)
+        return int(moment.timestamp())
+
+    yearly = recurring["interval"] == "year"
+    year, month = start.year, (parts["month"] or start.month) if yearly else start.month
+    candidate = at(year, month)
+    while candidate <= now:  # the next such moment after the start
+        if yearly:
+            year += 1
+        else:
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        candidate = at(year, month)
+    stored = {
+        "day_of_month": day,
+        "hour": parts["hour"],
+        "minute": parts["minute"],
+        "month": parts["month"],
+        "second": parts["second"],
+    }
+    return (None if candidate >= natural_end else candidate), stored
 
 
 def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
@@ -593,18 +694,25 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
             raise card_error(message, code=code, decline_code=decline_code)
 
     recurring = prices[0][0]["recurring"]
-    period_end = trial_end or pricing.add_interval(now, recurring["interval"], recurring["interval_count"])
+    natural_end = pricing.add_interval(now, recurring["interval"], recurring["interval_count"])
+    anchor, anchor_config = _billing_cycle_anchor(params, now, natural_end, recurring, trial_end)
+    period_end = trial_end or anchor or natural_end
+    # Anchored to a date before the natural period end, the first period runs only to the
+    # anchor and is charged pro rata (or not at all with proration_behavior=none).
+    first_behavior = params.get("proration_behavior") or "create_prorations"
+    if first_behavior not in PRORATION_BEHAVIORS:
+        raise invalid_param("proration_behavior", f"Invalid proration_behavior: {first_behavior}")
     sub = new_object(
         store,
         "subscription",
         created=now,
         automatic_tax={"disabled_reason": None, "enabled": False, "liability": None},
-        billing_cycle_anchor=period_end if trial_end else now,
-        billing_cycle_anchor_config=None,
+        billing_cycle_anchor=anchor or (period_end if trial_end else now),
+        billing_cycle_anchor_config=anchor_config,
         billing_mode={"flexible": None, "type": "classic"},
         cancel_at=None,
         cancel_at_period_end=False,
-        cancellation_details={"comment": None, "feedback": None, "reason": None},
+        cancellation_details={"comment": None, "feedback": None, "feedback_option": None, "reason": None},
         collection_method=collection,
         currency=prices[0][0]["currency"],
         customer=customer["id"],
@@ -613,7 +721,13 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
         default_tax_rates=[],
         description=params.get("description") or None,
         discounts=[],
-        invoice_settings={"account_tax_ids": None, "issuer": {"type": "self"}},
+        invoice_settings={
+            "account_tax_ids": None,
+            "custom_fields": None,
+            "description": None,
+            "footer": None,
+            "issuer": {"type": "self"},
+        },
         metadata=merge_metadata({}, params.get("metadata")),
         payment_settings={
             "payment_method_options": None,
@@ -639,10 +753,13 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
         sub["cancel_at_period_end"] = True
         sub["cancel_at"] = period_end
         sub["canceled_at"] = now
+    # The first invoice is made with the subscription: its created event names it already.
+    sub["latest_invoice"] = store.new_id("invoice")
     emit(store, "customer.subscription.created", sub)
 
     invoice = new_invoice(
         store,
+        invoice_id=sub["latest_invoice"],
         customer_id=customer["id"],
         billing_reason="subscription_create",
         subscription=sub,
@@ -656,8 +773,21 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
         price = store.objects["price"][item["price"]]
         if _is_metered(price):
             continue
+        prorated = False
         if trial_end:
             amount, text = 0, f"Trial period for {_product_name(store, price)}"
+        elif anchor:
+            prorated = True
+            full = anchor - pricing.sub_interval(anchor, recurring["interval"], recurring["interval_count"])
+            amount = (
+                pricing.prorate(price, item["quantity"], anchor - now, full)
+                if first_behavior != "none"
+                else 0
+            )
+            text = (
+                f"Remaining time on {item['quantity']} {TIMES} {_product_name(store, price)} "
+                f"after {_date(now)}"
+            )
         else:
             amount = pricing.amount_for(price, item["quantity"])
             text = f"{item['quantity']} {TIMES} {_product_name(store, price)}"
@@ -671,6 +801,7 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
             quantity=item["quantity"],
             subscription_id=sub["id"],
             sub_item_id=item["id"],
+            proration=prorated,
         )
     for raw in as_list(params, "add_invoice_items"):
         ii = create_invoice_item(
@@ -922,6 +1053,7 @@ def _collect(store: Store, sub: dict[str, Any], invoice: dict[str, Any]) -> None
         invoice["next_payment_attempt"] = None
         return
     if not attempt_payment(store, invoice):
+        # The retry schedule is a change of its own: an invoice.updated follows.
         _schedule_retry(store, invoice)
         if sub["status"] in ("active", "trialing"):
             set_status(store, sub, "past_due")
@@ -932,7 +1064,12 @@ def end_subscription(store: Store, sub: dict[str, Any], *, reason: str) -> None:
     sub["status"] = "canceled"
     sub["ended_at"] = now
     sub["canceled_at"] = sub["canceled_at"] or now
-    sub["cancellation_details"] = {"comment": None, "feedback": None, "reason": reason}
+    sub["cancellation_details"] = {
+        "comment": None,
+        "feedback": None,
+        "feedback_option": None,
+        "reason": reason,
+    }
     emit(store, "customer.subscription.deleted", sub)
 
 
@@ -948,9 +1085,12 @@ def cycle_subscription(store: Store, sub: dict[str, Any], *, collect: bool = Tru
     trial_ending = sub["status"] == "trialing"
     anchor = end if trial_ending else sub["billing_cycle_anchor"]
     _start_period(store, sub, end, anchor)
+    # The renewal invoice is part of the same change: the update names it.
+    sub["latest_invoice"] = store.new_id("invoice")
     emit(store, "customer.subscription.updated", sub, changed(before, render(store, sub)))
     invoice = new_invoice(
         store,
+        invoice_id=sub["latest_invoice"],
         customer_id=sub["customer"],
         billing_reason="subscription_cycle",
         subscription=sub,
@@ -1201,7 +1341,9 @@ def create_invoice_item(
         metadata=merge_metadata({}, params.get("metadata")),
         net_amount=amount,
         parent={
-            "subscription_details": {"subscription": sub_id, "subscription_item": sub_item_id},
+            # A one-off item of the subscription has no subscription_item: Stripe leaves it out.
+            "subscription_details": {"subscription": sub_id}
+            | ({"subscription_item": sub_item_id} if sub_item_id else {}),
             "type": "subscription_details",
         }
         if sub_id
@@ -1216,7 +1358,7 @@ def create_invoice_item(
             "unit_amount_decimal": price.get("unit_amount_decimal"),
         }
         if price
-        else {"price_details": None, "type": "price_details", "unit_amount_decimal": str(amount)},
+        else {"type": "price_details", "unit_amount_decimal": str(amount)},
         proration=proration,
         quantity=quantity,
         quantity_decimal=str(quantity),
@@ -1370,7 +1512,7 @@ def invoice_pay(ctx: Ctx, id: str) -> dict[str, Any]:
     if invoice["status"] == "paid":
         raise invalid("Invoice is already paid", code="invoice_already_paid")
     if as_bool(params, "paid_out_of_band", False):
-        if invoice["status"] != "open":
+        if invoice["status"] not in ("open", "uncollectible"):
             raise invalid(f"Invoice is {invoice['status']}.", code="invoice_not_open")
         _mark_paid(store, invoice, store.now(invoice["test_clock"]))
         return respond(ctx, invoice)
@@ -1492,3 +1634,27 @@ def _preview_cycle(store: Store, sub: dict[str, Any]) -> dict[str, Any]:
         raise invalid("No upcoming invoices for this subscription.", code="invoice_upcoming_none")
     cycle_subscription(store, sub, collect=False)
     return store.objects["invoice"][sub["latest_invoice"]]
+
+
+def invoice_of_payment_intent(store: Store, pi_id: str) -> dict[str, Any] | None:
+    for record in store.all("invoice_payment"):
+        if record["payment"].get("payment_intent") == pi_id:
+            return store.objects["invoice"].get(record["invoice"])
+    return None
+
+
+def debit_settled(store: Store, invoice: dict[str, Any], pi: dict[str, Any]) -> None:
+    """The bank answered the debit paying ``invoice``: paid (the subscription becomes active), or
+    failed (``invoice.payment_failed``; an incomplete subscription expires as it would)."""
+    now = store.now(invoice["test_clock"])
+    for record in store.all("invoice_payment"):
+        if record["invoice"] == invoice["id"] and record["payment"].get("payment_intent") == pi["id"]:
+            record["status"] = "paid" if pi["status"] == "succeeded" else "canceled"
+            record["amount_paid"] = pi["amount_received"] or None
+            record["status_transitions"]["paid_at"] = now if pi["status"] == "succeeded" else None
+    if invoice["status"] != "open":
+        return
+    if pi["status"] == "succeeded":
+        _mark_paid(store, invoice, now)
+        return
+    emit(store, "invoice.payment_failed", invoice)

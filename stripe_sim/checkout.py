@@ -14,6 +14,8 @@ from stripe_sim.core import (
     list_response,
     new_object,
     respond,
+    sepa_payment_method,
+    settle_debit,
 )
 from stripe_sim.errors import card_error, invalid, invalid_param
 from stripe_sim.events import changed, emit
@@ -75,7 +77,7 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
     mode = params.get("mode")
     if mode not in MODES:
         raise invalid_param("mode", "Missing required param: mode.", code="parameter_missing")
-    if not params.get("success_url") and params.get("ui_mode") not in ("embedded", "custom"):
+    if not params.get("success_url") and params.get("ui_mode") not in ("embedded_page", "elements", "form"):
         raise invalid_param("success_url", "Missing required param: success_url.", code="parameter_missing")
     customer_id = params.get("customer") or None
     customer = store.get("customer", customer_id, "customer") if customer_id else None
@@ -107,6 +109,8 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
         for p, li in zip(prices, line_items, strict=True)
         if not billing._is_metered(p)
     )
+    currency = prices[0]["currency"] if prices else (params.get("currency") or None)
+    method_types = _payment_method_types(params, currency)
     now = store.now(customer.get("test_clock") if customer else None)
     session = new_object(
         store,
@@ -117,7 +121,7 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
         automatic_tax={"enabled": False, "liability": None, "provider": None, "status": None},
         cancel_url=params.get("cancel_url") or None,
         client_reference_id=params.get("client_reference_id") or None,
-        currency=prices[0]["currency"] if prices else (params.get("currency") or None),
+        currency=currency,
         custom_fields=[],
         customer=customer_id,
         customer_creation=None
@@ -131,13 +135,13 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
         mode=mode,
         payment_method_collection="always",
         payment_method_options={},
-        payment_method_types=["card"],
+        payment_method_types=method_types,
         payment_status="unpaid",
         shipping_options=[],
         status="open",
         success_url=params.get("success_url") or None,
         total_details={"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-        ui_mode=params.get("ui_mode") or "hosted",
+        ui_mode=params.get("ui_mode") or "hosted_page",
         allow_promotion_codes=as_bool(params, "allow_promotion_codes"),
         _line_items=line_items,
         _subscription_data={
@@ -157,6 +161,32 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
     session["url"] = f"{ctx.base_url}/checkout/{session['id']}"
     store.add(session)
     return respond(ctx, session)
+
+
+PAYMENT_METHOD_TYPES = ("card", "sepa_debit")
+
+
+def _payment_method_types(params: dict[str, Any], currency: str | None) -> list[str]:
+    """What the hosted page offers. Without ``payment_method_types`` (dynamic payment methods),
+    cards, and SEPA Direct Debit when the session is in euros, as if enabled in the dashboard."""
+    if "payment_method_types" not in params:
+        return ["card", "sepa_debit"] if currency == "eur" else ["card"]
+    types = [str(t) for t in as_list(params, "payment_method_types")]
+    for index, kind in enumerate(types):
+        if kind not in PAYMENT_METHOD_TYPES:
+            raise invalid_param(
+                f"payment_method_types[{index}]",
+                f"The payment method type provided: {kind} is invalid. The simulator supports: "
+                + ", ".join(PAYMENT_METHOD_TYPES)
+                + ".",
+            )
+    if "sepa_debit" in types and currency != "eur":
+        raise invalid_param(
+            "payment_method_types",
+            f"The currency provided ({currency}) is invalid for one or more payment method types "
+            "you provided. Payment method type sepa_debit supports: eur.",
+        )
+    return types or ["card"]
 
 
 @route("GET", "/v1/checkout/sessions/<id>")
@@ -221,17 +251,33 @@ def _live_session(store: Store, session_id: str) -> dict[str, Any]:
 
 
 def complete_session(
-    store: Store, session_id: str, *, card_number: str, email: str | None, name: str | None
+    store: Store,
+    session_id: str,
+    *,
+    card_number: str,
+    email: str | None,
+    name: str | None,
+    iban: str = "",
 ) -> str:
     """Pay a checkout session as the hosted page's customer would. Returns the redirect URL.
 
     A declined card raises a 402 ``StripeError`` before anything else is created, as Checkout
-    verifies the card before it creates the customer and subscription.
+    verifies the card before it creates the customer and subscription. An IBAN (SEPA Direct
+    Debit, a delayed-notification method) completes the session ``unpaid``: the payment is
+    processing until the bank answers (``debit_settle``), when Stripe sends
+    ``checkout.session.async_payment_succeeded`` or ``..._failed``.
     """
     session = _live_session(store, session_id)
     if session["status"] != "open":
         raise invalid(f"This Checkout Session is {session['status']}.")
-    pm = card_payment_method(store, card_number)
+    if iban.strip():
+        if "sepa_debit" not in session["payment_method_types"]:
+            raise invalid("This Checkout Session does not accept SEPA Direct Debit.")
+        if session["mode"] == "setup":
+            raise invalid("The simulator saves cards only in setup mode.")
+        pm = sepa_payment_method(store, iban)
+    else:
+        pm = card_payment_method(store, card_number)
     decline = decline_of(pm)
     if decline:
         code, decline_code, message = decline
@@ -295,7 +341,10 @@ def complete_session(
         invoice = store.objects["invoice"][sub["latest_invoice"]]
         session["subscription"] = sub["id"]
         session["invoice"] = invoice["id"]
-        session["payment_status"] = "paid" if invoice["amount_paid"] > 0 else "no_payment_required"
+        if invoice["status"] == "open":
+            session["payment_status"] = "unpaid"  # the debit is processing
+        else:
+            session["payment_status"] = "paid" if invoice["amount_paid"] > 0 else "no_payment_required"
     elif mode == "payment":
         data = session["_payment_intent_data"]
         pi = create_payment_intent(
@@ -309,7 +358,7 @@ def complete_session(
         )
         confirm_payment_intent(store, pi, pm)
         session["payment_intent"] = pi["id"]
-        session["payment_status"] = "paid"
+        session["payment_status"] = "paid" if pi["status"] == "succeeded" else "unpaid"
     else:
         seti = create_setup_intent(
             store, customer_id=customer["id"], metadata=session["_setup_intent_data"]["metadata"]
@@ -331,6 +380,32 @@ def complete_session(
     }
     emit(store, "checkout.session.completed", session)
     return str(session["success_url"] or "").replace("{CHECKOUT_SESSION_ID}", session["id"])
+
+
+def debit_settle(store: Store, pi: dict[str, Any]) -> None:
+    """The bank answers a processing debit (its test IBAN says how): the intent settles, the
+    invoice it pays is paid or not, and the Checkout Session that took it says so."""
+    if pi["status"] != "processing":
+        return
+    settle_debit(store, pi, pi.get("_settle_outcome", "succeeded"))
+    invoice = billing.invoice_of_payment_intent(store, pi["id"])
+    if invoice is not None:
+        billing.debit_settled(store, invoice, pi)
+    for session in store.all("checkout.session"):
+        paid_by = session.get("payment_intent") == pi["id"] or (
+            invoice is not None and session.get("invoice") == invoice["id"]
+        )
+        if not paid_by or session["status"] != "complete" or session["payment_status"] != "unpaid":
+            continue
+        if pi["status"] == "succeeded":
+            session["payment_status"] = "paid"
+            emit(store, "checkout.session.async_payment_succeeded", session)
+        else:
+            emit(store, "checkout.session.async_payment_failed", session)
+
+
+def processing_debits(store: Store) -> list[dict[str, Any]]:
+    return [pi for pi in store.all("payment_intent") if pi["status"] == "processing"]
 
 
 # --- billing portal ------------------------------------------------------------------------------
@@ -367,7 +442,7 @@ def _create_configuration(
             "invoice_history": {"enabled": True},
             "payment_method_update": {"enabled": True, "payment_method_configuration": None},
             "subscription_cancel": {
-                "cancellation_reason": {"enabled": False, "options": []},
+                "cancellation_reason": {"enabled": False, "feedback_options": [], "options": []},
                 "enabled": cancel.get("enabled", "true") != "false",
                 "mode": cancel.get("mode") or "at_period_end",
                 "proration_behavior": cancel.get("proration_behavior") or "none",

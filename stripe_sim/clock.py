@@ -1,7 +1,8 @@
 """Test clocks: frozen time for the customers attached to them, advanced on request.
 
 Advancing runs every timer that falls due on the way (period ends, trial ends, payment retries,
-expiry of incomplete subscriptions and checkout sessions, scheduled cancellations) in time order,
+bank debits settling, expiry of incomplete subscriptions and checkout sessions, scheduled
+cancellations) in time order,
 each at its own moment, so the events come out as Stripe would send them over that stretch of time.
 Objects on no clock live in wall time, which ``advance_wall_time`` moves on the same way.
 """
@@ -13,7 +14,7 @@ from typing import Any
 from stripe_sim import billing, checkout
 from stripe_sim.core import deleted, list_response, new_object, respond
 from stripe_sim.errors import invalid, invalid_param
-from stripe_sim.events import emit
+from stripe_sim.events import emit, emit_updates
 from stripe_sim.params import as_int, require
 from stripe_sim.routing import Ctx, route
 from stripe_sim.store import Store
@@ -95,6 +96,7 @@ def advance(store: Store, clock: dict[str, Any], target: int) -> None:
         at, action = due
         clock["frozen_time"] = max(clock["frozen_time"], at)
         action()
+        emit_updates(store)
     else:
         raise invalid("The test clock advanced through too many billing events at once.")
     clock["frozen_time"] = target
@@ -113,6 +115,7 @@ def advance_wall_time(store: Store, target: int) -> None:
         at, action = due
         store.offset = max(store.offset, at - int(time.time()))
         action()
+        emit_updates(store)
     else:
         raise invalid("Time advanced through too many billing events at once.")
     store.offset = max(store.offset, target - int(time.time()))
@@ -135,6 +138,10 @@ def _next_timer(store: Store, clock_id: str | None, target: int) -> tuple[int, C
             and attempt <= target
         ):
             timers.append((attempt, 0, invoice["_seq"], _bind(billing.retry_invoice, store, invoice)))
+    for pi in checkout.processing_debits(store):
+        settle_at = pi.get("_settle_at")
+        if pi["customer"] in customers and settle_at is not None and settle_at <= target:
+            timers.append((settle_at, 0, pi["_seq"], _bind(checkout.debit_settle, store, pi)))
     for session in store.all("checkout.session"):
         if (
             session["customer"] in customers

@@ -29,7 +29,9 @@ def respond(ctx: Ctx, obj: dict[str, Any]) -> dict[str, Any]:
 
 def new_object(store: Store, kind: str, created: int | None = None, **fields: Any) -> dict:
     obj = blank(kind)
-    obj.update(id=fields.pop("id", None) or store.new_id(kind), object=kind, livemode=False)
+    obj.update(id=fields.pop("id", None) or store.new_id(kind), object=kind)
+    if "livemode" in obj:
+        obj["livemode"] = False
     if "created" in obj:
         obj["created"] = created if created is not None else store.now()
     obj.update(fields)
@@ -62,11 +64,23 @@ def search_response(ctx: Ctx, kind: str, url: str) -> dict[str, Any]:
 
 @route("GET", "/v1/account")
 def account_retrieve(ctx: Ctx) -> dict[str, Any]:
+    """The platform's own standard account, as Stripe serves it to its own secret key."""
     account = blank("account")
+    for absent in ("external_accounts", "future_requirements", "requirements", "tos_acceptance"):
+        del account[absent]  # for a standard account's own key Stripe leaves these out
     account.update(
         id=ACCOUNT_ID,
         object="account",
-        business_profile={"name": "Tally (simulated)", "url": None, "support_email": None},
+        business_profile={
+            "mcc": "5734",
+            "minority_owned_business_designation": None,
+            "name": "Tally (simulated)",
+            "support_address": None,
+            "support_email": None,
+            "support_phone": None,
+            "support_url": None,
+            "url": None,
+        },
         business_type="company",
         capabilities={"card_payments": "active", "transfers": "active"},
         charges_enabled=True,
@@ -76,7 +90,23 @@ def account_retrieve(ctx: Ctx) -> dict[str, Any]:
         created=1700000000,
         default_currency="usd",
         email="billing@example.com",
-        settings={"dashboard": {"display_name": "Tally", "timezone": "Etc/UTC"}},
+        settings={
+            "branding": {"icon": None, "logo": None, "primary_color": None, "secondary_color": None},
+            "card_payments": {
+                "decline_on": {"avs_failure": False, "cvc_failure": False},
+                "statement_descriptor_prefix": "TALLY",
+                "statement_descriptor_prefix_kana": None,
+                "statement_descriptor_prefix_kanji": None,
+            },
+            "dashboard": {"display_name": "Tally", "timezone": "Etc/UTC"},
+            "payments": {
+                "statement_descriptor": "TALLY",
+                "statement_descriptor_kana": None,
+                "statement_descriptor_kanji": None,
+                "statement_descriptor_prefix_kana": None,
+                "statement_descriptor_prefix_kanji": None,
+            },
+        },
         type="standard",
         controller={"type": "account"},
     )
@@ -669,6 +699,70 @@ def card_payment_method(
     return pm
 
 
+# Stripe's SEPA Direct Debit test IBANs: the debit is "processing" once confirmed, and the bank
+# answers later (at once, or after at least three minutes): (outcome, seconds until it settles).
+TEST_IBANS: dict[str, tuple[str, int]] = {
+    "DE89370400440532013000": ("succeeded", 0),
+    "DE08370400440532013003": ("succeeded", 180),
+    "DE62370400440532013001": ("failed", 0),
+    "DE78370400440532013004": ("failed", 180),
+    "AT611904300234573201": ("succeeded", 0),
+    "AT861904300235473202": ("failed", 0),
+}
+DEBIT_FAILURE = ("insufficient_funds", "The customer's account has insufficient funds to cover this payment.")
+
+
+def sepa_payment_method(store: Store, iban: str, **fields: Any) -> dict[str, Any]:
+    """A new, unattached SEPA Direct Debit payment method for a test IBAN."""
+    number = "".join(str(iban).split()).upper()
+    if number not in TEST_IBANS:
+        raise invalid_param(
+            "sepa_debit[iban]",
+            "The IBAN you provided is invalid. Use one of Stripe's SEPA Direct Debit test IBANs.",
+            code="invalid_bank_account_iban",
+        )
+    outcome, delay = TEST_IBANS[number]
+    pm = new_object(
+        store,
+        "payment_method",
+        allow_redisplay="unspecified",
+        billing_details={
+            "address": {
+                "city": None,
+                "country": None,
+                "line1": None,
+                "line2": None,
+                "postal_code": None,
+                "state": None,
+            },
+            "email": None,
+            "name": None,
+            "phone": None,
+            "tax_id": None,
+        },
+        customer=None,
+        metadata={},
+        sepa_debit={
+            "bank_code": number[4:12],
+            "branch_code": "",
+            "country": number[:2],
+            "fingerprint": hashlib.sha256(number.encode()).hexdigest()[:16],
+            "generated_from": {"charge": None, "setup_attempt": None},
+            "last4": number[-4:],
+        },
+        type="sepa_debit",
+        _decline=None,
+        _decline_on_attach=False,
+        _debit_outcome=outcome,
+        _debit_delay=delay,
+    )
+    # A bank debit carries its details under its own type; Stripe leaves ``card`` out.
+    pm.pop("card", None)
+    pm.update(fields)
+    store.add(pm)
+    return pm
+
+
 def resolve_payment_method(store: Store, pm_id: Any, param: str = "payment_method") -> dict:
     """A stored payment method, or a fresh one for a test token such as ``pm_card_visa``."""
     if isinstance(pm_id, str) and pm_id in TEST_TOKENS:
@@ -802,6 +896,17 @@ def charge_card(
     metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Create a charge on a card: succeeded, or failed with the card's decline."""
+    if pm["type"] == "sepa_debit":
+        return _debit_charge(
+            store,
+            pm=pm,
+            amount=amount,
+            currency=currency,
+            customer_id=customer_id,
+            payment_intent_id=payment_intent_id,
+            description=description,
+            metadata=metadata,
+        )
     now = store.now_for_customer(customer_id)
     decline = decline_of(pm)
     card = pm["card"]
@@ -840,6 +945,7 @@ def charge_card(
         payment_method_details={
             "card": {
                 "amount_authorized": None if decline else amount,
+                "authorization_code": None if decline else store.new_id("x", 6)[2:].upper(),
                 "brand": card["brand"],
                 "checks": dict(card["checks"]),
                 "country": card["country"],
@@ -847,9 +953,14 @@ def charge_card(
                 "exp_year": card["exp_year"],
                 "fingerprint": card["fingerprint"],
                 "funding": card["funding"],
+                "installments": None,
                 "last4": card["last4"],
+                "mandate": None,
                 "network": card["brand"],
+                "network_transaction_id": None if decline else store.new_id("x", 15)[2:],
+                "regulated_status": "unregulated",
                 "three_d_secure": None,
+                "transaction_link_id": None,
                 "wallet": None,
             },
             "type": "card",
@@ -884,6 +995,129 @@ def charge_card(
     charge["receipt_url"] = f"/receipts/{charge['id']}"
     store.add(charge)
     return charge
+
+
+def _debit_charge(
+    store: Store,
+    *,
+    pm: dict[str, Any],
+    amount: int,
+    currency: str,
+    customer_id: str | None,
+    payment_intent_id: str | None,
+    description: str | None,
+    metadata: dict[str, str] | None,
+) -> dict[str, Any]:
+    """A bank debit: the charge is ``pending`` until the bank answers (``settle_debit``)."""
+    debit = pm["sepa_debit"]
+    charge = new_object(
+        store,
+        "charge",
+        created=store.now_for_customer(customer_id),
+        amount=amount,
+        amount_captured=amount,
+        amount_refunded=0,
+        billing_details=dict(pm["billing_details"]),
+        calculated_statement_descriptor="TALLY",
+        captured=True,
+        currency=currency,
+        customer=customer_id,
+        description=description,
+        disputed=False,
+        fraud_details={},
+        metadata=dict(metadata or {}),
+        outcome={
+            "advice_code": None,
+            "network_advice_code": None,
+            "network_decline_code": None,
+            "network_status": "approved_by_network",
+            "reason": None,
+            "risk_level": "not_assessed",
+            "seller_message": "Payment complete.",
+            "type": "authorized",
+        },
+        paid=False,
+        payment_intent=payment_intent_id,
+        payment_method=pm["id"],
+        payment_method_details={
+            "sepa_debit": {
+                "bank_code": debit["bank_code"],
+                "branch_code": debit["branch_code"],
+                "country": debit["country"],
+                "fingerprint": debit["fingerprint"],
+                "last4": debit["last4"],
+                "mandate": "mandate_" + store.new_id("x", 24)[2:],
+            },
+            "type": "sepa_debit",
+        },
+        receipt_url=None,
+        refunded=False,
+        status="pending",
+    )
+    charge["receipt_url"] = f"/receipts/{charge['id']}"
+    store.add(charge)
+    return charge
+
+
+def settle_debit(store: Store, pi: dict[str, Any], outcome: str) -> None:
+    """The bank answered a processing debit: the intent succeeds, or goes back to
+    ``requires_payment_method`` with the failure, with the events Stripe sends for each."""
+    charge = store.objects["charge"][pi["latest_charge"]]
+    pm = store.objects["payment_method"][pi["payment_method"]]
+    now = store.now_for_customer(pi["customer"])
+    pi.pop("_settle_at", None)
+    if outcome == "succeeded":
+        charge["status"] = "succeeded"
+        charge["paid"] = True
+        txn = new_object(
+            store,
+            "balance_transaction",
+            created=now,
+            amount=charge["amount"],
+            available_on=now + 7 * 86400,
+            currency=charge["currency"],
+            description=charge["description"],
+            fee=0,
+            fee_details=[],
+            net=charge["amount"],
+            reporting_category="charge",
+            source=charge["id"],
+            status="pending",
+            type="charge",
+            balance_type="payments",
+        )
+        store.add(txn)
+        charge["balance_transaction"] = txn["id"]
+        pi["status"] = "succeeded"
+        pi["amount_received"] = pi["amount"]
+        pi["last_payment_error"] = None
+        emit(store, "charge.succeeded", charge)
+        emit(store, "payment_intent.succeeded", pi)
+        return
+    code, message = DEBIT_FAILURE
+    charge["status"] = "failed"
+    charge["captured"] = False
+    charge["amount_captured"] = 0
+    charge["failure_code"] = code
+    charge["failure_message"] = message
+    charge["outcome"] = {
+        **charge["outcome"],
+        "network_status": "declined_by_network",
+        "reason": code,
+        "seller_message": message,
+        "type": "issuer_declined",
+    }
+    pi["status"] = "requires_payment_method"
+    pi["last_payment_error"] = {
+        "charge": charge["id"],
+        "code": code,
+        "doc_url": f"https://stripe.com/docs/error-codes/{code.replace('_', '-')}",
+        "message": message,
+        "payment_method": public(pm),
+        "type": "card_error",
+    }
+    emit(store, "charge.failed", charge)
+    emit(store, "payment_intent.payment_failed", pi)
 
 
 @renderer("charge")
@@ -965,6 +1199,7 @@ def create_payment_intent(
         metadata=dict(metadata or {}),
         payment_method_options={},
         payment_method_types=["card"],
+        allowed_payment_method_types=["card"],
         setup_future_usage=setup_future_usage,
         status="requires_payment_method",
     )
@@ -979,7 +1214,7 @@ def confirm_payment_intent(
 ) -> dict[str, Any]:
     """Charge the intent's card. A decline leaves it ``requires_payment_method`` and raises 402
     (as Stripe does) unless the caller handles the outcome itself."""
-    if pi["status"] in ("succeeded", "canceled"):
+    if pi["status"] in ("succeeded", "canceled", "processing"):
         raise invalid(
             f"This PaymentIntent's status is {pi['status']}, so it cannot be confirmed.",
             code="payment_intent_unexpected_state",
@@ -996,6 +1231,17 @@ def confirm_payment_intent(
         metadata=pi["metadata"],
     )
     pi["latest_charge"] = charge["id"]
+    if pm["type"] == "sepa_debit":
+        # A delayed-notification method: nothing is known until the bank answers.
+        pi["status"] = "processing"
+        pi["payment_method_types"] = sorted({*pi["payment_method_types"], "sepa_debit"})
+        pi["_settle_at"] = store.now_for_customer(pi["customer"]) + pm["_debit_delay"]
+        pi["_settle_outcome"] = pm["_debit_outcome"]
+        if pi.get("setup_future_usage") and pi["customer"] and not pm["customer"]:
+            attach_payment_method(store, pm, store.get("customer", pi["customer"]))
+        emit(store, "charge.pending", charge)
+        emit(store, "payment_intent.processing", pi)
+        return pi
     decline = decline_of(pm)
     if decline:
         code, decline_code, message = decline
@@ -1079,7 +1325,6 @@ def payment_intent_retrieve(ctx: Ctx, id: str) -> dict[str, Any]:
 def payment_intent_update(ctx: Ctx, id: str) -> dict[str, Any]:
     store, params = ctx.store, ctx.params
     pi = store.get("payment_intent", id)
-    before = public(pi)
     if "metadata" in params:
         pi["metadata"] = merge_metadata(pi["metadata"], params["metadata"])
     update_fields(pi, params, ("description", "receipt_email", "setup_future_usage"))
@@ -1088,8 +1333,7 @@ def payment_intent_update(ctx: Ctx, id: str) -> dict[str, Any]:
     if params.get("payment_method"):
         pi["payment_method"] = resolve_payment_method(store, params["payment_method"])["id"]
         pi["status"] = "requires_confirmation"
-    if public(pi) != before:
-        emit(store, "payment_intent.updated", pi, changed(before, pi))
+    # Stripe has no ``payment_intent.updated`` event: an update is seen on the next event.
     return respond(ctx, pi)
 
 
@@ -1112,7 +1356,7 @@ def payment_intent_confirm(ctx: Ctx, id: str) -> dict[str, Any]:
 def payment_intent_cancel(ctx: Ctx, id: str) -> dict[str, Any]:
     store = ctx.store
     pi = store.get("payment_intent", id)
-    if pi["status"] in ("succeeded", "canceled"):
+    if pi["status"] in ("succeeded", "canceled", "processing"):
         raise invalid(
             f"You cannot cancel this PaymentIntent because it has a status of {pi['status']}.",
             code="payment_intent_unexpected_state",
@@ -1147,6 +1391,7 @@ def create_setup_intent(
         metadata=dict(metadata or {}),
         payment_method_options={},
         payment_method_types=["card"],
+        allowed_payment_method_types=["card"],
         status="requires_payment_method",
         usage="off_session",
     )
@@ -1204,6 +1449,28 @@ def setup_intent_create(ctx: Ctx) -> dict[str, Any]:
 @route("GET", "/v1/setup_intents/<id>")
 def setup_intent_retrieve(ctx: Ctx, id: str) -> dict[str, Any]:
     return respond(ctx, ctx.store.get("setup_intent", id))
+
+
+@route("POST", "/v1/setup_intents/<id>")
+def setup_intent_update(ctx: Ctx, id: str) -> dict[str, Any]:
+    """Stripe takes updates while the intent is not yet succeeded or canceled; no event follows
+    (there is no ``setup_intent.updated``)."""
+    store, params = ctx.store, ctx.params
+    seti = store.get("setup_intent", id)
+    if seti["status"] in ("succeeded", "canceled"):
+        raise invalid(
+            f"You cannot update this SetupIntent because it has a status of {seti['status']}.",
+            code="setup_intent_unexpected_state",
+        )
+    if "metadata" in params:
+        seti["metadata"] = merge_metadata(seti["metadata"], params["metadata"])
+    update_fields(seti, params, ("description",))
+    if params.get("customer"):
+        seti["customer"] = store.get("customer", params["customer"], "customer")["id"]
+    if params.get("payment_method"):
+        seti["payment_method"] = resolve_payment_method(store, params["payment_method"])["id"]
+        seti["status"] = "requires_confirmation"
+    return respond(ctx, seti)
 
 
 @route("POST", "/v1/setup_intents/<id>/confirm")

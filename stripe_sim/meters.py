@@ -110,7 +110,7 @@ def meter_event_create(ctx: Ctx) -> dict[str, Any]:
     identifier = str(params.get("identifier") or store.new_id("mevt"))
     existing = store.objects.get("billing.meter_event", {}).get(identifier)
     if existing is not None:
-        return public(existing)
+        return _served(existing)
     now = store.now(customer.get("test_clock"))
     timestamp = as_int(params, "timestamp", now)
     event = {
@@ -127,7 +127,7 @@ def meter_event_create(ctx: Ctx) -> dict[str, Any]:
         "_value": str(value),
     }
     store.add(event)
-    return public(event)
+    return _served(event)
 
 
 def usage_for(store: Store, meter_id: str, customer_id: str, start: int, end: int) -> int:
@@ -170,3 +170,11 @@ def meter_event_summaries(ctx: Ctx, id: str) -> dict[str, Any]:
         "start_time": start,
     }
     return list_object([summary], f"/v1/billing/meters/{id}/event_summaries")
+
+
+def _served(event: dict[str, Any]) -> dict[str, Any]:
+    """A meter event as Stripe answers: its ``identifier`` is its key (the store files it under
+    ``id``, which the API object does not have)."""
+    out = public(event)
+    del out["id"]
+    return out

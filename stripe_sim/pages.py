@@ -80,6 +80,14 @@ def checkout_page(store: Store, session_id: str, error: str | None = None) -> tu
     )
     error_html = f"<p class=error role=alert>{escape(error)}</p>" if error else ""
     email = escape(session["customer_email"] or "")
+    sepa = "sepa_debit" in session["payment_method_types"] and session["mode"] != "setup"
+    sepa_html = (
+        """<p><label>Or IBAN (SEPA Direct Debit) <input name=iban placeholder="DE89 3704 0044 0532 0130 00">
+</label></p><p><small>DE89 3704 0044 0532 0130 00 is debited; DE62 3704 0044 0532 0130 01 fails.
+The bank answers when time moves on (or <code>POST /_sim/settle</code>).</small></p>"""
+        if sepa
+        else ""
+    )
     body = f"""
 <h1>Checkout</h1>
 <table><tr><th>Item</th><th>Qty</th><th>Price</th></tr>{"".join(rows)}</table>
@@ -88,8 +96,9 @@ def checkout_page(store: Store, session_id: str, error: str | None = None) -> tu
 <p><label>Email <input name=email type=email value="{email}" required></label></p>
 <p><label>Name on card <input name=name></label></p>
 <p><label>Card number <input name=card_number inputmode=numeric autocomplete=cc-number
- placeholder="4242 4242 4242 4242" required></label></p>
+ placeholder="4242 4242 4242 4242"{"" if sepa else " required"}></label></p>
 <p><small>4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined.</small></p>
+{sepa_html}
 <button type=submit>{"Save card" if session["mode"] == "setup" else "Pay"}</button>
 </form>
 {f'<p><a href="{escape(session["cancel_url"])}">Cancel and go back</a></p>' if session["cancel_url"] else ""}
@@ -106,11 +115,57 @@ def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tupl
             card_number=form.get("card_number", ""),
             email=form.get("email") or None,
             name=form.get("name") or None,
+            iban=form.get("iban", ""),
         )
     except StripeError as exc:
         status, html = checkout_page(store, session_id, exc.message)
         return (402 if status == 200 else status), html, ""
     return 303, "", target
+
+
+# --- hosted invoice page ---------------------------------------------------------------------------
+
+
+def invoice_page(store: Store, invoice_id: str, note: str = "", error: str = "") -> tuple[int, str]:
+    """What ``hosted_invoice_url`` shows: the invoice, and a way to pay it while it is due."""
+    invoice = store.find("invoice", invoice_id)
+    if invoice is None or invoice["status"] == "draft":
+        return 404, _page("Not found", "<h1>This invoice does not exist.</h1>")
+    lines = "".join(
+        f"<tr><td>{escape(line['description'] or '')}</td>"
+        f"<td>{money(line['amount'], invoice['currency'])}</td></tr>"
+        for line in invoice["_lines"]
+    )
+    parts = [
+        f"<h1>Invoice {escape(invoice['number'] or '')}</h1>",
+        f"<p class=note>{escape(note)}</p>" if note else "",
+        f"<p class=error>{escape(error)}</p>" if error else "",
+        f"<p>Status: <strong data-status>{escape(invoice['status'])}</strong>"
+        f" · Due {_date(invoice['due_date'] or invoice['effective_at'])}</p>",
+        f"<table><tr><th>Description</th><th>Amount</th></tr>{lines}"
+        f"<tr><th>Amount due</th><th>{money(invoice['amount_due'], invoice['currency'])}</th></tr>"
+        f"<tr><th>Amount paid</th><th>{money(invoice['amount_paid'], invoice['currency'])}</th></tr>"
+        "</table>",
+    ]
+    if invoice["status"] in ("open", "uncollectible") and invoice["amount_remaining"] > 0:
+        parts.append(
+            "<form method=post><label>Card number <input name=card_number "
+            "value=4242424242424242 autocomplete=off></label> "
+            f"<button>Pay {money(invoice['amount_remaining'], invoice['currency'])}</button></form>"
+        )
+    return 200, _page(f"Invoice {invoice['number'] or ''}", "".join(parts))
+
+
+def invoice_submit(store: Store, invoice_id: str, form: dict[str, str]) -> tuple[int, str]:
+    invoice = store.find("invoice", invoice_id)
+    if invoice is None or invoice["status"] == "draft":
+        return invoice_page(store, invoice_id)
+    try:
+        billing.pay_from_hosted_page(store, invoice, form.get("card_number", ""))
+    except StripeError as exc:
+        status, html = invoice_page(store, invoice_id, error=exc.message)
+        return (402 if status == 200 else status), html
+    return invoice_page(store, invoice_id, note="Paid. Thank you.")
 
 
 # --- portal --------------------------------------------------------------------------------------
@@ -223,12 +278,26 @@ def debug_page(store: Store) -> str:
         f"<tr><td>{c['id']}</td><td>{escape(c['name'] or '')}</td><td>{_date(c['frozen_time'])}</td></tr>"
         for c in store.all("test_helpers.test_clock")
     )
+    processing = checkout.processing_debits(store)
+    debits = (
+        f"<form method=post action=/_sim/settle><input type=hidden name=back value=1>{len(processing)} "
+        "bank debit(s) processing <button>Let the bank answer now</button></form>"
+        if processing
+        else ""
+    )
+    armed = "".join(
+        f"<li>{escape(f['method'] or 'any')} {escape(f['path'])}: {f['status']} for "
+        f"{f['count'] - f['used']} more call(s)</li>"
+        for f in store.faults
+    )
+    faults = f"<h2>Faults armed</h2><ul>{armed}</ul>" if armed else ""
     body = f"""
 <h1>Stripe simulator</h1>
 <p>Now, for objects on no test clock: {_date(store.now())}{_offset(store.offset)}</p>
 <form method=post action=/_sim/advance>Advance time by
 <input name=days type=number min=1 value=30 style="width:5em"> days (renewals, retries and expiries
 run on the way) <button>Advance</button></form>
+{debits}{faults}
 <h2>Objects</h2><table><tr><th>Type</th><th>Count</th></tr>{counts}</table>
 <h2>Test clocks</h2><table><tr><th>Id</th><th>Name</th><th>Frozen time</th></tr>{clocks}</table>
 <h2>Events (newest first)</h2>

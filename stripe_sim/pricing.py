@@ -93,3 +93,18 @@ def add_interval(start: int, interval: str, count: int, anchor: int | None = Non
     year, month = begin.year + month_index // 12, month_index % 12 + 1
     day = min(day, calendar.monthrange(year, month)[1])
     return int(begin.replace(year=year, month=month, day=day).timestamp())
+
+
+def sub_interval(end: int, interval: str, count: int) -> int:
+    """The start of the billing period of ``interval`` x ``count`` that ends at ``end`` (the
+    period Stripe prorates a partial first period against)."""
+    if interval == "day":
+        return end - count * DAY
+    if interval == "week":
+        return end - count * 7 * DAY
+    months = count * (12 if interval == "year" else 1)
+    finish = dt.datetime.fromtimestamp(end, dt.UTC)
+    month_index = finish.month - 1 - months
+    year, month = finish.year + month_index // 12, month_index % 12 + 1
+    day = min(finish.day, calendar.monthrange(year, month)[1])
+    return int(finish.replace(year=year, month=month, day=day).timestamp())

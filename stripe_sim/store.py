@@ -89,6 +89,8 @@ class Store:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.config = Config()
+        # Where the simulator is served, for the URLs of its hosted pages (set per request).
+        self.base_url = ""
         self.reset()
 
     def reset(self) -> None:
@@ -100,10 +102,14 @@ class Store:
             self.idempotency: dict[tuple[str, str], dict[str, Any]] = {}
             self.deliveries: list[dict[str, Any]] = []
             self.requests: list[dict[str, Any]] = []
+            # Errors to answer instead of the real response (``/_sim/faults``), oldest first.
+            self.faults: list[dict[str, Any]] = []
             # Events waiting to be handed to the webhook dispatcher once the lock is released.
             self.outbox: list[str] = []
             # The API request being handled, recorded on the events it causes.
             self.current_request: dict[str, Any] = {"id": None, "idempotency_key": None}
+            # Each object as the last event about it showed it: a change since is an update.
+            self.snapshots: dict[str, dict[str, Any]] = {}
 
     # --- ids and time ---------------------------------------------------------------------------
 
@@ -172,11 +178,11 @@ class Store:
     def scratch(self) -> Iterator[None]:
         """Run a what-if (an invoice preview) with the real code paths, then roll it all back."""
         with self.lock:
-            saved = copy.deepcopy((self.objects, self.seq, self.deliveries, self.outbox))
+            saved = copy.deepcopy((self.objects, self.seq, self.deliveries, self.outbox, self.snapshots))
             try:
                 yield
             finally:
-                self.objects, self.seq, self.deliveries, self.outbox = saved
+                self.objects, self.seq, self.deliveries, self.outbox, self.snapshots = saved
 
     # --- snapshot -------------------------------------------------------------------------------
 

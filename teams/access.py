@@ -1,7 +1,11 @@
+import re
+
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
 from teams.models import Membership, Organization, Role
+
+_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,100}")
 
 
 def get_org_for_user(
@@ -40,6 +44,9 @@ def get_org_for_api(request, *, min_role: str = Role.MEMBER) -> Organization:
     slug = request.headers.get("X-Tally-Org") or request.query_params.get("org", "")
     if not slug:
         raise Http404("Name the organization with the X-Tally-Org header or ?org=.")
+    if not _SLUG.fullmatch(slug):
+        # No organization has such a slug; answered like any unknown one.
+        raise Http404
     organization, _ = get_org_for_user(request, slug, min_role=min_role)
     return organization
 

@@ -375,16 +375,34 @@ def _lock_owners(organization: Organization) -> list[Membership]:
     return list(Membership.objects.select_for_update().filter(organization=organization, role=Role.OWNER))
 
 
+def _lock_members(organization: Organization, *memberships: Membership) -> list[Membership]:
+    """Serialize the organization's membership changes, then read the roles of the people
+    involved afresh: the objects a request loaded may predate a change that committed since
+    (a concurrent promotion or demotion), and every permission check must see the current one.
+    Raises `not_found` for a membership that is gone."""
+    _lock_organization(organization)
+    fresh = {
+        m.pk: m for m in Membership.objects.select_for_update().filter(pk__in=[m.pk for m in memberships])
+    }
+    for membership in memberships:
+        current = fresh.get(membership.pk)
+        if current is None:
+            raise ServiceError("not_found", "That person is no longer a member.", status=404)
+        membership.role = current.role
+    return [fresh[m.pk] for m in memberships]
+
+
 def membership_change_role(
     *, membership: Membership, actor: Membership, role: str, ip_address: str | None = None
 ) -> Membership:
     if role not in Role.values:
         raise ServiceError("invalid_role", f"Unknown role {role!r}.", field="role")
-    if not actor.can_manage_members:
-        raise ServiceError("forbidden", "Only admins and owners change roles.", status=403)
-    if (role == Role.OWNER or membership.role == Role.OWNER) and not actor.is_owner:
-        raise ServiceError("forbidden", "Only an owner can grant or take away ownership.", status=403)
     with transaction.atomic():
+        _lock_members(membership.organization, membership, actor)
+        if not actor.can_manage_members:
+            raise ServiceError("forbidden", "Only admins and owners change roles.", status=403)
+        if (role == Role.OWNER or membership.role == Role.OWNER) and not actor.is_owner:
+            raise ServiceError("forbidden", "Only an owner can grant or take away ownership.", status=403)
         owners = _lock_owners(membership.organization)
         if membership.role == Role.OWNER and role != Role.OWNER and len(owners) <= 1:
             raise ServiceError("last_owner", "An organization needs an owner; transfer ownership first.")
@@ -405,12 +423,13 @@ def membership_change_role(
 def membership_remove(*, membership: Membership, actor: Membership, ip_address: str | None = None) -> None:
     """Remove someone (or, with actor == membership, leave)."""
     leaving = membership.pk == actor.pk
-    if not leaving:
-        if not actor.can_manage_members:
-            raise ServiceError("forbidden", "Only admins and owners remove members.", status=403)
-        if membership.is_owner and not actor.is_owner:
-            raise ServiceError("forbidden", "Only an owner can remove an owner.", status=403)
     with transaction.atomic():
+        _lock_members(membership.organization, membership, actor)
+        if not leaving:
+            if not actor.can_manage_members:
+                raise ServiceError("forbidden", "Only admins and owners remove members.", status=403)
+            if membership.is_owner and not actor.is_owner:
+                raise ServiceError("forbidden", "Only an owner can remove an owner.", status=403)
         owners = _lock_owners(membership.organization)
         if membership.is_owner and len(owners) <= 1:
             raise ServiceError(
@@ -436,11 +455,12 @@ def ownership_transfer(
     ip_address: str | None = None,
 ) -> None:
     """Make `to` an owner and step the acting owner down to admin."""
-    if not actor.is_owner:
-        raise ServiceError("forbidden", "Only an owner can transfer ownership.", status=403)
     if to.pk == actor.pk or to.organization_id != organization.pk:
         raise ServiceError("invalid_member", "Choose another member of this organization.", field="member")
     with transaction.atomic():
+        _lock_members(organization, to, actor)
+        if not actor.is_owner:
+            raise ServiceError("forbidden", "Only an owner can transfer ownership.", status=403)
         _lock_owners(organization)
         Membership.objects.filter(pk=to.pk).update(role=Role.OWNER)
         Membership.objects.filter(pk=actor.pk).update(role=Role.ADMIN)

@@ -122,3 +122,33 @@ def stripe_sim(_stripe_sim_server, settings):
     previous, stripe.api_base = stripe.api_base, url
     yield app
     stripe.api_base = previous
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    from stripe_sim.strict import STRICT
+
+    STRICT.take()  # what an earlier test's teardown caused is not this test's
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A response or event payload of the simulator that differs from Stripe's shape fails the
+    test that caused it (the simulator serves from its own threads, so it only records them)."""
+    from stripe_sim.strict import STRICT
+
+    result = yield
+    violations = STRICT.take()
+    if violations:
+        shown = "\n".join(f"  {v}" for v in violations[:20])
+        more = f"\n  ... and {len(violations) - 20} more" if len(violations) > 20 else ""
+        pytest.fail(
+            f"stripe_sim served {len(violations)} shapes Stripe would not:\n{shown}{more}", pytrace=False
+        )
+    return result
+
+
+def pytest_terminal_summary(terminalreporter):
+    from stripe_sim.strict import STRICT
+
+    terminalreporter.write_line(STRICT.summary())

@@ -4,9 +4,10 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from credits import services as credit_services
+from credits.models import CreditPurchase
 from teams import services
 from teams.models import Membership, Role
-from tests.factories import InvitationFactory, ProjectFactory
+from tests.factories import CreditPackageFactory, InvitationFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -26,6 +27,13 @@ def acme(org, owner, member):
         "key": key.code,
         "reservation": credit_services.credit_reservation_create(
             organization=org, amount=1, idempotency_key="outsiders"
+        ).code,
+        "purchase": CreditPurchase.objects.create(
+            account=credit_services.credit_account_for(organization=org),
+            package=CreditPackageFactory(),
+            credits=1000,
+            amount=1000,
+            currency="usd",
         ).code,
     }
 
@@ -65,6 +73,7 @@ PAGES = {
     "credits_widget": ([], ["get"]),
     "credits_settings": ([], ["post"]),
     "credits_buy": ([], ["post"]),
+    "credits_purchase": (["purchase"], ["get"]),
     "credits_export": ([], ["get"]),
     "usage": ([], ["get"]),
     "usage_export": ([], ["get"]),

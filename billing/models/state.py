@@ -1,5 +1,6 @@
 """Billing state per organization: its subscription and what it has used."""
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -20,6 +21,13 @@ class SubscriptionStatus(models.TextChoices):
 
 # Statuses whose plan still applies; the others fall back to the Free plan.
 PLAN_STATUSES = (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
+# A subscription that ended at once, or that no longer pays for its period: its plan's credit
+# allowance goes with it (a subscription canceled at period end reaches `canceled` at that end).
+ENDED_STATUSES = (
+    SubscriptionStatus.CANCELED,
+    SubscriptionStatus.UNPAID,
+    SubscriptionStatus.INCOMPLETE_EXPIRED,
+)
 
 
 class Access(models.TextChoices):
@@ -81,6 +89,44 @@ class OrgSubscription(models.Model):
         return self.access_at(timezone.now())
 
 
+class TrialRecord(models.Model):
+    """The one trial an organization, and its Stripe customer, ever gets: written when the
+    trial starts, and kept when the subscription ends, so that checking out again brings none."""
+
+    organization = models.OneToOneField(
+        "teams.Organization", on_delete=models.CASCADE, related_name="trial_record"
+    )
+    stripe_customer_id = models.CharField(max_length=255, unique=True)
+    stripe_subscription_id = models.CharField(max_length=255, unique=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    trial_end = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.organization} trial {self.stripe_subscription_id}"
+
+
+class SubscriptionDuplicate(models.Model):
+    """A second live Stripe subscription of an organization that already had one: canceled at
+    once and its payments refunded. The unique id makes every replay finish the same job, and
+    `resolved_at` lets only one of them audit it and tell the owner."""
+
+    organization = models.ForeignKey(
+        "teams.Organization", on_delete=models.CASCADE, related_name="subscription_duplicates"
+    )
+    stripe_subscription_id = models.CharField(max_length=255, unique=True)
+    kept_subscription_id = models.CharField(max_length=255)
+    amount_refunded = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3, default="usd")
+    detected_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-detected_at"]
+
+    def __str__(self) -> str:
+        return f"{self.organization}: duplicate {self.stripe_subscription_id}"
+
+
 class Payment(models.Model):
     """A paid (or failed, or refunded) invoice: the organization's payment history."""
 
@@ -93,6 +139,9 @@ class Payment(models.Model):
     organization = models.ForeignKey("teams.Organization", on_delete=models.CASCADE, related_name="payments")
     stripe_invoice_id = models.CharField(max_length=255, unique=True)
     stripe_charge_id = models.CharField(max_length=255, blank=True, db_index=True)
+    stripe_subscription_id = models.CharField(
+        max_length=255, blank=True, db_index=True, help_text="The subscription the invoice bills, if any."
+    )
     number = models.CharField(max_length=64, blank=True)
     description = models.CharField(max_length=255, blank=True)
     billing_reason = models.CharField(max_length=64, blank=True)
@@ -134,6 +183,51 @@ class Payment(models.Model):
     @property
     def reason_label(self) -> str:
         return self.REASONS.get(self.billing_reason, self.billing_reason.replace("_", " "))
+
+
+class CheckoutOutcome(models.TextChoices):
+    """Where a Checkout Session ended, as Tally records it (for plans here, for credit packages
+    in credits): open, paid by a delayed method and waiting for the bank, paid, expired unpaid,
+    or its delayed payment failed."""
+
+    OPEN = "open", "Open"
+    PROCESSING = "processing", "Payment processing"
+    COMPLETED = "completed", "Completed"
+    ABANDONED = "abandoned", "Abandoned (expired)"
+    FAILED = "failed", "Payment failed"
+
+
+class PlanCheckout(models.Model):
+    """A subscription checkout Tally opened, and how it ended.
+
+    Written once Stripe has created the session; the webhooks move it on (conditionally, so a
+    replay or a late, out-of-order event changes nothing): completed when the subscription is
+    paid, abandoned when the session expires, failed when a delayed payment is refused. The
+    success page and the billing page read it to tell the person why nothing happened.
+    """
+
+    organization = models.ForeignKey(
+        "teams.Organization", on_delete=models.CASCADE, related_name="plan_checkouts"
+    )
+    plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="+")
+    stripe_session_id = models.CharField(max_length=255, unique=True)
+    status = models.CharField(max_length=16, choices=CheckoutOutcome.choices, default=CheckoutOutcome.OPEN)
+    failure_message = models.CharField(max_length=500, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Checkout of {self.plan} ({self.status})"
+
+    @property
+    def unfinished(self) -> bool:
+        return self.status in (CheckoutOutcome.ABANDONED, CheckoutOutcome.FAILED)
 
 
 class UsageCounter(models.Model):

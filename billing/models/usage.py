@@ -89,6 +89,10 @@ class MeterReport(models.Model):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
 
+    # Not in Stripe yet: both are owed to Stripe and retried with back-off (failed: after
+    # MAX_ATTEMPTS quick retries, or an authentication error; shown to staff, still retried).
+    UNSENT = (Status.PENDING, Status.FAILED)
+
     organization = models.ForeignKey(
         "teams.Organization", on_delete=models.CASCADE, related_name="meter_reports"
     )

@@ -52,6 +52,8 @@ class CreditRecharge(models.Model):
 class PurchaseStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     COMPLETED = "completed", "Completed"
+    ABANDONED = "abandoned", "Abandoned (checkout expired)"
+    FAILED = "failed", "Payment failed"
 
 
 class CreditPurchase(models.Model):
@@ -60,7 +62,10 @@ class CreditPurchase(models.Model):
 
     The row is committed (pending) before Stripe is called, so every session Tally opens has a
     record; `checkout.session.completed` completes it and grants the credits once, keyed by the
-    session id. A refund finds it again by its PaymentIntent.
+    session id (a bank debit completes the session unpaid: the purchase stays pending, marked
+    `processing`, until `checkout.session.async_payment_succeeded`). An expired session marks it
+    abandoned, a refused delayed payment failed (with the bank's reason); neither grants
+    anything. A refund finds it again by its PaymentIntent.
     """
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -74,6 +79,10 @@ class CreditPurchase(models.Model):
     checkout_session_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
     payment_intent_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
     amount_refunded = models.BigIntegerField(default=0)
+    processing = models.BooleanField(
+        default=False, help_text="Paid with a delayed method (a bank debit) that has not settled yet."
+    )
+    failure_message = models.CharField(max_length=500, blank=True)
     transaction = models.OneToOneField(
         "credits.CreditTransaction", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -82,6 +91,7 @@ class CreditPurchase(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="When it was abandoned or failed.")
 
     class Meta:
         ordering = ["-created_at", "-pk"]

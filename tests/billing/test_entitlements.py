@@ -210,6 +210,29 @@ def test_a_subscription_change_invalidates_the_cache(org, django_capture_on_comm
     assert entitlements.check(org, "projects").limit == 5
 
 
+@pytest.mark.parametrize("entry", ["check", "effective_for"])
+def test_it_never_stores_as_fresh_what_it_read_before_an_invalidation(
+    org, entry, monkeypatch, django_capture_on_commit_callbacks
+):
+    """A reader computes from the database, a subscription change commits and invalidates, and
+    only then does the reader store what it computed: the next check must not use it."""
+    compute = entitlements._compute
+
+    def compute_then_a_change_commits(*args, **kwargs):
+        effective = compute(*args, **kwargs)  # read before the change
+        monkeypatch.setattr(entitlements, "_compute", compute)
+        with django_capture_on_commit_callbacks(execute=True):
+            subscribe(org, "pro_monthly")  # commits; its on-commit invalidation runs now
+        return effective
+
+    monkeypatch.setattr(entitlements, "_compute", compute_then_a_change_commits)
+    if entry == "check":
+        assert entitlements.check(org, "projects").limit == 2  # this reader's answer, read before
+    else:
+        assert entitlements.effective_for(org).plan_key == "free"
+    assert entitlements.check(org, "projects").limit == 5  # the next one sees the upgrade
+
+
 def test_a_catalog_change_invalidates_every_organization(org):
     assert entitlements.check(org, "projects").limit == 2
     Plan.objects.get(key="free").entitlements.filter(feature__key="projects").update(limit=4)

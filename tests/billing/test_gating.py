@@ -112,9 +112,9 @@ def test_warnings_show_at_80_percent(client_for, org, member, django_capture_on_
         entitlements.consume(org, "ai_generations", 8, idempotency_key="fill")
     page = client_for(member).get(project.get_absolute_url())
     assert b"You have used 80% of your generations" in page.content
-    # The nav shows what is left on every page of the organization.
+    # The nav shows what is left on every page of the organization, as a badge beside Usage.
     dashboard = client_for(member).get(reverse("dashboard", args=[org.slug])).content.decode()
-    assert 'data-testid="low-quota">2 ai generations left' in dashboard
+    assert 'title="2 ai generations left this period" data-testid="low-quota">2 left' in dashboard
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ def subscribe_seats(client, org, plan_key: str) -> tuple[OrgSubscription, str]:
 
 
 def seat_quantity(client, sub: OrgSubscription) -> int:
-    remote = client.v1.subscriptions.retrieve(sub.stripe_subscription_id, {"expand": ["items.data.price"]})
+    remote = client.v1.subscriptions.retrieve(sub.stripe_subscription_id)
     line = sub.plan.seat_item()
     return seats._seat_item(remote, line).quantity
 

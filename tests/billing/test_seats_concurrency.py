@@ -12,6 +12,7 @@ import redis
 import stripe
 from celery.contrib.testing.worker import start_worker
 from celery.signals import task_postrun
+from django.conf import settings as django_settings
 from django.db import connection, connections
 
 from billing import seats, services
@@ -26,7 +27,8 @@ from tests.factories import InvitationFactory, MembershipFactory, OrganizationFa
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BROKER = "redis://127.0.0.1:6379/15"
+# The test settings' Redis: a run of its own never shares a queue with another run.
+BROKER = django_settings.REDIS_URL
 DELAY = 2
 
 

@@ -302,3 +302,100 @@ def test_reconcile_reports_and_fixes_drift(catalog, org, owner, capsys):
     assert (sub.status, sub.seats) == ("active", 1)
     call_command("billing_reconcile")
     assert "Every subscription matches Stripe." in capsys.readouterr().out
+
+
+# --- The money-back refund takes back the first payment only ------------------------------
+
+
+def test_the_money_back_refund_returns_only_the_subscriptions_first_payment(catalog, org, owner):
+    subscribe(catalog, org, "ai_monthly")
+    first = Payment.objects.get(organization=org)
+    # An upgrade inside the window is paid separately; it is not the payment the guarantee covers.
+    subscriptions.subscription_change(organization=org, plan=Plan.objects.get(key="pro_monthly"), actor=owner)
+    remote = catalog.v1.subscriptions.retrieve(
+        OrgSubscription.objects.get(organization=org).stripe_subscription_id
+    )
+    subscriptions.invoice_record(invoice_id=remote.latest_invoice)
+    upgrade = Payment.objects.get(organization=org, billing_reason="subscription_update")
+    assert upgrade.amount_paid > 0
+
+    refunded = subscriptions.subscription_refund_and_cancel(organization=org, actor=owner)
+    assert refunded.stripe_invoice_id == first.stripe_invoice_id
+    assert catalog.v1.charges.retrieve(first.stripe_charge_id).amount_refunded == first.amount_paid
+    assert catalog.v1.charges.retrieve(upgrade.stripe_charge_id).amount_refunded == 0
+    upgrade.refresh_from_db()
+    assert (upgrade.status, upgrade.amount_refunded) == ("paid", 0)
+    assert OrgSubscription.objects.get(organization=org).status == "canceled"
+
+
+# --- A pending downgrade can be withdrawn -------------------------------------------------
+
+
+def test_choosing_the_current_plan_withdraws_a_pending_downgrade(catalog, org, owner):
+    clock = catalog.v1.test_helpers.test_clocks.create({"frozen_time": int(time.time())})
+    subscribe(catalog, org, "pro_monthly", clock=clock.id)
+    pro, ai = Plan.objects.get(key="pro_monthly"), Plan.objects.get(key="ai_monthly")
+    sub = subscriptions.subscription_change(organization=org, plan=ai, actor=owner)
+    assert sub.pending_plan == ai
+
+    preview = subscriptions.subscription_change_preview(organization=org, plan=pro)
+    assert not preview.immediate and preview.amount_due == 4900  # the renewal stays at Pro's price
+    sub = subscriptions.subscription_change(organization=org, plan=pro, actor=owner)
+    assert (sub.plan, sub.pending_plan, sub.pending_plan_at) == (pro, None, None)
+    remote = catalog.v1.subscriptions.retrieve(sub.stripe_subscription_id)
+    assert {item.price.id for item in remote["items"].data} == {
+        item.stripe_price_id for item in pro.line_items.all()
+    }
+    # Nothing changes at renewal: Pro again, at Pro's price.
+    end = int(sub.current_period_end.timestamp())
+    catalog.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": end + 60})
+    sub = subscriptions.subscription_sync(subscription_id=sub.stripe_subscription_id)
+    assert (sub.plan, sub.pending_plan) == (pro, None)
+    renewal = catalog.v1.invoices.retrieve(
+        catalog.v1.subscriptions.retrieve(sub.stripe_subscription_id).latest_invoice
+    )
+    assert renewal.amount_paid == 4900
+    # Without a pending change, the current plan is still no change at all.
+    with pytest.raises(subscriptions.ServiceError) as error:
+        subscriptions.subscription_change(organization=org, plan=pro, actor=owner)
+    assert error.value.code == "same_plan"
+
+
+def test_the_change_page_offers_to_keep_the_plan_while_a_downgrade_is_pending(
+    client_for, catalog, org, owner
+):
+    subscribe(catalog, org, "pro_monthly")
+    subscriptions.subscription_change(organization=org, plan=Plan.objects.get(key="ai_monthly"), actor=owner)
+    client = client_for(owner)
+    page = client.get(reverse("billing_change", args=[org.slug]), {"plan": "pro_monthly"})
+    assert page.status_code == 200
+    response = client.post(reverse("billing_change", args=[org.slug]), {"plan": "pro_monthly"}, follow=True)
+    assert b"stays on Pro (monthly)" in response.content
+    assert OrgSubscription.objects.get(organization=org).pending_plan is None
+
+
+# --- The portal returns only to this site -------------------------------------------------
+
+
+def test_the_portal_api_returns_only_to_this_sites_own_origin(key_client, catalog, stripe_sim, org, settings):
+    settings.SITE_URL = "https://app.example.com"
+    for foreign in (
+        "https://evil.example.net/o/acme/billing/",
+        "https://app.example.com.evil.net/",
+        "http://app.example.com/o/acme/billing/",  # another scheme is another origin
+        "https://app.example.com:8443/",
+        "https://user@evil.example.net/",
+    ):
+        bad = key_client.post("/api/v1/billing/portal", {"return_url": foreign}, format="json")
+        body = bad.json()
+        assert (bad.status_code, body["code"]) == (400, "invalid_return_url"), foreign
+        assert "return_url" in body["fields"]
+    assert stripe_sim.store.all("billing_portal.session") == []  # nothing was opened
+    ours = "https://app.example.com/o/acme/billing/?from=portal"
+    good = key_client.post("/api/v1/billing/portal", {"return_url": ours}, format="json")
+    assert good.status_code == 201
+    assert [s["return_url"] for s in stripe_sim.store.all("billing_portal.session")] == [ours]
+    default = key_client.post("/api/v1/billing/portal", {}, format="json")
+    assert default.status_code == 201
+    session = stripe_sim.store.get("billing_portal.session", default.json()["url"].rsplit("/", 1)[-1])
+    assert session["return_url"] == "https://app.example.com/o/acme/billing/"

@@ -3,14 +3,18 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import stripe
+import requests
+from django.conf import settings
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
+from django.urls import reverse
 from django.utils import timezone
 
 from billing import entitlements, services, usage
-from billing.models import MeterReport, Plan
+from billing.models import MeterReport, Plan, UsageCounter
 from billing.stripe_client import stripe_client
 from billing.subscriptions import customer_ensure
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -138,28 +142,104 @@ def test_a_crash_between_sending_and_recording_does_not_double_report(team, org,
     assert stripe_usage(team) == 42
 
 
-def test_it_retries_with_back_off_when_stripe_fails(team, org, monkeypatch):
+def fail_meter_events(stripe_sim, *, status: int = 500, count: int = 1, after: bool = False) -> None:
+    """Stripe answers the next `count` meter event calls with `status` (the simulator's fault
+    control); `after` loses only the response, once Stripe has recorded the event."""
+    response = requests.post(
+        f"{settings.STRIPE_API_HOST}/_sim/faults",
+        json={
+            "path": "/v1/billing/meter_events",
+            "status": status,
+            "count": count,
+            "after": after,
+            # The SDK would retry a 5xx at once by itself; the outbox's own back-off is tested here.
+            "should_retry": False,
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+
+
+def sent_identifiers(stripe_sim) -> list[str]:
+    with stripe_sim.store.lock:
+        return sorted(stripe_sim.store.objects.get("billing.meter_event", {}))
+
+
+def recorded(org) -> int:
+    return UsageCounter.objects.get(organization=org, feature__key="ai_generations").used
+
+
+def test_it_retries_with_back_off_when_stripe_fails(team, org, stripe_sim):
     at = team["start"] + timedelta(hours=1)
     generations(org, 5, at=at)
-    calls = []
-
-    def down(self, params, options=None):
-        calls.append(params["identifier"])
-        raise stripe.APIConnectionError("Stripe is unreachable")
-
-    monkeypatch.setattr(stripe.billing.MeterEventService, "create", down)
+    fail_meter_events(stripe_sim, status=503)
     outcome = usage.usage_report_run(now=at)
     assert outcome.retrying == 1
     report = MeterReport.objects.get()
     assert (report.status, report.attempts) == ("pending", 1)
     assert report.next_attempt_at > at
-    assert "unreachable" in report.last_error
+    assert "simulated fault" in report.last_error
     # Not due yet: nothing is sent.
     assert usage.usage_report_send(now=at + timedelta(seconds=1)).retrying == 0
-    monkeypatch.undo()
     assert usage.usage_report_send(now=report.next_attempt_at).sent == 1
     assert stripe_usage(team) == 5
-    assert len(set(calls)) == 1 and calls[0] == report.identifier
+    assert sent_identifiers(stripe_sim) == [report.identifier]
+
+
+def test_a_report_that_ran_out_of_retries_is_retried_until_stripe_has_the_usage(team, org, stripe_sim):
+    at = team["start"] + timedelta(hours=1)
+    generations(org, 40, at=at)
+    fail_meter_events(stripe_sim, count=usage.MAX_ATTEMPTS)
+    usage.usage_report_run(now=at)
+    report = MeterReport.objects.get()
+    while report.status == "pending":
+        usage.usage_report_send(now=report.next_attempt_at)
+        report.refresh_from_db()
+    assert (report.status, report.attempts) == ("failed", usage.MAX_ATTEMPTS)
+
+    # Stripe is back. More usage comes in; the periodic job runs whenever it runs.
+    generations(org, 10, at=report.next_attempt_at, prefix="later")
+    usage.usage_report_run(now=report.next_attempt_at)
+
+    assert stripe_usage(team) == recorded(org) == 50
+    assert set(MeterReport.objects.values_list("status", flat=True)) == {"sent"}
+    assert sent_identifiers(stripe_sim) == sorted(MeterReport.objects.values_list("identifier", flat=True))
+
+
+def test_an_authentication_error_fails_at_once_and_is_retried_once_the_key_is_fixed(
+    team, org, stripe_sim, settings
+):
+    at = team["start"] + timedelta(hours=1)
+    generations(org, 7, at=at)
+    good_key, settings.STRIPE_SECRET_KEY = settings.STRIPE_SECRET_KEY, "sk_test_rotated-and-revoked"
+    outcome = usage.usage_report_run(now=at)
+    assert (outcome.failed, outcome.retrying) == (1, 0)
+    report = MeterReport.objects.get()
+    assert (report.status, report.attempts) == ("failed", 1)
+    assert "Invalid API Key" in report.last_error
+    assert report.next_attempt_at > at  # backed off, not abandoned
+
+    settings.STRIPE_SECRET_KEY = good_key
+    outcome = usage.usage_report_run(now=report.next_attempt_at)
+
+    assert (outcome.prepared, outcome.sent) == (0, 1)
+    report.refresh_from_db()
+    assert (report.status, report.last_error) == ("sent", "")
+    assert stripe_usage(team) == recorded(org) == 7
+
+
+def test_a_lost_response_is_resent_under_the_same_identifier_and_counted_once(team, org, stripe_sim):
+    at = team["start"] + timedelta(hours=1)
+    generations(org, 12, at=at)
+    fail_meter_events(stripe_sim, status=500, after=True)
+    assert usage.usage_report_run(now=at).retrying == 1
+    assert stripe_usage(team) == 12  # Stripe has it; Tally was not told
+
+    report = MeterReport.objects.get()
+    assert usage.usage_report_run(now=report.next_attempt_at).sent == 1
+
+    assert stripe_usage(team) == recorded(org) == 12
+    assert sent_identifiers(stripe_sim) == [report.identifier]
 
 
 def test_the_identifier_is_deterministic_per_org_feature_period_and_window(team, org):
@@ -180,3 +260,51 @@ def test_the_command_reports(team, org, capsys):
 def test_free_plan_usage_is_not_reported(stripe_sim, org):
     usage.usage_ingest(organization=org, events=[{"id": "g", "meter": "ai_generations", "value": 2}])
     assert usage.usage_report_prepare() == 0
+
+
+def test_staff_find_failed_reports_and_retry_them_from_the_admin(team, org, stripe_sim, settings, client):
+    at = timezone.now()
+    generations(org, 9, at=at)
+    good_key, settings.STRIPE_SECRET_KEY = settings.STRIPE_SECRET_KEY, "sk_test_revoked-key"
+    usage.usage_report_run(now=at)
+    settings.STRIPE_SECRET_KEY = good_key
+    report = MeterReport.objects.get()
+    assert report.status == "failed" and report.next_attempt_at > timezone.now()
+    url = reverse("admin:billing_meterreport_changelist")
+
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    listed = client.get(url, {"delivery": "failed"})
+    assert b"Acme" in listed.content and b"Invalid API Key" in listed.content
+    assert b"Retry now" in listed.content
+    assert b"0 meter reports" in client.get(url, {"delivery": "sent"}).content
+
+    response = client.post(url, {"action": "retry_now", "_selected_action": [report.pk]}, follow=True)
+
+    assert b"1 report(s) sent to Stripe" in response.content
+    report.refresh_from_db()
+    assert report.status == "sent"
+    assert stripe_usage(team) == recorded(org) == 9
+    # Retrying a sent report changes nothing, at Tally or at Stripe.
+    client.post(url, {"action": "retry_now", "_selected_action": [report.pk]})
+    assert stripe_usage(team) == 9 and sent_identifiers(stripe_sim) == [report.identifier]
+
+
+def test_staff_who_may_only_view_reports_cannot_resend_them(client, db):
+    viewer = UserFactory(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_meterreport"))
+    client.force_login(viewer)
+    response = client.get(reverse("admin:billing_meterreport_changelist"))
+    assert response.status_code == 200
+    assert b"Retry now" not in response.content
+
+
+def test_the_command_retries_failed_reports_now_when_asked(team, org, stripe_sim, capsys):
+    generations(org, 4, at=timezone.now())
+    fail_meter_events(stripe_sim, status=401)
+    call_command("usage_report")
+    assert "1 failed" in capsys.readouterr().out
+    call_command("usage_report")
+    assert "0 sent" in capsys.readouterr().out  # backed off
+    call_command("usage_report", "--retry-now")
+    assert "0 prepared, 1 sent" in capsys.readouterr().out
+    assert stripe_usage(team) == recorded(org) == 4

@@ -73,15 +73,27 @@ def _enable(org, owner, pack, *, limit=5000, threshold=100):
     )
 
 
+def _switched_on_then_card_removed(org, pack, *, limit=5000, threshold=100):
+    """Auto-recharge on with no card to charge: settings refuse that (test_purchase_pages.py),
+    but the card can go away afterwards, and the recharge must cope."""
+    CreditAccount.objects.filter(organization=org).update(
+        auto_recharge_enabled=True,
+        auto_recharge_threshold=threshold,
+        auto_recharge_package=pack,
+        auto_recharge_monthly_limit=limit,
+    )
+
+
 def test_a_threshold_crossing_starts_one_recharge(org, owner, fund, pack, django_capture_on_commit_callbacks):
-    _enable(org, owner, pack)
+    services.credit_account_for(organization=org)
+    _switched_on_then_card_removed(org, pack)
     fund(150)
     with django_capture_on_commit_callbacks(execute=True):
         _consume(org, 30, "a")  # 120: above
         _consume(org, 30, "b")  # 90: crosses
         _consume(org, 30, "c")  # 60: no new crossing
     recharge = CreditRecharge.objects.get()
-    # No card was ever saved (no Stripe customer): recorded as failed, nothing granted, and
+    # No card (no Stripe customer): recorded as failed, nothing granted, and
     # auto-recharge is off. Charging a real card is in test_purchases.py.
     assert (recharge.status, recharge.failure_code) == ("failed", "no_saved_card")
     account = CreditAccount.objects.get(organization=org)
@@ -89,7 +101,7 @@ def test_a_threshold_crossing_starts_one_recharge(org, owner, fund, pack, django
 
 
 def test_the_database_allows_one_recharge_in_flight(org, owner, fund, pack, account):
-    _enable(org, owner, pack)
+    _switched_on_then_card_removed(org, pack)
     CreditRecharge.objects.create(account=account, package=pack, credits=1000, amount=1000, currency="usd")
     assert services.credit_auto_recharge_start(account_id=account.pk) is None
     with pytest.raises(IntegrityError):
@@ -99,7 +111,7 @@ def test_the_database_allows_one_recharge_in_flight(org, owner, fund, pack, acco
 
 
 def test_it_skips_a_recharge_beyond_the_monthly_limit(org, owner, pack, account):
-    _enable(org, owner, pack, limit=1500)
+    _switched_on_then_card_removed(org, pack, limit=1500)
     CreditRecharge.objects.create(
         account=account, package=pack, credits=1000, amount=1000, currency="usd", status="succeeded"
     )

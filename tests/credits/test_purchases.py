@@ -51,7 +51,8 @@ def session_events(purchase) -> list[str]:
 
 def test_a_paid_checkout_grants_the_package_once(shop, org, owner):
     purchase, paid = buy(org, owner, "pack-50")
-    assert paid.status_code == 303 and paid.headers["Location"].endswith("/o/acme/credits/?purchase=complete")
+    assert paid.status_code == 303
+    assert paid.headers["Location"].endswith(f"/o/acme/credits/?purchase=complete&code={purchase.code}")
 
     purchase.refresh_from_db()
     assert (purchase.status, purchase.credits, purchase.bonus_credits, purchase.amount) == (
@@ -231,7 +232,13 @@ def test_a_declined_recharge_turns_auto_recharge_off_alerts_and_audits(shop, org
 def test_without_a_saved_card_auto_recharge_fails_and_turns_off(stripe_sim, org, owner, fund):
     services.credits_seed_packages()
     fund(1_000)
-    _enable(org, owner, threshold=500)
+    # Switching it on needs a card (test_purchase_pages.py); a card can go away afterwards.
+    CreditAccount.objects.filter(organization=org).update(
+        auto_recharge_enabled=True,
+        auto_recharge_threshold=500,
+        auto_recharge_package=services.credit_package_get(code="pack-10"),
+        auto_recharge_monthly_limit=5_000,
+    )
     services.credits_consume(organization=org, amount=600, idempotency_key="a")
     recharge = CreditRecharge.objects.get()
     assert (recharge.status, recharge.failure_code) == ("failed", "no_saved_card")

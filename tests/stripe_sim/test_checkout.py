@@ -83,6 +83,7 @@ def test_it_completes_a_subscription_checkout(client: stripe.StripeClient, sim: 
         "payment_method.attached",
         "customer.subscription.created",
         "invoice.created",
+        "customer.updated",  # next_invoice_sequence, taken by the invoice's number
         "invoice.finalized",
         "payment_intent.created",
         "charge.succeeded",

@@ -35,6 +35,7 @@ def test_it_renews_then_dunns_a_subscription_to_cancellation(client: stripe.Stri
         "test_helpers.test_clock.advancing",
         "customer.subscription.updated",
         "invoice.created",
+        "customer.updated",  # next_invoice_sequence, taken by the invoice's number
         "invoice.finalized",
         "payment_intent.created",
         "charge.succeeded",
@@ -59,12 +60,14 @@ def test_it_renews_then_dunns_a_subscription_to_cancellation(client: stripe.Stri
         "test_helpers.test_clock.advancing",
         "customer.subscription.updated",
         "invoice.created",
+        "customer.updated",  # next_invoice_sequence, taken by the invoice's number
         "invoice.finalized",
         "payment_intent.created",
         "charge.failed",
         "payment_intent.payment_failed",
         "invoice.payment_failed",
         "customer.subscription.updated",
+        "invoice.updated",  # next_payment_attempt: the first retry scheduled
         "test_helpers.test_clock.ready",
     ]
 

@@ -9,6 +9,7 @@ import pytest
 import stripe
 from werkzeug.test import Client
 
+from stripe_sim.strict import schema
 from tests.stripe_sim import helpers
 from tests.stripe_sim.conftest import Sim
 
@@ -99,6 +100,8 @@ def _served(client: stripe.StripeClient, sim: Sim) -> dict[str, Any]:
 
 
 def test_it_serves_every_field_of_stripes_example_objects(client: stripe.StripeClient, sim: Sim) -> None:
+    """The examples predate this API version: a field it no longer has (``invoice.subscription``)
+    or leaves out when empty (``account.requirements``) is not asked for."""
     served = _served(client, sim)
     missing = {}
     for kind, example in FIXTURES.items():
@@ -106,7 +109,9 @@ def test_it_serves_every_field_of_stripes_example_objects(client: stripe.StripeC
             continue
         obj = served[kind]
         data = obj.to_dict() if hasattr(obj, "to_dict") else obj
-        gaps = sorted(set(example) - set(data))
+        entry = schema().types[schema().objects[example["object"]]]
+        current = set(entry["fields"]) - set(entry.get("absent", ()))
+        gaps = sorted((set(example) & current) - set(data))
         if gaps:
             missing[kind] = gaps
         assert data["object"] == example["object"], kind

@@ -1,7 +1,10 @@
 """Subscriptions, items, invoices, invoice items and previews."""
 
+from typing import Any
+
 import pytest
 import stripe
+from werkzeug.test import Client
 
 from tests.stripe_sim import helpers
 from tests.stripe_sim.conftest import Sim
@@ -238,3 +241,136 @@ def test_it_manages_catalog_objects(client: stripe.StripeClient, sim: Sim) -> No
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.products.delete(product.id)
     assert "product.updated" in sim.events()
+
+
+APRIL_11 = helpers.APRIL_1 + 10 * DAY
+MAY_1 = helpers.APRIL_1 + 30 * DAY
+
+
+@pytest.mark.parametrize(
+    "anchor",
+    [{"billing_cycle_anchor": MAY_1}, {"billing_cycle_anchor_config": {"day_of_month": 1}}],
+    ids=["timestamp", "config"],
+)
+def test_it_prorates_the_first_period_up_to_the_billing_cycle_anchor(
+    client: stripe.StripeClient, anchor: dict
+) -> None:
+    # Subscribed on 11 April at 00:00 to 30.00 a month, anchored to the 1st: the first period
+    # is 11 April - 1 May, 20 days of the 30-day period 1 April - 1 May, so 3000 x 20/30 = 2000.
+    clock = helpers.clock(client, at=APRIL_11)
+    price = helpers.price(client, amount=3000)
+    cus = helpers.customer(client, clock=clock.id)
+    sub = client.v1.subscriptions.create(
+        {"customer": cus.id, "items": [{"price": price.id}], "expand": ["latest_invoice"], **anchor}
+    )
+    assert sub.billing_cycle_anchor == MAY_1
+    assert sub["items"].data[0].current_period_end == MAY_1
+    first = sub.latest_invoice
+    assert (first.amount_due, first.amount_paid, first.status) == (2000, 2000, "paid")
+    line = first.lines.data[0]
+    assert line.parent.subscription_item_details.proration is True
+    assert (line.period.start, line.period.end) == (APRIL_11, MAY_1)
+    if "billing_cycle_anchor_config" in anchor:
+        assert sub.billing_cycle_anchor_config.day_of_month == 1
+    # From the anchor on, whole periods at the full price.
+    helpers.advance(client, clock.id, MAY_1 + 3600)
+    renewed = client.v1.subscriptions.retrieve(sub.id, {"expand": ["latest_invoice"]})
+    assert renewed.latest_invoice.amount_paid == 3000
+    assert renewed["items"].data[0].current_period_end == MAY_1 + 31 * DAY
+
+
+def test_it_charges_nothing_for_the_first_period_without_prorations(client: stripe.StripeClient) -> None:
+    clock = helpers.clock(client, at=APRIL_11)
+    price = helpers.price(client, amount=3000)
+    cus = helpers.customer(client, clock=clock.id)
+    sub = client.v1.subscriptions.create(
+        {
+            "customer": cus.id,
+            "items": [{"price": price.id}],
+            "billing_cycle_anchor": MAY_1,
+            "proration_behavior": "none",
+            "expand": ["latest_invoice"],
+        }
+    )
+    assert (sub.status, sub.latest_invoice.amount_due) == ("active", 0)
+
+
+def test_it_refuses_an_anchor_past_the_natural_billing_date(client: stripe.StripeClient) -> None:
+    price = helpers.price(client, amount=3000)
+    cus = helpers.customer(client)
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.subscriptions.create(
+            {"customer": cus.id, "items": [{"price": price.id}], "billing_cycle_anchor": 2**31}
+        )
+    assert caught.value.param == "billing_cycle_anchor"
+    with pytest.raises(stripe.InvalidRequestError) as both:
+        client.v1.subscriptions.create(
+            {
+                "customer": cus.id,
+                "items": [{"price": price.id}],
+                "billing_cycle_anchor": 2**31,
+                "billing_cycle_anchor_config": {"day_of_month": 1},
+            }
+        )
+    assert "only specify one of" in both.value.error.message
+
+
+def _open_invoice(client: stripe.StripeClient, amount: int = 1234, **customer: Any) -> stripe.Invoice:
+    cus = helpers.customer(client, **customer)
+    client.v1.invoice_items.create({"customer": cus.id, "amount": amount, "currency": "usd"})
+    draft = client.v1.invoices.create(
+        {"customer": cus.id, "pending_invoice_items_behavior": "include", "auto_advance": False}
+    )
+    return client.v1.invoices.finalize_invoice(draft.id, {"auto_advance": False})
+
+
+def test_it_serves_a_hosted_page_for_a_finalized_invoice(client: stripe.StripeClient, sim: Sim) -> None:
+    invoice = _open_invoice(client, card="")
+    assert invoice.hosted_invoice_url == f"{sim.url}/i/{invoice.id}"
+    page = Client(sim.app).get(f"/i/{invoice.id}")
+    assert page.status_code == 200
+    assert invoice.number in page.text and "$12.34" in page.text
+    declined = Client(sim.app).post(f"/i/{invoice.id}", data={"card_number": "4000000000000002"})
+    assert declined.status_code == 402 and "declined" in declined.text
+    paid = Client(sim.app).post(f"/i/{invoice.id}", data={"card_number": "4242424242424242"})
+    assert paid.status_code == 200 and "Paid" in paid.text
+    assert client.v1.invoices.retrieve(invoice.id).status == "paid"
+    assert Client(sim.app).get("/i/in_missing").status_code == 404
+
+
+def test_it_pays_an_uncollectible_invoice(client: stripe.StripeClient, sim: Sim) -> None:
+    invoice = _open_invoice(client)
+    assert client.v1.invoices.mark_uncollectible(invoice.id).status == "uncollectible"
+    paid = client.v1.invoices.pay(invoice.id)
+    assert (paid.status, paid.amount_paid) == ("paid", 1234)
+    other = client.v1.invoices.mark_uncollectible(_open_invoice(client).id)
+    assert client.v1.invoices.pay(other.id, {"paid_out_of_band": True}).status == "paid"
+
+
+def test_it_sends_an_updated_event_for_every_stored_change(client: stripe.StripeClient, sim: Sim) -> None:
+    invoice = _open_invoice(client)
+    # Finalizing took the customer's next invoice number.
+    updates = [e for e in sim.store.all("event") if e["type"] == "customer.updated"]
+    assert updates[0]["data"]["previous_attributes"] == {"next_invoice_sequence": 1}
+    # A failed attempt schedules the next one: the invoice says so in an update.
+    clock = helpers.clock(client)
+    price = helpers.price(client)
+    cus = helpers.customer(client, card="pm_card_chargeCustomerFail", clock=clock.id)
+    sub = client.v1.subscriptions.create(
+        {"customer": cus.id, "items": [{"price": price.id}], "trial_period_days": 30}
+    )
+    helpers.advance(client, clock.id, helpers.APRIL_1 + 30 * DAY + 3600)
+    renewal = client.v1.subscriptions.retrieve(sub.id).latest_invoice
+    sub_updates = [
+        e["data"].get("previous_attributes", {})
+        for e in sim.store.all("event")
+        if e["type"] == "customer.subscription.updated" and e["data"]["object"]["id"] == sub.id
+    ]
+    assert any("latest_invoice" in p for p in sub_updates)
+    invoice_updates = [
+        e["data"].get("previous_attributes", {})
+        for e in sim.store.all("event")
+        if e["type"] == "invoice.updated" and e["data"]["object"]["id"] == renewal
+    ]
+    assert any("next_payment_attempt" in p for p in invoice_updates), invoice_updates
+    assert invoice.status == "open"

@@ -130,3 +130,56 @@ def test_two_owners_leaving_at_once_leave_one_owner_behind():
         t.join()
     assert sorted(outcomes) == ["last_owner", "left"]
     assert Membership.objects.filter(organization=org, role=Role.OWNER).count() == 1
+
+
+# --- Roles are read under the lock ------------------------------------------------------------
+# Each request loads the memberships it acts on before the service takes the lock; a change
+# that commits in between must be seen, or "only an owner grants ownership" can be got around.
+
+
+def test_it_reads_the_targets_role_under_the_lock(org, owner, admin, member):
+    loaded_by_admin = m(org, member)  # Bob, a member when Adam's page loaded
+    services.membership_change_role(membership=m(org, member), actor=m(org, owner), role=Role.OWNER)
+    with pytest.raises(ServiceError) as error:
+        services.membership_change_role(membership=loaded_by_admin, actor=m(org, admin), role=Role.MEMBER)
+    assert error.value.code == "forbidden"
+    assert m(org, member).role == Role.OWNER
+
+
+def test_it_reads_the_actors_role_under_the_lock(org, owner, admin, member):
+    Membership.objects.filter(organization=org, user=admin).update(role=Role.OWNER)
+    adam_as_loaded = m(org, admin)  # an owner when his request began
+    services.membership_change_role(membership=m(org, admin), actor=m(org, owner), role=Role.ADMIN)
+    with pytest.raises(ServiceError) as error:
+        services.membership_change_role(membership=m(org, member), actor=adam_as_loaded, role=Role.OWNER)
+    assert error.value.code == "forbidden"
+    assert m(org, member).role == Role.MEMBER
+
+
+def test_it_reads_a_removed_members_role_under_the_lock(org, owner, admin, member):
+    loaded_by_admin = m(org, member)
+    services.membership_change_role(membership=m(org, member), actor=m(org, owner), role=Role.OWNER)
+    with pytest.raises(ServiceError) as error:
+        services.membership_remove(membership=loaded_by_admin, actor=m(org, admin))
+    assert error.value.code == "forbidden"
+    assert m(org, member).role == Role.OWNER
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_concurrent_promote_and_demote_never_lets_an_admin_take_ownership_away(org, owner, admin):
+    from tests.races import race
+
+    for round_ in range(5):
+        target = MembershipFactory(organization=org, role=Role.MEMBER)
+        by_owner, by_admin = m(org, target.user), m(org, target.user)  # both pages loaded now
+        actors = {0: m(org, owner), 1: m(org, admin)}
+
+        def job(index, by_owner=by_owner, by_admin=by_admin, actors=actors):
+            if index == 0:
+                return services.membership_change_role(membership=by_owner, actor=actors[0], role=Role.OWNER)
+            return services.membership_change_role(membership=by_admin, actor=actors[1], role=Role.MEMBER)
+
+        outcomes = race(2, job)
+        assert not [o for o in outcomes if isinstance(o, Exception) and not isinstance(o, ServiceError)]
+        # Whichever ran first, the owner's promotion stands: the admin may only demote a member.
+        assert m(org, target.user).role == Role.OWNER, round_

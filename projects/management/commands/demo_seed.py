@@ -1,9 +1,17 @@
-from django.core.management.base import BaseCommand
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from billing import services as billing_services
+from billing import subscriptions
 from billing.catalog import catalog_apply, load_catalog
-from billing.models import Plan, SubscriptionStatus
+from billing.models import OrgSubscription, Plan
+from billing.stripe_client import stripe_client
 from credits import services as credit_services
 from projects import services as project_services
 from projects.models import AiModel, Project
@@ -15,6 +23,8 @@ OWNER_EMAIL = "owner@example.com"
 MEMBER_EMAIL = "member@example.com"
 STAFF_EMAIL = "staff@example.com"
 ORG_NAME = "Acme Analytics"
+DEMO_PLAN = "pro_monthly"
+DAY = 86400
 
 PROJECTS = [
     ("Quarterly forecast", "Revenue model for the board pack.", "Summarise churn drivers for Q3"),
@@ -27,8 +37,18 @@ PROJECTS = [
 ]
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """The hosted checkout answers with a redirect to this site, which is not serving yet."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
 class Command(BaseCommand):
-    help = "Create the demo users, organization and projects (safe to run again)."
+    help = (
+        "Create the demo users, organization and projects, and subscribe the organization "
+        "through the Stripe simulator (safe to run again)."
+    )
 
     def _user(self, email: str, name: str) -> User:
         user = User.objects.filter(email=email).first()
@@ -40,8 +60,14 @@ class Command(BaseCommand):
             user.save(update_fields=["password"])
         return user
 
-    @transaction.atomic
     def handle(self, *args, **options) -> None:
+        org, owner = self._local_data()
+        self._subscribe(org, owner)
+        self._projects(org, owner)
+        self.stdout.write(self.style.SUCCESS(f"Demo organization: {org.name} (/o/{org.slug}/)"))
+
+    @transaction.atomic
+    def _local_data(self) -> tuple[Organization, User]:
         for line in catalog_apply(load_catalog()):
             self.stdout.write(line)
         credit_services.credits_seed_packages()
@@ -58,15 +84,47 @@ class Command(BaseCommand):
             org.billing_email = "billing@example.com"
             org.save(update_fields=["billing_email"])
         Membership.objects.get_or_create(organization=org, user=member, defaults={"role": Role.MEMBER})
-        if not hasattr(org, "subscription"):
-            # A contract customer on Pro, so the demo shows limits with room to spare.
-            billing_services.subscription_set(
-                organization=org,
-                plan=Plan.objects.get(key="pro_monthly"),
-                status=SubscriptionStatus.ACTIVE,
-                seats=2,
-                actor=owner,
-            )
+        return org, owner
+
+    def _subscribe(self, org: Organization, owner: User) -> None:
+        """A real subscription, bought the way a customer buys one: a Checkout Session paid on
+        the simulator's hosted page, for a customer on a test clock. The clock starts just over
+        a trial ago and is moved to now, so the trial has ended and the first month is paid:
+        the billing page then shows what a paying customer sees (period, upcoming invoice,
+        cancel, refund, portal)."""
+        current = OrgSubscription.objects.filter(organization=org).first()
+        if current and current.stripe_subscription_id and current.applies:
+            return
+        if not getattr(settings, "STRIPE_API_HOST", ""):
+            raise CommandError("demo_seed subscribes through the Stripe simulator: set STRIPE_API_HOST.")
+        plan = Plan.objects.get(key=DEMO_PLAN)
+        for line in billing_services.catalog_push():
+            self.stdout.write(line)
+        client = stripe_client()
+        now = int(time.time())
+        start = now - (plan.trial_days + 1) * DAY
+        clock = client.v1.test_helpers.test_clocks.create({"frozen_time": start, "name": f"{org.name} demo"})
+        subscriptions.customer_ensure(organization=org, test_clock=clock.id)
+        url = subscriptions.checkout_start(organization=org, plan=plan, actor=owner)
+        form = urllib.parse.urlencode({"card_number": "4242424242424242", "email": owner.email}).encode()
+        try:
+            urllib.request.build_opener(_NoRedirect).open(url, data=form, timeout=30)
+        except urllib.error.HTTPError as answer:
+            if answer.code != 303:
+                raise CommandError(f"The simulator's checkout refused the demo card: {answer.code}") from None
+        session_id = urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+        subscription = subscriptions.checkout_complete(session_id=session_id)
+        client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": now})
+        # The webhooks for the trial's end reach this site once it serves; record them now so
+        # the first page already shows the paid month.
+        for invoice in client.v1.invoices.list(
+            {"subscription": subscription.stripe_subscription_id, "limit": 10}
+        ).auto_paging_iter():
+            subscriptions.invoice_record(invoice_id=invoice.id)
+        subscriptions.subscription_sync(subscription_id=subscription.stripe_subscription_id)
+        self.stdout.write(f"Subscribed {org.name} to {plan.name} (test clock {clock.id})")
+
+    def _projects(self, org: Organization, owner: User) -> None:
         for name, description, prompt in PROJECTS:
             if Project.objects.filter(organization=org, name=name).exists():
                 continue
@@ -75,4 +133,3 @@ class Command(BaseCommand):
             )
             model = AiModel.IMAGE if "logo" in prompt else AiModel.GPT_4
             project_services.generation_create(project=project, prompt=prompt, model=model, actor=owner)
-        self.stdout.write(self.style.SUCCESS(f"Demo organization: {org.name} (/o/{org.slug}/)"))

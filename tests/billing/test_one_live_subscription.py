@@ -1,0 +1,151 @@
+"""At most one live Stripe subscription per organization. Two tabs start checkout: the second
+start expires the first session; a second subscription that completes anyway (two sessions open
+at once) is canceled at once and its payment refunded, audited and the owner told; and
+`billing_reconcile` names any organization with more than one."""
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from djstripe.models import Event
+
+from billing import services, stripe_events, subscriptions
+from billing.models import OrgSubscription, Payment, Plan
+from billing.stripe_client import stripe_client
+from teams.models import AuditEvent
+from tests.billing.conftest import pay_hosted_checkout
+
+LIVE = ("active", "trialing", "past_due", "unpaid", "incomplete")
+
+
+def live_subscriptions(client, org) -> list:
+    customer = subscriptions.customer_ensure(organization=org)
+    return [s for s in client.v1.subscriptions.list({"customer": customer}).data if s.status in LIVE]
+
+
+def session_of(client, url: str):
+    return client.v1.checkout.sessions.retrieve(url.rsplit("/", 1)[-1])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_checkout_expires_the_organizations_earlier_open_sessions(stripe_world, org, owner):
+    client = stripe_world.client
+    first = subscriptions.checkout_start(
+        organization=org, plan=Plan.objects.get(key="ai_monthly"), actor=owner
+    )
+    second = subscriptions.checkout_start(
+        organization=org, plan=Plan.objects.get(key="team_monthly"), actor=owner
+    )
+    assert session_of(client, first).status == "expired"
+    assert session_of(client, second).status == "open"
+    # The first tab can no longer be paid; the second can.
+    assert pay_hosted_checkout(first).status_code != 303
+    assert pay_hosted_checkout(second).status_code == 303
+    assert [s.id for s in live_subscriptions(client, org)] == [
+        OrgSubscription.objects.get(organization=org).stripe_subscription_id
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_checkouts_started_at_once_leave_exactly_one_open(stripe_world, org, owner):
+    from tests.races import race
+
+    plan = Plan.objects.get(key="ai_monthly")
+    for _ in range(3):
+        urls = race(2, lambda i: subscriptions.checkout_start(organization=org, plan=plan, actor=owner))
+        assert all(isinstance(url, str) for url in urls), urls
+        customer = subscriptions.customer_ensure(organization=org)
+        still_open = stripe_world.client.v1.checkout.sessions.list(
+            {"customer": customer, "status": "open"}
+        ).data
+        assert len(still_open) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_subscription_that_completes_anyway_is_canceled_and_refunded(stripe_world, org, owner):
+    client = stripe_world.client
+    url = subscriptions.checkout_start(organization=org, plan=Plan.objects.get(key="ai_monthly"), actor=owner)
+    first = session_of(client, url)
+    # The other tab's session was created while this one's start was still running, so neither
+    # start saw the other: two open sessions for one organization.
+    lines = client.v1.checkout.sessions.line_items.list(first.id).data
+    other = client.v1.checkout.sessions.create(
+        {
+            "mode": "subscription",
+            "customer": first.customer,
+            "line_items": [{"price": line.price.id, "quantity": line.quantity} for line in lines],
+            "success_url": first.success_url,
+            "metadata": dict(first.metadata),
+            "subscription_data": {"metadata": dict(first.metadata)},
+        }
+    )
+    assert pay_hosted_checkout(url).status_code == 303
+    kept = OrgSubscription.objects.get(organization=org).stripe_subscription_id
+    mail.outbox.clear()
+    assert pay_hosted_checkout(other.url).status_code == 303
+
+    duplicate = client.v1.subscriptions.retrieve(session_of(client, other.url).subscription)
+    assert duplicate.id != kept and duplicate.status == "canceled"
+    assert [s.id for s in live_subscriptions(client, org)] == [kept]
+    local = OrgSubscription.objects.get(organization=org)
+    assert (local.stripe_subscription_id, local.status) == (kept, "active")
+    # Its payment went back in full.
+    invoice = client.v1.invoices.retrieve(
+        duplicate.latest_invoice, {"expand": ["payments.data.payment.payment_intent"]}
+    )
+    charge = client.v1.charges.retrieve(invoice.payments.data[0].payment.payment_intent.latest_charge)
+    assert invoice.amount_paid > 0 and charge.amount_refunded == invoice.amount_paid
+    assert Payment.objects.get(stripe_invoice_id=invoice.id).status == "refunded"
+    # Audited, and the owner told.
+    audit = AuditEvent.objects.get(action="billing.duplicate_subscription_canceled")
+    assert audit.target == duplicate.id and audit.data["refunded"] == invoice.amount_paid
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == ["alice@example.com"]
+    assert "refunded" in mail.outbox[0].body
+
+    # Every event again, twice: still one cancellation, one refund, one message.
+    events = list(Event.objects.values_list("id", flat=True))
+    for event_id in events + events:
+        stripe_events.handle(event_id)
+    assert AuditEvent.objects.filter(action="billing.duplicate_subscription_canceled").count() == 1
+    assert len(mail.outbox) == 1
+    assert OrgSubscription.objects.get(organization=org).stripe_subscription_id == kept
+    call_command("billing_reconcile")
+
+
+@pytest.mark.django_db
+def test_reconcile_names_an_organization_with_two_live_subscriptions(stripe_sim, org, owner, capsys):
+    """The webhooks of the second subscription were lost: only reconciliation can see it."""
+    services.catalog_push()
+    client = stripe_client()
+    customer = subscriptions.customer_ensure(organization=org)
+    card = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer})
+    prices = [
+        {"price": i.stripe_price_id, "quantity": 1}
+        for i in Plan.objects.get(key="pro_monthly").line_items.all()
+    ]
+    created = [
+        client.v1.subscriptions.create(
+            {
+                "customer": customer,
+                "items": prices,
+                "default_payment_method": card.id,
+                "metadata": {"tally_org_id": str(org.pk)},
+            }
+        )
+        for _ in range(2)
+    ]
+    subscriptions.subscription_sync(subscription_id=created[0].id)  # Tally heard of the first only
+
+    call_command("billing_reconcile")
+    out = capsys.readouterr().out
+    assert "acme: live subscriptions is 1 here, 2 in Stripe" in out
+    call_command("billing_reconcile", "--fix")
+    assert client.v1.subscriptions.retrieve(created[1].id).status == "canceled"
+    assert client.v1.subscriptions.retrieve(created[0].id).status == "active"
+    invoice = client.v1.invoices.retrieve(
+        created[1].latest_invoice, {"expand": ["payments.data.payment.payment_intent"]}
+    )
+    charge = client.v1.charges.retrieve(invoice.payments.data[0].payment.payment_intent.latest_charge)
+    assert charge.amount_refunded == invoice.amount_paid == 4_900
+    capsys.readouterr()
+    call_command("billing_reconcile")
+    assert "Every subscription matches Stripe." in capsys.readouterr().out
