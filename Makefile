@@ -7,7 +7,7 @@ PORT ?= 8000
 # CI builds the test database once per run; locally it is kept between runs.
 PYTEST_DB := $(if $(CI),--create-db,--reuse-db)
 
-.PHONY: install demo test lint bench screenshots clean
+.PHONY: install demo test soak lint bench screenshots clean
 
 install:
 	$(UV) sync --frozen --quiet
@@ -31,6 +31,15 @@ test: install
 	# The published OpenAPI schema is the API's contract: valid, and no warning tolerated.
 	DATABASE_URL=sqlite:///:memory: $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 	$(PY) -m pytest $(PYTEST_DB) $(PYTEST_ARGS)
+
+# The lifecycle machine for as long as asked: SOAK_EXAMPLES examples of SOAK_STEPS steps, from
+# MACHINE_SEED (a random seed, printed, when unset). A failure prints its seed and its steps.
+SOAK_EXAMPLES ?= 2000
+SOAK_STEPS ?= 40
+soak: install
+	scripts/ensure-services.sh
+	MACHINE_PROFILE=soak SOAK_EXAMPLES=$(SOAK_EXAMPLES) SOAK_STEPS=$(SOAK_STEPS) \
+		$(PY) -m pytest $(PYTEST_DB) -q -x -s -p no:randomly tests/invariants/test_lifecycle_machine.py
 
 lint: install
 	$(PY) -m ruff check .

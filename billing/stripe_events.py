@@ -2,9 +2,10 @@
 service re-reads the object from Stripe and upserts by Stripe's ids, and the credit grants that
 follow (packages, a plan's allowance) carry idempotency keys the database keeps unique."""
 
+from django.db import transaction
 from djstripe.models import Event
 
-from billing import allowances, subscriptions
+from billing import allowances, seats, subscriptions
 from billing.models import OrgSubscription
 
 
@@ -19,6 +20,11 @@ def handle(event_id: str, kind: str | None = None, object_id: str | None = None)
     synced = None
     if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
         synced = subscriptions.checkout_complete(session_id=obj["id"])
+        if synced is not None:
+            # The quantity was counted when checkout started: members who joined while the
+            # page was open are billed from now on.
+            organization_id = synced.organization_id
+            transaction.on_commit(lambda: seats.seat_sync_schedule(organization_id=organization_id))
     elif kind == "checkout.session.expired":
         subscriptions.checkout_expired(session_id=obj["id"])
     elif kind == "checkout.session.async_payment_failed":

@@ -23,6 +23,7 @@ from stripe_sim import (  # noqa: F401
     event_api,
     faults,
     meters,
+    outage,
     pages,
     strict,
 )
@@ -100,6 +101,12 @@ class SimApp:
         ).hexdigest()
         base_url = request.host_url.rstrip("/")
         with self.store.lock:
+            failing = outage.outage_error(self.store.config, request.method, request.path)
+            if failing is not None:
+                self._log(request, failing.status, request_id)
+                return self._json(
+                    failing.status, failing.body(request_id), {**headers, **outage.RETRY_HEADER}
+                )
             self.store.base_url = base_url
             fault = faults.take(self.store.faults, request.method, request.path)
             if fault is not None and not fault["after"]:

@@ -82,6 +82,8 @@ class Config:
     webhook_timeout: float = 10.0
     # Deliveries go to loopback URLs only unless this is set (the simulator is a local tool).
     allow_remote_webhooks: bool = False
+    # Stripe failing for a while: see ``stripe_sim.outage`` (None: healthy).
+    outage: dict[str, Any] | None = None
 
 
 class Store:

@@ -29,7 +29,7 @@ def test_it_seeds_packages_and_prices_once():
 
 
 def test_reconcile_passes_then_catches_a_tampered_balance(org, fund):
-    fund(10)
+    fund(10, source="promotion")  # a purchase would need its payment in Stripe (I3)
     services.credits_consume(organization=org, amount=4, idempotency_key="a")
     call_command("credits_reconcile")
     CreditAccount.objects.update(balance=7)

@@ -1,0 +1,64 @@
+"""Defects the lifecycle machine found, each as a plain regression test."""
+
+import pytest
+import requests
+
+from billing import services, stripe_events, subscriptions
+from billing.models import OrgSubscription, Plan
+from billing.stripe_client import stripe_client
+from credits import reconcile as credit_reconcile
+from tests.factories import MembershipFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_bills_the_members_who_joined_while_checkout_was_open(
+    stripe_sim, org, owner, django_capture_on_commit_callbacks
+):
+    # Found by the machine: start_checkout(team_monthly), member_joins, pay_checkout left Stripe
+    # billing 1 seat for 2 members until some later membership change happened to sync seats.
+    services.catalog_push()
+    url = subscriptions.checkout_start(
+        organization=org, plan=Plan.objects.get(key="team_monthly"), actor=owner
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        MembershipFactory(organization=org)  # joins while the checkout page is open
+    paid = requests.post(url, data={"card_number": "4242424242424242"}, allow_redirects=False, timeout=30)
+    assert paid.status_code == 303
+
+    with django_capture_on_commit_callbacks(execute=True):
+        stripe_events.handle("evt_checkout", "checkout.session.completed", url.rsplit("/", 1)[-1])
+
+    local = OrgSubscription.objects.get(organization=org)
+    remote = stripe_client().v1.subscriptions.retrieve(local.stripe_subscription_id)
+    seat_item = next(i for i in remote["items"].data if (i.price.metadata or {}).get("tally_item") == "seats")
+    assert seat_item.quantity == 2
+    assert local.seats == 2
+
+
+@pytest.fixture
+def machine(stripe_sim):
+    """The lifecycle machine, driven step by step (a failing seed's steps, replayed plainly)."""
+    from tests.invariants.test_lifecycle_machine import _SIM, LifecycleMachine
+
+    _SIM[:] = [stripe_sim]
+    state = LifecycleMachine()
+    yield state
+    state.teardown()
+    _SIM.clear()
+
+
+def test_it_counts_a_paid_periods_allowance_after_the_subscription_ended(machine):
+    # Seed 13 (before this fix): I3 took invoices whose payments a list leaves out for
+    # "refunded in full", so a paid period's allowance stopped counting once canceled.
+    machine.subscribe(plan="pro_monthly", declined=False)
+    machine.time_passes(days=15, deliver=True)  # the trial ends and the first month is paid
+    machine.cancel_now_from_the_dashboard(which=0, deliver=True)
+    machine.i3_nothing_spendable_unpaid()
+    [sub] = machine._all_subscriptions()
+    assert sub.status == "canceled"
+    invoices = list(machine.stripe.v1.invoices.list({"subscription": sub.id}).auto_paging_iter())
+    [renewal] = [i for i in invoices if i.billing_reason == "subscription_cycle"]
+    charges = credit_reconcile._charges_by_intent(machine.customer)
+    start = renewal.lines.data[0].period.start
+    assert credit_reconcile._period_paid(invoices, charges, start, live=False)
