@@ -20,11 +20,8 @@ from djstripe.models import Customer
 from billing import seats, usage
 from billing.models import MeterReport, OrgSubscription, PlanLineItem, UsageCounter
 from billing.stripe_client import stripe_client
-from billing.subscriptions import _plan_of, billable_seats, subscription_sync
+from billing.subscriptions import _plan_of, billable_seats, live_subscriptions, subscription_sync
 from teams.models import Organization
-
-# Stripe statuses in which a subscription may still charge the customer.
-LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "paused")
 
 
 @dataclass(frozen=True)
@@ -50,12 +47,6 @@ def customers_of(organizations: Iterable[Organization] | None = None) -> list[tu
     for customer in rows.order_by("subscriber_id", "-created"):
         seen.setdefault(customer.subscriber_id, (customer.subscriber, customer.id))
     return list(seen.values())
-
-
-def live_subscriptions(customer_id: str) -> list:
-    client = stripe_client()
-    listed = client.v1.subscriptions.list({"customer": customer_id, "status": "all", "limit": 100})
-    return [s for s in listed.auto_paging_iter() if s.status in LIVE_STATUSES]
 
 
 # --- I1 --------------------------------------------------------------------------------------

@@ -164,6 +164,17 @@ def checkout_start(
     seats = billable_seats(organization)
     lines = checkout_line_items(plan=plan, seats=seats, addons=addons)
     customer_id = customer_ensure(organization=organization, test_clock=test_clock)
+    live = live_subscriptions(customer_id)
+    if live:
+        # Paid for, but its webhooks have not reached Tally yet: catch up instead of selling a
+        # second subscription.
+        for remote in live:
+            subscription_sync(subscription_id=remote.id)
+        raise ServiceError(
+            "already_subscribed",
+            "This organization already has a subscription; change its plan instead.",
+            status=409,
+        )
     base = settings.SITE_URL + reverse("billing", args=[organization.slug])
     metadata = {
         "tally_org": organization.slug,
@@ -1357,6 +1368,14 @@ def subscription_reconcile(*, fix: bool = False) -> list[Drift]:
 LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "incomplete", "paused")
 
 
+def live_subscriptions(customer_id: str, *, client=None) -> list:
+    """The customer's subscriptions in Stripe that can still charge, read from Stripe itself:
+    a webhook that has not arrived yet must not hide one."""
+    client = client or stripe_client()
+    listed = client.v1.subscriptions.list({"customer": customer_id, "status": "all", "limit": 100})
+    return [sub for sub in listed.auto_paging_iter() if sub.status in LIVE_STATUSES]
+
+
 def _live_subscriptions_reconcile(client, *, fix: bool) -> list[Drift]:
     """At most one live Stripe subscription per organization. With `fix`, the ones Tally does
     not track are ended as duplicates (canceled, refunded, the owners told); when Tally tracks
@@ -1368,8 +1387,7 @@ def _live_subscriptions_reconcile(client, *, fix: bool) -> list[Drift]:
         )
     )
     for customer_id, organization in selectors.customers_of_organizations():
-        listed = client.v1.subscriptions.list({"customer": customer_id, "status": "all", "limit": 100})
-        live = [sub for sub in listed.auto_paging_iter() if sub.status in LIVE_STATUSES]
+        live = live_subscriptions(customer_id, client=client)
         if len(live) <= 1:
             continue
         ours = tracked.get(organization.pk)

@@ -149,3 +149,20 @@ def test_reconcile_names_an_organization_with_two_live_subscriptions(stripe_sim,
     capsys.readouterr()
     call_command("billing_reconcile")
     assert "Every subscription matches Stripe." in capsys.readouterr().out
+
+
+def test_a_checkout_paid_before_its_webhooks_arrive_blocks_a_second_one(stripe_sim, org, owner):
+    """Found by the lifecycle machine: with the first checkout's webhooks not yet delivered,
+    Tally sold a second subscription. Stripe is asked, not only Tally's own table."""
+    services.catalog_push()  # no webhook endpoint: nothing Stripe sends reaches Tally
+    client = stripe_client()
+    pro = Plan.objects.get(key="pro_monthly")
+    pay_hosted_checkout(subscriptions.checkout_start(organization=org, plan=pro, actor=owner))
+    assert not OrgSubscription.objects.filter(organization=org).exclude(stripe_subscription_id=None)
+
+    with pytest.raises(subscriptions.ServiceError) as error:
+        subscriptions.checkout_start(organization=org, plan=pro, actor=owner)
+    assert error.value.code == "already_subscribed"
+    (live,) = live_subscriptions(client, org)
+    # Tally caught up with the subscription it had not heard of.
+    assert OrgSubscription.objects.get(organization=org).stripe_subscription_id == live.id
