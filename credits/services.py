@@ -1458,15 +1458,8 @@ def credit_purchase_complete(
     and seeing it paid. The grant's idempotency key is the session id, which the database keeps
     unique per account; the purchase moves from pending to completed in the same transaction.
     """
-    try:
-        purchase = (
-            CreditPurchase.objects.select_related("package", "account__organization")
-            .filter(code=purchase_code)
-            .first()
-        )
-    except ValidationError:
-        return None  # not a purchase code of ours
-    if purchase is None or purchase.checkout_session_id not in (None, session_id):
+    purchase = _purchase_of_session(purchase_code, session_id)
+    if purchase is None:
         return None
     with transaction.atomic():
         entry = _credit(

@@ -648,6 +648,12 @@ CARD_TOKENS: dict[str, str] = {
 CHARGE_SUCCEEDED_HOOKS: list = []
 
 
+def _blank_billing_details() -> dict[str, Any]:
+    """A new payment method's billing details, before anyone fills them in."""
+    address = dict.fromkeys(("city", "country", "line1", "line2", "postal_code", "state"))
+    return {"address": address, "email": None, "name": None, "phone": None, "tax_id": None}
+
+
 def card_payment_method(
     store: Store, number: str, *, exp_month: int = 12, exp_year: int | None = None, **fields: Any
 ) -> dict[str, Any]:
@@ -664,20 +670,7 @@ def card_payment_method(
         store,
         "payment_method",
         allow_redisplay="unspecified",
-        billing_details={
-            "address": {
-                "city": None,
-                "country": None,
-                "line1": None,
-                "line2": None,
-                "postal_code": None,
-                "state": None,
-            },
-            "email": None,
-            "name": None,
-            "phone": None,
-            "tax_id": None,
-        },
+        billing_details=_blank_billing_details(),
         card={
             "brand": brand,
             "checks": {
@@ -737,20 +730,7 @@ def sepa_payment_method(store: Store, iban: str, **fields: Any) -> dict[str, Any
         store,
         "payment_method",
         allow_redisplay="unspecified",
-        billing_details={
-            "address": {
-                "city": None,
-                "country": None,
-                "line1": None,
-                "line2": None,
-                "postal_code": None,
-                "state": None,
-            },
-            "email": None,
-            "name": None,
-            "phone": None,
-            "tax_id": None,
-        },
+        billing_details=_blank_billing_details(),
         customer=None,
         metadata={},
         sepa_debit={
