@@ -6,6 +6,8 @@ short one. Webhook handlers re-read the object from Stripe instead of trusting t
 events that arrive twice or out of order end in the same state.
 """
 
+import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -1041,6 +1043,13 @@ def _same_plan(subscription: OrgSubscription, plan: Plan) -> bool:
     """Choosing the current plan is no change, unless a downgrade is pending: then it keeps the
     current plan, withdrawing the downgrade."""
     if plan.pk != subscription.plan_id:
+        if plan.pk == subscription.pending_plan_id:
+            when = subscription.pending_plan_at
+            raise ServiceError(
+                "already_scheduled",
+                f"{plan.name} is already scheduled" + (f" from {when:%-d %B %Y}." if when else "."),
+                field="plan",
+            )
         return False
     if subscription.pending_plan_id is None:
         raise ServiceError("same_plan", "That is the current plan.", field="plan")
@@ -1099,10 +1108,14 @@ def subscription_change(*, organization: Organization, plan: Plan, actor: User) 
         "proration_behavior": "always_invoice" if upgrade else "none",
         "metadata": {"tally_plan": plan.key},
     }
-    # Keyed by the state it changes from: a retried click repeats, a later change does not.
+    # Keyed by the state it changes from and what it asks: a retried click repeats, a later or
+    # different change never reuses a key (Stripe refuses a key sent with other parameters).
     version = int(subscription.updated_at.timestamp())
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
     client.v1.subscriptions.update(
-        remote.id, params, {"idempotency_key": f"tally-change-{remote.id}-{plan.key}-{version}"}
+        remote.id,
+        params,
+        {"idempotency_key": f"tally-change-{remote.id}-{plan.key}-{version}-{digest}"},
     )
     if not upgrade:
         OrgSubscription.objects.filter(pk=subscription.pk).update(

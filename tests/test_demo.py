@@ -147,7 +147,9 @@ def test_it_survives_concurrent_webhook_deliveries_during_cancel_resume_and_refu
     site, slug, log = demo_server
     browser = _log_in(site)
     billing = f"{site}/o/{slug}/billing/"
-    assert "Cancel at period end" in browser.get(billing, timeout=10).text
+    page = browser.get(billing, timeout=10).text
+    # The seeded month was paid moments ago: the money-back refund is on offer.
+    assert "Cancel at period end" in page and "Cancel and refund" in page
 
     stop = threading.Event()
     resenders = [threading.Thread(target=_resend_all, args=(simulator, stop)) for _ in range(3)]
@@ -159,7 +161,7 @@ def test_it_survives_concurrent_webhook_deliveries_during_cancel_resume_and_refu
             ("resume", "Cancel at period end"),
             ("cancel", "Keep my subscription"),
             ("resume", "Cancel at period end"),
-            ("refund", "cancelled and refunded in full"),
+            ("refund", "cancelled and its first payment refunded in full"),
         ]:
             answer = browser.post(
                 f"{billing}{action}/", data={"csrfmiddlewaretoken": browser.cookies["csrftoken"]}, timeout=30
@@ -170,6 +172,8 @@ def test_it_survives_concurrent_webhook_deliveries_during_cancel_resume_and_refu
         stop.set()
         for thread in resenders:
             thread.join(timeout=30)
+    # The message is backed by the money: the paid month came back and the subscription ended.
+    assert "−$49 refunded" in answer.text and 'data-testid="status">Canceled' in answer.text
 
     # Let the simulator finish what is queued, then read every attempt it made.
     deadline = time.time() + 30

@@ -401,6 +401,22 @@ def test_the_portal_api_returns_only_to_this_sites_own_origin(key_client, catalo
     assert session["return_url"] == "https://app.example.com/o/acme/billing/"
 
 
+def test_choosing_the_pending_plan_again_says_it_is_already_scheduled(catalog, org, owner):
+    """Found by the lifecycle machine: upgrade, downgrade, then the same downgrade again sent
+    Stripe a different request under the first one's idempotency key (an unhandled error)."""
+    subscribe(catalog, org, "ai_monthly")
+    pro, ai = Plan.objects.get(key="pro_monthly"), Plan.objects.get(key="ai_monthly")
+    subscriptions.subscription_change(organization=org, plan=pro, actor=owner)
+    sub = subscriptions.subscription_change(organization=org, plan=ai, actor=owner)
+    assert (sub.plan, sub.pending_plan) == (pro, ai)
+
+    with pytest.raises(subscriptions.ServiceError) as error:
+        subscriptions.subscription_change(organization=org, plan=ai, actor=owner)
+    assert (error.value.code, error.value.field) == ("already_scheduled", "plan")
+    sub.refresh_from_db()
+    assert (sub.plan, sub.pending_plan) == (pro, ai)
+
+
 # --- A paid invoice is recorded whichever subscription Tally tracks at that moment ----------
 
 
