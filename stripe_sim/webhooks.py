@@ -2,6 +2,11 @@
 
 Deliveries run outside the store lock: a receiver (dj-stripe) typically calls back into the API
 to re-read the event, and that request must not wait on the delivery that caused it.
+
+Sync deliveries go one at a time, in event order, as Stripe's do: what a receiver's own API call
+causes is delivered after that receiver has answered, not inside its call. Delivered inside it,
+the second handler would wait on the first one's database locks until the delivery timed out
+(and sync mode never retries), then finish in the background while the test already asserts.
 """
 
 import hashlib
@@ -37,6 +42,9 @@ class Dispatcher:
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        # Held by the one thread delivering synchronously; a flush from inside a delivery (a
+        # receiver calling the API) leaves its events to that thread.
+        self._sync_delivering = threading.Lock()
 
     # --- entry points ---------------------------------------------------------------------------
 
@@ -46,11 +54,32 @@ class Dispatcher:
             self.store.outbox.clear()
             sync = self.store.config.webhook_mode == "sync"
         if sync:
-            self.deliver_due(only_first_attempts=True)
+            self._deliver_sync()
         else:
             self.start()
             with self._wake:
                 self._wake.notify_all()
+
+    def _deliver_sync(self) -> None:
+        while self._sync_delivering.acquire(blocking=False):
+            try:
+                self.deliver_due(only_first_attempts=True)
+            finally:
+                self._sync_delivering.release()
+            # A flush that found the lock taken just before the release left its events to us.
+            if not self._first_attempts_due():
+                return
+
+    def _first_attempts_due(self) -> bool:
+        with self.store.lock:
+            now = time.time()
+            return any(
+                d["status"] == "pending"
+                and not d["attempts"]
+                and not d.get("_in_flight")
+                and d["next_attempt_at"] <= now
+                for d in self.store.deliveries
+            )
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():

@@ -415,3 +415,30 @@ def test_choosing_the_pending_plan_again_says_it_is_already_scheduled(catalog, o
     assert (error.value.code, error.value.field) == ("already_scheduled", "plan")
     sub.refresh_from_db()
     assert (sub.plan, sub.pending_plan) == (pro, ai)
+
+
+# --- A paid invoice is recorded whichever subscription Tally tracks at that moment ----------
+
+
+def test_it_records_a_new_subscriptions_paid_invoice_heard_before_its_subscription(catalog, org):
+    """The old subscription ended unheard and a new one was paid: its invoice.paid arriving
+    while Tally still tracks the old one is recorded all the same (nothing paid for is lost)."""
+    old = subscribe(catalog, org, "pro_monthly")
+    customer = catalog.v1.subscriptions.retrieve(old.stripe_subscription_id).customer
+    catalog.v1.subscriptions.cancel(old.stripe_subscription_id)  # no webhooks here: unheard
+    new = catalog.v1.subscriptions.create(
+        {
+            "customer": customer,
+            "items": [{"price": i.stripe_price_id, "quantity": 1} for i in old.plan.line_items.all()],
+            "metadata": {"tally_org_id": str(org.pk)},
+        }
+    )
+    assert OrgSubscription.objects.get(organization=org).stripe_subscription_id == old.stripe_subscription_id
+
+    payment = subscriptions.invoice_record(invoice_id=new.latest_invoice)
+
+    assert Payment.objects.get(stripe_invoice_id=new.latest_invoice) == payment
+    assert (payment.status, payment.amount_paid, payment.stripe_subscription_id) == ("paid", 4_900, new.id)
+    tracked = OrgSubscription.objects.get(organization=org)
+    assert (tracked.stripe_subscription_id, tracked.status) == (new.id, "active")
+    assert tracked.first_paid_at is not None

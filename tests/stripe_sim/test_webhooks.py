@@ -1,13 +1,15 @@
 """Events and webhook endpoints: Stripe-exact signatures, sync delivery, background retries."""
 
 import json
+import threading
 import time
 
 import stripe
+from werkzeug.wrappers import Request, Response
 
 from stripe_sim.webhooks import sign
 from tests.stripe_sim import helpers
-from tests.stripe_sim.conftest import Receiver, Sim
+from tests.stripe_sim.conftest import Receiver, Sim, _serve
 
 
 def _endpoint(client: stripe.StripeClient, receiver: Receiver) -> stripe.WebhookEndpoint:
@@ -40,6 +42,44 @@ def test_it_delivers_signed_events_synchronously(client: stripe.StripeClient, re
     assert event["request"]["id"].startswith("req_")
     stored = client.v1.events.retrieve(event.id)
     assert stored.pending_webhooks == 0
+
+
+def test_it_delivers_what_a_receiver_causes_after_its_own_delivery(
+    client: stripe.StripeClient, sim: Sim
+) -> None:
+    """A receiver that calls the API while handling an event (dj-stripe re-reads objects inside
+    its transaction) must not get the events that call causes while it still holds its locks:
+    Stripe delivers them later, not inside the API call. Delivered nested, the second handler
+    waits for the first one's lock until the delivery times out, is never retried in sync mode,
+    and finishes in the background while the test already asserts."""
+    sim.store.config.webhook_timeout = 2.0
+    row_lock = threading.Lock()  # what a database row lock is to two webhook handlers
+    handled: list[str] = []
+
+    @Request.application
+    def app(request: Request) -> Response:
+        event = json.loads(request.get_data(as_text=True))
+        if not row_lock.acquire(timeout=5):
+            return Response("locked", status=500)
+        try:
+            handled.append(event["type"])
+            if event["type"] == "customer.created":
+                client.v1.customers.update(event["data"]["object"]["id"], {"name": "Acme"})
+        finally:
+            row_lock.release()
+        return Response("ok")
+
+    server, url = _serve(app)
+    try:
+        client.v1.webhook_endpoints.create(
+            {"url": f"{url}/hook/", "enabled_events": ["customer.created", "customer.updated"]}
+        )
+        client.v1.customers.create({"email": "a@example.com"})
+    finally:
+        server.shutdown()
+    assert handled == ["customer.created", "customer.updated"]
+    attempts = [[a["status_code"] for a in d["attempts"]] for d in sim.store.deliveries]
+    assert attempts == [[200], [200]]  # each delivered once, none timed out
 
 
 def test_it_lists_events_by_type(client: stripe.StripeClient) -> None:
