@@ -83,6 +83,9 @@ def _sim_app():
 
 
 _SIM: list = []  # the simulator app of the running test (set by the test function)
+# Examples begun and invariant checks made: the checks run once after set-up and once after
+# every step, so the steps taken are the difference.
+_RUN = {"examples": 0, "checks": 0}
 
 
 class LifecycleMachine(RuleBasedStateMachine):
@@ -93,6 +96,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     def __init__(self):
         super().__init__()
+        _RUN["examples"] += 1
         self.sim = _sim_app()
         # Each example runs in a savepoint rolled back at teardown, and on a fresh simulator.
         self.savepoint = transaction.savepoint()
@@ -567,6 +571,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @invariant()
     def i7_no_handler_raises(self):
+        _RUN["checks"] += 1
         failures = self.deliveries.failures
         assert not failures, "I7: " + "\n".join(
             f"{f.what} of {f.event_type} {f.event_id} raised {f.error}" for f in failures
@@ -650,8 +655,11 @@ def machine_world(stripe_sim):
 
 def test_the_lifecycle_keeps_its_promises(machine_world, machine_settings, machine_seed):
     run = hypothesis.seed(machine_seed)(get_state_machine_test(LifecycleMachine, settings=machine_settings))
+    _RUN.update(examples=0, checks=0)
     try:
         run()
+        steps = _RUN["checks"] - _RUN["examples"]
+        print(f"\nThe lifecycle machine kept every promise over {_RUN['examples']} examples, {steps} steps.")
     except BaseException:
         print(
             f"\nThe lifecycle machine failed with seed {machine_seed} "
