@@ -9,10 +9,12 @@
 The bound is taken over the grants that have not expired, each for its whole amount (a
 consumption refund refills the grant it drew from). "Paid" is Stripe's word, read through the
 API, not Tally's own records: a purchase counts with the part of its charge that was not
-refunded; an allowance counts when an invoice Stripe has as paid covers the period it was
-granted for (and was not refunded in full, unless the subscription is still live), or when the
-period was the organization's first trial. Spent credits are not part of the bound: credits a
-customer spent and then had refunded in money stay spent.
+refunded, nor withdrawn by a dispute that was lost or is still open (Tally freezes an open
+dispute's credits: what can be spent is balance - held - frozen); an allowance counts when an
+invoice Stripe has as paid covers the period it was granted for (and was not refunded in
+full, unless the subscription is still live), or when the period was the organization's first
+trial. Spent credits are not part of the bound: credits a customer spent and then had refunded
+in money stay spent.
 """
 
 from collections.abc import Iterable
@@ -69,12 +71,26 @@ def _charges_by_intent(customer_id: str) -> dict[str, object]:
     return {c.payment_intent: c for c in listed.auto_paging_iter() if c.payment_intent}
 
 
+def _withdrawn(charge) -> int:
+    """The money of a disputed charge that the card network took and did not give back: every
+    dispute that is lost, or still open (its funds withdrawn until it is won)."""
+    if not charge.get("disputed"):
+        return 0
+    listed = stripe_client().v1.disputes.list({"charge": charge.id, "limit": 100})
+    return sum(d.amount for d in listed.auto_paging_iter() if d.status not in ("won", "warning_closed"))
+
+
 def _paid_share(charges: dict, payment_intent_id: str | None, credits: int, amount: int) -> int:
     charge = charges.get(payment_intent_id or "")
     if charge is None or charge.status != "succeeded" or not charge.paid:
         return 0
-    # Disputes (lost) will take their share here too, once Tally handles them.
-    return _kept(credits, amount, charge.amount_refunded)
+    # Each return of money takes back its own share, rounded up, as its clawback does; a
+    # dispute's is its share of the charge (`credit_dispute_record`).
+    kept = _kept(credits, amount, charge.amount_refunded)
+    withdrawn = _withdrawn(charge)
+    if withdrawn and amount > 0:
+        kept -= -(-credits * min(withdrawn, amount) // amount)
+    return max(kept, 0)
 
 
 def _allowance_key(key: str) -> tuple[str, int] | None:
@@ -258,7 +274,7 @@ def ledger_check(*, organizations: Iterable[Organization] | None = None, fix: bo
 def spendable_check(
     *, organizations: Iterable[Organization] | None = None, now: datetime | None = None
 ) -> list[Breach]:
-    """I3: spendable (balance - held) <= paid and not refunded + free credits that were due.
+    """I3: spendable (balance - held - frozen) <= paid and not refunded + free credits that were due.
     Never fixed automatically: taking credits back is a decision for a person."""
     accounts = CreditAccount.objects.select_related("organization").order_by("pk")
     if organizations is not None:

@@ -2,8 +2,9 @@
 
 A Hypothesis state machine whose rules are Tally's public operations (services) and Stripe's own
 moves through the simulator (hosted checkout, dashboard calls through the SDK, test-clock
-advances, outages, card declines) and whose webhook deliveries the machine hands to dj-stripe's
-endpoint when and as often as it likes. After every step it checks the README's promises:
+advances, outages, card declines, disputes won and lost) and whose webhook deliveries the
+machine hands to dj-stripe's endpoint when and as often as it likes. After every step it
+checks the README's promises:
 
 - I1 at most one live Stripe subscription per organization, and it is the one Tally tracks;
 - I2 every credit account reconciles (balance = ledger = remaining grants, held = open holds);
@@ -55,7 +56,14 @@ from teams.models import Membership, Role
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 from tests.invariants.model import PLANS as MODEL_PLANS
 from tests.invariants.model import EntitlementModel, Pending, is_upgrade
-from tests.invariants.world import CARD_DECLINED, CARD_OK, Deliveries, committing, pay_checkout
+from tests.invariants.world import (
+    CARD_DECLINED,
+    CARD_DISPUTED,
+    CARD_OK,
+    Deliveries,
+    committing,
+    pay_checkout,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -471,7 +479,8 @@ class LifecycleMachine(RuleBasedStateMachine):
     @precondition(lambda self: not self.outage)
     @rule(which=st.integers(0, 10), part=st.booleans(), deliver=DELIVER)
     def refund_from_the_dashboard(self, which, part, deliver):
-        charges = [c for c in self._charges() if c.paid and c.amount_refunded < c.amount]
+        # A charged-back payment cannot be refunded (Stripe answers charge_disputed).
+        charges = [c for c in self._charges() if c.paid and c.amount_refunded < c.amount and not c.disputed]
         if not charges:
             return
         charge = charges[which % len(charges)]
@@ -519,8 +528,52 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.deliveries.replay(index)
 
     # --- disputes ---------------------------------------------------------------------------
-    # Rules for disputes (Stripe's dispute card, won and lost) belong here, with their share in
-    # `credits.reconcile.credits_due` (a lost dispute takes back a purchase like a refund).
+    # Stripe's dispute card succeeds and is disputed at once; the dispute is then won or lost
+    # from the dashboard. `credits.reconcile.credits_due` counts a lost or open dispute's money as
+    # not paid, so I3 checks that Tally froze, released or took back the credits it bought.
+
+    @rule(package=st.sampled_from([p[0] for p in PACKAGES]), deliver=DELIVER)
+    def buy_credits_then_disputed(self, package, deliver):
+        started = self._tally(
+            lambda: credit_services.credit_purchase_start(
+                organization=self.org, package=CreditPackage.objects.get(code=package), actor=self.owner.user
+            )
+        )
+        if started:
+            note(f"  -> hosted checkout answered {pay_checkout(started[1], CARD_DISPUTED)}")
+        self._stripe_moved(deliver)
+
+    def _open_disputes(self) -> list:
+        listed = self.stripe.v1.disputes.list({"limit": 100}).auto_paging_iter()
+        return [d for d in listed if d.status in ("needs_response", "under_review", "warning_needs_response")]
+
+    @precondition(lambda self: not self.outage)
+    @rule(which=st.integers(0, 5), deliver=DELIVER)
+    def dispute_won(self, which, deliver):
+        disputes = self._open_disputes()
+        if not disputes:
+            return
+        dispute = disputes[which % len(disputes)]
+        self.stripe.v1.disputes.update(
+            dispute.id, {"evidence": {"uncategorized_text": "winning_evidence"}, "submit": True}
+        )
+        self._stripe_moved(deliver)
+
+    @precondition(lambda self: not self.outage)
+    @rule(which=st.integers(0, 5), accept=st.booleans(), deliver=DELIVER)
+    def dispute_lost(self, which, accept, deliver):
+        """Lost on losing evidence, or accepted from the dashboard."""
+        disputes = self._open_disputes()
+        if not disputes:
+            return
+        dispute = disputes[which % len(disputes)]
+        if accept:
+            self.stripe.v1.disputes.close(dispute.id)
+        else:
+            self.stripe.v1.disputes.update(
+                dispute.id, {"evidence": {"uncategorized_text": "losing_evidence"}, "submit": True}
+            )
+        self._stripe_moved(deliver)
 
     # --- the model --------------------------------------------------------------------------
 

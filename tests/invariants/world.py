@@ -26,6 +26,7 @@ IGNORED_PREFIXES = ("product.", "price.", "billing.meter", "webhook_endpoint.", 
 
 CARD_OK = "4242424242424242"
 CARD_DECLINED = "4000000000000002"
+CARD_DISPUTED = "4000000000000259"  # succeeds, then the cardholder disputes it
 
 
 def committing():
