@@ -15,6 +15,7 @@ from billing import entitlements, seats, services, subscriptions
 from billing.gating import EntitlementError
 from billing.models import EntitlementGrant, Feature, OrgSubscription, Payment, Plan
 from billing.stripe_client import stripe_client
+from config.celery import app
 from teams import services as team_services
 from teams.models import Membership, Organization, Role
 from tests.factories import InvitationFactory, MembershipFactory, UserFactory
@@ -334,3 +335,21 @@ def test_the_seat_preview_falls_back_to_the_tiers_when_stripe_fails(client_for, 
     monkeypatch.setattr(seats, "_invoice_after", down)
     fragment = client_for(owner.user).get(reverse("billing_seat_preview", args=[org.slug]))
     assert b"(seat 4, tier $15)" in fragment.content and b"Stripe did not answer" in fragment.content
+
+
+def test_a_seat_sync_stripe_refuses_never_fails_the_joining_in_process(
+    catalog, org, stripe_sim, django_capture_on_commit_callbacks
+):
+    """Found by the lifecycle machine: with tasks in-process (the demo), Stripe down during the
+    seat sync turned a committed acceptance into an error for the person who joined."""
+    team(org, 2)
+    sub, _ = subscribe_seats(catalog, org, "team_monthly")
+    stripe_sim.store.config.outage = {"status": 500, "paths": [], "remaining": -1}
+    previous, app.conf.task_eager_propagates = app.conf.task_eager_propagates, False
+    try:
+        joined = accept(org, "dora@example.com", django_capture_on_commit_callbacks)
+    finally:
+        app.conf.task_eager_propagates = previous
+        stripe_sim.store.config.outage = None
+    assert joined.organization == org and Membership.objects.filter(organization=org).count() == 3
+    assert seat_quantity(catalog, sub) == 2  # Stripe was down; billing_reconcile repairs it
