@@ -24,6 +24,7 @@ same checks `billing_reconcile` and `credits_reconcile` run on live data.
 
 import contextlib
 import itertools
+import os
 from datetime import UTC, datetime, timedelta
 
 import hypothesis
@@ -715,6 +716,10 @@ def machine_world(stripe_sim):
 
 def test_the_lifecycle_keeps_its_promises(machine_world, machine_settings, machine_seed):
     run = hypothesis.seed(machine_seed)(get_state_machine_test(LifecycleMachine, settings=machine_settings))
+    if os.environ.get("MACHINE_REPRODUCE"):
+        # "<hypothesis version> <blob>" from a failure's @reproduce_failure line replays that example alone.
+        version, blob = os.environ["MACHINE_REPRODUCE"].split()
+        run = hypothesis.reproduce_failure(version, blob.encode())(run)
     _RUN.update(examples=0, checks=0)
     try:
         run()
