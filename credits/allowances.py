@@ -44,6 +44,8 @@ def credits_allowance_grant(
         if error.code != "idempotency_key_reused":
             raise
         return False  # granted already for this period, under the plan it had then
+    if not entry.replayed:
+        services.credit_allowance_disputes_apply(subscription_id=reference_id)
     return not entry.replayed
 
 

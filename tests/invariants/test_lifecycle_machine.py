@@ -551,6 +551,19 @@ class LifecycleMachine(RuleBasedStateMachine):
             note(f"  -> hosted checkout answered {pay_checkout(started[1], CARD_DISPUTED)}")
         self._stripe_moved(deliver)
 
+    @rule(plan=st.sampled_from(PLANS))
+    def subscribe_then_disputed(self, plan):
+        """Checkout on the dispute card: each payment it makes (the first, or the first after a
+        trial, and the renewals) is disputed at once."""
+        url = self._tally(
+            lambda: subscriptions.checkout_start(
+                organization=self.org, plan=Plan.objects.get(key=plan), actor=self.owner.user
+            )
+        )
+        if url:
+            note(f"  -> hosted checkout answered {pay_checkout(url, CARD_DISPUTED)}")
+        self._stripe_moved(True)
+
     def _open_disputes(self) -> list:
         listed = self.stripe.v1.disputes.list({"limit": 100}).auto_paging_iter()
         return [d for d in listed if d.status in ("needs_response", "under_review", "warning_needs_response")]
