@@ -26,6 +26,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from billing import services_payments
 from credits import conf, selectors
 from credits.models import (
     CreditAccount,
@@ -306,8 +307,6 @@ def credit_account_for(*, organization: Organization) -> CreditAccount:
 
 def _require_card_on_file(organization: Organization) -> None:
     """Auto-recharge charges the saved card with nobody present: without one it could only fail."""
-    from billing import services_payments
-
     try:
         has_card = services_payments.payment_card_on_file(organization=organization)
     except stripe.StripeError:
@@ -1393,8 +1392,6 @@ def credit_purchase_start(
     was shown and paid for even if staff change the package meanwhile. Stripe is called after the
     commit, with a key derived from the purchase, so a retried call opens the same session.
     """
-    from billing import services_payments
-
     if not package.is_active:
         raise ServiceError("unknown_package", "Choose one of the packages on sale.", field="package")
     if package.unit_amount <= 0:
@@ -1836,8 +1833,6 @@ def credit_recharge_charge(*, recharge: CreditRecharge) -> CreditRecharge:
     PaymentIntent instead of charging again. Errors other than a declined card (network, Stripe
     unavailable) propagate and leave the recharge pending, for the task to retry.
     """
-    from billing import services_payments
-
     account = CreditAccount.objects.select_related("organization").get(pk=recharge.account_id)
     try:
         result = services_payments.payment_charge_saved_card(
