@@ -20,7 +20,7 @@ from billing.gating import EntitlementError
 from billing.models import OrgSubscription, Plan, PlanLineItem, SeatPolicy
 from billing.stripe_client import stripe_client
 from billing.subscriptions import Preview, billable_seats, preview_lines, seat_holders, subscription_sync
-from teams.errors import ServiceError
+from common.errors import ServiceError
 from teams.models import Organization
 from teams.services import audit_record
 

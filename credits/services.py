@@ -27,6 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing import services_payments
+from common.errors import ServiceError
 from credits import conf, selectors
 from credits.models import (
     CreditAccount,
@@ -46,7 +47,6 @@ from credits.models import (
     ReservationStatus,
     TransactionType,
 )
-from teams.errors import ServiceError
 from teams.models import Organization, Role, User
 from teams.services import audit_record
 
