@@ -24,6 +24,7 @@ from billing.models import (
     UsageCounter,
     UsageEvent,
 )
+from common.admin import ReadOnlyAdmin
 
 
 class CatalogAdmin(admin.ModelAdmin):
@@ -142,19 +143,6 @@ class OrgSubscriptionAdmin(admin.ModelAdmin):
             if subscription_sync(subscription_id=subscription.stripe_subscription_id):
                 synced += 1
         self.message_user(request, f"{synced} subscription(s) synced from Stripe.")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Usage is evidence for invoices: visible to staff, never edited by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(UsageCounter)

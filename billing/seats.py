@@ -27,7 +27,7 @@ from billing.subscriptions import (
     seat_holders,
     subscription_sync,
 )
-from teams.errors import ServiceError
+from common.errors import ServiceError
 from teams.models import Organization
 from teams.services import audit_record
 

@@ -42,7 +42,7 @@ from billing.models import (
 )
 from billing.services_payments import CheckoutResult, PaymentCheckoutOutcome, payment_checkout_settled
 from billing.stripe_client import stripe_client
-from teams.errors import ServiceError
+from common.errors import ServiceError
 from teams.models import Membership, Organization, User
 from teams.services import audit_record
 

@@ -7,9 +7,9 @@ from datetime import datetime
 from django.db.models import Q
 from django.utils import timezone
 
+from common.errors import ServiceError
 from credits import services
 from credits.models import CreditGrant, GrantSource, TransactionType
-from teams.errors import ServiceError
 from teams.models import Organization
 from teams.services import audit_record
 

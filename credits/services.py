@@ -26,8 +26,10 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from billing import services_payments
 from billing.allowances import allowance_key_parse
 from billing.models import Payment, PaymentDispute
+from common.errors import ServiceError
 from credits import conf, selectors
 from credits.models import (
     CreditAccount,
@@ -47,7 +49,6 @@ from credits.models import (
     ReservationStatus,
     TransactionType,
 )
-from teams.errors import ServiceError
 from teams.models import Organization, Role, User
 from teams.services import audit_record
 
@@ -308,8 +309,6 @@ def credit_account_for(*, organization: Organization) -> CreditAccount:
 
 def _require_card_on_file(organization: Organization) -> None:
     """Auto-recharge charges the saved card with nobody present: without one it could only fail."""
-    from billing import services_payments
-
     try:
         has_card = services_payments.payment_card_on_file(organization=organization)
     except stripe.StripeError:
@@ -1395,8 +1394,6 @@ def credit_purchase_start(
     was shown and paid for even if staff change the package meanwhile. Stripe is called after the
     commit, with a key derived from the purchase, so a retried call opens the same session.
     """
-    from billing import services_payments
-
     if not package.is_active:
         raise ServiceError("unknown_package", "Choose one of the packages on sale.", field="package")
     if package.unit_amount <= 0:
@@ -1877,8 +1874,6 @@ def credit_recharge_charge(*, recharge: CreditRecharge) -> CreditRecharge:
     PaymentIntent instead of charging again. Errors other than a declined card (network, Stripe
     unavailable) propagate and leave the recharge pending, for the task to retry.
     """
-    from billing import services_payments
-
     account = CreditAccount.objects.select_related("organization").get(pk=recharge.account_id)
     try:
         result = services_payments.payment_charge_saved_card(

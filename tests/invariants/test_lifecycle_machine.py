@@ -49,11 +49,11 @@ from billing import entitlements, reconcile, seats, services, subscriptions, usa
 from billing.models import MeterReport, OrgSubscription, Plan
 from billing.stripe_client import stripe_client
 from billing.stripe_setup import stripe_webhook_endpoint_ensure
+from common.errors import ServiceError
 from credits import reconcile as credit_reconcile
 from credits import services as credit_services
 from credits.models import CreditPackage, CreditReservation, CreditTransaction
 from teams import services as team_services
-from teams.errors import ServiceError
 from teams.models import Membership, Role
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 from tests.invariants.model import PLANS as MODEL_PLANS
