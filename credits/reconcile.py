@@ -25,9 +25,9 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from billing.gateway.client import stripe_client
 from billing.reconcile import Breach, customers_of
-from billing.stripe_client import stripe_client
-from billing.subscriptions import LIVE_STATUSES
+from billing.subscriptions.sync import LIVE_STATUSES
 from credits import selectors
 from credits.models import (
     CreditAccount,
