@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.db import transaction
 
-from billing import entitlements, usage
+from billing import entitlements, metering
 from billing.models import (
     Addon,
     AddonEntitlement,
@@ -24,6 +24,7 @@ from billing.models import (
     UsageCounter,
     UsageEvent,
 )
+from billing.subscriptions.sync import subscription_sync
 from common.admin import ReadOnlyAdmin
 
 
@@ -136,8 +137,6 @@ class OrgSubscriptionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Sync from Stripe")
     def sync_from_stripe(self, request, queryset):
-        from billing.subscriptions import subscription_sync
-
         synced = 0
         for subscription in queryset.exclude(stripe_subscription_id=None):
             if subscription_sync(subscription_id=subscription.stripe_subscription_id):
@@ -309,7 +308,7 @@ class MeterReportAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry now (send to Stripe)", permissions=["retry"])
     def retry_now(self, request, queryset):
-        outcome = usage.meter_report_retry(reports=queryset)
+        outcome = metering.meter_report_retry(reports=queryset)
         level = messages.SUCCESS if not (outcome.failed or outcome.retrying) else messages.WARNING
         self.message_user(
             request,

@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing import entitlements, selectors, subscriptions
+from billing import entitlements, seats, selectors, subscriptions
 from billing.models import Access, Interval, Plan, PlanLineItem
 from common.checkout import checkout_redirect
 from common.errors import ServiceError
@@ -120,7 +120,7 @@ def _billing_context(organization, membership) -> dict:
         if subscription and subscription.applies
         else Plan.objects.filter(is_free=True).first(),
         "usage": entitlements.entitlements_for(organization),
-        "seats_used": subscriptions.billable_seats(organization),
+        "seats_used": seats.billable_seats(organization),
         "payments": selectors.payments_of(organization)[:24],
         "money_back_until": subscriptions.money_back_deadline(subscription),
         "plans": Plan.objects.public()

@@ -8,8 +8,10 @@ import pytest
 from django.core import mail
 from djstripe.models import Event
 
-from billing import entitlements, stripe_events, subscriptions
+from billing import entitlements, subscriptions
+from billing.gateway.customers import customer_ensure
 from billing.models import Access, OrgSubscription, Payment, PaymentDispute, Plan
+from billing.webhooks import dispatch
 from tests.billing.test_lifecycle import clock_now, past_period_end, pay_hosted_checkout
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,7 +56,7 @@ def test_a_disputed_subscription_payment_restricts_access_until_the_dispute_is_w
     sent = len(mail.outbox)
 
     for event in Event.objects.filter(type__startswith="charge.dispute."):
-        stripe_events.handle(event.id)
+        dispatch.handle(event.id)
     sub.refresh_from_db()
     assert sub.dispute_grace_until is None and len(mail.outbox) == sent
 
@@ -69,7 +71,7 @@ def test_a_lost_dispute_keeps_access_restricted_until_a_later_invoice_is_paid(wo
     assert PaymentDispute.objects.get().status == "lost"
 
     # A good card pays the renewal: the period is paid for again, access comes back.
-    customer = subscriptions.customer_ensure(organization=org)
+    customer = customer_ensure(organization=org)
     visa = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer})
     client.v1.customers.update(customer, {"invoice_settings": {"default_payment_method": visa.id}})
     client.v1.subscriptions.update(sub.stripe_subscription_id, {"default_payment_method": visa.id})
