@@ -161,6 +161,11 @@ class Payment(models.Model):
     period_start = models.DateTimeField(null=True, blank=True)
     period_end = models.DateTimeField(null=True, blank=True)
     hosted_invoice_url = models.URLField(max_length=500, blank=True)
+    needs_authentication = models.BooleanField(
+        default=False,
+        help_text="Open, waiting for the cardholder to authenticate the payment (3D Secure) on "
+        "the hosted invoice page.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     paid_at = models.DateTimeField(null=True, blank=True)
 
