@@ -26,6 +26,7 @@ from stripe_sim import (  # noqa: F401
     meters,
     outage,
     pages,
+    pdf,
     strict,
 )
 from stripe_sim.errors import StripeError, unauthorized
@@ -228,6 +229,8 @@ class SimApp:
                 return self._portal(request, parts[1])
             if parts[0] == "i" and len(parts) == 2:
                 return self._invoice(request, parts[1])
+            if parts[0] == "i" and len(parts) == 3 and parts[2] == "pdf":
+                return self._invoice_pdf(parts[1])
             if parts[0] == "authenticate" and len(parts) == 2:
                 return self._authenticate_intent(request, parts[1])
             if parts[0] == "_sim":
@@ -278,6 +281,17 @@ class SimApp:
                 status, html = pages.invoice_page(self.store, invoice_id)
         self.dispatcher.flush()
         return self._html(status, html)
+
+    def _invoice_pdf(self, invoice_id: str) -> Response:
+        with self.store.lock:
+            document = pdf.invoice_pdf(self.store, invoice_id)
+        if document is None:
+            return Response("Not found", status=404)
+        return Response(
+            document,
+            content_type="application/pdf",
+            headers={"Content-Disposition": f'inline; filename="{invoice_id}.pdf"'},
+        )
 
     def _authenticate_intent(self, request: Request, pi_id: str) -> Response:
         with self.store.lock:

@@ -406,6 +406,7 @@ def finalize(store: Store, invoice: dict[str, Any]) -> None:
     invoice["effective_at"] = now
     invoice["status_transitions"]["finalized_at"] = now
     invoice["hosted_invoice_url"] = f"{store.base_url}/i/{invoice['id']}"
+    invoice["invoice_pdf"] = f"{store.base_url}/i/{invoice['id']}/pdf"  # stripe_sim.pdf
     invoice["next_payment_attempt"] = now if invoice["collection_method"] == "charge_automatically" else None
     emit(store, "invoice.finalized", invoice)
     if invoice["amount_due"] == 0:
