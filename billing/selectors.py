@@ -151,3 +151,8 @@ def payment_awaiting_authentication(organization) -> Payment | None:
         .order_by("-created_at", "-pk")
         .first()
     )
+
+
+def invoices_of(organization) -> list[Payment]:
+    """The organization's invoices, newest first: everything the invoices page shows is on the row."""
+    return list(Payment.objects.filter(organization=organization).order_by("-created_at", "-pk"))

@@ -53,6 +53,19 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
         "period_start": _ts(lines[0].period.start) if lines else None,
         "period_end": _ts(lines[0].period.end) if lines else None,
         "hosted_invoice_url": invoice.hosted_invoice_url or "",
+        "invoice_pdf": invoice.invoice_pdf or "",
+        "total": invoice.total,
+        "lines": [
+            {
+                "description": line.description or "",
+                "quantity": line.quantity,
+                "amount": line.amount,
+                "currency": line.currency,
+                "period_start": line.period.start,
+                "period_end": line.period.end,
+            }
+            for line in lines
+        ],
         "needs_authentication": _awaits_authentication(invoice),
         "created_at": _ts(invoice.created),
         "paid_at": paid_at,
