@@ -128,7 +128,7 @@ REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss", "unix"))
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "teams.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "tally",
         }
@@ -151,6 +151,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "credits-expire": {"task": "credits.tasks.expire_credits", "schedule": 15 * 60},
     "billing-reconcile": {"task": "billing.tasks.reconcile_subscriptions", "schedule": 24 * 3600},
+    # API keys' last use, noted in Redis by each request, written in bulk.
+    "teams-api-key-use": {"task": "teams.tasks.flush_api_key_use", "schedule": 60},
 }
 
 # --- Auth -----------------------------------------------------------------------------------
