@@ -303,9 +303,12 @@ def _store(organization: Organization, effective: Effective, generation: str, no
 
 def effective_for(organization: Organization, *, now: datetime | None = None) -> Effective:
     now = now or timezone.now()
-    version = _catalog_version()
-    generation = _generation(organization.pk)  # before anything is read
-    effective = cache.get(_ent_key(organization.pk))
+    # One round trip for the three; the generation is read before the database is.
+    generation_key, ent_key = _generation_key(organization.pk), _ent_key(organization.pk)
+    cached = cache.get_many([VERSION_KEY, generation_key, ent_key])
+    version = cached.get(VERSION_KEY) or _catalog_version()
+    generation = cached.get(generation_key) or _generation(organization.pk)
+    effective = cached.get(ent_key)
     if _fresh(effective, version, generation, now):
         return effective
     effective = _compute(organization, version, now)
