@@ -29,7 +29,7 @@ def api_buckets(*, organization: Organization, caller: str | None, now: datetime
     """The organization's bucket (`api_rate`) and the caller's own (`api_key_rate`), so that one
     runaway key cannot use up what the organization's other keys and people share."""
     buckets = []
-    effective = entitlements.effective_for(organization, now=now)
+    effective = entitlements.effective_for(organization, now=now, remember=True)
     org_limit = _plan_limit(effective, FEATURE)
     if org_limit is not None:
         buckets.append(Bucket(f"org:{organization.pk}", org_limit))
