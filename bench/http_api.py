@@ -276,7 +276,8 @@ def main() -> None:
             warm(tally_port, secrets)
             print(f"\n== gunicorn, {name}")
             print(
-                f"{'path':<44} {'raw/s':>9} {'Tally/s':>9} {'ratio':>6} {'p50 raw/Tally ms':>17} {'p99 Tally':>9}"
+                f"{'path':<44} {'raw/s':>9} {'Tally/s':>9} {'ratio':>6} "
+                f"{'p50 raw/Tally ms':>17} {'p99 Tally':>9}"
             )
 
             def row(label, result):
