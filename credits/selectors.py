@@ -2,11 +2,10 @@
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.core import signing
-from django.db.models import Count, F, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from credits.models import (
@@ -17,6 +16,7 @@ from credits.models import (
     CreditPurchase,
     CreditReservation,
     CreditTransaction,
+    CreditUsageDay,
     PurchaseStatus,
     ReservationStatus,
     TransactionType,
@@ -66,10 +66,11 @@ def transactions_of(
     rows = CreditTransaction.objects.filter(account=account).select_related("price", "actor")
     if type:
         rows = rows.filter(type=type)
+    # Ranges of the column itself, which its indexes serve (a cast to a date serves none).
     if since:
-        rows = rows.filter(created_at__date__gte=since)
+        rows = rows.filter(created_at__gte=datetime.combine(since, time.min, tzinfo=UTC))
     if until:
-        rows = rows.filter(created_at__date__lte=until)
+        rows = rows.filter(created_at__lt=datetime.combine(until + timedelta(days=1), time.min, tzinfo=UTC))
     if reference_type:
         rows = rows.filter(reference_type=reference_type)
     if reference_id:
@@ -102,8 +103,12 @@ def consumed_since(account: CreditAccount, since: datetime) -> int:
 
 
 def runway_days(account: CreditAccount) -> int | None:
-    """Whole days the balance lasts at the last seven days' average burn; None without usage."""
-    used = consumed_since(account, timezone.now() - timedelta(days=7))
+    """Whole days the balance lasts at the last seven days' average burn (today and the six
+    before, from the daily rollup); None without usage."""
+    since = timezone.now().astimezone(UTC).date() - timedelta(days=6)
+    used = (
+        CreditUsageDay.objects.filter(account=account, day__gte=since).aggregate(s=Sum("credits"))["s"] or 0
+    )
     if used <= 0:
         return None
     return max(account.balance, 0) * 7 // used
@@ -121,36 +126,25 @@ def _bars(pairs: list[tuple[str, int]]) -> list[Bar]:
     return [Bar(label, value, value * 100 // top if top else 0) for label, value in pairs]
 
 
+def _usage_days(account: CreditAccount, days: int):
+    # UTC days, as the rollup is kept; a few rows a day, however many consumptions.
+    start = timezone.now().astimezone(UTC).date() - timedelta(days=days - 1)
+    return start, CreditUsageDay.objects.filter(account=account, day__gte=start)
+
+
 def usage_by_day(account: CreditAccount, *, days: int = 30) -> list[Bar]:
     """Credits consumed per day for the last `days` days, including the days with none."""
-    today = timezone.localdate()
-    start = today - timedelta(days=days - 1)
-    totals = dict(
-        CreditTransaction.objects.filter(
-            account=account, type=TransactionType.CONSUMPTION, created_at__date__gte=start
-        )
-        .annotate(day=TruncDate("created_at"))
-        .values_list("day")
-        .annotate(s=Sum("amount"))
-        .values_list("day", "s")
-    )
+    start, rows = _usage_days(account, days)
+    totals = dict(rows.values_list("day").annotate(s=Sum("credits")).values_list("day", "s"))
     return _bars(
-        [((start + timedelta(d)).isoformat(), -(totals.get(start + timedelta(d)) or 0)) for d in range(days)]
+        [((start + timedelta(d)).isoformat(), totals.get(start + timedelta(d)) or 0) for d in range(days)]
     )
 
 
 def usage_by_action(account: CreditAccount, *, days: int = 30) -> list[Bar]:
-    since = timezone.now() - timedelta(days=days)
-    rows = (
-        CreditTransaction.objects.filter(
-            account=account, type=TransactionType.CONSUMPTION, created_at__gte=since
-        )
-        .values_list("action")
-        .annotate(s=Sum("amount"), n=Count("pk"))
-        .order_by("s")
-        .values_list("action", "s")
-    )
-    return _bars([(action or "other", -total) for action, total in rows])
+    _, rows = _usage_days(account, days)
+    rows = rows.values_list("action").annotate(s=Sum("credits")).order_by("-s").values_list("action", "s")
+    return _bars([(action or "other", total) for action, total in rows])
 
 
 def open_reservations_of(account: CreditAccount):

@@ -228,6 +228,32 @@ class CreditAllocation(models.Model):
         return f"{self.amount:+} on grant {self.grant_id}"
 
 
+class CreditUsageDay(models.Model):
+    """Credits consumed by one account on one UTC day for one action: the credits page's charts
+    and runway, kept by the same statement that writes each consumption, so they cost a few
+    dozen rows however long the ledger grows. Derived from the ledger, never a record of its
+    own: the ledger line says what happened, this only adds it up."""
+
+    # Indexed by the unique constraint below, which leads with it.
+    account = models.ForeignKey(
+        "credits.CreditAccount", on_delete=models.CASCADE, related_name="usage_days", db_index=False
+    )
+    day = models.DateField()
+    action = models.SlugField(max_length=60, blank=True, db_index=False)
+    credits = models.BigIntegerField(default=0)
+    consumptions = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "day", "action"], name="credits_creditusageday_unique_day"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.action or 'other'}: {self.credits}"
+
+
 class ReservationStatus(models.TextChoices):
     HELD = "held", "Held"
     CONFIRMED = "confirmed", "Confirmed"
