@@ -147,6 +147,35 @@ def usage_by_action(account: CreditAccount, *, days: int = 30) -> list[Bar]:
     return _bars([(action or "other", total) for action, total in rows])
 
 
+@dataclass(frozen=True)
+class UsageOverview:
+    runway: int | None
+    by_day: list[Bar]
+    by_action: list[Bar]
+
+
+def usage_overview(account: CreditAccount, *, days: int = 30) -> UsageOverview:
+    """The credits page's figures (`runway_days`, `usage_by_day`, `usage_by_action`) from one
+    read of the rollup: a few rows a day, however many consumptions."""
+    start, rows = _usage_days(account, max(days, 7))
+    rows = list(rows.values_list("day", "action", "credits"))
+    week = start + timedelta(days=max(days, 7) - 7)
+    used = sum(c for day, _, c in rows if day >= week)
+    runway = max(account.balance, 0) * 7 // used if used > 0 else None
+    first = start + timedelta(days=max(days, 7) - days)
+    per_day: dict[date, int] = {}
+    per_action: dict[str, int] = {}
+    for day, action, credits in rows:
+        if day >= first:
+            per_day[day] = per_day.get(day, 0) + credits
+            per_action[action] = per_action.get(action, 0) + credits
+    by_day = _bars(
+        [((first + timedelta(d)).isoformat(), per_day.get(first + timedelta(d), 0)) for d in range(days)]
+    )
+    ordered = sorted(per_action.items(), key=lambda item: -item[1])
+    return UsageOverview(runway, by_day, _bars([(action or "other", total) for action, total in ordered]))
+
+
 def open_reservations_of(account: CreditAccount):
     return CreditReservation.objects.filter(account=account, status=ReservationStatus.HELD)
 

@@ -56,3 +56,14 @@ def test_the_pages_figures_come_from_it(org, fund):
     days = selectors.usage_by_day(account)
     assert len(days) == 30 and days[-1].value == sum(by_action.values())
     assert all(bar.value == 0 for bar in days[:-1])
+
+
+@pytest.mark.django_db
+def test_the_page_reads_them_in_one_query_with_the_same_figures(org, fund, django_assert_num_queries):
+    account = _consume_every_way(org, fund)
+    account.refresh_from_db()
+    with django_assert_num_queries(1):
+        overview = selectors.usage_overview(account)
+    assert overview.runway == selectors.runway_days(account)
+    assert overview.by_day == selectors.usage_by_day(account)
+    assert overview.by_action == selectors.usage_by_action(account)
