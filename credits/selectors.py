@@ -19,7 +19,6 @@ from credits.models import (
     CreditUsageDay,
     PurchaseStatus,
     ReservationStatus,
-    TransactionType,
 )
 
 CURSOR_SALT = "credits.transactions"
@@ -93,13 +92,6 @@ def page_after(rows, *, cursor: str = "", limit: int = 50) -> tuple[list, str]:
     more = len(page) > limit
     page = page[:limit]
     return page, signing.dumps(page[-1].pk, salt=CURSOR_SALT) if more else ""
-
-
-def consumed_since(account: CreditAccount, since: datetime) -> int:
-    total = CreditTransaction.objects.filter(
-        account=account, type=TransactionType.CONSUMPTION, created_at__gte=since
-    ).aggregate(s=Sum("amount"))["s"]
-    return -(total or 0)
 
 
 def runway_days(account: CreditAccount) -> int | None:

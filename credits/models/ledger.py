@@ -160,11 +160,18 @@ class CreditTransaction(models.Model):
     reference_type = models.CharField(max_length=40, blank=True)
     reference_id = models.CharField(max_length=100, blank=True)
     idempotency_key = models.CharField(max_length=255)
+    # Indexed only where set (see Meta): nearly every line refunds nothing.
     refund_of = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="refunds"
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="refunds", db_index=False
     )
+    # Indexed only where set (see Meta): API calls and tasks act for nobody.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -187,11 +194,31 @@ class CreditTransaction(models.Model):
                 name="credits_credittransaction_sign_matches_type",
             ),
         ]
+        # Consumptions are nearly all the rows, so each index serves only the rows its queries
+        # look for. The account's own foreign-key index would duplicate these, so it has none.
         indexes = [
-            # The account's own foreign-key index would duplicate these, so it has none.
+            # The history, newest first (with its filters), and the account's lines for a grant.
             models.Index(fields=["account", "-id"], name="credits_txn_account_recent"),
-            models.Index(fields=["account", "type", "created_at"], name="credits_txn_usage"),
-            models.Index(fields=["account", "reference_type", "reference_id"], name="credits_txn_reference"),
+            # Lines of one kind other than consumption (allowances in reconciliation, a history
+            # filtered by type); consumption's figures come from the daily rollup.
+            models.Index(
+                fields=["account", "type"],
+                condition=~models.Q(type=TransactionType.CONSUMPTION),
+                name="credits_txn_type",
+            ),
+            # The line of a purchase, a period's allowance or a refunded charge, by reference.
+            models.Index(
+                fields=["account", "reference_type", "reference_id"],
+                condition=~models.Q(reference_id=""),
+                name="credits_txn_reference",
+            ),
+            # A user's deletion sets their lines' actor to null; a refund finds its original's.
+            models.Index(fields=["actor"], condition=models.Q(actor__isnull=False), name="credits_txn_actor"),
+            models.Index(
+                fields=["refund_of"],
+                condition=models.Q(refund_of__isnull=False),
+                name="credits_txn_refund_of",
+            ),
         ]
 
     def __str__(self) -> str:
