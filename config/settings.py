@@ -79,6 +79,15 @@ MIDDLEWARE = [
     "teams.middleware.ApiHeaders",
 ]
 
+# What an API call with a key goes through (`config/handlers.py`): no session, cookie or page.
+API_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "teams.api_errors.ApiErrorMiddleware",
+    "teams.inputs.UnstorableInputMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "teams.middleware.ApiHeaders",
+]
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 

@@ -197,8 +197,10 @@ class CreditTransaction(models.Model):
         # Consumptions are nearly all the rows, so each index serves only the rows its queries
         # look for. The account's own foreign-key index would duplicate these, so it has none.
         indexes = [
-            # The history, newest first (with its filters), and the account's lines for a grant.
-            models.Index(fields=["account", "-id"], name="credits_txn_account_recent"),
+            # The history, newest first (with its filters), read backwards. Ascending, so that
+            # each new line lands on the index's rightmost page: a descending one puts every
+            # insert at the left edge of the account's range, and leaves its pages half empty.
+            models.Index(fields=["account", "id"], name="credits_txn_account_recent"),
             # Lines of one kind other than consumption (allowances in reconciliation, a history
             # filtered by type); consumption's figures come from the daily rollup.
             models.Index(
