@@ -39,12 +39,11 @@ from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from billing import entitlements  # noqa: E402
-from billing import services as billing_services  # noqa: E402
 from billing.catalog import catalog_apply, load_catalog  # noqa: E402
 from billing.models import Meter, Plan  # noqa: E402
 from credits import services as credit_services  # noqa: E402
 from credits.models import CreditAccount  # noqa: E402
-from teams import services as team_services  # noqa: E402
+from teams import api_keys  # noqa: E402
 from teams.models import ApiKey, Organization, User  # noqa: E402
 
 ORGS = 1000
@@ -83,12 +82,12 @@ def prepare() -> dict:
     raw.flushdb()
     secrets = []
     for org in have:
-        billing_services.subscription_set(organization=org, plan=enterprise, status="active")
+        entitlements.subscription_set(organization=org, plan=enterprise, status="active")
         entitlements.invalidate(org)
         credit_services.credits_grant(
             organization=org, amount=10**12, source="purchase", idempotency_key="bench"
         )
-        _, secret = team_services.api_key_create(organization=org, actor=user, name="bench")
+        _, secret = api_keys.api_key_create(organization=org, actor=user, name="bench")
         secrets.append(secret)
     accounts = dict(CreditAccount.objects.values_list("organization_id", "pk"))
     period_start = entitlements.effective_for(have[0]).period(datetime.now(UTC)).start.isoformat()

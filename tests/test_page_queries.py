@@ -5,12 +5,11 @@ its ledgers and logs: the budget is 12 (billing, usage and pricing are above it,
 import pytest
 from django.urls import reverse
 
-from billing import services as billing_services
-from billing import usage
+from billing import entitlements, metering
 from billing.models import Plan
 from credits import services as credit_services
 from projects import services as project_services
-from teams import services as team_services
+from teams import api_keys
 
 pytestmark = pytest.mark.django_db
 
@@ -37,18 +36,16 @@ PAGES = [
 @pytest.fixture
 def busy_org(org, owner, member):
     """Acme with some of everything, so each page has rows to show."""
-    billing_services.subscription_set(
-        organization=org, plan=Plan.objects.get(key="pro_monthly"), status="active"
-    )
+    entitlements.subscription_set(organization=org, plan=Plan.objects.get(key="pro_monthly"), status="active")
     credit_services.credits_grant(organization=org, amount=10_000, source="purchase", idempotency_key="g")
     for i in range(40):
         credit_services.credits_consume(organization=org, amount=1 + i % 3, idempotency_key=f"c{i}")
-    usage.usage_ingest(
+    metering.usage_ingest(
         organization=org, events=[{"id": f"e{i}", "meter": "api_calls", "value": 1} for i in range(40)]
     )
     for i in range(3):
         project_services.project_create(organization=org, actor=owner, name=f"Project {i}")
-    team_services.api_key_create(organization=org, actor=owner, name="server")
+    api_keys.api_key_create(organization=org, actor=owner, name="server")
     return org
 
 

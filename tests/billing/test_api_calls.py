@@ -4,16 +4,17 @@ flushes, interrupted flushes and restarts, and refused past the quota as before.
 import pytest
 from django.core.management import call_command
 
-from billing import api_calls, usage
+from billing import entitlements, metering
+from billing.metering import api_calls
 from billing.models import MeterEvent, UsageCounter
-from teams import services as team_services
+from teams import api_keys
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def key_client(api_client, org, owner):
-    _, secret = team_services.api_key_create(organization=org, actor=owner, name="server")
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="server")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return api_client
 
@@ -71,9 +72,9 @@ def test_calls_past_the_quota_are_refused_counting_what_waits(
     key_client, org, django_capture_on_commit_callbacks
 ):
     # The free plan's quota: counted calls still in Redis count against it too.
-    limit = usage.entitlements.check(org, "api_calls", 0).limit
+    limit = entitlements.check(org, "api_calls", 0).limit
     with django_capture_on_commit_callbacks(execute=True):
-        usage.usage_ingest(
+        metering.usage_ingest(
             organization=org,
             events=[{"id": f"old-{i}", "meter": "api_calls", "value": 1} for i in range(limit - 2)],
         )

@@ -2,16 +2,16 @@
 
 import pytest
 
-from billing import entitlements, services
+from billing import entitlements
 from billing.models import Plan
-from teams import services as team_services
+from teams import api_keys
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def key_client(api_client, org, owner):
-    _, secret = team_services.api_key_create(organization=org, actor=owner, name="server")
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="server")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return api_client
 
@@ -43,7 +43,9 @@ def test_what_the_rate_limiter_read_is_dropped_when_the_plan_changes(org, django
     assert not entitlements.check(org, "priority_support").allowed
     entitlements.effective_for(org, remember=True)
     with django_capture_on_commit_callbacks(execute=True):
-        services.subscription_set(organization=org, plan=Plan.objects.get(key="pro_monthly"), status="active")
+        entitlements.subscription_set(
+            organization=org, plan=Plan.objects.get(key="pro_monthly"), status="active"
+        )
     assert entitlements.check(org, "priority_support").allowed
 
 
@@ -54,7 +56,7 @@ def test_what_the_rate_limiter_read_serves_only_its_own_request(
     monkeypatch.setattr(entitlements, "REQUEST_MEMO_SECONDS", 0.0)
     # Changed behind this instance's back (another process): the memo has expired, so it is seen.
     with django_capture_on_commit_callbacks(execute=True):
-        services.subscription_set(
+        entitlements.subscription_set(
             organization=type(org).objects.get(pk=org.pk),
             plan=Plan.objects.get(key="pro_monthly"),
             status="active",

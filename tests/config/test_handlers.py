@@ -10,7 +10,7 @@ from django.core import signals
 from django.db import close_old_connections
 
 from config.handlers import Application
-from teams import services
+from teams import api_keys
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +57,7 @@ def test_the_api_chain_is_a_subset_of_the_whole_in_the_same_order():
 
 
 def test_a_keyed_api_call_skips_the_pages_middleware(app, org, owner):
-    _, secret = services.api_key_create(organization=org, actor=owner, name="server")
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="server")
     status, headers, content = call(app, "/api/v1/credits/balance", authorization=f"Bearer {secret}")
     assert status == 200 and "balance" in json.loads(content)
     assert headers["Cache-Control"] == "no-store" and headers["X-Content-Type-Options"] == "nosniff"

@@ -3,6 +3,7 @@
 import pytest
 from django.db.models import Count, Sum
 
+from common.errors import ServiceError
 from credits import selectors, services
 from credits.models import CreditTransaction, CreditUsageDay
 
@@ -30,7 +31,7 @@ def _consume_every_way(org, fund):
     services.credits_consume(organization=org, action="image", idempotency_key="c")
     held = services.credit_reservation_create(organization=org, amount=30, idempotency_key="r")
     services.credit_reservation_confirm(reservation=held, amount=20)
-    with pytest.raises(services.ServiceError):
+    with pytest.raises(ServiceError):
         services.credits_consume(organization=org, amount=10**6, idempotency_key="too-much")
     return services.credit_account_for(organization=org)
 

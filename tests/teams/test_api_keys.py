@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from teams import keycache, services
+from teams import api_keys, keycache, services
 from teams.models import ApiKey, AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -22,47 +22,47 @@ def test_it_shows_the_secret_once_and_stores_only_its_digest(client_for, org, ow
 
 
 def test_a_key_authenticates_the_api_and_records_last_use(api_client, org, owner):
-    key, secret = services.api_key_create(organization=org, actor=owner, name="ci")
+    key, secret = api_keys.api_key_create(organization=org, actor=owner, name="ci")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     assert api_client.get("/api/v1/projects/").status_code == 200
     # Noted in Redis by the request, written by the periodic flush.
-    assert services.api_key_use_flush() == 1
+    assert api_keys.api_key_use_flush() == 1
     key.refresh_from_db()
     assert key.last_used_at is not None
 
 
 def test_a_cached_key_costs_no_query_and_no_write(org, owner, django_assert_num_queries):
-    key, secret = services.api_key_create(organization=org, actor=owner, name="ci")
+    key, secret = api_keys.api_key_create(organization=org, actor=owner, name="ci")
     with django_assert_num_queries(1):  # the first lookup reads the key
-        assert services.api_key_authenticate(secret).pk == key.pk
+        assert api_keys.api_key_authenticate(secret).pk == key.pk
     with django_assert_num_queries(0):
         for _ in range(20):
-            found = services.api_key_authenticate(secret)
+            found = api_keys.api_key_authenticate(secret)
     assert found.pk == key.pk and found.organization == org
     with django_assert_num_queries(1):  # every use of the minute in one statement
-        assert services.api_key_use_flush() == 1
+        assert api_keys.api_key_use_flush() == 1
     with django_assert_num_queries(0):
-        assert services.api_key_use_flush() == 0
+        assert api_keys.api_key_use_flush() == 0
 
 
 def test_another_process_shares_the_cache_and_its_generation(org, owner, django_assert_num_queries):
-    key, secret = services.api_key_create(organization=org, actor=owner, name="ci")
-    services.api_key_authenticate(secret)
+    key, secret = api_keys.api_key_create(organization=org, actor=owner, name="ci")
+    api_keys.api_key_authenticate(secret)
     keycache.forget_local()  # as a second worker would start: nothing in its own memory
     with django_assert_num_queries(0):
-        assert services.api_key_authenticate(secret).pk == key.pk
-    services.api_key_revoke(key=key, actor=owner)
+        assert api_keys.api_key_authenticate(secret).pk == key.pk
+    api_keys.api_key_revoke(key=key, actor=owner)
     keycache.forget_local()
-    assert services.api_key_authenticate(secret) is None
+    assert api_keys.api_key_authenticate(secret) is None
 
 
 def test_a_revoked_key_is_refused_on_the_very_next_request_with_the_cache_on(api_client, org, owner):
-    key, secret = services.api_key_create(organization=org, actor=owner, name="ci")
+    key, secret = api_keys.api_key_create(organization=org, actor=owner, name="ci")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     for _ in range(3):
         assert api_client.get("/api/v1/credits/balance").status_code == 200
     assert keycache.authenticate(secret) is not None  # cached, in this process and in Redis
-    services.api_key_revoke(key=key, actor=owner)
+    api_keys.api_key_revoke(key=key, actor=owner)
     response = api_client.get("/api/v1/credits/balance")
     assert response.status_code == 401
     assert response.json()["code"] == "authentication_failed"
@@ -70,35 +70,35 @@ def test_a_revoked_key_is_refused_on_the_very_next_request_with_the_cache_on(api
 
 @pytest.mark.django_db(transaction=True)
 def test_a_revocation_committed_elsewhere_is_seen_by_a_warm_cache(org, owner):
-    key, secret = services.api_key_create(organization=org, actor=owner, name="ci")
-    assert services.api_key_authenticate(secret) is not None
+    key, secret = api_keys.api_key_create(organization=org, actor=owner, name="ci")
+    assert api_keys.api_key_authenticate(secret) is not None
     # Another process revokes: this one's memory and Redis only learn it from the generation.
     ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
-    assert services.api_key_authenticate(secret) is not None  # no one said: still cached
+    assert api_keys.api_key_authenticate(secret) is not None  # no one said: still cached
     keycache.invalidate()
-    assert services.api_key_authenticate(secret) is None
+    assert api_keys.api_key_authenticate(secret) is None
 
 
 def test_a_renamed_organization_is_seen_through_a_cached_key(org, owner):
-    key, secret = services.api_key_create(organization=org, actor=owner, name="ci")
-    services.api_key_authenticate(secret)
+    key, secret = api_keys.api_key_create(organization=org, actor=owner, name="ci")
+    api_keys.api_key_authenticate(secret)
     org.name = "Acme Renamed"
     org.save(update_fields=["name"])
-    assert services.api_key_authenticate(secret).organization.name == "Acme Renamed"
+    assert api_keys.api_key_authenticate(secret).organization.name == "Acme Renamed"
 
 
 def test_last_use_never_moves_backwards(org, owner):
-    key, secret = services.api_key_create(organization=org, actor=owner, name="ci")
+    key, secret = api_keys.api_key_create(organization=org, actor=owner, name="ci")
     later = timezone.now() + timezone.timedelta(hours=1)
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=later)
-    services.api_key_authenticate(secret)
-    assert services.api_key_use_flush() == 0
+    api_keys.api_key_authenticate(secret)
+    assert api_keys.api_key_use_flush() == 0
     key.refresh_from_db()
     assert key.last_used_at == later
 
 
 def test_a_revoked_key_is_refused(api_client, client_for, org, owner):
-    key, secret = services.api_key_create(organization=org, actor=owner, name="ci")
+    key, secret = api_keys.api_key_create(organization=org, actor=owner, name="ci")
     client_for(owner).post(reverse("api_key_revoke", args=[org.slug, key.code]))
     key.refresh_from_db()
     assert key.revoked_at is not None
@@ -115,7 +115,7 @@ def test_an_unknown_key_is_refused(api_client, org):
 
 
 def test_a_member_cannot_manage_keys(client_for, org, owner, member):
-    key, _ = services.api_key_create(organization=org, actor=owner, name="ci")
+    key, _ = api_keys.api_key_create(organization=org, actor=owner, name="ci")
     client = client_for(member)
     assert client.get(reverse("api_keys", args=[org.slug])).status_code == 403
     assert client.post(reverse("api_key_revoke", args=[org.slug, key.code])).status_code == 403
@@ -123,7 +123,7 @@ def test_a_member_cannot_manage_keys(client_for, org, owner, member):
 
 
 def test_revoking_twice_is_refused(org, owner):
-    key, _ = services.api_key_create(organization=org, actor=owner, name="ci")
+    key, _ = api_keys.api_key_create(organization=org, actor=owner, name="ci")
     ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
     with pytest.raises(services.ServiceError):
-        services.api_key_revoke(key=key, actor=owner)
+        api_keys.api_key_revoke(key=key, actor=owner)

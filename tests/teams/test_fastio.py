@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from rest_framework import serializers
 
 from billing.api import EntitlementCheckApi
-from billing.api_usage import UsageEventsApi
+from billing.metering.api import UsageEventsApi
 from credits.api import ConsumeApi, ReservationListApi, TransactionOutput
 from teams.fastio import parser, renderer
 

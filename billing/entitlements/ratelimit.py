@@ -1,0 +1,61 @@
+"""The API's rate limits: the plan's requests a minute for the organization (`api_rate`) and for
+each API key or person (`api_key_rate`), enforced by `billing.entitlements.gating.RateLimited` on every API
+view through the limiter in `teams/ratelimit.py`."""
+
+from datetime import datetime
+
+from django.conf import settings
+from django.utils import timezone
+
+from billing import entitlements
+from teams.models import Organization
+from teams.ratelimit import Bucket, RateDecision, limiter_count, limiter_hit
+
+__all__ = ["Bucket", "RateDecision", "address_hit", "api_buckets", "rate_hit", "requests_this_minute"]
+
+FEATURE = "api_rate"  # requests a minute for the whole organization
+CALLER_FEATURE = "api_key_rate"  # requests a minute for one API key or one person
+
+
+def _plan_limit(effective: entitlements.Effective, feature: str) -> int | None:
+    """Requests a minute the plan allows for `feature`; None when unlimited or not stated."""
+    ent = effective.features.get(feature)
+    if ent is None or ent.unlimited:
+        return None
+    return ent.limit if ent.enabled else 0
+
+
+def api_buckets(*, organization: Organization, caller: str | None, now: datetime) -> list[Bucket]:
+    """The organization's bucket (`api_rate`) and the caller's own (`api_key_rate`), so that one
+    runaway key cannot use up what the organization's other keys and people share."""
+    buckets = []
+    effective = entitlements.effective_for(organization, now=now, remember=True)
+    org_limit = _plan_limit(effective, FEATURE)
+    if org_limit is not None:
+        buckets.append(Bucket(f"org:{organization.pk}", org_limit))
+    if caller:
+        caller_limit = _plan_limit(effective, CALLER_FEATURE)
+        if caller_limit is not None and (org_limit is None or caller_limit < org_limit):
+            buckets.append(Bucket(f"{caller}:org{organization.pk}", caller_limit))
+    return buckets
+
+
+def rate_hit(
+    *, organization: Organization, caller: str | None = None, now: datetime | None = None
+) -> RateDecision:
+    """Count one API request of `caller` ("key:<id>" or "user:<id>") for `organization`."""
+    now = now or timezone.now()
+    return limiter_hit(api_buckets(organization=organization, caller=caller, now=now), now=now)
+
+
+def address_hit(*, address: str, now: datetime | None = None) -> RateDecision:
+    """Count one request to a public API endpoint (the schema) from `address`."""
+    return limiter_hit([Bucket(f"address:{address}", settings.API_ANONYMOUS_RATE)], now=now)
+
+
+def requests_this_minute(organization: Organization) -> int:
+    """For `entitlements.check` and the pages: the organization's requests in the last minute."""
+    return limiter_count(Bucket(f"org:{organization.pk}", 0))
+
+
+entitlements.register_counter(FEATURE, requests_this_minute)
