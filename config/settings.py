@@ -82,7 +82,7 @@ MIDDLEWARE = [
 # What an API call with a key goes through (`config/handlers.py`): no session, cookie or page.
 API_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "teams.api_errors.ApiErrorMiddleware",
+    "common.api_errors.ApiErrorMiddleware",
     "teams.inputs.UnstorableInputMiddleware",
     "django.middleware.common.CommonMiddleware",
     "teams.middleware.ApiHeaders",

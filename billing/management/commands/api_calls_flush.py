@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from billing.api_calls import api_calls_flush
+from billing.metering import api_calls_flush
 
 
 class Command(BaseCommand):
