@@ -19,6 +19,8 @@ _EXPORTS = {
     "METERS_TTL": "ingest",
     "Status": "ingest",
     "api_call_record": "ingest",
+    "api_call_count": "api_calls",
+    "api_calls_flush": "api_calls",
     "meters_by_key": "ingest",
     "usage_ingest": "ingest",
     "MeterSpec": "counting",
