@@ -20,6 +20,10 @@ here). Code inside billing imports the module itself.
 
 The names below are the package's public surface, loaded from their module on first use so
 that importing one module of the package never imports the others (no import cycles through
+here). Code inside billing imports the module itself.
+
+The names below are the package's public surface, loaded from their module on first use so
+that importing one module of the package never imports the others (no import cycles through
 here). Code inside billing imports the module itself."""
 
 from importlib import import_module

@@ -42,10 +42,15 @@ def seat_preview(*, organization: Organization, with_invoice: bool = False) -> S
     """What adding one member costs on the organization's per-seat plan, from the plan's tiers
     (no network); with `with_invoice`, also the prorated amount and the next invoice as Stripe
     computes them for that change. None without a per-seat subscription."""
-    subscription = OrgSubscription.objects.select_related("plan").filter(organization=organization).first()
+    subscription = (
+        OrgSubscription.objects.select_related("plan", "pending_plan")
+        .filter(organization=organization)
+        .first()
+    )
     if subscription is None or not subscription.applies:
         return None
-    plan = subscription.plan
+    # A downgrade waiting for the period end is already what Stripe bills seats by.
+    plan = subscription.pending_plan or subscription.plan
     line = plan.seat_item()
     if line is None:
         return None
@@ -88,7 +93,7 @@ def _invoice_after(subscription: OrgSubscription, line: PlanLineItem, quantity: 
     if item is None:
         return None, None
     current = item.quantity or 0
-    behavior = _proration_behavior(subscription.plan.seat_policy, increase=quantity > current)
+    behavior = _proration_behavior(line.plan.seat_policy, increase=quantity > current)
     invoice = client.v1.invoices.create_preview(
         {
             "customer": remote.customer,

@@ -20,7 +20,7 @@ from billing.gateway.client import stripe_client
 from billing.models import OrgSubscription, PlanLineItem, SeatPolicy
 from billing.seats.counts import billable_seats
 from billing.seats.schedule import _scheduled_key
-from billing.subscriptions.sync import subscription_sync
+from billing.subscriptions.sync import _plan_of, subscription_sync
 from common.errors import ServiceError
 from teams.models import Organization
 from teams.services import audit_record
@@ -114,12 +114,15 @@ def _sync(organization_id: int, attempt: str) -> SeatSync | None:
     subscription = OrgSubscription.objects.select_related("plan").filter(organization=organization).first()
     if subscription is None or not subscription.stripe_subscription_id or not subscription.applies:
         return None
-    line = subscription.plan.seat_item()
-    if line is None:
-        return None  # a flat plan: head count changes nothing in Stripe
-    target = billable_seats(organization, plan=subscription.plan)
     client = stripe_client()
     remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
+    # The plan Stripe bills, which a downgrade waiting for the period end makes differ from the
+    # plan Tally grants: its seat item is the one whose quantity is charged at the renewal.
+    plan = _plan_of(remote)[0] or subscription.plan
+    line = plan.seat_item()
+    if line is None:
+        return None  # a flat plan: head count changes nothing in Stripe
+    target = billable_seats(organization, plan=plan)
     item = _seat_item(remote, line)
     if item is None:
         return None
@@ -128,7 +131,7 @@ def _sync(organization_id: int, attempt: str) -> SeatSync | None:
         if subscription.seats != target:
             subscription_sync(subscription_id=remote.id)
         return None
-    behavior = _proration_behavior(subscription.plan.seat_policy, increase=target > current)
+    behavior = _proration_behavior(plan.seat_policy, increase=target > current)
     _item_quantity_set(
         client,
         item.id,
@@ -139,7 +142,7 @@ def _sync(organization_id: int, attempt: str) -> SeatSync | None:
     audit_record(
         organization=organization,
         action="billing.seats_changed",
-        target=subscription.plan.key,
+        target=plan.key,
         data={"from": current, "to": target, "proration_behavior": behavior},
     )
     return SeatSync(current, target, behavior)

@@ -133,10 +133,10 @@ def charge_disputed(*, dispute_id: str) -> PaymentDispute | None:
     """
     client = stripe_client()
     dispute = client.v1.disputes.retrieve(dispute_id, {"expand": ["charge"]})
-    registry.stripe_event_notify("charge.dispute", dispute)
     charge = dispute.charge
     organization = _organization_of(None, charge.customer)
     if organization is None:
+        registry.stripe_event_notify("charge.dispute", dispute)
         return None
     payment = Payment.objects.filter(stripe_charge_id=charge.id).first()
     intent = (
@@ -184,6 +184,9 @@ def charge_disputed(*, dispute_id: str) -> PaymentDispute | None:
         dispute_restriction_refresh(organization=organization)
         if record.notified_status != record.status:
             send_dispute_notice.delay_on_commit(record.pk)
+    # After the record, so that what the apps above look up (the disputed invoice's period, for
+    # a plan's allowance) is there whichever came first, the dispute or `invoice.paid`.
+    registry.stripe_event_notify("charge.dispute", dispute)
     return record
 
 

@@ -42,6 +42,7 @@ _EXPORTS = {
     "credit_purchase_processing": "purchases",
     "credit_purchase_refunded": "purchases",
     "credit_purchase_start": "purchases",
+    "credit_allowance_disputes_apply": "disputes",
     "credit_dispute_record": "disputes",
     "RECHARGE_IN_FLIGHT": "recharges",
     "RECHARGE_RESUME_WINDOW": "recharges",

@@ -5,13 +5,17 @@ from django.db.models import F
 from django.db.models.functions import Least
 from django.utils import timezone
 
+from billing.models import Payment, PaymentDispute
+from credits.allowances import allowance_key_parse
 from credits.models import (
     CreditAccount,
     CreditDispute,
     CreditGrant,
     CreditPurchase,
     CreditRecharge,
+    CreditTransaction,
     DisputeStatus,
+    TransactionType,
 )
 from credits.services.spending import _claims_settle, _grant_of
 from credits.services.validation import _text
@@ -80,16 +84,20 @@ def _dispute_apply(dispute_pk: int) -> None:
                 bought.transaction_id,
                 bought.account_id,
             )
-        else:
-            bought = CreditRecharge.objects.filter(payment_intent_id=dispute.payment_intent_id).first()
-            if bought is None:
-                return  # not a payment for credits, or not completed yet
+        elif (
+            bought := CreditRecharge.objects.filter(payment_intent_id=dispute.payment_intent_id).first()
+        ) is not None:
             paid, credits, entry_id, account_id = (
                 bought.amount,
                 bought.credits,
                 bought.transaction_id,
                 bought.account_id,
             )
+        elif (allowance := _allowance_paid_by(dispute)) is not None:
+            paid, entry = allowance
+            credits, entry_id, account_id = entry.amount, entry.pk, entry.account_id
+        else:
+            return  # not a payment for credits, or not completed (or granted) yet
         grant = _grant_of(entry_id) if entry_id else None
         if grant is None or paid <= 0:
             return
@@ -131,3 +139,38 @@ def _dispute_apply(dispute_pk: int) -> None:
             grant_ids=[grant.pk],
             context={"dispute": dispute.stripe_dispute_id},
         )
+
+
+def _allowance_paid_by(dispute: CreditDispute) -> tuple[int, CreditTransaction] | None:
+    """The plan allowance that a disputed subscription payment paid for: the amount paid and the
+    allowance's ledger line, once billing has recorded the payment and the period's grant exists."""
+    payment = Payment.objects.filter(disputes__stripe_dispute_id=dispute.stripe_dispute_id).first()
+    if payment is None or not payment.stripe_subscription_id or payment.period_start is None:
+        return None
+    entries = CreditTransaction.objects.filter(
+        type=TransactionType.ALLOWANCE,
+        reference_id=payment.stripe_subscription_id,
+        idempotency_key__startswith="allowance:",
+    ).order_by("pk")
+    start, end = payment.period_start.timestamp(), (payment.period_end or payment.period_start).timestamp()
+    for entry in entries:
+        parsed = allowance_key_parse(entry.idempotency_key)
+        if (
+            parsed
+            and parsed[0] == payment.stripe_subscription_id
+            and start <= parsed[1] < max(end, start + 1)
+        ):
+            return payment.amount_paid, entry
+    return None
+
+
+def credit_allowance_disputes_apply(*, subscription_id: str) -> None:
+    """A period's allowance was just granted: apply the disputes of the subscription's payments
+    that were heard of before it (a dispute can come before the period's grant)."""
+    disputed = PaymentDispute.objects.filter(payment__stripe_subscription_id=subscription_id).values_list(
+        "stripe_dispute_id", flat=True
+    )
+    for dispute_id in CreditDispute.objects.filter(
+        stripe_dispute_id__in=list(disputed), grant__isnull=True
+    ).values_list("pk", flat=True):
+        _dispute_apply(dispute_id)

@@ -24,6 +24,7 @@ same checks `billing_reconcile` and `credits_reconcile` run on live data.
 
 import contextlib
 import itertools
+import os
 from datetime import UTC, datetime, timedelta
 
 import hypothesis
@@ -552,6 +553,19 @@ class LifecycleMachine(RuleBasedStateMachine):
             note(f"  -> hosted checkout answered {pay_checkout(started[1], CARD_DISPUTED)}")
         self._stripe_moved(deliver)
 
+    @rule(plan=st.sampled_from(PLANS))
+    def subscribe_then_disputed(self, plan):
+        """Checkout on the dispute card: each payment it makes (the first, or the first after a
+        trial, and the renewals) is disputed at once."""
+        url = self._tally(
+            lambda: subscriptions.checkout_start(
+                organization=self.org, plan=Plan.objects.get(key=plan), actor=self.owner.user
+            )
+        )
+        if url:
+            note(f"  -> hosted checkout answered {pay_checkout(url, CARD_DISPUTED)}")
+        self._stripe_moved(True)
+
     def _open_disputes(self) -> list:
         listed = self.stripe.v1.disputes.list({"limit": 100}).auto_paging_iter()
         return [d for d in listed if d.status in ("needs_response", "under_review", "warning_needs_response")]
@@ -717,6 +731,10 @@ def machine_world(stripe_sim):
 
 def test_the_lifecycle_keeps_its_promises(machine_world, machine_settings, machine_seed):
     run = hypothesis.seed(machine_seed)(get_state_machine_test(LifecycleMachine, settings=machine_settings))
+    if os.environ.get("MACHINE_REPRODUCE"):
+        # "<hypothesis version> <blob>" from a failure's @reproduce_failure line replays that example alone.
+        version, blob = os.environ["MACHINE_REPRODUCE"].split()
+        run = hypothesis.reproduce_failure(version, blob.encode())(run)
     _RUN.update(examples=0, checks=0)
     try:
         run()
