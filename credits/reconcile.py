@@ -29,7 +29,7 @@ from billing.gateway.client import stripe_client
 from billing.reconcile import Breach, customers_of
 from billing.subscriptions.sync import LIVE_STATUSES
 from credits import selectors
-from credits.allowances import allowance_key_parse
+from credits.allowance_keys import allowance_key_parse
 from credits.models import (
     CreditAccount,
     CreditAllocation,

@@ -1,4 +1,5 @@
-"""Disputed payments that bought credits: held back while open, given back or taken back when closed."""
+"""Disputed payments that bought credits (a purchase, a recharge, or a plan period's allowance):
+held back while open, given back or taken back when closed."""
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -6,7 +7,7 @@ from django.db.models.functions import Least
 from django.utils import timezone
 
 from billing.models import Payment, PaymentDispute
-from credits.allowances import allowance_key_parse
+from credits.allowance_keys import allowance_key_parse
 from credits.models import (
     CreditAccount,
     CreditDispute,
@@ -152,14 +153,11 @@ def _allowance_paid_by(dispute: CreditDispute) -> tuple[int, CreditTransaction] 
         reference_id=payment.stripe_subscription_id,
         idempotency_key__startswith="allowance:",
     ).order_by("pk")
-    start, end = payment.period_start.timestamp(), (payment.period_end or payment.period_start).timestamp()
+    start = int(payment.period_start.timestamp())
+    end = int(payment.period_end.timestamp()) if payment.period_end else start + 1
     for entry in entries:
         parsed = allowance_key_parse(entry.idempotency_key)
-        if (
-            parsed
-            and parsed[0] == payment.stripe_subscription_id
-            and start <= parsed[1] < max(end, start + 1)
-        ):
+        if parsed and parsed[0] == payment.stripe_subscription_id and start <= parsed[1] < end:
             return payment.amount_paid, entry
     return None
 

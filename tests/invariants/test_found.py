@@ -82,4 +82,5 @@ def test_it_keeps_the_seats_in_step_while_a_downgrade_waits_for_the_period_end(m
     machine.i5_seats_match()
     remote = stripe_client().v1.subscriptions.retrieve(local.stripe_subscription_id)
     seat_item = next(i for i in remote["items"].data if (i.price.metadata or {}).get("tally_item") == "seats")
-    assert seat_item.quantity == seats.billable_seats(machine.org, plan=Plan.objects.get(key="team_monthly"))
+    team = Plan.objects.get(key="team_monthly")
+    assert seat_item.quantity == seats.billable_seats(machine.org, plan=team)
