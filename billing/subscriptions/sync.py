@@ -143,6 +143,10 @@ def _record(organization: Organization, remote) -> OrgSubscription | _Conflict |
         previous = (local.plan_id, local.status, local.seats) if local else None
         before = _state(local) if local else None
         local = local or OrgSubscription(organization=organization, plan=plan)
+        if local.stripe_subscription_id not in (None, remote.id):
+            # A new subscription replaces an ended one: the change the old one was waiting for
+            # ended with it.
+            local.pending_plan, local.pending_plan_at = None, None
         effective_plan = plan
         if local.pending_plan_id and local.pending_plan_id == plan.pk:
             if local.pending_plan_at and period_start and period_start < local.pending_plan_at:

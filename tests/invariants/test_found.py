@@ -84,3 +84,18 @@ def test_it_keeps_the_seats_in_step_while_a_downgrade_waits_for_the_period_end(m
     seat_item = next(i for i in remote["items"].data if (i.price.metadata or {}).get("tally_item") == "seats")
     team = Plan.objects.get(key="team_monthly")
     assert seat_item.quantity == seats.billable_seats(machine.org, plan=team)
+
+
+def test_a_new_subscription_does_not_inherit_the_pending_downgrade_of_the_one_it_replaced(machine):
+    # Seed 4102454894 (before this fix): a downgrade to Team waited for the end of Pro's period;
+    # Pro was then ended early and the organization subscribed to Team afresh. The new
+    # subscription's record kept the old one's pending change and granted Pro until a period
+    # start that never comes: Stripe billed Team, Tally granted Pro.
+    machine.subscribe(plan="pro_monthly", declined=False)
+    machine.change_plan(plan="team_monthly", deliver=True)
+    assert OrgSubscription.objects.get(organization=machine.org).pending_plan.key == "team_monthly"
+    machine.cancel_now_from_the_dashboard(which=0, deliver=True)
+    machine.subscribe(plan="team_monthly", declined=False)
+    local = OrgSubscription.objects.get(organization=machine.org)
+    assert (local.plan.key, local.pending_plan, local.status) == ("team_monthly", None, "active")
+    machine.i6_entitlements_match_the_model()
