@@ -16,3 +16,8 @@ class BillingConfig(AppConfig):
 
         # Counters (team members, API rate) and webhook receivers register themselves on import.
         from billing import counters, ratelimit, receivers, webhooks  # noqa: F401
+        from billing.entitlements import invalidate_catalog
+        from teams.cache import on_recover
+
+        # An invalidation dropped while Redis was away must not leave stale entitlements served.
+        on_recover(invalidate_catalog)

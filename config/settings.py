@@ -126,11 +126,14 @@ if USING_SQLITE:
 
 REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss", "unix"))
 if REDIS_URL:
+    # Everything cached can be recomputed from PostgreSQL: while Redis is away the cache misses
+    # (errors logged and counted) and is left alone for CACHE_RETRY_SECONDS (teams/cache.py).
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "teams.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "tally",
+            "OPTIONS": {"RETRY_SECONDS": env_int("CACHE_RETRY_SECONDS", 5, minimum=0), "SOCKET_TIMEOUT": 0.25},
         }
     }
 else:
