@@ -133,7 +133,10 @@ if REDIS_URL:
             "BACKEND": "teams.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "tally",
-            "OPTIONS": {"RETRY_SECONDS": env_int("CACHE_RETRY_SECONDS", 5, minimum=0), "SOCKET_TIMEOUT": 0.25},
+            "OPTIONS": {
+                "RETRY_SECONDS": env_int("CACHE_RETRY_SECONDS", 5, minimum=0),
+                "SOCKET_TIMEOUT": 0.25,
+            },
         }
     }
 else:

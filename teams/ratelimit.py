@@ -139,7 +139,10 @@ def limiter_hit(
             raise redis.ConnectionError("RATE_LIMIT_REDIS_URL is not set")
         reply = client.eval(_SCRIPT, len(buckets), *[PREFIX + b.name for b in buckets], *args)
     except redis.RedisError:
-        metrics.inc("tally_rate_limit_unavailable_total", outcome="open" if settings.RATE_LIMIT_FAIL_OPEN else "closed")
+        metrics.inc(
+            "tally_rate_limit_unavailable_total",
+            outcome="open" if settings.RATE_LIMIT_FAIL_OPEN else "closed",
+        )
         tightest = min(buckets, key=lambda b: b.limit)
         return RateDecision(
             settings.RATE_LIMIT_FAIL_OPEN, tightest.limit, 0, 1, unavailable=True, bucket=tightest.name

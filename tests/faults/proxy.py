@@ -4,6 +4,7 @@ While down it accepts and at once closes connections and cuts the ones open, as 
 unreachable service looks to a client; the service behind it keeps its data.
 """
 
+import contextlib
 import socket
 import threading
 
@@ -78,11 +79,7 @@ class Proxy:
 
 
 def _close(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:
-        pass

@@ -63,7 +63,9 @@ def _errors() -> int:
 
 def test_entitlement_checks_answer_from_the_database(redis_away, key_client, org):
     before = _errors()
-    response = key_client.post("/api/v1/entitlements/check", {"feature": "projects", "requested": 1}, format="json")
+    response = key_client.post(
+        "/api/v1/entitlements/check", {"feature": "projects", "requested": 1}, format="json"
+    )
     assert response.status_code == 200, response.content
     assert response.json()["allowed"] is True
     assert key_client.get("/api/v1/entitlements").status_code == 200
