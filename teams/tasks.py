@@ -25,3 +25,11 @@ def send_invitation_email(invitation_id: int) -> None:
         from_email=None,
         recipient_list=[invitation.email],
     )
+
+
+@shared_task
+def outbox_relay() -> int:
+    """Every 30 seconds: publish the tasks queued while the broker was away."""
+    from teams.outbox import outbox_relay as relay
+
+    return relay()

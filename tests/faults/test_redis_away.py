@@ -39,18 +39,6 @@ def redis_away(settings):
 
 
 @pytest.fixture
-def redis_proxy(settings):
-    from urllib.parse import urlsplit
-
-    from tests.faults.proxy import Proxy
-
-    target = urlsplit(settings.REDIS_URL)
-    proxy = Proxy(target.hostname, target.port or 6379)
-    yield proxy
-    proxy.close()
-
-
-@pytest.fixture
 def key_client(api_client, org, owner):
     _, secret = team_services.api_key_create(organization=org, actor=owner, name="server")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
