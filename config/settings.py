@@ -254,6 +254,8 @@ if _api_host:
     # Defined only when set: dj-stripe points the SDK at this setting whenever it exists,
     # even when empty.
     STRIPE_API_HOST = _api_host
+# Seconds a Stripe call may take before it is retried (the SDK's own default is 80).
+STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 20, minimum=1)
 STRIPE_LIVE_MODE = STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_"))
 
 if STRIPE_LIVE_MODE:

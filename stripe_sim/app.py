@@ -139,6 +139,7 @@ class SimApp:
                         return self._json(400, error.body(request_id), headers)
                     replay = {**headers, "Idempotent-Replayed": "true"}
                     replay["Request-Id"] = record["request_id"]
+                    self._log(request, record["status"], request_id, replayed=True)
                     return self._json(record["status"], record["body"], replay)
             self.store.current_request = {
                 "id": request_id,
@@ -213,7 +214,7 @@ class SimApp:
             raise unauthorized(f"Invalid API Key provided: {key[:8]}{'*' * 4}{key[-4:]}")
         return key
 
-    def _log(self, request: Request, status: int, request_id: str) -> None:
+    def _log(self, request: Request, status: int, request_id: str, *, replayed: bool = False) -> None:
         self.store.requests.append(
             {
                 "at": int(time.time()),
@@ -221,6 +222,9 @@ class SimApp:
                 "method": request.method,
                 "path": request.path,
                 "status": status,
+                # Status 0: the connection was cut without an answer.
+                "idempotency_key": request.headers.get("Idempotency-Key"),
+                "replayed": replayed,
             }
         )
         del self.store.requests[:-MAX_REQUEST_LOG]
