@@ -1367,6 +1367,26 @@ def subscription_reconcile(*, fix: bool = False) -> list[Drift]:
     return drifts
 
 
+def payments_reconcile(*, fix: bool = False) -> list[Drift]:
+    """A paid invoice Stripe has and the payment history lacks: its `invoice.paid` webhook was
+    lost. With `fix`, it is recorded as the webhook would have (idempotent by invoice id). Run
+    after the subscriptions are reconciled, so one Tally just started tracking is included."""
+    client = stripe_client()
+    drifts = []
+    known = set(Payment.objects.exclude(stripe_invoice_id="").values_list("stripe_invoice_id", flat=True))
+    for local in OrgSubscription.objects.exclude(stripe_subscription_id=None).select_related("organization"):
+        listed = client.v1.invoices.list(
+            {"subscription": local.stripe_subscription_id, "status": "paid", "limit": 100}
+        )
+        for invoice in listed.auto_paging_iter():
+            if invoice.id in known or invoice.amount_paid <= 0:
+                continue
+            drifts.append(Drift(local.organization, "payment", None, invoice.id))
+            if fix:
+                invoice_record(invoice_id=invoice.id)
+    return drifts
+
+
 # Subscriptions that can still charge or grant: everything but the ended for good.
 LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "incomplete", "paused")
 

@@ -146,10 +146,14 @@ from billing import tasks_usage  # noqa: E402, F401  (autodiscovery finds tasks.
 
 @shared_task
 def reconcile_subscriptions() -> int:
-    """Nightly: repair what a lost webhook left behind."""
-    from billing.subscriptions import subscription_reconcile
+    """Nightly: repair what a lost webhook left behind, as `billing_reconcile --fix` does. Safe
+    to run twice or on two nodes at once: every repair is a resync or keyed by a Stripe id."""
+    from billing.reconcile import billing_invariants_check
+    from billing.subscriptions import payments_reconcile, subscription_reconcile
 
-    return len(subscription_reconcile(fix=True))
+    drifts = subscription_reconcile(fix=True)
+    breaches = billing_invariants_check(fix=True)
+    return len(drifts) + len(breaches) + len(payments_reconcile(fix=True))
 
 
 @shared_task(
