@@ -42,7 +42,16 @@ def send_usage_alert(alert_id: int) -> None:
 def process_stripe_event(event_id: str, kind: str | None = None, object_id: str | None = None) -> None:
     from billing import stripe_events
 
-    stripe_events.handle(event_id, kind, object_id)
+    stripe_events.handle_recorded(event_id, kind, object_id)
+
+
+@shared_task
+def retry_failed_stripe_events() -> int:
+    """Every ten minutes: handle again the events whose handler failed after its retries."""
+    from billing import stripe_events
+
+    processed, _ = stripe_events.failed_events_retry()
+    return processed
 
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)

@@ -157,6 +157,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "credits-expire": {"task": "credits.tasks.expire_credits", "schedule": 15 * 60},
     "billing-reconcile": {"task": "billing.tasks.reconcile_subscriptions", "schedule": 24 * 3600},
+    "stripe-events-retry": {"task": "billing.tasks.retry_failed_stripe_events", "schedule": 10 * 60},
     # Publishes tasks queued while the broker was away (teams/outbox.py).
     "outbox-relay": {"task": "teams.tasks.outbox_relay", "schedule": 30},
 }

@@ -113,3 +113,48 @@ def test_the_nightly_task_repairs_what_the_command_does(world):  # noqa: F811
     assert reconcile_subscriptions.apply().get() >= 2  # the subscription, its payment
     assert summary(world[2]) == PAID
     assert reconcile_subscriptions.apply().get() == 0
+
+
+# --- An event whose handler fails is not lost ---------------------------------------------------
+
+
+def test_an_event_whose_handler_failed_is_retried_until_it_is_processed(world, stripe_sim):  # noqa: F811
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.models import StripeEventOutcome
+    from billing.stripe_events import failed_events_retry
+
+    client, clock, org, owner = world
+    url = subscriptions.checkout_start(
+        organization=org, plan=Plan.objects.get(key="ai_monthly"), actor=owner, test_clock=clock
+    )
+    # The checkout's handler reads the session's lines from Stripe; Stripe fails those reads for
+    # a while (dj-stripe, which stored the event, does not read them).
+    response = requests.post(
+        f"{settings.STRIPE_API_HOST}/_sim/faults",
+        json={
+            "path": f"/v1/checkout/sessions/{url.rstrip('/').rsplit('/', 1)[-1]}/line_items",
+            "method": "GET",
+            "status": 500,
+            "count": 10_000,
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200
+    try:
+        pay_hosted_checkout(url)
+    finally:
+        requests.delete(f"{settings.STRIPE_API_HOST}/_sim/faults", timeout=10)
+    org = world[2]
+    failed = StripeEventOutcome.objects.filter(status="failed")
+    assert failed.filter(type="checkout.session.completed").exists()
+    assert all(o.attempts == 1 and "simulated fault" in o.last_error for o in failed)
+
+    assert failed_events_retry() == (0, 0)  # not due yet
+    count = failed.count()
+    assert failed_events_retry(now=timezone.now() + timedelta(hours=1)) == (count, 0)
+    assert summary(org) == PAID
+    assert not StripeEventOutcome.objects.filter(status="failed").exists()
+    assert failed_events_retry(now=timezone.now() + timedelta(days=1)) == (0, 0)
