@@ -204,6 +204,8 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Off in the demo (plain http on loopback); the production recipe in the README turns them on.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# A load balancer's probes come in plain http from inside.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HSTS_SECONDS > 0)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
@@ -277,6 +279,8 @@ RATE_LIMIT_REDIS_URL = env_url("RATE_LIMIT_REDIS_URL", REDIS_URL, schemes=("redi
 # When Redis does not answer: true lets requests through unlimited, false refuses them (503).
 RATE_LIMIT_FAIL_OPEN = env_bool("RATE_LIMIT_FAIL_OPEN", True)
 RATE_LIMIT_REDIS_TIMEOUT = 0.25  # seconds: a missing Redis must not stall every request
+# `/metrics` asks for `Authorization: Bearer <this>`; unset, it answers requests from loopback only.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 # Requests a minute from one address to the public API endpoints (the schema).
 API_ANONYMOUS_RATE = env_int("API_ANONYMOUS_RATE", 30, minimum=1)
 
