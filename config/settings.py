@@ -77,6 +77,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
     "teams.middleware.ApiHeaders",
+    # Last, so that it sees a view's database error first: a clean 503 (teams/middleware.py).
+    "teams.middleware.DatabaseUnavailable",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -106,7 +108,9 @@ DATABASE_URL = env_url(
     f"sqlite:///{BASE_DIR / 'demo.sqlite3'}",
     schemes=("sqlite", "postgres", "postgresql", "pgsql"),
 )
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+# A connection kept between requests is checked before it is reused: one the server dropped
+# (a restart, pg_terminate_backend) is replaced instead of failing the next request.
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USING_SQLITE = DATABASES["default"]["ENGINE"].endswith("sqlite3")
 if USING_SQLITE:
