@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.db import transaction
 
-from billing import entitlements, usage
+from billing import entitlements, metering
 from billing.models import (
     Addon,
     AddonEntitlement,
@@ -24,6 +24,8 @@ from billing.models import (
     UsageCounter,
     UsageEvent,
 )
+from billing.subscriptions.sync import subscription_sync
+from common.admin import ReadOnlyAdmin
 
 
 class CatalogAdmin(admin.ModelAdmin):
@@ -135,26 +137,11 @@ class OrgSubscriptionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Sync from Stripe")
     def sync_from_stripe(self, request, queryset):
-        from billing.subscriptions import subscription_sync
-
         synced = 0
         for subscription in queryset.exclude(stripe_subscription_id=None):
             if subscription_sync(subscription_id=subscription.stripe_subscription_id):
                 synced += 1
         self.message_user(request, f"{synced} subscription(s) synced from Stripe.")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Usage is evidence for invoices: visible to staff, never edited by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(UsageCounter)
@@ -321,7 +308,7 @@ class MeterReportAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry now (send to Stripe)", permissions=["retry"])
     def retry_now(self, request, queryset):
-        outcome = usage.meter_report_retry(reports=queryset)
+        outcome = metering.meter_report_retry(reports=queryset)
         level = messages.SUCCESS if not (outcome.failed or outcome.retrying) else messages.WARNING
         self.message_user(
             request,

@@ -11,11 +11,13 @@ from billing.models import (
     Feature,
     Interval,
     OrgSubscription,
+    Payment,
     Plan,
     PlanCheckout,
     PlanEntitlement,
     Product,
 )
+from teams.models import Membership, Role
 
 
 @dataclass
@@ -104,8 +106,6 @@ def organization_for_customer(customer_id: str):
 
 
 def payments_of(organization):
-    from billing.models import Payment
-
     return Payment.objects.filter(organization=organization)
 
 
@@ -118,8 +118,6 @@ def organization_to_bill(user):
     one where they may manage billing (personal workspace first)."""
     if not user.is_authenticated:
         return None
-    from teams.models import Membership, Role
-
     membership = (
         Membership.objects.filter(user=user, role__in=[Role.OWNER, Role.ADMIN, Role.BILLING])
         .select_related("organization")

@@ -6,13 +6,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
-from billing import entitlements, selectors, subscriptions
+from billing import entitlements, seats, selectors, subscriptions
 from billing.models import Access, Interval, Plan, PlanLineItem
+from common.checkout import checkout_redirect
+from common.errors import ServiceError
 from teams.access import get_org_for_user
-from teams.errors import ServiceError
 from teams.models import Role
 
 MAX_SEATS = 1000
@@ -119,7 +120,7 @@ def _billing_context(organization, membership) -> dict:
         if subscription and subscription.applies
         else Plan.objects.filter(is_free=True).first(),
         "usage": entitlements.entitlements_for(organization),
-        "seats_used": subscriptions.billable_seats(organization),
+        "seats_used": seats.billable_seats(organization),
         "payments": selectors.payments_of(organization)[:24],
         "money_back_until": subscriptions.money_back_deadline(subscription),
         "plans": Plan.objects.public()
@@ -172,21 +173,15 @@ def billing_upcoming(request, org_slug: str):
 def checkout(request, org_slug: str):
     organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
     plan = Plan.objects.public().filter(key=request.POST.get("plan", "")).first()
-    try:
+
+    def start() -> str:
         if plan is None:
             raise ServiceError("unknown_plan", "Choose one of the listed plans.", field="plan")
-        url = subscriptions.checkout_start(
+        return subscriptions.checkout_start(
             organization=organization, plan=plan, actor=request.user, addons=_addons_from(request)
         )
-    except ServiceError as error:
-        messages.error(request, error.message)
-        return redirect("billing", organization.slug)
-    except stripe.StripeError:
-        messages.error(request, "Stripe could not start the checkout; please try again.")
-        return redirect("billing", organization.slug)
-    if request.htmx:
-        return HttpResponseClientRedirect(url)
-    return redirect(url)
+
+    return checkout_redirect(request, start, back=reverse("billing", args=[organization.slug]))
 
 
 @login_required

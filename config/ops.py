@@ -19,7 +19,10 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from billing.models import MeterReport, StripeEventOutcome
+from config.celery import app as celery_app
 from teams import metrics
+from teams.models import QueuedTask
 
 _migrated = False  # once every migration is applied, it stays so for this process
 
@@ -53,8 +56,7 @@ def _redis() -> str | None:
 
 
 def _broker() -> str | None:
-    from config.celery import app
-
+    app = celery_app
     if app.conf.task_always_eager:
         return None  # tasks run in-process
     try:
@@ -92,9 +94,6 @@ def _allowed(request) -> bool:
 
 
 def _gauges() -> list[tuple[str, str, float]]:
-    from billing.models import MeterReport, StripeEventOutcome
-    from teams.models import QueuedTask
-
     oldest = QueuedTask.objects.order_by("created_at").values_list("created_at", flat=True).first()
     failed_event = (
         StripeEventOutcome.objects.filter(status="failed")

@@ -66,7 +66,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "teams.api_errors.ApiErrorMiddleware",
+    "common.api_errors.ApiErrorMiddleware",
     "teams.inputs.UnstorableInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -157,10 +157,12 @@ CELERY_TASK_EAGER_PROPAGATES = env_bool("CELERY_TASK_EAGER_PROPAGATES", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
-# Every periodic job is also a management command, for cron or a person.
+# Every periodic job is also a management command, for cron or a person. The one schedule.
 CELERY_BEAT_SCHEDULE = {
     "credits-expire": {"task": "credits.tasks.expire_credits", "schedule": 15 * 60},
     "billing-reconcile": {"task": "billing.tasks.reconcile_subscriptions", "schedule": 24 * 3600},
+    # Stripe invoices an ended period about an hour after it ends: every five minutes is ample.
+    "billing.report_usage": {"task": "billing.tasks_usage.report_usage", "schedule": 300.0},
     "stripe-events-retry": {"task": "billing.tasks.retry_failed_stripe_events", "schedule": 10 * 60},
     # Publishes tasks queued while the broker was away (teams/outbox.py).
     "outbox-relay": {"task": "teams.tasks.outbox_relay", "schedule": 30},
@@ -297,14 +299,14 @@ REST_FRAMEWORK = {
     # the endpoint needs when it is an API key. Views that add permissions extend this list.
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
-        "billing.gating.RateLimited",
+        "billing.entitlements.gating.RateLimited",
         "teams.auth.HasScope",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON only, with size and depth limits: nothing else is accepted or advertised.
-    "DEFAULT_PARSER_CLASSES": ["teams.api_parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["common.api_parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "teams.api_schema.AutoSchema",
-    "EXCEPTION_HANDLER": "teams.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "common.api_errors.exception_handler",
 }
 # The largest API request body read (413 above it); webhooks have their own limit.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_000_000, minimum=1_024)
@@ -318,7 +320,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Public, and costly to build: limited per address.
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny", "billing.gating.RateLimited"],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny", "billing.entitlements.gating.RateLimited"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "teams.openapi.add_limits_and_scopes",

@@ -4,7 +4,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from billing.views_webhook import stripe_webhook
+from billing.webhooks.views import stripe_webhook
 from config import ops
 
 urlpatterns = [
@@ -29,7 +29,7 @@ urlpatterns = [
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("", include("teams.urls")),
     path("", include("billing.urls")),
-    path("", include("billing.urls_usage")),
+    path("", include("billing.metering.urls")),
     path("", include("credits.urls")),
     path("", include("projects.urls")),
 ]

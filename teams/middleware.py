@@ -2,6 +2,9 @@
 
 import logging
 
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
+
 log = logging.getLogger("tally.db")
 
 API_PREFIX = "/api/"
@@ -40,9 +43,6 @@ class DatabaseUnavailable:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
-        from django.db import InterfaceError, OperationalError
-        from django.http import HttpResponse, JsonResponse
-
         if not isinstance(exception, OperationalError | InterfaceError):
             return None
         log.warning("database unavailable during %s %s: %r", request.method, request.path, exception)

@@ -9,6 +9,8 @@ sending and deleting sends it again under the same task id, which every task tol
 are idempotent). With eager tasks (the demo, tests) there is no broker and no outbox.
 """
 
+# Celery loads `OutboxTask` as its task class before Django's apps are ready, so the models
+# are imported where they are used, not at the top.
 import logging
 from datetime import timedelta
 

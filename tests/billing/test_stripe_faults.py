@@ -18,12 +18,14 @@ from django.contrib.messages import get_messages
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from billing import seats, services, usage
+from billing.catalog import catalog_push
+from billing.gateway.client import stripe_client
+from billing.metering import reporting as usage
 from billing.models import MeterReport, OrgSubscription, Payment
-from billing.stripe_client import stripe_client
+from billing.seats import sync as seats
+from tests.billing.conftest import subscribe
 from tests.billing.test_seats import seat_quantity, subscribe_seats
 from tests.billing.test_seats import team as team_of
-from tests.billing.test_subscriptions import subscribe
 from tests.billing.test_usage_reporting import generations, stripe_usage, team  # noqa: F401
 from tests.factories import MembershipFactory
 
@@ -41,7 +43,7 @@ LASTING = 3  # the SDK tries three times (two retries)
 @pytest.fixture
 def catalog(stripe_sim, settings):
     settings.STRIPE_TIMEOUT_SECONDS = 0.4  # the latency fault answers after 1.2 s
-    services.catalog_push()
+    catalog_push()
     return stripe_client()
 
 
@@ -87,6 +89,10 @@ def objects(stripe_sim, kind: str) -> list[dict]:
         return list(stripe_sim.store.objects.get(kind, {}).values())
 
 
+def subscribe_plan(org, plan_key):
+    return subscribe(plan_key, organization=org)
+
+
 def page_messages(response) -> list[str]:
     return [str(m) for m in get_messages(response.wsgi_request)]
 
@@ -119,7 +125,7 @@ def test_checkout_start_says_so_when_stripe_stays_down(catalog, stripe_sim, clie
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_the_portal_survives_a_passing_fault(catalog, stripe_sim, client_for, org, owner, fault):
-    subscribe(catalog, org, "pro_monthly")
+    subscribe_plan(org, "pro_monthly")
     arm("/v1/billing_portal/sessions", fault)
     response = client_for(owner).post(reverse("billing_portal", args=[org.slug]))
     wait_for_slow_calls(fault)
@@ -129,7 +135,7 @@ def test_the_portal_survives_a_passing_fault(catalog, stripe_sim, client_for, or
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_the_portal_says_so_when_stripe_stays_down(catalog, stripe_sim, client_for, org, owner, fault):
-    subscribe(catalog, org, "pro_monthly")
+    subscribe_plan(org, "pro_monthly")
     arm("/v1/billing_portal/sessions", fault, count=LASTING)
     response = client_for(owner).post(reverse("billing_portal", args=[org.slug]))
     wait_for_slow_calls(fault)
@@ -146,7 +152,7 @@ def _change(client, org):
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_a_plan_change_survives_a_passing_fault(catalog, stripe_sim, client_for, org, owner, fault):
-    sub = subscribe(catalog, org, "ai_monthly")
+    sub = subscribe_plan(org, "ai_monthly")
     arm(f"/v1/subscriptions/{sub.stripe_subscription_id}", fault)
     response = _change(client_for(owner), org)
     wait_for_slow_calls(fault)
@@ -158,7 +164,7 @@ def test_a_plan_change_survives_a_passing_fault(catalog, stripe_sim, client_for,
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_a_plan_change_says_so_when_stripe_stays_down(catalog, stripe_sim, client_for, org, owner, fault):
-    sub = subscribe(catalog, org, "ai_monthly")
+    sub = subscribe_plan(org, "ai_monthly")
     arm(f"/v1/subscriptions/{sub.stripe_subscription_id}", fault, count=LASTING)
     response = _change(client_for(owner), org)
     wait_for_slow_calls(fault)
@@ -174,7 +180,7 @@ def test_a_plan_change_says_so_when_stripe_stays_down(catalog, stripe_sim, clien
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_a_refund_survives_a_passing_fault(catalog, stripe_sim, client_for, org, owner, fault):
-    subscribe(catalog, org, "pro_monthly")
+    subscribe_plan(org, "pro_monthly")
     arm("/v1/refunds", fault)
     response = client_for(owner).post(reverse("billing_refund", args=[org.slug]))
     wait_for_slow_calls(fault)
@@ -189,7 +195,7 @@ def test_a_refund_survives_a_passing_fault(catalog, stripe_sim, client_for, org,
 def test_a_refund_says_so_when_stripe_stays_down_and_a_retry_finishes_it(
     catalog, stripe_sim, client_for, org, owner, fault
 ):
-    subscribe(catalog, org, "pro_monthly")
+    subscribe_plan(org, "pro_monthly")
     arm("/v1/refunds", fault, count=LASTING)
     client = client_for(owner)
     response = client.post(reverse("billing_refund", args=[org.slug]))
@@ -210,7 +216,7 @@ def test_a_refund_says_so_when_stripe_stays_down_and_a_retry_finishes_it(
 @pytest.mark.parametrize("fault", FAULTS)
 def test_a_seat_sync_survives_a_passing_fault(catalog, stripe_sim, org, fault):
     team_of(org, 4)
-    sub, _ = subscribe_seats(catalog, org, "team_monthly")
+    sub, _ = subscribe_seats(org, "team_monthly")
     MembershipFactory(organization=org)
     arm("/v1/subscription_items/*", fault)
     seats.seat_sync(organization_id=org.pk, attempt="sync-1")
@@ -222,7 +228,7 @@ def test_a_seat_sync_survives_a_passing_fault(catalog, stripe_sim, org, fault):
 @pytest.mark.parametrize("fault", FAULTS)
 def test_a_seat_sync_that_gives_up_is_retried_by_its_task_under_the_same_key(catalog, stripe_sim, org, fault):
     team_of(org, 4)
-    sub, _ = subscribe_seats(catalog, org, "team_monthly")
+    sub, _ = subscribe_seats(org, "team_monthly")
     MembershipFactory(organization=org)
     arm("/v1/subscription_items/*", fault, count=LASTING)
     with pytest.raises(stripe.StripeError):  # the task's autoretry catches this and tries later
@@ -241,7 +247,7 @@ def test_a_seat_sync_that_gives_up_is_retried_by_its_task_under_the_same_key(cat
 def test_the_catalog_push_survives_a_passing_fault(stripe_sim, settings, fault):
     settings.STRIPE_TIMEOUT_SECONDS = 0.4
     arm("/v1/prices", fault)
-    services.catalog_push()
+    catalog_push()
     wait_for_slow_calls(fault)
     assert_retried_under_one_key(stripe_sim, "/v1/prices")
     keys = [p["lookup_key"] for p in objects(stripe_sim, "price") if p.get("lookup_key")]
@@ -255,7 +261,7 @@ def test_the_catalog_sync_command_says_so_when_stripe_stays_down(stripe_sim, set
     with pytest.raises(CommandError, match="Stripe refused the catalog"):
         call_command("catalog_sync")
     wait_for_slow_calls(fault)
-    services.catalog_push()  # run again once Stripe answers: every price once
+    catalog_push()  # run again once Stripe answers: every price once
     keys = [p["lookup_key"] for p in objects(stripe_sim, "price") if p.get("lookup_key")]
     assert keys and len(keys) == len(set(keys))
 

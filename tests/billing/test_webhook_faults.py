@@ -124,7 +124,7 @@ def test_an_event_whose_handler_failed_is_retried_until_it_is_processed(world, s
     from django.utils import timezone
 
     from billing.models import StripeEventOutcome
-    from billing.stripe_events import failed_events_retry
+    from billing.webhooks.dispatch import failed_events_retry
 
     client, clock, org, owner = world
     url = subscriptions.checkout_start(

@@ -8,7 +8,7 @@ import pytest
 from django.core.cache import cache
 from django.urls import reverse
 
-from billing import entitlements, services
+from billing import entitlements
 from billing.models import Plan
 from credits import services as credit_services
 from credits.models import CreditAccount
@@ -94,7 +94,7 @@ def test_the_pages_render(redis_away, client_for, org, owner, page):
 
 def test_a_plan_change_made_while_away_is_seen_at_once(redis_away, org):
     assert entitlements.check(org, "projects", 4).allowed is False  # Free: three projects
-    services.subscription_set(organization=org, plan=Plan.objects.get(key="pro_monthly"), status="active")
+    entitlements.subscription_set(organization=org, plan=Plan.objects.get(key="pro_monthly"), status="active")
     entitlements.invalidate(org)  # dropped: there is no cache to forget
     assert entitlements.check(org, "projects", 4).allowed is True
 
