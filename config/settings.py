@@ -155,6 +155,13 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 # action already succeeded. Tests propagate, so a task's failure fails its test.
 CELERY_TASK_EAGER_PROPAGATES = env_bool("CELERY_TASK_EAGER_PROPAGATES", False)
 CELERY_TASK_ACKS_LATE = True
+# A task whose worker died (killed, out of memory) goes back to the queue and runs again
+# elsewhere: every task is idempotent. Redis hands an unacknowledged task to another worker
+# after the visibility timeout, which must be longer than the longest countdown.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
+}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 # Every periodic job is also a management command, for cron or a person. The one schedule.
