@@ -12,8 +12,7 @@ from billing import entitlements
 from billing.models import Plan
 from credits import services as credit_services
 from credits.models import CreditAccount
-from teams import metrics
-from teams import services as team_services
+from teams import api_keys, metrics
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +39,7 @@ def redis_away(settings):
 
 @pytest.fixture
 def key_client(api_client, org, owner):
-    _, secret = team_services.api_key_create(organization=org, actor=owner, name="server")
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="server")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return api_client
 
