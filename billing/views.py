@@ -145,6 +145,15 @@ def billing(request, org_slug: str):
 
 @login_required
 @require_GET
+def invoices(request, org_slug: str):
+    """Every invoice with its lines and documents (the hosted page, the PDF)."""
+    organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    context = {"organization": organization, "invoices": selectors.invoices_of(organization)}
+    return render(request, "billing/invoices.html", context)
+
+
+@login_required
+@require_GET
 def billing_upcoming(request, org_slug: str):
     """The upcoming invoice, loaded after the page (it asks Stripe)."""
     organization, _ = get_org_for_user(request, org_slug)
@@ -263,14 +272,14 @@ def change_plan(request, org_slug: str):
 def _simple_action(request, org_slug: str, action, success: str, *, min_role=Role.BILLING):
     organization, _ = get_org_for_user(request, org_slug, min_role=min_role)
     try:
-        action(organization=organization, actor=request.user)
+        done = action(organization=organization, actor=request.user)
     except ServiceError as error:
         messages.error(request, error.message)
     except stripe.StripeError:
         # Each step is idempotent at Stripe, so trying again finishes what this attempt began.
         messages.error(request, "Stripe did not answer, so this is not done yet; please try again.")
     else:
-        messages.success(request, success)
+        messages.success(request, success(done) if callable(success) else success)
     return redirect("billing", organization.slug)
 
 
@@ -300,7 +309,11 @@ def refund(request, org_slug: str):
         request,
         org_slug,
         subscriptions.subscription_refund_and_cancel,
-        "Subscription cancelled and its first payment refunded in full.",
+        lambda refunded: (
+            "Subscription cancelled and its first payment refunded in full."
+            if refunded is not None
+            else "Subscription cancelled; it had no payment left to refund."
+        ),
         min_role=Role.OWNER,
     )
 

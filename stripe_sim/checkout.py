@@ -258,6 +258,7 @@ def complete_session(
     email: str | None,
     name: str | None,
     iban: str = "",
+    authenticated: bool = False,
 ) -> str:
     """Pay a checkout session as the hosted page's customer would. Returns the redirect URL.
 
@@ -278,6 +279,13 @@ def complete_session(
         pm = sepa_payment_method(store, iban)
     else:
         pm = card_payment_method(store, card_number)
+    if pm.get("_authentication"):
+        if not authenticated:
+            raise invalid("This card asks for authentication: complete it on the hosted page first.")
+        # The step answered on the page covers the payment made now, and (Checkout saves the card
+        # for the subscription) sets the card up for later off-session payments.
+        pm["_authenticated_once"] = True
+        pm["_set_up_off_session"] = session["mode"] in ("subscription", "setup")
     decline = decline_of(pm)
     if decline:
         code, decline_code, message = decline
@@ -378,6 +386,7 @@ def complete_session(
         "tax_exempt": "none",
         "tax_ids": [],
     }
+    pm.pop("_authenticated_once", None)  # nothing was charged (a trial): the next payment asks again
     emit(store, "checkout.session.completed", session)
     return str(session["success_url"] or "").replace("{CHECKOUT_SESSION_ID}", session["id"])
 

@@ -309,8 +309,21 @@ def subscription_refund_and_cancel(
             status=409,
         )
     first = _first_payment(subscription)
-    payments = [first] if first is not None and first.status == Payment.Status.PAID else []
+    # What a partial refund (a goodwill gesture from the dashboard) left of it is given back too.
+    returnable = (Payment.Status.PAID, Payment.Status.PARTIALLY_REFUNDED)
+    payments = [first] if first is not None and first.status in returnable else []
     client = stripe_client()
+    for payment in payments:
+        # Stripe refuses to refund a charged-back payment: its money comes back through the
+        # dispute. Refuse before anything changes rather than cancel and then fail.
+        if client.v1.charges.retrieve(payment.stripe_charge_id).disputed:
+            raise ServiceError(
+                "payment_disputed",
+                "The first payment is disputed with the card issuer; its money is returned through "
+                "the dispute, so it cannot also be refunded.",
+                status=409,
+            )
+    returned = sum(p.amount_paid - p.amount_refunded for p in payments)
     # Refund first, then cancel: if Stripe fails in between, the subscription is still there to
     # find, and trying again replays the refund (same key) and cancels. Canceled first, a failed
     # refund would leave nothing for the retry to act on.
@@ -326,7 +339,7 @@ def subscription_refund_and_cancel(
         action="billing.refunded_and_canceled",
         actor=actor,
         target=subscription.plan.key,
-        data={"refunded": sum(p.amount_paid for p in payments)},
+        data={"refunded": returned},
     )
     subscription_sync(subscription_id=subscription.stripe_subscription_id)
     return payments[0] if payments else None

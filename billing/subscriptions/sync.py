@@ -252,6 +252,8 @@ def subscription_duplicate_end(*, organization: Organization, remote, kept_id: s
         if not charge_id:
             continue
         charge = client.v1.charges.retrieve(charge_id)
+        if charge.disputed:
+            continue  # charged back: the dispute returns the money, and Stripe refuses a refund
         if charge.amount_refunded < charge.amount:
             client.v1.refunds.create(
                 {"charge": charge_id, "reason": "duplicate"},

@@ -12,6 +12,7 @@ from billing import entitlements, subscriptions
 from billing.gateway.customers import customer_ensure
 from billing.models import Access, OrgSubscription, Payment, PaymentDispute, Plan
 from billing.webhooks import dispatch
+from common.errors import ServiceError
 from tests.billing.test_lifecycle import clock_now, past_period_end, pay_hosted_checkout
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -129,3 +130,20 @@ def test_a_disputed_renewal_holds_back_the_periods_allowance_until_the_dispute_c
     assert account.balance == (before if outcome == "won" else before - 1_000)
     assert credit_services.credits_spendable(account=account) == account.balance
     assert credit_reconcile.credit_invariants_check(organizations=[org]) == []
+
+
+def test_a_disputed_first_payment_is_not_refunded_by_the_money_back_guarantee(world):
+    # Found by the lifecycle machine (seed 4165131130): Stripe refuses to refund a charged-back
+    # payment, and the refund view answered with Stripe's error after canceling the subscription.
+    # The dispute gives the money back if the customer wins it: the guarantee refuses, and
+    # changes nothing.
+    client, clock, org, owner = world
+    sub, dispute = subscribe_with_the_dispute_card(world)
+    with pytest.raises(ServiceError) as refused:
+        subscriptions.subscription_refund_and_cancel(organization=org, actor=owner)
+    assert refused.value.code == "payment_disputed" and refused.value.status == 409
+    remote = client.v1.subscriptions.retrieve(sub.stripe_subscription_id)
+    assert remote.status == "active"
+    assert client.v1.refunds.list({"limit": 10}).data == []
+    sub.refresh_from_db()
+    assert sub.status == "active"

@@ -314,6 +314,27 @@ def test_the_money_back_refund_returns_only_the_subscriptions_first_payment(cata
     assert OrgSubscription.objects.get(organization=org).status == "canceled"
 
 
+def test_the_money_back_refund_returns_what_a_partial_refund_left_of_the_first_payment(
+    catalog, org, owner, subscribed
+):
+    # A goodwill refund of part of the first payment (from Stripe's dashboard) used to make the
+    # guarantee skip that payment altogether: the customer kept the subscription canceled and
+    # lost the rest of the money.
+    subscribed("ai_monthly")
+    first = Payment.objects.get(organization=org)
+    catalog.v1.refunds.create({"charge": first.stripe_charge_id, "amount": first.amount_paid // 4})
+    subscriptions.charge_refunded(charge_id=first.stripe_charge_id)
+    first.refresh_from_db()
+    assert first.status == "partially_refunded"
+
+    refunded = subscriptions.subscription_refund_and_cancel(organization=org, actor=owner)
+    assert refunded.stripe_invoice_id == first.stripe_invoice_id
+    assert catalog.v1.charges.retrieve(first.stripe_charge_id).amount_refunded == first.amount_paid
+    first.refresh_from_db()
+    assert (first.status, first.amount_refunded) == ("refunded", first.amount_paid)
+    assert OrgSubscription.objects.get(organization=org).status == "canceled"
+
+
 # --- A pending downgrade can be withdrawn -------------------------------------------------
 
 
