@@ -22,3 +22,8 @@ class BillingConfig(AppConfig):
         from billing.webhooks import receivers as webhook_receivers
 
         webhook_receivers.connect()
+        from billing.entitlements.engine import invalidate_catalog
+        from teams.cache import on_recover
+
+        # An invalidation dropped while Redis was away must not leave stale entitlements served.
+        on_recover(invalidate_catalog)

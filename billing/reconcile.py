@@ -19,9 +19,10 @@ from djstripe.models import Customer
 
 from billing import metering, seats, selectors
 from billing.gateway.client import stripe_client
-from billing.models import MeterReport, OrgSubscription, PlanLineItem, UsageCounter
+from billing.models import MeterReport, OrgSubscription, Payment, PlanLineItem, UsageCounter
 from billing.seats.counts import billable_seats
 from billing.seats.sync import seat_sync
+from billing.subscriptions.payments import invoice_record
 from billing.subscriptions.sync import (
     _plan_of,
     live_subscriptions,
@@ -279,6 +280,26 @@ def subscription_reconcile(*, fix: bool = False) -> list[Drift]:
                 if fix:
                     seat_sync(organization_id=local.organization_id)
     drifts += _live_subscriptions_reconcile(client, fix=fix)
+    return drifts
+
+
+def payments_reconcile(*, fix: bool = False) -> list[Drift]:
+    """A paid invoice Stripe has and the payment history lacks: its `invoice.paid` webhook was
+    lost. With `fix`, it is recorded as the webhook would have (idempotent by invoice id). Run
+    after the subscriptions are reconciled, so one Tally just started tracking is included."""
+    client = stripe_client()
+    drifts = []
+    known = set(Payment.objects.exclude(stripe_invoice_id="").values_list("stripe_invoice_id", flat=True))
+    for local in OrgSubscription.objects.exclude(stripe_subscription_id=None).select_related("organization"):
+        listed = client.v1.invoices.list(
+            {"subscription": local.stripe_subscription_id, "status": "paid", "limit": 100}
+        )
+        for invoice in listed.auto_paging_iter():
+            if invoice.id in known or invoice.amount_paid <= 0:
+                continue
+            drifts.append(Drift(local.organization, "payment", None, invoice.id))
+            if fix:
+                invoice_record(invoice_id=invoice.id)
     return drifts
 
 

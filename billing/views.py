@@ -251,6 +251,10 @@ def change_plan(request, org_slug: str):
     except ServiceError as error:
         messages.error(request, error.message)
         return redirect("billing", organization.slug)
+    except stripe.StripeError:
+        # After the SDK's own retries; a change Stripe made after all arrives by its webhook.
+        messages.error(request, "Stripe did not answer, so the plan was not changed; please try again.")
+        return redirect("billing", organization.slug)
     return render(
         request,
         "billing/change.html",
@@ -272,7 +276,8 @@ def _simple_action(request, org_slug: str, action, success: str, *, min_role=Rol
     except ServiceError as error:
         messages.error(request, error.message)
     except stripe.StripeError:
-        messages.error(request, "Stripe did not accept that; nothing changed.")
+        # Each step is idempotent at Stripe, so trying again finishes what this attempt began.
+        messages.error(request, "Stripe did not answer, so this is not done yet; please try again.")
     else:
         messages.success(request, success(done) if callable(success) else success)
     return redirect("billing", organization.slug)

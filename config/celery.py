@@ -4,7 +4,8 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-app = Celery("tally")
+# Tasks queued with delay_on_commit go through the outbox (teams/outbox.py).
+app = Celery("tally", task_cls="teams.outbox:OutboxTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Billing keeps its tasks beside their domain; the worker loads them all.

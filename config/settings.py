@@ -77,6 +77,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
     "teams.middleware.ApiHeaders",
+    # Last, so that it sees a view's database error first: a clean 503 (teams/middleware.py).
+    "teams.middleware.DatabaseUnavailable",
 ]
 
 # What an API call with a key goes through (`config/handlers.py`): no session, cookie or page.
@@ -115,7 +117,9 @@ DATABASE_URL = env_url(
     f"sqlite:///{BASE_DIR / 'demo.sqlite3'}",
     schemes=("sqlite", "postgres", "postgresql", "pgsql"),
 )
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+# A connection kept between requests is checked before it is reused: one the server dropped
+# (a restart, pg_terminate_backend) is replaced instead of failing the next request.
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USING_SQLITE = DATABASES["default"]["ENGINE"].endswith("sqlite3")
 if USING_SQLITE:
@@ -135,11 +139,17 @@ if USING_SQLITE:
 
 REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss", "unix"))
 if REDIS_URL:
+    # Everything cached can be recomputed from PostgreSQL: while Redis is away the cache misses
+    # (errors logged and counted) and is left alone for CACHE_RETRY_SECONDS (teams/cache.py).
     CACHES = {
         "default": {
-            "BACKEND": "teams.cache.RedisCache",
+            "BACKEND": "teams.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "tally",
+            "OPTIONS": {
+                "RETRY_SECONDS": env_int("CACHE_RETRY_SECONDS", 5, minimum=0),
+                "SOCKET_TIMEOUT": 0.25,
+            },
         }
     }
 else:
@@ -154,6 +164,13 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 # action already succeeded. Tests propagate, so a task's failure fails its test.
 CELERY_TASK_EAGER_PROPAGATES = env_bool("CELERY_TASK_EAGER_PROPAGATES", False)
 CELERY_TASK_ACKS_LATE = True
+# A task whose worker died (killed, out of memory) goes back to the queue and runs again
+# elsewhere: every task is idempotent. Redis hands an unacknowledged task to another worker
+# after the visibility timeout, which must be longer than the longest countdown.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
+}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 # Every periodic job is also a management command, for cron or a person. The one schedule.
@@ -166,6 +183,9 @@ CELERY_BEAT_SCHEDULE = {
     "billing.flush_api_calls": {"task": "billing.metering.tasks.flush_api_calls", "schedule": 10.0},
     # API keys' last use, noted in Redis by each request, written in bulk.
     "teams-api-key-use": {"task": "teams.tasks.flush_api_key_use", "schedule": 60},
+    "stripe-events-retry": {"task": "billing.tasks.retry_failed_stripe_events", "schedule": 10 * 60},
+    # Publishes tasks queued while the broker was away (teams/outbox.py).
+    "outbox-relay": {"task": "teams.tasks.outbox_relay", "schedule": 30},
 }
 
 # --- Auth -----------------------------------------------------------------------------------
@@ -210,6 +230,8 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Off in the demo (plain http on loopback); the production recipe in the README turns them on.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# A load balancer's probes come in plain http from inside.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HSTS_SECONDS > 0)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
@@ -261,6 +283,8 @@ if _api_host:
     # Defined only when set: dj-stripe points the SDK at this setting whenever it exists,
     # even when empty.
     STRIPE_API_HOST = _api_host
+# Seconds a Stripe call may take before it is retried (the SDK's own default is 80).
+STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 20, minimum=1)
 STRIPE_LIVE_MODE = STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_"))
 
 if STRIPE_LIVE_MODE:
@@ -281,6 +305,8 @@ RATE_LIMIT_REDIS_URL = env_url("RATE_LIMIT_REDIS_URL", REDIS_URL, schemes=("redi
 # When Redis does not answer: true lets requests through unlimited, false refuses them (503).
 RATE_LIMIT_FAIL_OPEN = env_bool("RATE_LIMIT_FAIL_OPEN", True)
 RATE_LIMIT_REDIS_TIMEOUT = 0.25  # seconds: a missing Redis must not stall every request
+# `/metrics` asks for `Authorization: Bearer <this>`; unset, it answers requests from loopback only.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 # Requests a minute from one address to the public API endpoints (the schema).
 API_ANONYMOUS_RATE = env_int("API_ANONYMOUS_RATE", 30, minimum=1)
 

@@ -20,6 +20,7 @@ from stripe_sim import (  # noqa: F401
     checkout,
     clock,
     core,
+    delivery_faults,
     disputes,
     event_api,
     faults,
@@ -109,8 +110,17 @@ class SimApp:
                 return self._json(
                     failing.status, failing.body(request_id), {**headers, **outage.RETRY_HEADER}
                 )
-            self.store.base_url = base_url
             fault = faults.take(self.store.faults, request.method, request.path)
+        if fault is not None and fault["latency_ms"]:
+            # Slow, not failed: outside the lock, so other requests (a retry) go on meanwhile.
+            time.sleep(fault["latency_ms"] / 1000)
+        if fault is not None and fault["kind"] == "latency":
+            fault = None
+        if fault is not None and fault["kind"] == "reset" and not fault["after"]:
+            self._log(request, 0, request_id)
+            faults.reset_connection(request.environ)
+        with self.store.lock:
+            self.store.base_url = base_url
             if fault is not None and not fault["after"]:
                 # Stripe failed before doing anything: nothing changes, nothing is remembered.
                 error = faults.error_of(fault)
@@ -131,6 +141,7 @@ class SimApp:
                         return self._json(400, error.body(request_id), headers)
                     replay = {**headers, "Idempotent-Replayed": "true"}
                     replay["Request-Id"] = record["request_id"]
+                    self._log(request, record["status"], request_id, replayed=True)
                     return self._json(record["status"], record["body"], replay)
             self.store.current_request = {
                 "id": request_id,
@@ -144,6 +155,7 @@ class SimApp:
                 path=request.path,
             )
             status = 500
+            reset = False
             try:
                 body: dict[str, Any] = handler(ctx, **url_args)
                 status = 200
@@ -167,16 +179,24 @@ class SimApp:
                     "body": body,
                     "request_id": request_id,
                 }
-            if fault is not None:
+            if fault is not None and fault["kind"] == "reset":
+                self._log(request, 0, request_id)
+                if mutating and self.state_file:
+                    self.store.save_to(self.state_file)
+                reset = True
+            elif fault is not None:
                 # The work was done (and an idempotent retry replays it); only the answer is lost.
                 error = faults.error_of(fault)
                 status, body = error.status, error.body(request_id)
                 headers.update(faults.headers_of(fault))
-            self._log(request, status, request_id)
-            if mutating and self.state_file:
-                self.store.save_to(self.state_file)
+            if not reset:
+                self._log(request, status, request_id)
+                if mutating and self.state_file:
+                    self.store.save_to(self.state_file)
         # Outside the lock: a webhook receiver may call back into the API while we deliver.
         self.dispatcher.flush()
+        if reset:
+            faults.reset_connection(request.environ)
         return self._json(status, body, headers)
 
     def _authenticate(self, request: Request) -> str:
@@ -196,7 +216,7 @@ class SimApp:
             raise unauthorized(f"Invalid API Key provided: {key[:8]}{'*' * 4}{key[-4:]}")
         return key
 
-    def _log(self, request: Request, status: int, request_id: str) -> None:
+    def _log(self, request: Request, status: int, request_id: str, *, replayed: bool = False) -> None:
         self.store.requests.append(
             {
                 "at": int(time.time()),
@@ -204,6 +224,9 @@ class SimApp:
                 "method": request.method,
                 "path": request.path,
                 "status": status,
+                # Status 0: the connection was cut without an answer.
+                "idempotency_key": request.headers.get("Idempotency-Key"),
+                "replayed": replayed,
             }
         )
         del self.store.requests[:-MAX_REQUEST_LOG]
@@ -315,8 +338,16 @@ class SimApp:
             return Response("", status=303, headers={"Location": "/_sim/"})
         if head == "config":
             if request.method == "POST":
+                body = request.get_json(silent=True) or {}
+                try:
+                    if "webhook_faults" in body:
+                        body["webhook_faults"] = delivery_faults.validate(body["webhook_faults"])
+                except delivery_faults.DeliveryFaultError as exc:
+                    return Response(
+                        json.dumps({"error": str(exc)}), status=400, content_type="application/json"
+                    )
                 with store.lock:
-                    for key, value in (request.get_json(silent=True) or {}).items():
+                    for key, value in body.items():
                         if hasattr(store.config, key):
                             setattr(store.config, key, value)
             return Response(json.dumps(vars(store.config)), content_type="application/json")
@@ -324,6 +355,11 @@ class SimApp:
             return self._settle(request)
         if head == "faults" and len(parts) == 1:
             return self._faults(request)
+        if head == "deliveries" and parts[1:] == ["release"] and request.method == "POST":
+            with store.lock:
+                released = delivery_faults.release(store)
+            self.dispatcher.flush()
+            return Response(json.dumps(released), content_type="application/json")
         if head == "deliveries" and len(parts) == 1:
             with store.lock:
                 data = [_public_delivery(d) for d in store.deliveries]
@@ -386,7 +422,7 @@ class SimApp:
             with store.lock:
                 store.faults.clear()
         with store.lock:
-            data = [dict(f) for f in store.faults]
+            data = [faults.public(f) for f in store.faults]
         return Response(json.dumps(data), content_type="application/json")
 
     def _advance(self, request: Request) -> Response:

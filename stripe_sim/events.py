@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from stripe_sim import API_VERSION_STRING, strict
+from stripe_sim import API_VERSION_STRING, delivery_faults, strict
 from stripe_sim.render import public, render
 from stripe_sim.store import Store
 
@@ -38,7 +38,8 @@ def emit(
     if obj.get("id"):
         store.snapshots[obj["id"]] = public(obj)
     for endpoint in reversed(endpoints):  # oldest endpoint first
-        store.deliveries.append(
+        delivery_faults.queue(
+            store,
             {
                 "id": store.new_id("whdel"),
                 "event": event["id"],
@@ -48,7 +49,7 @@ def emit(
                 "status": "pending",
                 "attempts": [],
                 "next_attempt_at": 0.0,
-            }
+            },
         )
     store.outbox.append(event["id"])
     return event

@@ -6,8 +6,19 @@ exact path, or a prefix ending in ``*``; ``method`` (default: any) narrows it. `
 lets the request take effect first and loses only the response, as a timeout after Stripe did
 the work would; ``should_retry`` sets Stripe's ``Stripe-Should-Retry`` header. ``GET`` lists the
 faults still armed; ``DELETE`` disarms them all.
+
+``kind`` says how the call fails: ``error`` (the default: Stripe's error for ``status``),
+``reset`` (the connection is cut without an answer, before the work or, with ``after``, once
+it is done) or ``latency`` (the call succeeds ``latency_ms`` late; past the client's timeout
+it is a timeout, and the work is still done, as at Stripe). ``latency_ms`` also delays an error
+or a reset. ``rate`` (0-1) fails only that share of the matching calls, drawn from a generator
+seeded by ``seed`` so that a run can be repeated; with a rate, ``count`` defaults to unlimited.
 """
 
+import contextlib
+import random
+import socket
+import struct
 from typing import Any
 
 from stripe_sim.errors import StripeError
@@ -32,6 +43,10 @@ _ERRORS: dict[int, tuple[str, str | None, str]] = {
     ),
 }
 _SERVER_ERROR = ("api_error", None, "An unknown error occurred (simulated fault).")
+
+
+KINDS = ("error", "reset", "latency")
+UNLIMITED = 10**12
 
 
 class FaultSpecError(ValueError):
@@ -60,7 +75,30 @@ def parse(raw: Any) -> dict[str, Any]:
     message = raw.get("message")
     if message is not None and not isinstance(message, str):
         raise FaultSpecError("message: a string")
+    kind = raw.get("kind", "error")
+    if kind not in KINDS:
+        raise FaultSpecError("kind: error, reset or latency")
+    latency_ms = raw.get("latency_ms", 0)
+    if not isinstance(latency_ms, int) or isinstance(latency_ms, bool) or not 0 <= latency_ms <= 120_000:
+        raise FaultSpecError("latency_ms: milliseconds, 0-120000")
+    if kind == "latency" and not latency_ms:
+        raise FaultSpecError("latency_ms: how late a latency fault answers")
+    rate = raw.get("rate")
+    if rate is not None and (
+        not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate <= 1
+    ):
+        raise FaultSpecError("rate: the share of matching calls that fail, above 0 and at most 1")
+    seed = raw.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise FaultSpecError("seed: an integer")
+    if rate is not None and "count" not in raw:
+        count = UNLIMITED
     return {
+        "kind": kind,
+        "latency_ms": latency_ms,
+        "rate": rate,
+        "seed": seed,
+        "_rng": random.Random(seed),
         "path": path,
         "method": method,
         "status": status,
@@ -85,6 +123,8 @@ def take(faults: list[dict[str, Any]], method: str, path: str) -> dict[str, Any]
     """The first armed fault matching this call, counted as used (and disarmed when spent)."""
     for fault in faults:
         if _matches(fault, method, path):
+            if fault["rate"] is not None and fault["_rng"].random() >= fault["rate"]:
+                continue  # this call is spared; a later fault may still match it
             fault["used"] += 1
             if fault["used"] >= fault["count"]:
                 faults.remove(fault)
@@ -102,3 +142,18 @@ def headers_of(fault: dict[str, Any]) -> dict[str, str]:
     if fault["should_retry"] is None:
         return {}
     return {"Stripe-Should-Retry": "true" if fault["should_retry"] else "false"}
+
+
+def public(fault: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fault.items() if not k.startswith("_")}
+
+
+def reset_connection(environ: dict) -> None:
+    """Cut the client's connection without an answer, and stop the server from answering on it.
+    (The server's file objects keep the socket open, so it is shut down rather than closed.)"""
+    sock = environ.get("werkzeug.socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.shutdown(socket.SHUT_RDWR)
+    raise ConnectionResetError("connection reset by the simulator (injected fault)")

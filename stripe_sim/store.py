@@ -84,6 +84,9 @@ class Config:
     allow_remote_webhooks: bool = False
     # Stripe failing for a while: see ``stripe_sim.outage`` (None: healthy).
     outage: dict[str, Any] | None = None
+    # Deliveries dropped, delayed, duplicated or reordered per event type: see
+    # ``stripe_sim.delivery_faults``.
+    webhook_faults: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Store:

@@ -1,4 +1,11 @@
-"""Headers every API response carries."""
+"""Headers every API response carries, and a clean 503 when the database goes away."""
+
+import logging
+
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
+
+log = logging.getLogger("tally.db")
 
 API_PREFIX = "/api/"
 
@@ -20,4 +27,38 @@ class ApiHeaders:
                 response[name] = value
         if "json" in response.get("Content-Type", ""):
             response["Cache-Control"] = "no-store"
+        return response
+
+
+class DatabaseUnavailable:
+    """The database went away in the middle of a request (a restart, a failover, a dropped
+    connection): answer a clean 503 with `Retry-After` instead of a 500. Django closes the broken
+    connection when the request ends, and the health check of the next request's connection
+    (`CONN_HEALTH_CHECKS`) opens a new one, so the service recovers without a restart."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        log.warning("database unavailable during %s %s: %r", request.method, request.path, exception)
+        if request.path.startswith(API_PREFIX):
+            response = JsonResponse(
+                {
+                    "code": "service_unavailable",
+                    "message": "The database is unavailable; please retry shortly.",
+                },
+                status=503,
+            )
+        else:
+            response = HttpResponse(
+                "Tally is briefly unavailable; please try again in a moment.",
+                status=503,
+                content_type="text/plain; charset=utf-8",
+            )
+        response["Retry-After"] = "5"
         return response

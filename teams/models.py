@@ -363,3 +363,25 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target}"
+
+
+class QueuedTask(models.Model):
+    """A Celery task written in the transaction of the action that queued it (an outbox): a
+    broker away when the action commits loses nothing. The row is deleted once the broker has the
+    message; `teams.outbox.outbox_relay` publishes what is left when the broker is back."""
+
+    task = models.CharField(max_length=200)
+    task_id = models.UUIDField(default=uuid.uuid4, unique=True)  # kept across publishes
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    not_before = models.DateTimeField(null=True, blank=True)  # a countdown, as a time
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.task} {self.task_id}"

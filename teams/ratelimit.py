@@ -22,6 +22,8 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
+from teams import metrics
+
 WINDOW = 60
 PREFIX = "tally:rl:"
 
@@ -137,6 +139,10 @@ def limiter_hit(
             raise redis.ConnectionError("RATE_LIMIT_REDIS_URL is not set")
         reply = client.eval(_SCRIPT, len(buckets), *[PREFIX + b.name for b in buckets], *args)
     except redis.RedisError:
+        metrics.inc(
+            "tally_rate_limit_unavailable_total",
+            outcome="open" if settings.RATE_LIMIT_FAIL_OPEN else "closed",
+        )
         tightest = min(buckets, key=lambda b: b.limit)
         return RateDecision(
             settings.RATE_LIMIT_FAIL_OPEN, tightest.limit, 0, 1, unavailable=True, bucket=tightest.name
@@ -147,6 +153,8 @@ def limiter_hit(
         count, wait_ms = int(reply[1 + 2 * i]), int(reply[2 + 2 * i])
         after = count + 1 if (allowed and record) else count
         states.append((bucket, max(0, bucket.limit - after), wait_ms or bucket.window * 1000))
+    if not allowed:
+        metrics.inc("tally_rate_limit_refusals_total")
     if allowed:
         # Report the bucket with the least room left.
         bucket, remaining, wait_ms = min(states, key=lambda s: (s[1], s[0].limit))

@@ -31,3 +31,11 @@ def send_invitation_email(invitation_id: int) -> None:
 @shared_task
 def flush_api_key_use() -> int:
     return keycache.use_flush()
+
+
+@shared_task
+def outbox_relay() -> int:
+    """Every 30 seconds: publish the tasks queued while the broker was away."""
+    from teams.outbox import outbox_relay as relay
+
+    return relay()

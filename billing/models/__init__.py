@@ -11,6 +11,7 @@ from billing.models.catalog import (
     Product,
     SeatPolicy,
 )
+from billing.models.events import StripeEventOutcome
 from billing.models.state import (
     ENDED_STATUSES,
     PLAN_STATUSES,
@@ -51,6 +52,7 @@ __all__ = [
     "PlanLineItem",
     "Product",
     "SeatPolicy",
+    "StripeEventOutcome",
     "SubscriptionDuplicate",
     "SubscriptionStatus",
     "TrialRecord",

@@ -31,11 +31,8 @@ def seat_sync_schedule(*, organization_id: int) -> bool:
     delay = settings.BILLING_SEAT_SYNC_DELAY
     if not cache.add(_scheduled_key(organization_id), 1, timeout=delay + SCHEDULED_GRACE):
         return False
-    try:
-        seat_sync.apply_async((organization_id,), countdown=delay)
-    except Exception:
-        cache.delete(_scheduled_key(organization_id))  # let the next change try again
-        raise
+    # Through the outbox: a broker away now delays the sync instead of losing it.
+    seat_sync.apply_async_on_commit((organization_id,), countdown=delay)
     return True
 
 

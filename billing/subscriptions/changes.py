@@ -324,13 +324,16 @@ def subscription_refund_and_cancel(
                 status=409,
             )
     returned = sum(p.amount_paid - p.amount_refunded for p in payments)
-    client.v1.subscriptions.cancel(subscription.stripe_subscription_id)
+    # Refund first, then cancel: if Stripe fails in between, the subscription is still there to
+    # find, and trying again replays the refund (same key) and cancels. Canceled first, a failed
+    # refund would leave nothing for the retry to act on.
     for payment in payments:
         client.v1.refunds.create(
             {"charge": payment.stripe_charge_id, "reason": "requested_by_customer"},
             {"idempotency_key": f"tally-refund-{payment.stripe_invoice_id}"},
         )
         charge_refunded(charge_id=payment.stripe_charge_id)
+    client.v1.subscriptions.cancel(subscription.stripe_subscription_id)
     audit_record(
         organization=organization,
         action="billing.refunded_and_canceled",

@@ -2,10 +2,81 @@
 and upserts by Stripe's ids, and the credit grants that follow (packages, a plan's allowance)
 carry idempotency keys the database keeps unique."""
 
+import logging
+from datetime import datetime, timedelta
+
+from django.db.models import F
+from django.utils import timezone
 from djstripe.models import Event
 
+from billing.models import StripeEventOutcome
 from billing.subscriptions import periods
 from billing.webhooks import registry
+
+log = logging.getLogger("tally.stripe_events")
+
+# After the n-th failure an event is due again after RETRY_BACKOFF[n - 1] (the last one repeats).
+RETRY_BACKOFF = [timedelta(minutes=m) for m in (5, 15, 60, 180, 720)]
+
+
+def handle_recorded(event_id: str, kind: str | None = None, object_id: str | None = None) -> None:
+    """Apply an event and record the outcome: processed, or failed and due again later. The
+    error is raised again, for the task's own retries."""
+    try:
+        handle(event_id, kind, object_id)
+    except Exception as error:
+        _record_failure(event_id, kind, object_id, error)
+        raise
+    now = timezone.now()
+    StripeEventOutcome.objects.update_or_create(
+        event_id=event_id,
+        defaults={
+            "type": kind or "",
+            "object_id": object_id or "",
+            "status": StripeEventOutcome.Status.PROCESSED,
+            "next_attempt_at": None,
+            "updated_at": now,
+        },
+    )
+
+
+def _record_failure(event_id: str, kind: str | None, object_id: str | None, error: Exception) -> None:
+    now = timezone.now()
+    outcome, _ = StripeEventOutcome.objects.get_or_create(
+        event_id=event_id,
+        defaults={
+            "type": kind or "",
+            "object_id": object_id or "",
+            "status": StripeEventOutcome.Status.FAILED,
+        },
+    )
+    StripeEventOutcome.objects.filter(pk=outcome.pk).update(
+        status=StripeEventOutcome.Status.FAILED,
+        attempts=F("attempts") + 1,
+        last_error=repr(error)[:2000],
+        next_attempt_at=now + RETRY_BACKOFF[min(outcome.attempts, len(RETRY_BACKOFF) - 1)],
+        updated_at=now,
+    )
+    log.warning("stripe event %s (%s) failed: %r", event_id, kind, error)
+
+
+def failed_events_retry(*, now: datetime | None = None, limit: int = 100) -> tuple[int, int]:
+    """Handle again the failed events that are due; returns (processed, still failing)."""
+    now = now or timezone.now()
+    due = list(
+        StripeEventOutcome.objects.filter(status=StripeEventOutcome.Status.FAILED, next_attempt_at__lte=now)
+        .order_by("next_attempt_at", "pk")
+        .values_list("event_id", "type", "object_id")[:limit]
+    )
+    processed = failing = 0
+    for event_id, kind, object_id in due:
+        try:
+            handle_recorded(event_id, kind or None, object_id or None)
+        except Exception:
+            failing += 1
+        else:
+            processed += 1
+    return processed, failing
 
 
 def handle(event_id: str, kind: str | None = None, object_id: str | None = None) -> None:

@@ -13,4 +13,11 @@ from billing.webhooks import dispatch
     max_retries=8,
 )
 def process_stripe_event(event_id: str, kind: str | None = None, object_id: str | None = None) -> None:
-    dispatch.handle(event_id, kind, object_id)
+    dispatch.handle_recorded(event_id, kind, object_id)
+
+
+@shared_task(name="billing.tasks.retry_failed_stripe_events")
+def retry_failed_stripe_events() -> int:
+    """Every ten minutes: handle again the events whose handler failed after its retries."""
+    processed, _ = dispatch.failed_events_retry()
+    return processed

@@ -82,7 +82,10 @@ def sim_quantity_updates(stripe_sim) -> list[dict]:
     return [
         r
         for r in stripe_sim.store.requests
-        if r["method"] == "POST" and r["path"].startswith("/v1/subscription_items/") and r["status"] == 200
+        if r["method"] == "POST"
+        and r["path"].startswith("/v1/subscription_items/")
+        and r["status"] == 200
+        and not r.get("replayed")
     ]
 
 

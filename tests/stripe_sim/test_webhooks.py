@@ -145,3 +145,68 @@ def test_it_refuses_non_loopback_urls(client: stripe.StripeClient, sim: Sim) -> 
     client.v1.customers.create({"email": "a@example.com"})
     attempt = sim.store.deliveries[0]["attempts"][0]
     assert "loopback" in attempt["error"]
+
+
+# --- deliveries going wrong, per event type -------------------------------------------------
+
+
+def _arm(sim, *faults) -> None:
+    from werkzeug.test import Client
+
+    response = Client(sim.app).post("/_sim/config", json={"webhook_faults": list(faults)})
+    assert response.status_code == 200, response.data
+
+
+def test_a_dropped_delivery_is_never_sent(client: stripe.StripeClient, receiver: Receiver, sim) -> None:
+    _endpoint(client, receiver)
+    _arm(sim, {"type": "customer.created", "action": "drop", "count": 1})
+    client.v1.customers.create({"email": "a@example.com"})
+    client.v1.customers.create({"email": "b@example.com"})
+    assert receiver.types() == ["customer.created"]
+    assert [d["status"] for d in sim.store.deliveries] == ["dropped", "succeeded"]
+
+
+def test_a_delayed_delivery_arrives_when_released(
+    client: stripe.StripeClient, receiver: Receiver, sim
+) -> None:
+    from werkzeug.test import Client
+
+    _endpoint(client, receiver)
+    _arm(sim, {"type": "customer.created", "action": "delay", "seconds": 3600})
+    cus = client.v1.customers.create({"email": "a@example.com"})
+    client.v1.customers.update(cus.id, {"name": "A"})
+    assert receiver.types() == ["customer.updated"]  # the creation is hours late
+    assert len(Client(sim.app).post("/_sim/deliveries/release").json) == 1
+    assert receiver.types() == ["customer.updated", "customer.created"]
+
+
+def test_a_duplicated_delivery_arrives_twice(client: stripe.StripeClient, receiver: Receiver, sim) -> None:
+    _endpoint(client, receiver)
+    _arm(sim, {"type": "customer.*", "action": "duplicate"})
+    client.v1.customers.create({"email": "a@example.com"})
+    assert receiver.types() == ["customer.created", "customer.created"]
+    first, second = (json.loads(r["body"])["id"] for r in receiver.received)
+    assert first == second  # one event, delivered twice
+
+
+def test_a_reordered_delivery_arrives_after_the_next(
+    client: stripe.StripeClient, receiver: Receiver, sim
+) -> None:
+    _endpoint(client, receiver)
+    _arm(sim, {"type": "customer.created", "action": "reorder", "count": 1})
+    cus = client.v1.customers.create({"email": "a@example.com"})
+    client.v1.customers.update(cus.id, {"name": "A"})
+    assert receiver.types() == ["customer.updated", "customer.created"]
+
+
+def test_it_rejects_a_bad_webhook_fault(sim) -> None:
+    from werkzeug.test import Client
+
+    for bad in (
+        [{"type": "x", "action": "explode"}],
+        [{"action": "drop"}],
+        "drop",
+        [{"type": "x", "action": "delay", "seconds": -1}],
+    ):
+        response = Client(sim.app).post("/_sim/config", json={"webhook_faults": bad})
+        assert response.status_code == 400

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from billing.reconcile import billing_invariants_check, subscription_reconcile
+from billing.reconcile import billing_invariants_check, payments_reconcile, subscription_reconcile
 
 
 class Command(BaseCommand):
@@ -21,6 +21,12 @@ class Command(BaseCommand):
                 f"{drift.remote!r} in Stripe{' (fixed)' if fix else ''}"
             )
         breaches = billing_invariants_check(fix=fix)
+        for drift in payments_reconcile(fix=fix):
+            self.stdout.write(
+                f"{drift.organization.slug}: paid invoice {drift.remote} is missing from the payments"
+                f"{' (recorded)' if fix else ''}"
+            )
+            drifts.append(drift)
         for breach in breaches:
             self.stdout.write(str(breach))
         if not drifts and not breaches:
