@@ -19,6 +19,7 @@ from stripe_sim import (  # noqa: F401
     checkout,
     clock,
     core,
+    discounts,
     disputes,
     event_api,
     faults,

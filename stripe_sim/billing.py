@@ -7,9 +7,10 @@ subscription under ``parent.subscription_details``, and invoice lines carry ``pr
 
 import calendar
 import datetime as dt
+from fractions import Fraction
 from typing import Any
 
-from stripe_sim import pricing
+from stripe_sim import discounts, pricing
 from stripe_sim.core import (
     attach_payment_method,
     card_payment_method,
@@ -264,6 +265,7 @@ def new_invoice(
             "type": "subscription_details",
         }
         invoice["default_payment_method"] = subscription.get("default_payment_method")
+        invoice["discounts"] = [d["id"] for d in discounts.live_discounts(store, subscription, now)]
     store.add(invoice)
     return invoice
 
@@ -282,6 +284,8 @@ def _line(
     invoice_item: dict[str, Any] | None = None,
     proration: bool = False,
     metadata: dict[str, str] | None = None,
+    discountable: bool = True,
+    line_discounts: list[str] | None = None,
 ) -> dict[str, Any]:
     if sub_item_id is not None:
         parent = {
@@ -314,8 +318,8 @@ def _line(
         currency=invoice["currency"],
         description=description,
         discount_amounts=[],
-        discountable=True,
-        discounts=[],
+        discountable=discountable,
+        discounts=list(line_discounts or []),
         invoice=invoice["id"],
         livemode=False,
         metadata=dict(metadata or {}),
@@ -336,13 +340,17 @@ def _line(
         taxes=[],
     )
     invoice["_lines"].append(line)
-    _totals(invoice)
+    totals(store, invoice)
     return line
 
 
-def _totals(invoice: dict[str, Any]) -> None:
-    total = sum(line["amount"] for line in invoice["_lines"])
-    invoice.update(subtotal=total, subtotal_excluding_tax=total, total=total)
+def totals(store: Store, invoice: dict[str, Any]) -> None:
+    """Subtotal, discounts, then the total: recomputed whole whenever a line is added."""
+    discounts.apply_to_invoice(store, invoice)
+    subtotal = sum(line["amount"] for line in invoice["_lines"])
+    off = sum(entry["amount"] for entry in invoice["total_discount_amounts"])
+    total = subtotal - off
+    invoice.update(subtotal=subtotal, subtotal_excluding_tax=subtotal, total=total)
     invoice["total_excluding_tax"] = total
     # A negative total (more credit than charge) is due as zero, as on Stripe.
     due = max(total, 0)
@@ -368,6 +376,8 @@ def _item_line(store: Store, invoice: dict[str, Any], ii: dict[str, Any]) -> dic
         invoice_item=ii,
         proration=ii["proration"],
         metadata=ii["metadata"],
+        discountable=ii["discountable"],
+        line_discounts=ii["discounts"] or [],
     )
 
 
@@ -408,6 +418,11 @@ def finalize(store: Store, invoice: dict[str, Any]) -> None:
     invoice["hosted_invoice_url"] = f"{store.base_url}/i/{invoice['id']}"
     invoice["next_payment_attempt"] = now if invoice["collection_method"] == "charge_automatically" else None
     emit(store, "invoice.finalized", invoice)
+    if any(line["discountable"] and line["amount"] > 0 for line in invoice["_lines"]):
+        for discount_id in invoice["discounts"]:
+            discount = discounts.discount_of(store, discount_id)
+            if discounts.coupon_for(store, discount)["duration"] == "once":
+                discounts.end_discount(store, discount)  # used on its one invoice
     if invoice["amount_due"] == 0:
         _mark_paid(store, invoice, now)
 
@@ -749,6 +764,15 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
         sub["status"] = "trialing"
     store.add(sub)
     items = [_new_item(store, sub, price, quantity, raw) for price, quantity, raw in prices]
+    if params.get("discounts") not in (None, ""):
+        discounts.discounts_param(
+            store,
+            params["discounts"],
+            customer_id=customer["id"],
+            currency=sub["currency"],
+            subtotal=first_amount,
+            subscription=sub,
+        )
     if as_bool(params, "cancel_at_period_end", False):
         sub["cancel_at_period_end"] = True
         sub["cancel_at"] = period_end
@@ -848,7 +872,17 @@ def _proration_lines(
         price, quantity = config
         if _is_metered(price):
             continue
-        amount = sign * pricing.prorate(price, quantity, remaining, period)
+        # A discounted item's proration is a share of its discounted amount (classic billing
+        # mode): the item names the discounts and is not discounted again on its invoice.
+        applied = [
+            d
+            for d in sub["discounts"]
+            if discounts.applies_to_product(
+                discounts.coupon_for(store, discounts.discount_of(store, d)), price["product"]
+            )
+        ]
+        full = discounts.net_full_amount(store, sub, price, quantity)
+        amount = sign * (round(full * Fraction(remaining, period)) if period > 0 else 0)
         description = f"{label} {quantity} {TIMES} {_product_name(store, price)} after {_date(at)}"
         created.append(
             create_invoice_item(
@@ -865,6 +899,7 @@ def _proration_lines(
                 quantity=quantity,
                 sub_item_id=item["id"],
                 proration=True,
+                line_discounts=applied,
             )
         )
     return created
@@ -921,6 +956,19 @@ def update_subscription(store: Store, sub: dict[str, Any], params: dict[str, Any
     if not live:
         raise invalid_param("items", "A subscription must have at least one item.")
     _check_compatible(store, [store.objects["price"][i["price"]] for i in live])
+    if "discounts" in params:
+        discounts.discounts_param(
+            store,
+            params["discounts"],
+            customer_id=sub["customer"],
+            currency=sub["currency"],
+            subtotal=sum(
+                pricing.amount_for(store.objects["price"][i["price"]], i["quantity"])
+                for i in live
+                if i["quantity"] is not None
+            ),
+            subscription=sub,
+        )
 
     if "metadata" in params:
         sub["metadata"] = merge_metadata(sub["metadata"], params["metadata"])
@@ -1301,6 +1349,7 @@ def create_invoice_item(
     quantity: int | None = None,
     sub_item_id: str | None = None,
     proration: bool = False,
+    line_discounts: list[str] | None = None,
 ) -> dict[str, Any]:
     customer = store.get("customer", require(params, "customer"), "customer")
     now = store.now(customer.get("test_clock"))
@@ -1336,7 +1385,7 @@ def create_invoice_item(
         date=now,
         description=params.get("description") or (_product_name(store, price) if price else None),
         discountable=as_bool(params, "discountable", not proration),
-        discounts=[],
+        discounts=list(line_discounts or []),
         invoice=None,
         metadata=merge_metadata({}, params.get("metadata")),
         net_amount=amount,
@@ -1605,6 +1654,8 @@ def invoice_create_preview(ctx: Ctx) -> dict[str, Any]:
     """Run the change for real on a scratch copy of the state, keep the invoice it produces."""
     store, params = ctx.store, ctx.params
     details = as_dict(params, "subscription_details")
+    if "discounts" in params:
+        details = {**details, "discounts": params["discounts"]}
     with store.scratch():
         if params.get("subscription"):
             sub = store.get("subscription", params["subscription"], "subscription")

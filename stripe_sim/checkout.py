@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from stripe_sim import billing, pricing
+from stripe_sim import billing, discounts, pricing
 from stripe_sim.core import (
     attach_payment_method,
     card_payment_method,
@@ -32,20 +32,89 @@ MODES = ("subscription", "payment", "setup")
 # --- checkout sessions ---------------------------------------------------------------------------
 
 
+def session_coupons(store: Store, session: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for entry in session["discounts"] or []:
+        if entry.get("promotion_code"):
+            promo = store.objects["promotion_code"][entry["promotion_code"]]
+            out.append(discounts.coupon_of(store, promo["promotion"]["coupon"]))
+        else:
+            out.append(discounts.coupon_of(store, entry["coupon"]))
+    return out
+
+
+def amounts(store: Store, session: dict[str, Any]) -> list[dict[str, int]]:
+    """Each line item's subtotal, discount and total for today (discounts before tax, per line)."""
+    slots = []
+    for raw in session["_line_items"]:
+        price = store.objects["price"][raw["price"]]
+        metered = billing._is_metered(price)
+        amount = 0 if metered else pricing.amount_for(price, raw["quantity"])
+        slots.append({"amount": amount, "product": price["product"], "discountable": True})
+    shares = discounts.allocate(slots, session_coupons(store, session), session["currency"] or "usd")
+    out = []
+    for slot, taken in zip(slots, shares, strict=True):
+        off = sum(taken)
+        out.append({"subtotal": slot["amount"], "discount": off, "tax": 0, "total": slot["amount"] - off})
+    return out
+
+
+def recompute(store: Store, session: dict[str, Any]) -> None:
+    """The session's totals from its line items and discounts (a trial charges nothing today)."""
+    if session["mode"] == "setup":
+        return
+    lines = amounts(store, session)
+    subtotal = sum(line["subtotal"] for line in lines)
+    off = sum(line["discount"] for line in lines)
+    tax = sum(line["tax"] for line in lines)
+    trial = session["_subscription_data"]["trial_period_days"]
+    session["amount_subtotal"] = subtotal
+    session["amount_total"] = 0 if trial else subtotal - off + tax
+    session["total_details"] = {
+        "amount_discount": 0 if trial else off,
+        "amount_shipping": 0,
+        "amount_tax": tax,
+    }
+
+
+def apply_promotion_code(store: Store, session: dict[str, Any], code: str) -> dict[str, Any]:
+    """The customer typed a promotion code on the hosted page: check it and apply it."""
+    if not session["allow_promotion_codes"]:
+        raise invalid("This Checkout Session does not accept promotion codes.")
+    promo = discounts.find_code(store, code)
+    if promo is None:
+        raise invalid_param(
+            "promotion_code", f"This code ({code.strip()}) is invalid.", code="coupon_invalid"
+        )
+    lines = amounts(store, {**session, "discounts": []})
+    discounts.check_promotion_code(
+        store,
+        promo,
+        customer_id=session["customer"],
+        currency=session["currency"] or "usd",
+        subtotal=sum(line["subtotal"] for line in lines),
+        param="promotion_code",
+    )
+    session["discounts"] = [{"coupon": None, "promotion_code": promo["id"]}]
+    recompute(store, session)
+    return promo
+
+
 def _line_items(store: Store, session: dict[str, Any]) -> list[dict[str, Any]]:
     items = []
+    lines = amounts(store, session)
     for index, raw in enumerate(session["_line_items"]):
         price = store.objects["price"][raw["price"]]
-        amount = pricing.amount_for(price, raw["quantity"])
+        line = lines[index]
         item = blank("item")
         product = store.objects["product"].get(price["product"], {})
         item.update(
             id=f"li_{session['id'][8:32]}{index:02d}",
             object="item",
-            amount_discount=0,
-            amount_subtotal=amount,
-            amount_tax=0,
-            amount_total=amount,
+            amount_discount=line["discount"],
+            amount_subtotal=line["subtotal"],
+            amount_tax=line["tax"],
+            amount_total=line["total"],
             currency=price["currency"],
             description=product.get("name"),
             metadata={},
@@ -110,6 +179,30 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
         if not billing._is_metered(p)
     )
     currency = prices[0]["currency"] if prices else (params.get("currency") or None)
+    allow_codes = as_bool(params, "allow_promotion_codes")
+    session_discounts = []
+    if params.get("discounts"):
+        if allow_codes:
+            raise invalid(
+                "You may only specify one of these parameters: allow_promotion_codes, discounts.",
+                param="discounts",
+            )
+        if mode == "setup":
+            raise invalid_param("discounts", "discounts cannot be used in setup mode.")
+        for index, entry in enumerate(as_list(params, "discounts")):
+            coupon, promo = discounts.resolve(
+                store,
+                entry,
+                customer_id=customer_id,
+                currency=currency or "usd",
+                subtotal=subtotal,
+                param=f"discounts[{index}]",
+            )
+            session_discounts.append(
+                {"coupon": None if promo else coupon["id"], "promotion_code": promo["id"] if promo else None}
+            )
+        if len(session_discounts) > 1:
+            raise invalid_param("discounts", "A Checkout Session takes one discount.")
     method_types = _payment_method_types(params, currency)
     now = store.now(customer.get("test_clock") if customer else None)
     session = new_object(
@@ -142,7 +235,8 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
         success_url=params.get("success_url") or None,
         total_details={"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
         ui_mode=params.get("ui_mode") or "hosted_page",
-        allow_promotion_codes=as_bool(params, "allow_promotion_codes"),
+        allow_promotion_codes=allow_codes,
+        discounts=session_discounts,
         _line_items=line_items,
         _subscription_data={
             "trial_period_days": trial_days,
@@ -159,6 +253,7 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
         },
     )
     session["url"] = f"{ctx.base_url}/checkout/{session['id']}"
+    recompute(store, session)
     store.add(session)
     return respond(ctx, session)
 
@@ -335,9 +430,13 @@ def complete_session(
         }
         if data["trial_period_days"]:
             params["trial_period_days"] = str(data["trial_period_days"])
+        if session["discounts"]:
+            params["discounts"] = [{k: v for k, v in d.items() if v} for d in session["discounts"]]
         if data.get("description"):
             params["description"] = data["description"]
         sub = billing.create_subscription(store, params)
+        for discount_id in sub["discounts"]:
+            discounts.discount_of(store, discount_id)["checkout_session"] = session["id"]
         invoice = store.objects["invoice"][sub["latest_invoice"]]
         session["subscription"] = sub["id"]
         session["invoice"] = invoice["id"]
@@ -357,6 +456,13 @@ def complete_session(
             setup_future_usage=data.get("setup_future_usage"),
         )
         confirm_payment_intent(store, pi, pm)
+        for entry in session["discounts"] or []:
+            # No subscription carries a discount in payment mode: the redemption is counted.
+            if entry.get("promotion_code"):
+                promo = store.objects["promotion_code"][entry["promotion_code"]]
+                promo["times_redeemed"] += 1
+            for coupon in session_coupons(store, {"discounts": [entry]}):
+                coupon["times_redeemed"] += 1
         session["payment_intent"] = pi["id"]
         session["payment_status"] = "paid" if pi["status"] == "succeeded" else "unpaid"
     else:

@@ -5,8 +5,8 @@ import json
 from html import escape
 from typing import Any
 
-from stripe_sim import billing, checkout
-from stripe_sim.errors import StripeError
+from stripe_sim import billing, checkout, discounts
+from stripe_sim.errors import StripeError, invalid_param
 from stripe_sim.render import render
 from stripe_sim.store import Store
 
@@ -71,6 +71,24 @@ def checkout_page(store: Store, session_id: str, error: str | None = None) -> tu
         )
     trial = session["_subscription_data"]["trial_period_days"]
     trial_note = f"<p>{trial}-day free trial: nothing is charged today.</p>" if trial else ""
+    discount_html = ""
+    for entry, coupon in zip(
+        session["discounts"] or [], checkout.session_coupons(store, session), strict=True
+    ):
+        promo = store.objects.get("promotion_code", {}).get(entry.get("promotion_code") or "")
+        label = promo["code"] if promo else (coupon["name"] or coupon["id"])
+        saved = money(session["total_details"]["amount_discount"], session["currency"])
+        terms = _coupon_terms(coupon, session["currency"])
+        discount_html += (
+            f"<p data-discount>Discount <strong>{escape(label)}</strong> ({escape(terms)}):"
+            f" &minus;{escape(saved)}</p>"
+        )
+    promo_html = (
+        """<p><label>Promotion code <input name=promotion_code autocomplete=off></label>
+<button type=submit name=action value=apply_promotion_code formnovalidate>Apply</button></p>"""
+        if session["allow_promotion_codes"] and not session["discounts"]
+        else ""
+    )
     total = (
         ""
         if session["mode"] == "setup"
@@ -91,8 +109,9 @@ The bank answers when time moves on (or <code>POST /_sim/settle</code>).</small>
     body = f"""
 <h1>Checkout</h1>
 <table><tr><th>Item</th><th>Qty</th><th>Price</th></tr>{"".join(rows)}</table>
-{trial_note}{total}{error_html}
+{trial_note}{discount_html}{total}{error_html}
 <form method=post>
+{promo_html}
 <p><label>Email <input name=email type=email value="{email}" required></label></p>
 <p><label>Name on card <input name=name></label></p>
 <p><label>Card number <input name=card_number inputmode=numeric autocomplete=cc-number
@@ -106,8 +125,32 @@ The bank answers when time moves on (or <code>POST /_sim/settle</code>).</small>
     return 200, _page("Checkout", body)
 
 
+def _coupon_terms(coupon: dict[str, Any], currency: str | None) -> str:
+    if coupon["percent_off"] is not None:
+        off = f"{coupon['percent_off']:g}% off"
+    else:
+        off = f"{money(discounts.amount_off_in(coupon, currency or 'usd'), currency)} off"
+    if coupon["duration"] == "repeating":
+        return f"{off} for {coupon['duration_in_months']} months"
+    return off + (" forever" if coupon["duration"] == "forever" else " once")
+
+
 def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tuple[int, str, str]:
-    """(status, html, redirect): a redirect to ``success_url`` or the page with the error."""
+    """(status, html, redirect): a redirect to ``success_url`` or the page with the error. A
+    promotion code typed in is applied first (``Apply``, or along with paying)."""
+    session = store.find("checkout.session", session_id)
+    code = (form.get("promotion_code") or "").strip()
+    if session is not None and (code or form.get("action") == "apply_promotion_code"):
+        try:
+            if not code:
+                raise invalid_param("promotion_code", "Enter a promotion code.")
+            checkout.apply_promotion_code(store, session, code)
+        except StripeError as exc:
+            status, html = checkout_page(store, session_id, exc.message)
+            return (400 if status == 200 else status), html, ""
+        if form.get("action") == "apply_promotion_code":
+            status, html = checkout_page(store, session_id)
+            return status, html, ""
     try:
         target = checkout.complete_session(
             store,
