@@ -7,6 +7,8 @@ transaction that reports what changed, so `catalog_sync --dry-run` can print the
 
 import tomllib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
@@ -16,6 +18,8 @@ from billing.catalog_rules import validate_tiers
 from billing.models import (
     Addon,
     AddonEntitlement,
+    Coupon,
+    Duration,
     Feature,
     Interval,
     Overage,
@@ -23,8 +27,10 @@ from billing.models import (
     PlanEntitlement,
     PlanLineItem,
     Product,
+    PromotionCode,
     SeatPolicy,
 )
+from billing.models.discounts import coupon_problems
 
 DEFAULT_PATH = Path(settings.BASE_DIR) / "config" / "catalog.toml"
 DEFAULT_WARN_AT = [80, 100]
@@ -53,6 +59,7 @@ class CatalogSpec:
     plans: dict[str, dict]  # key -> fields, with "product", "line_items", "entitlements"
     addons: dict[str, dict]
     meters: dict[str, dict] = field(default_factory=dict)
+    coupons: dict[str, dict] = field(default_factory=dict)  # key -> fields, with "promotion_codes"
 
 
 # --- Reading and validating --------------------------------------------------------------
@@ -321,9 +328,113 @@ def parse_catalog(data: dict) -> CatalogSpec:
         }
 
     meters = _meters(data.get("meters") or {}, features, problems)
+    coupons = _coupons(data.get("coupons") or {}, products, problems)
     if problems:
         raise CatalogError(problems)
-    return CatalogSpec(currency, features, products, plans, addons, meters)
+    return CatalogSpec(currency, features, products, plans, addons, meters, coupons)
+
+
+def _moment(value, where: str, problems: list[str]) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        problems.append(f"{where}: a date and time with its offset, e.g. 2027-01-01T00:00:00Z")
+        return None
+    return value.astimezone(UTC)
+
+
+_COUPON_FIELDS = {
+    "name",
+    "percent_off",
+    "amount_off",
+    "currency",
+    "currency_options",
+    "duration",
+    "duration_in_months",
+    "max_redemptions",
+    "redeem_by",
+    "products",
+    "promotion_codes",
+}
+_CODE_FIELDS = {
+    "code",
+    "first_time_only",
+    "minimum_amount",
+    "minimum_amount_currency",
+    "expires_at",
+    "max_redemptions",
+}
+
+
+def _coupons(raw: dict, products: dict, problems: list[str]) -> dict[str, dict]:
+    coupons, codes = {}, {}
+    for key, coupon in raw.items():
+        where = f"coupon '{key}'"
+        unknown = set(coupon) - _COUPON_FIELDS
+        if unknown:
+            problems.append(f"{where}: unknown fields {', '.join(sorted(unknown))}")
+        percent = coupon.get("percent_off")
+        if percent is not None and (isinstance(percent, bool) or not isinstance(percent, int | float)):
+            problems.append(f"{where} percent_off: a number such as 20 or 12.5")
+            percent = None
+        duration = coupon.get("duration", Duration.ONCE)
+        for problem in coupon_problems(
+            percent_off=percent,
+            amount_off=coupon.get("amount_off"),
+            currency=coupon.get("currency", ""),
+            duration=duration,
+            duration_in_months=coupon.get("duration_in_months"),
+            currency_options=coupon.get("currency_options"),
+        ):
+            problems.append(f"{where}: {problem}")
+        limit = coupon.get("max_redemptions")
+        if limit is not None and (not _is_int(limit) or limit < 1):
+            problems.append(f"{where} max_redemptions: a whole number >= 1")
+        for product in coupon.get("products", []):
+            if product not in products:
+                problems.append(f"{where} products: unknown product '{product}'")
+        promotion_codes = []
+        for index, entry in enumerate(coupon.get("promotion_codes", [])):
+            at = f"{where} promotion_codes[{index}]"
+            unknown = set(entry) - _CODE_FIELDS
+            if unknown:
+                problems.append(f"{at}: unknown fields {', '.join(sorted(unknown))}")
+            code = entry.get("code", "")
+            if not (isinstance(code, str) and code.isalnum()):
+                problems.append(f"{at} code: letters and digits, e.g. LAUNCH")
+                continue
+            if code.upper() in codes:
+                problems.append(f"{at} code: '{code}' is already a code of coupon '{codes[code.upper()]}'")
+            codes[code.upper()] = key
+            minimum = entry.get("minimum_amount")
+            if minimum is not None and (not _is_int(minimum) or minimum < 0):
+                problems.append(f"{at} minimum_amount: a whole number of minor units >= 0")
+            promotion_codes.append(
+                {
+                    "code": code,
+                    "first_time_only": bool(entry.get("first_time_only", False)),
+                    "minimum_amount": minimum,
+                    "minimum_amount_currency": entry.get("minimum_amount_currency", "")
+                    if minimum is None
+                    else entry.get("minimum_amount_currency", coupon.get("currency") or "usd"),
+                    "expires_at": _moment(entry.get("expires_at"), f"{at} expires_at", problems),
+                    "max_redemptions": entry.get("max_redemptions"),
+                }
+            )
+        coupons[key] = {
+            "name": coupon.get("name") or key,
+            "percent_off": percent,
+            "amount_off": coupon.get("amount_off"),
+            "currency": coupon.get("currency", "") if coupon.get("amount_off") is not None else "",
+            "currency_options": coupon.get("currency_options") or {},
+            "duration": duration,
+            "duration_in_months": coupon.get("duration_in_months"),
+            "max_redemptions": limit,
+            "redeem_by": _moment(coupon.get("redeem_by"), f"{where} redeem_by", problems),
+            "products": list(coupon.get("products", [])),
+            "promotion_codes": promotion_codes,
+        }
+    return coupons
 
 
 def load_catalog(path: Path = DEFAULT_PATH) -> CatalogSpec:
@@ -457,6 +568,39 @@ def _apply(spec: CatalogSpec, diff: _Diff) -> None:
         diff.lines.append(f"- addon {addon.key} (deactivated)")
     retired_addons.update(is_active=False)
     _apply_meters(spec, features, diff)
+    _apply_coupons(spec, products, diff)
+
+
+def _apply_coupons(spec: CatalogSpec, products: dict, diff: _Diff) -> None:
+    for key, raw in spec.coupons.items():
+        values = {k: v for k, v in raw.items() if k not in ("products", "promotion_codes")}
+        if values["percent_off"] is not None:
+            values["percent_off"] = Decimal(str(values["percent_off"])).quantize(Decimal("0.01"))
+        values["is_active"] = True
+        coupon = diff.upsert(Coupon, {"key": key}, values, f"coupon {key}")
+        wanted = {products[p].pk for p in raw["products"]}
+        if set(coupon.products.values_list("pk", flat=True)) != wanted:
+            coupon.products.set(wanted)
+            diff.lines.append(f"~ coupon {key}: products {sorted(raw['products'])}")
+        for code in raw["promotion_codes"]:
+            existing = PromotionCode.objects.filter(code__iexact=code["code"]).first()
+            lookup = {"pk": existing.pk} if existing else {"code": code["code"]}
+            diff.upsert(
+                PromotionCode,
+                lookup,
+                {**{k: v for k, v in code.items() if k != "code"}, "coupon": coupon, "is_active": True},
+                f"promotion code {code['code']}",
+            )
+        named = {c["code"].upper() for c in raw["promotion_codes"]}
+        for stale in coupon.promotion_codes.filter(is_active=True):
+            if stale.code.upper() not in named:
+                diff.lines.append(f"- promotion code {stale.code} (deactivated)")
+                PromotionCode.objects.filter(pk=stale.pk).update(is_active=False)
+    retired = Coupon.objects.filter(is_active=True).exclude(key__in=spec.coupons)
+    for coupon in retired:
+        diff.lines.append(f"- coupon {coupon.key} (deactivated)")
+        coupon.promotion_codes.update(is_active=False)
+    retired.update(is_active=False)
 
 
 def _apply_meters(spec: CatalogSpec, features: dict, diff: _Diff) -> None:

@@ -7,7 +7,7 @@ import stripe
 from django.db import transaction
 from django.utils import timezone
 
-from billing import entitlements
+from billing import discounts, entitlements
 from billing.catalog import DEFAULT_PATH, catalog_apply, load_catalog
 from billing.models import (
     Addon,
@@ -334,4 +334,5 @@ def catalog_push(*, dry_run: bool = False) -> list[str]:
         )
         if not dry_run:
             Addon.objects.filter(pk=addon.pk).update(stripe_product_id=product_id, stripe_price_id=price_id)
+    lines += discounts.coupons_push(dry_run=dry_run)
     return lines

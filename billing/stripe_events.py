@@ -5,8 +5,8 @@ follow (packages, a plan's allowance) carry idempotency keys the database keeps 
 from django.db import transaction
 from djstripe.models import Event
 
-from billing import allowances, seats, subscriptions
-from billing.models import OrgSubscription
+from billing import allowances, discounts, seats, subscriptions
+from billing.models import OrgSubscription, SubscriptionDiscount
 
 
 def handle(event_id: str, kind: str | None = None, object_id: str | None = None) -> None:
@@ -39,5 +39,30 @@ def handle(event_id: str, kind: str | None = None, object_id: str | None = None)
         subscriptions.charge_refunded(charge_id=obj["id"])
     elif kind in ("charge.dispute.created", "charge.dispute.closed"):
         subscriptions.charge_disputed(dispute_id=obj["id"])
+    elif kind.startswith("customer.discount."):
+        subscription_id = _payload(event_id).get("subscription")
+        if subscription_id:
+            discounts.subscription_discounts_sync(subscription_id=subscription_id)
+    if synced is not None and synced.stripe_subscription_id and _discounts_touched(event_id, synced):
+        # A discount made with the subscription (at checkout) is announced before Tally knows
+        # the subscription: it is mirrored once the subscription is.
+        discounts.subscription_discounts_sync(subscription_id=synced.stripe_subscription_id)
     # Whatever started a period (the first payment, a renewal, a trial), its allowance follows.
     allowances.subscription_allowance_grant(subscription=synced)
+
+
+def _payload(event_id: str) -> dict:
+    event = Event.objects.filter(id=event_id).first()
+    return ((event.data or {}).get("object") or {}) if event is not None else {}
+
+
+def _discounts_touched(event_id: str, synced: OrgSubscription) -> bool:
+    """Whether the event may have changed the subscription's discounts (only a hint: what they
+    are is read from Stripe)."""
+    event = Event.objects.filter(id=event_id).first()
+    data = (event.data or {}) if event is not None else {}
+    if (data.get("object") or {}).get("discounts") or "discounts" in (data.get("previous_attributes") or {}):
+        return True
+    return SubscriptionDiscount.objects.filter(
+        stripe_subscription_id=synced.stripe_subscription_id, ended_at=None
+    ).exists()

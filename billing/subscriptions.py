@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from djstripe.models import Customer
 
-from billing import allowances, entitlements, hooks, selectors
+from billing import allowances, discounts, entitlements, hooks, selectors
 from billing.models import (
     ENDED_STATUSES,
     PLAN_STATUSES,
@@ -36,6 +36,7 @@ from billing.models import (
     Plan,
     PlanCheckout,
     PlanLineItem,
+    PromotionCode,
     SubscriptionDuplicate,
     SubscriptionStatus,
     TrialRecord,
@@ -151,8 +152,11 @@ def checkout_start(
     actor: User,
     addons: dict[Addon, int] | None = None,
     test_clock: str | None = None,
+    promotion_code: PromotionCode | None = None,
 ) -> str:
-    """A Checkout Session for `plan` (and add-ons); returns the URL to send the person to."""
+    """A Checkout Session for `plan` (and add-ons); returns the URL to send the person to. A
+    promotion code brought along (`/pricing/?promo=CODE`) is applied; otherwise the customer may
+    type one on Stripe's page."""
     addons = addons or {}
     current = OrgSubscription.objects.filter(organization=organization).first()
     if current and current.stripe_subscription_id and current.applies:
@@ -195,7 +199,21 @@ def checkout_start(
     }
     if plan.trial_days and trial_available(organization=organization, customer_id=customer_id):
         params["subscription_data"]["trial_period_days"] = plan.trial_days
-    session = stripe_client().v1.checkout.sessions.create(params)
+    if promotion_code is not None:
+        params["discounts"] = [{"promotion_code": promotion_code.stripe_promotion_code_id}]
+    else:
+        params["allow_promotion_codes"] = True
+    try:
+        session = stripe_client().v1.checkout.sessions.create(params)
+    except stripe.InvalidRequestError as error:
+        if promotion_code is None or not (error.param or "").startswith("discounts"):
+            raise
+        # Stripe has the last word on a code (first-time only, a minimum, fully redeemed).
+        raise ServiceError(
+            "promotion_code_refused",
+            f"The code {promotion_code.code} cannot be used here: {error.user_message}",
+            field="promo",
+        ) from None
     PlanCheckout.objects.get_or_create(
         stripe_session_id=session.id, defaults={"organization": organization, "plan": plan, "actor": actor}
     )
@@ -210,6 +228,7 @@ def checkout_start(
             "seats": seats,
             "addons": {a.key: q for a, q in addons.items()},
             "expired": expired,
+            "promotion_code": promotion_code.code if promotion_code else None,
         },
     )
     return session.url
@@ -748,6 +767,7 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
         "billing_reason": invoice.billing_reason or "",
         "amount_due": invoice.amount_due,
         "amount_paid": invoice.amount_paid,
+        "amount_discount": sum(d.amount for d in invoice.get("total_discount_amounts") or []),
         "currency": invoice.currency,
         "period_start": _ts(lines[0].period.start) if lines else None,
         "period_end": _ts(lines[0].period.end) if lines else None,
@@ -1096,7 +1116,7 @@ def subscription_change_preview(*, organization: Organization, plan: Plan) -> Pr
     return Preview(
         amount_due=preview.amount_due,
         currency=preview.currency,
-        lines=preview_lines(preview.lines.data),
+        lines=preview_lines(preview.lines.data) + discounts.discount_lines(preview),
         next_payment_at=next_payment_at,
         immediate=upgrade and not trial,
         trial=trial,
@@ -1296,7 +1316,7 @@ def upcoming_invoice(*, organization: Organization) -> Preview | None:
     return Preview(
         amount_due=preview.amount_due,
         currency=preview.currency,
-        lines=preview_lines(preview.lines.data),
+        lines=preview_lines(preview.lines.data) + discounts.discount_lines(preview),
         next_payment_at=_ts(preview.get("next_payment_attempt")) or _ts(preview.period_end),
         immediate=False,
         trial=subscription.status == SubscriptionStatus.TRIALING,

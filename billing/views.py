@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from billing import entitlements, selectors, subscriptions
+from billing import discounts, entitlements, selectors, subscriptions
 from billing.models import Access, Interval, Plan, PlanLineItem
 from teams.access import get_org_for_user
 from teams.errors import ServiceError
@@ -28,8 +28,27 @@ def _seats(request, default: int) -> int:
     return min(max(seats, 1), MAX_SEATS)
 
 
+PROMO_SESSION_KEY = "billing_promo"
+
+
+def _promotion_code(request):
+    """`/pricing/?promo=CODE` remembers a code for this visitor until checkout uses it; the
+    code is shown (or said to be invalid) wherever it is carried."""
+    if "promo" in request.GET:
+        code = request.GET["promo"].strip()[:64]
+        found = discounts.promotion_code_find(code)
+        if found is None:
+            request.session.pop(PROMO_SESSION_KEY, None)
+            return None, code
+        request.session[PROMO_SESSION_KEY] = found.code
+        return found, ""
+    remembered = request.session.get(PROMO_SESSION_KEY)
+    return (discounts.promotion_code_find(remembered) if remembered else None), ""
+
+
 @require_GET
 def pricing(request):
+    promo, promo_invalid = _promotion_code(request)
     interval = request.GET.get("interval", Interval.MONTH)
     if interval not in Interval.values:
         interval = Interval.MONTH
@@ -62,6 +81,8 @@ def pricing(request):
         "addons": selectors.active_addons(),
         "seats": seats,
         "max_seats": MAX_SEATS,
+        "promo": promo,
+        "promo_invalid": promo_invalid,
     }
     if request.htmx and request.htmx.target == "plans":
         return render(request, "billing/pricing.html#plans", context)
@@ -114,6 +135,7 @@ def _billing_context(organization, membership) -> dict:
         "organization": organization,
         "membership": membership,
         "subscription": subscription,
+        "discounts": discounts.live_discounts(organization),
         "access": subscription.access if subscription else Access.FREE,
         "plan": subscription.plan
         if subscription and subscription.applies
@@ -175,9 +197,15 @@ def checkout(request, org_slug: str):
     try:
         if plan is None:
             raise ServiceError("unknown_plan", "Choose one of the listed plans.", field="plan")
+        promo, _ = _promotion_code(request)
         url = subscriptions.checkout_start(
-            organization=organization, plan=plan, actor=request.user, addons=_addons_from(request)
+            organization=organization,
+            plan=plan,
+            actor=request.user,
+            addons=_addons_from(request),
+            promotion_code=promo,
         )
+        request.session.pop(PROMO_SESSION_KEY, None)
     except ServiceError as error:
         messages.error(request, error.message)
         return redirect("billing", organization.slug)

@@ -11,6 +11,7 @@ from billing.models.catalog import (
     Product,
     SeatPolicy,
 )
+from billing.models.discounts import Coupon, Duration, PromotionCode, SubscriptionDiscount
 from billing.models.state import (
     ENDED_STATUSES,
     PLAN_STATUSES,
@@ -60,3 +61,4 @@ __all__ = [
 ]
 
 __all__ += ["Aggregation", "Meter", "MeterEvent", "MeterReport"]
+__all__ += ["Coupon", "Duration", "PromotionCode", "SubscriptionDiscount"]

@@ -1,6 +1,6 @@
 from django import template
 
-from billing import entitlements
+from billing import discounts, entitlements
 
 register = template.Library()
 
@@ -22,6 +22,19 @@ def money(amount, currency: str = "usd") -> str:
     whole, cents = divmod(abs(amount), 100)
     text = f"{whole:,}" if cents == 0 else f"{whole:,}.{cents:02d}"
     return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency.upper()}"
+
+
+@register.filter
+def price_with(plan, promotion_code):
+    """`{{ plan|price_with:promo }}`: the plan's first price after the code's coupon, or None."""
+    if promotion_code is None or plan.is_free:
+        return None
+    return discounts.plan_price_with(promotion_code.coupon, plan)
+
+
+@register.filter
+def amount_off_in(coupon, currency: str):
+    return coupon.amount_off_in(currency or coupon.currency)
 
 
 @register.filter
