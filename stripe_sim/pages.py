@@ -84,8 +84,9 @@ def checkout_page(store: Store, session_id: str, error: str | None = None) -> tu
             f" &minus;{escape(saved)}</p>"
         )
     promo_html = (
-        """<p><label>Promotion code <input name=promotion_code autocomplete=off></label>
-<button type=submit name=action value=apply_promotion_code formnovalidate>Apply</button></p>"""
+        """<form method=post><input type=hidden name=action value=apply_promotion_code>
+<p><label>Promotion code <input name=promotion_code autocomplete=off></label>
+<button type=submit>Apply</button></p></form>"""
         if session["allow_promotion_codes"] and not session["discounts"]
         else ""
     )
@@ -111,7 +112,6 @@ The bank answers when time moves on (or <code>POST /_sim/settle</code>).</small>
 <table><tr><th>Item</th><th>Qty</th><th>Price</th></tr>{"".join(rows)}</table>
 {trial_note}{discount_html}{total}{error_html}
 <form method=post>
-{promo_html}
 <p><label>Email <input name=email type=email value="{email}" required></label></p>
 <p><label>Name on card <input name=name></label></p>
 <p><label>Card number <input name=card_number inputmode=numeric autocomplete=cc-number
@@ -120,6 +120,7 @@ The bank answers when time moves on (or <code>POST /_sim/settle</code>).</small>
 {sepa_html}
 <button type=submit>{"Save card" if session["mode"] == "setup" else "Pay"}</button>
 </form>
+{promo_html}
 {f'<p><a href="{escape(session["cancel_url"])}">Cancel and go back</a></p>' if session["cancel_url"] else ""}
 """
     return 200, _page("Checkout", body)
