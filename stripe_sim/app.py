@@ -27,6 +27,7 @@ from stripe_sim import (  # noqa: F401
     outage,
     pages,
     strict,
+    tax,
 )
 from stripe_sim.errors import StripeError, unauthorized
 from stripe_sim.events import emit_updates

@@ -10,7 +10,7 @@ import datetime as dt
 from fractions import Fraction
 from typing import Any
 
-from stripe_sim import discounts, pricing
+from stripe_sim import discounts, pricing, tax
 from stripe_sim.core import (
     attach_payment_method,
     card_payment_method,
@@ -266,6 +266,10 @@ def new_invoice(
         }
         invoice["default_payment_method"] = subscription.get("default_payment_method")
         invoice["discounts"] = [d["id"] for d in discounts.live_discounts(store, subscription, now)]
+        if subscription["automatic_tax"]["enabled"]:
+            invoice["automatic_tax"].update(
+                enabled=True, liability={"type": "self"}, provider="stripe", status="requires_location_inputs"
+            )
     store.add(invoice)
     return invoice
 
@@ -347,11 +351,14 @@ def _line(
 def totals(store: Store, invoice: dict[str, Any]) -> None:
     """Subtotal, discounts, then the total: recomputed whole whenever a line is added."""
     discounts.apply_to_invoice(store, invoice)
+    tax.apply_to_invoice(store, invoice, discounts.line_discount)
     subtotal = sum(line["amount"] for line in invoice["_lines"])
     off = sum(entry["amount"] for entry in invoice["total_discount_amounts"])
-    total = subtotal - off
-    invoice.update(subtotal=subtotal, subtotal_excluding_tax=subtotal, total=total)
-    invoice["total_excluding_tax"] = total
+    exclusive, inclusive = tax.exclusive_total(invoice), tax.inclusive_total(invoice)
+    # Discounts come off first; exclusive tax is added to what is left, inclusive tax is in it.
+    total = subtotal - off + exclusive
+    invoice.update(subtotal=subtotal, subtotal_excluding_tax=subtotal - inclusive, total=total)
+    invoice["total_excluding_tax"] = total - exclusive - inclusive
     # A negative total (more credit than charge) is due as zero, as on Stripe.
     due = max(total, 0)
     invoice["amount_due"] = due
@@ -708,6 +715,9 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
             code, decline_code, message = decline
             raise card_error(message, code=code, decline_code=decline_code)
 
+    automatic_tax = tax.automatic_param(params)
+    if automatic_tax:
+        tax.location_of(store, customer)  # Stripe refuses before creating anything
     recurring = prices[0][0]["recurring"]
     natural_end = pricing.add_interval(now, recurring["interval"], recurring["interval_count"])
     anchor, anchor_config = _billing_cycle_anchor(params, now, natural_end, recurring, trial_end)
@@ -721,7 +731,9 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
         store,
         "subscription",
         created=now,
-        automatic_tax={"disabled_reason": None, "enabled": False, "liability": None},
+        automatic_tax={"disabled_reason": None, **tax.AUTOMATIC_ON}
+        if automatic_tax
+        else {"disabled_reason": None, "enabled": False, "liability": None},
         billing_cycle_anchor=anchor or (period_end if trial_end else now),
         billing_cycle_anchor_config=anchor_config,
         billing_mode={"flexible": None, "type": "classic"},
@@ -972,6 +984,15 @@ def update_subscription(store: Store, sub: dict[str, Any], params: dict[str, Any
 
     if "metadata" in params:
         sub["metadata"] = merge_metadata(sub["metadata"], params["metadata"])
+    if "automatic_tax" in params:
+        enabled = tax.automatic_param(params)
+        if enabled:
+            tax.location_of(store, store.get("customer", sub["customer"]))
+        sub["automatic_tax"] = (
+            {"disabled_reason": None, **tax.AUTOMATIC_ON}
+            if enabled
+            else {"disabled_reason": None, "enabled": False, "liability": None}
+        )
     for name in ("description",):
         if name in params:
             sub[name] = params[name] or None
@@ -1654,8 +1675,9 @@ def invoice_create_preview(ctx: Ctx) -> dict[str, Any]:
     """Run the change for real on a scratch copy of the state, keep the invoice it produces."""
     store, params = ctx.store, ctx.params
     details = as_dict(params, "subscription_details")
-    if "discounts" in params:
-        details = {**details, "discounts": params["discounts"]}
+    for name in ("discounts", "automatic_tax"):
+        if name in params:
+            details = {**details, name: params[name]}
     with store.scratch():
         if params.get("subscription"):
             sub = store.get("subscription", params["subscription"], "subscription")

@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from stripe_sim import billing, discounts, pricing
+from stripe_sim import billing, discounts, pricing, tax
+from stripe_sim.core import address_of as core_address
 from stripe_sim.core import (
     attach_payment_method,
     card_payment_method,
@@ -52,11 +53,30 @@ def amounts(store: Store, session: dict[str, Any]) -> list[dict[str, int]]:
         amount = 0 if metered else pricing.amount_for(price, raw["quantity"])
         slots.append({"amount": amount, "product": price["product"], "discountable": True})
     shares = discounts.allocate(slots, session_coupons(store, session), session["currency"] or "usd")
+    taxes = session.get("_taxes") or [None] * len(slots)
     out = []
-    for slot, taken in zip(slots, shares, strict=True):
+    for slot, taken, taxed in zip(slots, shares, taxes, strict=True):
         off = sum(taken)
-        out.append({"subtotal": slot["amount"], "discount": off, "tax": 0, "total": slot["amount"] - off})
+        amount, inclusive = taxed or (0, False)
+        total = slot["amount"] - off + (0 if inclusive else amount)
+        out.append({"subtotal": slot["amount"], "discount": off, "tax": amount, "total": total})
     return out
+
+
+def compute_tax(store: Store, session: dict[str, Any], customer: dict[str, Any]) -> None:
+    """Tax on each line once the customer's address is known (after discounts, per line)."""
+    if not session["automatic_tax"]["enabled"]:
+        return
+    session["_taxes"] = None
+    lines = amounts(store, session)
+    country, rate, _ = tax.treatment(store, customer)
+    taxes = []
+    for raw, line in zip(session["_line_items"], lines, strict=True):
+        inclusive = store.objects["price"][raw["price"]]["tax_behavior"] == "inclusive"
+        taxes.append((tax.line_tax(line["subtotal"] - line["discount"], rate, inclusive), inclusive))
+    session["_taxes"] = taxes
+    session["automatic_tax"]["status"] = "complete"
+    recompute(store, session)
 
 
 def recompute(store: Store, session: dict[str, Any]) -> None:
@@ -66,14 +86,14 @@ def recompute(store: Store, session: dict[str, Any]) -> None:
     lines = amounts(store, session)
     subtotal = sum(line["subtotal"] for line in lines)
     off = sum(line["discount"] for line in lines)
-    tax = sum(line["tax"] for line in lines)
+    taxed = sum(line["tax"] for line in lines)
     trial = session["_subscription_data"]["trial_period_days"]
     session["amount_subtotal"] = subtotal
-    session["amount_total"] = 0 if trial else subtotal - off + tax
+    session["amount_total"] = 0 if trial else sum(line["total"] for line in lines)
     session["total_details"] = {
         "amount_discount": 0 if trial else off,
         "amount_shipping": 0,
-        "amount_tax": tax,
+        "amount_tax": 0 if trial else taxed,
     }
 
 
@@ -204,6 +224,22 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
         if len(session_discounts) > 1:
             raise invalid_param("discounts", "A Checkout Session takes one discount.")
     method_types = _payment_method_types(params, currency)
+    automatic_tax = tax.automatic_param(params)
+    customer_update = as_dict(params, "customer_update")
+    if (
+        automatic_tax
+        and customer is not None
+        and not (customer.get("address") or {}).get("country")
+        and customer_update.get("address") != "auto"
+    ):
+        raise invalid_param(
+            "customer_update[address]",
+            "Automatic tax calculation in Checkout requires a valid address on the Customer. Add a "
+            "valid address to the Customer or set either `customer_update[address]` to 'auto' or "
+            "`customer_update[shipping]` to 'auto' to save the address entered in Checkout to the "
+            "Customer.",
+        )
+    tax_id_collection = as_dict(params, "tax_id_collection")
     now = store.now(customer.get("test_clock") if customer else None)
     session = new_object(
         store,
@@ -211,7 +247,14 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
         created=now,
         amount_subtotal=subtotal if mode != "setup" else None,
         amount_total=(0 if trial_days else subtotal) if mode != "setup" else None,
-        automatic_tax={"enabled": False, "liability": None, "provider": None, "status": None},
+        automatic_tax={"enabled": True, "liability": {"type": "self"}, "provider": "stripe", "status": None}
+        if automatic_tax
+        else {"enabled": False, "liability": None, "provider": None, "status": None},
+        billing_address_collection=params.get("billing_address_collection") or None,
+        tax_id_collection={
+            "enabled": bool(as_bool(tax_id_collection, "enabled", False)),
+            "required": tax_id_collection.get("required") or "never",
+        },
         cancel_url=params.get("cancel_url") or None,
         client_reference_id=params.get("client_reference_id") or None,
         currency=currency,
@@ -238,6 +281,7 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
         allow_promotion_codes=allow_codes,
         discounts=session_discounts,
         _line_items=line_items,
+        _customer_update=dict(customer_update),
         _subscription_data={
             "trial_period_days": trial_days,
             "metadata": merge_metadata({}, subscription_data.get("metadata")),
@@ -353,8 +397,16 @@ def complete_session(
     email: str | None,
     name: str | None,
     iban: str = "",
+    address: dict[str, Any] | None = None,
+    business_name: str | None = None,
+    tax_id: str = "",
 ) -> str:
     """Pay a checkout session as the hosted page's customer would. Returns the redirect URL.
+
+    With automatic tax or ``billing_address_collection=required`` the page asks for the billing
+    address; with ``tax_id_collection`` for a business name and tax ID (format-checked before
+    anything is made). The address and tax ID are saved on the customer, and the tax is computed
+    from them.
 
     A declined card raises a 402 ``StripeError`` before anything else is created, as Checkout
     verifies the card before it creates the customer and subscription. An IBAN (SEPA Direct
@@ -373,6 +425,19 @@ def complete_session(
         pm = sepa_payment_method(store, iban)
     else:
         pm = card_payment_method(store, card_number)
+    address = core_address(address)
+    needs_address = session["automatic_tax"]["enabled"] or session["billing_address_collection"] == "required"
+    existing = store.find("customer", session["customer"]) if session["customer"] else None
+    known = (existing or {}).get("address") if existing else None
+    if needs_address and not (address or {}).get("country") and not (known or {}).get("country"):
+        raise invalid_param("address[country]", "Enter your billing address: at least its country.")
+    tax_id = (tax_id or "").strip()
+    collects_tax_id = bool((session["tax_id_collection"] or {}).get("enabled"))
+    tax_id_kind = ("gb_vat" if tax_id.upper().startswith("GB") else "eu_vat") if tax_id else ""
+    if tax_id:
+        if not collects_tax_id:
+            raise invalid("This Checkout Session does not collect tax IDs.")
+        tax.check_tax_id(tax_id_kind, tax_id, "tax_id")
     decline = decline_of(pm)
     if decline:
         code, decline_code, message = decline
@@ -406,6 +471,10 @@ def complete_session(
         session["customer"] = customer["id"]
     pm["billing_details"]["email"] = email
     pm["billing_details"]["name"] = name or None
+    _save_billing_details(
+        store, session, customer, existing is None, address, business_name, tax_id_kind, tax_id
+    )
+    compute_tax(store, session, customer)
     attach_payment_method(store, pm, customer)
     mode = session["mode"]
     if mode == "subscription":
@@ -432,6 +501,8 @@ def complete_session(
             params["trial_period_days"] = str(data["trial_period_days"])
         if session["discounts"]:
             params["discounts"] = [{k: v for k, v in d.items() if v} for d in session["discounts"]]
+        if session["automatic_tax"]["enabled"]:
+            params["automatic_tax"] = {"enabled": "true"}
         if data.get("description"):
             params["description"] = data["description"]
         sub = billing.create_subscription(store, params)
@@ -475,17 +546,47 @@ def complete_session(
     session["status"] = "complete"
     session["url"] = None
     session["customer_details"] = {
-        "address": None,
-        "business_name": None,
+        "address": customer.get("address") if needs_address or address else None,
+        "business_name": business_name or None,
         "email": email,
         "individual_name": None,
         "name": name or None,
         "phone": None,
-        "tax_exempt": "none",
-        "tax_ids": [],
+        "tax_exempt": customer.get("tax_exempt") or "none",
+        "tax_ids": [{"type": tax_id_kind, "value": tax.check_tax_id(tax_id_kind, tax_id, "tax_id")[0]}]
+        if tax_id
+        else [],
     }
     emit(store, "checkout.session.completed", session)
     return str(session["success_url"] or "").replace("{CHECKOUT_SESSION_ID}", session["id"])
+
+
+def _save_billing_details(
+    store: Store,
+    session: dict[str, Any],
+    customer: dict[str, Any],
+    new: bool,
+    address: dict[str, Any] | None,
+    business_name: str | None,
+    tax_id_kind: str,
+    tax_id: str,
+) -> None:
+    """What the customer entered goes on the customer: always on a new one, on an existing one as
+    ``customer_update`` allows (and an address where there was none)."""
+    before = public(customer)
+    update = session["_customer_update"]
+    had_address = bool((customer.get("address") or {}).get("country"))
+    if address and (new or update.get("address") == "auto" or not had_address):
+        customer["address"] = address
+    if business_name and (new or update.get("name") == "auto"):
+        customer["name"] = business_name
+    if not new and public(customer) != before:
+        emit(store, "customer.updated", customer, changed(before, customer))
+    if tax_id and not any(
+        t["value"] == tax.check_tax_id(tax_id_kind, tax_id, "tax_id")[0]
+        for t in tax.tax_ids_of(store, customer["id"])
+    ):
+        tax.create_tax_id(store, customer, tax_id_kind, tax_id, "tax_id")
 
 
 def debit_settle(store: Store, pi: dict[str, Any]) -> None:

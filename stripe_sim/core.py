@@ -2,6 +2,7 @@
 payment intents, charges, refunds and balance transactions."""
 
 import hashlib
+import re
 from typing import Any
 
 from stripe_sim.errors import StripeError, card_error, invalid, invalid_param
@@ -36,6 +37,20 @@ def new_object(store: Store, kind: str, created: int | None = None, **fields: An
         obj["created"] = created if created is not None else store.now()
     obj.update(fields)
     return obj
+
+
+def address_of(raw: Any) -> dict[str, Any] | None:
+    """A full address (every field, null when not given), or None to unset."""
+    if raw in (None, ""):
+        return None
+    if not isinstance(raw, dict):
+        raise invalid_param("address", "Invalid address: must be a hash")
+    out = {k: (raw.get(k) or None) for k in ("city", "country", "line1", "line2", "postal_code", "state")}
+    if out["country"]:
+        out["country"] = str(out["country"]).upper()
+        if not re.fullmatch(r"[A-Z]{2}", out["country"]):
+            raise invalid_param("address[country]", f"Country '{out['country']}' is unknown.")
+    return out
 
 
 def update_fields(obj: dict[str, Any], params: dict[str, Any], names: tuple[str, ...]) -> None:
@@ -144,8 +159,18 @@ def customer_create(ctx: Ctx) -> dict[str, Any]:
         test_clock=clock_id or None,
     )
     update_fields(customer, params, _CUSTOMER_FIELDS)
+    if "address" in params:
+        customer["address"] = address_of(params["address"])
+    if params.get("tax_id_data"):
+        from stripe_sim import tax
+
+        # Checked first: a tax ID Stripe refuses leaves no customer behind.
+        for index, entry in enumerate(as_list(params, "tax_id_data")):
+            tax.check_tax_id(str(entry.get("type")), str(entry.get("value")), f"tax_id_data[{index}][value]")
     store.add(customer)
     emit(store, "customer.created", customer)
+    if params.get("tax_id_data"):
+        tax.tax_id_data(store, customer, params["tax_id_data"])
     pm_id = params.get("payment_method")
     if pm_id:
         attach_payment_method(store, resolve_payment_method(store, pm_id), customer)
@@ -169,6 +194,8 @@ def customer_update(ctx: Ctx, id: str) -> dict[str, Any]:
     customer = store.get("customer", id)
     before = public(customer)
     update_fields(customer, params, _CUSTOMER_FIELDS)
+    if "address" in params:
+        customer["address"] = address_of(params["address"])
     if "metadata" in params:
         customer["metadata"] = merge_metadata(customer["metadata"], params["metadata"])
     settings = as_dict(params, "invoice_settings")

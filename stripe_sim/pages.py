@@ -29,11 +29,38 @@ def _page(title: str, body: str) -> str:
     )
 
 
+# The countries the hosted page offers for a billing address (those of the tax table and a few).
+COUNTRIES = ("US", "GB", "DE", "FR", "NL", "IE", "IT", "ES", "AT", "BE", "PL", "SE", "NO", "CH", "AU", "JP")
+
+
+# Stripe's zero-decimal currencies: amounts are whole units, not hundredths.
+ZERO_DECIMAL = {
+    "bif",
+    "clp",
+    "djf",
+    "gnf",
+    "jpy",
+    "kmf",
+    "krw",
+    "mga",
+    "pyg",
+    "rwf",
+    "ugx",
+    "vnd",
+    "vuv",
+    "xaf",
+    "xof",
+    "xpf",
+}
+
+
 def money(amount: int | None, currency: str | None) -> str:
     if amount is None:
         return "-"
     if (currency or "usd") == "usd":
         return f"${amount / 100:,.2f}"
+    if (currency or "").lower() in ZERO_DECIMAL:
+        return f"{amount:,} {(currency or '').upper()}"
     return f"{amount / 100:,.2f} {(currency or '').upper()}"
 
 
@@ -107,13 +134,33 @@ The bank answers when time moves on (or <code>POST /_sim/settle</code>).</small>
         if sepa
         else ""
     )
+    needs_address = session["automatic_tax"]["enabled"] or session["billing_address_collection"] == "required"
+    address_html = ""
+    if needs_address:
+        options = "".join(f"<option value={c}>{c}</option>" for c in COUNTRIES)
+        address_html = f"""<fieldset><legend>Billing address</legend>
+<p><label>Country <select name=country required><option value="">Choose…</option>{options}</select>
+</label></p>
+<p><label>Address <input name=line1></label> <label>Postal code <input name=postal_code></label>
+<label>City <input name=city></label></p></fieldset>"""
+    if (session["tax_id_collection"] or {}).get("enabled"):
+        address_html += """<fieldset><legend>Buying as a business?</legend>
+<p><label>Business name <input name=business_name></label></p>
+<p><label>VAT number <input name=tax_id placeholder="DE123456789"></label></p></fieldset>"""
+    tax_note = (
+        "<p><small>Tax is calculated from your billing address"
+        f"{' and VAT number' if (session['tax_id_collection'] or {}).get('enabled') else ''}.</small></p>"
+        if session["automatic_tax"]["enabled"]
+        else ""
+    )
     body = f"""
 <h1>Checkout</h1>
 <table><tr><th>Item</th><th>Qty</th><th>Price</th></tr>{"".join(rows)}</table>
-{trial_note}{discount_html}{total}{error_html}
+{trial_note}{discount_html}{total}{tax_note}{error_html}
 <form method=post>
 <p><label>Email <input name=email type=email value="{email}" required></label></p>
 <p><label>Name on card <input name=name></label></p>
+{address_html}
 <p><label>Card number <input name=card_number inputmode=numeric autocomplete=cc-number
  placeholder="4242 4242 4242 4242"{"" if sepa else " required"}></label></p>
 <p><small>4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined.</small></p>
@@ -160,6 +207,11 @@ def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tupl
             email=form.get("email") or None,
             name=form.get("name") or None,
             iban=form.get("iban", ""),
+            address={k: form.get(k) for k in ("country", "line1", "postal_code", "city")}
+            if form.get("country")
+            else None,
+            business_name=form.get("business_name") or None,
+            tax_id=form.get("tax_id", ""),
         )
     except StripeError as exc:
         status, html = checkout_page(store, session_id, exc.message)
