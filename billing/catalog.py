@@ -29,6 +29,7 @@ from billing.models import (
     Product,
     PromotionCode,
     SeatPolicy,
+    TaxBehavior,
 )
 from billing.models.discounts import coupon_problems
 
@@ -189,6 +190,7 @@ def parse_catalog(data: dict) -> CatalogSpec:
     currency = data.get("currency", "usd")
     if not (isinstance(currency, str) and len(currency) == 3 and currency.islower()):
         problems.append(f"currency: {currency!r} is not a lowercase ISO code such as 'usd'")
+    tax_behavior = _tax_behavior(data.get("tax_behavior", TaxBehavior.EXCLUSIVE), "tax_behavior", problems)
 
     features = {}
     for key, raw in (data.get("features") or {}).items():
@@ -284,6 +286,9 @@ def parse_catalog(data: dict) -> CatalogSpec:
                 "seat_policy": seat_policy,
                 "seat_minimum": seat_minimum,
                 "credit_allowance": credit_allowance,
+                "tax_behavior": _tax_behavior(
+                    plan_raw.get("tax_behavior", tax_behavior), f"{at} tax_behavior", problems
+                ),
                 "sort_order": len(plans),
                 "line_items": items,
                 "entitlements": entitlements,
@@ -323,6 +328,9 @@ def parse_catalog(data: dict) -> CatalogSpec:
             "currency": currency,
             "interval": interval if kind == Addon.Kind.RECURRING else "",
             "max_quantity": raw.get("max_quantity", 1),
+            "tax_behavior": _tax_behavior(
+                raw.get("tax_behavior", tax_behavior), f"{where} tax_behavior", problems
+            ),
             "sort_order": a_index,
             "entitlements": grants,
         }
@@ -332,6 +340,13 @@ def parse_catalog(data: dict) -> CatalogSpec:
     if problems:
         raise CatalogError(problems)
     return CatalogSpec(currency, features, products, plans, addons, meters, coupons)
+
+
+def _tax_behavior(value, where: str, problems: list[str]) -> str:
+    if value not in TaxBehavior.values:
+        problems.append(f"{where}: must be one of {', '.join(TaxBehavior.values)}")
+        return TaxBehavior.EXCLUSIVE
+    return value
 
 
 def _moment(value, where: str, problems: list[str]) -> datetime | None:

@@ -165,6 +165,7 @@ def _price_params(item: PlanLineItem, meter_id: str | None) -> dict:
         },
         "nickname": f"{plan.name}: {item.key}",
         "metadata": {"tally_plan": plan.key, "tally_item": item.key},
+        "tax_behavior": plan.tax_behavior,
     }
     if meter_id:
         params["recurring"]["meter"] = meter_id
@@ -190,6 +191,7 @@ def _addon_params(addon: Addon) -> dict:
         "unit_amount": addon.unit_amount,
         "nickname": addon.name,
         "metadata": {"tally_addon": addon.key},
+        "tax_behavior": addon.tax_behavior,
     }
     if addon.kind == Addon.Kind.RECURRING:
         params["recurring"] = {"interval": addon.interval}
@@ -200,6 +202,8 @@ def _same_price(remote, params: dict) -> bool:
     recurring = params.get("recurring")
     remote_recurring = remote.get("recurring")
     if bool(recurring) != bool(remote_recurring) or remote.get("currency") != params["currency"]:
+        return False
+    if remote.get("tax_behavior") != params["tax_behavior"]:
         return False
     if recurring and (
         remote_recurring.get("interval") != recurring["interval"]

@@ -2,10 +2,11 @@
 service re-reads the object from Stripe and upserts by Stripe's ids, and the credit grants that
 follow (packages, a plan's allowance) carry idempotency keys the database keeps unique."""
 
+from django.conf import settings
 from django.db import transaction
 from djstripe.models import Event
 
-from billing import allowances, discounts, seats, subscriptions
+from billing import allowances, billing_details, discounts, seats, subscriptions
 from billing.models import OrgSubscription, SubscriptionDiscount
 
 
@@ -39,6 +40,11 @@ def handle(event_id: str, kind: str | None = None, object_id: str | None = None)
         subscriptions.charge_refunded(charge_id=obj["id"])
     elif kind in ("charge.dispute.created", "charge.dispute.closed"):
         subscriptions.charge_disputed(dispute_id=obj["id"])
+    elif kind == "customer.updated" or kind.startswith("customer.tax_id."):
+        # Only the address, name and tax IDs matter here, and only when Stripe Tax is on.
+        customer_id = obj["id"] if kind == "customer.updated" else _payload(event_id).get("customer")
+        if settings.USE_STRIPE_TAX and customer_id and _details_touched(event_id, kind):
+            billing_details.billing_profile_sync(customer_id=customer_id)
     elif kind.startswith("customer.discount."):
         subscription_id = _payload(event_id).get("subscription")
         if subscription_id:
@@ -54,6 +60,14 @@ def handle(event_id: str, kind: str | None = None, object_id: str | None = None)
 def _payload(event_id: str) -> dict:
     event = Event.objects.filter(id=event_id).first()
     return ((event.data or {}).get("object") or {}) if event is not None else {}
+
+
+def _details_touched(event_id: str, kind: str) -> bool:
+    if kind != "customer.updated":
+        return True
+    event = Event.objects.filter(id=event_id).first()
+    previous = ((event.data or {}).get("previous_attributes") or {}) if event is not None else {}
+    return bool({"address", "name"} & set(previous)) or event is None
 
 
 def _discounts_touched(event_id: str, synced: OrgSubscription) -> bool:

@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from djstripe.models import Customer
 
-from billing import allowances, discounts, entitlements, hooks, selectors
+from billing import allowances, discounts, entitlements, hooks, selectors, taxes
 from billing.models import (
     ENDED_STATUSES,
     PLAN_STATUSES,
@@ -199,6 +199,13 @@ def checkout_start(
     }
     if plan.trial_days and trial_available(organization=organization, customer_id=customer_id):
         params["subscription_data"]["trial_period_days"] = plan.trial_days
+    if settings.USE_STRIPE_TAX:
+        # Stripe Tax: the address (and a business's VAT number) entered here is saved on the
+        # customer and decides the tax of this and every later invoice.
+        params["automatic_tax"] = {"enabled": True}
+        params["billing_address_collection"] = "required"
+        params["tax_id_collection"] = {"enabled": True}
+        params["customer_update"] = {"address": "auto", "name": "auto"}
     if promotion_code is not None:
         params["discounts"] = [{"promotion_code": promotion_code.stripe_promotion_code_id}]
     else:
@@ -768,6 +775,7 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
         "amount_due": invoice.amount_due,
         "amount_paid": invoice.amount_paid,
         "amount_discount": sum(d.amount for d in invoice.get("total_discount_amounts") or []),
+        "amount_tax": sum(t.amount for t in invoice.get("total_taxes") or []),
         "currency": invoice.currency,
         "period_start": _ts(lines[0].period.start) if lines else None,
         "period_end": _ts(lines[0].period.end) if lines else None,
@@ -1116,7 +1124,9 @@ def subscription_change_preview(*, organization: Organization, plan: Plan) -> Pr
     return Preview(
         amount_due=preview.amount_due,
         currency=preview.currency,
-        lines=preview_lines(preview.lines.data) + discounts.discount_lines(preview),
+        lines=preview_lines(preview.lines.data)
+        + discounts.discount_lines(preview)
+        + taxes.tax_lines(preview),
         next_payment_at=next_payment_at,
         immediate=upgrade and not trial,
         trial=trial,
@@ -1316,7 +1326,9 @@ def upcoming_invoice(*, organization: Organization) -> Preview | None:
     return Preview(
         amount_due=preview.amount_due,
         currency=preview.currency,
-        lines=preview_lines(preview.lines.data) + discounts.discount_lines(preview),
+        lines=preview_lines(preview.lines.data)
+        + discounts.discount_lines(preview)
+        + taxes.tax_lines(preview),
         next_payment_at=_ts(preview.get("next_payment_attempt")) or _ts(preview.period_end),
         immediate=False,
         trial=subscription.status == SubscriptionStatus.TRIALING,

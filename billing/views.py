@@ -9,8 +9,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from billing import discounts, entitlements, selectors, subscriptions
-from billing.models import Access, Interval, Plan, PlanLineItem
+from billing import billing_details, discounts, entitlements, selectors, subscriptions
+from billing.models import Access, BillingProfile, Interval, Plan, PlanLineItem
 from teams.access import get_org_for_user
 from teams.errors import ServiceError
 from teams.models import Role
@@ -83,6 +83,7 @@ def pricing(request):
         "max_seats": MAX_SEATS,
         "promo": promo,
         "promo_invalid": promo_invalid,
+        "use_tax": settings.USE_STRIPE_TAX,
     }
     if request.htmx and request.htmx.target == "plans":
         return render(request, "billing/pricing.html#plans", context)
@@ -136,6 +137,9 @@ def _billing_context(organization, membership) -> dict:
         "membership": membership,
         "subscription": subscription,
         "discounts": discounts.live_discounts(organization),
+        "use_tax": settings.USE_STRIPE_TAX,
+        "profile": BillingProfile.objects.filter(organization=organization).first(),
+        "countries": billing_details.COUNTRIES,
         "access": subscription.access if subscription else Access.FREE,
         "plan": subscription.plan
         if subscription and subscription.applies
@@ -331,6 +335,27 @@ def refund(request, org_slug: str):
         "Subscription cancelled and its first payment refunded in full.",
         min_role=Role.OWNER,
     )
+
+
+@login_required
+@require_POST
+def details(request, org_slug: str):
+    """The billing address and VAT number, saved on the Stripe customer (tax follows them)."""
+    organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    fields = ("country", "business_name", "line1", "postal_code", "city", "vat_number")
+    try:
+        billing_details.billing_details_update(
+            organization=organization,
+            actor=request.user,
+            **{name: request.POST.get(name, "")[:200] for name in fields},
+        )
+    except ServiceError as error:
+        messages.error(request, error.message)
+    except stripe.StripeError:
+        messages.error(request, "Stripe did not answer; nothing changed. Try again.")
+    else:
+        messages.success(request, "Billing details saved.")
+    return redirect("billing", organization.slug)
 
 
 @login_required

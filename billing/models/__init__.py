@@ -10,6 +10,7 @@ from billing.models.catalog import (
     PlanLineItem,
     Product,
     SeatPolicy,
+    TaxBehavior,
 )
 from billing.models.discounts import Coupon, Duration, PromotionCode, SubscriptionDiscount
 from billing.models.state import (
@@ -29,6 +30,7 @@ from billing.models.state import (
     UsageCounter,
     UsageEvent,
 )
+from billing.models.tax import BillingProfile
 from billing.models.usage import Aggregation, Meter, MeterEvent, MeterReport
 
 __all__ = [
@@ -61,4 +63,5 @@ __all__ = [
 ]
 
 __all__ += ["Aggregation", "Meter", "MeterEvent", "MeterReport"]
-__all__ += ["Coupon", "Duration", "PromotionCode", "SubscriptionDiscount"]
+__all__ += ["Coupon", "Duration", "PromotionCode", "SubscriptionDiscount", "TaxBehavior"]
+__all__ += ["BillingProfile"]

@@ -17,6 +17,13 @@ class Interval(models.TextChoices):
     YEAR = "year", "Yearly"
 
 
+class TaxBehavior(models.TextChoices):
+    """Whether a price's amount excludes the tax (added on top) or includes it."""
+
+    EXCLUSIVE = "exclusive", "Excluding tax (+ tax)"
+    INCLUSIVE = "inclusive", "Including tax"
+
+
 class Product(models.Model):
     key = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=100)
@@ -97,6 +104,7 @@ class Plan(models.Model):
     credit_allowance = models.PositiveIntegerField(
         default=0, help_text="Credits granted at the start of each billing period, expiring at its end."
     )
+    tax_behavior = models.CharField(max_length=16, choices=TaxBehavior.choices, default=TaxBehavior.EXCLUSIVE)
 
     objects = PlanQuerySet.as_manager()
 
@@ -212,6 +220,7 @@ class Addon(models.Model):
     currency = models.CharField(max_length=3, default="usd")
     interval = models.CharField(max_length=8, choices=Interval.choices, blank=True)
     max_quantity = models.PositiveIntegerField(default=1)
+    tax_behavior = models.CharField(max_length=16, choices=TaxBehavior.choices, default=TaxBehavior.EXCLUSIVE)
     is_active = models.BooleanField(default=True)
     sort_order = models.PositiveIntegerField(default=0)
     stripe_product_id = models.CharField(max_length=255, blank=True)
