@@ -147,11 +147,28 @@ def _new_item(
     return item
 
 
-def _check_compatible(store: Store, prices: list[dict[str, Any]]) -> None:
+def _priced(store: Store, sub: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """The item's price in the subscription's currency (its ``currency_options`` if need be)."""
+    return pricing.in_currency(store.objects["price"][item["price"]], sub["currency"])
+
+
+def _check_compatible(store: Store, prices: list[dict[str, Any]], currency: str | None = None) -> None:
+    if currency is not None:
+        for price in prices:
+            if pricing.in_currency(price, currency) is None:
+                raise invalid_param(
+                    "currency",
+                    f"The price {price['id']} has no amount in {currency}: add it to its currency_options.",
+                )
+        return _check_intervals(prices)
     currencies = {p["currency"] for p in prices}
-    intervals = {(p["recurring"]["interval"], p["recurring"]["interval_count"]) for p in prices}
     if len(currencies) > 1:
         raise invalid_param("items", "All prices on a subscription must have the same currency.")
+    _check_intervals(prices)
+
+
+def _check_intervals(prices: list[dict[str, Any]]) -> None:
+    intervals = {(p["recurring"]["interval"], p["recurring"]["interval_count"]) for p in prices}
     if len(intervals) > 1:
         raise invalid_param(
             "items",
@@ -687,7 +704,10 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     for index, raw in enumerate(raw_items):
         price = _recurring_price(store, require(raw, "price"), f"items[{index}][price]")
         prices.append((price, _quantity_for(price, raw, f"items[{index}][quantity]"), raw))
-    _check_compatible(store, [p for p, _, _ in prices])
+    currency = str(params.get("currency") or "").lower() or None
+    _check_compatible(store, [p for p, _, _ in prices], currency)
+    if currency:
+        prices = [(pricing.in_currency(p, currency), q, raw) for p, q, raw in prices]
     now = store.now(customer.get("test_clock"))
     behavior = params.get("payment_behavior") or "allow_incomplete"
     collection = params.get("collection_method") or "charge_automatically"
@@ -806,7 +826,7 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
         days_until_due=sub["days_until_due"],
     )
     for item in items:
-        price = store.objects["price"][item["price"]]
+        price = _priced(store, sub, item)
         if _is_metered(price):
             continue
         prorated = False
@@ -842,7 +862,7 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     for raw in as_list(params, "add_invoice_items"):
         ii = create_invoice_item(
             store,
-            {**raw, "customer": customer["id"], "subscription": sub["id"]},
+            {**raw, "customer": customer["id"], "subscription": sub["id"], "currency": sub["currency"]},
         )
         _item_line(store, invoice, ii)
     for ii in pending_items(store, customer["id"], None, include_one_offs=True):
@@ -882,6 +902,7 @@ def _proration_lines(
         if config is None:
             continue
         price, quantity = config
+        price = pricing.in_currency(price, sub["currency"])
         if _is_metered(price):
             continue
         # A discounted item's proration is a share of its discounted amount (classic billing
@@ -967,7 +988,7 @@ def update_subscription(store: Store, sub: dict[str, Any], params: dict[str, Any
     live = items_of(store, sub["id"])
     if not live:
         raise invalid_param("items", "A subscription must have at least one item.")
-    _check_compatible(store, [store.objects["price"][i["price"]] for i in live])
+    _check_compatible(store, [store.objects["price"][i["price"]] for i in live], sub["currency"])
     if "discounts" in params:
         discounts.discounts_param(
             store,
@@ -975,7 +996,7 @@ def update_subscription(store: Store, sub: dict[str, Any], params: dict[str, Any
             customer_id=sub["customer"],
             currency=sub["currency"],
             subtotal=sum(
-                pricing.amount_for(store.objects["price"][i["price"]], i["quantity"])
+                pricing.amount_for(_priced(store, sub, i), i["quantity"])
                 for i in live
                 if i["quantity"] is not None
             ),
@@ -1096,7 +1117,7 @@ def invoice_subscription_now(
 
 def _advance_lines(store: Store, sub: dict[str, Any], invoice: dict[str, Any]) -> None:
     for item in items_of(store, sub["id"]):
-        price = store.objects["price"][item["price"]]
+        price = _priced(store, sub, item)
         if _is_metered(price):
             continue
         _line(
@@ -1170,7 +1191,7 @@ def cycle_subscription(store: Store, sub: dict[str, Any], *, collect: bool = Tru
         days_until_due=sub["days_until_due"],
     )
     for item in items_of(store, sub["id"]):
-        price = store.objects["price"][item["price"]]
+        price = _priced(store, sub, item)
         if not _is_metered(price) or trial_ending:
             continue
         usage = usage_for(store, price["recurring"]["meter"], sub["customer"], old_start, end)
@@ -1378,6 +1399,13 @@ def create_invoice_item(
     price_id = pricing_params.get("price") or params.get("price")
     if price is None and price_id:
         price = store.get("price", price_id, "pricing[price]")
+        if params.get("currency"):
+            converted = pricing.in_currency(price, str(params["currency"]).lower())
+            if converted is None:
+                raise invalid_param(
+                    "currency", f"The price {price['id']} has no amount in {params['currency']}."
+                )
+            price = converted
     if quantity is None:
         quantity = as_int(params, "quantity", 1) or 1
     if "amount" in params and params["amount"] not in (None, ""):

@@ -48,7 +48,7 @@ def amounts(store: Store, session: dict[str, Any]) -> list[dict[str, int]]:
     """Each line item's subtotal, discount and total for today (discounts before tax, per line)."""
     slots = []
     for raw in session["_line_items"]:
-        price = store.objects["price"][raw["price"]]
+        price = pricing.in_currency(store.objects["price"][raw["price"]], session["currency"])
         metered = billing._is_metered(price)
         amount = 0 if metered else pricing.amount_for(price, raw["quantity"])
         slots.append({"amount": amount, "product": price["product"], "discountable": True})
@@ -72,7 +72,8 @@ def compute_tax(store: Store, session: dict[str, Any], customer: dict[str, Any])
     country, rate, _ = tax.treatment(store, customer)
     taxes = []
     for raw, line in zip(session["_line_items"], lines, strict=True):
-        inclusive = store.objects["price"][raw["price"]]["tax_behavior"] == "inclusive"
+        price = pricing.in_currency(store.objects["price"][raw["price"]], session["currency"])
+        inclusive = price["tax_behavior"] == "inclusive"
         taxes.append((tax.line_tax(line["subtotal"] - line["discount"], rate, inclusive), inclusive))
     session["_taxes"] = taxes
     session["automatic_tax"]["status"] = "complete"
@@ -124,7 +125,7 @@ def _line_items(store: Store, session: dict[str, Any]) -> list[dict[str, Any]]:
     items = []
     lines = amounts(store, session)
     for index, raw in enumerate(session["_line_items"]):
-        price = store.objects["price"][raw["price"]]
+        price = pricing.in_currency(store.objects["price"][raw["price"]], session["currency"])
         line = lines[index]
         item = blank("item")
         product = store.objects["product"].get(price["product"], {})
@@ -138,7 +139,7 @@ def _line_items(store: Store, session: dict[str, Any]) -> list[dict[str, Any]]:
             currency=price["currency"],
             description=product.get("name"),
             metadata={},
-            price=render(store, price),
+            price=render(store, store.objects["price"][raw["price"]]),
             quantity=raw["quantity"],
             adjustable_quantity=None,
         )
@@ -178,6 +179,15 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
         quantity = as_int(raw, "quantity", 1) or 1
         line_items.append({"price": price["id"], "quantity": quantity})
     prices = [store.objects["price"][li["price"]] for li in line_items]
+    wanted = str(params.get("currency") or "").lower() or None
+    if wanted:
+        for index, price in enumerate(prices):
+            if pricing.in_currency(price, wanted) is None:
+                raise invalid_param(
+                    f"line_items[{index}][price]",
+                    f"The price {price['id']} has no amount in {wanted}: add it to its currency_options.",
+                )
+        prices = [pricing.in_currency(p, wanted) for p in prices]
     if mode == "subscription" and not any(p["type"] == "recurring" for p in prices):
         raise invalid_param(
             "line_items",
@@ -496,6 +506,7 @@ def complete_session(
             "default_payment_method": pm["id"],
             "metadata": data["metadata"],
             "payment_behavior": "allow_incomplete",
+            "currency": session["currency"],
         }
         if data["trial_period_days"]:
             params["trial_period_days"] = str(data["trial_period_days"])

@@ -473,10 +473,48 @@ def create_price(store: Store, params: dict[str, Any]) -> dict[str, Any]:
             price["transform_quantity"] = {"divide_by": divide_by, "round": transform["round"]}
     else:
         raise invalid_param("billing_scheme", f"Invalid billing_scheme: {scheme}")
+    options = params.get("currency_options")
+    if options not in (None, ""):
+        _currency_options(price, options)
     _claim_lookup_key(store, price, params)
     store.add(price)
     emit(store, "price.created", price)
     return price
+
+
+def _currency_options(price: dict[str, Any], raw: Any) -> None:
+    """``currency_options``: the same price in other currencies, each with its own amounts."""
+    if not isinstance(raw, dict):
+        raise invalid_param("currency_options", "Invalid currency_options: must be a hash")
+    options, tiers = {}, {}
+    for currency, option in raw.items():
+        currency = str(currency).lower()
+        where = f"currency_options[{currency}]"
+        if currency == price["currency"]:
+            raise invalid_param(where, "currency_options cannot repeat the price's own currency.")
+        if not isinstance(option, dict):
+            raise invalid_param(where, f"Invalid object: {where} must be a hash")
+        entry = {
+            "custom_unit_amount": None,
+            "tax_behavior": option.get("tax_behavior") or price["tax_behavior"],
+            "unit_amount": None,
+            "unit_amount_decimal": None,
+        }
+        if price["billing_scheme"] == "tiered":
+            if not as_list(option, "tiers"):
+                raise invalid_param(f"{where}[tiers]", "A tiered price needs tiers in every currency.")
+            tiers[currency] = _parse_tiers(as_list(option, "tiers"))
+            if [t["up_to"] for t in tiers[currency]] != [t["up_to"] for t in price["_tiers"]]:
+                raise invalid_param(f"{where}[tiers]", "Tiers in every currency have the same bounds.")
+        else:
+            amount = as_int(option, "unit_amount")
+            if amount is None or amount < 0:
+                raise invalid_param(f"{where}[unit_amount]", "Missing required param: unit_amount.")
+            entry["unit_amount"], entry["unit_amount_decimal"] = amount, str(amount)
+        options[currency] = entry
+    price["currency_options"] = options
+    if tiers:
+        price["_currency_tiers"] = tiers
 
 
 def _claim_lookup_key(store: Store, price: dict[str, Any], params: dict[str, Any]) -> None:
@@ -504,6 +542,16 @@ def _render_price(store: Store, price: dict[str, Any], expand: set[str]) -> dict
     out = public(price)
     if "tiers" in expand and price.get("billing_scheme") == "tiered":
         out["tiers"] = [dict(t) for t in price.get("_tiers", [])]
+    # Left out unless asked for, as Stripe does.
+    options = out.pop("currency_options", None)
+    if "currency_options" in expand:
+        out["currency_options"] = {
+            currency: {
+                **option,
+                **({"tiers": price["_currency_tiers"][currency]} if "tiers" in expand else {}),
+            }
+            for currency, option in (options or {}).items()
+        }
     return out
 
 

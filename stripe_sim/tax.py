@@ -24,6 +24,7 @@ import re
 from fractions import Fraction
 from typing import Any
 
+from stripe_sim import pricing
 from stripe_sim.core import deleted, list_response, new_object, respond
 from stripe_sim.errors import StripeError, invalid, invalid_param
 from stripe_sim.events import emit
@@ -283,6 +284,8 @@ def apply_to_invoice(store: Store, invoice: dict[str, Any], discount_of_line) ->
     totals: dict[tuple[str, str, str], dict[str, Any]] = {}
     for line in invoice["_lines"]:
         price = store.find("price", ((line.get("pricing") or {}).get("price_details") or {}).get("price"))
+        if price is not None:
+            price = pricing.in_currency(price, invoice["currency"]) or price
         behavior = "inclusive" if price is not None and price["tax_behavior"] == "inclusive" else "exclusive"
         taxable = line["amount"] - discount_of_line(line)
         amount = line_tax(taxable, rate, behavior == "inclusive")
