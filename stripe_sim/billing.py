@@ -206,6 +206,8 @@ def new_invoice(
 ) -> dict[str, Any]:
     customer = store.get("customer", customer_id, "customer")
     now = store.now(customer.get("test_clock"))
+    if customer.get("currency") is None:
+        customer["currency"] = currency  # a customer's first invoice sets its currency for good
     invoice = new_object(
         store,
         "invoice",
@@ -705,6 +707,14 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
         price = _recurring_price(store, require(raw, "price"), f"items[{index}][price]")
         prices.append((price, _quantity_for(price, raw, f"items[{index}][quantity]"), raw))
     currency = str(params.get("currency") or "").lower() or None
+    held = customer.get("currency")
+    if held and (currency or prices[0][0]["currency"]) != held:
+        # Stripe bills a customer in one currency: the one of its first invoice.
+        raise invalid_param(
+            "currency",
+            f"You cannot combine currencies on a single customer. This customer has had a subscription "
+            f"or payment in {held}, but you are trying to pay in {currency or prices[0][0]['currency']}.",
+        )
     _check_compatible(store, [p for p, _, _ in prices], currency)
     if currency:
         prices = [(pricing.in_currency(p, currency), q, raw) for p, q, raw in prices]

@@ -110,3 +110,13 @@ def test_tiered_prices_have_tiers_in_every_currency(client: stripe.StripeClient)
     )
     # 3 free seats, then 2 x 900.
     assert client.v1.invoices.retrieve(sub.latest_invoice).total == 1800
+
+
+def test_a_customers_currency_never_changes(client: stripe.StripeClient) -> None:
+    price = _multi(client)
+    cus = helpers.customer(client)
+    client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": price.id}], "currency": "eur"})
+    assert client.v1.customers.retrieve(cus.id).currency == "eur"
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": price.id}]})
+    assert "cannot combine currencies" in str(caught.value.user_message)
