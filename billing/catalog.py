@@ -130,9 +130,36 @@ def _line_items(raw, features, currency_where, where, problems) -> list[dict]:
         seen.add(key)
         if kind not in PlanLineItem.Kind.values:
             problems.append(f"{at}: kind must be one of {', '.join(PlanLineItem.Kind.values)}")
-        unknown = set(item) - {"key", "kind", "unit_amount", "tiers_mode", "tiers", "feature"}
+        unknown = set(item) - {
+            "key",
+            "kind",
+            "unit_amount",
+            "tiers_mode",
+            "tiers",
+            "feature",
+            "currency_options",
+        }
         if unknown:
             problems.append(f"{at}: unknown fields {', '.join(sorted(unknown))}")
+        for currency, option in (item.get("currency_options") or {}).items():
+            where_option = f"{at} currency_options.{currency}"
+            if not (len(currency) == 3 and currency.islower()) or currency == currency_where:
+                problems.append(f"{where_option}: another currency than the catalog's, e.g. eur")
+            if not isinstance(option, dict) or set(option) - {"unit_amount", "tiers"}:
+                problems.append(f"{where_option}: {{ unit_amount = ... }} or {{ tiers = [...] }}")
+                continue
+            if bool(option.get("tiers")) != bool(item.get("tiers")):
+                problems.append(f"{where_option}: tiers in every currency, or in none")
+            elif item.get("tiers") and [t.get("up_to") for t in option["tiers"]] != [
+                t.get("up_to") for t in item["tiers"]
+            ]:
+                problems.append(f"{where_option}: the tiers have the same bounds in every currency")
+            for problem in validate_tiers(
+                unit_amount=option.get("unit_amount"),
+                tiers=option.get("tiers"),
+                tiers_mode=item.get("tiers_mode"),
+            ):
+                problems.append(f"{where_option}: {problem}")
         for problem in validate_tiers(
             unit_amount=item.get("unit_amount"),
             tiers=item.get("tiers"),
@@ -342,6 +369,14 @@ def parse_catalog(data: dict) -> CatalogSpec:
     return CatalogSpec(currency, features, products, plans, addons, meters, coupons)
 
 
+def _tier(tier: dict) -> dict:
+    return {
+        "up_to": tier.get("up_to"),
+        "unit_amount": tier.get("unit_amount", 0),
+        "flat_amount": tier.get("flat_amount", 0),
+    }
+
+
 def _tax_behavior(value, where: str, problems: list[str]) -> str:
     if value not in TaxBehavior.values:
         problems.append(f"{where}: must be one of {', '.join(TaxBehavior.values)}")
@@ -546,6 +581,14 @@ def _apply(spec: CatalogSpec, diff: _Diff) -> None:
                         for t in item.get("tiers", [])
                     ],
                     "feature": features[item["feature"]] if item.get("feature") else None,
+                    "currency_options": {
+                        currency: (
+                            {"tiers": [_tier(t) for t in option["tiers"]]}
+                            if option.get("tiers")
+                            else {"unit_amount": option["unit_amount"]}
+                        )
+                        for currency, option in (item.get("currency_options") or {}).items()
+                    },
                 },
                 f"plan {key} line item {item['key']}",
             )

@@ -182,7 +182,48 @@ def _price_params(item: PlanLineItem, meter_id: str | None) -> dict:
         ]
     else:
         params["unit_amount"] = item.unit_amount
+    options = {}
+    for currency, option in sorted((item.currency_options or {}).items()):
+        if option.get("tiers"):
+            options[currency] = {
+                "tiers": [
+                    {
+                        "up_to": t["up_to"] if t.get("up_to") is not None else "inf",
+                        "unit_amount": t.get("unit_amount", 0),
+                        "flat_amount": t.get("flat_amount", 0),
+                    }
+                    for t in option["tiers"]
+                ]
+            }
+        else:
+            options[currency] = {"unit_amount": option["unit_amount"]}
+        options[currency]["tax_behavior"] = plan.tax_behavior
+    if options:
+        params["currency_options"] = options
     return params
+
+
+def _same_options(remote, params: dict) -> bool:
+    remote_options = {
+        currency: (
+            {
+                "tiers": [
+                    {
+                        "up_to": t.get("up_to") if t.get("up_to") is not None else "inf",
+                        "unit_amount": t.get("unit_amount") or 0,
+                        "flat_amount": t.get("flat_amount") or 0,
+                    }
+                    for t in option.get("tiers")
+                ]
+            }
+            if option.get("tiers")
+            else {"unit_amount": option.get("unit_amount")}
+        )
+        | {"tax_behavior": option.get("tax_behavior")}
+        for currency, option in (remote.get("currency_options") or {}).items()
+        if currency != remote.get("currency")
+    }
+    return remote_options == params.get("currency_options", {})
 
 
 def _addon_params(addon: Addon) -> dict:
@@ -203,7 +244,7 @@ def _same_price(remote, params: dict) -> bool:
     remote_recurring = remote.get("recurring")
     if bool(recurring) != bool(remote_recurring) or remote.get("currency") != params["currency"]:
         return False
-    if remote.get("tax_behavior") != params["tax_behavior"]:
+    if remote.get("tax_behavior") != params["tax_behavior"] or not _same_options(remote, params):
         return False
     if recurring and (
         remote_recurring.get("interval") != recurring["interval"]
@@ -258,7 +299,9 @@ def _ensure_product(
 def _ensure_price(
     client, lookup_key: str, product_id: str, params: dict, label: str, dry_run: bool, lines: list[str]
 ) -> str:
-    found = client.v1.prices.list({"lookup_keys": [lookup_key], "limit": 1, "expand": ["data.tiers"]}).data
+    found = client.v1.prices.list(
+        {"lookup_keys": [lookup_key], "limit": 1, "expand": ["data.tiers", "data.currency_options"]}
+    ).data
     current = found[0] if found else None
     if current is not None and current.get("product") == product_id and _same_price(current, params):
         return current.id

@@ -153,6 +153,7 @@ def checkout_start(
     addons: dict[Addon, int] | None = None,
     test_clock: str | None = None,
     promotion_code: PromotionCode | None = None,
+    currency: str | None = None,
 ) -> str:
     """A Checkout Session for `plan` (and add-ons); returns the URL to send the person to. A
     promotion code brought along (`/pricing/?promo=CODE`) is applied; otherwise the customer may
@@ -167,6 +168,17 @@ def checkout_start(
         )
     seats = billable_seats(organization)
     lines = checkout_line_items(plan=plan, seats=seats, addons=addons)
+    currency = billing_currency(organization) or currency or plan.currency
+    if currency not in plan.currencies:
+        raise ServiceError(
+            "currency_unavailable",
+            f"{plan.name} is not sold in {currency.upper()}.",
+            field="currency",
+        )
+    if currency != plan.currency and any(addon.currency != currency for addon in addons):
+        raise ServiceError(
+            "currency_unavailable", f"Add-ons are sold in {plan.currency.upper()} only.", field="addons"
+        )
     customer_id = customer_ensure(organization=organization, test_clock=test_clock)
     live = live_subscriptions(customer_id)
     if live:
@@ -197,6 +209,8 @@ def checkout_start(
         "metadata": metadata,
         "subscription_data": {"metadata": metadata},
     }
+    if currency != plan.currency:
+        params["currency"] = currency
     if plan.trial_days and trial_available(organization=organization, customer_id=customer_id):
         params["subscription_data"]["trial_period_days"] = plan.trial_days
     if settings.USE_STRIPE_TAX:
@@ -239,6 +253,17 @@ def checkout_start(
         },
     )
     return session.url
+
+
+def billing_currency(organization: Organization) -> str | None:
+    """The currency the organization is billed in once it has paid: Stripe bills a customer in
+    one currency for good."""
+    return (
+        Payment.objects.filter(organization=organization)
+        .order_by("created_at")
+        .values_list("currency", flat=True)
+        .first()
+    )
 
 
 def trial_available(*, organization: Organization, customer_id: str | None) -> bool:

@@ -29,6 +29,35 @@ def _seats(request, default: int) -> int:
 
 
 PROMO_SESSION_KEY = "billing_promo"
+CURRENCY_SESSION_KEY = "billing_currency"
+# Languages whose speakers mostly pay in euros (the default currency when one is offered).
+EURO_LANGUAGES = {"de", "fr", "es", "it", "nl", "pt", "fi", "el", "sk", "sl", "et", "lv", "lt", "ga", "mt"}
+
+
+def _offered_currencies() -> list[str]:
+    plans = Plan.objects.public().filter(is_free=False).prefetch_related("line_items")
+    found = {currency for plan in plans for currency in plan.currencies}
+    base = Plan.objects.filter(is_free=True).values_list("currency", flat=True).first() or "usd"
+    return [base, *sorted(found - {base})]
+
+
+def _currency(request, offered: list[str], organization=None) -> str:
+    """The currency prices are shown and sold in: the one the organization already pays in,
+    else the visitor's choice (remembered), else one their language suggests."""
+    held = subscriptions.billing_currency(organization) if organization is not None else None
+    if held:
+        return held
+    chosen = request.GET.get("currency", "").lower()
+    if chosen in offered:
+        request.session[CURRENCY_SESSION_KEY] = chosen
+        return chosen
+    remembered = request.session.get(CURRENCY_SESSION_KEY)
+    if remembered in offered:
+        return remembered
+    language = (request.headers.get("Accept-Language") or "").split(",")[0].strip().lower()
+    if language[:2] in EURO_LANGUAGES and "eur" in offered:
+        return "eur"
+    return offered[0]
 
 
 def _promotion_code(request):
@@ -55,6 +84,8 @@ def pricing(request):
     seats = _seats(request, 5)
     offers = selectors.pricing_offers(interval, seats=seats)
     checkout_org = selectors.organization_to_bill(request.user)
+    currencies = _offered_currencies()
+    currency = _currency(request, currencies, checkout_org)
     subscription = selectors.subscription_of(checkout_org) if checkout_org else None
     features = list(selectors.features_for_comparison())
     # The comparison table: one row per feature, one cell per offer.
@@ -84,6 +115,9 @@ def pricing(request):
         "promo": promo,
         "promo_invalid": promo_invalid,
         "use_tax": settings.USE_STRIPE_TAX,
+        "currency": currency,
+        "currencies": currencies,
+        "currency_locked": bool(checkout_org and subscriptions.billing_currency(checkout_org)),
     }
     if request.htmx and request.htmx.target == "plans":
         return render(request, "billing/pricing.html#plans", context)
@@ -208,6 +242,7 @@ def checkout(request, org_slug: str):
             actor=request.user,
             addons=_addons_from(request),
             promotion_code=promo,
+            currency=request.POST.get("currency") or None,
         )
         request.session.pop(PROMO_SESSION_KEY, None)
     except ServiceError as error:

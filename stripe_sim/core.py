@@ -544,11 +544,12 @@ def _render_price(store: Store, price: dict[str, Any], expand: set[str]) -> dict
         out["tiers"] = [dict(t) for t in price.get("_tiers", [])]
     # Left out unless asked for, as Stripe does.
     options = out.pop("currency_options", None)
+    tiered = "tiers" in expand and price.get("billing_scheme") == "tiered"
     if "currency_options" in expand:
         out["currency_options"] = {
             currency: {
                 **option,
-                **({"tiers": price["_currency_tiers"][currency]} if "tiers" in expand else {}),
+                **({"tiers": price["_currency_tiers"][currency]} if tiered else {}),
             }
             for currency, option in (options or {}).items()
         }

@@ -64,6 +64,12 @@ def price_with(plan, promotion_code):
 
 
 @register.filter
+def total_in(plan, currency: str) -> int:
+    """`{{ plan|total_in:"eur" }}`: the plan's recurring total in one of its currencies."""
+    return plan.total(currency=currency)
+
+
+@register.filter
 def amount_off_in(coupon, currency: str):
     return coupon.amount_off_in(currency or coupon.currency)
 

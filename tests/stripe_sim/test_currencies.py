@@ -120,3 +120,12 @@ def test_a_customers_currency_never_changes(client: stripe.StripeClient) -> None
     with pytest.raises(stripe.InvalidRequestError) as caught:
         client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": price.id}]})
     assert "cannot combine currencies" in str(caught.value.user_message)
+
+
+def test_a_flat_price_lists_with_tiers_and_currency_options_expanded(client: stripe.StripeClient) -> None:
+    price = _multi(client, lookup_key="multi")
+    listed = client.v1.prices.list(
+        {"lookup_keys": ["multi"], "expand": ["data.tiers", "data.currency_options"]}
+    )
+    assert listed.data[0].id == price.id
+    assert listed.data[0].currency_options["eur"].unit_amount == 1400
