@@ -27,6 +27,8 @@ demo: install
 test: install
 	scripts/ensure-services.sh
 	$(PY) -m ruff check .
+	# The layers of the README: imports point downwards only, stripe_sim stands alone.
+	.venv/bin/lint-imports
 	DATABASE_URL=sqlite:///:memory: $(PY) manage.py makemigrations --check --dry-run
 	# The published OpenAPI schema is the API's contract: valid, and no warning tolerated.
 	DATABASE_URL=sqlite:///:memory: $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
@@ -43,6 +45,7 @@ soak: install
 
 lint: install
 	$(PY) -m ruff check .
+	.venv/bin/lint-imports
 
 bench: install
 	scripts/ensure-services.sh

@@ -32,8 +32,9 @@ from billing.models import (
     UsageCounter,
     UsageEvent,
 )
+from common.admin import ReadOnlyAdmin
+from common.errors import ServiceError
 from teams.access import client_ip
-from teams.errors import ServiceError
 
 
 class CatalogAdmin(admin.ModelAdmin):
@@ -248,19 +249,6 @@ class CouponAdmin(admin.ModelAdmin):
     readonly_fields = ["stripe_coupon_id"]
     filter_horizontal = ["products"]
     inlines = [PromotionCodeInline]
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Usage is evidence for invoices: visible to staff, never edited by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(UsageCounter)

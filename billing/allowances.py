@@ -43,6 +43,23 @@ def _reference(subscription: OrgSubscription) -> str:
     return subscription.stripe_subscription_id or str(subscription.pk)
 
 
+def allowance_key(subscription_id: str, period_start: int) -> str:
+    """The idempotency key of one period's allowance: the subscription and the period's start
+    (a Unix time), so however many events report a period, it is granted once."""
+    return f"allowance:{subscription_id}:{period_start}"
+
+
+def allowance_key_parse(key: str) -> tuple[str, int] | None:
+    """(subscription id, period start) of an allowance's key; None for any other key."""
+    parts = key.split(":")
+    if len(parts) != 3 or parts[0] != "allowance":
+        return None
+    try:
+        return parts[1], int(parts[2])
+    except ValueError:
+        return None
+
+
 def subscription_allowance_grant(*, subscription: OrgSubscription | None) -> bool:
     """Grant the current period's allowance once; True when this call granted it.
 
@@ -75,7 +92,7 @@ def subscription_allowance_grant(*, subscription: OrgSubscription | None) -> boo
     return _registered().grant(
         organization=subscription.organization,
         amount=plan.credit_allowance,
-        idempotency_key=f"allowance:{_reference(subscription)}:{int(start.timestamp())}",
+        idempotency_key=allowance_key(_reference(subscription), int(start.timestamp())),
         expires_at=end,
         description=f"{plan.name}: credits for this period",
         reference_id=_reference(subscription),

@@ -5,11 +5,11 @@ from rest_framework.views import APIView
 
 from billing import entitlements, selectors, subscriptions
 from billing.models import Access, Addon, Plan
+from common.errors import ServiceError
 from teams import api_fields as fields
 from teams.access import get_org_for_api
 from teams.api_schema import error_responses, list_of
 from teams.auth import ApiKeyPrincipal
-from teams.errors import ServiceError
 from teams.inputs import storable
 from teams.models import Role
 

@@ -13,7 +13,7 @@ from billing.models import BillingProfile
 from billing.models.tax import normalize_vat, vat_problem
 from billing.stripe_client import stripe_client
 from billing.subscriptions import customer_ensure
-from teams.errors import ServiceError
+from common.errors import ServiceError
 from teams.models import Organization, User
 from teams.services import audit_record
 

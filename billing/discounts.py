@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from billing.models import Coupon, OrgSubscription, PromotionCode, SubscriptionDiscount
 from billing.stripe_client import stripe_client
-from teams.errors import ServiceError
+from common.errors import ServiceError
 from teams.models import Organization, User
 from teams.services import audit_record
 

@@ -3,24 +3,18 @@ from datetime import UTC, datetime, time, timedelta
 from django import forms
 
 from billing.models import Meter
+from common.forms import DateRangeForm
 
 
-class UsageFilterForm(forms.Form):
+class UsageFilterForm(DateRangeForm):
     meter = forms.ChoiceField(required=False)
-    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
     event_id = forms.CharField(required=False, max_length=255, label="Event id")
+    field_order = ["meter", "since", "until", "event_id"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         meters = Meter.objects.filter(is_active=True).values_list("key", "name")
         self.fields["meter"].choices = [("", "All meters"), *meters]
-
-    def clean(self):
-        data = super().clean()
-        if data.get("since") and data.get("until") and data["since"] > data["until"]:
-            self.add_error("until", "The end date is before the start date.")
-        return data
 
     def filters(self) -> dict:
         """Keyword arguments for `usage.events_of` (empty when the input is invalid)."""

@@ -9,8 +9,8 @@ from rest_framework import exceptions, permissions
 
 from billing import entitlements
 from billing.entitlements import Decision
+from common.errors import ServiceError
 from teams.access import client_ip, get_org_for_api, get_org_for_user
-from teams.errors import ServiceError
 
 MESSAGES = {
     entitlements.Reason.NOT_INCLUDED: "{name} is not included in your plan.",

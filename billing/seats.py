@@ -19,8 +19,15 @@ from billing import entitlements, pricing
 from billing.gating import EntitlementError
 from billing.models import OrgSubscription, Plan, PlanLineItem, SeatPolicy
 from billing.stripe_client import stripe_client
-from billing.subscriptions import Preview, billable_seats, preview_lines, seat_holders, subscription_sync
-from teams.errors import ServiceError
+from billing.subscriptions import (
+    Preview,
+    _plan_of,
+    billable_seats,
+    preview_lines,
+    seat_holders,
+    subscription_sync,
+)
+from common.errors import ServiceError
 from teams.models import Organization
 from teams.services import audit_record
 
@@ -150,12 +157,15 @@ def _sync(organization_id: int, attempt: str) -> SeatSync | None:
     subscription = OrgSubscription.objects.select_related("plan").filter(organization=organization).first()
     if subscription is None or not subscription.stripe_subscription_id or not subscription.applies:
         return None
-    line = subscription.plan.seat_item()
-    if line is None:
-        return None  # a flat plan: head count changes nothing in Stripe
-    target = billable_seats(organization, plan=subscription.plan)
     client = stripe_client()
     remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
+    # The plan Stripe bills, which a downgrade waiting for the period end makes differ from the
+    # plan Tally grants: its seat item is the one whose quantity is charged at the renewal.
+    plan = _plan_of(remote)[0] or subscription.plan
+    line = plan.seat_item()
+    if line is None:
+        return None  # a flat plan: head count changes nothing in Stripe
+    target = billable_seats(organization, plan=plan)
     item = _seat_item(remote, line)
     if item is None:
         return None
@@ -164,7 +174,7 @@ def _sync(organization_id: int, attempt: str) -> SeatSync | None:
         if subscription.seats != target:
             subscription_sync(subscription_id=remote.id)
         return None
-    behavior = _proration_behavior(subscription.plan.seat_policy, increase=target > current)
+    behavior = _proration_behavior(plan.seat_policy, increase=target > current)
     _item_quantity_set(
         client,
         item.id,
@@ -175,7 +185,7 @@ def _sync(organization_id: int, attempt: str) -> SeatSync | None:
     audit_record(
         organization=organization,
         action="billing.seats_changed",
-        target=subscription.plan.key,
+        target=plan.key,
         data={"from": current, "to": target, "proration_behavior": behavior},
     )
     return SeatSync(current, target, behavior)
@@ -215,10 +225,15 @@ def seat_preview(*, organization: Organization, with_invoice: bool = False) -> S
     """What adding one member costs on the organization's per-seat plan, from the plan's tiers
     (no network); with `with_invoice`, also the prorated amount and the next invoice as Stripe
     computes them for that change. None without a per-seat subscription."""
-    subscription = OrgSubscription.objects.select_related("plan").filter(organization=organization).first()
+    subscription = (
+        OrgSubscription.objects.select_related("plan", "pending_plan")
+        .filter(organization=organization)
+        .first()
+    )
     if subscription is None or not subscription.applies:
         return None
-    plan = subscription.plan
+    # A downgrade waiting for the period end is already what Stripe bills seats by.
+    plan = subscription.pending_plan or subscription.plan
     line = plan.seat_item()
     if line is None:
         return None
@@ -261,7 +276,7 @@ def _invoice_after(subscription: OrgSubscription, line: PlanLineItem, quantity: 
     if item is None:
         return None, None
     current = item.quantity or 0
-    behavior = _proration_behavior(subscription.plan.seat_policy, increase=quantity > current)
+    behavior = _proration_behavior(line.plan.seat_policy, increase=quantity > current)
     invoice = client.v1.invoices.create_preview(
         {
             "customer": remote.customer,

@@ -16,6 +16,7 @@ from billing.models import (
     PlanEntitlement,
     Product,
 )
+from teams.models import Membership, Role
 
 
 @dataclass
@@ -118,8 +119,6 @@ def organization_to_bill(user):
     one where they may manage billing (personal workspace first)."""
     if not user.is_authenticated:
         return None
-    from teams.models import Membership, Role
-
     membership = (
         Membership.objects.filter(user=user, role__in=[Role.OWNER, Role.ADMIN, Role.BILLING])
         .select_related("organization")

@@ -19,7 +19,7 @@ from billing.models import (
     Product,
 )
 from billing.stripe_client import stripe_client
-from teams.errors import ServiceError
+from common.errors import ServiceError
 from teams.models import Organization, User
 from teams.services import audit_record
 

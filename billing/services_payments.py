@@ -13,7 +13,7 @@ import stripe
 from billing import selectors
 from billing.services import _ensure_price, _ensure_product
 from billing.stripe_client import stripe_client
-from teams.errors import ServiceError
+from common.errors import ServiceError
 from teams.models import Organization
 
 

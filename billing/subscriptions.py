@@ -43,7 +43,7 @@ from billing.models import (
 )
 from billing.services_payments import CheckoutResult, PaymentCheckoutOutcome, payment_checkout_settled
 from billing.stripe_client import stripe_client
-from teams.errors import ServiceError
+from common.errors import ServiceError
 from teams.models import Membership, Organization, User
 from teams.services import audit_record
 
@@ -920,10 +920,10 @@ def charge_disputed(*, dispute_id: str) -> PaymentDispute | None:
     """
     client = stripe_client()
     dispute = client.v1.disputes.retrieve(dispute_id, {"expand": ["charge"]})
-    hooks.stripe_event_notify("charge.dispute", dispute)
     charge = dispute.charge
     organization = _organization_of(None, charge.customer)
     if organization is None:
+        hooks.stripe_event_notify("charge.dispute", dispute)
         return None
     payment = Payment.objects.filter(stripe_charge_id=charge.id).first()
     intent = (
@@ -973,6 +973,9 @@ def charge_disputed(*, dispute_id: str) -> PaymentDispute | None:
             from billing.tasks import send_dispute_notice
 
             send_dispute_notice.delay_on_commit(record.pk)
+    # After the record, so that what the apps above look up (the disputed invoice's period, for
+    # a plan's allowance) is there whichever came first, the dispute or `invoice.paid`.
+    hooks.stripe_event_notify("charge.dispute", dispute)
     return record
 
 

@@ -6,7 +6,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from billing.models import UsageAlert
-from teams.models import Membership, Role
+from teams.models import Membership, Role, User
 
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
@@ -77,7 +77,6 @@ def send_dispute_notice(dispute_id: int) -> None:
     """Tell the owner, the billing contacts and staff about a dispute, once per state: the
     claim (a conditional update of `notified_status`) comes before the email."""
     from billing.models import PaymentDispute
-    from teams.models import User
 
     record = PaymentDispute.objects.select_related("organization", "payment").filter(pk=dispute_id).first()
     if record is None:

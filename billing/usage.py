@@ -46,7 +46,7 @@ from billing.models import (
 )
 from billing.periods import Period
 from billing.stripe_client import stripe_client
-from teams.errors import ServiceError
+from common.errors import ServiceError
 from teams.inputs import UNSTORABLE, UNSTORABLE_MESSAGE, unstorable_path
 from teams.models import Organization
 

@@ -6,13 +6,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
 from billing import billing_details, discounts, entitlements, selectors, subscriptions
 from billing.models import Access, BillingProfile, Interval, Plan, PlanLineItem
+from common.checkout import checkout_redirect
+from common.errors import ServiceError
 from teams.access import get_org_for_user
-from teams.errors import ServiceError
 from teams.models import Role
 
 MAX_SEATS = 1000
@@ -232,7 +233,8 @@ def billing_upcoming(request, org_slug: str):
 def checkout(request, org_slug: str):
     organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
     plan = Plan.objects.public().filter(key=request.POST.get("plan", "")).first()
-    try:
+
+    def start() -> str:
         if plan is None:
             raise ServiceError("unknown_plan", "Choose one of the listed plans.", field="plan")
         promo, _ = _promotion_code(request)
@@ -244,16 +246,10 @@ def checkout(request, org_slug: str):
             promotion_code=promo,
             currency=request.POST.get("currency") or None,
         )
-        request.session.pop(PROMO_SESSION_KEY, None)
-    except ServiceError as error:
-        messages.error(request, error.message)
-        return redirect("billing", organization.slug)
-    except stripe.StripeError:
-        messages.error(request, "Stripe could not start the checkout; please try again.")
-        return redirect("billing", organization.slug)
-    if request.htmx:
-        return HttpResponseClientRedirect(url)
-    return redirect(url)
+        request.session.pop(PROMO_SESSION_KEY, None)  # used once
+        return url
+
+    return checkout_redirect(request, start, back=reverse("billing", args=[organization.slug]))
 
 
 @login_required

@@ -1,14 +1,13 @@
-import csv
 import json
 
 from django.contrib.auth.decorators import login_required
-from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from billing import usage
 from billing.forms_usage import UsageFilterForm
+from common.csv_export import csv_response, safe_cell
 from teams.access import get_org_for_user
 
 EVENTS_PAGE = 50
@@ -59,38 +58,22 @@ def usage_page(request, org_slug: str):
     return render(request, "billing/usage.html", context)
 
 
-def _cell(value: str) -> str:
-    # A spreadsheet runs a cell that starts with one of these as a formula; quote it instead.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 @login_required
 @require_GET
 def usage_export(request, org_slug: str):
     """The events as CSV, with the page's filters, streamed so that long histories fit."""
     organization, _ = get_org_for_user(request, org_slug)
     rows = usage.events_of(organization=organization, **UsageFilterForm(request.GET or None).filters())
-    writer = csv.writer(_Echo())
-
-    def lines():
-        yield writer.writerow(["timestamp", "meter", "id", "value", "period_start", "properties"])
-        for event_id, meter, value, timestamp, properties, period_start in rows.iterator(chunk_size=500):
-            yield writer.writerow(
-                [
-                    timestamp.isoformat(),
-                    meter,
-                    _cell(event_id),
-                    value,
-                    period_start.isoformat(),
-                    _cell(json.dumps(properties or {}, sort_keys=True)) if properties else "",
-                ]
-            )
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="{organization.slug}-usage.csv"'
-    return response
+    lines = (
+        [
+            timestamp.isoformat(),
+            meter,
+            safe_cell(event_id),
+            value,
+            period_start.isoformat(),
+            safe_cell(json.dumps(properties or {}, sort_keys=True)) if properties else "",
+        ]
+        for event_id, meter, value, timestamp, properties, period_start in rows.iterator(chunk_size=500)
+    )
+    header = ["timestamp", "meter", "id", "value", "period_start", "properties"]
+    return csv_response(f"{organization.slug}-usage.csv", header, lines)

@@ -66,7 +66,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "teams.api_errors.ApiErrorMiddleware",
+    "common.api_errors.ApiErrorMiddleware",
     "teams.inputs.UnstorableInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -286,9 +286,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON only, with size and depth limits: nothing else is accepted or advertised.
-    "DEFAULT_PARSER_CLASSES": ["teams.api_parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["common.api_parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "teams.api_schema.AutoSchema",
-    "EXCEPTION_HANDLER": "teams.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "common.api_errors.exception_handler",
 }
 # The largest API request body read (413 above it); webhooks have their own limit.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_000_000, minimum=1_024)

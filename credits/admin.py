@@ -4,6 +4,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from common.admin import ReadOnlyAdmin
+from common.errors import ServiceError
 from credits import services
 from credits.models import (
     CreditAccount,
@@ -18,21 +20,7 @@ from credits.models import (
     CreditTransaction,
 )
 from teams.access import client_ip
-from teams.errors import ServiceError
 from teams.services import audit_record
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """The ledger and what hangs off it change only through services, never by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class AdjustForm(forms.Form):

@@ -7,9 +7,9 @@ from datetime import datetime
 from django.db.models import Q
 from django.utils import timezone
 
+from common.errors import ServiceError
 from credits import services
 from credits.models import CreditGrant, GrantSource, TransactionType
-from teams.errors import ServiceError
 from teams.models import Organization
 from teams.services import audit_record
 
@@ -44,6 +44,8 @@ def credits_allowance_grant(
         if error.code != "idempotency_key_reused":
             raise
         return False  # granted already for this period, under the plan it had then
+    if not entry.replayed:
+        services.credit_allowance_disputes_apply(subscription_id=reference_id)
     return not entry.replayed
 
 

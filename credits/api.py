@@ -6,12 +6,12 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.errors import ServiceError
 from credits import selectors, services
 from credits.models import CreditReservation, TransactionType
 from teams import api_fields as fields
 from teams.access import client_ip, get_org_for_api
 from teams.api_schema import IDEMPOTENT_REPLAYED, error_responses, idempotency_key, list_of
-from teams.errors import ServiceError
 from teams.inputs import idempotency_key_header, storable
 from teams.models import Role, User
 

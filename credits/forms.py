@@ -1,19 +1,13 @@
 from django import forms
 
+from common.forms import DateRangeForm
 from credits.models import CreditPackage, TransactionType
 
 
-class HistoryFilterForm(forms.Form):
+class HistoryFilterForm(DateRangeForm):
     type = forms.ChoiceField(choices=[("", "All types"), *TransactionType.choices], required=False)
-    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
     reference = forms.CharField(required=False, max_length=100, label="Reference id")
-
-    def clean(self):
-        data = super().clean()
-        if data.get("since") and data.get("until") and data["since"] > data["until"]:
-            self.add_error("until", "The end date is before the start date.")
-        return data
+    field_order = ["type", "since", "until", "reference"]
 
     def filters(self) -> dict:
         """Keyword arguments for `selectors.transactions_of` (empty when the input is invalid)."""

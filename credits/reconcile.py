@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from billing.allowances import allowance_key_parse
 from billing.reconcile import Breach, customers_of
 from billing.stripe_client import stripe_client
 from billing.subscriptions import LIVE_STATUSES
@@ -93,16 +94,6 @@ def _paid_share(charges: dict, payment_intent_id: str | None, credits: int, amou
     return max(kept, 0)
 
 
-def _allowance_key(key: str) -> tuple[str, int] | None:
-    parts = key.split(":")
-    if len(parts) != 3 or parts[0] != "allowance":
-        return None
-    try:
-        return parts[1], int(parts[2])
-    except ValueError:
-        return None
-
-
 def _invoice_intents(invoice) -> list[str]:
     intents = []
     for payment in (invoice.get("payments") or {}).get("data", []):
@@ -164,7 +155,7 @@ def credits_due(*, organization: Organization, customer_id: str | None, now: dat
             credits = bought.total_credits if isinstance(bought, CreditPurchase) else bought.credits
             paid += min(grant.amount, _paid_share(charges, bought.payment_intent_id, credits, bought.amount))
         elif grant.source == GrantSource.SUBSCRIPTION_ALLOWANCE and client is not None:
-            parsed = _allowance_key(entry.idempotency_key)
+            parsed = allowance_key_parse(entry.idempotency_key)
             if parsed is None:
                 continue
             sub_id, start = parsed
@@ -178,8 +169,9 @@ def credits_due(*, organization: Organization, customer_id: str | None, now: dat
                 if first_trial is not None and entry.pk == first_trial:
                     trial += grant.amount  # one trial per organization
                 continue
-            if _period_paid(invoices[sub_id], charges, start, live=remote.status in LIVE_STATUSES):
-                allowances += grant.amount
+            allowances += _period_due(
+                invoices[sub_id], charges, start, grant.amount, live=remote.status in LIVE_STATUSES
+            )
     return Due(given, paid, allowances, trial)
 
 
@@ -189,7 +181,7 @@ def _first_trial_entry(account: CreditAccount) -> int | None:
     for entry in CreditTransaction.objects.filter(
         account=account, type=TransactionType.ALLOWANCE, amount__gt=0
     ).order_by("pk"):
-        parsed = _allowance_key(entry.idempotency_key)
+        parsed = allowance_key_parse(entry.idempotency_key)
         if parsed is None:
             continue
         client = client or stripe_client()
@@ -199,27 +191,32 @@ def _first_trial_entry(account: CreditAccount) -> int | None:
     return None
 
 
-def _period_paid(invoices: list, charges: dict, start: int, *, live: bool) -> bool:
-    """An invoice Stripe has as paid covers the period starting at `start`, and its money was
-    not refunded in full (unless the subscription goes on: a goodwill refund ends nothing)."""
+def _period_due(invoices: list, charges: dict, start: int, credits: int, *, live: bool) -> int:
+    """Of a period's allowance of `credits`, what its payment covers: all of it when an invoice
+    Stripe has as paid covers the period starting at `start` and its money was neither refunded
+    in full (unless the subscription goes on: a goodwill refund ends nothing) nor withdrawn by
+    a dispute that is open or lost (then only the share of the money kept)."""
     for invoice in invoices:
         if invoice.status != "paid":
             continue
         if not any(line.period.start <= start < line.period.end for line in invoice.lines.data):
             continue
-        refunded_in_full = False
-        if invoice.amount_paid > 0:
-            # Lists leave an invoice's payments out: read them, as `invoice_record` does.
-            full = stripe_client().v1.invoices.retrieve(
-                invoice.id, {"expand": ["payments.data.payment.payment_intent"]}
-            )
-            paid_by = [charges.get(pi) for pi in _invoice_intents(full)]
-            refunded_in_full = bool(paid_by) and all(
-                c is not None and c.amount_refunded >= c.amount for c in paid_by
-            )
-        if not refunded_in_full or live:
-            return True
-    return False
+        if invoice.amount_paid <= 0:
+            return credits
+        # Lists leave an invoice's payments out: read them, as `invoice_record` does.
+        full = stripe_client().v1.invoices.retrieve(
+            invoice.id, {"expand": ["payments.data.payment.payment_intent"]}
+        )
+        paid_by = [charges.get(pi) for pi in _invoice_intents(full)]
+        refunded_in_full = bool(paid_by) and all(
+            c is not None and c.amount_refunded >= c.amount for c in paid_by
+        )
+        if refunded_in_full and not live:
+            continue
+        withdrawn = min(sum(_withdrawn(c) for c in paid_by if c is not None), invoice.amount_paid)
+        # The same share, rounded up, as the dispute's hold (`credit_dispute_record`).
+        return credits - -(-credits * withdrawn // invoice.amount_paid)
+    return 0
 
 
 def _customer_ids(organizations) -> dict[int, str]:

@@ -26,6 +26,10 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from billing import services_payments
+from billing.allowances import allowance_key_parse
+from billing.models import Payment, PaymentDispute
+from common.errors import ServiceError
 from credits import conf, selectors
 from credits.models import (
     CreditAccount,
@@ -45,7 +49,6 @@ from credits.models import (
     ReservationStatus,
     TransactionType,
 )
-from teams.errors import ServiceError
 from teams.models import Organization, Role, User
 from teams.services import audit_record
 
@@ -306,8 +309,6 @@ def credit_account_for(*, organization: Organization) -> CreditAccount:
 
 def _require_card_on_file(organization: Organization) -> None:
     """Auto-recharge charges the saved card with nobody present: without one it could only fail."""
-    from billing import services_payments
-
     try:
         has_card = services_payments.payment_card_on_file(organization=organization)
     except stripe.StripeError:
@@ -1393,8 +1394,6 @@ def credit_purchase_start(
     was shown and paid for even if staff change the package meanwhile. Stripe is called after the
     commit, with a key derived from the purchase, so a retried call opens the same session.
     """
-    from billing import services_payments
-
     if not package.is_active:
         raise ServiceError("unknown_package", "Choose one of the packages on sale.", field="package")
     if package.unit_amount <= 0:
@@ -1765,16 +1764,20 @@ def _dispute_apply(dispute_pk: int) -> None:
                 bought.transaction_id,
                 bought.account_id,
             )
-        else:
-            bought = CreditRecharge.objects.filter(payment_intent_id=dispute.payment_intent_id).first()
-            if bought is None:
-                return  # not a payment for credits, or not completed yet
+        elif (
+            bought := CreditRecharge.objects.filter(payment_intent_id=dispute.payment_intent_id).first()
+        ) is not None:
             paid, credits, entry_id, account_id = (
                 bought.amount,
                 bought.credits,
                 bought.transaction_id,
                 bought.account_id,
             )
+        elif (allowance := _allowance_paid_by(dispute)) is not None:
+            paid, entry = allowance
+            credits, entry_id, account_id = entry.amount, entry.pk, entry.account_id
+        else:
+            return  # not a payment for credits, or not completed (or granted) yet
         grant = _grant_of(entry_id) if entry_id else None
         if grant is None or paid <= 0:
             return
@@ -1818,6 +1821,41 @@ def _dispute_apply(dispute_pk: int) -> None:
         )
 
 
+def _allowance_paid_by(dispute: CreditDispute) -> tuple[int, CreditTransaction] | None:
+    """The plan allowance that a disputed subscription payment paid for: the amount paid and the
+    allowance's ledger line, once billing has recorded the payment and the period's grant exists."""
+    payment = Payment.objects.filter(disputes__stripe_dispute_id=dispute.stripe_dispute_id).first()
+    if payment is None or not payment.stripe_subscription_id or payment.period_start is None:
+        return None
+    entries = CreditTransaction.objects.filter(
+        type=TransactionType.ALLOWANCE,
+        reference_id=payment.stripe_subscription_id,
+        idempotency_key__startswith="allowance:",
+    ).order_by("pk")
+    start, end = payment.period_start.timestamp(), (payment.period_end or payment.period_start).timestamp()
+    for entry in entries:
+        parsed = allowance_key_parse(entry.idempotency_key)
+        if (
+            parsed
+            and parsed[0] == payment.stripe_subscription_id
+            and start <= parsed[1] < max(end, start + 1)
+        ):
+            return payment.amount_paid, entry
+    return None
+
+
+def credit_allowance_disputes_apply(*, subscription_id: str) -> None:
+    """A period's allowance was just granted: apply the disputes of the subscription's payments
+    that were heard of before it (a dispute can come before the period's grant)."""
+    disputed = PaymentDispute.objects.filter(payment__stripe_subscription_id=subscription_id).values_list(
+        "stripe_dispute_id", flat=True
+    )
+    for dispute_id in CreditDispute.objects.filter(
+        stripe_dispute_id__in=list(disputed), grant__isnull=True
+    ).values_list("pk", flat=True):
+        _dispute_apply(dispute_id)
+
+
 # --- Auto-recharge --------------------------------------------------------------------------
 
 # A pending recharge younger than this is being charged right now: leave it alone. Older, its
@@ -1836,8 +1874,6 @@ def credit_recharge_charge(*, recharge: CreditRecharge) -> CreditRecharge:
     PaymentIntent instead of charging again. Errors other than a declined card (network, Stripe
     unavailable) propagate and leave the recharge pending, for the task to retry.
     """
-    from billing import services_payments
-
     account = CreditAccount.objects.select_related("organization").get(pk=recharge.account_id)
     try:
         result = services_payments.payment_charge_saved_card(

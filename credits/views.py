@@ -1,18 +1,17 @@
-import csv
-
-import stripe
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
+from common.checkout import checkout_redirect
+from common.csv_export import csv_response, safe_cell
+from common.errors import ServiceError
 from credits import selectors, services
 from credits.forms import CreditSettingsForm, HistoryFilterForm
 from credits.models import PurchaseStatus
 from teams.access import client_ip, get_org_for_user
-from teams.errors import ServiceError
 from teams.models import Role
 
 HISTORY_PAGE = 25
@@ -125,30 +124,15 @@ def credits_settings(request, org_slug: str):
 def credits_buy(request, org_slug: str):
     """Buy a package: off to Stripe Checkout; the webhook grants the credits once it is paid."""
     organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
-    try:
+
+    def start() -> str:
         package = services.credit_package_get(code=request.POST.get("package", ""))
         _, url = services.credit_purchase_start(
             organization=organization, package=package, actor=request.user
         )
-    except ServiceError as error:
-        messages.error(request, error.message)
-        return redirect("credits", organization.slug)
-    except stripe.StripeError:
-        messages.error(request, "Stripe could not start the checkout; please try again.")
-        return redirect("credits", organization.slug)
-    if request.htmx:
-        return HttpResponseClientRedirect(url)
-    return redirect(url)
+        return url
 
-
-def _cell(value: str) -> str:
-    # A spreadsheet runs a cell that starts with one of these as a formula; quote it instead.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
+    return checkout_redirect(request, start, back=reverse("credits", args=[organization.slug]))
 
 
 @login_required
@@ -158,7 +142,6 @@ def credits_export(request, org_slug: str):
     organization, _ = get_org_for_user(request, org_slug)
     account = services.credit_account_for(organization=organization)
     rows = selectors.transactions_of(account, **HistoryFilterForm(request.GET or None).filters())
-    writer = csv.writer(_Echo())
     header = [
         "date",
         "type",
@@ -173,25 +156,20 @@ def credits_export(request, org_slug: str):
         "id",
     ]
 
-    def lines():
-        yield writer.writerow(header)
-        for t in rows.iterator(chunk_size=500):
-            yield writer.writerow(
-                [
-                    t.created_at.isoformat(),
-                    t.type,
-                    t.amount,
-                    t.balance_after,
-                    _cell(t.action),
-                    t.quantity if t.quantity is not None else "",
-                    t.price.version if t.price else "",
-                    _cell(t.description),
-                    _cell(t.reference_type),
-                    _cell(t.reference_id),
-                    t.code,
-                ]
-            )
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="{organization.slug}-credits.csv"'
-    return response
+    lines = (
+        [
+            t.created_at.isoformat(),
+            t.type,
+            t.amount,
+            t.balance_after,
+            safe_cell(t.action),
+            t.quantity if t.quantity is not None else "",
+            t.price.version if t.price else "",
+            safe_cell(t.description),
+            safe_cell(t.reference_type),
+            safe_cell(t.reference_id),
+            t.code,
+        ]
+        for t in rows.iterator(chunk_size=500)
+    )
+    return csv_response(f"{organization.slug}-credits.csv", header, lines)

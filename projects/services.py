@@ -5,9 +5,9 @@ from django.utils import timezone
 
 from billing import entitlements
 from billing.gating import raise_unless_allowed
+from common.errors import ServiceError
 from projects.generator import generate
 from projects.models import AiModel, Generation, Project
-from teams.errors import ServiceError
 from teams.models import ApiKey, Organization, User
 from teams.services import audit_record
 

@@ -8,12 +8,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from billing import entitlements
 from billing.gating import EntitlementError, upgrade_response
 from billing.models import Overage
+from common.errors import ServiceError
 from credits.decorators import charges_credits, credits_used
 from projects import selectors, services
 from projects.forms import GenerationForm, ProjectForm
 from projects.models import AiModel, Project
 from teams.access import get_org_for_api, get_org_for_user
-from teams.errors import ServiceError
 from teams.models import Role
 from teams.selectors import members_of
 

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
+from common.admin import ReadOnlyAdmin
 from teams.forms import AdminLoginForm
 from teams.models import ApiKey, AuditEvent, Invitation, Membership, Organization, User
 
@@ -68,7 +69,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """Read-only: the audit log is evidence, so nobody edits or deletes it here."""
 
     list_display = ["created_at", "organization", "action", "actor", "target", "ip_address"]
@@ -76,12 +77,3 @@ class AuditEventAdmin(admin.ModelAdmin):
     search_fields = ["action", "target", "organization__slug", "actor__email"]
     date_hierarchy = "created_at"
     list_select_related = ["organization", "actor"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

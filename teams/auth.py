@@ -1,6 +1,6 @@
 from rest_framework import authentication, exceptions, permissions
 
-from teams.errors import ServiceError
+from common.errors import ServiceError
 from teams.models import Scope
 from teams.services import api_key_authenticate
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework import serializers
 
-from teams.errors import ServiceError
+from common.errors import ServiceError
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 UNSTORABLE_MESSAGE = "Contains a character that cannot be stored (NUL or a lone surrogate)."

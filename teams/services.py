@@ -4,7 +4,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from teams.errors import ServiceError
+from common.errors import ServiceError
 from teams.models import (
     ALL_SCOPES,
     ApiKey,

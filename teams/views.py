@@ -8,9 +8,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from common.errors import ServiceError
 from teams import selectors, services, throttle
 from teams.access import client_ip, get_org_for_user
-from teams.errors import ServiceError
 from teams.forms import (
     ApiKeyForm,
     InvitationForm,

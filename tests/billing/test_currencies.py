@@ -11,7 +11,7 @@ from billing import services, subscriptions
 from billing.catalog import DEFAULT_PATH, CatalogError, parse_catalog
 from billing.models import OrgSubscription, Payment, Plan
 from billing.stripe_client import stripe_client
-from teams.errors import ServiceError
+from common.errors import ServiceError
 from tests.billing.conftest import pay_hosted_checkout
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from billing import discounts, services, subscriptions
 from billing.catalog import DEFAULT_PATH, CatalogError, catalog_apply, load_catalog, parse_catalog
 from billing.models import Coupon, OrgSubscription, Payment, Plan, PromotionCode, SubscriptionDiscount
 from billing.stripe_client import stripe_client
-from teams.errors import ServiceError
+from common.errors import ServiceError
 from teams.models import AuditEvent
 from tests.billing.conftest import pay_hosted_checkout
 from tests.factories import UserFactory

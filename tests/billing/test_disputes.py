@@ -76,3 +76,54 @@ def test_a_lost_dispute_keeps_access_restricted_until_a_later_invoice_is_paid(wo
     now = past_period_end(client, clock, org)
     sub.refresh_from_db()
     assert sub.dispute_grace_until is None and sub.access_at(now) == Access.FULL
+
+
+def _allowance_grants(org):
+    from credits.models import CreditGrant, GrantSource
+
+    return list(
+        CreditGrant.objects.filter(
+            account__organization=org, source=GrantSource.SUBSCRIPTION_ALLOWANCE
+        ).order_by("created_at", "pk")
+    )
+
+
+def _pro_renewal_disputed(world):
+    """Pro monthly's trial on the dispute card; the first paid month is disputed at once."""
+    client, clock, org, owner = world
+    url = subscriptions.checkout_start(
+        organization=org, plan=Plan.objects.get(key="pro_monthly"), actor=owner, test_clock=clock
+    )
+    assert pay_hosted_checkout(url, card="4000000000000259").status_code == 303
+    past_period_end(client, clock, org)  # the trial ends; the first month is charged
+    (dispute,) = client.v1.disputes.list({"limit": 10}).data
+    return dispute
+
+
+@pytest.mark.parametrize("outcome", ["won", "lost"])
+def test_a_disputed_renewal_holds_back_the_periods_allowance_until_the_dispute_closes(world, outcome):
+    # Nothing is granted that was not paid for: while the card network holds the month's money,
+    # the month's credit allowance cannot be spent; won, it is released; lost, it is taken back.
+    from credits import reconcile as credit_reconcile
+    from credits import services as credit_services
+
+    client, clock, org, owner = world
+    dispute = _pro_renewal_disputed(world)
+    trial, month = _allowance_grants(org)
+    assert (month.amount, month.disputed) == (1_000, 1_000)
+    account = credit_services.credit_account_for(organization=org)
+    before = account.balance
+    assert credit_services.credits_spendable(account=account) == before - 1_000
+    assert credit_reconcile.credit_invariants_check(organizations=[org]) == []
+
+    evidence = "winning_evidence" if outcome == "won" else "losing_evidence"
+    client.v1.disputes.update(dispute.id, {"evidence": {"uncategorized_text": evidence}, "submit": True})
+    month.refresh_from_db()
+    if outcome == "won":
+        assert (month.disputed, month.revoked, month.remaining) == (0, 0, 1_000)
+    else:
+        assert (month.disputed, month.revoked, month.remaining) == (0, 1_000, 0)
+    account.refresh_from_db()
+    assert account.balance == (before if outcome == "won" else before - 1_000)
+    assert credit_services.credits_spendable(account=account) == account.balance
+    assert credit_reconcile.credit_invariants_check(organizations=[org]) == []

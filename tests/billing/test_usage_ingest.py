@@ -7,8 +7,8 @@ from django.utils import timezone
 
 from billing import entitlements, services, usage
 from billing.models import Feature, Meter, MeterEvent, Plan, PlanEntitlement, UsageCounter
+from common.errors import ServiceError
 from teams import services as team_services
-from teams.errors import ServiceError
 
 pytestmark = pytest.mark.django_db
 

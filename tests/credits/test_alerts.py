@@ -5,9 +5,9 @@ from django.core import mail
 from django.db import IntegrityError
 from django.utils import timezone
 
+from common.errors import ServiceError
 from credits import selectors, services
 from credits.models import CreditAccount, CreditPackage, CreditRecharge, CreditTransaction
-from teams.errors import ServiceError
 
 pytestmark = pytest.mark.django_db
 

@@ -5,9 +5,9 @@ from django.urls import reverse
 
 from billing import subscriptions
 from billing.stripe_client import stripe_client
+from common.errors import ServiceError
 from credits import services
 from credits.models import CreditAccount, CreditPurchase, PurchaseStatus
-from teams.errors import ServiceError
 from tests.factories import CreditPackageFactory
 
 pytestmark = pytest.mark.django_db

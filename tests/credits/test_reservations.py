@@ -3,9 +3,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from common.errors import ServiceError
 from credits import services
 from credits.models import CreditAccount, CreditReservation, CreditTransaction
-from teams.errors import ServiceError
 from tests.credits.helpers import assert_reconciles, balance_of
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,7 @@
 import pytest
 import requests
 
-from billing import services, stripe_events, subscriptions
+from billing import seats, services, stripe_events, subscriptions
 from billing.models import OrgSubscription, Plan
 from billing.stripe_client import stripe_client
 from credits import reconcile as credit_reconcile
@@ -61,4 +61,26 @@ def test_it_counts_a_paid_periods_allowance_after_the_subscription_ended(machine
     [renewal] = [i for i in invoices if i.billing_reason == "subscription_cycle"]
     charges = credit_reconcile._charges_by_intent(machine.customer)
     start = renewal.lines.data[0].period.start
-    assert credit_reconcile._period_paid(invoices, charges, start, live=False)
+    assert credit_reconcile._period_due(invoices, charges, start, 1_000, live=False) == 1_000
+
+
+def test_it_keeps_the_seats_in_step_while_a_downgrade_waits_for_the_period_end(machine):
+    # Seed 1985021198 (before this fix): during Pro's trial the owner moved to Team, which Stripe
+    # bills per seat from now on while Tally keeps Pro until the period it was paid for ends. A
+    # member joined and the seat sync looked at Pro, found no seat item and sent nothing: Stripe
+    # billed 3 seats for 4 members.
+    machine.subscribe(plan="pro_monthly", declined=False)
+    machine.change_plan(plan="team_monthly", deliver=True)
+    local = OrgSubscription.objects.get(organization=machine.org)
+    assert local.plan.key == "pro_monthly" and local.pending_plan.key == "team_monthly"
+    # What one more member costs is priced by the plan Stripe bills seats by.
+    preview = seats.seat_preview(organization=machine.org)
+    assert preview is not None and preview.plan.key == "team_monthly"
+    machine.member_joins()
+    machine.seat_sync_runs()
+    machine.i5_seats_match()
+    remote = stripe_client().v1.subscriptions.retrieve(local.stripe_subscription_id)
+    seat_item = next(i for i in remote["items"].data if (i.price.metadata or {}).get("tally_item") == "seats")
+    assert seat_item.quantity == subscriptions.billable_seats(
+        machine.org, plan=Plan.objects.get(key="team_monthly")
+    )

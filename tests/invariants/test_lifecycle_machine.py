@@ -24,6 +24,7 @@ same checks `billing_reconcile` and `credits_reconcile` run on live data.
 
 import contextlib
 import itertools
+import os
 from datetime import UTC, datetime, timedelta
 
 import hypothesis
@@ -48,11 +49,11 @@ from billing import entitlements, reconcile, seats, services, subscriptions, usa
 from billing.models import MeterReport, OrgSubscription, Plan
 from billing.stripe_client import stripe_client
 from billing.stripe_setup import stripe_webhook_endpoint_ensure
+from common.errors import ServiceError
 from credits import reconcile as credit_reconcile
 from credits import services as credit_services
 from credits.models import CreditPackage, CreditReservation, CreditTransaction
 from teams import services as team_services
-from teams.errors import ServiceError
 from teams.models import Membership, Role
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 from tests.invariants.model import PLANS as MODEL_PLANS
@@ -550,6 +551,19 @@ class LifecycleMachine(RuleBasedStateMachine):
             note(f"  -> hosted checkout answered {pay_checkout(started[1], CARD_DISPUTED)}")
         self._stripe_moved(deliver)
 
+    @rule(plan=st.sampled_from(PLANS))
+    def subscribe_then_disputed(self, plan):
+        """Checkout on the dispute card: each payment it makes (the first, or the first after a
+        trial, and the renewals) is disputed at once."""
+        url = self._tally(
+            lambda: subscriptions.checkout_start(
+                organization=self.org, plan=Plan.objects.get(key=plan), actor=self.owner.user
+            )
+        )
+        if url:
+            note(f"  -> hosted checkout answered {pay_checkout(url, CARD_DISPUTED)}")
+        self._stripe_moved(True)
+
     def _open_disputes(self) -> list:
         listed = self.stripe.v1.disputes.list({"limit": 100}).auto_paging_iter()
         return [d for d in listed if d.status in ("needs_response", "under_review", "warning_needs_response")]
@@ -715,6 +729,10 @@ def machine_world(stripe_sim):
 
 def test_the_lifecycle_keeps_its_promises(machine_world, machine_settings, machine_seed):
     run = hypothesis.seed(machine_seed)(get_state_machine_test(LifecycleMachine, settings=machine_settings))
+    if os.environ.get("MACHINE_REPRODUCE"):
+        # "<hypothesis version> <blob>" from a failure's @reproduce_failure line replays that example alone.
+        version, blob = os.environ["MACHINE_REPRODUCE"].split()
+        run = hypothesis.reproduce_failure(version, blob.encode())(run)
     _RUN.update(examples=0, checks=0)
     try:
         run()

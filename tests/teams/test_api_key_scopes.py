@@ -3,9 +3,9 @@
 import pytest
 from django.urls import reverse
 
+from common.errors import ServiceError
 from teams import services
 from teams.auth import required_scopes
-from teams.errors import ServiceError
 from teams.models import ALL_SCOPES, ApiKey, Scope
 from tests.billing.test_usage_ratelimit import _api_routes
 

@@ -4,8 +4,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from common.errors import ServiceError
 from teams import services
-from teams.errors import ServiceError
 from teams.models import AuditEvent, Invitation, InvitationStatus, Membership, Role
 from tests.factories import InvitationFactory, UserFactory
 

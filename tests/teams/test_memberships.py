@@ -4,8 +4,8 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
+from common.errors import ServiceError
 from teams import services
-from teams.errors import ServiceError
 from teams.models import AuditEvent, Membership, Role
 from tests.factories import MembershipFactory, OrganizationFactory
 

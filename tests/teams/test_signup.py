@@ -1,8 +1,8 @@
 import pytest
 from django.urls import reverse
 
+from common.errors import ServiceError
 from teams import services
-from teams.errors import ServiceError
 from teams.models import AuditEvent, Membership, Organization, Role, User
 
 pytestmark = pytest.mark.django_db

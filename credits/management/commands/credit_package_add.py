@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from common.errors import ServiceError
 from credits import services
-from teams.errors import ServiceError
 
 
 class Command(BaseCommand):

@@ -7,8 +7,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from teams.api_parsers import JsonTooDeep, PayloadTooLarge
-from teams.errors import ServiceError
+from common.api_parsers import JsonTooDeep, PayloadTooLarge
+from common.errors import ServiceError
 
 # Subclasses before their bases: the first match names the error.
 _CODES = {

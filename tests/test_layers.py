@@ -1,0 +1,43 @@
+"""The layer rule of the README: `lint-imports` checks the direction of every import; this test
+checks what it cannot see, an import written inside a function body to hide a cycle."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = ("projects", "credits", "billing", "teams", "common", "stripe_sim")
+
+
+def _function_level_imports(path: Path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    app = path.relative_to(ROOT).parts[0]
+
+    def visit(node, function):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                yield from visit(child, child.name)
+                continue
+            if function and function != "ready":
+                names = []
+                if isinstance(child, ast.Import):
+                    names = [alias.name for alias in child.names]
+                elif isinstance(child, ast.ImportFrom) and child.module and not child.level:
+                    names = [child.module]
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in APPS and top != app:
+                        yield f"{path.relative_to(ROOT)}:{child.lineno} imports {name} in {function}()"
+            yield from visit(child, function)
+
+    yield from visit(tree, None)
+
+
+def test_it_imports_no_sibling_app_inside_a_function():
+    found = [
+        line
+        for app in APPS
+        for path in sorted((ROOT / app).rglob("*.py"))
+        if "migrations" not in path.parts
+        for line in _function_level_imports(path)
+    ]
+    assert found == []
