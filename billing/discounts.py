@@ -298,14 +298,15 @@ def discount_lines(invoice) -> list[tuple[str, int]]:
     return lines
 
 
-def plan_price_with(coupon: Coupon, plan, *, seats: int = 1) -> int | None:
+def plan_price_with(coupon: Coupon, plan, *, seats: int = 1, currency: str | None = None) -> int | None:
     """A plan's first-period price after the coupon (None: the coupon is not for this plan)."""
+    currency = currency or plan.currency
     products = {p.pk for p in coupon.products.all()}
     if products and plan.product_id not in products:
         return None
-    amounts = [item.amount(seats=seats) for item in plan.line_items.all()]
+    amounts = [item.amount(seats=seats, currency=currency) for item in plan.line_items.all()]
     if coupon.percent_off is not None:
-        off = sum(coupon.off(amount, plan.currency) for amount in amounts)
+        off = sum(coupon.off(amount, currency) for amount in amounts)
     else:
-        off = min(coupon.amount_off_in(plan.currency) or 0, sum(amounts))
+        off = min(coupon.amount_off_in(currency) or 0, sum(amounts))
     return sum(amounts) - off

@@ -244,7 +244,9 @@ def _same_price(remote, params: dict) -> bool:
     remote_recurring = remote.get("recurring")
     if bool(recurring) != bool(remote_recurring) or remote.get("currency") != params["currency"]:
         return False
-    if remote.get("tax_behavior") != params["tax_behavior"] or not _same_options(remote, params):
+    # A price made without a tax behaviour (a credit package's) has Stripe's "unspecified".
+    wanted_tax = params.get("tax_behavior", "unspecified")
+    if (remote.get("tax_behavior") or "unspecified") != wanted_tax or not _same_options(remote, params):
         return False
     if recurring and (
         remote_recurring.get("interval") != recurring["interval"]

@@ -55,12 +55,13 @@ def money(amount, currency: str = "usd") -> str:
     return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency.upper()}"
 
 
-@register.filter
-def price_with(plan, promotion_code):
-    """`{{ plan|price_with:promo }}`: the plan's first price after the code's coupon, or None."""
+@register.simple_tag
+def price_with(plan, promotion_code, currency: str):
+    """`{% price_with plan promo currency as p %}`: the plan's first price after the code's
+    coupon, or None when the code does not apply to it."""
     if promotion_code is None or plan.is_free:
         return None
-    return discounts.plan_price_with(promotion_code.coupon, plan)
+    return discounts.plan_price_with(promotion_code.coupon, plan, currency=currency)
 
 
 @register.filter

@@ -104,3 +104,10 @@ def test_a_subscription_in_euros_end_to_end(stripe_world, client_for, org, owner
     assert subscriptions.billing_currency(org) == "eur"
     html = browser.get(reverse("pricing") + "?currency=usd").content.decode()
     assert 'data-testid="currency-usd"' not in html
+
+
+def test_a_promotion_code_is_shown_in_the_chosen_currency(client, stripe_sim):
+    services.catalog_push()
+    html = client.get(reverse("pricing") + "?currency=eur&promo=LAUNCH").content.decode()
+    # AI Access at €4.50, 20% off: €3.60 a month for 3 months.
+    assert "€3.60 / month for 3 months" in html
