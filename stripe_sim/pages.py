@@ -57,6 +57,8 @@ ZERO_DECIMAL = {
 def money(amount: int | None, currency: str | None) -> str:
     if amount is None:
         return "-"
+    if amount < 0:
+        return "-" + money(-amount, currency)
     if (currency or "usd") == "usd":
         return f"${amount / 100:,.2f}"
     if (currency or "").lower() in ZERO_DECIMAL:
@@ -238,7 +240,7 @@ def invoice_page(store: Store, invoice_id: str, note: str = "", error: str = "")
         f"<p class=error>{escape(error)}</p>" if error else "",
         f"<p>Status: <strong data-status>{escape(invoice['status'])}</strong>"
         f" · Due {_date(invoice['due_date'] or invoice['effective_at'])}</p>",
-        f"<table><tr><th>Description</th><th>Amount</th></tr>{lines}"
+        f"<table><tr><th>Description</th><th>Amount</th></tr>{lines}{_adjustments(store, invoice)}"
         f"<tr><th>Amount due</th><th>{money(invoice['amount_due'], invoice['currency'])}</th></tr>"
         f"<tr><th>Amount paid</th><th>{money(invoice['amount_paid'], invoice['currency'])}</th></tr>"
         "</table>",
@@ -250,6 +252,27 @@ def invoice_page(store: Store, invoice_id: str, note: str = "", error: str = "")
             f"<button>Pay {money(invoice['amount_remaining'], invoice['currency'])}</button></form>"
         )
     return 200, _page(f"Invoice {invoice['number'] or ''}", "".join(parts))
+
+
+def _adjustments(store: Store, invoice: dict[str, Any]) -> str:
+    """The invoice's discounts and taxes, as rows under its lines."""
+    rows = []
+    for entry in invoice["total_discount_amounts"] or []:
+        if entry["amount"]:
+            coupon = discounts.coupon_for(store, discounts.discount_of(store, entry["discount"]))
+            name = coupon["name"] or coupon["id"]
+            amount = money(-entry["amount"], invoice["currency"])
+            rows.append(f"<tr data-discount><td>Discount: {escape(name)}</td><td>{amount}</td></tr>")
+    for entry in invoice["total_taxes"] or []:
+        rate = store.find("tax_rate", entry["tax_rate_details"]["tax_rate"])
+        label = f"{rate['display_name']} {rate['percentage']:g}%" if rate else "Tax"
+        if entry["taxability_reason"] == "reverse_charge":
+            label = "Reverse charge: VAT to be accounted for by the customer"
+        elif entry["tax_behavior"] == "inclusive":
+            label = f"incl. {label}"
+        amount = money(entry["amount"], invoice["currency"])
+        rows.append(f"<tr data-tax><td>{escape(label)}</td><td>{amount}</td></tr>")
+    return "".join(rows)
 
 
 def invoice_submit(store: Store, invoice_id: str, form: dict[str, str]) -> tuple[int, str]:

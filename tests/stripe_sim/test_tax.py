@@ -219,3 +219,12 @@ def test_checkout_for_a_customer_without_an_address_must_save_the_one_entered(
     assert _checkout(
         client, price, customer=customer.id, customer_email=None, customer_update={"address": "auto"}
     )
+
+
+def test_the_hosted_invoice_page_shows_discounts_and_tax(client: stripe.StripeClient, sim: Sim) -> None:
+    coupon = client.v1.coupons.create({"percent_off": "25", "duration": "forever", "name": "Quarter off"})
+    price = helpers.price(client, amount=1000, tax_behavior="exclusive")
+    invoice = _taxed_invoice(client, _customer(client, "DE"), price, discounts=[{"coupon": coupon.id}])
+    html = Client(sim.app).get(f"/i/{invoice.id}").get_data(as_text=True)
+    assert "Discount: Quarter off</td><td>-$2.50" in html
+    assert "VAT 19%</td><td>$1.42" in html
