@@ -10,6 +10,7 @@ from billing import discounts, entitlements, usage
 from billing.models import (
     Addon,
     AddonEntitlement,
+    BillingProfile,
     Coupon,
     EntitlementGrant,
     Feature,
@@ -436,3 +437,13 @@ class SubscriptionDiscountAdmin(ReadOnlyAdmin):
         "stripe_discount_id",
     ]
     list_select_related = ["organization", "coupon", "promotion_code"]
+
+
+@admin.register(BillingProfile)
+class BillingProfileAdmin(ReadOnlyAdmin):
+    """What the Stripe customer holds (address, VAT number): edited on the billing page."""
+
+    list_display = ["organization", "country", "business_name", "vat_number", "vat_status", "updated_at"]
+    list_filter = ["country", "vat_status"]
+    search_fields = ["organization__slug", "organization__name", "business_name", "vat_number"]
+    list_select_related = ["organization"]
