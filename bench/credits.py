@@ -29,7 +29,7 @@ from django.db import connection  # noqa: E402
 
 from credits import services  # noqa: E402
 from credits.models import CreditAccount  # noqa: E402
-from teams import services as team_services  # noqa: E402
+from teams import api_keys  # noqa: E402
 from teams.models import Organization, User  # noqa: E402
 
 OPS = 2000  # consumptions per round, split between the workers
@@ -114,18 +114,16 @@ def http_rps(org, n: int = 1000) -> float:
     from rest_framework.test import APIClient
 
     from billing import entitlements
-    from billing import services as billing_services
-    from billing.catalog import catalog_apply, load_catalog
+    from billing.catalog.apply import catalog_apply
+    from billing.catalog.spec import load_catalog
     from billing.models import Plan
 
     # Measures the endpoint, not the rate limit: an unlimited plan (still one limiter call each).
     catalog_apply(load_catalog())
-    billing_services.subscription_set(
-        organization=org, plan=Plan.objects.get(key="enterprise"), status="active"
-    )
+    entitlements.subscription_set(organization=org, plan=Plan.objects.get(key="enterprise"), status="active")
     entitlements.invalidate(org)
 
-    _, secret = team_services.api_key_create(
+    _, secret = api_keys.api_key_create(
         organization=org, actor=User.objects.get(email="bench-credits@example.com"), name="bench"
     )
     client = APIClient(SERVER_NAME="127.0.0.1")

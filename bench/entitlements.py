@@ -14,7 +14,7 @@ setup_django()
 
 from django.core.cache import cache  # noqa: E402
 
-from billing import entitlements, services  # noqa: E402
+from billing import entitlements  # noqa: E402
 from billing.catalog import catalog_apply, load_catalog  # noqa: E402
 from billing.models import Plan  # noqa: E402
 from teams import services as team_services  # noqa: E402
@@ -30,7 +30,7 @@ if org is None:
     org = team_services.organization_create(owner=user, name="bench entitlements")
     Organization.objects.filter(pk=org.pk).update(slug="bench-entitlements")
     org.refresh_from_db()
-services.subscription_set(organization=org, plan=Plan.objects.get(key="pro_monthly"), status="active")
+entitlements.subscription_set(organization=org, plan=Plan.objects.get(key="pro_monthly"), status="active")
 cache.clear()
 entitlements.consume(org, "api_calls", 1, idempotency_key=f"bench-{os.getpid()}")
 cache.set("bench:one-key", ("x", 1), None)

@@ -20,7 +20,7 @@ import psycopg  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from billing import entitlements, services, usage  # noqa: E402
+from billing import entitlements, metering  # noqa: E402
 from billing.catalog import catalog_apply, load_catalog  # noqa: E402
 from billing.models import Meter  # noqa: E402
 from teams.models import Organization  # noqa: E402
@@ -33,7 +33,7 @@ catalog_apply(load_catalog())
 org, _ = Organization.objects.get_or_create(slug="bench-usage", defaults={"name": "bench usage"})
 if not org.entitlement_grants.filter(feature__key="api_calls").exists():
     # A quota that never runs out, so every round takes the conditional (limited) path.
-    services.grant_create(organizations=[org], feature="api_calls", source="comp", amount=10**15)
+    entitlements.grant_create(organizations=[org], feature="api_calls", source="comp", amount=10**15)
 entitlements.invalidate(org)
 meter = Meter.objects.get(key="api_calls")
 period = entitlements.effective_for(org).period(datetime.now(UTC))
@@ -82,7 +82,7 @@ def baseline(batches: list[list[dict]]) -> None:
 
 def ours(batches: list[list[dict]]) -> None:
     for batch in batches:
-        result = usage.usage_ingest(organization=org, events=batch)
+        result = metering.usage_ingest(organization=org, events=batch)
         assert result.accepted == len(batch), result.results[:3]
 
 

@@ -24,11 +24,13 @@ from djstripe.models import Event  # noqa: E402
 from djstripe.signals import WEBHOOK_SIGNALS  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
-from billing import services, subscriptions  # noqa: E402
+from billing import catalog  # noqa: E402
 from billing.catalog import catalog_apply, load_catalog  # noqa: E402
+from billing.gateway.customers import customer_ensure  # noqa: E402
+from billing.gateway.setup import stripe_webhook_endpoint_ensure  # noqa: E402
 from billing.models import Plan  # noqa: E402
-from billing.stripe_setup import stripe_webhook_endpoint_ensure  # noqa: E402
-from billing.webhooks import HANDLED, queue_stripe_event  # noqa: E402
+from billing.webhooks import registry  # noqa: E402
+from billing.webhooks.receivers import queue_stripe_event  # noqa: E402
 from stripe_sim.app import SimApp  # noqa: E402
 from teams import services as team_services  # noqa: E402
 from teams.models import User  # noqa: E402
@@ -48,16 +50,16 @@ stripe.api_base = sim_url
 def scenario():
     """A month of a real subscription: checkout, renewals, a failed payment, a cancellation."""
     catalog_apply(load_catalog())
-    services.catalog_push()
+    catalog.catalog_push()
     endpoint = stripe_webhook_endpoint_ensure(site_url="http://testserver")
     user, _ = User.objects.get_or_create(email="bench-webhooks@example.com")
     # The simulator starts empty each run: a new organization gets a new customer.
     org = team_services.organization_create(owner=user, name="bench webhooks")
-    from billing.stripe_client import stripe_client
+    from billing.gateway.client import stripe_client
 
     client = stripe_client()
     clock = client.v1.test_helpers.test_clocks.create({"frozen_time": int(time.time())})
-    customer = subscriptions.customer_ensure(organization=org, test_clock=clock.id)
+    customer = customer_ensure(organization=org, test_clock=clock.id)
     card = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer})
     client.v1.customers.update(customer, {"invoice_settings": {"default_payment_method": card.id}})
     items = [
@@ -72,7 +74,7 @@ def scenario():
         client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": now + month * 31 * 86_400})
     client.v1.subscriptions.update(sub.id, {"cancel_at_period_end": True})
     with sim.store.lock:
-        events = [e for e in reversed(sim.store.all("event")) if e["type"] in HANDLED]
+        events = [e for e in reversed(sim.store.all("event")) if e["type"] in registry.handled()]
     return endpoint, events
 
 
@@ -99,12 +101,12 @@ def run(label: str, endpoint, events) -> float:
 
 
 def disconnected(fn):
-    for name in HANDLED:
+    for name in registry.handled():
         WEBHOOK_SIGNALS[name].disconnect(queue_stripe_event, sender=Event)
     try:
         return fn()
     finally:
-        for name in HANDLED:
+        for name in registry.handled():
             WEBHOOK_SIGNALS[name].connect(queue_stripe_event, sender=Event)
 
 

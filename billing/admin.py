@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from billing import discounts, entitlements, usage
+from billing import discounts, entitlements, metering
 from billing.models import (
     Addon,
     AddonEntitlement,
@@ -33,6 +33,7 @@ from billing.models import (
     UsageCounter,
     UsageEvent,
 )
+from billing.subscriptions.sync import subscription_sync
 from common.admin import ReadOnlyAdmin
 from common.errors import ServiceError
 from teams.access import client_ip
@@ -199,8 +200,6 @@ class OrgSubscriptionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Sync from Stripe")
     def sync_from_stripe(self, request, queryset):
-        from billing.subscriptions import subscription_sync
-
         synced = 0
         for subscription in queryset.exclude(stripe_subscription_id=None):
             if subscription_sync(subscription_id=subscription.stripe_subscription_id):
@@ -416,7 +415,7 @@ class MeterReportAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry now (send to Stripe)", permissions=["retry"])
     def retry_now(self, request, queryset):
-        outcome = usage.meter_report_retry(reports=queryset)
+        outcome = metering.meter_report_retry(reports=queryset)
         level = messages.SUCCESS if not (outcome.failed or outcome.retrying) else messages.WARNING
         self.message_user(
             request,

@@ -1,6 +1,7 @@
 from django.urls import re_path
 
-from billing import api, api_usage
+from billing import api
+from billing.metering import api as metering_api
 
 # The trailing slash is optional: clients write these paths both ways.
 urlpatterns = [
@@ -12,6 +13,6 @@ urlpatterns = [
 ]
 
 urlpatterns += [
-    re_path(r"^usage/events/?$", api_usage.UsageEventsApi.as_view(), name="api_usage_events"),
-    re_path(r"^usage/summary/?$", api_usage.UsageSummaryApi.as_view(), name="api_usage_summary"),
+    re_path(r"^usage/events/?$", metering_api.UsageEventsApi.as_view(), name="api_usage_events"),
+    re_path(r"^usage/summary/?$", metering_api.UsageSummaryApi.as_view(), name="api_usage_summary"),
 ]

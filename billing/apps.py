@@ -14,5 +14,12 @@ class BillingConfig(AppConfig):
         if getattr(settings, "STRIPE_API_HOST", ""):
             stripe.api_base = settings.STRIPE_API_HOST
 
-        # Counters (team members, API rate) and webhook receivers register themselves on import.
-        from billing import counters, ratelimit, receivers, webhooks  # noqa: F401
+        # Counters (team members, API rate), the seat receivers and the Stripe event handlers
+        # register themselves on import; then the webhook receiver listens to the handled events.
+        from billing import billing_details, discounts  # noqa: F401
+        from billing.entitlements import counters, ratelimit  # noqa: F401
+        from billing.seats import receivers  # noqa: F401
+        from billing.subscriptions import checkout, payments, refunds, sync  # noqa: F401
+        from billing.webhooks import receivers as webhook_receivers
+
+        webhook_receivers.connect()

@@ -5,14 +5,17 @@ import hashlib
 import json
 
 import stripe
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from djstripe.models import Event
 
 from billing import selectors
+from billing.gateway.client import stripe_client
+from billing.gateway.customers import customer_ensure
 from billing.models import BillingProfile
 from billing.models.tax import normalize_vat, vat_problem
-from billing.stripe_client import stripe_client
-from billing.subscriptions import customer_ensure
+from billing.webhooks.registry import on
 from common.errors import ServiceError
 from teams.models import Organization, User
 from teams.services import audit_record
@@ -140,3 +143,21 @@ def billing_details_update(
     profile = billing_profile_sync(customer_id=customer_id)
     assert profile is not None  # the customer is the organization's: customer_ensure links it
     return profile
+
+
+@on("customer.updated", "customer.tax_id.created", "customer.tax_id.updated", "customer.tax_id.deleted")
+def _customer_changed(*, kind: str, object_id: str) -> None:
+    """Only the address, name and tax IDs matter here, and only when Stripe Tax is on."""
+    if not settings.USE_STRIPE_TAX:
+        return None
+    event = Event.objects.filter(type=kind, data__object__id=object_id).order_by("-created").first()
+    data = (event.data or {}) if event is not None else {}
+    if kind == "customer.updated":
+        if event is not None and not {"address", "name"} & set(data.get("previous_attributes") or {}):
+            return None
+        customer_id = object_id
+    else:
+        customer_id = (data.get("object") or {}).get("customer")
+    if customer_id:
+        billing_profile_sync(customer_id=customer_id)
+    return None

@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 import stripe
 from django.db import transaction
 from django.utils import timezone
+from djstripe.models import Event
 
+from billing.gateway.client import stripe_client
 from billing.models import Coupon, OrgSubscription, PromotionCode, SubscriptionDiscount
-from billing.stripe_client import stripe_client
+from billing.webhooks.registry import on
 from common.errors import ServiceError
 from teams.models import Organization, User
 from teams.services import audit_record
@@ -310,3 +312,53 @@ def plan_price_with(coupon: Coupon, plan, *, seats: int = 1, currency: str | Non
     else:
         off = min(coupon.amount_off_in(currency) or 0, sum(amounts))
     return sum(amounts) - off
+
+
+def _payload(kind: str, object_id: str) -> dict:
+    event = Event.objects.filter(type=kind, data__object__id=object_id).order_by("-created").first()
+    return (event.data or {}) if event is not None else {}
+
+
+@on("customer.discount.created", "customer.discount.updated", "customer.discount.deleted")
+def _discount_changed(*, kind: str, object_id: str) -> None:
+    subscription_id = (_payload(kind, object_id).get("object") or {}).get("subscription")
+    if not subscription_id:
+        row = SubscriptionDiscount.objects.filter(stripe_discount_id=object_id).first()
+        subscription_id = row.stripe_subscription_id if row else None
+    if subscription_id:
+        subscription_discounts_sync(subscription_id=subscription_id)
+    return None
+
+
+@on(
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "checkout.session.completed",
+    "invoice.paid",
+)
+def _subscription_changed(*, kind: str, object_id: str) -> None:
+    """A discount made with the subscription (at checkout) is announced before Tally knows the
+    subscription: it is mirrored once the subscription is. The payload is only a hint that the
+    discounts may have changed; what they are is read from Stripe."""
+    data = _payload(kind, object_id)
+    obj = data.get("object") or {}
+    if kind.startswith("customer.subscription."):
+        subscription_id = object_id
+    elif kind == "checkout.session.completed":
+        subscription_id = obj.get("subscription")
+    else:
+        subscription_id = ((obj.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+    if (
+        not subscription_id
+        or not OrgSubscription.objects.filter(stripe_subscription_id=subscription_id).exists()
+    ):
+        return None
+    touched = (
+        obj.get("discounts")
+        or "discounts" in (data.get("previous_attributes") or {})
+        or SubscriptionDiscount.objects.filter(stripe_subscription_id=subscription_id, ended_at=None).exists()
+    )
+    if touched:
+        subscription_discounts_sync(subscription_id=subscription_id)
+    return None

@@ -17,10 +17,17 @@ from datetime import datetime
 
 from djstripe.models import Customer
 
-from billing import seats, usage
+from billing import metering, seats, selectors
+from billing.gateway.client import stripe_client
 from billing.models import MeterReport, OrgSubscription, PlanLineItem, UsageCounter
-from billing.stripe_client import stripe_client
-from billing.subscriptions import _plan_of, billable_seats, live_subscriptions, subscription_sync
+from billing.seats.counts import billable_seats
+from billing.seats.sync import seat_sync
+from billing.subscriptions.sync import (
+    _plan_of,
+    live_subscriptions,
+    subscription_duplicate_end,
+    subscription_sync,
+)
 from teams.models import Organization
 
 
@@ -167,7 +174,7 @@ def meters_check(*, organizations: Iterable[Organization] | None = None, fix: bo
                 )
     fixed = ""
     if fix and found:
-        outcome = usage.usage_report_run()
+        outcome = metering.usage_report_run()
         fixed = f"report run: {outcome.prepared} prepared, {outcome.sent} sent, {outcome.failed} failed"
     return [Breach(org, "I4", detail, fixed) for org, detail in found]
 
@@ -214,3 +221,92 @@ def billing_invariants_check(
         + meters_check(organizations=organizations, fix=fix)
         + seats_check(organizations=organizations, fix=fix)
     )
+
+
+# --- Subscriptions against Stripe ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Drift:
+    organization: Organization
+    field: str
+    local: object
+    remote: object
+
+
+def subscription_reconcile(*, fix: bool = False) -> list[Drift]:
+    """Compare every organization's subscription with Stripe; with `fix`, resync the drifted.
+
+    Catches what a lost webhook would leave behind: a plan, status, seat count or cancellation
+    that Stripe has and Tally does not; and a seat quantity in Stripe that differs from the
+    billable members (a lost seat sync), which `fix` sets right in Stripe."""
+    client = stripe_client()
+    drifts: list[Drift] = []
+    for local in OrgSubscription.objects.exclude(stripe_subscription_id=None).select_related(
+        "plan", "organization"
+    ):
+        remote = client.v1.subscriptions.retrieve(local.stripe_subscription_id)
+        plan, seats = _plan_of(remote)
+        expected_plan = local.plan if local.pending_plan_id == (plan.pk if plan else None) else plan
+        found = []
+        if expected_plan and expected_plan.pk != local.plan_id:
+            found.append(Drift(local.organization, "plan", local.plan.key, expected_plan.key))
+        if remote.status != local.status:
+            found.append(Drift(local.organization, "status", local.status, remote.status))
+        if seats != local.seats:
+            found.append(Drift(local.organization, "seats", local.seats, seats))
+        if bool(remote.cancel_at_period_end) != local.cancel_at_period_end:
+            found.append(
+                Drift(
+                    local.organization,
+                    "cancel_at_period_end",
+                    local.cancel_at_period_end,
+                    bool(remote.cancel_at_period_end),
+                )
+            )
+        drifts += found
+        if fix and found:
+            subscription_sync(subscription_id=local.stripe_subscription_id)
+        seat_plan = expected_plan or local.plan
+        if (
+            seat_plan.seat_item() is not None
+            and remote.status in ("active", "trialing", "past_due")
+            and local.organization.deleted_at is None
+        ):
+            billable = billable_seats(local.organization, plan=seat_plan)
+            if billable != seats:
+                drifts.append(Drift(local.organization, "billable seats", billable, seats))
+                if fix:
+                    seat_sync(organization_id=local.organization_id)
+    drifts += _live_subscriptions_reconcile(client, fix=fix)
+    return drifts
+
+
+def _live_subscriptions_reconcile(client, *, fix: bool) -> list[Drift]:
+    """At most one live Stripe subscription per organization. With `fix`, the ones Tally does
+    not track are ended as duplicates (canceled, refunded, the owners told); when Tally tracks
+    none of them, the oldest is kept and recorded."""
+    drifts = []
+    tracked = dict(
+        OrgSubscription.objects.exclude(stripe_subscription_id=None).values_list(
+            "organization_id", "stripe_subscription_id"
+        )
+    )
+    for customer_id, organization in selectors.customers_of_organizations():
+        live = live_subscriptions(customer_id, client=client)
+        if len(live) <= 1:
+            continue
+        ours = tracked.get(organization.pk)
+        drifts.append(
+            Drift(organization, "live subscriptions", int(any(sub.id == ours for sub in live)), len(live))
+        )
+        if not fix:
+            continue
+        kept = next((sub for sub in live if sub.id == ours), None)
+        if kept is None:
+            kept = min(live, key=lambda sub: (sub.created, sub.id))
+            subscription_sync(subscription_id=kept.id)
+        for sub in live:
+            if sub.id != kept.id:
+                subscription_duplicate_end(organization=organization, remote=sub, kept_id=kept.id)
+    return drifts

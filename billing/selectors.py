@@ -11,6 +11,7 @@ from billing.models import (
     Feature,
     Interval,
     OrgSubscription,
+    Payment,
     Plan,
     PlanCheckout,
     PlanEntitlement,
@@ -105,8 +106,6 @@ def organization_for_customer(customer_id: str):
 
 
 def payments_of(organization):
-    from billing.models import Payment
-
     return Payment.objects.filter(organization=organization)
 
 

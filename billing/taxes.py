@@ -1,6 +1,6 @@
 """Tax on invoices as people read it: one line per tax rate, or the reverse-charge note."""
 
-from billing.stripe_client import stripe_client
+from billing.gateway.client import stripe_client
 
 
 def tax_lines(invoice) -> list[tuple[str, int]]:

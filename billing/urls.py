@@ -1,6 +1,7 @@
 from django.urls import path
 
-from billing import views, views_seats
+from billing import views
+from billing.seats import views as seat_views
 
 urlpatterns = [
     path("pricing/", views.pricing, name="pricing"),
@@ -15,5 +16,5 @@ urlpatterns = [
     path("o/<slug:org_slug>/billing/refund/", views.refund, name="billing_refund"),
     path("o/<slug:org_slug>/billing/portal/", views.portal, name="billing_portal"),
     path("o/<slug:org_slug>/billing/details/", views.details, name="billing_details"),
-    path("o/<slug:org_slug>/billing/seats/", views_seats.seat_preview, name="billing_seat_preview"),
+    path("o/<slug:org_slug>/billing/seats/", seat_views.seat_preview, name="billing_seat_preview"),
 ]

@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing import billing_details, discounts, entitlements, selectors, subscriptions
+from billing import billing_details, discounts, entitlements, seats, selectors, subscriptions
 from billing.models import Access, BillingProfile, Interval, Plan, PlanLineItem
 from common.checkout import checkout_redirect
 from common.errors import ServiceError
@@ -180,7 +180,7 @@ def _billing_context(organization, membership) -> dict:
         if subscription and subscription.applies
         else Plan.objects.filter(is_free=True).first(),
         "usage": entitlements.entitlements_for(organization),
-        "seats_used": subscriptions.billable_seats(organization),
+        "seats_used": seats.billable_seats(organization),
         "payments": selectors.payments_of(organization)[:24],
         "money_back_until": subscriptions.money_back_deadline(subscription),
         "plans": Plan.objects.public()
@@ -327,13 +327,13 @@ def change_plan(request, org_slug: str):
 def _simple_action(request, org_slug: str, action, success: str, *, min_role=Role.BILLING):
     organization, _ = get_org_for_user(request, org_slug, min_role=min_role)
     try:
-        action(organization=organization, actor=request.user)
+        done = action(organization=organization, actor=request.user)
     except ServiceError as error:
         messages.error(request, error.message)
     except stripe.StripeError:
         messages.error(request, "Stripe did not accept that; nothing changed.")
     else:
-        messages.success(request, success)
+        messages.success(request, success(done) if callable(success) else success)
     return redirect("billing", organization.slug)
 
 
@@ -363,7 +363,11 @@ def refund(request, org_slug: str):
         request,
         org_slug,
         subscriptions.subscription_refund_and_cancel,
-        "Subscription cancelled and its first payment refunded in full.",
+        lambda refunded: (
+            "Subscription cancelled and its first payment refunded in full."
+            if refunded is not None
+            else "Subscription cancelled; it had no payment left to refund."
+        ),
         min_role=Role.OWNER,
     )
 

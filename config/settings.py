@@ -147,10 +147,12 @@ CELERY_TASK_EAGER_PROPAGATES = env_bool("CELERY_TASK_EAGER_PROPAGATES", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
-# Every periodic job is also a management command, for cron or a person.
+# Every periodic job is also a management command, for cron or a person. The one schedule.
 CELERY_BEAT_SCHEDULE = {
     "credits-expire": {"task": "credits.tasks.expire_credits", "schedule": 15 * 60},
     "billing-reconcile": {"task": "billing.tasks.reconcile_subscriptions", "schedule": 24 * 3600},
+    # Stripe invoices an ended period about an hour after it ends: every five minutes is ample.
+    "billing.report_usage": {"task": "billing.tasks_usage.report_usage", "schedule": 300.0},
 }
 
 # --- Auth -----------------------------------------------------------------------------------
@@ -281,7 +283,7 @@ REST_FRAMEWORK = {
     # the endpoint needs when it is an API key. Views that add permissions extend this list.
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
-        "billing.gating.RateLimited",
+        "billing.entitlements.gating.RateLimited",
         "teams.auth.HasScope",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -302,7 +304,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Public, and costly to build: limited per address.
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny", "billing.gating.RateLimited"],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny", "billing.entitlements.gating.RateLimited"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "teams.openapi.add_limits_and_scopes",

@@ -4,7 +4,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from billing.views_webhook import stripe_webhook
+from billing.webhooks.views import stripe_webhook
 
 urlpatterns = [
     # Browsers ask for /favicon.ico whatever the page's <link rel="icon"> says.
@@ -25,7 +25,7 @@ urlpatterns = [
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
     path("", include("teams.urls")),
     path("", include("billing.urls")),
-    path("", include("billing.urls_usage")),
+    path("", include("billing.metering.urls")),
     path("", include("credits.urls")),
     path("", include("projects.urls")),
 ]

@@ -25,11 +25,11 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from billing.allowances import allowance_key_parse
+from billing.gateway.client import stripe_client
 from billing.reconcile import Breach, customers_of
-from billing.stripe_client import stripe_client
-from billing.subscriptions import LIVE_STATUSES
+from billing.subscriptions.sync import LIVE_STATUSES
 from credits import selectors
+from credits.allowance_keys import allowance_key_parse
 from credits.models import (
     CreditAccount,
     CreditAllocation,

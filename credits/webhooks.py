@@ -8,8 +8,8 @@ these handlers with billing on import (from `CreditsConfig.ready()`). Every serv
 safe to run again and in any order.
 """
 
-from billing.hooks import stripe_event_register
-from billing.services_payments import CheckoutResult, PaymentCheckoutOutcome, payment_checkout_register
+from billing.gateway.payments import CheckoutResult, PaymentCheckoutOutcome, payment_checkout_register
+from billing.webhooks.registry import stripe_event_register
 from credits import services
 from credits.models import PurchaseStatus
 

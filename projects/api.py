@@ -5,11 +5,10 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from billing.gating import MetersApiCalls
+from billing.entitlements.gating import MetersApiCalls
 from credits.decorators import charges_credits, credits_used
 from projects import selectors, services
 from projects.models import AiModel, Project
-from projects.views import generation_action, generation_units, generation_units_used
 from teams import api_fields as fields
 from teams.access import get_org_for_api
 from teams.api_schema import CONFIRM_CREDITS, error_responses, idempotency_key, list_of
@@ -105,6 +104,14 @@ class GenerationOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+def _generation_action(request) -> str | None:
+    return services.generation_credit_action(organization=get_org_for_api(request), data=request.data)
+
+
+def _generation_units(request) -> int:
+    return services.generation_credit_units(data=request.data)
+
+
 class GenerationApi(MeteredApiView):
     scopes = {"get": "read", "post": ("projects:write", "credits:write")}
 
@@ -130,7 +137,7 @@ class GenerationApi(MeteredApiView):
         responses={201: GenerationOutput, **error_responses(402, 409)},
         parameters=[idempotency_key(required=False), CONFIRM_CREDITS],
     )
-    @charges_credits(generation_action, quantity=generation_units)
+    @charges_credits(_generation_action, quantity=_generation_units)
     def post(self, request, code):
         project = self._project(request, code)
         data = self.Input(data=request.data)
@@ -144,5 +151,5 @@ class GenerationApi(MeteredApiView):
             paid_with_credits=hasattr(request, "credit_charge"),
             **data.validated_data,
         )
-        credits_used(request, quantity=generation_units_used(generation))
+        credits_used(request, quantity=services.generation_credit_units_used(generation))
         return Response(GenerationOutput(generation).data, status=status.HTTP_201_CREATED)

@@ -1,10 +1,11 @@
 import uuid
+from collections.abc import Mapping
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing import entitlements
-from billing.gating import raise_unless_allowed
+from billing.entitlements.gating import raise_unless_allowed
 from common.errors import ServiceError
 from projects.generator import generate
 from projects.models import AiModel, Generation, Project
@@ -124,3 +125,39 @@ def generation_create(
     except IntegrityError:
         # The same key raced in from another request, which won: answer with its result.
         return Generation.objects.get(project=project, idempotency_key=key)
+
+
+# --- Paying a generation with credits --------------------------------------------------------
+# A generation is covered by the plan's `ai_generations` quota. Once that is used up, a plan
+# whose overage policy is `credits` pays with credits, priced by model (the model name is the
+# credit action): per 1K tokens for text, per picture for images. The hold covers the prompt
+# plus the longest answer a model gives; afterwards the tokens really used are charged.
+MAX_OUTPUT_TOKENS = 512
+
+
+def _generation_input(data) -> Mapping:
+    # The body is read before any validation: a JSON body that is not an object prices nothing,
+    # and the view's own validation refuses it.
+    return data if isinstance(data, Mapping) else {}
+
+
+def generation_credit_action(*, organization: Organization, data) -> str | None:
+    """The credit action of a generate request, or None when there is nothing to charge: the
+    quota covers it, the plan blocks it (the view shows why), or the input is bad."""
+    data = _generation_input(data)
+    model = data.get("model") or AiModel.GPT_4
+    if model not in AiModel.values or not str(data.get("prompt") or "").strip():
+        return None
+    quota = entitlements.check(organization, "ai_generations", 1)
+    return model if quota.payable_with_credits else None
+
+
+def generation_credit_units(*, data) -> int:
+    data = _generation_input(data)
+    if data.get("model") == AiModel.IMAGE:
+        return 1
+    return (len(str(data.get("prompt") or "").split()) * 4 + 2) // 3 + MAX_OUTPUT_TOKENS
+
+
+def generation_credit_units_used(generation: Generation) -> int:
+    return 1 if generation.is_image else generation.tokens

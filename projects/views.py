@@ -1,19 +1,16 @@
-from collections.abc import Mapping
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing import entitlements
-from billing.gating import EntitlementError, upgrade_response
-from billing.models import Overage
+from billing.entitlements.gating import EntitlementError, upgrade_response
 from common.errors import ServiceError
 from credits.decorators import charges_credits, credits_used
 from projects import selectors, services
 from projects.forms import GenerationForm, ProjectForm
-from projects.models import AiModel, Project
-from teams.access import get_org_for_api, get_org_for_user
+from projects.models import Project
+from teams.access import get_org_for_user
 from teams.models import Role
 from teams.selectors import members_of
 
@@ -135,47 +132,14 @@ def project_delete(request, org_slug: str, code):
     return redirect("project_list", organization.slug)
 
 
-# A generation is covered by the plan's `ai_generations` quota. Once that is used up, a plan
-# whose overage policy is `credits` pays with credits, priced by model (the model name is the
-# credit action): per 1K tokens for text, per picture for images. The hold covers the prompt
-# plus the longest answer a model gives; afterwards the tokens really used are charged.
-MAX_OUTPUT_TOKENS = 512
-
-
-def _generation_input(request):
-    # The body is read here before any validation: a JSON body that is not an object
-    # prices nothing, and the view's own validation refuses it.
-    data = request.data if hasattr(request, "data") else request.POST
-    return data if isinstance(data, Mapping) else {}
-
-
 def generation_action(request) -> str | None:
-    """The credit action of a generate request, or None when there is nothing to charge: the
-    quota covers it, the plan blocks it (the view shows why), or the input is bad."""
-    data = _generation_input(request)
-    model = data.get("model") or AiModel.GPT_4
-    if model not in AiModel.values or not str(data.get("prompt") or "").strip():
-        return None
-    if hasattr(request, "data"):
-        organization = get_org_for_api(request)
-    else:
-        organization, _ = get_org_for_user(request, request.resolver_match.kwargs["org_slug"])
-    quota = entitlements.check(organization, "ai_generations", 1)
-    pays_with_credits = (
-        quota.reason == entitlements.Reason.QUOTA_EXCEEDED and quota.overage == Overage.CREDITS
-    )
-    return model if pays_with_credits else None
+    """The credit action of a generate form, or None when there is nothing to charge."""
+    organization, _ = get_org_for_user(request, request.resolver_match.kwargs["org_slug"])
+    return services.generation_credit_action(organization=organization, data=request.POST)
 
 
 def generation_units(request) -> int:
-    data = _generation_input(request)
-    if data.get("model") == AiModel.IMAGE:
-        return 1
-    return (len(str(data.get("prompt") or "").split()) * 4 + 2) // 3 + MAX_OUTPUT_TOKENS
-
-
-def generation_units_used(generation) -> int:
-    return 1 if generation.is_image else generation.tokens
+    return services.generation_credit_units(data=request.POST)
 
 
 @login_required
@@ -197,7 +161,7 @@ def generation_create(request, org_slug: str, code):
             blocked = error
         except ServiceError as error:
             form.add_error(error.field, error.message)
-    credits_used(request, quantity=generation_units_used(generation) if generation else 0)
+    credits_used(request, quantity=services.generation_credit_units_used(generation) if generation else 0)
     context = {
         "organization": organization,
         "membership": membership,

@@ -1,8 +1,8 @@
 from rest_framework import authentication, exceptions, permissions
 
 from common.errors import ServiceError
+from teams.api_keys import api_key_authenticate
 from teams.models import Scope
-from teams.services import api_key_authenticate
 
 
 class ApiKeyPrincipal:

@@ -103,6 +103,18 @@ class Organization(models.Model):
         owner = self.memberships.filter(role=Role.OWNER).select_related("user").first()
         return owner.user.email if owner else ""
 
+    def billing_contacts(self) -> list[str]:
+        """Who gets billing mail (payments, refunds, disputes, usage and credit alerts): the
+        members who may manage billing, and the billing address when one is set."""
+        emails = set(
+            self.memberships.filter(role__in=[Role.OWNER, Role.ADMIN, Role.BILLING]).values_list(
+                "user__email", flat=True
+            )
+        )
+        if self.billing_email:
+            emails.add(self.billing_email)
+        return sorted(emails)
+
 
 class Role(models.TextChoices):
     # Ordered from least to most privileged; `Role.rank` relies on this order.

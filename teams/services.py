@@ -1,4 +1,4 @@
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -6,7 +6,6 @@ from django.utils.text import slugify
 
 from common.errors import ServiceError
 from teams.models import (
-    ALL_SCOPES,
     ApiKey,
     AuditEvent,
     Invitation,
@@ -18,12 +17,15 @@ from teams.models import (
 )
 from teams.tasks import send_invitation_email
 
-# --- Hooks for the apps above teams -----------------------------------------------------------
-# teams imports nothing from billing; billing registers here from its AppConfig.ready().
-
 MembershipGuard = Callable[..., None]
+
+
 OrganizationHook = Callable[..., None]
+
+
 _membership_guards: list[MembershipGuard] = []
+
+
 _deletion_hooks: list[OrganizationHook] = []
 
 
@@ -56,9 +58,6 @@ def _guard_membership(organization: Organization, *, adding: int, pending: int) 
         guard(organization=organization, adding=adding, pending=pending)
 
 
-# --- Audit ----------------------------------------------------------------------------------
-
-
 def audit_record(
     *,
     organization: Organization,
@@ -78,9 +77,6 @@ def audit_record(
         data=data or {},
         ip_address=ip_address,
     )
-
-
-# --- Users and organizations ----------------------------------------------------------------
 
 
 def _unique_slug(name: str) -> str:
@@ -197,9 +193,6 @@ def user_create(*, email: str, password: str, name: str = "") -> User:
         label = user.name or email.split("@")[0]
         organization_create(owner=user, name=f"{label}'s workspace", is_personal=True)
     return user
-
-
-# --- Invitations ----------------------------------------------------------------------------
 
 
 def invitation_create(
@@ -367,9 +360,6 @@ def invitation_accept(*, invitation: Invitation, user: User, ip_address: str | N
     return membership
 
 
-# --- Memberships ----------------------------------------------------------------------------
-
-
 def _lock_owners(organization: Organization) -> list[Membership]:
     """Lock the organization's owner rows so that 'is this the last owner?' stays true."""
     return list(Membership.objects.select_for_update().filter(organization=organization, role=Role.OWNER))
@@ -472,78 +462,3 @@ def ownership_transfer(
             ip_address=ip_address,
         )
     to.role, actor.role = Role.OWNER, Role.ADMIN
-
-
-# --- API keys -------------------------------------------------------------------------------
-
-
-def api_key_create(
-    *,
-    organization: Organization,
-    actor: User,
-    name: str,
-    scopes: Iterable[str] = ALL_SCOPES,
-    ip_address: str | None = None,
-) -> tuple[ApiKey, str]:
-    """Returns the key and its secret; the secret is never retrievable again."""
-    name = name.strip()
-    if not name:
-        raise ServiceError("name_required", "Name the key after what will use it.", field="name")
-    chosen = set(scopes)
-    if chosen - set(ALL_SCOPES):
-        unknown = ", ".join(sorted(chosen - set(ALL_SCOPES)))
-        raise ServiceError("unknown_scope", f"Unknown scope: {unknown}.", field="scopes")
-    scopes = [s for s in ALL_SCOPES if s in chosen]
-    if not scopes:
-        raise ServiceError("scopes_required", "Choose at least one scope for the key.", field="scopes")
-    secret = ApiKey.generate_secret()
-    with transaction.atomic():
-        key = ApiKey.objects.create(
-            organization=organization,
-            name=name,
-            prefix=secret[: len(ApiKey.PREFIX) + 6],
-            digest=ApiKey.digest_of(secret),
-            scopes=scopes,
-            created_by=actor,
-        )
-        audit_record(
-            organization=organization,
-            action="api_key.created",
-            actor=actor,
-            target=f"{key.name} ({key.prefix}…): {', '.join(scopes)}",
-            ip_address=ip_address,
-        )
-    return key, secret
-
-
-def api_key_revoke(*, key: ApiKey, actor: User, ip_address: str | None = None) -> None:
-    with transaction.atomic():
-        updated = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
-        if not updated:
-            raise ServiceError("already_revoked", "This key was already revoked.")
-        audit_record(
-            organization=key.organization,
-            action="api_key.revoked",
-            actor=actor,
-            target=f"{key.name} ({key.prefix}…)",
-            ip_address=ip_address,
-        )
-
-
-def api_key_authenticate(secret: str) -> ApiKey | None:
-    """The active key with this secret, touching its last-used time at most once a minute."""
-    if not secret.startswith(ApiKey.PREFIX):
-        return None
-    key = (
-        ApiKey.objects.active()
-        .select_related("organization")
-        .filter(digest=ApiKey.digest_of(secret), organization__deleted_at__isnull=True)
-        .first()
-    )
-    if key is None:
-        return None
-    now = timezone.now()
-    if key.last_used_at is None or now - key.last_used_at >= ApiKey.LAST_USED_GRANULARITY:
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-        key.last_used_at = now
-    return key

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from common.errors import ServiceError
+from teams import api_keys as api_key_services
 from teams import selectors, services, throttle
 from teams.access import client_ip, get_org_for_user
 from teams.forms import (
@@ -351,7 +352,7 @@ def api_keys(request, org_slug: str):
     created = secret = None
     if request.method == "POST" and form.is_valid():
         try:
-            created, secret = services.api_key_create(
+            created, secret = api_key_services.api_key_create(
                 organization=organization,
                 actor=request.user,
                 name=form.cleaned_data["name"],
@@ -382,7 +383,7 @@ def api_key_revoke(request, org_slug: str, code):
     organization, _ = get_org_for_user(request, org_slug, min_role=Role.ADMIN)
     key = get_object_or_404(ApiKey, organization=organization, code=code)
     try:
-        services.api_key_revoke(key=key, actor=request.user, ip_address=client_ip(request))
+        api_key_services.api_key_revoke(key=key, actor=request.user, ip_address=client_ip(request))
     except ServiceError as error:
         messages.error(request, error.message)
     else:

@@ -8,7 +8,7 @@ from billing.models import MeterEvent
 from credits import services as credit_services
 from credits.models import CreditReservation, CreditTransaction
 from projects.models import Generation
-from teams import services as team_services
+from teams import api_keys
 from tests.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def key_client(api_client, org, owner, settings):
     settings.CREDITS_WELCOME_BONUS = 0
-    _, secret = team_services.api_key_create(organization=org, actor=owner, name="server")
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="server")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return api_client
 

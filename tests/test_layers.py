@@ -41,3 +41,24 @@ def test_it_imports_no_sibling_app_inside_a_function():
         for line in _function_level_imports(path)
     ]
     assert found == []
+
+
+def test_no_package_exports_a_name_that_shadows_one_of_its_modules():
+    # A package's public names load lazily from its modules; a module of the same name as a
+    # public name would hide it once imported (`entitlements.consume` the function, not a module).
+    import importlib
+    import pkgutil
+
+    for package in (
+        "billing.catalog",
+        "billing.entitlements",
+        "billing.metering",
+        "billing.seats",
+        "billing.subscriptions",
+        "credits.services",
+    ):
+        module = importlib.import_module(package)
+        modules = {info.name for info in pkgutil.iter_modules(module.__path__)}
+        assert not modules & set(module._EXPORTS), package
+        for name, where in module._EXPORTS.items():
+            assert hasattr(importlib.import_module(f"{package}.{where}"), name), (package, name)

@@ -5,7 +5,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from credits import services as credit_services
 from credits.models import CreditPurchase
-from teams import services
+from teams import api_keys
 from teams.models import Membership, Role
 from tests.factories import CreditPackageFactory, InvitationFactory, ProjectFactory
 
@@ -18,7 +18,7 @@ SECRET_NAME = "Top secret launch"
 def acme(org, owner, member):
     project = ProjectFactory(organization=org, name=SECRET_NAME)
     invitation = InvitationFactory(organization=org, email="dora@example.com")
-    key, _ = services.api_key_create(organization=org, actor=owner, name="server")
+    key, _ = api_keys.api_key_create(organization=org, actor=owner, name="server")
     return {
         "org_slug": org.slug,
         "project": project.code,
@@ -175,7 +175,7 @@ def test_an_outsider_session_cannot_reach_another_orgs_api(api_client, acme, out
 @pytest.mark.parametrize(("method", "path"), API)
 def test_another_orgs_key_cannot_reach_acme(api_client, acme, outsider, method, path, stripe_sim):
     other = Membership.objects.get(user=outsider).organization
-    _, secret = services.api_key_create(organization=other, actor=outsider, name="theirs")
+    _, secret = api_keys.api_key_create(organization=other, actor=outsider, name="theirs")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     response = getattr(api_client, method)(path.format(**acme), {"name": "x"}, format="json")
     if "{" not in path:

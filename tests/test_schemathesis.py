@@ -11,10 +11,9 @@ import pytest
 from django.core.management import call_command
 
 from billing import entitlements
-from billing import services as billing_services
 from billing.models import Plan
 from credits import services as credit_services
-from teams import services as team_services
+from teams import api_keys
 from tests.factories import ProjectFactory
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -28,7 +27,7 @@ def scenario(org, owner, settings, stripe_sim):
     spend, the default prices and packages, a project and a held reservation to act on."""
     settings.CREDITS_WELCOME_BONUS = 0
     plan = Plan.objects.get(key="enterprise")
-    billing_services.subscription_set(organization=org, plan=plan, status="active")
+    entitlements.subscription_set(organization=org, plan=plan, status="active")
     entitlements.invalidate(org)
     call_command("catalog_sync", stdout=io.StringIO())
     call_command("credits_seed", stdout=io.StringIO())
@@ -39,7 +38,7 @@ def scenario(org, owner, settings, stripe_sim):
         organization=org, idempotency_key="schemathesis-hold", amount=10
     )
     project = ProjectFactory(organization=org, name="Existing")
-    _, secret = team_services.api_key_create(organization=org, actor=owner, name="schemathesis")
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="schemathesis")
     return {
         "key": secret,
         "env": {"TALLY_PROJECT": str(project.code), "TALLY_RESERVATION": str(reservation.code)},

@@ -9,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from billing import pricing
-from billing.catalog_rules import validate_tiers
+from billing.pricing import validate_tiers
 
 
 class Interval(models.TextChoices):

@@ -26,6 +26,30 @@ class GrantSource(models.TextChoices):
         }[source]
 
 
+# The order credits are spent in, written once: the lowest priority first, then the soonest to
+# expire (those that never expire last), then the oldest. The model's ordering, the drawable
+# index and the SQL of a debit are derived from it, so the three debit paths cannot disagree.
+DRAW_ORDER: tuple[tuple[str, bool], ...] = (  # (field, nulls last)
+    ("priority", False),
+    ("expires_at", True),
+    ("created_at", False),
+    ("id", False),
+)
+
+
+def draw_order_by() -> list:
+    """The draw order for `order_by()` and `Meta.ordering` (Django names the id `pk` there)."""
+    names = [("pk" if field == "id" else field, nulls_last) for field, nulls_last in DRAW_ORDER]
+    return [models.F(name).asc(nulls_last=True) if nulls_last else name for name, nulls_last in names]
+
+
+def draw_order_sql(alias: str) -> str:
+    """The draw order as SQL over the grant table aliased `alias`."""
+    return ", ".join(
+        f"{alias}.{field}" + (" NULLS LAST" if nulls_last else "") for field, nulls_last in DRAW_ORDER
+    )
+
+
 class TransactionType(models.TextChoices):
     PURCHASE = "purchase", "Purchase"
     BONUS = "bonus", "Bonus"
@@ -91,7 +115,7 @@ class CreditGrant(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["priority", models.F("expires_at").asc(nulls_last=True), "created_at", "pk"]
+        ordering = draw_order_by()
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(amount__gt=0), name="credits_creditgrant_amount_positive"
@@ -114,8 +138,9 @@ class CreditGrant(models.Model):
         indexes = [
             # No partial conditions on `remaining`: spending rewrites it on every call, and an
             # index that mentions it would rule out PostgreSQL's cheaper in-place (HOT) updates.
+            # The draw order after the account; the id, last, only breaks ties.
             models.Index(
-                fields=["account", "priority", "expires_at", "created_at"], name="credits_grant_drawable"
+                fields=["account", *(field for field, _ in DRAW_ORDER[:-1])], name="credits_grant_drawable"
             ),
             models.Index(fields=["expires_at"], name="credits_grant_expiring"),
         ]

@@ -5,8 +5,10 @@ organization deleted), what remains of the period's allowance expires, with a le
 import pytest
 from djstripe.models import Event
 
-from billing import stripe_events, subscriptions
+from billing import subscriptions
+from billing.gateway.customers import customer_ensure
 from billing.models import OrgSubscription, Plan
+from billing.webhooks import dispatch
 from credits import services as credit_services
 from credits.models import CreditTransaction
 from teams import services as team_services
@@ -18,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def subscribe_pro(world, org) -> OrgSubscription:
     """Pro monthly without a trial, paid by card, as the dashboard would create it."""
-    customer = subscriptions.customer_ensure(organization=org)
+    customer = customer_ensure(organization=org)
     card = world.client.v1.payment_methods.attach("pm_card_visa", {"customer": customer})
     world.client.v1.subscriptions.create(
         {
@@ -44,7 +46,7 @@ def end_in_the_dashboard(world, org, owner, sub):
 
 def end_unpaid(world, org, owner, sub):
     world.sim.store.config.after_retries = "unpaid"
-    customer = subscriptions.customer_ensure(organization=org)
+    customer = customer_ensure(organization=org)
     failing = world.client.v1.payment_methods.attach("pm_card_chargeCustomerFail", {"customer": customer})
     world.client.v1.subscriptions.update(sub.stripe_subscription_id, {"default_payment_method": failing.id})
     world.advance_past_period_end(org)
@@ -79,7 +81,7 @@ def test_an_immediate_end_expires_what_remains_of_the_allowance(stripe_world, or
     # Every event delivered again, twice: the allowance expired once.
     events = list(Event.objects.values_list("id", flat=True))
     for event_id in events + events:
-        stripe_events.handle(event_id)
+        dispatch.handle(event_id)
     subscriptions.subscription_sync(subscription_id=sub.stripe_subscription_id)
     assert CreditTransaction.objects.filter(type="expiry").count() == 1
     assert balance_of(org) == 0

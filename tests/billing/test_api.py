@@ -1,14 +1,14 @@
 import pytest
 
 from billing import entitlements
-from teams import services as team_services
+from teams import api_keys
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def key_client(api_client, org, owner):
-    _, secret = team_services.api_key_create(organization=org, actor=owner, name="server")
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="server")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return api_client
 

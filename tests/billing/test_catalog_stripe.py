@@ -2,16 +2,16 @@ import tomllib
 
 import pytest
 
-from billing import services
+from billing import catalog
 from billing.catalog import DEFAULT_PATH, catalog_apply, parse_catalog
+from billing.gateway.client import stripe_client
 from billing.models import Addon, PlanLineItem, Product
-from billing.stripe_client import stripe_client
 
 pytestmark = pytest.mark.django_db
 
 
 def test_it_pushes_products_prices_and_meters_to_stripe(stripe_sim):
-    lines = services.catalog_push()
+    lines = catalog.catalog_push()
     assert "+ stripe product tally_pro" in lines
     client = stripe_client()
     price = client.v1.prices.list(
@@ -31,14 +31,14 @@ def test_it_pushes_products_prices_and_meters_to_stripe(stripe_sim):
 
 
 def test_pushing_again_changes_nothing(stripe_sim):
-    services.catalog_push()
+    catalog.catalog_push()
     before = len(stripe_client().v1.prices.list({"limit": 100}).data)
-    assert services.catalog_push() == []
+    assert catalog.catalog_push() == []
     assert len(stripe_client().v1.prices.list({"limit": 100}).data) == before
 
 
 def test_a_new_amount_makes_a_new_price_and_archives_the_old_one(stripe_sim):
-    services.catalog_push()
+    catalog.catalog_push()
     client = stripe_client()
     old_id = PlanLineItem.objects.get(plan__key="pro_monthly").stripe_price_id
     # A customer is on the old price; changing the catalog must not touch their subscription.
@@ -50,7 +50,7 @@ def test_a_new_amount_makes_a_new_price_and_archives_the_old_one(stripe_sim):
         raw = tomllib.load(handle)
     raw["products"]["pro"]["plans"][0]["line_items"][0]["unit_amount"] = 5900
     catalog_apply(parse_catalog(raw))
-    lines = services.catalog_push()
+    lines = catalog.catalog_push()
     assert any(line.startswith("~ stripe price tally:pro_monthly:base") for line in lines)
     new_id = PlanLineItem.objects.get(plan__key="pro_monthly").stripe_price_id
     assert new_id != old_id
@@ -62,6 +62,6 @@ def test_a_new_amount_makes_a_new_price_and_archives_the_old_one(stripe_sim):
 
 
 def test_a_dry_run_pushes_nothing(stripe_sim):
-    lines = services.catalog_push(dry_run=True)
+    lines = catalog.catalog_push(dry_run=True)
     assert "+ stripe product tally_pro" in lines
     assert stripe_client().v1.products.list({"limit": 10}).data == []

@@ -7,10 +7,11 @@ import requests
 from django.urls import reverse
 from djstripe.models import Event
 
-from billing import services, stripe_events, subscriptions
+from billing import catalog, subscriptions
+from billing.gateway.client import stripe_client
+from billing.gateway.setup import stripe_webhook_endpoint_ensure
 from billing.models import Addon, EntitlementGrant, OrgSubscription, Plan, PlanCheckout, PlanLineItem
-from billing.stripe_client import stripe_client
-from billing.stripe_setup import stripe_webhook_endpoint_ensure
+from billing.webhooks import dispatch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +44,7 @@ def shop(stripe_sim, live_server, settings):
     for ent in entitlements:
         ent.pk, ent.addon = None, onboarding
         ent.save()
-    services.catalog_push()
+    catalog.catalog_push()
     return stripe_client()
 
 
@@ -79,7 +80,7 @@ def success_page(client, org, session_id: str) -> str:
 def handled_again(kind: str, session_id: str) -> None:
     for event in Event.objects.filter(type=kind):
         if event.data["object"]["id"] == session_id:
-            stripe_events.handle(event.id)
+            dispatch.handle(event.id)
 
 
 def test_an_expired_checkout_is_marked_abandoned_and_the_person_is_told(shop, org, owner, client_for):

@@ -7,10 +7,10 @@ import tomllib
 import pytest
 from django.urls import reverse
 
-from billing import services, subscriptions
-from billing.catalog import DEFAULT_PATH, CatalogError, parse_catalog
+from billing import subscriptions
+from billing.catalog import DEFAULT_PATH, CatalogError, catalog_push, parse_catalog
+from billing.gateway.client import stripe_client
 from billing.models import OrgSubscription, Payment, Plan
-from billing.stripe_client import stripe_client
 from common.errors import ServiceError
 from tests.billing.conftest import pay_hosted_checkout
 
@@ -47,7 +47,7 @@ def test_bad_currency_options_are_refused(option, problem):
 
 
 def test_prices_go_to_stripe_with_their_currency_options(stripe_sim):
-    services.catalog_push()
+    catalog_push()
     item = Plan.objects.get(key="pro_monthly").line_items.get()
     price = stripe_client().v1.prices.retrieve(item.stripe_price_id, {"expand": ["currency_options"]})
     assert (price.currency, price.unit_amount, price.currency_options["eur"].unit_amount) == (
@@ -55,7 +55,7 @@ def test_prices_go_to_stripe_with_their_currency_options(stripe_sim):
         4900,
         4500,
     )
-    assert services.catalog_push() == []
+    assert catalog_push() == []
 
 
 def test_the_pricing_page_shows_the_chosen_currency_and_remembers_it(client, stripe_sim):
@@ -75,7 +75,7 @@ def test_the_visitors_language_picks_the_default_currency(client, stripe_sim):
 
 
 def test_a_plan_is_sold_only_in_its_currencies(stripe_sim, org, owner):
-    services.catalog_push()
+    catalog_push()
     with pytest.raises(ServiceError) as error:
         subscriptions.checkout_start(
             organization=org, plan=Plan.objects.get(key="team_monthly"), actor=owner, currency="eur"
@@ -107,7 +107,7 @@ def test_a_subscription_in_euros_end_to_end(stripe_world, client_for, org, owner
 
 
 def test_a_promotion_code_is_shown_in_the_chosen_currency(client, stripe_sim):
-    services.catalog_push()
+    catalog_push()
     html = client.get(reverse("pricing") + "?currency=eur&promo=LAUNCH").content.decode()
     # AI Access at €4.50, 20% off: €3.60 a month for 3 months.
     assert "€3.60 / month for 3 months" in html

@@ -2,8 +2,8 @@ import pytest
 from djstripe.models import Customer
 
 from billing import selectors
-from billing.stripe_client import stripe_client
-from billing.subscriptions import customer_ensure
+from billing.gateway.client import stripe_client
+from billing.gateway.customers import customer_ensure
 
 pytestmark = pytest.mark.django_db
 

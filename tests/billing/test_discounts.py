@@ -8,10 +8,18 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from billing import discounts, services, subscriptions
-from billing.catalog import DEFAULT_PATH, CatalogError, catalog_apply, load_catalog, parse_catalog
+from billing import discounts, subscriptions
+from billing.catalog import (
+    DEFAULT_PATH,
+    CatalogError,
+    catalog_apply,
+    catalog_push,
+    load_catalog,
+    parse_catalog,
+)
+from billing.gateway.client import stripe_client
+from billing.gateway.customers import customer_ensure
 from billing.models import Coupon, OrgSubscription, Payment, Plan, PromotionCode, SubscriptionDiscount
-from billing.stripe_client import stripe_client
 from common.errors import ServiceError
 from teams.models import AuditEvent
 from tests.billing.conftest import pay_hosted_checkout
@@ -28,7 +36,7 @@ def raw():
 
 @pytest.fixture
 def catalog(stripe_sim):
-    services.catalog_push()
+    catalog_push()
     return stripe_client()
 
 
@@ -105,18 +113,18 @@ def test_coupons_and_codes_are_pushed_to_stripe_once(catalog):
     assert code.promotion.coupon == "tally_welcome"
     assert (code.restrictions.first_time_transaction, code.restrictions.minimum_amount) == (True, 2000)
     assert PromotionCode.objects.get(code="WELCOME10").stripe_promotion_code_id == code.id
-    assert services.catalog_push() == []
+    assert catalog_push() == []
 
 
 def test_a_code_taken_out_of_the_catalog_is_switched_off_in_stripe(catalog):
     PromotionCode.objects.filter(code="LAUNCH").update(is_active=False)
-    assert "- stripe promotion code LAUNCH (deactivated)" in services.catalog_push()
+    assert "- stripe promotion code LAUNCH (deactivated)" in catalog_push()
     assert catalog.v1.promotion_codes.list({"code": "LAUNCH"}).data[0].active is False
 
 
 def test_a_coupon_whose_terms_changed_is_reported_not_pushed(catalog):
     Coupon.objects.filter(key="partner").update(percent_off=Decimal("25"))
-    lines = services.catalog_push()
+    lines = catalog_push()
     assert any(line.startswith("! stripe coupon tally_partner") for line in lines)
     assert catalog.v1.coupons.retrieve("tally_partner").percent_off == 15.0
 
@@ -192,7 +200,7 @@ def test_the_pricing_page_escapes_a_code_it_does_not_know(client, catalog):
 
 
 def _subscribe(client, org, plan_key="pro_monthly"):
-    customer = subscriptions.customer_ensure(organization=org)
+    customer = customer_ensure(organization=org)
     pm = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer})
     client.v1.customers.update(customer, {"invoice_settings": {"default_payment_method": pm.id}})
     plan = Plan.objects.get(key=plan_key)

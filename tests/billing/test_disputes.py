@@ -8,8 +8,11 @@ import pytest
 from django.core import mail
 from djstripe.models import Event
 
-from billing import entitlements, stripe_events, subscriptions
+from billing import entitlements, subscriptions
+from billing.gateway.customers import customer_ensure
 from billing.models import Access, OrgSubscription, Payment, PaymentDispute, Plan
+from billing.webhooks import dispatch
+from common.errors import ServiceError
 from tests.billing.test_lifecycle import clock_now, past_period_end, pay_hosted_checkout
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,7 +57,7 @@ def test_a_disputed_subscription_payment_restricts_access_until_the_dispute_is_w
     sent = len(mail.outbox)
 
     for event in Event.objects.filter(type__startswith="charge.dispute."):
-        stripe_events.handle(event.id)
+        dispatch.handle(event.id)
     sub.refresh_from_db()
     assert sub.dispute_grace_until is None and len(mail.outbox) == sent
 
@@ -69,7 +72,7 @@ def test_a_lost_dispute_keeps_access_restricted_until_a_later_invoice_is_paid(wo
     assert PaymentDispute.objects.get().status == "lost"
 
     # A good card pays the renewal: the period is paid for again, access comes back.
-    customer = subscriptions.customer_ensure(organization=org)
+    customer = customer_ensure(organization=org)
     visa = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer})
     client.v1.customers.update(customer, {"invoice_settings": {"default_payment_method": visa.id}})
     client.v1.subscriptions.update(sub.stripe_subscription_id, {"default_payment_method": visa.id})
@@ -127,3 +130,20 @@ def test_a_disputed_renewal_holds_back_the_periods_allowance_until_the_dispute_c
     assert account.balance == (before if outcome == "won" else before - 1_000)
     assert credit_services.credits_spendable(account=account) == account.balance
     assert credit_reconcile.credit_invariants_check(organizations=[org]) == []
+
+
+def test_a_disputed_first_payment_is_not_refunded_by_the_money_back_guarantee(world):
+    # Found by the lifecycle machine (seed 4165131130): Stripe refuses to refund a charged-back
+    # payment, and the refund view answered with Stripe's error after canceling the subscription.
+    # The dispute gives the money back if the customer wins it: the guarantee refuses, and
+    # changes nothing.
+    client, clock, org, owner = world
+    sub, dispute = subscribe_with_the_dispute_card(world)
+    with pytest.raises(ServiceError) as refused:
+        subscriptions.subscription_refund_and_cancel(organization=org, actor=owner)
+    assert refused.value.code == "payment_disputed" and refused.value.status == 409
+    remote = client.v1.subscriptions.retrieve(sub.stripe_subscription_id)
+    assert remote.status == "active"
+    assert client.v1.refunds.list({"limit": 10}).data == []
+    sub.refresh_from_db()
+    assert sub.status == "active"

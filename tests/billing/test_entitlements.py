@@ -4,16 +4,18 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from billing import entitlements, services
+import billing.entitlements.engine
+from billing import entitlements
 from billing.entitlements import Reason
-from billing.models import EntitlementGrant, Plan, SubscriptionStatus, UsageAlert, UsageCounter
+from billing.models import EntitlementGrant, Overage, Plan, SubscriptionStatus, UsageAlert, UsageCounter
+from common.errors import ServiceError
 from tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def subscribe(org, plan_key, status=SubscriptionStatus.ACTIVE, **kwargs):
-    subscription = services.subscription_set(
+    subscription = entitlements.subscription_set(
         organization=org, plan=Plan.objects.get(key=plan_key), status=status, **kwargs
     )
     # The service invalidates on commit, which a test transaction never reaches;
@@ -23,7 +25,7 @@ def subscribe(org, plan_key, status=SubscriptionStatus.ACTIVE, **kwargs):
 
 
 def grant(org, **kwargs):
-    created = services.grant_create(organizations=[org], **kwargs)
+    created = entitlements.grant_create(organizations=[org], **kwargs)
     entitlements.invalidate(org)
     return created
 
@@ -136,7 +138,7 @@ def test_a_grant_adds_to_the_plan(org):
 
 def test_a_grandfathered_group_is_unlimited_whatever_the_plan(org):
     others = OrganizationFactory.create_batch(2)
-    services.grant_create(
+    entitlements.grant_create(
         organizations=[org, *others],
         feature="projects",
         source="grandfathered",
@@ -166,17 +168,17 @@ def test_a_grant_may_start_later(org):
 
 def test_ending_a_grant_takes_effect_at_once(org, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        grant = services.grant_create(organizations=[org], feature="sso", source="comp")
+        grant = entitlements.grant_create(organizations=[org], feature="sso", source="comp")
     assert entitlements.check(org, "sso").allowed
     with django_capture_on_commit_callbacks(execute=True):
-        services.grant_end(grant=grant)
+        entitlements.grant_end(grant=grant)
     assert not entitlements.check(org, "sso").allowed
     assert EntitlementGrant.objects.filter(pk=grant.pk).exists()
 
 
 def test_a_grant_for_an_unknown_feature_is_refused(org):
-    with pytest.raises(services.ServiceError) as error:
-        services.grant_create(organizations=[org], feature="nope", source="comp", amount=1)
+    with pytest.raises(ServiceError) as error:
+        entitlements.grant_create(organizations=[org], feature="nope", source="comp", amount=1)
     assert error.value.code == "unknown_feature"
 
 
@@ -216,16 +218,16 @@ def test_it_never_stores_as_fresh_what_it_read_before_an_invalidation(
 ):
     """A reader computes from the database, a subscription change commits and invalidates, and
     only then does the reader store what it computed: the next check must not use it."""
-    compute = entitlements._compute
+    compute = billing.entitlements.engine._compute
 
     def compute_then_a_change_commits(*args, **kwargs):
         effective = compute(*args, **kwargs)  # read before the change
-        monkeypatch.setattr(entitlements, "_compute", compute)
+        monkeypatch.setattr(billing.entitlements.engine, "_compute", compute)
         with django_capture_on_commit_callbacks(execute=True):
             subscribe(org, "pro_monthly")  # commits; its on-commit invalidation runs now
         return effective
 
-    monkeypatch.setattr(entitlements, "_compute", compute_then_a_change_commits)
+    monkeypatch.setattr(billing.entitlements.engine, "_compute", compute_then_a_change_commits)
     if entry == "check":
         assert entitlements.check(org, "projects").limit == 2  # this reader's answer, read before
     else:
@@ -327,3 +329,20 @@ def test_it_warns_at_80_and_100_percent_once_each(org, owner, mailoutbox, django
         "Acme has used 100% of its ai generations",
     ]
     assert mailoutbox[0].to == ["alice@example.com"]
+
+
+@pytest.mark.parametrize(
+    ("reason", "overage", "payable"),
+    [
+        (Reason.QUOTA_EXCEEDED, Overage.CREDITS, True),
+        (Reason.QUOTA_EXCEEDED, Overage.BLOCK, False),
+        (Reason.QUOTA_EXCEEDED, Overage.BILL, False),
+        (Reason.LIMIT_REACHED, Overage.CREDITS, False),
+        (Reason.OK, Overage.CREDITS, False),
+    ],
+)
+def test_it_says_an_overage_may_be_paid_with_credits_only_past_a_quota_of_a_credits_plan(
+    reason, overage, payable
+):
+    decision = entitlements.Decision("ai_generations", False, reason, requested=1, overage=overage)
+    assert decision.payable_with_credits is payable

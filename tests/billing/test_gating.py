@@ -5,11 +5,11 @@ from django.urls import include, path, reverse
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import entitlements, services
-from billing.gating import requires_feature, requires_feature_permission
+from billing import entitlements
+from billing.entitlements.gating import requires_feature, requires_feature_permission
 from billing.models import Plan, PlanEntitlement
 from projects.models import Generation, Project
-from teams import services as team_services
+from teams import api_keys
 from tests.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +35,7 @@ urlpatterns = [
 
 
 def to_pro(org):
-    services.subscription_set(organization=org, plan=Plan.objects.get(key="pro_monthly"), status="active")
+    entitlements.subscription_set(organization=org, plan=Plan.objects.get(key="pro_monthly"), status="active")
     entitlements.invalidate(org)
 
 
@@ -119,7 +119,7 @@ def test_warnings_show_at_80_percent(client_for, org, member, django_capture_on_
 
 @pytest.fixture
 def key_client(api_client, org, owner):
-    _, secret = team_services.api_key_create(organization=org, actor=owner, name="server")
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="server")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return api_client
 
@@ -163,7 +163,7 @@ def test_the_view_decorator_gates_a_page(client_for, org, member):
     assert b"Single sign-on is not included in your plan" in response.content
     response = client.get(f"/o/{org.slug}/sso/", HTTP_HX_REQUEST="true")
     assert b"<html" not in response.content and b"upgrade-prompt" in response.content
-    services.subscription_set(
+    entitlements.subscription_set(
         organization=org, plan=Plan.objects.get(key="platform_monthly"), status="active"
     )
     entitlements.invalidate(org)

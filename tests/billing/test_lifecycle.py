@@ -8,10 +8,12 @@ import pytest
 import requests
 from djstripe.models import Event
 
-from billing import entitlements, services, stripe_events, subscriptions
+from billing import catalog, entitlements, subscriptions
+from billing.gateway.client import stripe_client
+from billing.gateway.customers import customer_ensure
+from billing.gateway.setup import stripe_webhook_endpoint_ensure
 from billing.models import Access, Addon, EntitlementGrant, OrgSubscription, Payment, Plan
-from billing.stripe_client import stripe_client
-from billing.stripe_setup import stripe_webhook_endpoint_ensure
+from billing.webhooks import dispatch
 from tests.factories import MembershipFactory, OrganizationFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,13 +40,13 @@ def pay_hosted_checkout(url: str, card: str = "4242424242424242") -> requests.Re
 @pytest.fixture
 def world(stripe_sim, live_server, settings):
     settings.SITE_URL = live_server.url
-    services.catalog_push()
+    catalog.catalog_push()
     stripe_webhook_endpoint_ensure(site_url=live_server.url)
     client = stripe_client()
     clock = client.v1.test_helpers.test_clocks.create({"frozen_time": int(time.time())})
     org = OrganizationFactory(name="Acme", slug="acme")
     owner = MembershipFactory(organization=org, role="owner", user__email="olivia@example.com").user
-    subscriptions.customer_ensure(organization=org, test_clock=clock.id)
+    customer_ensure(organization=org, test_clock=clock.id)
     return client, clock.id, org, owner
 
 
@@ -103,7 +105,7 @@ def test_the_lifecycle_from_checkout_to_free(world):
     assert fresh.allowed and fresh.used == 0
 
     # The card starts failing: past due, full access during the grace period.
-    customer = subscriptions.customer_ensure(organization=org)
+    customer = customer_ensure(organization=org)
     card = client.v1.payment_methods.attach("pm_card_chargeCustomerFail", {"customer": customer})
     client.v1.customers.update(card.customer, {"invoice_settings": {"default_payment_method": card.id}})
     client.v1.subscriptions.update(sub.stripe_subscription_id, {"default_payment_method": card.id})
@@ -146,8 +148,8 @@ def test_the_lifecycle_from_checkout_to_free(world):
     events = list(Event.objects.order_by("created", "djstripe_id").values_list("id", flat=True))
     assert len(events) > 10
     for event_id in events + events:
-        stripe_events.handle(event_id)
+        dispatch.handle(event_id)
     assert state(org) == final
     for event_id in reversed(events):
-        stripe_events.handle(event_id)
+        dispatch.handle(event_id)
     assert state(org) == final

@@ -8,9 +8,12 @@ from django.core import mail
 from django.core.management import call_command
 from djstripe.models import Event
 
-from billing import services, stripe_events, subscriptions
+from billing import catalog, subscriptions
+from billing.gateway.client import stripe_client
+from billing.gateway.customers import customer_ensure
 from billing.models import OrgSubscription, Payment, Plan
-from billing.stripe_client import stripe_client
+from billing.webhooks import dispatch
+from common.errors import ServiceError
 from teams.models import AuditEvent
 from tests.billing.conftest import pay_hosted_checkout
 
@@ -18,7 +21,7 @@ LIVE = ("active", "trialing", "past_due", "unpaid", "incomplete")
 
 
 def live_subscriptions(client, org) -> list:
-    customer = subscriptions.customer_ensure(organization=org)
+    customer = customer_ensure(organization=org)
     return [s for s in client.v1.subscriptions.list({"customer": customer}).data if s.status in LIVE]
 
 
@@ -53,7 +56,7 @@ def test_two_checkouts_started_at_once_leave_exactly_one_open(stripe_world, org,
     for _ in range(3):
         urls = race(2, lambda i: subscriptions.checkout_start(organization=org, plan=plan, actor=owner))
         assert all(isinstance(url, str) for url in urls), urls
-        customer = subscriptions.customer_ensure(organization=org)
+        customer = customer_ensure(organization=org)
         still_open = stripe_world.client.v1.checkout.sessions.list(
             {"customer": customer, "status": "open"}
         ).data
@@ -104,7 +107,7 @@ def test_a_second_subscription_that_completes_anyway_is_canceled_and_refunded(st
     # Every event again, twice: still one cancellation, one refund, one message.
     events = list(Event.objects.values_list("id", flat=True))
     for event_id in events + events:
-        stripe_events.handle(event_id)
+        dispatch.handle(event_id)
     assert AuditEvent.objects.filter(action="billing.duplicate_subscription_canceled").count() == 1
     assert len(mail.outbox) == 1
     assert OrgSubscription.objects.get(organization=org).stripe_subscription_id == kept
@@ -114,9 +117,9 @@ def test_a_second_subscription_that_completes_anyway_is_canceled_and_refunded(st
 @pytest.mark.django_db
 def test_reconcile_names_an_organization_with_two_live_subscriptions(stripe_sim, org, owner, capsys):
     """The webhooks of the second subscription were lost: only reconciliation can see it."""
-    services.catalog_push()
+    catalog.catalog_push()
     client = stripe_client()
-    customer = subscriptions.customer_ensure(organization=org)
+    customer = customer_ensure(organization=org)
     card = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer})
     prices = [
         {"price": i.stripe_price_id, "quantity": 1}
@@ -154,13 +157,13 @@ def test_reconcile_names_an_organization_with_two_live_subscriptions(stripe_sim,
 def test_a_checkout_paid_before_its_webhooks_arrive_blocks_a_second_one(stripe_sim, org, owner):
     """Found by the lifecycle machine: with the first checkout's webhooks not yet delivered,
     Tally sold a second subscription. Stripe is asked, not only Tally's own table."""
-    services.catalog_push()  # no webhook endpoint: nothing Stripe sends reaches Tally
+    catalog.catalog_push()  # no webhook endpoint: nothing Stripe sends reaches Tally
     client = stripe_client()
     pro = Plan.objects.get(key="pro_monthly")
     pay_hosted_checkout(subscriptions.checkout_start(organization=org, plan=pro, actor=owner))
     assert not OrgSubscription.objects.filter(organization=org).exclude(stripe_subscription_id=None)
 
-    with pytest.raises(subscriptions.ServiceError) as error:
+    with pytest.raises(ServiceError) as error:
         subscriptions.checkout_start(organization=org, plan=pro, actor=owner)
     assert error.value.code == "already_subscribed"
     (live,) = live_subscriptions(client, org)

@@ -3,9 +3,10 @@
 import pytest
 from django.urls import reverse
 
-from billing import seats, services, subscriptions
+from billing import seats, subscriptions
+from billing.catalog import catalog_push
+from billing.gateway.client import stripe_client
 from billing.models import OrgSubscription, Plan
-from billing.stripe_client import stripe_client
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -13,36 +14,15 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def catalog(stripe_sim):
-    services.catalog_push()
+    catalog_push()
     return stripe_client()
 
 
-def subscribe(client, org, plan_key, *, trial_days=None):
-    customer = subscriptions.customer_ensure(organization=org)
-    pm = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer})
-    client.v1.customers.update(customer, {"invoice_settings": {"default_payment_method": pm.id}})
-    plan = Plan.objects.get(key=plan_key)
-    params = {
-        "customer": customer,
-        "items": [
-            {"price": i.stripe_price_id, **({} if i.kind == "metered" else {"quantity": 1})}
-            for i in plan.line_items.all()
-        ],
-        "metadata": {"tally_org_id": str(org.pk), "tally_plan": plan_key},
-    }
-    if trial_days:
-        params["trial_period_days"] = trial_days
-    remote = client.v1.subscriptions.create(params)
-    subscriptions.invoice_record(invoice_id=remote.latest_invoice)
-    subscriptions.subscription_sync(subscription_id=remote.id)
-    return OrgSubscription.objects.get(organization=org)
-
-
 def test_it_previews_an_upgrade_during_a_trial_as_the_first_charge_at_the_trials_end(
-    client_for, catalog, org, owner
+    client_for, catalog, org, owner, subscribed
 ):
     MembershipFactory(organization=org, role="member")
-    sub = subscribe(catalog, org, "ai_monthly", trial_days=14)
+    sub = subscribed("ai_monthly", trial_days=14, sync=True)
     assert sub.status == "trialing"
     page = client_for(owner).get(reverse("billing_change", args=[org.slug]), {"plan": "platform_monthly"})
     preview = page.context["preview"]
@@ -56,8 +36,8 @@ def test_it_previews_an_upgrade_during_a_trial_as_the_first_charge_at_the_trials
     assert "trial continues" in text
 
 
-def test_it_names_the_lines_of_an_immediate_upgrade(client_for, catalog, org, owner):
-    subscribe(catalog, org, "ai_monthly")
+def test_it_names_the_lines_of_an_immediate_upgrade(client_for, catalog, org, owner, subscribed):
+    subscribed("ai_monthly", sync=True)
     preview = subscriptions.subscription_change_preview(
         organization=org, plan=Plan.objects.get(key="platform_monthly")
     )
@@ -68,8 +48,8 @@ def test_it_names_the_lines_of_an_immediate_upgrade(client_for, catalog, org, ow
     assert not any("×" in label for label in labels)
 
 
-def test_it_says_there_is_no_next_invoice_after_a_cancel(client_for, catalog, org, owner):
-    sub = subscribe(catalog, org, "pro_monthly")
+def test_it_says_there_is_no_next_invoice_after_a_cancel(client_for, catalog, org, owner, subscribed):
+    sub = subscribed("pro_monthly", sync=True)
     client = client_for(owner)
     client.post(reverse("billing_cancel", args=[org.slug]))
     box = client.get(reverse("billing_upcoming", args=[org.slug])).content.decode()
@@ -79,8 +59,10 @@ def test_it_says_there_is_no_next_invoice_after_a_cancel(client_for, catalog, or
     assert f"access ends on {sub.current_period_end:%-d %b %Y}" in box
 
 
-def test_a_canceled_plan_row_does_not_also_show_a_scheduled_downgrade(client_for, catalog, org, owner):
-    subscribe(catalog, org, "pro_monthly")
+def test_a_canceled_plan_row_does_not_also_show_a_scheduled_downgrade(
+    client_for, catalog, org, owner, subscribed
+):
+    subscribed("pro_monthly", sync=True)
     client = client_for(owner)
     client.post(reverse("billing_change", args=[org.slug]), {"plan": "ai_monthly"})
     assert OrgSubscription.objects.get(organization=org).pending_plan.key == "ai_monthly"
@@ -91,9 +73,9 @@ def test_a_canceled_plan_row_does_not_also_show_a_scheduled_downgrade(client_for
 
 
 def test_confirming_an_upgrade_during_a_trial_charges_nothing_and_keeps_the_trial(
-    client_for, catalog, org, owner
+    client_for, catalog, org, owner, subscribed
 ):
-    sub = subscribe(catalog, org, "ai_monthly", trial_days=14)
+    sub = subscribed("ai_monthly", trial_days=14, sync=True)
     client_for(owner).post(reverse("billing_change", args=[org.slug]), {"plan": "platform_monthly"})
     after = OrgSubscription.objects.get(organization=org)
     assert (after.plan.key, after.status, after.trial_end) == ("platform_monthly", "trialing", sub.trial_end)
@@ -101,9 +83,9 @@ def test_confirming_an_upgrade_during_a_trial_charges_nothing_and_keeps_the_tria
     assert sum(invoice.amount_paid for invoice in invoices) == 0
 
 
-def test_the_seat_preview_names_its_invoice_lines_too(catalog, org, owner):
+def test_the_seat_preview_names_its_invoice_lines_too(catalog, org, owner, subscribed):
     MembershipFactory.create_batch(3, organization=org, role="member")
-    subscribe(catalog, org, "team_monthly")
+    subscribed("team_monthly", sync=True)
     sub = subscriptions.subscription_sync(
         subscription_id=OrgSubscription.objects.get(organization=org).stripe_subscription_id
     )
@@ -113,11 +95,13 @@ def test_the_seat_preview_names_its_invoice_lines_too(catalog, org, owner):
     assert labels and not any("×" in label for label in labels), labels
 
 
-def test_trials_are_offered_only_to_an_organization_that_never_paid(client_for, catalog, org, owner):
+def test_trials_are_offered_only_to_an_organization_that_never_paid(
+    client_for, catalog, org, owner, subscribed
+):
     client = client_for(owner)
     assert "Start your trial" in client.get(reverse("pricing")).content.decode()
     assert "Start 14-day trial" in client.get(reverse("billing", args=[org.slug])).content.decode()
-    subscribe(catalog, org, "ai_monthly")
+    subscribed("ai_monthly", sync=True)
     client.post(reverse("billing_refund", args=[org.slug]))  # paid once, then ended
     assert OrgSubscription.objects.get(organization=org).status == "canceled"
     pricing = client.get(reverse("pricing")).content.decode()

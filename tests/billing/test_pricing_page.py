@@ -41,10 +41,10 @@ def test_the_seat_calculator_clamps_bad_input(client):
 
 
 def test_a_subscribed_visitor_is_offered_a_switch_not_a_second_checkout(client_for, org, owner):
-    from billing import services
+    from billing import entitlements
     from billing.models import Plan
 
-    services.subscription_set(
+    entitlements.subscription_set(
         organization=org,
         plan=Plan.objects.get(key="ai_monthly"),
         status="active",

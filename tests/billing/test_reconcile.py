@@ -7,9 +7,10 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from billing import entitlements, services, subscriptions
-from billing.models import OrgSubscription, Plan
-from billing.stripe_client import stripe_client
+from billing import entitlements
+from billing.catalog import catalog_push
+from billing.gateway.client import stripe_client
+from billing.models import OrgSubscription
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -17,51 +18,27 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def catalog(stripe_sim):
-    services.catalog_push()
+    catalog_push()
     return stripe_client()
 
 
-def _create(client, org, plan_key, *, quantity=1):
-    customer = subscriptions.customer_ensure(organization=org)
-    pm = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer})
-    client.v1.customers.update(customer, {"invoice_settings": {"default_payment_method": pm.id}})
-    plan = Plan.objects.get(key=plan_key)
-    items = [
-        {"price": i.stripe_price_id, **({} if i.kind == "metered" else {"quantity": quantity})}
-        for i in plan.line_items.all()
-    ]
-    return client.v1.subscriptions.create(
-        {
-            "customer": customer,
-            "items": items,
-            "metadata": {"tally_org_id": str(org.pk), "tally_plan": plan_key},
-        }
-    )
-
-
-def _subscribe(client, org, plan_key, **kwargs):
-    remote = _create(client, org, plan_key, **kwargs)
-    subscriptions.invoice_record(invoice_id=remote.latest_invoice)
-    return OrgSubscription.objects.get(organization=org)
-
-
-def test_it_says_all_is_well_when_it_is(catalog, org, owner, capsys):
-    _subscribe(catalog, org, "pro_monthly")
+def test_it_says_all_is_well_when_it_is(catalog, org, owner, capsys, subscribed):
+    subscribed("pro_monthly")
     call_command("billing_reconcile")
     assert "Every subscription matches Stripe." in capsys.readouterr().out
 
 
-def test_it_names_an_organization_with_two_live_subscriptions(catalog, org, owner, capsys):
-    tracked = _subscribe(catalog, org, "pro_monthly")
-    other = _create(catalog, org, "ai_monthly")  # a second checkout that completed anyway
+def test_it_names_an_organization_with_two_live_subscriptions(catalog, org, owner, capsys, subscribed):
+    tracked = subscribed("pro_monthly")
+    other = subscribed("ai_monthly", record=False)  # a second checkout that completed anyway
     call_command("billing_reconcile")
     out = capsys.readouterr().out
     both = ", ".join(sorted([tracked.stripe_subscription_id, other.id]))
     assert f"acme: I1 has 2 live subscriptions in Stripe ({both}); Tally tracks" in out
 
 
-def test_it_tracks_a_live_subscription_tally_never_heard_of(catalog, org, owner, capsys):
-    remote = _create(catalog, org, "pro_monthly")  # its webhooks were lost
+def test_it_tracks_a_live_subscription_tally_never_heard_of(catalog, org, owner, capsys, subscribed):
+    remote = subscribed("pro_monthly", record=False)  # its webhooks were lost
     call_command("billing_reconcile")
     out = capsys.readouterr().out
     assert (
@@ -74,8 +51,8 @@ def test_it_tracks_a_live_subscription_tally_never_heard_of(catalog, org, owner,
     assert "Every subscription matches Stripe." in capsys.readouterr().out
 
 
-def test_it_finds_usage_stripe_was_never_told_and_reports_it(catalog, org, owner, capsys):
-    _subscribe(catalog, org, "team_monthly", quantity=1)
+def test_it_finds_usage_stripe_was_never_told_and_reports_it(catalog, org, owner, capsys, subscribed):
+    subscribed("team_monthly")
     now = timezone.now() + timedelta(seconds=5)
     assert entitlements.consume(org, "ai_generations", 7, idempotency_key="u1", now=now).allowed
     call_command("billing_reconcile")
@@ -87,8 +64,8 @@ def test_it_finds_usage_stripe_was_never_told_and_reports_it(catalog, org, owner
     assert "Every subscription matches Stripe." in capsys.readouterr().out
 
 
-def test_it_finds_members_stripe_does_not_bill_and_syncs_them(catalog, org, owner, capsys):
-    _subscribe(catalog, org, "team_monthly", quantity=1)
+def test_it_finds_members_stripe_does_not_bill_and_syncs_them(catalog, org, owner, capsys, subscribed):
+    subscribed("team_monthly")
     MembershipFactory.create_batch(4, organization=org)  # no commit here: the sync never ran
     call_command("billing_reconcile")
     out = capsys.readouterr().out

@@ -11,13 +11,19 @@ import stripe
 from django.core.management import call_command
 from django.urls import reverse
 
-from billing import entitlements, seats, services, subscriptions
-from billing.gating import EntitlementError
+import billing.seats.preview
+import billing.seats.sync
+from billing import entitlements, seats, selectors
+from billing.catalog import catalog_push
+from billing.entitlements.gating import EntitlementError
+from billing.gateway.client import stripe_client
 from billing.models import EntitlementGrant, Feature, OrgSubscription, Payment, Plan
-from billing.stripe_client import stripe_client
+from billing.seats import billable_seats
 from config.celery import app
+from teams import api_keys
 from teams import services as team_services
 from teams.models import Membership, Organization, Role
+from tests.billing.conftest import subscribe
 from tests.factories import InvitationFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -28,47 +34,27 @@ APRIL_16 = int(datetime(2026, 4, 16, tzinfo=UTC).timestamp())  # 15 of April's 3
 
 @pytest.fixture
 def catalog(stripe_sim):
-    services.catalog_push()
+    catalog_push()
     return stripe_client()
 
 
-def subscribe_seats(client, org, plan_key: str) -> tuple[OrgSubscription, str]:
+def subscribe_seats(org, plan_key: str) -> tuple[OrgSubscription, str]:
     """Subscribe `org` on a test clock at 1 April, one seat per member; returns the clock too."""
-    clock = client.v1.test_helpers.test_clocks.create({"frozen_time": APRIL_1}).id
-    customer = subscriptions.customer_ensure(organization=org, test_clock=clock)
-    pm = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer})
-    client.v1.customers.update(customer, {"invoice_settings": {"default_payment_method": pm.id}})
-    plan = Plan.objects.get(key=plan_key)
-    quantity = subscriptions.billable_seats(org, plan=plan)
-    items = []
-    for item in plan.line_items.all():
-        if item.kind == "metered":
-            items.append({"price": item.stripe_price_id})
-        else:
-            items.append(
-                {"price": item.stripe_price_id, "quantity": quantity if item.kind == "per_seat" else 1}
-            )
-    remote = client.v1.subscriptions.create(
-        {
-            "customer": customer,
-            "items": items,
-            "metadata": {"tally_org_id": str(org.pk), "tally_plan": plan_key},
-        }
-    )
-    subscriptions.invoice_record(invoice_id=remote.latest_invoice)
-    return OrgSubscription.objects.get(organization=org), clock
+    clock = stripe_client().v1.test_helpers.test_clocks.create({"frozen_time": APRIL_1}).id
+    quantity = billable_seats(org, plan=Plan.objects.get(key=plan_key))
+    return subscribe(plan_key, organization=org, clock=clock, seats=quantity), clock
 
 
 def seat_quantity(client, sub: OrgSubscription) -> int:
     remote = client.v1.subscriptions.retrieve(sub.stripe_subscription_id)
     line = sub.plan.seat_item()
-    return seats._seat_item(remote, line).quantity
+    return billing.seats.sync._seat_item(remote, line).quantity
 
 
 def next_invoice(client, sub: OrgSubscription) -> int:
     return client.v1.invoices.create_preview(
         {
-            "customer": subscriptions.selectors.stripe_customer_id_of(sub.organization),
+            "customer": selectors.stripe_customer_id_of(sub.organization),
             "subscription": sub.stripe_subscription_id,
         }
     ).amount_due
@@ -107,7 +93,7 @@ def test_it_raises_the_quantity_on_accept_with_the_prorated_amount_previewed(
     catalog, org, stripe_sim, django_capture_on_commit_callbacks
 ):
     team(org, 3)
-    sub, clock = subscribe_seats(catalog, org, "team_monthly")
+    sub, clock = subscribe_seats(org, "team_monthly")
     catalog.v1.test_helpers.test_clocks.advance(clock, {"frozen_time": APRIL_16})
 
     preview = seats.seat_preview(organization=org, with_invoice=True)
@@ -117,7 +103,7 @@ def test_it_raises_the_quantity_on_accept_with_the_prorated_amount_previewed(
     accept(org, "dora@example.com", django_capture_on_commit_callbacks)
     sub.refresh_from_db()
     assert seat_quantity(catalog, sub) == 4 and sub.seats == 4
-    pending = catalog.v1.invoice_items.list({"customer": subscriptions.selectors.stripe_customer_id_of(org)})
+    pending = catalog.v1.invoice_items.list({"customer": selectors.stripe_customer_id_of(org)})
     assert sum(ii.amount for ii in pending.data if ii.proration) == preview.prorated
     assert next_invoice(catalog, sub) == preview.upcoming.amount_due == 1500 + 750
 
@@ -126,7 +112,7 @@ def test_it_lowers_the_quantity_when_a_member_is_removed_or_leaves(
     catalog, org, django_capture_on_commit_callbacks
 ):
     owner = team(org, 5)
-    sub, _ = subscribe_seats(catalog, org, "team_monthly")
+    sub, _ = subscribe_seats(org, "team_monthly")
     members = list(Membership.objects.filter(organization=org, role=Role.MEMBER))
     remove(members[0], owner, django_capture_on_commit_callbacks)
     assert seat_quantity(catalog, sub) == 4
@@ -137,7 +123,7 @@ def test_it_lowers_the_quantity_when_a_member_is_removed_or_leaves(
 
 def test_it_sends_nothing_when_stripe_already_has_the_count(catalog, org, stripe_sim):
     team(org, 3)
-    subscribe_seats(catalog, org, "team_monthly")
+    subscribe_seats(org, "team_monthly")
     assert seats.seat_sync(organization_id=org.pk) is None
     assert seats.seat_sync(organization_id=org.pk) is None  # and again: still nothing
     assert sim_quantity_updates(stripe_sim) == []
@@ -148,7 +134,7 @@ def test_the_three_seat_policies_bill_as_documented(catalog, django_capture_on_c
     # prorate (Team monthly): seat 4 added on 16 April -> +$7.50 on the 1 May invoice.
     prorate = Organization.objects.create(name="Prorate", slug="prorate")
     owner = team(prorate, 3)
-    sub, clock = subscribe_seats(catalog, prorate, "team_monthly")
+    sub, clock = subscribe_seats(prorate, "team_monthly")
     catalog.v1.test_helpers.test_clocks.advance(clock, {"frozen_time": APRIL_16})
     added = accept(prorate, "p4@example.com", django_capture_on_commit_callbacks)
     assert next_invoice(catalog, sub) == 1500 + 750
@@ -158,7 +144,7 @@ def test_the_three_seat_policies_bill_as_documented(catalog, django_capture_on_c
     # invoice (Team yearly): seat 4 added on 16 April -> an invoice paid at once.
     invoice = Organization.objects.create(name="Invoice", slug="invoice")
     team(invoice, 3)
-    sub, clock = subscribe_seats(catalog, invoice, "team_yearly")
+    sub, clock = subscribe_seats(invoice, "team_yearly")
     catalog.v1.test_helpers.test_clocks.advance(clock, {"frozen_time": APRIL_16})
     accept(invoice, "i4@example.com", django_capture_on_commit_callbacks)
     remote = catalog.v1.subscriptions.retrieve(sub.stripe_subscription_id)
@@ -169,7 +155,7 @@ def test_the_three_seat_policies_bill_as_documented(catalog, django_capture_on_c
     # renewal (Platform): 6 members, one removed on 16 April -> no credit, $49 from 1 May.
     renewal = Organization.objects.create(name="Renewal", slug="renewal")
     owner = team(renewal, 6)
-    sub, clock = subscribe_seats(catalog, renewal, "platform_monthly")
+    sub, clock = subscribe_seats(renewal, "platform_monthly")
     assert Payment.objects.get(organization=renewal).amount_paid == 4900 + 1000
     catalog.v1.test_helpers.test_clocks.advance(clock, {"frozen_time": APRIL_16})
     remove(
@@ -187,14 +173,14 @@ def test_the_minimum_is_billed_however_small_the_team(catalog, org):
     team(org, 2)
     plan = Plan.objects.get(key="team_monthly")
     Plan.objects.filter(pk=plan.pk).update(seat_minimum=3)
-    assert subscriptions.billable_seats(org, plan=Plan.objects.get(pk=plan.pk)) == 3
+    assert billable_seats(org, plan=Plan.objects.get(pk=plan.pk)) == 3
 
 
 def test_roles_outside_the_seat_roles_are_not_billed(org, settings):
     team(org, 2)
     MembershipFactory(organization=org, role=Role.BILLING)
     settings.BILLING_SEAT_ROLES = ["owner", "admin", "member"]
-    assert subscriptions.billable_seats(org) == 2
+    assert billable_seats(org) == 2
 
 
 # --- Seat limits ----------------------------------------------------------------------------
@@ -244,7 +230,7 @@ def test_accepting_past_the_limit_is_refused_and_changes_nothing(client_for, org
 
 def test_reconcile_compares_the_seat_quantity_with_billable_members(catalog, org, capsys):
     team(org, 3)
-    sub, _ = subscribe_seats(catalog, org, "team_monthly")
+    sub, _ = subscribe_seats(org, "team_monthly")
     MembershipFactory.create_batch(2, organization=org)  # no commit hook here: a lost sync
     call_command("billing_reconcile")
     assert "acme: billable seats is 5 here, 3 in Stripe" in capsys.readouterr().out
@@ -258,7 +244,7 @@ def test_deleting_an_organization_cancels_at_once_and_keeps_billing_records(
     catalog, client_for, org, django_capture_on_commit_callbacks
 ):
     owner = team(org, 3)
-    sub, _ = subscribe_seats(catalog, org, "platform_monthly")
+    sub, _ = subscribe_seats(org, "platform_monthly")
     payments = list(Payment.objects.filter(organization=org).values_list("stripe_invoice_id", flat=True))
     client = client_for(owner.user)
     url = reverse("organization_delete", args=[org.slug])
@@ -301,7 +287,7 @@ def test_only_an_owner_deletes_and_never_a_personal_workspace(client_for, org, o
 
 
 def test_a_deleted_organizations_api_key_stops_working(api_client, org, owner):
-    _, secret = team_services.api_key_create(organization=org, actor=owner, name="server")
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="server")
     team_services.organization_delete(
         organization=org, actor=Membership.objects.get(user=owner), confirm="Acme"
     )
@@ -314,7 +300,7 @@ def test_a_deleted_organizations_api_key_stops_working(api_client, org, owner):
 
 def test_the_members_page_previews_the_next_seat(client_for, catalog, org):
     owner = team(org, 3)
-    subscribe_seats(catalog, org, "team_monthly")
+    subscribe_seats(org, "team_monthly")
     client = client_for(owner.user)
     page = client.get(reverse("members", args=[org.slug])).content.decode()
     assert reverse("billing_seat_preview", args=[org.slug]) in page
@@ -327,12 +313,12 @@ def test_the_members_page_previews_the_next_seat(client_for, catalog, org):
 
 def test_the_seat_preview_falls_back_to_the_tiers_when_stripe_fails(client_for, catalog, org, monkeypatch):
     owner = team(org, 3)
-    subscribe_seats(catalog, org, "team_monthly")
+    subscribe_seats(org, "team_monthly")
 
     def down(*args, **kwargs):
         raise stripe.APIConnectionError("Stripe is unreachable")
 
-    monkeypatch.setattr(seats, "_invoice_after", down)
+    monkeypatch.setattr(billing.seats.preview, "_invoice_after", down)
     fragment = client_for(owner.user).get(reverse("billing_seat_preview", args=[org.slug]))
     assert b"(seat 4, tier $15)" in fragment.content and b"Stripe did not answer" in fragment.content
 
@@ -343,7 +329,7 @@ def test_a_seat_sync_stripe_refuses_never_fails_the_joining_in_process(
     """Found by the lifecycle machine: with tasks in-process (the demo), Stripe down during the
     seat sync turned a committed acceptance into an error for the person who joined."""
     team(org, 2)
-    sub, _ = subscribe_seats(catalog, org, "team_monthly")
+    sub, _ = subscribe_seats(org, "team_monthly")
     stripe_sim.store.config.outage = {"status": 500, "paths": [], "remaining": -1}
     previous, app.conf.task_eager_propagates = app.conf.task_eager_propagates, False
     try:

@@ -13,12 +13,15 @@ import stripe
 from celery.contrib.testing.worker import start_worker
 from celery.signals import task_postrun
 from django.conf import settings as django_settings
+from django.core.cache import cache
 from django.db import connection, connections
 
-from billing import seats, services
-from billing.gating import EntitlementError
+import billing.seats.schedule
+import billing.seats.sync
+from billing import catalog
+from billing.entitlements.gating import EntitlementError
+from billing.gateway.client import stripe_client
 from billing.models import OrgSubscription
-from billing.stripe_client import stripe_client
 from config.celery import app
 from teams import services as team_services
 from teams.models import Membership
@@ -60,8 +63,8 @@ def settle(org, until, *, timeout: float = 30) -> None:
     to be sure nothing else arrives."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        idle = not seats.cache.get(seats._scheduled_key(org.pk)) and not seats.cache.get(
-            seats._lock_key(org.pk)
+        idle = not cache.get(billing.seats.schedule._scheduled_key(org.pk)) and not cache.get(
+            billing.seats.sync._lock_key(org.pk)
         )
         if idle and until():
             time.sleep(DELAY + 1)
@@ -71,17 +74,17 @@ def settle(org, until, *, timeout: float = 30) -> None:
 
 
 @pytest.fixture
-def subscribed(worker, stripe_sim):
-    services.catalog_push()
+def seated(worker, stripe_sim):
+    catalog.catalog_push()
     client = stripe_client()
     org = OrganizationFactory(name="Acme", slug="acme")
     owner = team(org, 1)
-    sub, _ = subscribe_seats(client, org, "team_monthly")
+    sub, _ = subscribe_seats(org, "team_monthly")
     return client, org, owner, sub
 
 
-def test_a_burst_of_20_acceptances_makes_at_most_2_quantity_updates(subscribed, stripe_sim):
-    client, org, _, sub = subscribed
+def test_a_burst_of_20_acceptances_makes_at_most_2_quantity_updates(seated, stripe_sim):
+    client, org, _, sub = seated
     invitations = [InvitationFactory(organization=org, email=f"p{n}@example.com") for n in range(20)]
     people = [UserFactory(email=f"p{n}@example.com") for n in range(20)]
     before = len(sim_quantity_updates(stripe_sim))
@@ -94,9 +97,9 @@ def test_a_burst_of_20_acceptances_makes_at_most_2_quantity_updates(subscribed, 
     assert OrgSubscription.objects.get(pk=sub.pk).seats == 21
 
 
-def test_a_failing_stripe_call_is_retried_and_ends_correct(subscribed, stripe_sim, monkeypatch):
-    client, org, owner, sub = subscribed
-    real, calls = seats._item_quantity_set, []
+def test_a_failing_stripe_call_is_retried_and_ends_correct(seated, stripe_sim, monkeypatch):
+    client, org, owner, sub = seated
+    real, calls = billing.seats.sync._item_quantity_set, []
 
     def flaky(*args, **kwargs):
         calls.append(kwargs["idempotency_key"])
@@ -104,7 +107,7 @@ def test_a_failing_stripe_call_is_retried_and_ends_correct(subscribed, stripe_si
             raise stripe.APIConnectionError("connection reset by peer")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(seats, "_item_quantity_set", flaky)
+    monkeypatch.setattr(billing.seats.sync, "_item_quantity_set", flaky)
     MembershipFactory.create_batch(3, organization=org)  # each save commits and schedules
     settle(org, lambda: len(calls) >= 2 and seat_quantity(client, sub) == 4)
     assert seat_quantity(client, sub) == 4

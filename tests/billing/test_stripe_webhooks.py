@@ -12,7 +12,7 @@ from django.core.management import call_command
 from djstripe import models as djstripe_models
 from djstripe.signals import WEBHOOK_SIGNALS
 
-from billing.stripe_setup import stripe_webhook_endpoint_ensure
+from billing.gateway.setup import stripe_webhook_endpoint_ensure
 from stripe_sim.app import SimApp
 from tests.factories import OrganizationFactory
 

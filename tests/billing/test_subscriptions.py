@@ -11,10 +11,12 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from billing import entitlements, services, subscriptions
+from billing import entitlements, subscriptions
+from billing.catalog import catalog_push
+from billing.gateway.client import stripe_client
 from billing.models import Addon, OrgSubscription, Payment, Plan
-from billing.stripe_client import stripe_client
-from teams import services as team_services
+from common.errors import ServiceError
+from teams import api_keys
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -22,28 +24,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def catalog(stripe_sim):
-    services.catalog_push()
+    catalog_push()
     return stripe_client()
-
-
-def subscribe(client, org, plan_key, *, clock=None, card="pm_card_visa"):
-    customer = subscriptions.customer_ensure(organization=org, test_clock=clock)
-    pm = client.v1.payment_methods.attach(card, {"customer": customer})
-    client.v1.customers.update(customer, {"invoice_settings": {"default_payment_method": pm.id}})
-    plan = Plan.objects.get(key=plan_key)
-    items = [
-        {"price": i.stripe_price_id, **({} if i.kind == "metered" else {"quantity": 1})}
-        for i in plan.line_items.all()
-    ]
-    remote = client.v1.subscriptions.create(
-        {
-            "customer": customer,
-            "items": items,
-            "metadata": {"tally_org_id": str(org.pk), "tally_plan": plan_key},
-        }
-    )
-    subscriptions.invoice_record(invoice_id=remote.latest_invoice)
-    return OrgSubscription.objects.get(organization=org)
 
 
 # --- Checkout -----------------------------------------------------------------------------
@@ -93,9 +75,9 @@ def test_checkout_refuses_bad_choices_with_a_message(client_for, catalog, org, o
     assert catalog.v1.checkout.sessions.list().data == []
 
 
-def test_a_subscribed_organization_changes_plan_instead(catalog, org, owner):
-    subscribe(catalog, org, "pro_monthly")
-    with pytest.raises(subscriptions.ServiceError) as error:
+def test_a_subscribed_organization_changes_plan_instead(catalog, org, owner, subscribed):
+    subscribed("pro_monthly")
+    with pytest.raises(ServiceError) as error:
         subscriptions.checkout_start(organization=org, plan=Plan.objects.get(key="ai_monthly"), actor=owner)
     assert error.value.code == "already_subscribed"
 
@@ -132,8 +114,10 @@ def test_the_success_page_rejects_another_orgs_session(client_for, catalog, org,
 # --- Changes ------------------------------------------------------------------------------
 
 
-def test_an_upgrade_applies_now_and_charges_the_prorated_difference(client_for, catalog, org, owner):
-    subscribe(catalog, org, "ai_monthly")
+def test_an_upgrade_applies_now_and_charges_the_prorated_difference(
+    client_for, catalog, org, owner, subscribed
+):
+    subscribed("ai_monthly")
     client = client_for(owner)
     page = client.get(reverse("billing_change", args=[org.slug]), {"plan": "pro_monthly"})
     assert b"The change applies now" in page.content
@@ -148,9 +132,9 @@ def test_an_upgrade_applies_now_and_charges_the_prorated_difference(client_for, 
     assert invoice.amount_paid == preview.amount_due
 
 
-def test_a_downgrade_waits_for_the_end_of_the_paid_period(catalog, org, owner):
+def test_a_downgrade_waits_for_the_end_of_the_paid_period(catalog, org, owner, subscribed):
     clock = catalog.v1.test_helpers.test_clocks.create({"frozen_time": int(time.time())})
-    subscribe(catalog, org, "pro_monthly", clock=clock.id)
+    subscribed("pro_monthly", clock=clock.id)
     preview = subscriptions.subscription_change_preview(
         organization=org, plan=Plan.objects.get(key="ai_monthly")
     )
@@ -169,8 +153,8 @@ def test_a_downgrade_waits_for_the_end_of_the_paid_period(catalog, org, owner):
     assert renewal.amount_paid == 500
 
 
-def test_switching_to_yearly_applies_now(catalog, org, owner):
-    subscribe(catalog, org, "pro_monthly")
+def test_switching_to_yearly_applies_now(catalog, org, owner, subscribed):
+    subscribed("pro_monthly")
     sub = subscriptions.subscription_change(
         organization=org, plan=Plan.objects.get(key="pro_yearly"), actor=owner
     )
@@ -178,8 +162,8 @@ def test_switching_to_yearly_applies_now(catalog, org, owner):
     assert sub.current_period_end - sub.current_period_start > timedelta(days=360)
 
 
-def test_cancel_at_period_end_and_resume(client_for, catalog, org, owner):
-    subscribe(catalog, org, "pro_monthly")
+def test_cancel_at_period_end_and_resume(client_for, catalog, org, owner, subscribed):
+    subscribed("pro_monthly")
     client = client_for(owner)
     client.post(reverse("billing_cancel", args=[org.slug]))
     sub = OrgSubscription.objects.get(organization=org)
@@ -189,8 +173,8 @@ def test_cancel_at_period_end_and_resume(client_for, catalog, org, owner):
     assert not OrgSubscription.objects.get(organization=org).cancel_at_period_end
 
 
-def test_a_member_cannot_change_billing(client_for, catalog, org, owner, member):
-    subscribe(catalog, org, "pro_monthly")
+def test_a_member_cannot_change_billing(client_for, catalog, org, owner, member, subscribed):
+    subscribed("pro_monthly")
     client = client_for(member)
     for name in ("billing_cancel", "billing_portal", "billing_refund"):
         assert client.post(reverse(name, args=[org.slug])).status_code == 403
@@ -198,8 +182,8 @@ def test_a_member_cannot_change_billing(client_for, catalog, org, owner, member)
     assert not OrgSubscription.objects.get(organization=org).cancel_at_period_end
 
 
-def test_the_owner_cancels_with_a_full_refund_inside_the_window(client_for, catalog, org, owner):
-    subscribe(catalog, org, "pro_monthly")
+def test_the_owner_cancels_with_a_full_refund_inside_the_window(client_for, catalog, org, owner, subscribed):
+    subscribed("pro_monthly")
     client_for(owner).post(reverse("billing_refund", args=[org.slug]))
     sub = OrgSubscription.objects.get(organization=org)
     assert sub.status == "canceled"
@@ -210,26 +194,26 @@ def test_the_owner_cancels_with_a_full_refund_inside_the_window(client_for, cata
     assert entitlements.check(org, "projects", 0).limit == 2  # back on Free
 
 
-def test_the_refund_window_closes(catalog, org, owner, billing_manager, client_for):
-    subscribe(catalog, org, "pro_monthly")
+def test_the_refund_window_closes(catalog, org, owner, billing_manager, client_for, subscribed):
+    subscribed("pro_monthly")
     assert (
         client_for(billing_manager).post(reverse("billing_refund", args=[org.slug])).status_code == 403
     )  # owners only
     later = timezone.now() + timedelta(days=8)
-    with pytest.raises(subscriptions.ServiceError) as error:
+    with pytest.raises(ServiceError) as error:
         subscriptions.subscription_refund_and_cancel(organization=org, actor=owner, now=later)
     assert error.value.code == "refund_window_closed"
     assert OrgSubscription.objects.get(organization=org).status == "active"
 
 
-def test_the_portal_opens_for_the_organizations_customer(client_for, catalog, org, owner):
-    subscribe(catalog, org, "pro_monthly")
+def test_the_portal_opens_for_the_organizations_customer(client_for, catalog, org, owner, subscribed):
+    subscribed("pro_monthly")
     response = client_for(owner).post(reverse("billing_portal", args=[org.slug]))
     assert response.status_code == 302 and "/portal/" in response.url
 
 
-def test_the_billing_page_shows_the_subscription(client_for, catalog, org, owner, member):
-    subscribe(catalog, org, "pro_monthly")
+def test_the_billing_page_shows_the_subscription(client_for, catalog, org, owner, member, subscribed):
+    subscribed("pro_monthly")
     page = client_for(member).get(reverse("billing", args=[org.slug]))
     html = page.content.decode()
     assert "Pro (monthly)" in html and "2 used · 1 paid" in html
@@ -238,8 +222,10 @@ def test_the_billing_page_shows_the_subscription(client_for, catalog, org, owner
     assert "$49" in upcoming.content.decode()
 
 
-def test_a_failed_payment_shows_a_banner_to_members_only(client_for, catalog, org, owner, outsider):
-    sub = subscribe(catalog, org, "pro_monthly")
+def test_a_failed_payment_shows_a_banner_to_members_only(
+    client_for, catalog, org, owner, outsider, subscribed
+):
+    sub = subscribed("pro_monthly")
     OrgSubscription.objects.filter(pk=sub.pk).update(
         status="past_due", grace_until=timezone.now() + timedelta(hours=20)
     )
@@ -254,13 +240,13 @@ def test_a_failed_payment_shows_a_banner_to_members_only(client_for, catalog, or
 
 @pytest.fixture
 def key_client(api_client, org, owner):
-    _, secret = team_services.api_key_create(organization=org, actor=owner, name="server")
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="server")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return api_client
 
 
-def test_the_status_api_reports_plan_access_and_quotas(key_client, catalog, org):
-    subscribe(catalog, org, "pro_monthly")
+def test_the_status_api_reports_plan_access_and_quotas(key_client, catalog, org, subscribed):
+    subscribed("pro_monthly")
     body = key_client.get("/api/v1/billing/status").json()
     assert (body["plan"], body["status"], body["access"]) == ("pro_monthly", "active", "full")
     assert body["quotas"]["api_calls"]["limit"] == 10_000
@@ -290,8 +276,8 @@ def test_a_member_session_cannot_use_the_billing_apis(api_client, catalog, org, 
 # --- Reconciliation -----------------------------------------------------------------------
 
 
-def test_reconcile_reports_and_fixes_drift(catalog, org, owner, capsys):
-    sub = subscribe(catalog, org, "pro_monthly")
+def test_reconcile_reports_and_fixes_drift(catalog, org, owner, capsys, subscribed):
+    sub = subscribed("pro_monthly")
     OrgSubscription.objects.filter(pk=sub.pk).update(seats=7, status="past_due")
     call_command("billing_reconcile")
     out = capsys.readouterr().out
@@ -307,8 +293,8 @@ def test_reconcile_reports_and_fixes_drift(catalog, org, owner, capsys):
 # --- The money-back refund takes back the first payment only ------------------------------
 
 
-def test_the_money_back_refund_returns_only_the_subscriptions_first_payment(catalog, org, owner):
-    subscribe(catalog, org, "ai_monthly")
+def test_the_money_back_refund_returns_only_the_subscriptions_first_payment(catalog, org, owner, subscribed):
+    subscribed("ai_monthly")
     first = Payment.objects.get(organization=org)
     # An upgrade inside the window is paid separately; it is not the payment the guarantee covers.
     subscriptions.subscription_change(organization=org, plan=Plan.objects.get(key="pro_monthly"), actor=owner)
@@ -328,12 +314,33 @@ def test_the_money_back_refund_returns_only_the_subscriptions_first_payment(cata
     assert OrgSubscription.objects.get(organization=org).status == "canceled"
 
 
+def test_the_money_back_refund_returns_what_a_partial_refund_left_of_the_first_payment(
+    catalog, org, owner, subscribed
+):
+    # A goodwill refund of part of the first payment (from Stripe's dashboard) used to make the
+    # guarantee skip that payment altogether: the customer kept the subscription canceled and
+    # lost the rest of the money.
+    subscribed("ai_monthly")
+    first = Payment.objects.get(organization=org)
+    catalog.v1.refunds.create({"charge": first.stripe_charge_id, "amount": first.amount_paid // 4})
+    subscriptions.charge_refunded(charge_id=first.stripe_charge_id)
+    first.refresh_from_db()
+    assert first.status == "partially_refunded"
+
+    refunded = subscriptions.subscription_refund_and_cancel(organization=org, actor=owner)
+    assert refunded.stripe_invoice_id == first.stripe_invoice_id
+    assert catalog.v1.charges.retrieve(first.stripe_charge_id).amount_refunded == first.amount_paid
+    first.refresh_from_db()
+    assert (first.status, first.amount_refunded) == ("refunded", first.amount_paid)
+    assert OrgSubscription.objects.get(organization=org).status == "canceled"
+
+
 # --- A pending downgrade can be withdrawn -------------------------------------------------
 
 
-def test_choosing_the_current_plan_withdraws_a_pending_downgrade(catalog, org, owner):
+def test_choosing_the_current_plan_withdraws_a_pending_downgrade(catalog, org, owner, subscribed):
     clock = catalog.v1.test_helpers.test_clocks.create({"frozen_time": int(time.time())})
-    subscribe(catalog, org, "pro_monthly", clock=clock.id)
+    subscribed("pro_monthly", clock=clock.id)
     pro, ai = Plan.objects.get(key="pro_monthly"), Plan.objects.get(key="ai_monthly")
     sub = subscriptions.subscription_change(organization=org, plan=ai, actor=owner)
     assert sub.pending_plan == ai
@@ -356,15 +363,15 @@ def test_choosing_the_current_plan_withdraws_a_pending_downgrade(catalog, org, o
     )
     assert renewal.amount_paid == 4900
     # Without a pending change, the current plan is still no change at all.
-    with pytest.raises(subscriptions.ServiceError) as error:
+    with pytest.raises(ServiceError) as error:
         subscriptions.subscription_change(organization=org, plan=pro, actor=owner)
     assert error.value.code == "same_plan"
 
 
 def test_the_change_page_offers_to_keep_the_plan_while_a_downgrade_is_pending(
-    client_for, catalog, org, owner
+    client_for, catalog, org, owner, subscribed
 ):
-    subscribe(catalog, org, "pro_monthly")
+    subscribed("pro_monthly")
     subscriptions.subscription_change(organization=org, plan=Plan.objects.get(key="ai_monthly"), actor=owner)
     client = client_for(owner)
     page = client.get(reverse("billing_change", args=[org.slug]), {"plan": "pro_monthly"})
@@ -401,16 +408,16 @@ def test_the_portal_api_returns_only_to_this_sites_own_origin(key_client, catalo
     assert session["return_url"] == "https://app.example.com/o/acme/billing/"
 
 
-def test_choosing_the_pending_plan_again_says_it_is_already_scheduled(catalog, org, owner):
+def test_choosing_the_pending_plan_again_says_it_is_already_scheduled(catalog, org, owner, subscribed):
     """Found by the lifecycle machine: upgrade, downgrade, then the same downgrade again sent
     Stripe a different request under the first one's idempotency key (an unhandled error)."""
-    subscribe(catalog, org, "ai_monthly")
+    subscribed("ai_monthly")
     pro, ai = Plan.objects.get(key="pro_monthly"), Plan.objects.get(key="ai_monthly")
     subscriptions.subscription_change(organization=org, plan=pro, actor=owner)
     sub = subscriptions.subscription_change(organization=org, plan=ai, actor=owner)
     assert (sub.plan, sub.pending_plan) == (pro, ai)
 
-    with pytest.raises(subscriptions.ServiceError) as error:
+    with pytest.raises(ServiceError) as error:
         subscriptions.subscription_change(organization=org, plan=ai, actor=owner)
     assert (error.value.code, error.value.field) == ("already_scheduled", "plan")
     sub.refresh_from_db()
@@ -420,10 +427,10 @@ def test_choosing_the_pending_plan_again_says_it_is_already_scheduled(catalog, o
 # --- A paid invoice is recorded whichever subscription Tally tracks at that moment ----------
 
 
-def test_it_records_a_new_subscriptions_paid_invoice_heard_before_its_subscription(catalog, org):
+def test_it_records_a_new_subscriptions_paid_invoice_heard_before_its_subscription(catalog, org, subscribed):
     """The old subscription ended unheard and a new one was paid: its invoice.paid arriving
     while Tally still tracks the old one is recorded all the same (nothing paid for is lost)."""
-    old = subscribe(catalog, org, "pro_monthly")
+    old = subscribed("pro_monthly")
     customer = catalog.v1.subscriptions.retrieve(old.stripe_subscription_id).customer
     catalog.v1.subscriptions.cancel(old.stripe_subscription_id)  # no webhooks here: unheard
     new = catalog.v1.subscriptions.create(

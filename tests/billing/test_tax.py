@@ -8,10 +8,11 @@ import pytest
 import requests
 from django.urls import reverse
 
-from billing import services, subscriptions
-from billing.catalog import DEFAULT_PATH, CatalogError, parse_catalog
+from billing import subscriptions
+from billing.catalog import DEFAULT_PATH, CatalogError, catalog_push, parse_catalog
+from billing.gateway.client import stripe_client
+from billing.gateway.customers import customer_ensure
 from billing.models import BillingProfile, Payment, Plan
-from billing.stripe_client import stripe_client
 from teams.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -41,21 +42,21 @@ def test_the_catalog_gives_each_price_its_tax_behavior():
 
 def test_prices_are_pushed_with_their_tax_behavior(stripe_sim):
     Plan.objects.filter(key="ai_monthly").update(tax_behavior="inclusive")
-    services.catalog_push()
+    catalog_push()
     client = stripe_client()
     item = Plan.objects.get(key="ai_monthly").line_items.get()
     assert client.v1.prices.retrieve(item.stripe_price_id).tax_behavior == "inclusive"
     other = Plan.objects.get(key="ai_yearly").line_items.get()
     assert client.v1.prices.retrieve(other.stripe_price_id).tax_behavior == "exclusive"
-    assert services.catalog_push() == []
+    assert catalog_push() == []
     # A changed behaviour is a new price (Stripe's prices never change): the old one is archived.
     Plan.objects.filter(key="ai_monthly").update(tax_behavior="exclusive")
-    lines = services.catalog_push()
+    lines = catalog_push()
     assert any(line.startswith("~ stripe price tally:ai_monthly:base") for line in lines)
 
 
 def test_checkout_collects_the_address_and_vat_number_when_tax_is_on(stripe_sim, taxed, org, owner):
-    services.catalog_push()
+    catalog_push()
     url = subscriptions.checkout_start(organization=org, plan=Plan.objects.get(key="ai_monthly"), actor=owner)
     session = stripe_client().v1.checkout.sessions.retrieve(url.rsplit("/", 1)[-1])
     assert session.automatic_tax.enabled is True
@@ -64,7 +65,7 @@ def test_checkout_collects_the_address_and_vat_number_when_tax_is_on(stripe_sim,
 
 
 def test_checkout_without_tax_asks_for_no_address(stripe_sim, org, owner):
-    services.catalog_push()
+    catalog_push()
     url = subscriptions.checkout_start(organization=org, plan=Plan.objects.get(key="ai_monthly"), actor=owner)
     session = stripe_client().v1.checkout.sessions.retrieve(url.rsplit("/", 1)[-1])
     assert session.automatic_tax.enabled is False and session.billing_address_collection is None
@@ -111,7 +112,7 @@ def test_an_inclusive_price_has_the_tax_inside(stripe_world, client_for, org, ow
     # $5.00 including French VAT (20%): 500 x 20/120 = 83.33, so 83 of it is tax.
     settings.USE_STRIPE_TAX = True
     Plan.objects.filter(key="ai_monthly").update(tax_behavior="inclusive")
-    services.catalog_push()
+    catalog_push()
     payment, billing, upcoming = _bought(stripe_world, client_for, org, owner, country="FR")
     assert (payment.amount_paid, payment.amount_tax) == (500, 83)
     assert "incl. VAT 20% (FR)" in upcoming and "$5<" in upcoming.replace("$5.00", "$5")
@@ -151,9 +152,7 @@ def test_the_billing_details_are_saved_on_the_stripe_customer(stripe_sim, taxed,
     assert response.status_code == 302
     profile = BillingProfile.objects.get(organization=org)
     assert (profile.country, profile.vat_number) == ("NL", "NL123456789B01")
-    remote = stripe_client().v1.customers.retrieve(
-        subscriptions.customer_ensure(organization=org), {"expand": ["tax_ids"]}
-    )
+    remote = stripe_client().v1.customers.retrieve(customer_ensure(organization=org), {"expand": ["tax_ids"]})
     assert remote.address.country == "NL" and [t.value for t in remote.tax_ids.data] == ["NL123456789B01"]
     assert AuditEvent.objects.filter(organization=org, action="billing.details_updated").count() == 1
     # A new number replaces the old one.

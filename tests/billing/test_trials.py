@@ -4,8 +4,10 @@ times, with nothing ever paid) must not bring another trial or another month of 
 import pytest
 from djstripe.models import Event
 
-from billing import stripe_events, subscriptions
+from billing import subscriptions
+from billing.gateway.customers import customer_ensure
 from billing.models import OrgSubscription, Payment, Plan, TrialRecord
+from billing.webhooks import dispatch
 from credits.models import CreditTransaction
 from tests.billing.conftest import pay_hosted_checkout
 from tests.credits.helpers import assert_reconciles, balance_of
@@ -50,7 +52,7 @@ def test_it_gives_an_organization_one_trial_however_often_it_checks_out(stripe_w
     assert TrialRecord.objects.get(organization=org).stripe_subscription_id == first.stripe_subscription_id
 
     for event in Event.objects.all():
-        stripe_events.handle(event.id)
+        dispatch.handle(event.id)
     assert balance_of(org) == 1_000
     assert_reconciles()
 
@@ -92,7 +94,7 @@ def test_it_ends_at_once_a_second_trial_started_for_the_same_customer(stripe_wor
 
 
 def test_checkout_offers_no_trial_to_a_customer_that_had_one(stripe_world, org, owner):
-    customer = subscriptions.customer_ensure(organization=org)
+    customer = customer_ensure(organization=org)
     # The customer had its trial while it belonged to another organization (staff re-linked it
     # in the dashboard): the customer's record alone refuses another trial.
     earlier = OrganizationFactory(name="Acme (old)", slug="acme-old")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from billing import entitlements, usage
+from billing import entitlements, metering
 from billing.models import MeterEvent, UsageCounter
 from tests.factories import OrganizationFactory
 from tests.races import race
@@ -17,14 +17,14 @@ def test_it_counts_each_event_once_when_a_batch_is_retried_concurrently():
     org = OrganizationFactory()
     batch = [{"id": f"e{i}", "meter": "ai_generations", "value": 1} for i in range(8)]
     batch += [{"id": f"c{i}", "meter": "api_calls"} for i in range(100)]
-    results = race(10, lambda i: usage.usage_ingest(organization=org, events=batch))
+    results = race(10, lambda i: metering.usage_ingest(organization=org, events=batch))
     assert not [r for r in results if isinstance(r, Exception)], results
     assert sum(r.accepted for r in results) == 108
     assert sum(r.duplicates for r in results) == 9 * 108
     assert used(org, "api_calls") == 100
     assert used(org, "ai_generations") == 8
     # And sequentially, afterwards: all duplicates, nothing moves.
-    again = usage.usage_ingest(organization=org, events=batch)
+    again = metering.usage_ingest(organization=org, events=batch)
     assert again.duplicates == 108
     assert used(org, "api_calls") == 100
     assert MeterEvent.objects.filter(organization=org).count() == 108
@@ -38,7 +38,7 @@ def test_concurrent_batches_never_pass_the_quota():
 
     def batch(index):
         events = [{"id": f"t{index}-{n}", "meter": "api_calls"} for n in range(10)]
-        return usage.usage_ingest(organization=org, events=events)
+        return metering.usage_ingest(organization=org, events=events)
 
     results = race(12, batch)
     assert not [r for r in results if isinstance(r, Exception)], results
@@ -57,9 +57,9 @@ def test_concurrent_batches_count_a_distinct_value_once():
             {"id": f"u{index}-{n}", "meter": "active_users", "properties": {"user_id": f"user{n}"}}
             for n in range(5)
         ]
-        return usage.usage_ingest(organization=org, events=events)
+        return metering.usage_ingest(organization=org, events=events)
 
     results = race(8, batch)
     assert not [r for r in results if isinstance(r, Exception)], results
-    _, totals = usage.meter_totals(organization=org)
+    _, totals = metering.meter_totals(organization=org)
     assert {t.meter.key: t.total for t in totals}["active_users"] == 5

@@ -5,23 +5,23 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from billing import entitlements, services, usage
+from billing import entitlements, metering
 from billing.models import Feature, Meter, MeterEvent, Plan, PlanEntitlement, UsageCounter
 from common.errors import ServiceError
-from teams import services as team_services
+from teams import api_keys
 
 pytestmark = pytest.mark.django_db
 
 
 def subscribe(org, plan_key, **kwargs):
-    services.subscription_set(
+    entitlements.subscription_set(
         organization=org, plan=Plan.objects.get(key=plan_key), status="active", **kwargs
     )
     entitlements.invalidate(org)
 
 
 def ingest(org, events, now=None):
-    return usage.usage_ingest(organization=org, events=events, now=now)
+    return metering.usage_ingest(organization=org, events=events, now=now)
 
 
 def calls(n, prefix="e", **extra):
@@ -150,7 +150,7 @@ def test_it_counts_a_late_event_in_its_own_period_within_the_grace_window(org):
     assert (counter.period_start, counter.used) == (period.start, 3)
     assert MeterEvent.objects.get(event_id="late").period_start == period.start
 
-    too_late = period.end + usage.LATE_GRACE + timedelta(seconds=1)
+    too_late = period.end + metering.LATE_GRACE + timedelta(seconds=1)
     refused = ingest(
         org, [{"id": "later", "meter": "ai_generations", "timestamp": just_before}], now=too_late
     )
@@ -165,7 +165,7 @@ def test_it_refuses_more_than_a_thousand_events(org):
 
 def test_a_batch_of_a_thousand_takes_a_handful_of_queries(org, django_assert_max_num_queries):
     subscribe(org, "enterprise")
-    usage.meters_by_key()
+    metering.meters_by_key()
     entitlements.effective_for(org)
     with django_assert_max_num_queries(8):
         result = ingest(org, calls(1000))
@@ -214,7 +214,7 @@ def test_it_aggregates_each_meter_its_own_way(org):
         ],
         now=now,
     )
-    _, totals = usage.meter_totals(organization=org, now=now)
+    _, totals = metering.meter_totals(organization=org, now=now)
     by_key = {t.meter.key: t.total for t in totals}
     assert by_key == {
         "api_calls": 0,
@@ -225,7 +225,7 @@ def test_it_aggregates_each_meter_its_own_way(org):
     }
     period = entitlements.effective_for(org, now=now).period(now)
     meter = Meter.objects.get(key="ai_generations")
-    assert usage.meter_aggregate(organization=org, meter=meter, period_start=period.start) == 9
+    assert metering.meter_aggregate(organization=org, meter=meter, period_start=period.start) == 9
 
 
 @pytest.fixture
@@ -276,7 +276,7 @@ def test_it_feeds_a_quota_with_the_highest_value(org):
 
 @pytest.fixture
 def key_client(api_client, org, owner):
-    _, secret = team_services.api_key_create(organization=org, actor=owner, name="server")
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="server")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return api_client
 

@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from billing import entitlements, services, usage
+from billing import entitlements, metering
 from billing.models import Plan
 
 pytestmark = pytest.mark.django_db
@@ -13,9 +13,11 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def used(org):
-    services.subscription_set(organization=org, plan=Plan.objects.get(key="team_monthly"), status="active")
+    entitlements.subscription_set(
+        organization=org, plan=Plan.objects.get(key="team_monthly"), status="active"
+    )
     entitlements.invalidate(org)
-    usage.usage_ingest(
+    metering.usage_ingest(
         organization=org,
         events=[
             {"id": "gen-1", "meter": "ai_generations", "value": 505, "properties": {"model": "gpt"}},

@@ -9,9 +9,10 @@ import yaml
 from django.db import connection
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from billing import entitlements, ratelimit, services
+from billing import entitlements
+from billing.entitlements import ratelimit
 from billing.models import Plan, UsageCounter
-from teams import services as team_services
+from teams import api_keys
 from tests.factories import OrganizationFactory
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +23,7 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 
 def _key(org, owner, name="server", **kwargs):
-    key, secret = team_services.api_key_create(organization=org, actor=owner, name=name, **kwargs)
+    key, secret = api_keys.api_key_create(organization=org, actor=owner, name=name, **kwargs)
     return key, secret
 
 
@@ -34,7 +35,7 @@ def key_client(api_client, org, owner):
 
 
 def _on_pro(org):
-    services.subscription_set(organization=org, plan=Plan.objects.get(key="pro_monthly"), status="active")
+    entitlements.subscription_set(organization=org, plan=Plan.objects.get(key="pro_monthly"), status="active")
     entitlements.invalidate(org)
 
 
@@ -100,7 +101,7 @@ def test_organizations_are_limited_independently(org):
 
 
 def test_an_unlimited_plan_is_not_limited(org):
-    services.subscription_set(organization=org, plan=Plan.objects.get(key="enterprise"), status="active")
+    entitlements.subscription_set(organization=org, plan=Plan.objects.get(key="enterprise"), status="active")
     entitlements.invalidate(org)
     decision = ratelimit.rate_hit(organization=org, caller="key:1", now=AT)
     assert decision.allowed and decision.limit is None and decision.headers() == {}

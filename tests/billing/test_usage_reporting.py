@@ -10,10 +10,11 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from billing import entitlements, services, usage
+from billing import catalog, entitlements, metering
+from billing.gateway.client import stripe_client
+from billing.gateway.customers import customer_ensure
+from billing.metering import reporting
 from billing.models import MeterReport, Plan, UsageCounter
-from billing.stripe_client import stripe_client
-from billing.subscriptions import customer_ensure
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def team(stripe_sim, org, owner):
     """Acme on the Team plan, subscribed in the simulator on a test clock."""
-    services.catalog_push()
+    catalog.catalog_push()
     client = stripe_client()
     start = int(timezone.now().timestamp())
     clock = client.v1.test_helpers.test_clocks.create({"frozen_time": start})
@@ -43,7 +44,7 @@ def team(stripe_sim, org, owner):
     item = sub["items"].data[0]
     period_start = datetime.fromtimestamp(item.current_period_start, UTC)
     period_end = datetime.fromtimestamp(item.current_period_end, UTC)
-    services.subscription_set(
+    entitlements.subscription_set(
         organization=org,
         plan=plan,
         status="active",
@@ -68,7 +69,7 @@ def team(stripe_sim, org, owner):
 def generations(org, n, *, at, prefix="g"):
     events = [{"id": f"{prefix}{i}", "meter": "ai_generations", "value": 1} for i in range(n)]
     for chunk in range(0, n, 1000):
-        result = usage.usage_ingest(organization=org, events=events[chunk : chunk + 1000], now=at)
+        result = metering.usage_ingest(organization=org, events=events[chunk : chunk + 1000], now=at)
         assert result.rejected == 0
 
 
@@ -91,10 +92,10 @@ def stripe_usage(team) -> int:
 def test_a_renewal_invoices_exactly_the_preview(team, org):
     at = team["start"] + timedelta(hours=1)
     generations(org, 450, at=at)
-    usage.usage_report_run(now=at)
+    metering.usage_report_run(now=at)
     generations(org, 170, at=at + timedelta(days=3), prefix="more")
-    usage.usage_report_run(now=at + timedelta(days=3))
-    preview = usage.invoice_preview(organization=org, now=at + timedelta(days=3))
+    metering.usage_report_run(now=at + timedelta(days=3))
+    preview = metering.invoice_preview(organization=org, now=at + timedelta(days=3))
     (line,) = preview.lines
     assert (line.quantity, line.included, line.overage, line.amount) == (620, 500, 120, 600)
 
@@ -111,8 +112,8 @@ def test_a_renewal_invoices_exactly_the_preview(team, org):
 def test_it_reports_only_what_moved(team, org):
     at = team["start"] + timedelta(hours=1)
     generations(org, 30, at=at)
-    first = usage.usage_report_run(now=at)
-    second = usage.usage_report_run(now=at + timedelta(minutes=5))
+    first = metering.usage_report_run(now=at)
+    second = metering.usage_report_run(now=at + timedelta(minutes=5))
     assert (first.prepared, first.sent) == (1, 1)
     assert (second.prepared, second.sent) == (0, 0)
     assert stripe_usage(team) == 30
@@ -125,17 +126,17 @@ def test_a_crash_between_sending_and_recording_does_not_double_report(team, org,
     def crash(**kwargs):
         raise RuntimeError("the process died here")
 
-    record = usage.meter_report_record
-    monkeypatch.setattr(usage, "meter_report_record", crash)
+    record = metering.meter_report_record
+    monkeypatch.setattr(reporting, "meter_report_record", crash)
     with pytest.raises(RuntimeError):
-        usage.usage_report_run(now=at)
+        metering.usage_report_run(now=at)
     report = MeterReport.objects.get()
     assert report.status == "pending"
     assert stripe_usage(team) == 42  # Stripe has it; Tally does not know yet
 
-    monkeypatch.setattr(usage, "meter_report_record", record)
+    monkeypatch.setattr(reporting, "meter_report_record", record)
     # The sender's lease runs out, and the next run sends the same report again.
-    outcome = usage.usage_report_run(now=at + usage.LEASE + timedelta(seconds=1))
+    outcome = metering.usage_report_run(now=at + metering.LEASE + timedelta(seconds=1))
     assert (outcome.prepared, outcome.sent) == (0, 1)
     report.refresh_from_db()
     assert report.status == "sent"
@@ -173,15 +174,15 @@ def test_it_retries_with_back_off_when_stripe_fails(team, org, stripe_sim):
     at = team["start"] + timedelta(hours=1)
     generations(org, 5, at=at)
     fail_meter_events(stripe_sim, status=503)
-    outcome = usage.usage_report_run(now=at)
+    outcome = metering.usage_report_run(now=at)
     assert outcome.retrying == 1
     report = MeterReport.objects.get()
     assert (report.status, report.attempts) == ("pending", 1)
     assert report.next_attempt_at > at
     assert "simulated fault" in report.last_error
     # Not due yet: nothing is sent.
-    assert usage.usage_report_send(now=at + timedelta(seconds=1)).retrying == 0
-    assert usage.usage_report_send(now=report.next_attempt_at).sent == 1
+    assert metering.usage_report_send(now=at + timedelta(seconds=1)).retrying == 0
+    assert metering.usage_report_send(now=report.next_attempt_at).sent == 1
     assert stripe_usage(team) == 5
     assert sent_identifiers(stripe_sim) == [report.identifier]
 
@@ -189,17 +190,17 @@ def test_it_retries_with_back_off_when_stripe_fails(team, org, stripe_sim):
 def test_a_report_that_ran_out_of_retries_is_retried_until_stripe_has_the_usage(team, org, stripe_sim):
     at = team["start"] + timedelta(hours=1)
     generations(org, 40, at=at)
-    fail_meter_events(stripe_sim, count=usage.MAX_ATTEMPTS)
-    usage.usage_report_run(now=at)
+    fail_meter_events(stripe_sim, count=metering.MAX_ATTEMPTS)
+    metering.usage_report_run(now=at)
     report = MeterReport.objects.get()
     while report.status == "pending":
-        usage.usage_report_send(now=report.next_attempt_at)
+        metering.usage_report_send(now=report.next_attempt_at)
         report.refresh_from_db()
-    assert (report.status, report.attempts) == ("failed", usage.MAX_ATTEMPTS)
+    assert (report.status, report.attempts) == ("failed", metering.MAX_ATTEMPTS)
 
     # Stripe is back. More usage comes in; the periodic job runs whenever it runs.
     generations(org, 10, at=report.next_attempt_at, prefix="later")
-    usage.usage_report_run(now=report.next_attempt_at)
+    metering.usage_report_run(now=report.next_attempt_at)
 
     assert stripe_usage(team) == recorded(org) == 50
     assert set(MeterReport.objects.values_list("status", flat=True)) == {"sent"}
@@ -212,7 +213,7 @@ def test_an_authentication_error_fails_at_once_and_is_retried_once_the_key_is_fi
     at = team["start"] + timedelta(hours=1)
     generations(org, 7, at=at)
     good_key, settings.STRIPE_SECRET_KEY = settings.STRIPE_SECRET_KEY, "sk_test_rotated-and-revoked"
-    outcome = usage.usage_report_run(now=at)
+    outcome = metering.usage_report_run(now=at)
     assert (outcome.failed, outcome.retrying) == (1, 0)
     report = MeterReport.objects.get()
     assert (report.status, report.attempts) == ("failed", 1)
@@ -220,7 +221,7 @@ def test_an_authentication_error_fails_at_once_and_is_retried_once_the_key_is_fi
     assert report.next_attempt_at > at  # backed off, not abandoned
 
     settings.STRIPE_SECRET_KEY = good_key
-    outcome = usage.usage_report_run(now=report.next_attempt_at)
+    outcome = metering.usage_report_run(now=report.next_attempt_at)
 
     assert (outcome.prepared, outcome.sent) == (0, 1)
     report.refresh_from_db()
@@ -232,11 +233,11 @@ def test_a_lost_response_is_resent_under_the_same_identifier_and_counted_once(te
     at = team["start"] + timedelta(hours=1)
     generations(org, 12, at=at)
     fail_meter_events(stripe_sim, status=500, after=True)
-    assert usage.usage_report_run(now=at).retrying == 1
+    assert metering.usage_report_run(now=at).retrying == 1
     assert stripe_usage(team) == 12  # Stripe has it; Tally was not told
 
     report = MeterReport.objects.get()
-    assert usage.usage_report_run(now=report.next_attempt_at).sent == 1
+    assert metering.usage_report_run(now=report.next_attempt_at).sent == 1
 
     assert stripe_usage(team) == recorded(org) == 12
     assert sent_identifiers(stripe_sim) == [report.identifier]
@@ -245,7 +246,7 @@ def test_a_lost_response_is_resent_under_the_same_identifier_and_counted_once(te
 def test_the_identifier_is_deterministic_per_org_feature_period_and_window(team, org):
     at = team["start"] + timedelta(hours=1)
     generations(org, 1, at=at)
-    usage.usage_report_prepare(now=at)
+    metering.usage_report_prepare(now=at)
     report = MeterReport.objects.get()
     start = team["start"].strftime("%Y%m%dT%H%M%S")
     assert report.identifier == f"tally-{org.pk}-ai_generations-{start}-1"
@@ -258,15 +259,15 @@ def test_the_command_reports(team, org, capsys):
 
 
 def test_free_plan_usage_is_not_reported(stripe_sim, org):
-    usage.usage_ingest(organization=org, events=[{"id": "g", "meter": "ai_generations", "value": 2}])
-    assert usage.usage_report_prepare() == 0
+    metering.usage_ingest(organization=org, events=[{"id": "g", "meter": "ai_generations", "value": 2}])
+    assert metering.usage_report_prepare() == 0
 
 
 def test_staff_find_failed_reports_and_retry_them_from_the_admin(team, org, stripe_sim, settings, client):
     at = timezone.now()
     generations(org, 9, at=at)
     good_key, settings.STRIPE_SECRET_KEY = settings.STRIPE_SECRET_KEY, "sk_test_revoked-key"
-    usage.usage_report_run(now=at)
+    metering.usage_report_run(now=at)
     settings.STRIPE_SECRET_KEY = good_key
     report = MeterReport.objects.get()
     assert report.status == "failed" and report.next_attempt_at > timezone.now()

@@ -3,16 +3,16 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from billing import services
+from billing import catalog
+from billing.gateway.setup import stripe_webhook_endpoint_ensure
 from billing.models import OrgSubscription
-from billing.stripe_setup import stripe_webhook_endpoint_ensure
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_pricing_to_hosted_checkout_to_an_active_plan(new_page, shoot, stripe_sim, live_server, settings):
     settings.SITE_URL = live_server.url
-    services.catalog_push()
+    catalog.catalog_push()
     stripe_webhook_endpoint_ensure(site_url=live_server.url)
 
     page = new_page()
@@ -50,7 +50,7 @@ def test_a_promotion_code_typed_on_the_hosted_checkout_discounts_the_first_invoi
     new_page, shoot, stripe_sim, live_server, settings
 ):
     settings.SITE_URL = live_server.url
-    services.catalog_push()
+    catalog.catalog_push()
     stripe_webhook_endpoint_ensure(site_url=live_server.url)
 
     page = new_page()

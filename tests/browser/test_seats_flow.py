@@ -3,8 +3,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from billing import services
-from billing.stripe_client import stripe_client
+from billing import catalog
+from billing.gateway.client import stripe_client
 from tests.billing.test_seats import seat_quantity, subscribe_seats, team
 from tests.conftest import PASSWORD
 from tests.factories import OrganizationFactory
@@ -22,7 +22,7 @@ def log_in(page, email: str) -> None:
 def test_invite_with_the_seat_preview_accept_and_the_billing_page_counts_the_seat(
     new_page, shoot, stripe_sim
 ):
-    services.catalog_push()
+    catalog.catalog_push()
     client = stripe_client()
     org = OrganizationFactory(name="Rocket Labs", slug="rocket-labs")
     owner = team(org, 3)

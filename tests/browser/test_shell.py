@@ -8,9 +8,10 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from billing import entitlements, services, subscriptions
+from billing import catalog, entitlements, subscriptions
+from billing.gateway.client import stripe_client
+from billing.gateway.customers import customer_ensure
 from billing.models import Plan
-from billing.stripe_client import stripe_client
 from credits import services as credit_services
 from projects import services as project_services
 from projects.models import AiModel
@@ -39,14 +40,14 @@ ORG_PAGES = [
 @pytest.fixture
 def world(stripe_sim):
     """Olivia owns Acme, on Pro through the simulator, with projects, credits and a member."""
-    services.catalog_push()
+    catalog.catalog_push()
     credit_services.credits_seed_packages()
     owner = team_services.user_create(email="olivia@example.com", password=PASSWORD, name="Olivia Owner")
     org = team_services.organization_create(owner=owner, name="Acme Analytics Worldwide Holdings")
     member = team_services.user_create(email="max@example.com", password=PASSWORD, name="Max Member")
     MembershipFactory(organization=org, user=member, role=Role.MEMBER)
     client = stripe_client()
-    customer = subscriptions.customer_ensure(organization=org)
+    customer = customer_ensure(organization=org)
     card = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer})
     client.v1.customers.update(customer, {"invoice_settings": {"default_payment_method": card.id}})
     plan = Plan.objects.get(key="pro_monthly")

@@ -1,7 +1,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from billing import usage
+from billing import metering
 from credits import services as credit_services
 from teams import services as team_services
 
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_the_usage_and_credits_pages(new_page, shoot):
     user = team_services.user_create(email="erin@example.com", password="a-long-enough-pass", name="Erin")
     organization = user.memberships.get().organization
-    usage.usage_ingest(
+    metering.usage_ingest(
         organization=organization,
         events=[{"id": f"e{i}", "meter": "api_calls", "value": 1} for i in range(120)],
     )

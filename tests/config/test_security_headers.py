@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from teams import services
+from teams import api_keys
 from tests.config.test_settings import ROOT, manage
 from tests.factories import ProjectFactory
 
@@ -60,7 +60,7 @@ def test_the_detector_finds_what_it_should():
 
 def test_the_main_pages_have_no_inline_script_handler_or_style(client_for, org, owner, member):
     project = ProjectFactory(organization=org, name="Site")
-    services.api_key_create(organization=org, actor=owner, name="server")
+    api_keys.api_key_create(organization=org, actor=owner, name="server")
     anonymous = Client()
     for url in [
         reverse("landing"),
@@ -143,7 +143,7 @@ def test_by_default_there_is_neither_hsts_nor_a_redirect(client):
 
 
 def test_api_json_is_never_stored_by_a_cache(api_client, org, owner):
-    _, secret = services.api_key_create(organization=org, actor=owner, name="server")
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="server")
     assert api_client.get("/api/v1/credits/balance/")["Cache-Control"] == "no-store"  # a 401
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     response = api_client.get("/api/v1/credits/balance/")

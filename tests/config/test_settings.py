@@ -133,3 +133,17 @@ def test_a_live_key_with_the_simulator_on_another_port_is_refused_at_start():
     )
     assert result.returncode != 0
     assert "tally.E004" in result.stderr
+
+
+@pytest.mark.django_db
+def test_the_beat_schedule_is_one_setting_naming_only_tasks_the_worker_loads():
+    from django.conf import settings
+
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert "billing.tasks_usage.report_usage" in scheduled
+    assert scheduled <= set(app.tasks)
+    # Nothing adds to the schedule while the task modules load.
+    assert app.conf.beat_schedule == settings.CELERY_BEAT_SCHEDULE

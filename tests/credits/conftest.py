@@ -1,7 +1,7 @@
 import pytest
 
-from billing.stripe_client import stripe_client
-from billing.stripe_setup import stripe_webhook_endpoint_ensure
+from billing.gateway.client import stripe_client
+from billing.gateway.setup import stripe_webhook_endpoint_ensure
 from credits import services
 
 

@@ -9,11 +9,12 @@ import requests
 from django.urls import reverse
 from djstripe.models import Event
 
-from billing import services as billing_services
-from billing import stripe_events, subscriptions
+from billing import catalog, subscriptions
+from billing.gateway.client import stripe_client
+from billing.gateway.customers import customer_ensure
+from billing.gateway.setup import stripe_webhook_endpoint_ensure
 from billing.models import OrgSubscription, Plan
-from billing.stripe_client import stripe_client
-from billing.stripe_setup import stripe_webhook_endpoint_ensure
+from billing.webhooks import dispatch
 from credits import services
 from credits.models import CreditGrant, CreditTransaction
 from tests.credits.helpers import assert_reconciles, balance_of
@@ -28,11 +29,11 @@ def test_the_catalog_gives_pro_monthly_an_allowance():
 
 def test_each_period_brings_its_allowance_once(stripe_sim, live_server, settings, org, owner):
     settings.SITE_URL = live_server.url
-    billing_services.catalog_push()
+    catalog.catalog_push()
     stripe_webhook_endpoint_ensure(site_url=live_server.url)
     client = stripe_client()
     clock = client.v1.test_helpers.test_clocks.create({"frozen_time": int(time.time())}).id
-    subscriptions.customer_ensure(organization=org, test_clock=clock)
+    customer_ensure(organization=org, test_clock=clock)
 
     url = subscriptions.checkout_start(
         organization=org, plan=Plan.objects.get(key="pro_monthly"), actor=owner
@@ -46,7 +47,7 @@ def test_each_period_brings_its_allowance_once(stripe_sim, live_server, settings
 
     # Every event of the period handled again: still one grant.
     for event in Event.objects.all():
-        stripe_events.handle(event.id)
+        dispatch.handle(event.id)
     assert CreditTransaction.objects.filter(type="allowance").count() == 1
 
     # The period ends: the next one is paid and brings its own allowance.

@@ -2,7 +2,7 @@ import pytest
 
 from credits import services
 from credits.models import CreditAccount, CreditReservation, CreditTransaction
-from teams import services as team_services
+from teams import api_keys
 from teams.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -10,7 +10,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def key_client(api_client, org, owner):
-    _, secret = team_services.api_key_create(organization=org, actor=owner, name="server")
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="server")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return api_client
 
@@ -181,7 +181,7 @@ def test_a_key_cannot_touch_another_orgs_reservation(api_client, org, outsider, 
     fund(50)
     theirs = services.credit_reservation_create(organization=org, amount=5, idempotency_key="x")
     other = outsider.memberships.get().organization
-    _, secret = team_services.api_key_create(organization=other, actor=outsider, name="theirs")
+    _, secret = api_keys.api_key_create(organization=other, actor=outsider, name="theirs")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     for action in ("confirm", "cancel"):
         assert _post(api_client, f"reservations/{theirs.code}/{action}").status_code == 404

@@ -7,7 +7,7 @@ from billing import entitlements
 from credits.models import CreditAccount, CreditReservation, CreditTransaction
 from projects.generator import generate
 from projects.models import Generation
-from teams import services as team_services
+from teams import api_keys
 from tests.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db
@@ -80,7 +80,7 @@ def test_it_refuses_when_credits_run_out(client_for, org, member, project, fund)
 
 @pytest.fixture
 def key_client(api_client, org, owner):
-    _, secret = team_services.api_key_create(organization=org, actor=owner, name="server")
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="server")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return api_client
 

@@ -7,8 +7,8 @@ from django.core import mail
 from django.urls import reverse
 from djstripe.models import Event
 
-from billing import stripe_events
 from billing.models import PaymentDispute
+from billing.webhooks import dispatch
 from credits import services
 from credits.models import CreditAccount, CreditDispute, CreditTransaction
 from teams.models import AuditEvent
@@ -37,7 +37,7 @@ def dispute_of(shop, purchase):
 
 def replay_dispute_events():
     for event in Event.objects.filter(type__startswith="charge.dispute.").order_by("created", "id"):
-        stripe_events.handle(event.id)
+        dispatch.handle(event.id)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+import credits.services.debits
 from common.errors import ServiceError
 from credits import services
 from credits.models import CreditAccount, CreditGrant, CreditPrice, CreditTransaction, GrantSource
@@ -291,7 +292,7 @@ def test_the_database_refuses_a_balance_below_the_overdraft(account):
 def test_the_portable_path_draws_and_records_the_same(org, fund, monkeypatch):
     # SQLite (the demo) cannot run the single-statement draw; the statement-by-statement path
     # must leave the same ledger, grants and allocations.
-    monkeypatch.setattr(services, "SINGLE_STATEMENT_DEBIT", False)
+    monkeypatch.setattr(credits.services.debits, "SINGLE_STATEMENT_DEBIT", False)
     fund(5, source=GrantSource.BONUS)
     fund(20)
     entry = _consume(org, 8)
@@ -312,7 +313,7 @@ def _expire_promotion_without_the_job():
 
 @pytest.mark.parametrize("portable", [False, True])
 def test_it_never_consumes_from_a_grant_past_its_expiry(org, fund, monkeypatch, portable):
-    monkeypatch.setattr(services, "SINGLE_STATEMENT_DEBIT", not portable)
+    monkeypatch.setattr(credits.services.debits, "SINGLE_STATEMENT_DEBIT", not portable)
     fund(10, source=GrantSource.PROMOTION, expires_at=timezone.now() + timedelta(hours=1))
     bought = fund(5)
     _expire_promotion_without_the_job()

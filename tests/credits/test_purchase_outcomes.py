@@ -8,9 +8,9 @@ from django.conf import settings
 from django.urls import reverse
 from djstripe.models import Event
 
-from billing import stripe_events
-from billing.stripe_client import stripe_client
-from billing.stripe_setup import stripe_webhook_endpoint_ensure
+from billing.gateway.client import stripe_client
+from billing.gateway.setup import stripe_webhook_endpoint_ensure
+from billing.webhooks import dispatch
 from credits import services
 from credits.models import CreditPurchase
 from teams.models import AuditEvent
@@ -52,7 +52,7 @@ def settle() -> None:
 def replay(kind: str, session_id: str) -> None:
     for event in Event.objects.filter(type=kind):
         if event.data["object"]["id"] == session_id:
-            stripe_events.handle(event.id)
+            dispatch.handle(event.id)
 
 
 def credits_page(client, org, **params) -> str:

@@ -3,8 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from billing import subscriptions
-from billing.stripe_client import stripe_client
+from billing.gateway.client import stripe_client
+from billing.gateway.customers import customer_ensure
 from common.errors import ServiceError
 from credits import services
 from credits.models import CreditAccount, CreditPurchase, PurchaseStatus
@@ -36,7 +36,7 @@ def test_it_refuses_to_switch_on_auto_recharge_without_a_saved_card(client_for, 
     assert not CreditAccount.objects.get(organization=org).auto_recharge_enabled
 
     # With a card on the customer, the same settings are saved.
-    customer = subscriptions.customer_ensure(organization=org)
+    customer = customer_ensure(organization=org)
     stripe_client().v1.payment_methods.attach("pm_card_visa", {"customer": customer})
     response = client.post(reverse("credits_settings", args=[org.slug]), _settings(pack))
     assert response.status_code == 302

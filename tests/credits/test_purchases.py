@@ -8,9 +8,11 @@ from django.core import mail
 from django.urls import reverse
 from djstripe.models import Event
 
-from billing import stripe_events, subscriptions
-from billing.stripe_client import stripe_client
-from billing.stripe_setup import stripe_webhook_endpoint_ensure
+from billing import subscriptions
+from billing.gateway.client import stripe_client
+from billing.gateway.customers import customer_ensure
+from billing.gateway.setup import stripe_webhook_endpoint_ensure
+from billing.webhooks import dispatch
 from credits import services
 from credits.models import CreditAccount, CreditPurchase, CreditRecharge, CreditTransaction
 from teams.models import AuditEvent
@@ -72,8 +74,8 @@ def test_a_paid_checkout_grants_the_package_once(shop, org, owner):
 
     # The same event handled again, and the session reported by another delivery: still once.
     (event_id,) = session_events(purchase)
-    stripe_events.handle(event_id)
-    stripe_events.handle(event_id)
+    dispatch.handle(event_id)
+    dispatch.handle(event_id)
     subscriptions.checkout_complete(session_id=purchase.checkout_session_id)
     assert balance_of(org) == 55_000
     assert CreditTransaction.objects.filter(type="purchase").count() == 1
@@ -123,7 +125,7 @@ def test_a_refund_claws_back_what_remains_of_the_grant(shop, org, owner):
 
     # Every refund event handled again changes nothing.
     for event in Event.objects.filter(type="charge.refunded"):
-        stripe_events.handle(event.id)
+        dispatch.handle(event.id)
     assert CreditTransaction.objects.filter(type="clawback").count() == 2
     assert balance_of(org) == 0
     assert_reconciles()
@@ -196,7 +198,7 @@ def test_auto_recharge_stops_at_the_monthly_limit(shop, org, owner):
 
 def test_a_declined_recharge_turns_auto_recharge_off_alerts_and_audits(shop, org, owner):
     buy(org, owner, "tokens-1k")
-    customer = subscriptions.customer_ensure(organization=org)
+    customer = customer_ensure(organization=org)
     failing = shop.v1.payment_methods.attach("pm_card_chargeCustomerFail", {"customer": customer})
     shop.v1.customers.update(customer, {"invoice_settings": {"default_payment_method": failing.id}})
     _enable(org, owner, threshold=500)

@@ -6,8 +6,9 @@ import requests
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from billing import stripe_events, subscriptions
-from billing.stripe_client import stripe_client
+from billing.gateway.client import stripe_client
+from billing.gateway.customers import customer_ensure
+from billing.webhooks import dispatch
 from credits import services
 from credits.models import CreditAccount
 from tests.factories import CreditPackageFactory
@@ -22,8 +23,8 @@ def _buy(org, owner, django_capture_on_commit_callbacks) -> str:
     paid = requests.post(url, data={"card_number": "4242424242424242"}, allow_redirects=False, timeout=30)
     assert paid.status_code == 303
     with django_capture_on_commit_callbacks(execute=True):
-        stripe_events.handle("evt_paid", "checkout.session.completed", purchase.checkout_session_id)
-    customer = subscriptions.customer_ensure(organization=org)
+        dispatch.handle("evt_paid", "checkout.session.completed", purchase.checkout_session_id)
+    customer = customer_ensure(organization=org)
     return stripe_client().v1.charges.list({"customer": customer}).data[0].id
 
 

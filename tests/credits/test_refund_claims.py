@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from billing import stripe_events, subscriptions
-from billing.stripe_client import stripe_client
+from billing import subscriptions
+from billing.gateway.client import stripe_client
+from billing.webhooks import dispatch
 from credits import services
 from credits.models import CreditAccount, CreditGrant, CreditTransaction
 from tests.credits.helpers import assert_reconciles, balance_of
@@ -60,8 +61,8 @@ def test_a_refund_owes_what_a_hold_kept_and_takes_it_when_the_hold_is_released(s
 
     # The same event handled again (and delivered again to the endpoint) changes nothing.
     (event,) = refund_events()
-    stripe_events.handle(event.id)
-    stripe_events.handle(event.id)
+    dispatch.handle(event.id)
+    dispatch.handle(event.id)
     delivery = next(d for d in shop_deliveries(shop) if d["event"] == event.id)
     resend_delivery(delivery["id"])
     assert CreditTransaction.objects.filter(type="clawback").count() == 2
@@ -105,7 +106,7 @@ def test_a_partial_refund_takes_a_proportional_share_and_owes_the_held_part(shop
     shop.v1.refunds.create({"payment_intent": purchase.payment_intent_id})
     assert balance_of(org) == 0
     for event in refund_events():
-        stripe_events.handle(event.id)
+        dispatch.handle(event.id)
     assert balance_of(org) == 0
     assert_reconciles()
 

@@ -3,9 +3,10 @@
 import pytest
 import requests
 
-from billing import seats, services, stripe_events, subscriptions
+from billing import catalog, seats, subscriptions
+from billing.gateway.client import stripe_client
 from billing.models import OrgSubscription, Plan
-from billing.stripe_client import stripe_client
+from billing.webhooks import dispatch
 from credits import reconcile as credit_reconcile
 from tests.factories import MembershipFactory
 
@@ -17,7 +18,7 @@ def test_it_bills_the_members_who_joined_while_checkout_was_open(
 ):
     # Found by the machine: start_checkout(team_monthly), member_joins, pay_checkout left Stripe
     # billing 1 seat for 2 members until some later membership change happened to sync seats.
-    services.catalog_push()
+    catalog.catalog_push()
     url = subscriptions.checkout_start(
         organization=org, plan=Plan.objects.get(key="team_monthly"), actor=owner
     )
@@ -27,7 +28,7 @@ def test_it_bills_the_members_who_joined_while_checkout_was_open(
     assert paid.status_code == 303
 
     with django_capture_on_commit_callbacks(execute=True):
-        stripe_events.handle("evt_checkout", "checkout.session.completed", url.rsplit("/", 1)[-1])
+        dispatch.handle("evt_checkout", "checkout.session.completed", url.rsplit("/", 1)[-1])
 
     local = OrgSubscription.objects.get(organization=org)
     remote = stripe_client().v1.subscriptions.retrieve(local.stripe_subscription_id)
@@ -81,6 +82,5 @@ def test_it_keeps_the_seats_in_step_while_a_downgrade_waits_for_the_period_end(m
     machine.i5_seats_match()
     remote = stripe_client().v1.subscriptions.retrieve(local.stripe_subscription_id)
     seat_item = next(i for i in remote["items"].data if (i.price.metadata or {}).get("tally_item") == "seats")
-    assert seat_item.quantity == subscriptions.billable_seats(
-        machine.org, plan=Plan.objects.get(key="team_monthly")
-    )
+    team = Plan.objects.get(key="team_monthly")
+    assert seat_item.quantity == seats.billable_seats(machine.org, plan=team)

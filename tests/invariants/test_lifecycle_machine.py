@@ -45,10 +45,12 @@ from hypothesis.stateful import (
     rule,
 )
 
-from billing import entitlements, reconcile, seats, services, subscriptions, usage
+from billing import catalog, entitlements, metering, reconcile, seats, subscriptions
+from billing.gateway.client import stripe_client
+from billing.gateway.customers import customer_ensure
+from billing.gateway.setup import stripe_webhook_endpoint_ensure
 from billing.models import MeterReport, OrgSubscription, Plan
-from billing.stripe_client import stripe_client
-from billing.stripe_setup import stripe_webhook_endpoint_ensure
+from billing.seats import billable_seats
 from common.errors import ServiceError
 from credits import reconcile as credit_reconcile
 from credits import services as credit_services
@@ -113,7 +115,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         cache.clear()
         self.sim.store.reset()
         self.sim.store.config.outage = None
-        services.catalog_push()
+        catalog.catalog_push()
         endpoint = stripe_webhook_endpoint_ensure(site_url="http://127.0.0.1:9")
         with self.sim.store.lock:
             # The machine is Stripe's delivery service: the simulator sends nothing itself.
@@ -135,7 +137,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                 defaults={"name": code, "credits": credits, "bonus_credits": bonus, "unit_amount": amount},
             )
         with committing():
-            self.customer = subscriptions.customer_ensure(organization=self.org, test_clock=self.clock.id)
+            self.customer = customer_ensure(organization=self.org, test_clock=self.clock.id)
             credit_services.credit_account_for(organization=self.org)
         self.deliveries = Deliveries(sim=self.sim, endpoint=endpoint)
         self.deliveries.collect()
@@ -249,7 +251,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     def change_plan(self, plan, deliver):
         local = self._local()
         current = local.plan.key if local else None
-        seats_now = subscriptions.billable_seats(self.org)
+        seats_now = billable_seats(self.org)
         done = self._tally(
             lambda: subscriptions.subscription_change(
                 organization=self.org, plan=Plan.objects.get(key=plan), actor=self.owner.user
@@ -418,7 +420,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     def ingest_usage(self, amount):
         event_id = self._key("evt")
         result = self._tally(
-            lambda: usage.usage_ingest(
+            lambda: metering.usage_ingest(
                 organization=self.org,
                 events=[{"id": event_id, "meter": "ai_generations", "value": amount}],
                 now=self.now,
@@ -432,7 +434,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule()
     def report_usage(self):
         """The periodic meter report job."""
-        outcome = self._tally(lambda: usage.usage_report_run(now=self.now))
+        outcome = self._tally(lambda: metering.usage_report_run(now=self.now))
         note(f"  -> {outcome}")
         if outcome is not None and not self.outage:
             self.usage_reported = True
@@ -502,7 +504,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(days=st.sampled_from([1, 3, 8, 15, 32]), deliver=DELIVER)
     def time_passes(self, days, deliver):
         """The test clock moves on; meanwhile the periodic jobs ran."""
-        self._tally(lambda: usage.usage_report_run(now=self.now))
+        self._tally(lambda: metering.usage_report_run(now=self.now))
         target = self.now + timedelta(days=days)
         self.stripe.v1.test_helpers.test_clocks.advance(
             self.clock.id, {"frozen_time": int(target.timestamp())}

@@ -17,7 +17,7 @@ import stripe
 from django.test import Client, TestCase
 from djstripe.models import Event
 
-from billing import stripe_events
+from billing.webhooks import dispatch
 from stripe_sim.webhooks import payload_for, sign
 
 # Catalog objects and Stripe's own bookkeeping: no handler of Tally's cares, and delivering them
@@ -122,14 +122,14 @@ class Deliveries:
         event_id = self.delivered[index % len(self.delivered)]
         if not Event.objects.filter(id=event_id).exists():
             return
-        self._run("replay", event_id, lambda: stripe_events.handle(event_id))
+        self._run("replay", event_id, lambda: dispatch.handle(event_id))
 
     def retry_failed(self) -> None:
         """The task retries of handlers that met a Stripe outage."""
         waiting, self.retry = self.retry, []
         for event_id in waiting:
             if Event.objects.filter(id=event_id).exists():
-                self._run("retry", event_id, lambda event_id=event_id: stripe_events.handle(event_id))
+                self._run("retry", event_id, lambda event_id=event_id: dispatch.handle(event_id))
 
 
 def pay_checkout(url: str, card: str = CARD_OK) -> int:

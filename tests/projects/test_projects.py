@@ -3,7 +3,7 @@ from django.urls import reverse
 
 from projects.generator import generate
 from projects.models import AiModel, Generation, Project
-from teams import services as team_services
+from teams import api_keys
 from teams.models import AuditEvent
 from tests.factories import ProjectFactory
 
@@ -95,7 +95,7 @@ def test_the_project_list_runs_a_fixed_number_of_queries(
 
 @pytest.fixture
 def key_client(api_client, org, owner):
-    _, secret = team_services.api_key_create(organization=org, actor=owner, name="server")
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="server")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     return api_client
 

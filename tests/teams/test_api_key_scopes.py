@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from common.errors import ServiceError
-from teams import services
+from teams import api_keys
 from teams.auth import required_scopes
 from teams.models import ALL_SCOPES, ApiKey, Scope
 from tests.billing.test_usage_ratelimit import _api_routes
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def client_with(api_client, org, owner):
     def make(*scopes):
-        _, secret = services.api_key_create(organization=org, actor=owner, name="s", scopes=scopes)
+        _, secret = api_keys.api_key_create(organization=org, actor=owner, name="s", scopes=scopes)
         api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
         return api_client
 
@@ -27,14 +27,14 @@ def _refused(response) -> bool:
 
 
 def test_it_stores_the_chosen_scopes_in_catalog_order(org, owner):
-    key, _ = services.api_key_create(organization=org, actor=owner, name="s", scopes=["usage:write", "read"])
+    key, _ = api_keys.api_key_create(organization=org, actor=owner, name="s", scopes=["usage:write", "read"])
     assert ApiKey.objects.get(pk=key.pk).scopes == ["read", "usage:write"]
 
 
 @pytest.mark.parametrize("scopes", [[], ["root"]])
 def test_it_refuses_no_scope_or_an_unknown_one(org, owner, scopes):
     with pytest.raises(ServiceError) as error:
-        services.api_key_create(organization=org, actor=owner, name="s", scopes=scopes)
+        api_keys.api_key_create(organization=org, actor=owner, name="s", scopes=scopes)
     assert error.value.field == "scopes"
     assert not ApiKey.objects.exists()
 

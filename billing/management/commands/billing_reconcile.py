@@ -1,7 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from billing.reconcile import billing_invariants_check
-from billing.subscriptions import subscription_reconcile
+from billing.reconcile import billing_invariants_check, subscription_reconcile
 
 
 class Command(BaseCommand):

@@ -3,8 +3,8 @@ from pathlib import Path
 import stripe
 from django.core.management.base import BaseCommand, CommandError
 
-from billing import services
-from billing.catalog import DEFAULT_PATH, CatalogError
+from billing import catalog
+from billing.catalog.spec import DEFAULT_PATH, CatalogError
 
 
 class Command(BaseCommand):
@@ -17,7 +17,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, file: Path, dry_run: bool, no_stripe: bool, **options) -> None:
         try:
-            lines = services.catalog_sync(path=file, dry_run=dry_run, push=not no_stripe)
+            lines = catalog.catalog_sync(path=file, dry_run=dry_run, push=not no_stripe)
         except CatalogError as error:
             raise CommandError(
                 f"{file.name} is not valid:\n" + "\n".join(f"  - {p}" for p in error.problems)

@@ -2,7 +2,7 @@ import stripe
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.stripe_setup import stripe_webhook_endpoint_ensure
+from billing.gateway.setup import stripe_webhook_endpoint_ensure
 
 
 class Command(BaseCommand):

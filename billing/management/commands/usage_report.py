@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from billing import usage
+from billing import metering
 
 
 class Command(BaseCommand):
@@ -14,7 +14,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        outcome = usage.usage_report_run(retry_now=options["retry_now"])
+        outcome = metering.usage_report_run(retry_now=options["retry_now"])
         self.stdout.write(
             f"{outcome.prepared} prepared, {outcome.sent} sent, "
             f"{outcome.retrying} to retry, {outcome.failed} failed (retried later; see the admin)"

@@ -7,11 +7,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from billing import services as billing_services
-from billing import subscriptions
+from billing import catalog, subscriptions
 from billing.catalog import catalog_apply, load_catalog
+from billing.gateway.client import stripe_client
+from billing.gateway.customers import customer_ensure
 from billing.models import OrgSubscription, Plan
-from billing.stripe_client import stripe_client
 from credits import services as credit_services
 from projects import services as project_services
 from projects.models import AiModel, Project
@@ -98,13 +98,13 @@ class Command(BaseCommand):
         if not getattr(settings, "STRIPE_API_HOST", ""):
             raise CommandError("demo_seed subscribes through the Stripe simulator: set STRIPE_API_HOST.")
         plan = Plan.objects.get(key=DEMO_PLAN)
-        for line in billing_services.catalog_push():
+        for line in catalog.catalog_push():
             self.stdout.write(line)
         client = stripe_client()
         now = int(time.time())
         start = now - (plan.trial_days + 1) * DAY
         clock = client.v1.test_helpers.test_clocks.create({"frozen_time": start, "name": f"{org.name} demo"})
-        subscriptions.customer_ensure(organization=org, test_clock=clock.id)
+        customer_ensure(organization=org, test_clock=clock.id)
         url = subscriptions.checkout_start(organization=org, plan=plan, actor=owner)
         form = urllib.parse.urlencode({"card_number": "4242424242424242", "email": owner.email}).encode()
         try:

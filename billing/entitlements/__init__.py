@@ -1,0 +1,48 @@
+"""The entitlement engine: what an organization may do (a `Decision`), from its plan, add-ons and
+grants, cached per organization; quota consumed and released on the period's counter.
+`gating` turns decisions into HTTP answers, `ratelimit` the API's per-minute limits.
+
+The names below are the package's public surface, loaded from their module on first use so
+that importing one module of the package never imports the others (no import cycles through
+here). Code inside billing imports the module itself."""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "Decision": "decisions",
+    "Effective": "decisions",
+    "FeatureEntitlement": "decisions",
+    "Reason": "decisions",
+    "UNLIMITED": "decisions",
+    "Upgrade": "decisions",
+    "CACHE_TTL": "engine",
+    "GENERATION_TTL": "engine",
+    "UPGRADE_TTL": "engine",
+    "USAGE_TTL": "engine",
+    "VERSION_KEY": "engine",
+    "catalog_version": "engine",
+    "cheapest_upgrade": "engine",
+    "check": "engine",
+    "effective_for": "engine",
+    "entitlements_for": "engine",
+    "invalidate": "engine",
+    "invalidate_catalog": "engine",
+    "low_quotas": "engine",
+    "register_counter": "engine",
+    "usage_cached": "engine",
+    "usage_recorded": "engine",
+    "consume": "quota",
+    "period_reset_at": "quota",
+    "release": "quota",
+    "grant_create": "grants",
+    "grant_end": "grants",
+    "subscription_set": "grants",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -1,0 +1,486 @@
+"""The entitlement engine: may this organization use this feature, and how much is left?
+
+Effective entitlements are the organization's plan (its subscription's while that applies,
+otherwise the free plan) plus its grants (comps, grandfathered cohorts, add-ons bought). They are
+computed in three queries at most and cached; a cached `check` is one round trip to the cache.
+
+`consume` is exact under concurrency: a metered counter only moves through a conditional
+`UPDATE ... WHERE used + n <= limit RETURNING used`, so concurrent callers can never push usage
+past the limit, and each call carries an idempotency key the database keeps unique.
+"""
+
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Q, Subquery
+from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils import timezone
+
+from billing.catalog.spec import UNLIMITED
+from billing.entitlements.decisions import Decision, Effective, FeatureEntitlement, Reason, Upgrade
+from billing.models import (
+    PLAN_STATUSES,
+    Addon,
+    EntitlementGrant,
+    Feature,
+    OrgSubscription,
+    Overage,
+    Plan,
+    PlanEntitlement,
+    UsageAlert,
+    UsageCounter,
+)
+from billing.notifications import send_usage_alert
+from billing.periods import Period
+from teams.models import Organization
+
+CACHE_TTL = 3600
+
+
+USAGE_TTL = 300
+
+
+UPGRADE_TTL = 60
+
+
+VERSION_KEY = "billing:catalog-version"
+
+
+_counters: dict[str, Callable[[Organization], int]] = {}
+
+
+def register_counter(feature: str, count: Callable[[Organization], int]) -> None:
+    """Tell the engine how to count a `limit` feature live (projects, team members, …)."""
+    _counters[feature] = count
+
+
+def _ent_key(org_id: int) -> str:
+    return f"billing:ent:{org_id}"
+
+
+def _usage_key(org_id: int, feature: str) -> str:
+    return f"billing:usage:{org_id}:{feature}"
+
+
+def _generation_key(org_id: int) -> str:
+    return f"billing:ent-gen:{org_id}"
+
+
+# Outlives any cached entitlement; if it is evicted anyway, a new generation makes every cached
+# entitlement of the organization stale, which is safe.
+GENERATION_TTL = 30 * 24 * 3600
+
+
+def _new_generation() -> str:
+    return uuid.uuid4().hex
+
+
+def _generation(org_id: int) -> str:
+    """The organization's current cache generation, read before its data is: a computation
+    is stored under the generation it started in, so one that read the database before a
+    change, and stores after the change's invalidation, is never taken as fresh."""
+    key = _generation_key(org_id)
+    generation = cache.get(key)
+    if generation is None:
+        cache.add(key, _new_generation(), GENERATION_TTL)
+        generation = cache.get(key) or ""
+    return generation
+
+
+def _catalog_version() -> str:
+    version = cache.get(VERSION_KEY)
+    if version is None:
+        version = str(time.time_ns())
+        cache.add(VERSION_KEY, version, None)
+        version = cache.get(VERSION_KEY, version)
+    return version
+
+
+def invalidate(organization: Organization | int) -> None:
+    """Forget one organization's entitlements: call after its subscription or grants change."""
+    org_id = organization if isinstance(organization, int) else organization.pk
+    # A new generation first: a reader that computed from the old data, and stores after this,
+    # stores under the old generation, which nobody takes as fresh.
+    cache.set(_generation_key(org_id), _new_generation(), GENERATION_TTL)
+    cache.delete(_ent_key(org_id))
+
+
+def invalidate_catalog() -> None:
+    """Forget every organization's entitlements at once (a plan or add-on changed)."""
+    cache.set(VERSION_KEY, str(time.time_ns()), None)
+
+
+def _compute(organization: Organization, version: str, now: datetime) -> Effective:
+    subscription = OrgSubscription.objects.filter(organization=organization, status__in=PLAN_STATUSES)
+    free_plan = Plan.objects.filter(is_free=True).values("id")[:1]
+    plan_id = Coalesce(Subquery(subscription.values("plan_id")[:1]), Subquery(free_plan))
+    # Query 1: the plan's entitlements, with the subscription's anchor riding along.
+    rows = list(
+        PlanEntitlement.objects.filter(plan_id=plan_id)
+        .select_related("feature", "plan")
+        .annotate(
+            # Usage periods follow the subscription's own: a renewal starts a new one.
+            anchor=Subquery(subscription.values("current_period_start")[:1]),
+            status=Subquery(subscription.values("status")[:1]),
+            grace_until=Subquery(subscription.values("grace_until")[:1]),
+            dispute_grace_until=Subquery(subscription.values("dispute_grace_until")[:1]),
+        )
+    )
+    # Query 2: grants to this organization that apply now or will start later.
+    grants = list(
+        EntitlementGrant.objects.filter(organizations=organization)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .values("feature_id", "amount", "unlimited", "starts_at", "expires_at")
+    )
+    valid_until = None
+    active = []
+    for grant in grants:
+        if grant["starts_at"] > now:
+            valid_until = min(filter(None, [valid_until, grant["starts_at"]]))
+            continue
+        active.append(grant)
+        if grant["expires_at"]:
+            valid_until = min(filter(None, [valid_until, grant["expires_at"]]))
+
+    features = {}
+    for row in rows:
+        limit, enabled = row.limit, row.enabled
+        for grant in active:
+            if grant["feature_id"] != row.feature_id:
+                continue
+            enabled = True
+            if grant["unlimited"] or limit == UNLIMITED:
+                limit = UNLIMITED
+            else:
+                limit += grant["amount"]
+        f = row.feature
+        features[f.key] = FeatureEntitlement(
+            key=f.key,
+            kind=f.kind,
+            name=f.name,
+            unit=f.unit,
+            enabled=enabled,
+            limit=limit if f.kind != Feature.Kind.BOOLEAN else 0,
+            overage=row.overage,
+            warn_at=tuple(row.warn_at or ()),
+            feature_id=f.pk,
+            sort_order=f.sort_order,
+        )
+    first = rows[0] if rows else None
+    return Effective(
+        version=version,
+        plan_key=first.plan.key if first else "",
+        plan_name=first.plan.name if first else "",
+        anchor=first.anchor if first else None,
+        plan_interval=first.plan.interval if first else "month",
+        status=(first.status or "") if first else "",
+        grace_until=first.grace_until if first else None,
+        dispute_grace_until=first.dispute_grace_until if first else None,
+        features=features,
+        valid_until=valid_until,
+    )
+
+
+def _store(organization: Organization, effective: Effective, generation: str, now: datetime) -> Effective:
+    effective = replace(effective, generation=generation)
+    ttl = CACHE_TTL
+    if effective.valid_until:
+        ttl = max(1, min(ttl, int((effective.valid_until - now).total_seconds())))
+    cache.set(_ent_key(organization.pk), effective, ttl)
+    return effective
+
+
+def effective_for(organization: Organization, *, now: datetime | None = None) -> Effective:
+    now = now or timezone.now()
+    version = _catalog_version()
+    generation = _generation(organization.pk)  # before anything is read
+    effective = cache.get(_ent_key(organization.pk))
+    if _fresh(effective, version, generation, now):
+        return effective
+    effective = _compute(organization, version, now)
+    return _store(organization, effective, generation, now)
+
+
+def _fresh(effective, version, generation, now) -> bool:
+    return (
+        effective is not None
+        and effective.version == version
+        and getattr(effective, "generation", "") == generation
+        and bool(generation)
+        and (effective.valid_until is None or now < effective.valid_until)
+    )
+
+
+def _warning(ent: FeatureEntitlement, used: int) -> int | None:
+    if ent.unlimited or ent.limit <= 0:
+        return None
+    reached = [p for p in ent.warn_at if used * 100 >= p * ent.limit]
+    return max(reached) if reached else None
+
+
+def _read_usage(organization: Organization, ent: FeatureEntitlement, period: Period) -> int:
+    used = (
+        UsageCounter.objects.filter(
+            organization=organization, feature_id=ent.feature_id, period_start=period.start
+        )
+        .values_list("used", flat=True)
+        .first()
+    ) or 0
+    cache.set(_usage_key(organization.pk, ent.key), (period.start, used), USAGE_TTL)
+    return used
+
+
+def check(
+    organization: Organization, feature: str, requested: int = 1, *, now: datetime | None = None
+) -> Decision:
+    """Would `requested` more units of `feature` be allowed right now?
+
+    For metered features the count comes from the cache, which concurrent consumers update as
+    they commit; `consume` is the exact gate.
+    """
+    now = now or timezone.now()
+    version_key, generation_key, ent_key, usage_key = (
+        VERSION_KEY,
+        _generation_key(organization.pk),
+        _ent_key(organization.pk),
+        _usage_key(organization.pk, feature),
+    )
+    # The generation comes in the same round trip, before the database is read.
+    cached = cache.get_many([version_key, generation_key, ent_key, usage_key])
+    version = cached.get(version_key) or _catalog_version()
+    generation = cached.get(generation_key) or _generation(organization.pk)
+    effective = cached.get(ent_key)
+    if not _fresh(effective, version, generation, now):
+        effective = _compute(organization, version, now)
+        effective = _store(organization, effective, generation, now)
+
+    ent = effective.features.get(feature)
+    if ent is None:
+        return Decision(feature, False, Reason.UNKNOWN_FEATURE, requested)
+    if ent.kind == Feature.Kind.BOOLEAN:
+        if ent.enabled:
+            return Decision(feature, True, Reason.OK, requested, name=ent.name, unit=ent.unit)
+        return _denied(organization, effective, ent, Reason.NOT_INCLUDED, requested, 0, None)
+
+    if requested > 0 and effective.restricted(now):
+        return Decision(feature, False, Reason.RESTRICTED, requested, name=ent.name, unit=ent.unit)
+    period = None
+    if ent.kind == Feature.Kind.METERED:
+        period = effective.period(now)
+        usage = cached.get(usage_key)
+        if usage is not None and usage[0] == period.start:
+            used = usage[1]
+        else:
+            used = _read_usage(organization, ent, period)
+    else:
+        counter = _counters.get(feature)
+        if counter is None:
+            raise LookupError(f"No counter is registered for the limit feature {feature!r}.")
+        used = counter(organization)
+    return _decide(organization, effective, ent, requested, used, period)
+
+
+def _decide(organization, effective, ent, requested, used, period) -> Decision:
+    bounds = {"period_start": period.start, "period_end": period.end} if period else {}
+    bounds.update(name=ent.name, unit=ent.unit)
+    if not ent.enabled:
+        return _denied(organization, effective, ent, Reason.NOT_INCLUDED, requested, used, period)
+    if ent.unlimited:
+        return Decision(ent.key, True, Reason.OK, requested, used, None, True, ent.overage, **bounds)
+    # Asking for nothing reports the state; it is never a refusal (pages show "12 of 10").
+    # Past the limit only billed overage goes on; credit-paid overage is the caller's to charge.
+    if requested == 0 or used + requested <= ent.limit or ent.overage == Overage.BILL:
+        return Decision(
+            ent.key,
+            True,
+            Reason.OK,
+            requested,
+            used,
+            ent.limit,
+            False,
+            ent.overage,
+            warning=_warning(ent, used),
+            **bounds,
+        )
+    reason = Reason.QUOTA_EXCEEDED if period else Reason.LIMIT_REACHED
+    return _denied(organization, effective, ent, reason, requested, used, period)
+
+
+def _denied(organization, effective, ent, reason, requested, used, period) -> Decision:
+    bounds = {"period_start": period.start, "period_end": period.end} if period else {}
+    bounds.update(name=ent.name, unit=ent.unit)
+    limit = None if ent.kind == Feature.Kind.BOOLEAN else ent.limit
+    return Decision(
+        ent.key,
+        False,
+        reason,
+        requested,
+        used,
+        limit,
+        False,
+        ent.overage,
+        warning=_warning(ent, used) if ent.kind != Feature.Kind.BOOLEAN else None,
+        upgrade=_cached_upgrade(organization, effective, ent, used + requested),
+        **bounds,
+    )
+
+
+def _cached_upgrade(organization, effective, ent, needed) -> Upgrade | None:
+    """Refusals repeat (a client retrying past its quota): remember the suggestion briefly."""
+    key = f"billing:upgrade:{effective.version}:{effective.generation}:{organization.pk}:{ent.key}:{needed}"
+    found = cache.get(key)
+    if found is not None:
+        return found or None
+    upgrade = cheapest_upgrade(organization, effective, ent, needed)
+    cache.set(key, upgrade or False, UPGRADE_TTL)
+    return upgrade
+
+
+def entitlements_for(organization: Organization, *, now: datetime | None = None) -> list[Decision]:
+    """Every feature with its limit and usage, in catalog order: for pages and the API."""
+    now = now or timezone.now()
+    effective = effective_for(organization, now=now)
+    ordered = sorted(effective.features.values(), key=lambda e: e.sort_order)
+    # A limit nobody counts (e.g. a rate enforced elsewhere) has no usage to list.
+    return [
+        check(organization, ent.key, 0, now=now)
+        for ent in ordered
+        if ent.kind != Feature.Kind.LIMIT or ent.key in _counters
+    ]
+
+
+def low_quotas(organization: Organization, *, now: datetime | None = None) -> list[Decision]:
+    """Metered quotas past their first warning threshold: cheap enough for every page (cache
+    reads only once warm)."""
+    now = now or timezone.now()
+    effective = effective_for(organization, now=now)
+    decisions = [
+        check(organization, ent.key, 0, now=now)
+        for ent in effective.features.values()
+        if ent.kind == Feature.Kind.METERED and ent.enabled and not ent.unlimited
+    ]
+    return [d for d in decisions if d.warning]
+
+
+def cheapest_upgrade(
+    organization: Organization, effective: Effective, ent: FeatureEntitlement, needed: int
+) -> Upgrade | None:
+    """The cheapest plan (per month, at the current seat count) or add-on that would allow
+    `needed` units in total; the sales contact when only a contract plan would."""
+    pricing_url = reverse("pricing")
+    seats = max(1, _counters["team_members"](organization)) if "team_members" in _counters else 1
+    if ent.key == "team_members":
+        seats = max(seats, needed)  # the seats the organization is about to have
+    best: Upgrade | None = None
+    contact: Upgrade | None = None
+    # One filter() call, so that every condition applies to the same entitlement row.
+    allows = Q(entitlements__feature_id=ent.feature_id, entitlements__enabled=True)
+    if ent.kind != Feature.Kind.BOOLEAN:
+        allows &= Q(entitlements__limit=UNLIMITED) | Q(entitlements__limit__gte=needed)
+    plans = (
+        Plan.objects.public()
+        .exclude(key=effective.plan_key)
+        .filter(allows)
+        .select_related("product")
+        .prefetch_related("line_items")
+    )
+    # Suggest plans on the organization's current billing interval when one fits; a yearly
+    # commitment is a different decision from lifting a limit.
+    priced: list[tuple[bool, int, Plan]] = []
+    for plan in plans:
+        if plan.is_free:
+            continue
+        if plan.is_contact_sales:
+            contact = contact or Upgrade(
+                "contact",
+                plan.key,
+                plan.name,
+                None,
+                plan.currency,
+                plan.interval,
+                1,
+                pricing_url + f"#{plan.product.key}",
+            )
+            continue
+        monthly = plan.total(seats=seats)
+        if plan.interval == "year":
+            monthly = math.ceil(monthly / 12)
+        priced.append((plan.interval == effective.plan_interval, monthly, plan))
+    same = [p for p in priced if p[0]] or priced
+    if same:
+        _, monthly, plan = min(same, key=lambda p: (p[1], p[2].sort_order))
+        best = Upgrade(
+            "plan",
+            plan.key,
+            plan.name,
+            monthly,
+            plan.currency,
+            "month",
+            1,
+            pricing_url + f"#{plan.product.key}",
+        )
+    if ent.kind == Feature.Kind.LIMIT:
+        deficit = needed - max(ent.limit, 0)
+        for addon in Addon.objects.filter(
+            is_active=True, entitlements__feature_id=ent.feature_id
+        ).prefetch_related("entitlements"):
+            grant = next(e for e in addon.entitlements.all() if e.feature_id == ent.feature_id)
+            units = 1 if grant.unlimited else math.ceil(deficit / grant.amount)
+            if units > addon.max_quantity:
+                continue
+            cost = units * addon.unit_amount
+            if best is None or cost < best.amount:
+                best = Upgrade(
+                    "addon",
+                    addon.key,
+                    addon.name,
+                    cost,
+                    addon.currency,
+                    addon.interval or "once",
+                    units,
+                    pricing_url + "#addons",
+                )
+    return best or contact
+
+
+def catalog_version() -> str:
+    """The catalog's current version: caches of catalog data (meters) are keyed by it."""
+    return _catalog_version()
+
+
+def usage_recorded(
+    organization: Organization, ent: FeatureEntitlement, period: Period, before: int, after: int
+) -> None:
+    """A batch moved a metered counter from `before` to `after` inside the current transaction:
+    send the warnings it crossed, and refresh the cached usage once it commits."""
+    _alert_crossings(organization, ent, period, before, after)
+    transaction.on_commit(lambda: usage_cached(organization, ent.key, period, after))
+
+
+def usage_cached(organization: Organization, feature: str, period: Period, used: int) -> None:
+    """Tell `check` the counter's committed value (e.g. after a refusal changed nothing)."""
+    cache.set(_usage_key(organization.pk, feature), (period.start, used), USAGE_TTL)
+
+
+def _alert_crossings(organization, ent, period, before: int, after: int) -> None:
+    if ent.unlimited or ent.limit <= 0:
+        return
+    for threshold in ent.warn_at:
+        mark = threshold * ent.limit
+        if before * 100 < mark <= after * 100:
+            alert, created = UsageAlert.objects.get_or_create(
+                organization=organization,
+                feature_id=ent.feature_id,
+                period_start=period.start,
+                threshold=threshold,
+                defaults={"used": after, "limit": ent.limit},
+            )
+            if created:
+                send_usage_alert.delay_on_commit(alert.pk)

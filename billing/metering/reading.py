@@ -1,0 +1,256 @@
+"""Reading usage: totals per meter, the daily bars, the events behind them, and the invoice lines
+the period will produce."""
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from django.db.models import Count, JSONField, Max, Sum, Value
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from billing import entitlements, pricing
+from billing.entitlements.decisions import Decision
+from billing.models import (
+    PLAN_STATUSES,
+    Aggregation,
+    Feature,
+    Meter,
+    MeterEvent,
+    OrgSubscription,
+    Plan,
+    PlanLineItem,
+    UsageCounter,
+    UsageEvent,
+)
+from billing.periods import Period
+from teams.models import Organization
+
+
+@dataclass(frozen=True)
+class MeterTotal:
+    meter: Meter
+    total: int
+    decision: Decision | None  # the fed feature's quota, when there is one
+
+    @property
+    def percent(self) -> int:
+        return self.decision.percent if self.decision else 0
+
+
+def _event_aggregates(organization, meters: list[Meter], period_start: datetime) -> dict[int, int]:
+    rows = (
+        MeterEvent.objects.filter(organization=organization, period_start=period_start, meter__in=meters)
+        .values("meter_id")
+        .annotate(
+            sum=Sum("value"), count=Count("id"), max=Max("value"), unique=Count("dimension", distinct=True)
+        )
+    )
+    by_meter = {m.pk: m for m in meters}
+    totals = {}
+    for row in rows:
+        meter = by_meter[row["meter_id"]]
+        totals[meter.pk] = {
+            Aggregation.SUM: row["sum"],
+            Aggregation.COUNT: row["count"],
+            Aggregation.MAX: row["max"],
+            Aggregation.UNIQUE_COUNT: row["unique"],
+        }.get(meter.aggregation, 0)
+    for meter in meters:
+        if meter.aggregation == Aggregation.LAST and meter.pk in totals:
+            totals[meter.pk] = (
+                MeterEvent.objects.filter(organization=organization, period_start=period_start, meter=meter)
+                .order_by("-timestamp", "-pk")
+                .values_list("value", flat=True)
+                .first()
+            )
+    return totals
+
+
+def meter_aggregate(*, organization: Organization, meter: Meter, period_start: datetime) -> int:
+    """A meter's value for one period, computed from its stored events."""
+    return _event_aggregates(organization, [meter], period_start).get(meter.pk, 0) or 0
+
+
+def meter_totals(
+    *, organization: Organization, now: datetime | None = None
+) -> tuple[Period, list[MeterTotal]]:
+    """Every active meter's total for the current period, with its quota when it feeds one.
+
+    A meter that feeds a feature reads the feature's counter, which also holds usage recorded
+    through `entitlements.consume` (e.g. the product's generations).
+    """
+    now = now or timezone.now()
+    period = entitlements.effective_for(organization, now=now).period(now)
+    meters = list(Meter.objects.filter(is_active=True).select_related("feature"))
+    aggregates = _event_aggregates(organization, [m for m in meters if m.feature is None], period.start)
+    # Exact counts from the counters (one query), not the cached ones `check` answers from.
+    counted = dict(
+        UsageCounter.objects.filter(organization=organization, period_start=period.start).values_list(
+            "feature_id", "used"
+        )
+    )
+    totals = []
+    for meter in meters:
+        if meter.feature:
+            decision = entitlements.check(organization, meter.feature.key, 0, now=now)
+            decision = replace(decision, used=counted.get(meter.feature_id, 0))
+            totals.append(MeterTotal(meter, decision.used, decision))
+        else:
+            totals.append(MeterTotal(meter, aggregates.get(meter.pk) or 0, None))
+    return period, totals
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    day: str
+    value: int
+    percent: int
+
+
+def daily_usage(*, organization: Organization, meter: Meter, period: Period, now: datetime) -> list[Bar]:
+    """One bar per day of the period so far: the meter's aggregation over that day's events."""
+    events = MeterEvent.objects.filter(organization=organization, meter=meter, period_start=period.start)
+    per_day = {
+        Aggregation.SUM: Sum("value"),
+        Aggregation.COUNT: Count("id"),
+        Aggregation.MAX: Max("value"),
+        Aggregation.UNIQUE_COUNT: Count("dimension", distinct=True),
+        Aggregation.LAST: Max("value"),  # refined below: the day's latest value
+    }[meter.aggregation]
+    values: dict = defaultdict(int)
+    for row in events.annotate(day=TruncDate("timestamp")).values("day").annotate(v=per_day):
+        values[row["day"]] += row["v"] or 0
+    if meter.aggregation == Aggregation.LAST:
+        values = defaultdict(int)
+        rows = events.annotate(day=TruncDate("timestamp")).order_by("day", "timestamp", "pk")
+        for row in rows.values("day", "value"):
+            values[row["day"]] = row["value"]
+    if meter.feature_id and meter.aggregation in (Aggregation.SUM, Aggregation.COUNT):
+        consumed = UsageEvent.objects.filter(
+            organization=organization, feature_id=meter.feature_id, period_start=period.start
+        )
+        for row in consumed.annotate(day=TruncDate("created_at")).values("day").annotate(v=Sum("quantity")):
+            values[row["day"]] += row["v"] or 0
+    days = []
+    day = period.start.date()
+    last = min(now, period.end - timedelta(seconds=1)).date()
+    while day <= last:
+        days.append(day)
+        day += timedelta(days=1)
+    top = max([values.get(d, 0) for d in days] + [1])
+    return [
+        Bar(d.strftime("%-d %b"), d.isoformat(), values.get(d, 0), values.get(d, 0) * 100 // top)
+        for d in days
+    ]
+
+
+def events_of(
+    *,
+    organization: Organization,
+    meter: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    event_id: str = "",
+):
+    """Stored usage, newest first: events sent to meters, and units recorded through
+    `entitlements.consume` on a metered feature (shown under the meter that feeds it)."""
+    sent = MeterEvent.objects.filter(organization=organization)
+    consumed = UsageEvent.objects.filter(organization=organization, feature__meter__isnull=False)
+    if meter:
+        sent = sent.filter(meter__key=meter)
+        consumed = consumed.filter(feature__meter__key=meter)
+    if since:
+        sent, consumed = sent.filter(timestamp__gte=since), consumed.filter(created_at__gte=since)
+    if until:
+        sent, consumed = sent.filter(timestamp__lt=until), consumed.filter(created_at__lt=until)
+    if event_id:
+        sent = sent.filter(event_id__icontains=event_id)
+        consumed = consumed.filter(idempotency_key__icontains=event_id)
+    # Each side drops its model's default ordering: a compound statement orders once, at the end.
+    sent = sent.order_by().values_list(
+        "event_id", "meter__key", "value", "timestamp", "properties", "period_start"
+    )
+    consumed = consumed.order_by().values_list(
+        "idempotency_key",
+        "feature__meter__key",
+        "quantity",
+        "created_at",
+        Value({}, output_field=JSONField()),
+        "period_start",
+    )
+    return sent.union(consumed, all=True).order_by("-timestamp", "-event_id")
+
+
+@dataclass(frozen=True)
+class PreviewLine:
+    feature: Feature
+    item: PlanLineItem
+    quantity: int
+    included: int | None  # None when unlimited
+    overage: int
+    breakdown: pricing.Breakdown
+
+    @property
+    def amount(self) -> int:
+        return self.breakdown.total
+
+    @property
+    def unit_amount(self) -> int | None:
+        return self.item.unit_amount if not self.item.tiers else None
+
+
+@dataclass(frozen=True)
+class InvoicePreview:
+    plan: Plan | None
+    period: Period
+    currency: str
+    lines: list[PreviewLine] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(line.amount for line in self.lines)
+
+
+def _plan_of(organization: Organization) -> Plan | None:
+    subscription = OrgSubscription.objects.select_related("plan").filter(organization=organization).first()
+    if subscription and subscription.status in PLAN_STATUSES:
+        return subscription.plan
+    return Plan.objects.filter(is_free=True).first()
+
+
+def invoice_preview(
+    *, organization: Organization, period: Period | None = None, now: datetime | None = None
+) -> InvoicePreview:
+    """What the period's metered usage adds to the invoice: per billed feature, the quantity,
+    the quota the plan includes, the units past it, the tier or unit price, and the amount,
+    with Stripe's tier arithmetic."""
+    now = now or timezone.now()
+    effective = entitlements.effective_for(organization, now=now)
+    period = period or effective.period(now)
+    plan = _plan_of(organization)
+    if plan is None:
+        return InvoicePreview(None, period, "usd")
+    items = list(plan.line_items.filter(kind=PlanLineItem.Kind.METERED).select_related("feature"))
+    used = dict(
+        UsageCounter.objects.filter(
+            organization=organization, period_start=period.start, feature_id__in=[i.feature_id for i in items]
+        ).values_list("feature_id", "used")
+    )
+    lines = []
+    for item in items:
+        quantity = used.get(item.feature_id, 0)
+        ent = effective.features.get(item.feature.key)
+        included = None if ent is None or ent.unlimited else ent.limit
+        lines.append(
+            PreviewLine(
+                feature=item.feature,
+                item=item,
+                quantity=quantity,
+                included=included,
+                overage=max(quantity - included, 0) if included is not None else 0,
+                breakdown=item.breakdown(quantity),
+            )
+        )
+    return InvoicePreview(plan, period, plan.currency, lines)
