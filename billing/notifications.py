@@ -118,3 +118,35 @@ def send_duplicate_subscription_refunded(duplicate_id: int) -> None:
         from_email=None,
         recipient_list=recipients,
     )
+
+
+@shared_task(
+    name="billing.tasks.send_payment_action_required",
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def send_payment_action_required(payment_id: int) -> None:
+    """The card's bank asks the cardholder to authenticate a payment (3D Secure): the link goes
+    to the hosted invoice page where it is done. Queued once, when Tally first learns of it."""
+    payment = (
+        Payment.objects.select_related("organization", "organization__subscription")
+        .filter(pk=payment_id)
+        .first()
+    )
+    if payment is None or not payment.needs_authentication:
+        return  # authenticated (and paid) before this ran
+    organization = payment.organization
+    subscription = getattr(organization, "subscription", None)
+    context = {
+        "payment": payment,
+        "organization": organization,
+        "grace_until": subscription.grace_until if subscription else None,
+        "billing_url": settings.SITE_URL + reverse("billing", args=[organization.slug]),
+    }
+    send_mail(
+        subject=f"{organization.name}: your bank asks you to confirm a payment",
+        message=render_to_string("billing/email/payment_action_required.txt", context),
+        from_email=None,
+        recipient_list=organization.billing_contacts(),
+    )

@@ -141,3 +141,18 @@ def plan_checkout_unfinished(organization, *, subscription: OrgSubscription | No
     if subscription is not None and subscription.applies:
         return None
     return latest
+
+
+def payment_awaiting_authentication(organization) -> Payment | None:
+    """The latest open invoice whose payment waits for the cardholder to authenticate it."""
+    return (
+        Payment.objects.filter(organization=organization, needs_authentication=True)
+        .exclude(hosted_invoice_url="")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+
+
+def invoices_of(organization) -> list[Payment]:
+    """The organization's invoices, newest first: everything the invoices page shows is on the row."""
+    return list(Payment.objects.filter(organization=organization).order_by("-created_at", "-pk"))

@@ -8,6 +8,7 @@ urlpatterns = [
     path("pricing/seats/", views.pricing_seats, name="pricing_seats"),
     path("o/<slug:org_slug>/billing/", views.billing, name="billing"),
     path("o/<slug:org_slug>/billing/upcoming/", views.billing_upcoming, name="billing_upcoming"),
+    path("o/<slug:org_slug>/billing/invoices/", views.invoices, name="billing_invoices"),
     path("o/<slug:org_slug>/billing/checkout/", views.checkout, name="billing_checkout"),
     path("o/<slug:org_slug>/billing/success/", views.checkout_success, name="billing_success"),
     path("o/<slug:org_slug>/billing/change/", views.change_plan, name="billing_change"),

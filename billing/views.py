@@ -205,6 +205,15 @@ def billing(request, org_slug: str):
 
 @login_required
 @require_GET
+def invoices(request, org_slug: str):
+    """Every invoice with its lines and documents (the hosted page, the PDF)."""
+    organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    context = {"organization": organization, "invoices": selectors.invoices_of(organization)}
+    return render(request, "billing/invoices.html", context)
+
+
+@login_required
+@require_GET
 def billing_upcoming(request, org_slug: str):
     """The upcoming invoice, loaded after the page (it asks Stripe)."""
     organization, _ = get_org_for_user(request, org_slug)

@@ -15,6 +15,7 @@ from werkzeug.wrappers import Request, Response
 # Importing the resource modules registers their routes.
 from stripe_sim import (  # noqa: F401
     API_VERSION_STRING,
+    authentication,
     billing,
     checkout,
     clock,
@@ -26,6 +27,7 @@ from stripe_sim import (  # noqa: F401
     meters,
     outage,
     pages,
+    pdf,
     strict,
     tax,
 )
@@ -229,6 +231,10 @@ class SimApp:
                 return self._portal(request, parts[1])
             if parts[0] == "i" and len(parts) == 2:
                 return self._invoice(request, parts[1])
+            if parts[0] == "i" and len(parts) == 3 and parts[2] == "pdf":
+                return self._invoice_pdf(parts[1])
+            if parts[0] == "authenticate" and len(parts) == 2:
+                return self._authenticate_intent(request, parts[1])
             if parts[0] == "_sim":
                 return self._sim(request, parts[1:])
         except HTTPException as exc:
@@ -277,6 +283,27 @@ class SimApp:
                 status, html = pages.invoice_page(self.store, invoice_id)
         self.dispatcher.flush()
         return self._html(status, html)
+
+    def _invoice_pdf(self, invoice_id: str) -> Response:
+        with self.store.lock:
+            document = pdf.invoice_pdf(self.store, invoice_id)
+        if document is None:
+            return Response("Not found", status=404)
+        return Response(
+            document,
+            content_type="application/pdf",
+            headers={"Content-Disposition": f'inline; filename="{invoice_id}.pdf"'},
+        )
+
+    def _authenticate_intent(self, request: Request, pi_id: str) -> Response:
+        with self.store.lock:
+            form = request.form.to_dict() if request.method == "POST" else None
+            status, body = authentication.intent_page(self.store, pi_id, form)
+            if form is not None:
+                emit_updates(self.store)
+                self.persist()
+        self.dispatcher.flush()
+        return self._html(status, pages.page("Authenticate", body))
 
     def _sim(self, request: Request, parts: list[str]) -> Response:
         store = self.store

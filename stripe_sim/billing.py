@@ -442,6 +442,7 @@ def finalize(store: Store, invoice: dict[str, Any]) -> None:
     invoice["effective_at"] = now
     invoice["status_transitions"]["finalized_at"] = now
     invoice["hosted_invoice_url"] = f"{store.base_url}/i/{invoice['id']}"
+    invoice["invoice_pdf"] = f"{store.base_url}/i/{invoice['id']}/pdf"  # stripe_sim.pdf
     invoice["next_payment_attempt"] = now if invoice["collection_method"] == "charge_automatically" else None
     emit(store, "invoice.finalized", invoice)
     if any(line["discountable"] and line["amount"] > 0 for line in invoice["_lines"]):
@@ -454,10 +455,11 @@ def finalize(store: Store, invoice: dict[str, Any]) -> None:
 
 
 def pay_from_hosted_page(store: Store, invoice: dict[str, Any], card_number: str) -> None:
-    """The customer pays on the hosted invoice page with a card typed there (kept on file)."""
+    """The customer pays on the hosted invoice page with a card typed there (kept on file). A card
+    that asks for authentication leaves the invoice open, for the page's authentication step."""
     pm = card_payment_method(store, card_number)
     attach_payment_method(store, pm, store.get("customer", invoice["customer"]))
-    attempt_payment(store, invoice, pm=pm, raise_on_failure=True)
+    attempt_payment(store, invoice, pm=pm, raise_on_failure=True, on_session=True)
 
 
 def _mark_paid(store: Store, invoice: dict[str, Any], now: int) -> None:
@@ -501,9 +503,12 @@ def attempt_payment(
     *,
     pm: dict[str, Any] | None = None,
     raise_on_failure: bool = False,
+    on_session: bool = False,
 ) -> bool:
     """Charge the invoice's amount due to its card. Returns whether it is now paid. An
-    uncollectible invoice can still be paid, as on Stripe."""
+    uncollectible invoice can still be paid, as on Stripe. A card that asks for authentication
+    leaves the invoice open with ``invoice.payment_action_required``; off session (renewals, the
+    API's ``invoices.pay``) that is also a failed attempt."""
     if invoice["status"] not in ("open", "uncollectible"):
         paid = invoice["status"] == "paid"
         raise invalid(
@@ -544,6 +549,19 @@ def attempt_payment(
         invoice["next_payment_attempt"] = None
         return False
     invoice["next_payment_attempt"] = None
+    if pi["status"] == "requires_action":
+        if not on_session:
+            emit(store, "invoice.payment_failed", invoice)
+        emit(store, "invoice.payment_action_required", invoice)
+        if raise_on_failure and not on_session:
+            raise card_error(
+                "This payment requires additional user action before it can be completed "
+                "successfully. Payment can be completed using the PaymentIntent associated with "
+                "the invoice.",
+                code="invoice_payment_intent_requires_action",
+                extra={"payment_intent": render(store, pi)},
+            )
+        return False
     emit(store, "invoice.payment_failed", invoice)
     if raise_on_failure:
         code, decline_code, message = decline_of(pm) or ("card_declined", None, "declined")

@@ -410,6 +410,7 @@ def complete_session(
     address: dict[str, Any] | None = None,
     business_name: str | None = None,
     tax_id: str = "",
+    authenticated: bool = False,
 ) -> str:
     """Pay a checkout session as the hosted page's customer would. Returns the redirect URL.
 
@@ -448,6 +449,13 @@ def complete_session(
         if not collects_tax_id:
             raise invalid("This Checkout Session does not collect tax IDs.")
         tax.check_tax_id(tax_id_kind, tax_id, "tax_id")
+    if pm.get("_authentication"):
+        if not authenticated:
+            raise invalid("This card asks for authentication: complete it on the hosted page first.")
+        # The step answered on the page covers the payment made now, and (Checkout saves the card
+        # for the subscription) sets the card up for later off-session payments.
+        pm["_authenticated_once"] = True
+        pm["_set_up_off_session"] = session["mode"] in ("subscription", "setup")
     decline = decline_of(pm)
     if decline:
         code, decline_code, message = decline
@@ -568,6 +576,7 @@ def complete_session(
         if tax_id
         else [],
     }
+    pm.pop("_authenticated_once", None)  # nothing was charged (a trial): the next payment asks again
     emit(store, "checkout.session.completed", session)
     return str(session["success_url"] or "").replace("{CHECKOUT_SESSION_ID}", session["id"])
 

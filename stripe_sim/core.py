@@ -692,9 +692,21 @@ TEST_CARDS: dict[str, tuple[str, str, str | None, bool]] = {
     "4000000000000341": ("visa", "credit", "generic", False),
     # Succeeds, then is disputed as fraudulent (see DISPUTE_CARDS).
     "4000000000000259": ("visa", "credit", None, False),
+    # Cards that ask for authentication (see AUTHENTICATION_CARDS); the last is declined for
+    # insufficient funds once authenticated.
+    "4000002500003155": ("visa", "credit", None, False),
+    "4000002760003184": ("visa", "credit", None, False),
+    "4000008260003178": ("visa", "credit", "insufficient_funds", False),
 }
 # Cards whose successful charges the cardholder disputes at once: number -> Stripe's reason.
 DISPUTE_CARDS: dict[str, str] = {"4000000000000259": "fraudulent"}
+# 3D Secure: "setup" cards ask on every payment until saved for off-session use with an
+# authenticated payment or setup; "always" cards ask on every payment, off-session ones too.
+AUTHENTICATION_CARDS: dict[str, str] = {
+    "4000002500003155": "setup",
+    "4000002760003184": "always",
+    "4000008260003178": "always",
+}
 
 TEST_TOKENS: dict[str, str] = {
     "pm_card_visa": "4242424242424242",
@@ -709,6 +721,9 @@ TEST_TOKENS: dict[str, str] = {
     "pm_card_chargeDeclinedFraudulent": "4100000000000019",
     "pm_card_chargeCustomerFail": "4000000000000341",
     "pm_card_createDispute": "4000000000000259",
+    "pm_card_authenticationRequiredOnSetup": "4000002500003155",
+    "pm_card_authenticationRequired": "4000002760003184",
+    "pm_card_authenticationRequiredChargeDeclinedInsufficientFunds": "4000008260003178",
 }
 CARD_TOKENS: dict[str, str] = {
     "tok_visa": "4242424242424242",
@@ -717,6 +732,7 @@ CARD_TOKENS: dict[str, str] = {
     "tok_chargeDeclined": "4000000000000002",
     "tok_chargeCustomerFail": "4000000000000341",
     "tok_createDispute": "4000000000000259",
+    "tok_threeDSecure2Required": "4000002760003184",
 }
 
 # Called as hook(store, charge, pm) after a charge succeeded and its events were emitted
@@ -773,6 +789,8 @@ def card_payment_method(
         _decline=decline,
         _decline_on_attach=on_attach,
         _dispute=DISPUTE_CARDS.get(digits),
+        _authentication=AUTHENTICATION_CARDS.get(digits),
+        _set_up_off_session=False,
     )
     pm.update(fields)
     store.add(pm)
@@ -1276,17 +1294,71 @@ def create_payment_intent(
     return pi
 
 
+def needs_authentication(pm: dict[str, Any], pi: dict[str, Any]) -> bool:
+    """Whether the card's bank asks the cardholder to authenticate this payment (3D Secure)."""
+    kind = pm.get("_authentication")
+    if pm["type"] != "card" or not kind or pi.get("_authenticated"):
+        return False
+    return kind == "always" or not pm.get("_set_up_off_session")
+
+
+def _requires_action(store: Store, pi: dict[str, Any], pm: dict[str, Any], off_session: bool) -> None:
+    """Stop before charging: on session the customer is sent to authenticate; off session
+    (``off_session=true``) nobody is there, so Stripe fails with ``authentication_required``."""
+    if off_session:
+        message = "Your card was declined. This transaction requires authentication."
+        pi["status"] = "requires_payment_method"
+        pi["next_action"] = None
+        pi["last_payment_error"] = {
+            "code": "authentication_required",
+            "decline_code": "authentication_required",
+            "doc_url": "https://stripe.com/docs/error-codes/authentication-required",
+            "message": message,
+            "payment_method": public(pm),
+            "type": "card_error",
+        }
+        emit(store, "payment_intent.payment_failed", pi)
+        raise card_error(
+            message,
+            code="authentication_required",
+            decline_code="authentication_required",
+            extra={"payment_intent": render(store, pi), "payment_method": public(pm)},
+        )
+    pi["status"] = "requires_action"
+    pi["next_action"] = {
+        "type": "use_stripe_sdk",
+        "use_stripe_sdk": {
+            "type": "three_d_secure_redirect",
+            "stripe_js": f"{store.base_url}/authenticate/{pi['id']}",
+            "source": pm["id"],
+        },
+    }
+    emit(store, "payment_intent.requires_action", pi)
+
+
 def confirm_payment_intent(
-    store: Store, pi: dict[str, Any], pm: dict[str, Any], *, raise_on_decline: bool = True
+    store: Store,
+    pi: dict[str, Any],
+    pm: dict[str, Any],
+    *,
+    raise_on_decline: bool = True,
+    off_session: bool = False,
 ) -> dict[str, Any]:
     """Charge the intent's card. A decline leaves it ``requires_payment_method`` and raises 402
-    (as Stripe does) unless the caller handles the outcome itself."""
+    (as Stripe does) unless the caller handles the outcome itself. A card that asks for
+    authentication leaves it ``requires_action`` (see ``stripe_sim.authentication``)."""
     if pi["status"] in ("succeeded", "canceled", "processing"):
         raise invalid(
             f"This PaymentIntent's status is {pi['status']}, so it cannot be confirmed.",
             code="payment_intent_unexpected_state",
         )
     pi["payment_method"] = pm["id"]
+    if pm.pop("_authenticated_once", False):
+        pi["_authenticated"] = True  # answered on the page that took the card (Checkout)
+    if needs_authentication(pm, pi):
+        _requires_action(store, pi, pm, off_session)
+        return pi
+    pi["next_action"] = None
     charge = charge_card(
         store,
         pm=pm,
@@ -1298,6 +1370,16 @@ def confirm_payment_intent(
         metadata=pi["metadata"],
     )
     pi["latest_charge"] = charge["id"]
+    if pi.get("_authenticated"):
+        charge["payment_method_details"]["card"]["three_d_secure"] = {
+            "authentication_flow": "challenge",
+            "electronic_commerce_indicator": "05",
+            "exemption_indicator": None,
+            "result": "authenticated",
+            "result_reason": None,
+            "transaction_id": store.new_id("x", 24)[2:],
+            "version": "2.2.0",
+        }
     if pm["type"] == "sepa_debit":
         # A delayed-notification method: nothing is known until the bank answers.
         pi["status"] = "processing"
@@ -1342,6 +1424,8 @@ def confirm_payment_intent(
     if pi.get("setup_future_usage") and pi["customer"] and not pm["customer"]:
         customer = store.get("customer", pi["customer"])
         attach_payment_method(store, pm, customer)
+    if pi.get("_authenticated") and pi.get("setup_future_usage") == "off_session":
+        pm["_set_up_off_session"] = True  # authenticated once for later off-session payments
     emit(store, "charge.succeeded", charge)
     emit(store, "payment_intent.succeeded", pi)
     for hook in CHARGE_SUCCEEDED_HOOKS:
@@ -1381,8 +1465,23 @@ def payment_intent_create(ctx: Ctx) -> dict[str, Any]:
                 "You cannot confirm this PaymentIntent because it's missing a payment method.",
                 code="payment_intent_unexpected_state",
             )
-        confirm_payment_intent(store, pi, store.get("payment_method", pi["payment_method"]))
+        confirm_payment_intent(
+            store,
+            pi,
+            store.get("payment_method", pi["payment_method"]),
+            off_session=_off_session(params),
+        )
     return respond(ctx, pi)
+
+
+def _off_session(params: dict[str, Any]) -> bool:
+    """``off_session``: a boolean, or ``one_off`` / ``recurring`` (both mean true)."""
+    value = params.get("off_session")
+    if value in (None, "", "false", False):
+        return False
+    if value in ("true", True, "one_off", "recurring"):
+        return True
+    raise invalid_param("off_session", f"Invalid off_session: {value}")
 
 
 @route("GET", "/v1/payment_intents/<id>")
@@ -1417,7 +1516,9 @@ def payment_intent_confirm(ctx: Ctx, id: str) -> dict[str, Any]:
             "You cannot confirm this PaymentIntent because it's missing a payment method.",
             code="payment_intent_unexpected_state",
         )
-    confirm_payment_intent(store, pi, resolve_payment_method(store, pm_id))
+    confirm_payment_intent(
+        store, pi, resolve_payment_method(store, pm_id), off_session=_off_session(ctx.params)
+    )
     return respond(ctx, pi)
 
 

@@ -5,7 +5,7 @@ import json
 from html import escape
 from typing import Any
 
-from stripe_sim import billing, checkout, discounts
+from stripe_sim import authentication, billing, checkout, discounts
 from stripe_sim.errors import StripeError, invalid_param
 from stripe_sim.render import render
 from stripe_sim.store import Store
@@ -20,7 +20,7 @@ white-space:pre-wrap;background:#f6f6f6;padding:.5rem}
 """
 
 
-def _page(title: str, body: str) -> str:
+def page(title: str, body: str) -> str:
     return (
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
         f"<meta name=viewport content='width=device-width,initial-scale=1'>"
@@ -78,10 +78,10 @@ def _date(ts: int | None) -> str:
 def checkout_page(store: Store, session_id: str, error: str | None = None) -> tuple[int, str]:
     session = store.find("checkout.session", session_id)
     if session is None:
-        return 404, _page("Not found", "<h1>This checkout session does not exist.</h1>")
+        return 404, page("Not found", "<h1>This checkout session does not exist.</h1>")
     session = checkout._refresh(store, session)
     if session["status"] != "open":
-        return 410, _page(
+        return 410, page(
             "Checkout",
             f"<h1>This checkout session is {escape(session['status'])}.</h1>",
         )
@@ -172,7 +172,7 @@ The bank answers when time moves on (or <code>POST /_sim/settle</code>).</small>
 {promo_html}
 {f'<p><a href="{escape(session["cancel_url"])}">Cancel and go back</a></p>' if session["cancel_url"] else ""}
 """
-    return 200, _page("Checkout", body)
+    return 200, page("Checkout", body)
 
 
 def _coupon_terms(coupon: dict[str, Any], currency: str | None) -> str:
@@ -201,11 +201,36 @@ def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tupl
         if form.get("action") == "apply_promotion_code":
             status, html = checkout_page(store, session_id)
             return status, html, ""
+    """(status, html, redirect): a redirect to ``success_url``, the page with the error, or the
+    authentication step a card asks for before Checkout pays."""
+    answer = form.get("authentication")
+    card_number = form.get("card_number", "")
+    if not form.get("iban", "").strip() and authentication.card_asks_on_session(card_number):
+        session = store.find("checkout.session", session_id)
+        if answer not in authentication.OUTCOMES and session is not None and session["status"] == "open":
+            # What the page asked for comes back with the answer to the authentication step.
+            asked = (
+                "card_number",
+                "email",
+                "name",
+                "country",
+                "line1",
+                "postal_code",
+                "city",
+                "business_name",
+            )
+            hidden = {name: form.get(name, "") for name in (*asked, "tax_id")}
+            amount = money(session["amount_total"], session["currency"])
+            step = authentication.step_html({}, amount, hidden)
+            return 200, page("Checkout", f"<h1>Checkout</h1>{step}"), ""
+        if answer == "fail":
+            status, html = checkout_page(store, session_id, authentication.FAILED_MESSAGE)
+            return (402 if status == 200 else status), html, ""
     try:
         target = checkout.complete_session(
             store,
             session_id,
-            card_number=form.get("card_number", ""),
+            card_number=card_number,
             email=form.get("email") or None,
             name=form.get("name") or None,
             iban=form.get("iban", ""),
@@ -214,6 +239,7 @@ def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tupl
             else None,
             business_name=form.get("business_name") or None,
             tax_id=form.get("tax_id", ""),
+            authenticated=answer == "complete",
         )
     except StripeError as exc:
         status, html = checkout_page(store, session_id, exc.message)
@@ -228,7 +254,7 @@ def invoice_page(store: Store, invoice_id: str, note: str = "", error: str = "")
     """What ``hosted_invoice_url`` shows: the invoice, and a way to pay it while it is due."""
     invoice = store.find("invoice", invoice_id)
     if invoice is None or invoice["status"] == "draft":
-        return 404, _page("Not found", "<h1>This invoice does not exist.</h1>")
+        return 404, page("Not found", "<h1>This invoice does not exist.</h1>")
     lines = "".join(
         f"<tr><td>{escape(line['description'] or '')}</td>"
         f"<td>{money(line['amount'], invoice['currency'])}</td></tr>"
@@ -245,13 +271,16 @@ def invoice_page(store: Store, invoice_id: str, note: str = "", error: str = "")
         f"<tr><th>Amount paid</th><th>{money(invoice['amount_paid'], invoice['currency'])}</th></tr>"
         "</table>",
     ]
+    pending = authentication.pending_intent(store, invoice)
+    if pending is not None:
+        parts.append(authentication.step_html(pending, money(pending["amount"], pending["currency"])))
     if invoice["status"] in ("open", "uncollectible") and invoice["amount_remaining"] > 0:
         parts.append(
             "<form method=post><label>Card number <input name=card_number "
             "value=4242424242424242 autocomplete=off></label> "
             f"<button>Pay {money(invoice['amount_remaining'], invoice['currency'])}</button></form>"
         )
-    return 200, _page(f"Invoice {invoice['number'] or ''}", "".join(parts))
+    return 200, page(f"Invoice {invoice['number'] or ''}", "".join(parts))
 
 
 def _adjustments(store: Store, invoice: dict[str, Any]) -> str:
@@ -280,11 +309,30 @@ def invoice_submit(store: Store, invoice_id: str, form: dict[str, str]) -> tuple
     if invoice is None or invoice["status"] == "draft":
         return invoice_page(store, invoice_id)
     try:
-        billing.pay_from_hosted_page(store, invoice, form.get("card_number", ""))
+        if form.get("authentication"):
+            pending = authentication.pending_intent(store, invoice)
+            if pending is None:
+                return invoice_page(store, invoice_id, error="Nothing on this invoice awaits authentication.")
+            authentication.authenticate(store, pending, form["authentication"])
+        else:
+            billing.pay_from_hosted_page(store, invoice, form.get("card_number", ""))
     except StripeError as exc:
         status, html = invoice_page(store, invoice_id, error=exc.message)
         return (402 if status == 200 else status), html
-    return invoice_page(store, invoice_id, note="Paid. Thank you.")
+    if invoice["status"] == "paid":
+        return invoice_page(store, invoice_id, note="Paid. Thank you.")
+    if authentication.pending_intent(store, invoice) is not None:
+        return invoice_page(store, invoice_id)
+    error = (store.find("payment_intent", _latest_intent(store, invoice)) or {}).get("last_payment_error")
+    status, html = invoice_page(store, invoice_id, error=(error or {}).get("message", "Not paid."))
+    return (402 if status == 200 else status), html
+
+
+def _latest_intent(store: Store, invoice: dict[str, Any]) -> str | None:
+    for record in store.all("invoice_payment"):
+        if record["invoice"] == invoice["id"] and record["is_default"]:
+            return record["payment"].get("payment_intent")
+    return None
 
 
 # --- portal --------------------------------------------------------------------------------------
@@ -293,7 +341,7 @@ def invoice_submit(store: Store, invoice_id: str, form: dict[str, str]) -> tuple
 def portal_page(store: Store, session_id: str, note: str = "", error: str = "") -> tuple[int, str]:
     session = store.find("billing_portal.session", session_id)
     if session is None:
-        return 404, _page("Not found", "<h1>This portal session does not exist.</h1>")
+        return 404, page("Not found", "<h1>This portal session does not exist.</h1>")
     config = store.get("billing_portal.configuration", session["configuration"])
     customer = store.get("customer", session["customer"])
     prices = checkout.portal_prices(store, config)
@@ -356,7 +404,7 @@ def portal_page(store: Store, session_id: str, note: str = "", error: str = "") 
     )
     if session["return_url"]:
         parts.append(f'<p><a href="{escape(session["return_url"])}">Return to the app</a></p>')
-    return 200, _page("Billing portal", "".join(parts))
+    return 200, page("Billing portal", "".join(parts))
 
 
 def portal_submit(store: Store, session_id: str, form: dict[str, str]) -> tuple[int, str]:
@@ -426,7 +474,7 @@ run on the way) <button>Advance</button></form>
 <th>Last response</th><th></th></tr>{deliveries}</table>
 <form method=post action=/_sim/reset><button>Reset all state</button></form>
 """
-    return _page("Stripe simulator", body)
+    return page("Stripe simulator", body)
 
 
 def _offset(seconds: int) -> str:
@@ -448,12 +496,12 @@ def objects_page(store: Store, kind: str) -> str:
         f"<td>{_date(o.get('created'))}</td></tr>"
         for o in store.all(kind)[:500]
     )
-    return _page(kind, f"<h1>{escape(kind)}</h1><table>{rows}</table><a href=/_sim/>Back</a>")
+    return page(kind, f"<h1>{escape(kind)}</h1><table>{rows}</table><a href=/_sim/>Back</a>")
 
 
 def object_page(store: Store, object_id: str) -> tuple[int, str]:
     obj = store.find_any(object_id)
     if obj is None:
-        return 404, _page("Not found", "<h1>No such object.</h1>")
+        return 404, page("Not found", "<h1>No such object.</h1>")
     text = json.dumps(render(store, obj), indent=2)
-    return 200, _page(object_id, f"<h1>{escape(object_id)}</h1><pre>{escape(text)}</pre>")
+    return 200, page(object_id, f"<h1>{escape(object_id)}</h1><pre>{escape(text)}</pre>")

@@ -61,6 +61,7 @@ PAGES = {
     "generation_create": (["project"], ["post"]),
     "billing": ([], ["get"]),
     "billing_upcoming": ([], ["get"]),
+    "billing_invoices": ([], ["get"]),
     "billing_checkout": ([], ["post"]),
     "billing_success": ([], ["get"]),
     "billing_change": ([], ["get", "post"]),

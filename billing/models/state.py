@@ -1,5 +1,7 @@
 """Billing state per organization: its subscription and what it has used."""
 
+from datetime import UTC, datetime
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -163,6 +165,18 @@ class Payment(models.Model):
     period_start = models.DateTimeField(null=True, blank=True)
     period_end = models.DateTimeField(null=True, blank=True)
     hosted_invoice_url = models.URLField(max_length=500, blank=True)
+    invoice_pdf = models.URLField(max_length=500, blank=True)
+    total = models.BigIntegerField(default=0)
+    lines = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The invoice's lines as Stripe has them: description, quantity, amount, period.",
+    )
+    needs_authentication = models.BooleanField(
+        default=False,
+        help_text="Open, waiting for the cardholder to authenticate the payment (3D Secure) on "
+        "the hosted invoice page.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     paid_at = models.DateTimeField(null=True, blank=True)
 
@@ -189,6 +203,18 @@ class Payment(models.Model):
     @property
     def refundable(self) -> int:
         return self.amount_paid - self.amount_refunded
+
+    @property
+    def line_items(self) -> list[dict]:
+        """The stored lines with their periods as datetimes, for display."""
+        return [
+            {
+                **line,
+                "period_start": _from_ts(line.get("period_start")),
+                "period_end": _from_ts(line.get("period_end")),
+            }
+            for line in self.lines
+        ]
 
     @property
     def reason_label(self) -> str:
@@ -359,3 +385,7 @@ class UsageAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization} {self.feature.key} {self.threshold}%"
+
+
+def _from_ts(value: int | None):
+    return datetime.fromtimestamp(value, tz=UTC) if value else None

@@ -14,7 +14,11 @@ from billing.models import (
     PaymentDispute,
     SubscriptionStatus,
 )
-from billing.notifications import send_dispute_notice, send_payment_failed
+from billing.notifications import (
+    send_dispute_notice,
+    send_payment_action_required,
+    send_payment_failed,
+)
 from billing.subscriptions.remote import _charge_of, _invalidate_on_commit, _organization_of, _ts
 from billing.subscriptions.sync import subscription_sync
 from billing.webhooks import registry
@@ -51,6 +55,20 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
         "period_start": _ts(lines[0].period.start) if lines else None,
         "period_end": _ts(lines[0].period.end) if lines else None,
         "hosted_invoice_url": invoice.hosted_invoice_url or "",
+        "invoice_pdf": invoice.invoice_pdf or "",
+        "total": invoice.total,
+        "lines": [
+            {
+                "description": line.description or "",
+                "quantity": line.quantity,
+                "amount": line.amount,
+                "currency": line.currency,
+                "period_start": line.period.start,
+                "period_end": line.period.end,
+            }
+            for line in lines
+        ],
+        "needs_authentication": _awaits_authentication(invoice),
         "created_at": _ts(invoice.created),
         "paid_at": paid_at,
     }
@@ -69,6 +87,7 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
                 if refunded >= invoice.amount_paid
                 else Payment.Status.PARTIALLY_REFUNDED
             )
+    newly_asking = False  # this call is the one that learnt the payment needs authentication
     with transaction.atomic():
         payment = Payment.objects.select_for_update().filter(stripe_invoice_id=invoice.id).first()
         created = False
@@ -79,9 +98,11 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
                         stripe_invoice_id=invoice.id, status=first_status, amount_refunded=refunded, **values
                     )
                     created = True
+                    newly_asking = payment.needs_authentication
             except IntegrityError:
                 payment = Payment.objects.select_for_update().get(stripe_invoice_id=invoice.id)
         if not created:
+            newly_asking = values["needs_authentication"] and not payment.needs_authentication
             if payment.status in (Payment.Status.REFUNDED, Payment.Status.PARTIALLY_REFUNDED):
                 status = payment.status  # a refund recorded earlier stays recorded
             wanted = {**values, "status": status}
@@ -119,9 +140,23 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
         if subscription_id:
             tracked = tracked.filter(stripe_subscription_id=subscription_id)
         tracked.update(first_paid_at=paid_at or timezone.now())
-    if status == Payment.Status.FAILED:
+    if newly_asking:
+        send_payment_action_required.delay_on_commit(payment.pk)
+    elif status == Payment.Status.FAILED and not payment.needs_authentication:
         send_payment_failed.delay_on_commit(payment.pk)
     return payment
+
+
+def _awaits_authentication(invoice) -> bool:
+    """Whether the open invoice's current payment waits for the cardholder (3D Secure): Stripe
+    cannot collect it, the customer can, on the hosted invoice page."""
+    if invoice.status != "open":
+        return False
+    for record in (invoice.get("payments") or {}).get("data") or []:
+        intent = (record.get("payment") or {}).get("payment_intent")
+        if record.get("is_default") and getattr(intent, "status", None) == "requires_action":
+            return True
+    return False
 
 
 def charge_disputed(*, dispute_id: str) -> PaymentDispute | None:
@@ -223,7 +258,7 @@ def dispute_restriction_refresh(*, organization: Organization) -> None:
 # --- Stripe events --------------------------------------------------------------------------
 
 
-@on("invoice.paid", "invoice.payment_failed")
+@on("invoice.paid", "invoice.payment_failed", "invoice.payment_action_required")
 def _invoice_settled(*, kind: str, object_id: str) -> OrgSubscription | None:
     payment = invoice_record(invoice_id=object_id)
     if payment is not None and kind == "invoice.paid":
