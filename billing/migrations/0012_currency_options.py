@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0010_tax'),
+        ('billing', '0011_tax'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0008_payment_disputes'),
+        ('billing', '0009_payment_documents_and_authentication'),
         ('teams', '0003_api_key_scopes'),
     ]
 

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0009_discounts'),
+        ('billing', '0010_discounts'),
         ('teams', '0003_api_key_scopes'),
     ]
 
