@@ -35,6 +35,7 @@ from teams.models import Organization, User  # noqa: E402
 OPS = 2000  # consumptions per round, split between the workers
 ROUNDS = 5
 ACCOUNTS = 1000
+BUDGET = 0.8
 
 UPDATE = (
     "UPDATE credits_creditaccount SET balance = balance - 1, lifetime_used = lifetime_used + 1 "
@@ -152,6 +153,7 @@ def main() -> None:
     ids = dict(CreditAccount.objects.values_list("organization_id", "pk"))
     hot = [orgs[0]]
     print(f"{'accounts':>8} {'workers':>7} {'raw ops/s':>10} {'ours ops/s':>11} {'ratio':>6}")
+    budgets = []
     for label, chosen in (("1", hot), (str(ACCOUNTS), orgs)):
         account_ids = [ids[o.pk] for o in chosen]
         for workers in (1, 8):
@@ -164,7 +166,15 @@ def main() -> None:
             ours = statistics.median(o for _, o in pairs)
             ratio = statistics.median(o / r for r, o in pairs)
             print(f"{label:>8} {workers:>7} {raw:>10.0f} {ours:>11.0f} {ratio:>5.2f}x")
+            verdict = "met" if ratio >= BUDGET else "not met"
+            budgets.append(
+                f"in-process consume, {label} accounts, {workers} workers >= {BUDGET}x raw: "
+                f"{ratio:.2f}x {verdict}"
+            )
     print(f"HTTP POST /api/v1/credits/consume (test client, 1 worker): {http_rps(orgs[1]):.0f} requests/s")
+    print("budgets:")
+    for line in budgets:
+        print("  " + line)
 
 
 main()

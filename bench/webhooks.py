@@ -35,7 +35,7 @@ from stripe_sim.app import SimApp  # noqa: E402
 from teams import services as team_services  # noqa: E402
 from teams.models import User  # noqa: E402
 
-BUDGET = 1.5
+BUDGET = 1.2  # Tally's receivers on top of dj-stripe alone
 ROUNDS = 5
 for noisy in ("werkzeug", "celery", "django.request"):
     logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -121,6 +121,8 @@ with override_settings(STRIPE_API_HOST=sim_url, ALLOWED_HOSTS=["testserver"], CE
 ratio = best_base / best_tally
 print(f"dj-stripe alone        {best_base:8.1f} events/s")
 print(f"with Tally's receivers {best_tally:8.1f} events/s")
-print(f"cost                   {ratio:8.2f}x (budget {BUDGET}x): {'met' if ratio <= BUDGET else 'MISSED'}")
+print(
+    f"budget: webhooks <= {BUDGET}x dj-stripe alone: {ratio:.2f}x {'met' if ratio <= BUDGET else 'not met'}"
+)
 server.shutdown()
 assert settings.configured

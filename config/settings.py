@@ -79,6 +79,15 @@ MIDDLEWARE = [
     "teams.middleware.ApiHeaders",
 ]
 
+# What an API call with a key goes through (`config/handlers.py`): no session, cookie or page.
+API_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "common.api_errors.ApiErrorMiddleware",
+    "teams.inputs.UnstorableInputMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "teams.middleware.ApiHeaders",
+]
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 
@@ -128,7 +137,7 @@ REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss", "unix"))
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "teams.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "tally",
         }
@@ -153,6 +162,10 @@ CELERY_BEAT_SCHEDULE = {
     "billing-reconcile": {"task": "billing.tasks.reconcile_subscriptions", "schedule": 24 * 3600},
     # Stripe invoices an ended period about an hour after it ends: every five minutes is ample.
     "billing.report_usage": {"task": "billing.tasks_usage.report_usage", "schedule": 300.0},
+    # API calls counted in Redis, written to the usage log (billing/metering/api_calls.py).
+    "billing.flush_api_calls": {"task": "billing.metering.tasks.flush_api_calls", "schedule": 10.0},
+    # API keys' last use, noted in Redis by each request, written in bulk.
+    "teams-api-key-use": {"task": "teams.tasks.flush_api_key_use", "schedule": 60},
 }
 
 # --- Auth -----------------------------------------------------------------------------------

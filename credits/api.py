@@ -10,6 +10,7 @@ from common.errors import ServiceError
 from credits import selectors, services
 from credits.models import CreditReservation, TransactionType
 from teams import api_fields as fields
+from teams import fastio
 from teams.access import client_ip, get_org_for_api
 from teams.api_schema import IDEMPOTENT_REPLAYED, error_responses, idempotency_key, list_of
 from teams.inputs import idempotency_key_header, storable
@@ -136,12 +137,16 @@ class ConsumeApi(APIView):
     def post(self, request):
         organization = get_org_for_api(request)
         key = _idempotency_key(request)
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = _parse_consume(request.data)
         entry = services.credits_consume(
-            organization=organization, idempotency_key=key, actor=_user(request), **data.validated_data
+            organization=organization, idempotency_key=key, actor=_user(request), **data
         )
-        return _replayable(TransactionOutput(entry).data, entry)
+        return _replayable(_render_transaction(entry), entry)
+
+
+# Compiled once: the hot path builds no serializer (teams/fastio.py).
+_parse_consume = fastio.parser(ConsumeApi.Input)
+_render_transaction = fastio.renderer(TransactionOutput)
 
 
 class ReservationListApi(APIView):

@@ -2,11 +2,10 @@
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.core import signing
-from django.db.models import Count, F, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from credits.models import (
@@ -17,9 +16,9 @@ from credits.models import (
     CreditPurchase,
     CreditReservation,
     CreditTransaction,
+    CreditUsageDay,
     PurchaseStatus,
     ReservationStatus,
-    TransactionType,
 )
 
 CURSOR_SALT = "credits.transactions"
@@ -66,10 +65,11 @@ def transactions_of(
     rows = CreditTransaction.objects.filter(account=account).select_related("price", "actor")
     if type:
         rows = rows.filter(type=type)
+    # Ranges of the column itself, which its indexes serve (a cast to a date serves none).
     if since:
-        rows = rows.filter(created_at__date__gte=since)
+        rows = rows.filter(created_at__gte=datetime.combine(since, time.min, tzinfo=UTC))
     if until:
-        rows = rows.filter(created_at__date__lte=until)
+        rows = rows.filter(created_at__lt=datetime.combine(until + timedelta(days=1), time.min, tzinfo=UTC))
     if reference_type:
         rows = rows.filter(reference_type=reference_type)
     if reference_id:
@@ -94,16 +94,13 @@ def page_after(rows, *, cursor: str = "", limit: int = 50) -> tuple[list, str]:
     return page, signing.dumps(page[-1].pk, salt=CURSOR_SALT) if more else ""
 
 
-def consumed_since(account: CreditAccount, since: datetime) -> int:
-    total = CreditTransaction.objects.filter(
-        account=account, type=TransactionType.CONSUMPTION, created_at__gte=since
-    ).aggregate(s=Sum("amount"))["s"]
-    return -(total or 0)
-
-
 def runway_days(account: CreditAccount) -> int | None:
-    """Whole days the balance lasts at the last seven days' average burn; None without usage."""
-    used = consumed_since(account, timezone.now() - timedelta(days=7))
+    """Whole days the balance lasts at the last seven days' average burn (today and the six
+    before, from the daily rollup); None without usage."""
+    since = timezone.now().astimezone(UTC).date() - timedelta(days=6)
+    used = (
+        CreditUsageDay.objects.filter(account=account, day__gte=since).aggregate(s=Sum("credits"))["s"] or 0
+    )
     if used <= 0:
         return None
     return max(account.balance, 0) * 7 // used
@@ -121,36 +118,54 @@ def _bars(pairs: list[tuple[str, int]]) -> list[Bar]:
     return [Bar(label, value, value * 100 // top if top else 0) for label, value in pairs]
 
 
+def _usage_days(account: CreditAccount, days: int):
+    # UTC days, as the rollup is kept; a few rows a day, however many consumptions.
+    start = timezone.now().astimezone(UTC).date() - timedelta(days=days - 1)
+    return start, CreditUsageDay.objects.filter(account=account, day__gte=start)
+
+
 def usage_by_day(account: CreditAccount, *, days: int = 30) -> list[Bar]:
     """Credits consumed per day for the last `days` days, including the days with none."""
-    today = timezone.localdate()
-    start = today - timedelta(days=days - 1)
-    totals = dict(
-        CreditTransaction.objects.filter(
-            account=account, type=TransactionType.CONSUMPTION, created_at__date__gte=start
-        )
-        .annotate(day=TruncDate("created_at"))
-        .values_list("day")
-        .annotate(s=Sum("amount"))
-        .values_list("day", "s")
-    )
+    start, rows = _usage_days(account, days)
+    totals = dict(rows.values_list("day").annotate(s=Sum("credits")).values_list("day", "s"))
     return _bars(
-        [((start + timedelta(d)).isoformat(), -(totals.get(start + timedelta(d)) or 0)) for d in range(days)]
+        [((start + timedelta(d)).isoformat(), totals.get(start + timedelta(d)) or 0) for d in range(days)]
     )
 
 
 def usage_by_action(account: CreditAccount, *, days: int = 30) -> list[Bar]:
-    since = timezone.now() - timedelta(days=days)
-    rows = (
-        CreditTransaction.objects.filter(
-            account=account, type=TransactionType.CONSUMPTION, created_at__gte=since
-        )
-        .values_list("action")
-        .annotate(s=Sum("amount"), n=Count("pk"))
-        .order_by("s")
-        .values_list("action", "s")
+    _, rows = _usage_days(account, days)
+    rows = rows.values_list("action").annotate(s=Sum("credits")).order_by("-s").values_list("action", "s")
+    return _bars([(action or "other", total) for action, total in rows])
+
+
+@dataclass(frozen=True)
+class UsageOverview:
+    runway: int | None
+    by_day: list[Bar]
+    by_action: list[Bar]
+
+
+def usage_overview(account: CreditAccount, *, days: int = 30) -> UsageOverview:
+    """The credits page's figures (`runway_days`, `usage_by_day`, `usage_by_action`) from one
+    read of the rollup: a few rows a day, however many consumptions."""
+    start, rows = _usage_days(account, max(days, 7))
+    rows = list(rows.values_list("day", "action", "credits"))
+    week = start + timedelta(days=max(days, 7) - 7)
+    used = sum(c for day, _, c in rows if day >= week)
+    runway = max(account.balance, 0) * 7 // used if used > 0 else None
+    first = start + timedelta(days=max(days, 7) - days)
+    per_day: dict[date, int] = {}
+    per_action: dict[str, int] = {}
+    for day, action, credits in rows:
+        if day >= first:
+            per_day[day] = per_day.get(day, 0) + credits
+            per_action[action] = per_action.get(action, 0) + credits
+    by_day = _bars(
+        [((first + timedelta(d)).isoformat(), per_day.get(first + timedelta(d), 0)) for d in range(days)]
     )
-    return _bars([(action or "other", -total) for action, total in rows])
+    ordered = sorted(per_action.items(), key=lambda item: -item[1])
+    return UsageOverview(runway, by_day, _bars([(action or "other", total) for action, total in ordered]))
 
 
 def open_reservations_of(account: CreditAccount):

@@ -33,14 +33,15 @@ def _page_context(request, organization, membership, account, *, settings_form=N
     filters = HistoryFilterForm(request.GET or None)
     rows = selectors.transactions_of(account, **filters.filters())
     page, next_cursor = selectors.page_after(rows, cursor=request.GET.get("cursor", ""), limit=HISTORY_PAGE)
+    usage = selectors.usage_overview(account)
     return {
         "organization": organization,
         "membership": membership,
         "account": account,
-        "runway": selectors.runway_days(account),
+        "runway": usage.runway,
         "packages": selectors.active_packages(),
-        "by_day": selectors.usage_by_day(account),
-        "by_action": selectors.usage_by_action(account),
+        "by_day": usage.by_day,
+        "by_action": usage.by_action,
         "holds": selectors.open_reservations_of(account).count(),
         "filters": filters,
         "transactions": page,

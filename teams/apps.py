@@ -8,3 +8,4 @@ class TeamsConfig(AppConfig):
     def ready(self) -> None:
         # Deployment checks live beside the settings they guard.
         from config import checks  # noqa: F401
+        from teams import receivers  # noqa: F401

@@ -5,7 +5,7 @@ API_PREFIX = "/api/"
 
 class ApiHeaders:
     """Under /api/: the `RateLimit-*` fields the rate limiter decided for this request
-    (`billing.gating.RateLimited` leaves them on the request), and `Cache-Control: no-store` on
+    (`billing.entitlements.gating.RateLimited` leaves them on the request), and `Cache-Control: no-store` on
     JSON, which holds balances and keys' data that no shared cache should keep."""
 
     def __init__(self, get_response):

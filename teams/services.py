@@ -5,6 +5,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from common.errors import ServiceError
+from teams import keycache
 from teams.models import (
     ApiKey,
     AuditEvent,
@@ -174,6 +175,7 @@ def organization_delete(
         )
         Invitation.objects.pending().filter(organization=organization).update(status=InvitationStatus.REVOKED)
         ApiKey.objects.active().filter(organization=organization).update(revoked_at=now)
+        keycache.invalidate()
         Membership.objects.filter(organization=organization).delete()
         # The primary key keeps the renamed slug unique; the old one is free for a new organization.
         slug = f"deleted-{organization.pk}-{organization.slug}"[:60]

@@ -3,6 +3,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
 
+from teams import keycache
 from teams.models import Invitation, InvitationStatus
 
 
@@ -25,3 +26,8 @@ def send_invitation_email(invitation_id: int) -> None:
         from_email=None,
         recipient_list=[invitation.email],
     )
+
+
+@shared_task
+def flush_api_key_use() -> int:
+    return keycache.use_flush()

@@ -4,6 +4,7 @@ from rest_framework.test import APIClient
 
 from billing.catalog import catalog_apply, load_catalog
 from billing.models import Feature, Plan
+from teams import keycache
 from teams.models import Role
 from tests.factories import MembershipFactory, OrganizationFactory
 
@@ -32,6 +33,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
 def _fresh_state(request):
     """A clean cache per test, and the catalog back after a transactional test flushed it."""
     cache.clear()
+    keycache.forget_local()
     if "django_db" in {m.name for m in request.node.iter_markers()} or {
         "db",
         "transactional_db",

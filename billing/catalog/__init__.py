@@ -2,11 +2,10 @@
 applied to the database (`apply`) and pushed to Stripe (`sync`). The tier arithmetic and its
 validation, which the models use too, are `billing.pricing`.
 
-The names below are the package's public surface, loaded from their module on first use so
-that importing one module of the package never imports the others (no import cycles through
-here). Code inside billing imports the module itself."""
+Its public names, loaded from their module on first use (`common.lazy`); code inside the
+package imports the module itself."""
 
-from importlib import import_module
+from common.lazy import exports
 
 _EXPORTS = {
     "CatalogError": "spec",
@@ -22,10 +21,4 @@ _EXPORTS = {
     "catalog_sync": "sync",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__all__, __getattr__ = exports(__name__, _EXPORTS)

@@ -2,11 +2,10 @@
 grants, cached per organization; quota consumed and released on the period's counter.
 `gating` turns decisions into HTTP answers, `ratelimit` the API's per-minute limits.
 
-The names below are the package's public surface, loaded from their module on first use so
-that importing one module of the package never imports the others (no import cycles through
-here). Code inside billing imports the module itself."""
+Its public names, loaded from their module on first use (`common.lazy`); code inside the
+package imports the module itself."""
 
-from importlib import import_module
+from common.lazy import exports
 
 _EXPORTS = {
     "Decision": "decisions",
@@ -39,10 +38,4 @@ _EXPORTS = {
     "subscription_set": "grants",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__all__, __getattr__ = exports(__name__, _EXPORTS)

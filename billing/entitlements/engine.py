@@ -106,6 +106,8 @@ def _catalog_version() -> str:
 def invalidate(organization: Organization | int) -> None:
     """Forget one organization's entitlements: call after its subscription or grants change."""
     org_id = organization if isinstance(organization, int) else organization.pk
+    if not isinstance(organization, int):
+        organization.__dict__.pop("_request_effective", None)
     # A new generation first: a reader that computed from the old data, and stores after this,
     # stores under the old generation, which nobody takes as fresh.
     cache.set(_generation_key(org_id), _new_generation(), GENERATION_TTL)
@@ -197,11 +199,38 @@ def _store(organization: Organization, effective: Effective, generation: str, no
     return effective
 
 
-def effective_for(organization: Organization, *, now: datetime | None = None) -> Effective:
+# An API request reads its organization's entitlements for the rate limit, then again for the
+# check or charge it makes. The rate limiter leaves what it read on the request's organization
+# instance (`remember=True`), and the second read, a moment later in the same request, takes it
+# from there instead of another round trip. Bounded in time, and dropped by `invalidate`.
+REQUEST_MEMO_SECONDS = 1.0
+
+
+def _request_memo(organization: Organization, now: datetime) -> Effective | None:
+    memo = organization.__dict__.get("_request_effective")
+    if memo is None or time.monotonic() - memo[1] >= REQUEST_MEMO_SECONDS:
+        return None
+    effective = memo[0]
+    return effective if effective.valid_until is None or now < effective.valid_until else None
+
+
+def effective_for(
+    organization: Organization, *, now: datetime | None = None, remember: bool = False
+) -> Effective:
+    effective = _effective_for(organization, now=now)
+    if remember:
+        organization.__dict__["_request_effective"] = (effective, time.monotonic())
+    return effective
+
+
+def _effective_for(organization: Organization, *, now: datetime | None = None) -> Effective:
     now = now or timezone.now()
-    version = _catalog_version()
-    generation = _generation(organization.pk)  # before anything is read
-    effective = cache.get(_ent_key(organization.pk))
+    # One round trip for the three; the generation is read before the database is.
+    generation_key, ent_key = _generation_key(organization.pk), _ent_key(organization.pk)
+    cached = cache.get_many([VERSION_KEY, generation_key, ent_key])
+    version = cached.get(VERSION_KEY) or _catalog_version()
+    generation = cached.get(generation_key) or _generation(organization.pk)
+    effective = cached.get(ent_key)
     if _fresh(effective, version, generation, now):
         return effective
     effective = _compute(organization, version, now)
@@ -252,14 +281,18 @@ def check(
         _ent_key(organization.pk),
         _usage_key(organization.pk, feature),
     )
-    # The generation comes in the same round trip, before the database is read.
-    cached = cache.get_many([version_key, generation_key, ent_key, usage_key])
-    version = cached.get(version_key) or _catalog_version()
-    generation = cached.get(generation_key) or _generation(organization.pk)
-    effective = cached.get(ent_key)
-    if not _fresh(effective, version, generation, now):
-        effective = _compute(organization, version, now)
-        effective = _store(organization, effective, generation, now)
+    effective = _request_memo(organization, now)
+    if effective is None:
+        # The generation comes in the same round trip, before the database is read.
+        cached = cache.get_many([version_key, generation_key, ent_key, usage_key])
+        version = cached.get(version_key) or _catalog_version()
+        generation = cached.get(generation_key) or _generation(organization.pk)
+        effective = cached.get(ent_key)
+        if not _fresh(effective, version, generation, now):
+            effective = _compute(organization, version, now)
+            effective = _store(organization, effective, generation, now)
+    else:
+        cached = None  # the usage counter, when needed, is read below
 
     ent = effective.features.get(feature)
     if ent is None:
@@ -274,7 +307,7 @@ def check(
     period = None
     if ent.kind == Feature.Kind.METERED:
         period = effective.period(now)
-        usage = cached.get(usage_key)
+        usage = cached.get(usage_key) if cached is not None else cache.get(usage_key)
         if usage is not None and usage[0] == period.start:
             used = usage[1]
         else:

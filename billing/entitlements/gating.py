@@ -166,15 +166,16 @@ class RateLimited(permissions.BasePermission):
 
 
 class MetersApiCalls(permissions.BasePermission):
-    """Each authenticated API call records one `api_calls` usage event (`billing.usage`), so it
-    shows on the usage page and feeds the quota; past the quota the call is refused unless the
-    plan bills overage. A retried request repeating its `Idempotency-Key` is one event."""
+    """Each authenticated API call is one unit of `api_calls`: counted in Redis and written to
+    the usage log in batches (`billing.api_calls`), so it shows on the usage page and feeds the
+    quota without a database write per call; past the quota the call is refused unless the
+    plan bills overage. A retried request repeating its `Idempotency-Key` is counted once."""
 
     def has_permission(self, request, view) -> bool:
         if not (request.user and request.user.is_authenticated):
             return True
         organization = get_org_for_api(request)
         key = request.headers.get("Idempotency-Key")
-        key = f"api:{request.method}:{request.path}:{key}" if key else f"api:{uuid.uuid4().hex}"
-        raise_unless_allowed(metering.api_call_record(organization=organization, event_id=key[:255]))
+        key = f"api:{request.method}:{request.path}:{key}"[:255] if key else None
+        raise_unless_allowed(metering.api_call_count(organization=organization, event_id=key))
         return True

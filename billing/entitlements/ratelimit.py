@@ -1,5 +1,5 @@
 """The API's rate limits: the plan's requests a minute for the organization (`api_rate`) and for
-each API key or person (`api_key_rate`), enforced by `billing.gating.RateLimited` on every API
+each API key or person (`api_key_rate`), enforced by `billing.entitlements.gating.RateLimited` on every API
 view through the limiter in `teams/ratelimit.py`."""
 
 from datetime import datetime
@@ -17,9 +17,9 @@ FEATURE = "api_rate"  # requests a minute for the whole organization
 CALLER_FEATURE = "api_key_rate"  # requests a minute for one API key or one person
 
 
-def _plan_limit(organization: Organization, feature: str, now: datetime) -> int | None:
+def _plan_limit(effective: entitlements.Effective, feature: str) -> int | None:
     """Requests a minute the plan allows for `feature`; None when unlimited or not stated."""
-    ent = entitlements.effective_for(organization, now=now).features.get(feature)
+    ent = effective.features.get(feature)
     if ent is None or ent.unlimited:
         return None
     return ent.limit if ent.enabled else 0
@@ -29,11 +29,12 @@ def api_buckets(*, organization: Organization, caller: str | None, now: datetime
     """The organization's bucket (`api_rate`) and the caller's own (`api_key_rate`), so that one
     runaway key cannot use up what the organization's other keys and people share."""
     buckets = []
-    org_limit = _plan_limit(organization, FEATURE, now)
+    effective = entitlements.effective_for(organization, now=now, remember=True)
+    org_limit = _plan_limit(effective, FEATURE)
     if org_limit is not None:
         buckets.append(Bucket(f"org:{organization.pk}", org_limit))
     if caller:
-        caller_limit = _plan_limit(organization, CALLER_FEATURE, now)
+        caller_limit = _plan_limit(effective, CALLER_FEATURE)
         if caller_limit is not None and (org_limit is None or caller_limit < org_limit):
             buckets.append(Bucket(f"{caller}:org{organization.pk}", caller_limit))
     return buckets

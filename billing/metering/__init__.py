@@ -1,11 +1,10 @@
 """Metered usage: events ingested through the API, counted against the period's allowance, read
 back on the usage page and reported to Stripe's meters.
 
-The names below are the package's public surface, loaded from their module on first use so
-that importing one module of the package never imports the others (no import cycles through
-here). Code inside billing imports the module itself."""
+Its public names, loaded from their module on first use (`common.lazy`); code inside the
+package imports the module itself."""
 
-from importlib import import_module
+from common.lazy import exports
 
 _EXPORTS = {
     "API_CALLS": "ingest",
@@ -19,6 +18,8 @@ _EXPORTS = {
     "METERS_TTL": "ingest",
     "Status": "ingest",
     "api_call_record": "ingest",
+    "api_call_count": "api_calls",
+    "api_calls_flush": "api_calls",
     "meters_by_key": "ingest",
     "usage_ingest": "ingest",
     "MeterSpec": "counting",
@@ -43,10 +44,4 @@ _EXPORTS = {
     "usage_report_send": "reporting",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__all__, __getattr__ = exports(__name__, _EXPORTS)

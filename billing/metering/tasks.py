@@ -15,3 +15,8 @@ from billing import metering
 def report_usage() -> dict:
     outcome = metering.usage_report_run()
     return vars(outcome)
+
+
+@shared_task(name="billing.metering.tasks.flush_api_calls")
+def flush_api_calls() -> int:
+    return metering.api_calls_flush()

@@ -185,11 +185,18 @@ class CreditTransaction(models.Model):
     reference_type = models.CharField(max_length=40, blank=True)
     reference_id = models.CharField(max_length=100, blank=True)
     idempotency_key = models.CharField(max_length=255)
+    # Indexed only where set (see Meta): nearly every line refunds nothing.
     refund_of = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="refunds"
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="refunds", db_index=False
     )
+    # Indexed only where set (see Meta): API calls and tasks act for nobody.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -212,11 +219,33 @@ class CreditTransaction(models.Model):
                 name="credits_credittransaction_sign_matches_type",
             ),
         ]
+        # Consumptions are nearly all the rows, so each index serves only the rows its queries
+        # look for. The account's own foreign-key index would duplicate these, so it has none.
         indexes = [
-            # The account's own foreign-key index would duplicate these, so it has none.
-            models.Index(fields=["account", "-id"], name="credits_txn_account_recent"),
-            models.Index(fields=["account", "type", "created_at"], name="credits_txn_usage"),
-            models.Index(fields=["account", "reference_type", "reference_id"], name="credits_txn_reference"),
+            # The history, newest first (with its filters), read backwards. Ascending, so that
+            # each new line lands on the index's rightmost page: a descending one puts every
+            # insert at the left edge of the account's range, and leaves its pages half empty.
+            models.Index(fields=["account", "id"], name="credits_txn_account_recent"),
+            # Lines of one kind other than consumption (allowances in reconciliation, a history
+            # filtered by type); consumption's figures come from the daily rollup.
+            models.Index(
+                fields=["account", "type"],
+                condition=~models.Q(type=TransactionType.CONSUMPTION),
+                name="credits_txn_type",
+            ),
+            # The line of a purchase, a period's allowance or a refunded charge, by reference.
+            models.Index(
+                fields=["account", "reference_type", "reference_id"],
+                condition=~models.Q(reference_id=""),
+                name="credits_txn_reference",
+            ),
+            # A user's deletion sets their lines' actor to null; a refund finds its original's.
+            models.Index(fields=["actor"], condition=models.Q(actor__isnull=False), name="credits_txn_actor"),
+            models.Index(
+                fields=["refund_of"],
+                condition=models.Q(refund_of__isnull=False),
+                name="credits_txn_refund_of",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -251,6 +280,32 @@ class CreditAllocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount:+} on grant {self.grant_id}"
+
+
+class CreditUsageDay(models.Model):
+    """Credits consumed by one account on one UTC day for one action: the credits page's charts
+    and runway, kept by the same statement that writes each consumption, so they cost a few
+    dozen rows however long the ledger grows. Derived from the ledger, never a record of its
+    own: the ledger line says what happened, this only adds it up."""
+
+    # Indexed by the unique constraint below, which leads with it.
+    account = models.ForeignKey(
+        "credits.CreditAccount", on_delete=models.CASCADE, related_name="usage_days", db_index=False
+    )
+    day = models.DateField()
+    action = models.SlugField(max_length=60, blank=True, db_index=False)
+    credits = models.BigIntegerField(default=0)
+    consumptions = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "day", "action"], name="credits_creditusageday_unique_day"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.action or 'other'}: {self.credits}"
 
 
 class ReservationStatus(models.TextChoices):

@@ -1,11 +1,10 @@
 """Every change to credits goes through here: one module per concern, `ledger` at the bottom
 (a balance moves only together with a ledger line, in one short transaction).
 
-The names below are the package's public surface, loaded from their module on first use so
-that importing one module of the package never imports the others (no import cycles through
-here). Code inside credits.services imports the module itself."""
+Its public names, loaded from their module on first use (`common.lazy`); code inside the
+package imports the module itself."""
 
-from importlib import import_module
+from common.lazy import exports
 
 _EXPORTS = {
     "InsufficientCredits": "validation",
@@ -42,8 +41,8 @@ _EXPORTS = {
     "credit_purchase_processing": "purchases",
     "credit_purchase_refunded": "purchases",
     "credit_purchase_start": "purchases",
-    "credit_dispute_record": "disputes",
     "credit_allowance_disputes_apply": "disputes",
+    "credit_dispute_record": "disputes",
     "RECHARGE_IN_FLIGHT": "recharges",
     "RECHARGE_RESUME_WINDOW": "recharges",
     "credit_auto_recharge_start": "recharges",
@@ -53,10 +52,4 @@ _EXPORTS = {
     "credit_recharges_resume": "recharges",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__all__, __getattr__ = exports(__name__, _EXPORTS)

@@ -2,6 +2,7 @@
 the account move; on PostgreSQL in one statement, elsewhere one step at a time."""
 
 import json
+from datetime import UTC, date, datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
@@ -14,6 +15,7 @@ from credits.models import (
     CreditAllocation,
     CreditGrant,
     CreditTransaction,
+    CreditUsageDay,
     TransactionType,
 )
 from credits.models.ledger import draw_order_by, draw_order_sql
@@ -107,6 +109,12 @@ WITH moved AS (
 ), allocated AS (
     INSERT INTO {allocation} (transaction_id, grant_id, amount)
     SELECT entry.id, drawn.id, -drawn.took FROM entry CROSS JOIN drawn
+), rolled AS (
+    INSERT INTO {usage_day} AS u (account_id, day, action, credits, consumptions)
+    SELECT moved.id, %(day)s, %(c_action)s, %(amount)s, 1 FROM moved JOIN entry ON TRUE
+    WHERE %(c_type)s = 'consumption'
+    ON CONFLICT (account_id, day, action)
+    DO UPDATE SET credits = u.credits + EXCLUDED.credits, consumptions = u.consumptions + 1
 )
 SELECT id, (SELECT COALESCE(SUM(took), 0) FROM drawn) FROM entry
 """
@@ -147,6 +155,7 @@ def _debit_sql(moved: str) -> str:
         draw_order=draw_order_sql("g"),
         transaction=CreditTransaction._meta.db_table,
         allocation=CreditAllocation._meta.db_table,
+        usage_day=CreditUsageDay._meta.db_table,
         columns=", ".join(_ENTRY_COLUMNS),
         values=", ".join(value(n) for n in _ENTRY_COLUMNS),
     )
@@ -157,7 +166,25 @@ def _debit_params(entry: CreditTransaction, amount: int) -> dict:
     params["c_metadata"] = json.dumps(entry.metadata)
     params["amount"] = amount
     params["now"] = timezone.now()
+    params["day"] = _usage_day(entry.created_at)
     return params
+
+
+def _usage_day(at: datetime) -> date:
+    return at.astimezone(UTC).date()
+
+
+def _usage_roll_up(entry: CreditTransaction) -> None:
+    """Add a consumption written through the ORM to its day (the SQL paths do it in the same
+    statement); inside the transaction that wrote it."""
+    if entry.type != TransactionType.CONSUMPTION:
+        return
+    day, _ = CreditUsageDay.objects.get_or_create(
+        account_id=entry.account_id, day=_usage_day(entry.created_at), action=entry.action
+    )
+    CreditUsageDay.objects.filter(pk=day.pk).update(
+        credits=F("credits") - entry.amount, consumptions=F("consumptions") + 1
+    )
 
 
 def _debit_entry(
@@ -175,6 +202,7 @@ def _debit_entry(
         CreditAllocation.objects.bulk_create(
             [CreditAllocation(transaction=entry, grant_id=g, amount=-t) for g, t in draws]
         )
+        _usage_roll_up(entry)
         return entry
     params = _debit_params(entry, amount)
     params.update(account=account.pk, balance=account.balance)

@@ -16,7 +16,13 @@ from credits.models import (
     TransactionType,
 )
 from credits.services.accounts import credit_account_for
-from credits.services.debits import _after_debit, _debit_entry, _grants_draw, credits_spendable
+from credits.services.debits import (
+    _after_debit,
+    _debit_entry,
+    _grants_draw,
+    _usage_roll_up,
+    credits_spendable,
+)
 from credits.services.ledger import _account_move, _check_same_request, _Refused, _replay, _replay_for_org
 from credits.services.prices import _resolve_amount
 from credits.services.spending import _claims_settle
@@ -162,6 +168,7 @@ def credit_reservation_confirm(
             CreditAllocation.objects.bulk_create(
                 [CreditAllocation(transaction=entry, grant_id=g, amount=-t) for g, t in draws]
             )
+            _usage_roll_up(entry)
         else:
             account = _account_move(
                 account_id=locked.pk, held=-reservation.amount, balance=-amount, used=amount

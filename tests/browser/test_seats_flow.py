@@ -26,7 +26,7 @@ def test_invite_with_the_seat_preview_accept_and_the_billing_page_counts_the_sea
     client = stripe_client()
     org = OrganizationFactory(name="Rocket Labs", slug="rocket-labs")
     owner = team(org, 3)
-    sub, _ = subscribe_seats(client, org, "team_monthly")
+    sub, _ = subscribe_seats(org, "team_monthly")
 
     alice = new_page()
     log_in(alice, owner.user.email)

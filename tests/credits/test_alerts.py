@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from common.errors import ServiceError
 from credits import selectors, services
-from credits.models import CreditAccount, CreditPackage, CreditRecharge, CreditTransaction
+from credits.models import CreditAccount, CreditPackage, CreditRecharge, CreditTransaction, CreditUsageDay
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +50,12 @@ def test_it_estimates_the_runway_from_the_last_seven_days(org, fund, account):
     assert selectors.runway_days(account) is None
     _consume(org, 70, "a")
     old = _consume(org, 500, "b")
-    CreditTransaction.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=8))
+    then = timezone.now() - timedelta(days=8)
+    CreditTransaction.objects.filter(pk=old.pk).update(created_at=then)
+    # Its day in the rollup, as the debit would have written it eight days ago.
+    today = CreditUsageDay.objects.get(account=account)
+    CreditUsageDay.objects.filter(pk=today.pk).update(credits=70, consumptions=1)
+    CreditUsageDay.objects.create(account=account, day=then.date(), action="", credits=500, consumptions=1)
     account.refresh_from_db()
     assert account.balance == 430
     assert selectors.runway_days(account) == 43  # 70 credits a week = 10 a day

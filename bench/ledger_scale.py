@@ -1,0 +1,147 @@
+"""A ledger of a million consumptions in 30 days: what it stores, and how fast its page stays.
+
+One organization gets BENCH_LEDGER_ROWS consumptions (default 1,000,000), written with SQL in the
+shape the debit writes them (a ledger line, its allocation to a grant, its day in the rollup),
+spread over the last 30 days, with the indexes the models declare. Figures:
+- storage per million consumptions: the growth of the ledger, allocation and rollup tables with
+  their indexes (and TOAST), scaled to 1,000,000. Budget: at most 300 MB.
+- the credits page: p50 of the warm page for that organization, in alternating rounds with the
+  same page for an organization whose ledger is empty (the baseline), through Django's test
+  client. Budget: p50 at most 60 ms, and the ratio says what the rows cost.
+The usage events' tables are not measured here (their schema is changing elsewhere).
+"""
+
+import os
+import statistics
+import time
+
+from _setup import setup_django
+
+setup_django()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.urls import reverse  # noqa: E402
+
+from credits import services  # noqa: E402
+from credits.models import (  # noqa: E402
+    CreditAccount,
+    CreditAllocation,
+    CreditGrant,
+    CreditTransaction,
+    CreditUsageDay,
+)
+from teams.models import Membership, Organization, Role, User  # noqa: E402
+
+ROWS = int(os.environ.get("BENCH_LEDGER_ROWS", "1000000"))
+ROUNDS = 7
+REQUESTS = 10
+TABLES = [CreditTransaction, CreditAllocation, CreditUsageDay]
+
+
+def size() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT SUM(pg_total_relation_size(c)) FROM unnest(%s::regclass[]) AS c",
+            [[m._meta.db_table for m in TABLES]],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def organization(slug: str, user: User) -> Organization:
+    org, _ = Organization.objects.get_or_create(slug=slug, defaults={"name": slug})
+    Membership.objects.get_or_create(organization=org, user=user, defaults={"role": Role.OWNER})
+    return org
+
+
+def fill(org: Organization) -> None:
+    account = services.credit_account_for(organization=org)
+    CreditAllocation.objects.filter(transaction__account=account).delete()
+    CreditTransaction.objects.filter(account=account).delete()
+    CreditUsageDay.objects.filter(account=account).delete()
+    CreditGrant.objects.filter(account=account).delete()
+    CreditAccount.objects.filter(pk=account.pk).update(balance=0, lifetime_used=0, lifetime_purchased=0)
+    services.credits_grant(
+        organization=org, amount=10 * ROWS, source="purchase", idempotency_key="bench-scale"
+    )
+    grant = CreditGrant.objects.get(account=account)
+    with connection.cursor() as cursor:
+        # What the debit writes for each consumption (credits/services.py, _DEBIT_SQL), in bulk.
+        cursor.execute(
+            """
+            WITH entries AS (
+                INSERT INTO credits_credittransaction (code, account_id, type, amount, balance_after,
+                    action, quantity, description, reference_type, reference_id, idempotency_key,
+                    metadata, created_at)
+                SELECT gen_random_uuid(), %(account)s, 'consumption', -(1 + n %% 3), %(balance)s - n,
+                       (ARRAY['', 'image', 'chat'])[1 + n %% 3], NULL, '', '', '', gen_random_uuid()::text,
+                       '{}', now() - (n::float / %(rows)s) * interval '30 days'
+                FROM generate_series(1, %(rows)s) AS n
+                RETURNING id, amount, action, created_at
+            ), allocated AS (
+                INSERT INTO credits_creditallocation (transaction_id, grant_id, amount)
+                SELECT id, %(grant)s, amount FROM entries
+            )
+            INSERT INTO credits_creditusageday (account_id, day, action, credits, consumptions)
+            SELECT %(account)s, (created_at AT TIME ZONE 'UTC')::date, action, -SUM(amount), COUNT(*)
+            FROM entries GROUP BY 2, 3
+            """,
+            {"account": account.pk, "balance": 10 * ROWS, "rows": ROWS, "grant": grant.pk},
+        )
+        cursor.execute("ANALYZE credits_credittransaction, credits_creditallocation, credits_creditusageday")
+
+
+def page_p50(client: Client, url: str) -> float:
+    times = []
+    for _ in range(REQUESTS):
+        start = time.perf_counter()
+        response = client.get(url)
+        times.append(time.perf_counter() - start)
+        assert response.status_code == 200, response.status_code
+    return statistics.median(times)
+
+
+def main() -> None:
+    settings.CREDITS_WELCOME_BONUS = 0
+    user, _ = User.objects.get_or_create(email="bench-scale@example.com")
+    big, empty = organization("bench-scale-big", user), organization("bench-scale-empty", user)
+    services.credit_account_for(organization=empty)
+    before = size()
+    started = time.perf_counter()
+    fill(big)
+    grown = size() - before
+    print(f"filled {ROWS:,} consumptions in {time.perf_counter() - started:.0f} s")
+    per_million = grown * 1_000_000 / ROWS / 2**20
+    for model in TABLES:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_relation_size(%s), pg_indexes_size(%s)",
+                [model._meta.db_table, model._meta.db_table],
+            )
+            table, indexes = cursor.fetchone()
+        print(
+            f"  {model._meta.db_table:<28} table {table / 2**20:8.1f} MB  indexes {indexes / 2**20:8.1f} MB"
+        )
+
+    client = Client(SERVER_NAME="127.0.0.1")
+    client.force_login(user)
+    urls = {org: reverse("credits", args=[org.slug]) for org in (big, empty)}
+    for url in urls.values():
+        page_p50(client, url)  # warm
+    pairs = [(page_p50(client, urls[empty]), page_p50(client, urls[big])) for _ in range(ROUNDS)]
+    base = statistics.median(e for e, _ in pairs)
+    mine = statistics.median(b for _, b in pairs)
+    ratio = statistics.median(b / e for e, b in pairs)
+    print(f"credits page p50: empty ledger {base * 1000:.1f} ms, {ROWS:,} consumptions {mine * 1000:.1f} ms")
+    print(f"load average: {os.getloadavg()[0]:.2f}")
+    print("budgets:")
+    verdict = "met" if per_million <= 300 else "not met"
+    print(f"  storage per million consumptions <= 300 MB: {per_million:.0f} MB {verdict}")
+    print(
+        f"  credits page p50 with {ROWS:,} consumptions in 30 days <= 60 ms: {mine * 1000:.1f} ms "
+        f"({ratio:.2f}x the empty ledger's) {'met' if mine <= 0.060 else 'not met'}"
+    )
+
+
+main()

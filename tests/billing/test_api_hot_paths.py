@@ -1,0 +1,65 @@
+"""The hot API paths: what one request costs, and that the shortcuts never serve stale data."""
+
+import pytest
+
+from billing import entitlements
+from billing.entitlements import engine
+from billing.models import Plan
+from teams import api_keys
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def key_client(api_client, org, owner):
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="server")
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return api_client
+
+
+def test_a_warm_entitlement_check_makes_no_query(key_client, django_assert_num_queries):
+    key_client.post("/api/v1/entitlements/check", {"feature": "api_calls"}, format="json")
+    with django_assert_num_queries(0):
+        response = key_client.post("/api/v1/entitlements/check", {"feature": "api_calls"}, format="json")
+    assert response.status_code == 200
+    assert response.json()["allowed"] is True
+
+
+def test_a_warm_consume_makes_only_the_debit(key_client, org, django_assert_max_num_queries):
+    from credits import services as credit_services
+
+    credit_services.credits_grant(organization=org, amount=10, source="purchase", idempotency_key="g")
+    first = key_client.post("/api/v1/credits/consume", {"amount": 1}, format="json", HTTP_IDEMPOTENCY_KEY="a")
+    # One round trip in production; inside the test's transaction the debit takes its
+    # transactional path: a savepoint, the account, the grants and ledger, the release.
+    with django_assert_max_num_queries(4):
+        response = key_client.post(
+            "/api/v1/credits/consume", {"amount": 1}, format="json", HTTP_IDEMPOTENCY_KEY="b"
+        )
+    assert response.status_code == 201, response.content
+    assert response.json()["balance_after"] == first.json()["balance_after"] - 1
+
+
+def test_what_the_rate_limiter_read_is_dropped_when_the_plan_changes(org, django_capture_on_commit_callbacks):
+    assert not entitlements.check(org, "priority_support").allowed
+    entitlements.effective_for(org, remember=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        entitlements.subscription_set(
+            organization=org, plan=Plan.objects.get(key="pro_monthly"), status="active"
+        )
+    assert entitlements.check(org, "priority_support").allowed
+
+
+def test_what_the_rate_limiter_read_serves_only_its_own_request(
+    org, monkeypatch, django_capture_on_commit_callbacks
+):
+    entitlements.effective_for(org, remember=True)
+    monkeypatch.setattr(engine, "REQUEST_MEMO_SECONDS", 0.0)
+    # Changed behind this instance's back (another process): the memo has expired, so it is seen.
+    with django_capture_on_commit_callbacks(execute=True):
+        entitlements.subscription_set(
+            organization=type(org).objects.get(pk=org.pk),
+            plan=Plan.objects.get(key="pro_monthly"),
+            status="active",
+        )
+    assert entitlements.check(org, "priority_support").allowed

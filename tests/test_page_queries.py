@@ -1,0 +1,60 @@
+"""Every page of an organization runs a bounded number of queries once warm, whatever the size of
+its ledgers and logs: the budget is 12 (billing, usage and pricing are above it, see
+`OVER_BUDGET`)."""
+
+import pytest
+from django.urls import reverse
+
+from billing import entitlements, metering
+from billing.models import Plan
+from credits import services as credit_services
+from projects import services as project_services
+from teams import api_keys
+
+pytestmark = pytest.mark.django_db
+
+BUDGET = 12
+# Pages still above the budget, at what they run today: a regression past these fails too.
+OVER_BUDGET = {"billing": 18, "usage": 21, "pricing": 16}
+
+PAGES = [
+    ("dashboard", True),
+    ("organization_settings", True),
+    ("members", True),
+    ("api_keys", True),
+    ("billing", True),
+    ("billing_upcoming", True),
+    ("usage", True),
+    ("credits", True),
+    ("credits_widget", True),
+    ("project_list", True),
+    ("pricing", False),
+    ("landing", False),
+]
+
+
+@pytest.fixture
+def busy_org(org, owner, member):
+    """Acme with some of everything, so each page has rows to show."""
+    entitlements.subscription_set(organization=org, plan=Plan.objects.get(key="pro_monthly"), status="active")
+    credit_services.credits_grant(organization=org, amount=10_000, source="purchase", idempotency_key="g")
+    for i in range(40):
+        credit_services.credits_consume(organization=org, amount=1 + i % 3, idempotency_key=f"c{i}")
+    metering.usage_ingest(
+        organization=org, events=[{"id": f"e{i}", "meter": "api_calls", "value": 1} for i in range(40)]
+    )
+    for i in range(3):
+        project_services.project_create(organization=org, actor=owner, name=f"Project {i}")
+    api_keys.api_key_create(organization=org, actor=owner, name="server")
+    return org
+
+
+@pytest.mark.parametrize(("page", "org_scoped"), PAGES, ids=[p for p, _ in PAGES])
+def test_it_runs_a_bounded_number_of_queries(
+    client_for, busy_org, owner, page, org_scoped, django_assert_max_num_queries
+):
+    client = client_for(owner)
+    url = reverse(page, args=[busy_org.slug]) if org_scoped else reverse(page)
+    assert client.get(url).status_code == 200  # cold: caches fill
+    with django_assert_max_num_queries(OVER_BUDGET.get(page, BUDGET)):
+        assert client.get(url).status_code == 200
