@@ -1,10 +1,17 @@
+import stripe
+from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.utils.html import format_html
 
-from billing import entitlements, metering
+from billing import discounts, entitlements, metering
 from billing.models import (
     Addon,
     AddonEntitlement,
+    BillingProfile,
+    Coupon,
     EntitlementGrant,
     Feature,
     Meter,
@@ -18,6 +25,8 @@ from billing.models import (
     PlanEntitlement,
     PlanLineItem,
     Product,
+    PromotionCode,
+    SubscriptionDiscount,
     SubscriptionDuplicate,
     TrialRecord,
     UsageAlert,
@@ -26,6 +35,8 @@ from billing.models import (
 )
 from billing.subscriptions.sync import subscription_sync
 from common.admin import ReadOnlyAdmin
+from common.errors import ServiceError
+from teams.access import client_ip
 
 
 class CatalogAdmin(admin.ModelAdmin):
@@ -128,8 +139,60 @@ class OrgSubscriptionAdmin(admin.ModelAdmin):
     search_fields = ["organization__slug", "organization__name", "stripe_subscription_id"]
     autocomplete_fields = ["organization"]
     list_select_related = ["organization", "plan"]
+    readonly_fields = ["apply_coupon"]
 
     actions = ["sync_from_stripe"]
+
+    @admin.display(description="Coupon")
+    def apply_coupon(self, obj):
+        if obj.pk is None or not obj.stripe_subscription_id:
+            return "-"
+        url = reverse("admin:billing_orgsubscription_coupon", args=[obj.pk])
+        return format_html('<a href="{}">Apply a coupon</a>', url)
+
+    def get_urls(self):
+        extra = [
+            path(
+                "<int:pk>/coupon/",
+                self.admin_site.admin_view(self.coupon_view),
+                name="billing_orgsubscription_coupon",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def coupon_view(self, request, pk: int):
+        """Give this one organization's subscription a coupon: Stripe applies it from the next
+        invoice; the change is an audit event of the organization."""
+        subscription = get_object_or_404(
+            OrgSubscription.objects.select_related("organization", "plan"), pk=pk
+        )
+        if not self.has_change_permission(request, subscription):
+            return redirect("admin:index")
+        form = ApplyCouponForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                applied = discounts.subscription_coupon_apply(
+                    organization=subscription.organization,
+                    coupon=form.cleaned_data["coupon"],
+                    actor=request.user,
+                    ip_address=client_ip(request),
+                )
+            except ServiceError as error:
+                form.add_error("coupon" if error.field == "coupon" else None, error.message)
+            except stripe.StripeError:
+                form.add_error(None, "Stripe did not answer; nothing changed. Try again.")
+            else:
+                messages.success(request, f"{applied.coupon} applied to {subscription.organization}.")
+                return redirect("admin:billing_orgsubscription_change", subscription.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "subscription": subscription,
+            "current": discounts.live_discounts(subscription.organization),
+            "form": form,
+            "opts": self.model._meta,
+            "title": "Apply a coupon",
+        }
+        return render(request, "billing/admin/apply_coupon.html", context)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -142,6 +205,50 @@ class OrgSubscriptionAdmin(admin.ModelAdmin):
             if subscription_sync(subscription_id=subscription.stripe_subscription_id):
                 synced += 1
         self.message_user(request, f"{synced} subscription(s) synced from Stripe.")
+
+
+class ApplyCouponForm(forms.Form):
+    coupon = forms.ModelChoiceField(
+        queryset=Coupon.objects.filter(is_active=True).exclude(stripe_coupon_id="")
+    )
+
+
+class PromotionCodeInline(admin.TabularInline):
+    model = PromotionCode
+    extra = 0
+    fields = [
+        "code",
+        "is_active",
+        "first_time_only",
+        "minimum_amount",
+        "minimum_amount_currency",
+        "expires_at",
+        "max_redemptions",
+        "stripe_promotion_code_id",
+    ]
+    readonly_fields = ["stripe_promotion_code_id"]
+
+
+@admin.register(Coupon)
+class CouponAdmin(admin.ModelAdmin):
+    """Coupons are catalog: edits are pushed by `catalog_sync` (Stripe keeps a coupon's terms
+    forever, so new terms need a new key)."""
+
+    list_display = [
+        "key",
+        "name",
+        "percent_off",
+        "amount_off",
+        "currency",
+        "duration",
+        "is_active",
+        "stripe_coupon_id",
+    ]
+    list_filter = ["duration", "is_active"]
+    search_fields = ["key", "name", "promotion_codes__code"]
+    readonly_fields = ["stripe_coupon_id"]
+    filter_horizontal = ["products"]
+    inlines = [PromotionCodeInline]
 
 
 @admin.register(UsageCounter)
@@ -316,3 +423,26 @@ class MeterReportAdmin(ReadOnlyAdmin):
             "and will be retried with back-off (see the last error).",
             level,
         )
+
+
+@admin.register(SubscriptionDiscount)
+class SubscriptionDiscountAdmin(ReadOnlyAdmin):
+    list_display = ["organization", "coupon", "promotion_code", "starts_at", "ends_at", "ended_at"]
+    list_filter = ["coupon"]
+    search_fields = [
+        "organization__slug",
+        "organization__name",
+        "stripe_subscription_id",
+        "stripe_discount_id",
+    ]
+    list_select_related = ["organization", "coupon", "promotion_code"]
+
+
+@admin.register(BillingProfile)
+class BillingProfileAdmin(ReadOnlyAdmin):
+    """What the Stripe customer holds (address, VAT number): edited on the billing page."""
+
+    list_display = ["organization", "country", "business_name", "vat_number", "vat_status", "updated_at"]
+    list_filter = ["country", "vat_status"]
+    search_fields = ["organization__slug", "organization__name", "business_name", "vat_number"]
+    list_select_related = ["organization"]

@@ -16,6 +16,7 @@ class BillingConfig(AppConfig):
 
         # Counters (team members, API rate), the seat receivers and the Stripe event handlers
         # register themselves on import; then the webhook receiver listens to the handled events.
+        from billing import billing_details, discounts  # noqa: F401
         from billing.entitlements import counters, ratelimit  # noqa: F401
         from billing.seats import receivers  # noqa: F401
         from billing.subscriptions import checkout, payments, refunds, sync  # noqa: F401

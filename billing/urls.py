@@ -16,5 +16,6 @@ urlpatterns = [
     path("o/<slug:org_slug>/billing/resume/", views.resume, name="billing_resume"),
     path("o/<slug:org_slug>/billing/refund/", views.refund, name="billing_refund"),
     path("o/<slug:org_slug>/billing/portal/", views.portal, name="billing_portal"),
+    path("o/<slug:org_slug>/billing/details/", views.details, name="billing_details"),
     path("o/<slug:org_slug>/billing/seats/", seat_views.seat_preview, name="billing_seat_preview"),
 ]

@@ -9,8 +9,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing import entitlements, seats, selectors, subscriptions
-from billing.models import Access, Interval, Plan, PlanLineItem
+from billing import billing_details, discounts, entitlements, seats, selectors, subscriptions
+from billing.models import Access, BillingProfile, Interval, Plan, PlanLineItem
 from common.checkout import checkout_redirect
 from common.errors import ServiceError
 from teams.access import get_org_for_user
@@ -29,14 +29,64 @@ def _seats(request, default: int) -> int:
     return min(max(seats, 1), MAX_SEATS)
 
 
+PROMO_SESSION_KEY = "billing_promo"
+CURRENCY_SESSION_KEY = "billing_currency"
+# Languages whose speakers mostly pay in euros (the default currency when one is offered).
+EURO_LANGUAGES = {"de", "fr", "es", "it", "nl", "pt", "fi", "el", "sk", "sl", "et", "lv", "lt", "ga", "mt"}
+
+
+def _offered_currencies() -> list[str]:
+    plans = Plan.objects.public().filter(is_free=False).prefetch_related("line_items")
+    found = {currency for plan in plans for currency in plan.currencies}
+    base = Plan.objects.filter(is_free=True).values_list("currency", flat=True).first() or "usd"
+    return [base, *sorted(found - {base})]
+
+
+def _currency(request, offered: list[str], organization=None) -> str:
+    """The currency prices are shown and sold in: the one the organization already pays in,
+    else the visitor's choice (remembered), else one their language suggests."""
+    held = subscriptions.billing_currency(organization) if organization is not None else None
+    if held:
+        return held
+    chosen = request.GET.get("currency", "").lower()
+    if chosen in offered:
+        request.session[CURRENCY_SESSION_KEY] = chosen
+        return chosen
+    remembered = request.session.get(CURRENCY_SESSION_KEY)
+    if remembered in offered:
+        return remembered
+    language = (request.headers.get("Accept-Language") or "").split(",")[0].strip().lower()
+    if language[:2] in EURO_LANGUAGES and "eur" in offered:
+        return "eur"
+    return offered[0]
+
+
+def _promotion_code(request):
+    """`/pricing/?promo=CODE` remembers a code for this visitor until checkout uses it; the
+    code is shown (or said to be invalid) wherever it is carried."""
+    if "promo" in request.GET:
+        code = request.GET["promo"].strip()[:64]
+        found = discounts.promotion_code_find(code)
+        if found is None:
+            request.session.pop(PROMO_SESSION_KEY, None)
+            return None, code
+        request.session[PROMO_SESSION_KEY] = found.code
+        return found, ""
+    remembered = request.session.get(PROMO_SESSION_KEY)
+    return (discounts.promotion_code_find(remembered) if remembered else None), ""
+
+
 @require_GET
 def pricing(request):
+    promo, promo_invalid = _promotion_code(request)
     interval = request.GET.get("interval", Interval.MONTH)
     if interval not in Interval.values:
         interval = Interval.MONTH
     seats = _seats(request, 5)
     offers = selectors.pricing_offers(interval, seats=seats)
     checkout_org = selectors.organization_to_bill(request.user)
+    currencies = _offered_currencies()
+    currency = _currency(request, currencies, checkout_org)
     subscription = selectors.subscription_of(checkout_org) if checkout_org else None
     features = list(selectors.features_for_comparison())
     # The comparison table: one row per feature, one cell per offer.
@@ -63,6 +113,12 @@ def pricing(request):
         "addons": selectors.active_addons(),
         "seats": seats,
         "max_seats": MAX_SEATS,
+        "promo": promo,
+        "promo_invalid": promo_invalid,
+        "use_tax": settings.USE_STRIPE_TAX,
+        "currency": currency,
+        "currencies": currencies,
+        "currency_locked": bool(checkout_org and subscriptions.billing_currency(checkout_org)),
     }
     if request.htmx and request.htmx.target == "plans":
         return render(request, "billing/pricing.html#plans", context)
@@ -115,6 +171,10 @@ def _billing_context(organization, membership) -> dict:
         "organization": organization,
         "membership": membership,
         "subscription": subscription,
+        "discounts": discounts.live_discounts(organization),
+        "use_tax": settings.USE_STRIPE_TAX,
+        "profile": BillingProfile.objects.filter(organization=organization).first(),
+        "countries": billing_details.COUNTRIES,
         "access": subscription.access if subscription else Access.FREE,
         "plan": subscription.plan
         if subscription and subscription.applies
@@ -186,9 +246,17 @@ def checkout(request, org_slug: str):
     def start() -> str:
         if plan is None:
             raise ServiceError("unknown_plan", "Choose one of the listed plans.", field="plan")
-        return subscriptions.checkout_start(
-            organization=organization, plan=plan, actor=request.user, addons=_addons_from(request)
+        promo, _ = _promotion_code(request)
+        url = subscriptions.checkout_start(
+            organization=organization,
+            plan=plan,
+            actor=request.user,
+            addons=_addons_from(request),
+            promotion_code=promo,
+            currency=request.POST.get("currency") or None,
         )
+        request.session.pop(PROMO_SESSION_KEY, None)  # used once
+        return url
 
     return checkout_redirect(request, start, back=reverse("billing", args=[organization.slug]))
 
@@ -316,6 +384,27 @@ def refund(request, org_slug: str):
         ),
         min_role=Role.OWNER,
     )
+
+
+@login_required
+@require_POST
+def details(request, org_slug: str):
+    """The billing address and VAT number, saved on the Stripe customer (tax follows them)."""
+    organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    fields = ("country", "business_name", "line1", "postal_code", "city", "vat_number")
+    try:
+        billing_details.billing_details_update(
+            organization=organization,
+            actor=request.user,
+            **{name: request.POST.get(name, "")[:200] for name in fields},
+        )
+    except ServiceError as error:
+        messages.error(request, error.message)
+    except stripe.StripeError:
+        messages.error(request, "Stripe did not answer; nothing changed. Try again.")
+    else:
+        messages.success(request, "Billing details saved.")
+    return redirect("billing", organization.slug)
 
 
 @login_required

@@ -21,6 +21,7 @@ from stripe_sim import (  # noqa: F401
     clock,
     core,
     delivery_faults,
+    discounts,
     disputes,
     event_api,
     faults,
@@ -29,6 +30,7 @@ from stripe_sim import (  # noqa: F401
     pages,
     pdf,
     strict,
+    tax,
 )
 from stripe_sim.errors import StripeError, unauthorized
 from stripe_sim.events import emit_updates

@@ -7,9 +7,10 @@ subscription under ``parent.subscription_details``, and invoice lines carry ``pr
 
 import calendar
 import datetime as dt
+from fractions import Fraction
 from typing import Any
 
-from stripe_sim import pricing
+from stripe_sim import discounts, pricing, tax
 from stripe_sim.core import (
     attach_payment_method,
     card_payment_method,
@@ -146,11 +147,28 @@ def _new_item(
     return item
 
 
-def _check_compatible(store: Store, prices: list[dict[str, Any]]) -> None:
+def _priced(store: Store, sub: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """The item's price in the subscription's currency (its ``currency_options`` if need be)."""
+    return pricing.in_currency(store.objects["price"][item["price"]], sub["currency"])
+
+
+def _check_compatible(store: Store, prices: list[dict[str, Any]], currency: str | None = None) -> None:
+    if currency is not None:
+        for price in prices:
+            if pricing.in_currency(price, currency) is None:
+                raise invalid_param(
+                    "currency",
+                    f"The price {price['id']} has no amount in {currency}: add it to its currency_options.",
+                )
+        return _check_intervals(prices)
     currencies = {p["currency"] for p in prices}
-    intervals = {(p["recurring"]["interval"], p["recurring"]["interval_count"]) for p in prices}
     if len(currencies) > 1:
         raise invalid_param("items", "All prices on a subscription must have the same currency.")
+    _check_intervals(prices)
+
+
+def _check_intervals(prices: list[dict[str, Any]]) -> None:
+    intervals = {(p["recurring"]["interval"], p["recurring"]["interval_count"]) for p in prices}
     if len(intervals) > 1:
         raise invalid_param(
             "items",
@@ -188,6 +206,8 @@ def new_invoice(
 ) -> dict[str, Any]:
     customer = store.get("customer", customer_id, "customer")
     now = store.now(customer.get("test_clock"))
+    if customer.get("currency") is None:
+        customer["currency"] = currency  # a customer's first invoice sets its currency for good
     invoice = new_object(
         store,
         "invoice",
@@ -264,6 +284,11 @@ def new_invoice(
             "type": "subscription_details",
         }
         invoice["default_payment_method"] = subscription.get("default_payment_method")
+        invoice["discounts"] = [d["id"] for d in discounts.live_discounts(store, subscription, now)]
+        if subscription["automatic_tax"]["enabled"]:
+            invoice["automatic_tax"].update(
+                enabled=True, liability={"type": "self"}, provider="stripe", status="requires_location_inputs"
+            )
     store.add(invoice)
     return invoice
 
@@ -282,6 +307,8 @@ def _line(
     invoice_item: dict[str, Any] | None = None,
     proration: bool = False,
     metadata: dict[str, str] | None = None,
+    discountable: bool = True,
+    line_discounts: list[str] | None = None,
 ) -> dict[str, Any]:
     if sub_item_id is not None:
         parent = {
@@ -314,8 +341,8 @@ def _line(
         currency=invoice["currency"],
         description=description,
         discount_amounts=[],
-        discountable=True,
-        discounts=[],
+        discountable=discountable,
+        discounts=list(line_discounts or []),
         invoice=invoice["id"],
         livemode=False,
         metadata=dict(metadata or {}),
@@ -336,14 +363,21 @@ def _line(
         taxes=[],
     )
     invoice["_lines"].append(line)
-    _totals(invoice)
+    totals(store, invoice)
     return line
 
 
-def _totals(invoice: dict[str, Any]) -> None:
-    total = sum(line["amount"] for line in invoice["_lines"])
-    invoice.update(subtotal=total, subtotal_excluding_tax=total, total=total)
-    invoice["total_excluding_tax"] = total
+def totals(store: Store, invoice: dict[str, Any]) -> None:
+    """Subtotal, discounts, then the total: recomputed whole whenever a line is added."""
+    discounts.apply_to_invoice(store, invoice)
+    tax.apply_to_invoice(store, invoice, discounts.line_discount)
+    subtotal = sum(line["amount"] for line in invoice["_lines"])
+    off = sum(entry["amount"] for entry in invoice["total_discount_amounts"])
+    exclusive, inclusive = tax.exclusive_total(invoice), tax.inclusive_total(invoice)
+    # Discounts come off first; exclusive tax is added to what is left, inclusive tax is in it.
+    total = subtotal - off + exclusive
+    invoice.update(subtotal=subtotal, subtotal_excluding_tax=subtotal - inclusive, total=total)
+    invoice["total_excluding_tax"] = total - exclusive - inclusive
     # A negative total (more credit than charge) is due as zero, as on Stripe.
     due = max(total, 0)
     invoice["amount_due"] = due
@@ -368,6 +402,8 @@ def _item_line(store: Store, invoice: dict[str, Any], ii: dict[str, Any]) -> dic
         invoice_item=ii,
         proration=ii["proration"],
         metadata=ii["metadata"],
+        discountable=ii["discountable"],
+        line_discounts=ii["discounts"] or [],
     )
 
 
@@ -409,6 +445,11 @@ def finalize(store: Store, invoice: dict[str, Any]) -> None:
     invoice["invoice_pdf"] = f"{store.base_url}/i/{invoice['id']}/pdf"  # stripe_sim.pdf
     invoice["next_payment_attempt"] = now if invoice["collection_method"] == "charge_automatically" else None
     emit(store, "invoice.finalized", invoice)
+    if any(line["discountable"] and line["amount"] > 0 for line in invoice["_lines"]):
+        for discount_id in invoice["discounts"]:
+            discount = discounts.discount_of(store, discount_id)
+            if discounts.coupon_for(store, discount)["duration"] == "once":
+                discounts.end_discount(store, discount)  # used on its one invoice
     if invoice["amount_due"] == 0:
         _mark_paid(store, invoice, now)
 
@@ -683,7 +724,18 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     for index, raw in enumerate(raw_items):
         price = _recurring_price(store, require(raw, "price"), f"items[{index}][price]")
         prices.append((price, _quantity_for(price, raw, f"items[{index}][quantity]"), raw))
-    _check_compatible(store, [p for p, _, _ in prices])
+    currency = str(params.get("currency") or "").lower() or None
+    held = customer.get("currency")
+    if held and (currency or prices[0][0]["currency"]) != held:
+        # Stripe bills a customer in one currency: the one of its first invoice.
+        raise invalid_param(
+            "currency",
+            f"You cannot combine currencies on a single customer. This customer has had a subscription "
+            f"or payment in {held}, but you are trying to pay in {currency or prices[0][0]['currency']}.",
+        )
+    _check_compatible(store, [p for p, _, _ in prices], currency)
+    if currency:
+        prices = [(pricing.in_currency(p, currency), q, raw) for p, q, raw in prices]
     now = store.now(customer.get("test_clock"))
     behavior = params.get("payment_behavior") or "allow_incomplete"
     collection = params.get("collection_method") or "charge_automatically"
@@ -711,6 +763,9 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
             code, decline_code, message = decline
             raise card_error(message, code=code, decline_code=decline_code)
 
+    automatic_tax = tax.automatic_param(params)
+    if automatic_tax:
+        tax.location_of(store, customer)  # Stripe refuses before creating anything
     recurring = prices[0][0]["recurring"]
     natural_end = pricing.add_interval(now, recurring["interval"], recurring["interval_count"])
     anchor, anchor_config = _billing_cycle_anchor(params, now, natural_end, recurring, trial_end)
@@ -724,7 +779,9 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
         store,
         "subscription",
         created=now,
-        automatic_tax={"disabled_reason": None, "enabled": False, "liability": None},
+        automatic_tax={"disabled_reason": None, **tax.AUTOMATIC_ON}
+        if automatic_tax
+        else {"disabled_reason": None, "enabled": False, "liability": None},
         billing_cycle_anchor=anchor or (period_end if trial_end else now),
         billing_cycle_anchor_config=anchor_config,
         billing_mode={"flexible": None, "type": "classic"},
@@ -767,6 +824,15 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
         sub["status"] = "trialing"
     store.add(sub)
     items = [_new_item(store, sub, price, quantity, raw) for price, quantity, raw in prices]
+    if params.get("discounts") not in (None, ""):
+        discounts.discounts_param(
+            store,
+            params["discounts"],
+            customer_id=customer["id"],
+            currency=sub["currency"],
+            subtotal=first_amount,
+            subscription=sub,
+        )
     if as_bool(params, "cancel_at_period_end", False):
         sub["cancel_at_period_end"] = True
         sub["cancel_at"] = period_end
@@ -788,7 +854,7 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
         days_until_due=sub["days_until_due"],
     )
     for item in items:
-        price = store.objects["price"][item["price"]]
+        price = _priced(store, sub, item)
         if _is_metered(price):
             continue
         prorated = False
@@ -824,7 +890,7 @@ def create_subscription(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     for raw in as_list(params, "add_invoice_items"):
         ii = create_invoice_item(
             store,
-            {**raw, "customer": customer["id"], "subscription": sub["id"]},
+            {**raw, "customer": customer["id"], "subscription": sub["id"], "currency": sub["currency"]},
         )
         _item_line(store, invoice, ii)
     for ii in pending_items(store, customer["id"], None, include_one_offs=True):
@@ -864,9 +930,20 @@ def _proration_lines(
         if config is None:
             continue
         price, quantity = config
+        price = pricing.in_currency(price, sub["currency"])
         if _is_metered(price):
             continue
-        amount = sign * pricing.prorate(price, quantity, remaining, period)
+        # A discounted item's proration is a share of its discounted amount (classic billing
+        # mode): the item names the discounts and is not discounted again on its invoice.
+        applied = [
+            d
+            for d in sub["discounts"]
+            if discounts.applies_to_product(
+                discounts.coupon_for(store, discounts.discount_of(store, d)), price["product"]
+            )
+        ]
+        full = discounts.net_full_amount(store, sub, price, quantity)
+        amount = sign * (round(full * Fraction(remaining, period)) if period > 0 else 0)
         description = f"{label} {quantity} {TIMES} {_product_name(store, price)} after {_date(at)}"
         created.append(
             create_invoice_item(
@@ -883,6 +960,7 @@ def _proration_lines(
                 quantity=quantity,
                 sub_item_id=item["id"],
                 proration=True,
+                line_discounts=applied,
             )
         )
     return created
@@ -938,10 +1016,32 @@ def update_subscription(store: Store, sub: dict[str, Any], params: dict[str, Any
     live = items_of(store, sub["id"])
     if not live:
         raise invalid_param("items", "A subscription must have at least one item.")
-    _check_compatible(store, [store.objects["price"][i["price"]] for i in live])
+    _check_compatible(store, [store.objects["price"][i["price"]] for i in live], sub["currency"])
+    if "discounts" in params:
+        discounts.discounts_param(
+            store,
+            params["discounts"],
+            customer_id=sub["customer"],
+            currency=sub["currency"],
+            subtotal=sum(
+                pricing.amount_for(_priced(store, sub, i), i["quantity"])
+                for i in live
+                if i["quantity"] is not None
+            ),
+            subscription=sub,
+        )
 
     if "metadata" in params:
         sub["metadata"] = merge_metadata(sub["metadata"], params["metadata"])
+    if "automatic_tax" in params:
+        enabled = tax.automatic_param(params)
+        if enabled:
+            tax.location_of(store, store.get("customer", sub["customer"]))
+        sub["automatic_tax"] = (
+            {"disabled_reason": None, **tax.AUTOMATIC_ON}
+            if enabled
+            else {"disabled_reason": None, "enabled": False, "liability": None}
+        )
     for name in ("description",):
         if name in params:
             sub[name] = params[name] or None
@@ -1045,7 +1145,7 @@ def invoice_subscription_now(
 
 def _advance_lines(store: Store, sub: dict[str, Any], invoice: dict[str, Any]) -> None:
     for item in items_of(store, sub["id"]):
-        price = store.objects["price"][item["price"]]
+        price = _priced(store, sub, item)
         if _is_metered(price):
             continue
         _line(
@@ -1119,7 +1219,7 @@ def cycle_subscription(store: Store, sub: dict[str, Any], *, collect: bool = Tru
         days_until_due=sub["days_until_due"],
     )
     for item in items_of(store, sub["id"]):
-        price = store.objects["price"][item["price"]]
+        price = _priced(store, sub, item)
         if not _is_metered(price) or trial_ending:
             continue
         usage = usage_for(store, price["recurring"]["meter"], sub["customer"], old_start, end)
@@ -1319,6 +1419,7 @@ def create_invoice_item(
     quantity: int | None = None,
     sub_item_id: str | None = None,
     proration: bool = False,
+    line_discounts: list[str] | None = None,
 ) -> dict[str, Any]:
     customer = store.get("customer", require(params, "customer"), "customer")
     now = store.now(customer.get("test_clock"))
@@ -1326,6 +1427,13 @@ def create_invoice_item(
     price_id = pricing_params.get("price") or params.get("price")
     if price is None and price_id:
         price = store.get("price", price_id, "pricing[price]")
+        if params.get("currency"):
+            converted = pricing.in_currency(price, str(params["currency"]).lower())
+            if converted is None:
+                raise invalid_param(
+                    "currency", f"The price {price['id']} has no amount in {params['currency']}."
+                )
+            price = converted
     if quantity is None:
         quantity = as_int(params, "quantity", 1) or 1
     if "amount" in params and params["amount"] not in (None, ""):
@@ -1354,7 +1462,7 @@ def create_invoice_item(
         date=now,
         description=params.get("description") or (_product_name(store, price) if price else None),
         discountable=as_bool(params, "discountable", not proration),
-        discounts=[],
+        discounts=list(line_discounts or []),
         invoice=None,
         metadata=merge_metadata({}, params.get("metadata")),
         net_amount=amount,
@@ -1623,6 +1731,9 @@ def invoice_create_preview(ctx: Ctx) -> dict[str, Any]:
     """Run the change for real on a scratch copy of the state, keep the invoice it produces."""
     store, params = ctx.store, ctx.params
     details = as_dict(params, "subscription_details")
+    for name in ("discounts", "automatic_tax"):
+        if name in params:
+            details = {**details, name: params[name]}
     with store.scratch():
         if params.get("subscription"):
             sub = store.get("subscription", params["subscription"], "subscription")

@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from stripe_sim import billing, pricing
+from stripe_sim import billing, discounts, pricing, tax
+from stripe_sim.core import address_of as core_address
 from stripe_sim.core import (
     attach_payment_method,
     card_payment_method,
@@ -32,24 +33,113 @@ MODES = ("subscription", "payment", "setup")
 # --- checkout sessions ---------------------------------------------------------------------------
 
 
+def session_coupons(store: Store, session: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for entry in session["discounts"] or []:
+        if entry.get("promotion_code"):
+            promo = store.objects["promotion_code"][entry["promotion_code"]]
+            out.append(discounts.coupon_of(store, promo["promotion"]["coupon"]))
+        else:
+            out.append(discounts.coupon_of(store, entry["coupon"]))
+    return out
+
+
+def amounts(store: Store, session: dict[str, Any]) -> list[dict[str, int]]:
+    """Each line item's subtotal, discount and total for today (discounts before tax, per line)."""
+    slots = []
+    for raw in session["_line_items"]:
+        price = pricing.in_currency(store.objects["price"][raw["price"]], session["currency"])
+        metered = billing._is_metered(price)
+        amount = 0 if metered else pricing.amount_for(price, raw["quantity"])
+        slots.append({"amount": amount, "product": price["product"], "discountable": True})
+    shares = discounts.allocate(slots, session_coupons(store, session), session["currency"] or "usd")
+    taxes = session.get("_taxes") or [None] * len(slots)
+    out = []
+    for slot, taken, taxed in zip(slots, shares, taxes, strict=True):
+        off = sum(taken)
+        amount, inclusive = taxed or (0, False)
+        total = slot["amount"] - off + (0 if inclusive else amount)
+        out.append({"subtotal": slot["amount"], "discount": off, "tax": amount, "total": total})
+    return out
+
+
+def compute_tax(store: Store, session: dict[str, Any], customer: dict[str, Any]) -> None:
+    """Tax on each line once the customer's address is known (after discounts, per line)."""
+    if not session["automatic_tax"]["enabled"]:
+        return
+    session["_taxes"] = None
+    lines = amounts(store, session)
+    country, rate, _ = tax.treatment(store, customer)
+    taxes = []
+    for raw, line in zip(session["_line_items"], lines, strict=True):
+        price = pricing.in_currency(store.objects["price"][raw["price"]], session["currency"])
+        inclusive = price["tax_behavior"] == "inclusive"
+        taxes.append((tax.line_tax(line["subtotal"] - line["discount"], rate, inclusive), inclusive))
+    session["_taxes"] = taxes
+    session["automatic_tax"]["status"] = "complete"
+    recompute(store, session)
+
+
+def recompute(store: Store, session: dict[str, Any]) -> None:
+    """The session's totals from its line items and discounts (a trial charges nothing today)."""
+    if session["mode"] == "setup":
+        return
+    lines = amounts(store, session)
+    subtotal = sum(line["subtotal"] for line in lines)
+    off = sum(line["discount"] for line in lines)
+    taxed = sum(line["tax"] for line in lines)
+    trial = session["_subscription_data"]["trial_period_days"]
+    session["amount_subtotal"] = subtotal
+    session["amount_total"] = 0 if trial else sum(line["total"] for line in lines)
+    session["total_details"] = {
+        "amount_discount": 0 if trial else off,
+        "amount_shipping": 0,
+        "amount_tax": 0 if trial else taxed,
+    }
+
+
+def apply_promotion_code(store: Store, session: dict[str, Any], code: str) -> dict[str, Any]:
+    """The customer typed a promotion code on the hosted page: check it and apply it."""
+    if not session["allow_promotion_codes"]:
+        raise invalid("This Checkout Session does not accept promotion codes.")
+    promo = discounts.find_code(store, code)
+    if promo is None:
+        raise invalid_param(
+            "promotion_code", f"This code ({code.strip()}) is invalid.", code="coupon_invalid"
+        )
+    lines = amounts(store, {**session, "discounts": []})
+    discounts.check_promotion_code(
+        store,
+        promo,
+        customer_id=session["customer"],
+        currency=session["currency"] or "usd",
+        subtotal=sum(line["subtotal"] for line in lines),
+        param="promotion_code",
+    )
+    session["discounts"] = [{"coupon": None, "promotion_code": promo["id"]}]
+    recompute(store, session)
+    return promo
+
+
 def _line_items(store: Store, session: dict[str, Any]) -> list[dict[str, Any]]:
     items = []
+    lines = amounts(store, session)
     for index, raw in enumerate(session["_line_items"]):
-        price = store.objects["price"][raw["price"]]
-        amount = pricing.amount_for(price, raw["quantity"])
+        price = pricing.in_currency(store.objects["price"][raw["price"]], session["currency"])
+        line = lines[index]
         item = blank("item")
         product = store.objects["product"].get(price["product"], {})
         item.update(
             id=f"li_{session['id'][8:32]}{index:02d}",
             object="item",
-            amount_discount=0,
-            amount_subtotal=amount,
-            amount_tax=0,
-            amount_total=amount,
+            amount_discount=line["discount"],
+            amount_subtotal=line["subtotal"],
+            amount_tax=line["tax"],
+            amount_total=line["total"],
             currency=price["currency"],
             description=product.get("name"),
             metadata={},
-            price=render(store, price),
+            price=render(store, store.objects["price"][raw["price"]]),
             quantity=raw["quantity"],
             adjustable_quantity=None,
         )
@@ -89,6 +179,15 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
         quantity = as_int(raw, "quantity", 1) or 1
         line_items.append({"price": price["id"], "quantity": quantity})
     prices = [store.objects["price"][li["price"]] for li in line_items]
+    wanted = str(params.get("currency") or "").lower() or None
+    if wanted:
+        for index, price in enumerate(prices):
+            if pricing.in_currency(price, wanted) is None:
+                raise invalid_param(
+                    f"line_items[{index}][price]",
+                    f"The price {price['id']} has no amount in {wanted}: add it to its currency_options.",
+                )
+        prices = [pricing.in_currency(p, wanted) for p in prices]
     if mode == "subscription" and not any(p["type"] == "recurring" for p in prices):
         raise invalid_param(
             "line_items",
@@ -110,7 +209,47 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
         if not billing._is_metered(p)
     )
     currency = prices[0]["currency"] if prices else (params.get("currency") or None)
+    allow_codes = as_bool(params, "allow_promotion_codes")
+    session_discounts = []
+    if params.get("discounts"):
+        if allow_codes:
+            raise invalid(
+                "You may only specify one of these parameters: allow_promotion_codes, discounts.",
+                param="discounts",
+            )
+        if mode == "setup":
+            raise invalid_param("discounts", "discounts cannot be used in setup mode.")
+        for index, entry in enumerate(as_list(params, "discounts")):
+            coupon, promo = discounts.resolve(
+                store,
+                entry,
+                customer_id=customer_id,
+                currency=currency or "usd",
+                subtotal=subtotal,
+                param=f"discounts[{index}]",
+            )
+            session_discounts.append(
+                {"coupon": None if promo else coupon["id"], "promotion_code": promo["id"] if promo else None}
+            )
+        if len(session_discounts) > 1:
+            raise invalid_param("discounts", "A Checkout Session takes one discount.")
     method_types = _payment_method_types(params, currency)
+    automatic_tax = tax.automatic_param(params)
+    customer_update = as_dict(params, "customer_update")
+    if (
+        automatic_tax
+        and customer is not None
+        and not (customer.get("address") or {}).get("country")
+        and customer_update.get("address") != "auto"
+    ):
+        raise invalid_param(
+            "customer_update[address]",
+            "Automatic tax calculation in Checkout requires a valid address on the Customer. Add a "
+            "valid address to the Customer or set either `customer_update[address]` to 'auto' or "
+            "`customer_update[shipping]` to 'auto' to save the address entered in Checkout to the "
+            "Customer.",
+        )
+    tax_id_collection = as_dict(params, "tax_id_collection")
     now = store.now(customer.get("test_clock") if customer else None)
     session = new_object(
         store,
@@ -118,7 +257,14 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
         created=now,
         amount_subtotal=subtotal if mode != "setup" else None,
         amount_total=(0 if trial_days else subtotal) if mode != "setup" else None,
-        automatic_tax={"enabled": False, "liability": None, "provider": None, "status": None},
+        automatic_tax={"enabled": True, "liability": {"type": "self"}, "provider": "stripe", "status": None}
+        if automatic_tax
+        else {"enabled": False, "liability": None, "provider": None, "status": None},
+        billing_address_collection=params.get("billing_address_collection") or None,
+        tax_id_collection={
+            "enabled": bool(as_bool(tax_id_collection, "enabled", False)),
+            "required": tax_id_collection.get("required") or "never",
+        },
         cancel_url=params.get("cancel_url") or None,
         client_reference_id=params.get("client_reference_id") or None,
         currency=currency,
@@ -142,8 +288,10 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
         success_url=params.get("success_url") or None,
         total_details={"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
         ui_mode=params.get("ui_mode") or "hosted_page",
-        allow_promotion_codes=as_bool(params, "allow_promotion_codes"),
+        allow_promotion_codes=allow_codes,
+        discounts=session_discounts,
         _line_items=line_items,
+        _customer_update=dict(customer_update),
         _subscription_data={
             "trial_period_days": trial_days,
             "metadata": merge_metadata({}, subscription_data.get("metadata")),
@@ -159,6 +307,7 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
         },
     )
     session["url"] = f"{ctx.base_url}/checkout/{session['id']}"
+    recompute(store, session)
     store.add(session)
     return respond(ctx, session)
 
@@ -258,9 +407,17 @@ def complete_session(
     email: str | None,
     name: str | None,
     iban: str = "",
+    address: dict[str, Any] | None = None,
+    business_name: str | None = None,
+    tax_id: str = "",
     authenticated: bool = False,
 ) -> str:
     """Pay a checkout session as the hosted page's customer would. Returns the redirect URL.
+
+    With automatic tax or ``billing_address_collection=required`` the page asks for the billing
+    address; with ``tax_id_collection`` for a business name and tax ID (format-checked before
+    anything is made). The address and tax ID are saved on the customer, and the tax is computed
+    from them.
 
     A declined card raises a 402 ``StripeError`` before anything else is created, as Checkout
     verifies the card before it creates the customer and subscription. An IBAN (SEPA Direct
@@ -279,6 +436,19 @@ def complete_session(
         pm = sepa_payment_method(store, iban)
     else:
         pm = card_payment_method(store, card_number)
+    address = core_address(address)
+    needs_address = session["automatic_tax"]["enabled"] or session["billing_address_collection"] == "required"
+    existing = store.find("customer", session["customer"]) if session["customer"] else None
+    known = (existing or {}).get("address") if existing else None
+    if needs_address and not (address or {}).get("country") and not (known or {}).get("country"):
+        raise invalid_param("address[country]", "Enter your billing address: at least its country.")
+    tax_id = (tax_id or "").strip()
+    collects_tax_id = bool((session["tax_id_collection"] or {}).get("enabled"))
+    tax_id_kind = ("gb_vat" if tax_id.upper().startswith("GB") else "eu_vat") if tax_id else ""
+    if tax_id:
+        if not collects_tax_id:
+            raise invalid("This Checkout Session does not collect tax IDs.")
+        tax.check_tax_id(tax_id_kind, tax_id, "tax_id")
     if pm.get("_authentication"):
         if not authenticated:
             raise invalid("This card asks for authentication: complete it on the hosted page first.")
@@ -319,6 +489,10 @@ def complete_session(
         session["customer"] = customer["id"]
     pm["billing_details"]["email"] = email
     pm["billing_details"]["name"] = name or None
+    _save_billing_details(
+        store, session, customer, existing is None, address, business_name, tax_id_kind, tax_id
+    )
+    compute_tax(store, session, customer)
     attach_payment_method(store, pm, customer)
     mode = session["mode"]
     if mode == "subscription":
@@ -340,12 +514,19 @@ def complete_session(
             "default_payment_method": pm["id"],
             "metadata": data["metadata"],
             "payment_behavior": "allow_incomplete",
+            "currency": session["currency"],
         }
         if data["trial_period_days"]:
             params["trial_period_days"] = str(data["trial_period_days"])
+        if session["discounts"]:
+            params["discounts"] = [{k: v for k, v in d.items() if v} for d in session["discounts"]]
+        if session["automatic_tax"]["enabled"]:
+            params["automatic_tax"] = {"enabled": "true"}
         if data.get("description"):
             params["description"] = data["description"]
         sub = billing.create_subscription(store, params)
+        for discount_id in sub["discounts"]:
+            discounts.discount_of(store, discount_id)["checkout_session"] = session["id"]
         invoice = store.objects["invoice"][sub["latest_invoice"]]
         session["subscription"] = sub["id"]
         session["invoice"] = invoice["id"]
@@ -365,6 +546,13 @@ def complete_session(
             setup_future_usage=data.get("setup_future_usage"),
         )
         confirm_payment_intent(store, pi, pm)
+        for entry in session["discounts"] or []:
+            # No subscription carries a discount in payment mode: the redemption is counted.
+            if entry.get("promotion_code"):
+                promo = store.objects["promotion_code"][entry["promotion_code"]]
+                promo["times_redeemed"] += 1
+            for coupon in session_coupons(store, {"discounts": [entry]}):
+                coupon["times_redeemed"] += 1
         session["payment_intent"] = pi["id"]
         session["payment_status"] = "paid" if pi["status"] == "succeeded" else "unpaid"
     else:
@@ -377,18 +565,48 @@ def complete_session(
     session["status"] = "complete"
     session["url"] = None
     session["customer_details"] = {
-        "address": None,
-        "business_name": None,
+        "address": customer.get("address") if needs_address or address else None,
+        "business_name": business_name or None,
         "email": email,
         "individual_name": None,
         "name": name or None,
         "phone": None,
-        "tax_exempt": "none",
-        "tax_ids": [],
+        "tax_exempt": customer.get("tax_exempt") or "none",
+        "tax_ids": [{"type": tax_id_kind, "value": tax.check_tax_id(tax_id_kind, tax_id, "tax_id")[0]}]
+        if tax_id
+        else [],
     }
     pm.pop("_authenticated_once", None)  # nothing was charged (a trial): the next payment asks again
     emit(store, "checkout.session.completed", session)
     return str(session["success_url"] or "").replace("{CHECKOUT_SESSION_ID}", session["id"])
+
+
+def _save_billing_details(
+    store: Store,
+    session: dict[str, Any],
+    customer: dict[str, Any],
+    new: bool,
+    address: dict[str, Any] | None,
+    business_name: str | None,
+    tax_id_kind: str,
+    tax_id: str,
+) -> None:
+    """What the customer entered goes on the customer: always on a new one, on an existing one as
+    ``customer_update`` allows (and an address where there was none)."""
+    before = public(customer)
+    update = session["_customer_update"]
+    had_address = bool((customer.get("address") or {}).get("country"))
+    if address and (new or update.get("address") == "auto" or not had_address):
+        customer["address"] = address
+    if business_name and (new or update.get("name") == "auto"):
+        customer["name"] = business_name
+    if not new and public(customer) != before:
+        emit(store, "customer.updated", customer, changed(before, customer))
+    if tax_id and not any(
+        t["value"] == tax.check_tax_id(tax_id_kind, tax_id, "tax_id")[0]
+        for t in tax.tax_ids_of(store, customer["id"])
+    ):
+        tax.create_tax_id(store, customer, tax_id_kind, tax_id, "tax_id")
 
 
 def debit_settle(store: Store, pi: dict[str, Any]) -> None:

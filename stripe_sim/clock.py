@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from stripe_sim import billing, checkout
+from stripe_sim import billing, checkout, discounts
 from stripe_sim.core import deleted, list_response, new_object, respond
 from stripe_sim.errors import invalid, invalid_param
 from stripe_sim.events import emit, emit_updates
@@ -149,6 +149,8 @@ def _next_timer(store: Store, clock_id: str | None, target: int) -> tuple[int, C
             and session["expires_at"] <= target
         ):
             timers.append((session["expires_at"], 1, session["_seq"], _bind(checkout.expire, store, session)))
+    for discount in discounts.due_ends(store, customers, target):
+        timers.append((discount["end"], 1, discount["_seq"], _bind(discounts.end_discount, store, discount)))
     for sub in store.all("subscription"):
         if sub["customer"] not in customers:
             continue

@@ -2,6 +2,7 @@
 payment intents, charges, refunds and balance transactions."""
 
 import hashlib
+import re
 from typing import Any
 
 from stripe_sim.errors import StripeError, card_error, invalid, invalid_param
@@ -36,6 +37,20 @@ def new_object(store: Store, kind: str, created: int | None = None, **fields: An
         obj["created"] = created if created is not None else store.now()
     obj.update(fields)
     return obj
+
+
+def address_of(raw: Any) -> dict[str, Any] | None:
+    """A full address (every field, null when not given), or None to unset."""
+    if raw in (None, ""):
+        return None
+    if not isinstance(raw, dict):
+        raise invalid_param("address", "Invalid address: must be a hash")
+    out = {k: (raw.get(k) or None) for k in ("city", "country", "line1", "line2", "postal_code", "state")}
+    if out["country"]:
+        out["country"] = str(out["country"]).upper()
+        if not re.fullmatch(r"[A-Z]{2}", out["country"]):
+            raise invalid_param("address[country]", f"Country '{out['country']}' is unknown.")
+    return out
 
 
 def update_fields(obj: dict[str, Any], params: dict[str, Any], names: tuple[str, ...]) -> None:
@@ -144,8 +159,18 @@ def customer_create(ctx: Ctx) -> dict[str, Any]:
         test_clock=clock_id or None,
     )
     update_fields(customer, params, _CUSTOMER_FIELDS)
+    if "address" in params:
+        customer["address"] = address_of(params["address"])
+    if params.get("tax_id_data"):
+        from stripe_sim import tax
+
+        # Checked first: a tax ID Stripe refuses leaves no customer behind.
+        for index, entry in enumerate(as_list(params, "tax_id_data")):
+            tax.check_tax_id(str(entry.get("type")), str(entry.get("value")), f"tax_id_data[{index}][value]")
     store.add(customer)
     emit(store, "customer.created", customer)
+    if params.get("tax_id_data"):
+        tax.tax_id_data(store, customer, params["tax_id_data"])
     pm_id = params.get("payment_method")
     if pm_id:
         attach_payment_method(store, resolve_payment_method(store, pm_id), customer)
@@ -169,6 +194,8 @@ def customer_update(ctx: Ctx, id: str) -> dict[str, Any]:
     customer = store.get("customer", id)
     before = public(customer)
     update_fields(customer, params, _CUSTOMER_FIELDS)
+    if "address" in params:
+        customer["address"] = address_of(params["address"])
     if "metadata" in params:
         customer["metadata"] = merge_metadata(customer["metadata"], params["metadata"])
     settings = as_dict(params, "invoice_settings")
@@ -446,10 +473,48 @@ def create_price(store: Store, params: dict[str, Any]) -> dict[str, Any]:
             price["transform_quantity"] = {"divide_by": divide_by, "round": transform["round"]}
     else:
         raise invalid_param("billing_scheme", f"Invalid billing_scheme: {scheme}")
+    options = params.get("currency_options")
+    if options not in (None, ""):
+        _currency_options(price, options)
     _claim_lookup_key(store, price, params)
     store.add(price)
     emit(store, "price.created", price)
     return price
+
+
+def _currency_options(price: dict[str, Any], raw: Any) -> None:
+    """``currency_options``: the same price in other currencies, each with its own amounts."""
+    if not isinstance(raw, dict):
+        raise invalid_param("currency_options", "Invalid currency_options: must be a hash")
+    options, tiers = {}, {}
+    for currency, option in raw.items():
+        currency = str(currency).lower()
+        where = f"currency_options[{currency}]"
+        if currency == price["currency"]:
+            raise invalid_param(where, "currency_options cannot repeat the price's own currency.")
+        if not isinstance(option, dict):
+            raise invalid_param(where, f"Invalid object: {where} must be a hash")
+        entry = {
+            "custom_unit_amount": None,
+            "tax_behavior": option.get("tax_behavior") or price["tax_behavior"],
+            "unit_amount": None,
+            "unit_amount_decimal": None,
+        }
+        if price["billing_scheme"] == "tiered":
+            if not as_list(option, "tiers"):
+                raise invalid_param(f"{where}[tiers]", "A tiered price needs tiers in every currency.")
+            tiers[currency] = _parse_tiers(as_list(option, "tiers"))
+            if [t["up_to"] for t in tiers[currency]] != [t["up_to"] for t in price["_tiers"]]:
+                raise invalid_param(f"{where}[tiers]", "Tiers in every currency have the same bounds.")
+        else:
+            amount = as_int(option, "unit_amount")
+            if amount is None or amount < 0:
+                raise invalid_param(f"{where}[unit_amount]", "Missing required param: unit_amount.")
+            entry["unit_amount"], entry["unit_amount_decimal"] = amount, str(amount)
+        options[currency] = entry
+    price["currency_options"] = options
+    if tiers:
+        price["_currency_tiers"] = tiers
 
 
 def _claim_lookup_key(store: Store, price: dict[str, Any], params: dict[str, Any]) -> None:
@@ -477,6 +542,17 @@ def _render_price(store: Store, price: dict[str, Any], expand: set[str]) -> dict
     out = public(price)
     if "tiers" in expand and price.get("billing_scheme") == "tiered":
         out["tiers"] = [dict(t) for t in price.get("_tiers", [])]
+    # Left out unless asked for, as Stripe does.
+    options = out.pop("currency_options", None)
+    tiered = "tiers" in expand and price.get("billing_scheme") == "tiered"
+    if "currency_options" in expand:
+        out["currency_options"] = {
+            currency: {
+                **option,
+                **({"tiers": price["_currency_tiers"][currency]} if tiered else {}),
+            }
+            for currency, option in (options or {}).items()
+        }
     return out
 
 

@@ -5,8 +5,8 @@ import json
 from html import escape
 from typing import Any
 
-from stripe_sim import authentication, billing, checkout
-from stripe_sim.errors import StripeError
+from stripe_sim import authentication, billing, checkout, discounts
+from stripe_sim.errors import StripeError, invalid_param
 from stripe_sim.render import render
 from stripe_sim.store import Store
 
@@ -29,11 +29,40 @@ def page(title: str, body: str) -> str:
     )
 
 
+# The countries the hosted page offers for a billing address (those of the tax table and a few).
+COUNTRIES = ("US", "GB", "DE", "FR", "NL", "IE", "IT", "ES", "AT", "BE", "PL", "SE", "NO", "CH", "AU", "JP")
+
+
+# Stripe's zero-decimal currencies: amounts are whole units, not hundredths.
+ZERO_DECIMAL = {
+    "bif",
+    "clp",
+    "djf",
+    "gnf",
+    "jpy",
+    "kmf",
+    "krw",
+    "mga",
+    "pyg",
+    "rwf",
+    "ugx",
+    "vnd",
+    "vuv",
+    "xaf",
+    "xof",
+    "xpf",
+}
+
+
 def money(amount: int | None, currency: str | None) -> str:
     if amount is None:
         return "-"
+    if amount < 0:
+        return "-" + money(-amount, currency)
     if (currency or "usd") == "usd":
         return f"${amount / 100:,.2f}"
+    if (currency or "").lower() in ZERO_DECIMAL:
+        return f"{amount:,} {(currency or '').upper()}"
     return f"{amount / 100:,.2f} {(currency or '').upper()}"
 
 
@@ -71,6 +100,25 @@ def checkout_page(store: Store, session_id: str, error: str | None = None) -> tu
         )
     trial = session["_subscription_data"]["trial_period_days"]
     trial_note = f"<p>{trial}-day free trial: nothing is charged today.</p>" if trial else ""
+    discount_html = ""
+    for entry, coupon in zip(
+        session["discounts"] or [], checkout.session_coupons(store, session), strict=True
+    ):
+        promo = store.objects.get("promotion_code", {}).get(entry.get("promotion_code") or "")
+        label = promo["code"] if promo else (coupon["name"] or coupon["id"])
+        saved = money(session["total_details"]["amount_discount"], session["currency"])
+        terms = _coupon_terms(coupon, session["currency"])
+        discount_html += (
+            f"<p data-discount>Discount <strong>{escape(label)}</strong> ({escape(terms)}):"
+            f" &minus;{escape(saved)}</p>"
+        )
+    promo_html = (
+        """<form method=post><input type=hidden name=action value=apply_promotion_code>
+<p><label>Promotion code <input name=promotion_code autocomplete=off></label>
+<button type=submit>Apply</button></p></form>"""
+        if session["allow_promotion_codes"] and not session["discounts"]
+        else ""
+    )
     total = (
         ""
         if session["mode"] == "setup"
@@ -88,25 +136,71 @@ The bank answers when time moves on (or <code>POST /_sim/settle</code>).</small>
         if sepa
         else ""
     )
+    needs_address = session["automatic_tax"]["enabled"] or session["billing_address_collection"] == "required"
+    address_html = ""
+    if needs_address:
+        options = "".join(f"<option value={c}>{c}</option>" for c in COUNTRIES)
+        address_html = f"""<fieldset><legend>Billing address</legend>
+<p><label>Country <select name=country required><option value="">Choose…</option>{options}</select>
+</label></p>
+<p><label>Address <input name=line1></label> <label>Postal code <input name=postal_code></label>
+<label>City <input name=city></label></p></fieldset>"""
+    if (session["tax_id_collection"] or {}).get("enabled"):
+        address_html += """<fieldset><legend>Buying as a business?</legend>
+<p><label>Business name <input name=business_name></label></p>
+<p><label>VAT number <input name=tax_id placeholder="DE123456789"></label></p></fieldset>"""
+    tax_note = (
+        "<p><small>Tax is calculated from your billing address"
+        f"{' and VAT number' if (session['tax_id_collection'] or {}).get('enabled') else ''}.</small></p>"
+        if session["automatic_tax"]["enabled"]
+        else ""
+    )
     body = f"""
 <h1>Checkout</h1>
 <table><tr><th>Item</th><th>Qty</th><th>Price</th></tr>{"".join(rows)}</table>
-{trial_note}{total}{error_html}
+{trial_note}{discount_html}{total}{tax_note}{error_html}
 <form method=post>
 <p><label>Email <input name=email type=email value="{email}" required></label></p>
 <p><label>Name on card <input name=name></label></p>
+{address_html}
 <p><label>Card number <input name=card_number inputmode=numeric autocomplete=cc-number
  placeholder="4242 4242 4242 4242"{"" if sepa else " required"}></label></p>
 <p><small>4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined.</small></p>
 {sepa_html}
 <button type=submit>{"Save card" if session["mode"] == "setup" else "Pay"}</button>
 </form>
+{promo_html}
 {f'<p><a href="{escape(session["cancel_url"])}">Cancel and go back</a></p>' if session["cancel_url"] else ""}
 """
     return 200, page("Checkout", body)
 
 
+def _coupon_terms(coupon: dict[str, Any], currency: str | None) -> str:
+    if coupon["percent_off"] is not None:
+        off = f"{coupon['percent_off']:g}% off"
+    else:
+        off = f"{money(discounts.amount_off_in(coupon, currency or 'usd'), currency)} off"
+    if coupon["duration"] == "repeating":
+        return f"{off} for {coupon['duration_in_months']} months"
+    return off + (" forever" if coupon["duration"] == "forever" else " once")
+
+
 def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tuple[int, str, str]:
+    """(status, html, redirect): a redirect to ``success_url`` or the page with the error. A
+    promotion code typed in is applied first (``Apply``, or along with paying)."""
+    session = store.find("checkout.session", session_id)
+    code = (form.get("promotion_code") or "").strip()
+    if session is not None and (code or form.get("action") == "apply_promotion_code"):
+        try:
+            if not code:
+                raise invalid_param("promotion_code", "Enter a promotion code.")
+            checkout.apply_promotion_code(store, session, code)
+        except StripeError as exc:
+            status, html = checkout_page(store, session_id, exc.message)
+            return (400 if status == 200 else status), html, ""
+        if form.get("action") == "apply_promotion_code":
+            status, html = checkout_page(store, session_id)
+            return status, html, ""
     """(status, html, redirect): a redirect to ``success_url``, the page with the error, or the
     authentication step a card asks for before Checkout pays."""
     answer = form.get("authentication")
@@ -114,7 +208,18 @@ def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tupl
     if not form.get("iban", "").strip() and authentication.card_asks_on_session(card_number):
         session = store.find("checkout.session", session_id)
         if answer not in authentication.OUTCOMES and session is not None and session["status"] == "open":
-            hidden = {name: form.get(name, "") for name in ("card_number", "email", "name")}
+            # What the page asked for comes back with the answer to the authentication step.
+            asked = (
+                "card_number",
+                "email",
+                "name",
+                "country",
+                "line1",
+                "postal_code",
+                "city",
+                "business_name",
+            )
+            hidden = {name: form.get(name, "") for name in (*asked, "tax_id")}
             amount = money(session["amount_total"], session["currency"])
             step = authentication.step_html({}, amount, hidden)
             return 200, page("Checkout", f"<h1>Checkout</h1>{step}"), ""
@@ -129,6 +234,11 @@ def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tupl
             email=form.get("email") or None,
             name=form.get("name") or None,
             iban=form.get("iban", ""),
+            address={k: form.get(k) for k in ("country", "line1", "postal_code", "city")}
+            if form.get("country")
+            else None,
+            business_name=form.get("business_name") or None,
+            tax_id=form.get("tax_id", ""),
             authenticated=answer == "complete",
         )
     except StripeError as exc:
@@ -156,7 +266,7 @@ def invoice_page(store: Store, invoice_id: str, note: str = "", error: str = "")
         f"<p class=error>{escape(error)}</p>" if error else "",
         f"<p>Status: <strong data-status>{escape(invoice['status'])}</strong>"
         f" · Due {_date(invoice['due_date'] or invoice['effective_at'])}</p>",
-        f"<table><tr><th>Description</th><th>Amount</th></tr>{lines}"
+        f"<table><tr><th>Description</th><th>Amount</th></tr>{lines}{_adjustments(store, invoice)}"
         f"<tr><th>Amount due</th><th>{money(invoice['amount_due'], invoice['currency'])}</th></tr>"
         f"<tr><th>Amount paid</th><th>{money(invoice['amount_paid'], invoice['currency'])}</th></tr>"
         "</table>",
@@ -171,6 +281,27 @@ def invoice_page(store: Store, invoice_id: str, note: str = "", error: str = "")
             f"<button>Pay {money(invoice['amount_remaining'], invoice['currency'])}</button></form>"
         )
     return 200, page(f"Invoice {invoice['number'] or ''}", "".join(parts))
+
+
+def _adjustments(store: Store, invoice: dict[str, Any]) -> str:
+    """The invoice's discounts and taxes, as rows under its lines."""
+    rows = []
+    for entry in invoice["total_discount_amounts"] or []:
+        if entry["amount"]:
+            coupon = discounts.coupon_for(store, discounts.discount_of(store, entry["discount"]))
+            name = coupon["name"] or coupon["id"]
+            amount = money(-entry["amount"], invoice["currency"])
+            rows.append(f"<tr data-discount><td>Discount: {escape(name)}</td><td>{amount}</td></tr>")
+    for entry in invoice["total_taxes"] or []:
+        rate = store.find("tax_rate", entry["tax_rate_details"]["tax_rate"])
+        label = f"{rate['display_name']} {rate['percentage']:g}%" if rate else "Tax"
+        if entry["taxability_reason"] == "reverse_charge":
+            label = "Reverse charge: VAT to be accounted for by the customer"
+        elif entry["tax_behavior"] == "inclusive":
+            label = f"incl. {label}"
+        amount = money(entry["amount"], invoice["currency"])
+        rows.append(f"<tr data-tax><td>{escape(label)}</td><td>{amount}</td></tr>")
+    return "".join(rows)
 
 
 def invoice_submit(store: Store, invoice_id: str, form: dict[str, str]) -> tuple[int, str]:

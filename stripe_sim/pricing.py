@@ -65,6 +65,26 @@ def exact_amount(price: dict[str, Any], quantity: int) -> Fraction:
     return total
 
 
+def in_currency(price: dict[str, Any], currency: str | None) -> dict[str, Any]:
+    """The price as charged in ``currency``: its own amounts, or those of its
+    ``currency_options`` (a copy naming the same price). ``None`` when it has none there."""
+    if not currency or currency == price["currency"]:
+        return price
+    option = (price.get("currency_options") or {}).get(currency)
+    if option is None:
+        return None  # type: ignore[return-value]
+    view = dict(price)
+    view.update(
+        currency=currency,
+        unit_amount=option["unit_amount"],
+        unit_amount_decimal=option["unit_amount_decimal"],
+        tax_behavior=option["tax_behavior"] or price["tax_behavior"],
+    )
+    if price.get("billing_scheme") == "tiered":
+        view["_tiers"] = price["_currency_tiers"][currency]
+    return view
+
+
 def amount_for(price: dict[str, Any], quantity: int) -> int:
     return round(exact_amount(price, quantity))
 

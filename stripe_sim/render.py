@@ -6,7 +6,7 @@ from typing import Any
 
 from stripe_sim.errors import invalid_param
 from stripe_sim.params import as_int
-from stripe_sim.store import Store, kind_of
+from stripe_sim.store import Store
 
 Renderer = Callable[[Store, dict[str, Any], set[str]], dict[str, Any]]
 
@@ -68,15 +68,16 @@ def _expand(store: Store, node: Any, path: list[str]) -> Any:
         return node
     value = node[head]
     if isinstance(value, str):
-        target = store.find_any(value) if kind_of(value) else None
+        target = store.find_expandable(value, head)
         if target is not None:
             node[head] = _render_one(store, target, [rest] if rest else [])
         return node
     if isinstance(value, list):
         expanded = []
         for item in value:
-            if isinstance(item, str) and store.find_any(item) is not None:
-                expanded.append(_render_one(store, store.find_any(item) or {}, [rest]))
+            target = store.find_expandable(item, "") if isinstance(item, str) else None
+            if target is not None:
+                expanded.append(_render_one(store, target, [rest]))
             else:
                 expanded.append(_expand(store, item, rest))
         node[head] = expanded

@@ -45,6 +45,10 @@ PREFIXES: dict[str, str] = {
     "event": "evt",
     "webhook_endpoint": "we",
     "test_helpers.test_clock": "clock",
+    "promotion_code": "promo",
+    "discount": "di",
+    "tax_rate": "txr",
+    "tax_id": "txi",
 }
 _KIND_BY_PREFIX = {prefix: kind for kind, prefix in PREFIXES.items()}
 
@@ -55,6 +59,7 @@ NAMES = {
     "billing_portal.configuration": "configuration",
     "billing.meter": "billing.meter",
     "invoiceitem": "invoiceitem",
+    "promotion_code": "promotion code",
 }
 
 
@@ -168,6 +173,14 @@ class Store:
 
     def find_any(self, object_id: str) -> dict[str, Any] | None:
         kind = kind_of(object_id)
+        return self.find(kind, object_id) if kind else None
+
+    def find_expandable(self, object_id: str, field: str) -> dict[str, Any] | None:
+        """What an id in ``field`` expands to. Coupon ids have no prefix; a discount that ended
+        and a coupon that was deleted still expand where invoices name them."""
+        kind = kind_of(object_id) or ("coupon" if field == "coupon" else None)
+        if kind in ("coupon", "discount"):
+            return self.objects.get(kind, {}).get(object_id)
         return self.find(kind, object_id) if kind else None
 
     def all(self, kind: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ _FEATURES = set(load_catalog().features)
 
 
 def _ensure_catalog() -> None:
-    # Also after the catalog gained a feature since a reused test database was filled.
+    # Also after a transactional test flushed the database.
     have = Feature.objects.filter(key__in=_FEATURES).count()
     if have != len(_FEATURES) or not Plan.objects.filter(is_free=True).exists():
         catalog_apply(load_catalog())
@@ -23,9 +23,10 @@ def _ensure_catalog() -> None:
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
-    """Load the demo catalog once: every test runs against the plans Tally ships with."""
+    """Load the demo catalog once: every test runs against the plans Tally ships with (applied
+    even to a reused database, which may predate the file's last change)."""
     with django_db_blocker.unblock():
-        _ensure_catalog()
+        catalog_apply(load_catalog())
 
 
 @pytest.fixture(autouse=True)

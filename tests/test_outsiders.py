@@ -69,6 +69,7 @@ PAGES = {
     "billing_resume": ([], ["post"]),
     "billing_refund": ([], ["post"]),
     "billing_portal": ([], ["post"]),
+    "billing_details": ([], ["post"]),
     "billing_seat_preview": ([], ["get"]),
     "credits": ([], ["get"]),
     "credits_widget": ([], ["get"]),

@@ -1,18 +1,22 @@
 """Applying a validated catalog to the database: one transaction, a diff of what changed."""
 
+from decimal import Decimal
+
 from django.db import transaction
 
 from billing import entitlements
-from billing.catalog.spec import CatalogSpec, EntitlementSpec
+from billing.catalog.spec import CatalogSpec, EntitlementSpec, _tier
 from billing.models import (
     Addon,
     AddonEntitlement,
+    Coupon,
     Feature,
     Meter,
     Plan,
     PlanEntitlement,
     PlanLineItem,
     Product,
+    PromotionCode,
 )
 
 
@@ -96,6 +100,14 @@ def _apply(spec: CatalogSpec, diff: _Diff) -> None:
                         for t in item.get("tiers", [])
                     ],
                     "feature": features[item["feature"]] if item.get("feature") else None,
+                    "currency_options": {
+                        currency: (
+                            {"tiers": [_tier(t) for t in option["tiers"]]}
+                            if option.get("tiers")
+                            else {"unit_amount": option["unit_amount"]}
+                        )
+                        for currency, option in (item.get("currency_options") or {}).items()
+                    },
                 },
                 f"plan {key} line item {item['key']}",
             )
@@ -133,6 +145,7 @@ def _apply(spec: CatalogSpec, diff: _Diff) -> None:
         diff.lines.append(f"- addon {addon.key} (deactivated)")
     retired_addons.update(is_active=False)
     _apply_meters(spec, features, diff)
+    _apply_coupons(spec, products, diff)
 
 
 def _apply_meters(spec: CatalogSpec, features: dict, diff: _Diff) -> None:
@@ -146,4 +159,36 @@ def _apply_meters(spec: CatalogSpec, features: dict, diff: _Diff) -> None:
     retired = Meter.objects.filter(is_active=True).exclude(key__in=spec.meters)
     for meter in retired:
         diff.lines.append(f"- meter {meter.key} (deactivated)")
+    retired.update(is_active=False)
+
+
+def _apply_coupons(spec: CatalogSpec, products: dict, diff: _Diff) -> None:
+    for key, raw in spec.coupons.items():
+        values = {k: v for k, v in raw.items() if k not in ("products", "promotion_codes")}
+        if values["percent_off"] is not None:
+            values["percent_off"] = Decimal(str(values["percent_off"])).quantize(Decimal("0.01"))
+        values["is_active"] = True
+        coupon = diff.upsert(Coupon, {"key": key}, values, f"coupon {key}")
+        wanted = {products[p].pk for p in raw["products"]}
+        if set(coupon.products.values_list("pk", flat=True)) != wanted:
+            coupon.products.set(wanted)
+            diff.lines.append(f"~ coupon {key}: products {sorted(raw['products'])}")
+        for code in raw["promotion_codes"]:
+            existing = PromotionCode.objects.filter(code__iexact=code["code"]).first()
+            lookup = {"pk": existing.pk} if existing else {"code": code["code"]}
+            diff.upsert(
+                PromotionCode,
+                lookup,
+                {**{k: v for k, v in code.items() if k != "code"}, "coupon": coupon, "is_active": True},
+                f"promotion code {code['code']}",
+            )
+        named = {c["code"].upper() for c in raw["promotion_codes"]}
+        for stale in coupon.promotion_codes.filter(is_active=True):
+            if stale.code.upper() not in named:
+                diff.lines.append(f"- promotion code {stale.code} (deactivated)")
+                PromotionCode.objects.filter(pk=stale.pk).update(is_active=False)
+    retired = Coupon.objects.filter(is_active=True).exclude(key__in=spec.coupons)
+    for coupon in retired:
+        diff.lines.append(f"- coupon {coupon.key} (deactivated)")
+        coupon.promotion_codes.update(is_active=False)
     retired.update(is_active=False)

@@ -7,6 +7,7 @@ transaction that reports what changed, so `catalog_sync --dry-run` can print the
 
 import tomllib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -14,13 +15,16 @@ from django.conf import settings
 from billing.models import (
     Addon,
     Aggregation,
+    Duration,
     Feature,
     Interval,
     Overage,
     PlanEntitlement,
     PlanLineItem,
     SeatPolicy,
+    TaxBehavior,
 )
+from billing.models.discounts import coupon_problems
 from billing.pricing import validate_tiers
 
 DEFAULT_PATH = Path(settings.BASE_DIR) / "config" / "catalog.toml"
@@ -54,6 +58,7 @@ class CatalogSpec:
     plans: dict[str, dict]  # key -> fields, with "product", "line_items", "entitlements"
     addons: dict[str, dict]
     meters: dict[str, dict] = field(default_factory=dict)
+    coupons: dict[str, dict] = field(default_factory=dict)  # key -> fields, with "promotion_codes"
 
 
 def _is_int(value) -> bool:
@@ -120,9 +125,36 @@ def _line_items(raw, features, currency_where, where, problems) -> list[dict]:
         seen.add(key)
         if kind not in PlanLineItem.Kind.values:
             problems.append(f"{at}: kind must be one of {', '.join(PlanLineItem.Kind.values)}")
-        unknown = set(item) - {"key", "kind", "unit_amount", "tiers_mode", "tiers", "feature"}
+        unknown = set(item) - {
+            "key",
+            "kind",
+            "unit_amount",
+            "tiers_mode",
+            "tiers",
+            "feature",
+            "currency_options",
+        }
         if unknown:
             problems.append(f"{at}: unknown fields {', '.join(sorted(unknown))}")
+        for currency, option in (item.get("currency_options") or {}).items():
+            where_option = f"{at} currency_options.{currency}"
+            if not (len(currency) == 3 and currency.islower()) or currency == currency_where:
+                problems.append(f"{where_option}: another currency than the catalog's, e.g. eur")
+            if not isinstance(option, dict) or set(option) - {"unit_amount", "tiers"}:
+                problems.append(f"{where_option}: {{ unit_amount = ... }} or {{ tiers = [...] }}")
+                continue
+            if bool(option.get("tiers")) != bool(item.get("tiers")):
+                problems.append(f"{where_option}: tiers in every currency, or in none")
+            elif item.get("tiers") and [t.get("up_to") for t in option["tiers"]] != [
+                t.get("up_to") for t in item["tiers"]
+            ]:
+                problems.append(f"{where_option}: the tiers have the same bounds in every currency")
+            for problem in validate_tiers(
+                unit_amount=option.get("unit_amount"),
+                tiers=option.get("tiers"),
+                tiers_mode=item.get("tiers_mode"),
+            ):
+                problems.append(f"{where_option}: {problem}")
         for problem in validate_tiers(
             unit_amount=item.get("unit_amount"),
             tiers=item.get("tiers"),
@@ -178,6 +210,7 @@ def parse_catalog(data: dict) -> CatalogSpec:
     currency = data.get("currency", "usd")
     if not (isinstance(currency, str) and len(currency) == 3 and currency.islower()):
         problems.append(f"currency: {currency!r} is not a lowercase ISO code such as 'usd'")
+    tax_behavior = _tax_behavior(data.get("tax_behavior", TaxBehavior.EXCLUSIVE), "tax_behavior", problems)
 
     features = {}
     for key, raw in (data.get("features") or {}).items():
@@ -273,6 +306,9 @@ def parse_catalog(data: dict) -> CatalogSpec:
                 "seat_policy": seat_policy,
                 "seat_minimum": seat_minimum,
                 "credit_allowance": credit_allowance,
+                "tax_behavior": _tax_behavior(
+                    plan_raw.get("tax_behavior", tax_behavior), f"{at} tax_behavior", problems
+                ),
                 "sort_order": len(plans),
                 "line_items": items,
                 "entitlements": entitlements,
@@ -312,14 +348,136 @@ def parse_catalog(data: dict) -> CatalogSpec:
             "currency": currency,
             "interval": interval if kind == Addon.Kind.RECURRING else "",
             "max_quantity": raw.get("max_quantity", 1),
+            "tax_behavior": _tax_behavior(
+                raw.get("tax_behavior", tax_behavior), f"{where} tax_behavior", problems
+            ),
             "sort_order": a_index,
             "entitlements": grants,
         }
 
     meters = _meters(data.get("meters") or {}, features, problems)
+    coupons = _coupons(data.get("coupons") or {}, products, problems)
     if problems:
         raise CatalogError(problems)
-    return CatalogSpec(currency, features, products, plans, addons, meters)
+    return CatalogSpec(currency, features, products, plans, addons, meters, coupons)
+
+
+def _tier(tier: dict) -> dict:
+    return {
+        "up_to": tier.get("up_to"),
+        "unit_amount": tier.get("unit_amount", 0),
+        "flat_amount": tier.get("flat_amount", 0),
+    }
+
+
+def _tax_behavior(value, where: str, problems: list[str]) -> str:
+    if value not in TaxBehavior.values:
+        problems.append(f"{where}: must be one of {', '.join(TaxBehavior.values)}")
+        return TaxBehavior.EXCLUSIVE
+    return value
+
+
+def _moment(value, where: str, problems: list[str]) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        problems.append(f"{where}: a date and time with its offset, e.g. 2027-01-01T00:00:00Z")
+        return None
+    return value.astimezone(UTC)
+
+
+_COUPON_FIELDS = {
+    "name",
+    "percent_off",
+    "amount_off",
+    "currency",
+    "currency_options",
+    "duration",
+    "duration_in_months",
+    "max_redemptions",
+    "redeem_by",
+    "products",
+    "promotion_codes",
+}
+_CODE_FIELDS = {
+    "code",
+    "first_time_only",
+    "minimum_amount",
+    "minimum_amount_currency",
+    "expires_at",
+    "max_redemptions",
+}
+
+
+def _coupons(raw: dict, products: dict, problems: list[str]) -> dict[str, dict]:
+    coupons, codes = {}, {}
+    for key, coupon in raw.items():
+        where = f"coupon '{key}'"
+        unknown = set(coupon) - _COUPON_FIELDS
+        if unknown:
+            problems.append(f"{where}: unknown fields {', '.join(sorted(unknown))}")
+        percent = coupon.get("percent_off")
+        if percent is not None and (isinstance(percent, bool) or not isinstance(percent, int | float)):
+            problems.append(f"{where} percent_off: a number such as 20 or 12.5")
+            percent = None
+        duration = coupon.get("duration", Duration.ONCE)
+        for problem in coupon_problems(
+            percent_off=percent,
+            amount_off=coupon.get("amount_off"),
+            currency=coupon.get("currency", ""),
+            duration=duration,
+            duration_in_months=coupon.get("duration_in_months"),
+            currency_options=coupon.get("currency_options"),
+        ):
+            problems.append(f"{where}: {problem}")
+        limit = coupon.get("max_redemptions")
+        if limit is not None and (not _is_int(limit) or limit < 1):
+            problems.append(f"{where} max_redemptions: a whole number >= 1")
+        for product in coupon.get("products", []):
+            if product not in products:
+                problems.append(f"{where} products: unknown product '{product}'")
+        promotion_codes = []
+        for index, entry in enumerate(coupon.get("promotion_codes", [])):
+            at = f"{where} promotion_codes[{index}]"
+            unknown = set(entry) - _CODE_FIELDS
+            if unknown:
+                problems.append(f"{at}: unknown fields {', '.join(sorted(unknown))}")
+            code = entry.get("code", "")
+            if not (isinstance(code, str) and code.isalnum()):
+                problems.append(f"{at} code: letters and digits, e.g. LAUNCH")
+                continue
+            if code.upper() in codes:
+                problems.append(f"{at} code: '{code}' is already a code of coupon '{codes[code.upper()]}'")
+            codes[code.upper()] = key
+            minimum = entry.get("minimum_amount")
+            if minimum is not None and (not _is_int(minimum) or minimum < 0):
+                problems.append(f"{at} minimum_amount: a whole number of minor units >= 0")
+            promotion_codes.append(
+                {
+                    "code": code,
+                    "first_time_only": bool(entry.get("first_time_only", False)),
+                    "minimum_amount": minimum,
+                    "minimum_amount_currency": entry.get("minimum_amount_currency", "")
+                    if minimum is None
+                    else entry.get("minimum_amount_currency", coupon.get("currency") or "usd"),
+                    "expires_at": _moment(entry.get("expires_at"), f"{at} expires_at", problems),
+                    "max_redemptions": entry.get("max_redemptions"),
+                }
+            )
+        coupons[key] = {
+            "name": coupon.get("name") or key,
+            "percent_off": percent,
+            "amount_off": coupon.get("amount_off"),
+            "currency": coupon.get("currency", "") if coupon.get("amount_off") is not None else "",
+            "currency_options": coupon.get("currency_options") or {},
+            "duration": duration,
+            "duration_in_months": coupon.get("duration_in_months"),
+            "max_redemptions": limit,
+            "redeem_by": _moment(coupon.get("redeem_by"), f"{where} redeem_by", problems),
+            "products": list(coupon.get("products", [])),
+            "promotion_codes": promotion_codes,
+        }
+    return coupons
 
 
 def load_catalog(path: Path = DEFAULT_PATH) -> CatalogSpec:

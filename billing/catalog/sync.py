@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from billing import discounts
 from billing.catalog.apply import catalog_apply
 from billing.catalog.spec import DEFAULT_PATH, load_catalog
 from billing.gateway.client import stripe_client
@@ -35,6 +36,7 @@ def _price_params(item: PlanLineItem, meter_id: str | None) -> dict:
         },
         "nickname": f"{plan.name}: {item.key}",
         "metadata": {"tally_plan": plan.key, "tally_item": item.key},
+        "tax_behavior": plan.tax_behavior,
     }
     if meter_id:
         params["recurring"]["meter"] = meter_id
@@ -51,6 +53,24 @@ def _price_params(item: PlanLineItem, meter_id: str | None) -> dict:
         ]
     else:
         params["unit_amount"] = item.unit_amount
+    options = {}
+    for currency, option in sorted((item.currency_options or {}).items()):
+        if option.get("tiers"):
+            options[currency] = {
+                "tiers": [
+                    {
+                        "up_to": t["up_to"] if t.get("up_to") is not None else "inf",
+                        "unit_amount": t.get("unit_amount", 0),
+                        "flat_amount": t.get("flat_amount", 0),
+                    }
+                    for t in option["tiers"]
+                ]
+            }
+        else:
+            options[currency] = {"unit_amount": option["unit_amount"]}
+        options[currency]["tax_behavior"] = plan.tax_behavior
+    if options:
+        params["currency_options"] = options
     return params
 
 
@@ -60,6 +80,7 @@ def _addon_params(addon: Addon) -> dict:
         "unit_amount": addon.unit_amount,
         "nickname": addon.name,
         "metadata": {"tally_addon": addon.key},
+        "tax_behavior": addon.tax_behavior,
     }
     if addon.kind == Addon.Kind.RECURRING:
         params["recurring"] = {"interval": addon.interval}
@@ -129,4 +150,5 @@ def catalog_push(*, dry_run: bool = False) -> list[str]:
         )
         if not dry_run:
             Addon.objects.filter(pk=addon.pk).update(stripe_product_id=product_id, stripe_price_id=price_id)
+    lines += discounts.coupons_push(dry_run=dry_run)
     return lines

@@ -12,6 +12,10 @@ def price_matches(remote, params: dict) -> bool:
     remote_recurring = remote.get("recurring")
     if bool(recurring) != bool(remote_recurring) or remote.get("currency") != params["currency"]:
         return False
+    # A price made without a tax behaviour (a credit package's) has Stripe's "unspecified".
+    wanted_tax = params.get("tax_behavior", "unspecified")
+    if (remote.get("tax_behavior") or "unspecified") != wanted_tax or not _same_options(remote, params):
+        return False
     if recurring and (
         remote_recurring.get("interval") != recurring["interval"]
         or remote_recurring.get("usage_type") != recurring["usage_type"]
@@ -33,6 +37,29 @@ def price_matches(remote, params: dict) -> bool:
             and remote_tiers == params["tiers"]
         )
     return remote.get("billing_scheme") == "per_unit" and remote.get("unit_amount") == params["unit_amount"]
+
+
+def _same_options(remote, params: dict) -> bool:
+    remote_options = {
+        currency: (
+            {
+                "tiers": [
+                    {
+                        "up_to": t.get("up_to") if t.get("up_to") is not None else "inf",
+                        "unit_amount": t.get("unit_amount") or 0,
+                        "flat_amount": t.get("flat_amount") or 0,
+                    }
+                    for t in option.get("tiers")
+                ]
+            }
+            if option.get("tiers")
+            else {"unit_amount": option.get("unit_amount")}
+        )
+        | {"tax_behavior": option.get("tax_behavior")}
+        for currency, option in (remote.get("currency_options") or {}).items()
+        if currency != remote.get("currency")
+    }
+    return remote_options == params.get("currency_options", {})
 
 
 def stripe_idempotency_key(*parts) -> str:
@@ -65,7 +92,9 @@ def product_ensure(
 def price_ensure(
     client, lookup_key: str, product_id: str, params: dict, label: str, dry_run: bool, lines: list[str]
 ) -> str:
-    found = client.v1.prices.list({"lookup_keys": [lookup_key], "limit": 1, "expand": ["data.tiers"]}).data
+    found = client.v1.prices.list(
+        {"lookup_keys": [lookup_key], "limit": 1, "expand": ["data.tiers", "data.currency_options"]}
+    ).data
     current = found[0] if found else None
     if current is not None and current.get("product") == product_id and price_matches(current, params):
         return current.id

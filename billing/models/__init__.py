@@ -10,7 +10,9 @@ from billing.models.catalog import (
     PlanLineItem,
     Product,
     SeatPolicy,
+    TaxBehavior,
 )
+from billing.models.discounts import Coupon, Duration, PromotionCode, SubscriptionDiscount
 from billing.models.events import StripeEventOutcome
 from billing.models.state import (
     ENDED_STATUSES,
@@ -29,6 +31,7 @@ from billing.models.state import (
     UsageCounter,
     UsageEvent,
 )
+from billing.models.tax import BillingProfile
 from billing.models.usage import Aggregation, Meter, MeterEvent, MeterReport
 
 __all__ = [
@@ -62,3 +65,5 @@ __all__ = [
 ]
 
 __all__ += ["Aggregation", "Meter", "MeterEvent", "MeterReport"]
+__all__ += ["Coupon", "Duration", "PromotionCode", "SubscriptionDiscount", "TaxBehavior"]
+__all__ += ["BillingProfile"]

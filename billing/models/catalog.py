@@ -17,6 +17,13 @@ class Interval(models.TextChoices):
     YEAR = "year", "Yearly"
 
 
+class TaxBehavior(models.TextChoices):
+    """Whether a price's amount excludes the tax (added on top) or includes it."""
+
+    EXCLUSIVE = "exclusive", "Excluding tax (+ tax)"
+    INCLUSIVE = "inclusive", "Including tax"
+
+
 class Product(models.Model):
     key = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=100)
@@ -97,6 +104,7 @@ class Plan(models.Model):
     credit_allowance = models.PositiveIntegerField(
         default=0, help_text="Credits granted at the start of each billing period, expiring at its end."
     )
+    tax_behavior = models.CharField(max_length=16, choices=TaxBehavior.choices, default=TaxBehavior.EXCLUSIVE)
 
     objects = PlanQuerySet.as_manager()
 
@@ -119,9 +127,19 @@ class Plan(models.Model):
     def is_contact_sales(self) -> bool:
         return self.product.contact_sales
 
-    def total(self, *, seats: int = 1) -> int:
+    def total(self, *, seats: int = 1, currency: str | None = None) -> int:
         """The recurring amount per interval for `seats`, before metered usage."""
-        return sum(item.amount(seats=seats) for item in self.line_items.all())
+        return sum(item.amount(seats=seats, currency=currency) for item in self.line_items.all())
+
+    @property
+    def currencies(self) -> list[str]:
+        """The currencies it can be bought in: its own, and those every line item is priced in."""
+        items = [i for i in self.line_items.all() if i.kind != PlanLineItem.Kind.METERED]
+        others = set.intersection(*(set(i.currency_options or {}) for i in items)) if items else set()
+        return [self.currency, *sorted(others - {self.currency})]
+
+    def total_in(self, currency: str) -> int:
+        return self.total(currency=currency)
 
     def seat_item(self) -> "PlanLineItem | None":
         return next((i for i in self.line_items.all() if i.kind == PlanLineItem.Kind.PER_SEAT), None)
@@ -155,6 +173,11 @@ class PlanLineItem(models.Model):
         related_name="+",
         help_text="For metered items: the feature whose usage this bills.",
     )
+    currency_options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Other currencies: {"eur": {"unit_amount": 4500}} or {"eur": {"tiers": [...]}}.',
+    )
     stripe_price_id = models.CharField(max_length=255, blank=True)
 
     class Meta:
@@ -183,19 +206,23 @@ class PlanLineItem(models.Model):
         if errors:
             raise ValidationError("; ".join(errors))
 
-    def breakdown(self, quantity: int) -> pricing.Breakdown:
+    def breakdown(self, quantity: int, currency: str | None = None) -> pricing.Breakdown:
+        unit_amount, tiers = self.unit_amount, self.tiers
+        if currency and currency != self.plan.currency:
+            option = (self.currency_options or {}).get(currency) or {}
+            unit_amount, tiers = option.get("unit_amount"), option.get("tiers") or []
         return pricing.price(
             quantity=quantity,
-            unit_amount=self.unit_amount,
-            tiers=self.tiers,
+            unit_amount=unit_amount,
+            tiers=tiers,
             tiers_mode=self.tiers_mode or None,
         )
 
-    def amount(self, *, seats: int = 1) -> int:
+    def amount(self, *, seats: int = 1, currency: str | None = None) -> int:
         if self.kind == self.Kind.FLAT:
-            return self.breakdown(1).total
+            return self.breakdown(1, currency).total
         if self.kind == self.Kind.PER_SEAT:
-            return self.breakdown(seats).total
+            return self.breakdown(seats, currency).total
         return 0  # metered items are billed on usage
 
 
@@ -212,6 +239,7 @@ class Addon(models.Model):
     currency = models.CharField(max_length=3, default="usd")
     interval = models.CharField(max_length=8, choices=Interval.choices, blank=True)
     max_quantity = models.PositiveIntegerField(default=1)
+    tax_behavior = models.CharField(max_length=16, choices=TaxBehavior.choices, default=TaxBehavior.EXCLUSIVE)
     is_active = models.BooleanField(default=True)
     sort_order = models.PositiveIntegerField(default=0)
     stripe_product_id = models.CharField(max_length=255, blank=True)

@@ -159,6 +159,8 @@ class Payment(models.Model):
     amount_due = models.BigIntegerField(default=0)
     amount_paid = models.BigIntegerField(default=0)
     amount_refunded = models.BigIntegerField(default=0)
+    amount_discount = models.BigIntegerField(default=0, help_text="What the invoice's discounts took off.")
+    amount_tax = models.BigIntegerField(default=0, help_text="The invoice's tax (included or added).")
     currency = models.CharField(max_length=3, default="usd")
     period_start = models.DateTimeField(null=True, blank=True)
     period_end = models.DateTimeField(null=True, blank=True)

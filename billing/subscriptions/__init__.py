@@ -17,6 +17,7 @@ _EXPORTS = {
     "checkout_start": "checkout",
     "plan_checkout_settle": "checkout",
     "trial_available": "checkout",
+    "billing_currency": "checkout",
     "LIVE_STATUSES": "sync",
     "live_subscriptions": "sync",
     "subscription_duplicate_end": "sync",

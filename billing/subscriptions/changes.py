@@ -13,7 +13,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from billing import selectors
+from billing import discounts, selectors, taxes
 from billing.gateway.client import stripe_client
 from billing.gateway.customers import customer_ensure
 from billing.models import (
@@ -175,7 +175,9 @@ def subscription_change_preview(*, organization: Organization, plan: Plan) -> Pr
     return Preview(
         amount_due=preview.amount_due,
         currency=preview.currency,
-        lines=preview_lines(preview.lines.data),
+        lines=preview_lines(preview.lines.data)
+        + discounts.discount_lines(preview)
+        + taxes.tax_lines(preview),
         next_payment_at=next_payment_at,
         immediate=upgrade and not trial,
         trial=trial,
@@ -391,7 +393,9 @@ def upcoming_invoice(*, organization: Organization) -> Preview | None:
     return Preview(
         amount_due=preview.amount_due,
         currency=preview.currency,
-        lines=preview_lines(preview.lines.data),
+        lines=preview_lines(preview.lines.data)
+        + discounts.discount_lines(preview)
+        + taxes.tax_lines(preview),
         next_payment_at=_ts(preview.get("next_payment_attempt")) or _ts(preview.period_end),
         immediate=False,
         trial=subscription.status == SubscriptionStatus.TRIALING,

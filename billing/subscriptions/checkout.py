@@ -23,9 +23,11 @@ from billing.models import (
     CheckoutOutcome,
     EntitlementGrant,
     OrgSubscription,
+    Payment,
     Plan,
     PlanCheckout,
     PlanLineItem,
+    PromotionCode,
     TrialRecord,
 )
 from billing.seats.counts import billable_seats
@@ -84,8 +86,12 @@ def checkout_start(
     actor: User,
     addons: dict[Addon, int] | None = None,
     test_clock: str | None = None,
+    promotion_code: PromotionCode | None = None,
+    currency: str | None = None,
 ) -> str:
-    """A Checkout Session for `plan` (and add-ons); returns the URL to send the person to."""
+    """A Checkout Session for `plan` (and add-ons); returns the URL to send the person to. A
+    promotion code brought along (`/pricing/?promo=CODE`) is applied; otherwise the customer may
+    type one on Stripe's page."""
     addons = addons or {}
     current = OrgSubscription.objects.filter(organization=organization).first()
     if current and current.stripe_subscription_id and current.applies:
@@ -96,6 +102,17 @@ def checkout_start(
         )
     seats = billable_seats(organization)
     lines = checkout_line_items(plan=plan, seats=seats, addons=addons)
+    currency = billing_currency(organization) or currency or plan.currency
+    if currency not in plan.currencies:
+        raise ServiceError(
+            "currency_unavailable",
+            f"{plan.name} is not sold in {currency.upper()}.",
+            field="currency",
+        )
+    if currency != plan.currency and any(addon.currency != currency for addon in addons):
+        raise ServiceError(
+            "currency_unavailable", f"Add-ons are sold in {plan.currency.upper()} only.", field="addons"
+        )
     customer_id = customer_ensure(organization=organization, test_clock=test_clock)
     live = live_subscriptions(customer_id)
     if live:
@@ -126,9 +143,32 @@ def checkout_start(
         "metadata": metadata,
         "subscription_data": {"metadata": metadata},
     }
+    if currency != plan.currency:
+        params["currency"] = currency
     if plan.trial_days and trial_available(organization=organization, customer_id=customer_id):
         params["subscription_data"]["trial_period_days"] = plan.trial_days
-    session = stripe_client().v1.checkout.sessions.create(params)
+    if settings.USE_STRIPE_TAX:
+        # Stripe Tax: the address (and a business's VAT number) entered here is saved on the
+        # customer and decides the tax of this and every later invoice.
+        params["automatic_tax"] = {"enabled": True}
+        params["billing_address_collection"] = "required"
+        params["tax_id_collection"] = {"enabled": True}
+        params["customer_update"] = {"address": "auto", "name": "auto"}
+    if promotion_code is not None:
+        params["discounts"] = [{"promotion_code": promotion_code.stripe_promotion_code_id}]
+    else:
+        params["allow_promotion_codes"] = True
+    try:
+        session = stripe_client().v1.checkout.sessions.create(params)
+    except stripe.InvalidRequestError as error:
+        if promotion_code is None or not (error.param or "").startswith("discounts"):
+            raise
+        # Stripe has the last word on a code (first-time only, a minimum, fully redeemed).
+        raise ServiceError(
+            "promotion_code_refused",
+            f"The code {promotion_code.code} cannot be used here: {error.user_message}",
+            field="promo",
+        ) from None
     PlanCheckout.objects.get_or_create(
         stripe_session_id=session.id, defaults={"organization": organization, "plan": plan, "actor": actor}
     )
@@ -143,9 +183,21 @@ def checkout_start(
             "seats": seats,
             "addons": {a.key: q for a, q in addons.items()},
             "expired": expired,
+            "promotion_code": promotion_code.code if promotion_code else None,
         },
     )
     return session.url
+
+
+def billing_currency(organization: Organization) -> str | None:
+    """The currency the organization is billed in once it has paid: Stripe bills a customer in
+    one currency for good."""
+    return (
+        Payment.objects.filter(organization=organization)
+        .order_by("created_at")
+        .values_list("currency", flat=True)
+        .first()
+    )
 
 
 def trial_available(*, organization: Organization, customer_id: str | None) -> bool:

@@ -49,6 +49,8 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
         "billing_reason": invoice.billing_reason or "",
         "amount_due": invoice.amount_due,
         "amount_paid": invoice.amount_paid,
+        "amount_discount": sum(d.amount for d in invoice.get("total_discount_amounts") or []),
+        "amount_tax": sum(t.amount for t in invoice.get("total_taxes") or []),
         "currency": invoice.currency,
         "period_start": _ts(lines[0].period.start) if lines else None,
         "period_end": _ts(lines[0].period.end) if lines else None,

@@ -1,6 +1,6 @@
 from django import template
 
-from billing import entitlements
+from billing import discounts, entitlements
 
 register = template.Library()
 
@@ -11,17 +11,68 @@ def entitlement(organization, feature: str, requested: int = 1):
     return entitlements.check(organization, feature, requested)
 
 
+# ISO 4217 minor-unit exponents that are not 2 (Stripe's zero-decimal and three-decimal currencies).
+_EXPONENT = {
+    **dict.fromkeys(
+        (
+            "bif",
+            "clp",
+            "djf",
+            "gnf",
+            "jpy",
+            "kmf",
+            "krw",
+            "mga",
+            "pyg",
+            "rwf",
+            "ugx",
+            "vnd",
+            "vuv",
+            "xaf",
+            "xof",
+            "xpf",
+        ),
+        0,
+    ),
+    **dict.fromkeys(("bhd", "jod", "kwd", "omr", "tnd"), 3),
+}
+_SYMBOL = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
+
+
 @register.filter
 def money(amount, currency: str = "usd") -> str:
-    """Minor units to a price people read: 4900 -> $49, 1250 -> $12.50."""
+    """Minor units to a price people read, in the currency's own exponent: 4900 usd -> $49,
+    1250 usd -> $12.50, 1500 jpy -> ¥1,500 (the yen has no minor unit)."""
     if amount is None:
         return ""
     amount = int(amount)
-    symbol = {"usd": "$", "eur": "€", "gbp": "£"}.get((currency or "usd").lower(), "")
+    currency = (currency or "usd").lower()
+    exponent = _EXPONENT.get(currency, 2)
+    symbol = _SYMBOL.get(currency, "")
     sign = "-" if amount < 0 else ""
-    whole, cents = divmod(abs(amount), 100)
-    text = f"{whole:,}" if cents == 0 else f"{whole:,}.{cents:02d}"
+    whole, minor = divmod(abs(amount), 10**exponent)
+    text = f"{whole:,}" if minor == 0 else f"{whole:,}.{minor:0{exponent}d}"
     return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency.upper()}"
+
+
+@register.simple_tag
+def price_with(plan, promotion_code, currency: str):
+    """`{% price_with plan promo currency as p %}`: the plan's first price after the code's
+    coupon, or None when the code does not apply to it."""
+    if promotion_code is None or plan.is_free:
+        return None
+    return discounts.plan_price_with(promotion_code.coupon, plan, currency=currency)
+
+
+@register.filter
+def total_in(plan, currency: str) -> int:
+    """`{{ plan|total_in:"eur" }}`: the plan's recurring total in one of its currencies."""
+    return plan.total(currency=currency)
+
+
+@register.filter
+def amount_off_in(coupon, currency: str):
+    return coupon.amount_off_in(currency or coupon.currency)
 
 
 @register.filter

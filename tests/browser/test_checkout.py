@@ -44,3 +44,43 @@ def test_pricing_to_hosted_checkout_to_an_active_plan(new_page, shoot, stripe_si
     expect(page.locator("[data-testid=upcoming]")).to_contain_text("$5")
     shoot(page, "billing")
     assert OrgSubscription.objects.get(organization__slug__startswith="dana").status == "active"
+
+
+def test_a_promotion_code_typed_on_the_hosted_checkout_discounts_the_first_invoice(
+    new_page, shoot, stripe_sim, live_server, settings
+):
+    settings.SITE_URL = live_server.url
+    catalog.catalog_push()
+    stripe_webhook_endpoint_ensure(site_url=live_server.url)
+
+    page = new_page()
+    page.goto("/signup/")
+    page.fill("#id_name", "Erin")
+    page.fill("#id_email", "erin@example.com")
+    page.fill("#id_password", "a-long-enough-pass")
+    page.click("button:has-text('Sign up')")
+
+    page.goto("/pricing/")
+    page.click("[data-testid=subscribe-ai]")
+    # On the simulator's hosted page: a wrong code is refused, LAUNCH takes 20% off $5.00.
+    page.fill("input[name=promotion_code]", "NOTACODE")
+    page.click("button:has-text('Apply')")
+    expect(page.locator("[role=alert]")).to_contain_text("This code (NOTACODE) is invalid.")
+    page.fill("input[name=promotion_code]", "launch")
+    page.click("button:has-text('Apply')")
+    expect(page.locator("[data-discount]")).to_contain_text("LAUNCH")
+    expect(page.locator("[data-discount]")).to_contain_text("20% off for 3 months")
+    expect(page.locator("body")).to_contain_text("Total due today: $4.00")
+    shoot(page, "checkout-promotion-code")
+    page.fill("input[name=card_number]", "4242 4242 4242 4242")
+    page.click("button:has-text('Pay')")
+
+    expect(page).to_have_url(re.compile(r"/billing/success/\?session_id=cs_"))
+    page.click("text=See billing")
+    expect(page.locator("[data-testid=status]")).to_have_text("Active")
+    expect(page.locator("[data-testid=discount]")).to_contain_text("Launch offer")
+    expect(page.locator("[data-testid=discount]")).to_contain_text("20% off for 3 months, until")
+    expect(page.locator("[data-testid=payments]")).to_contain_text("$4")
+    expect(page.locator("[data-testid=payment-saved]")).to_have_text("$1 saved")
+    expect(page.locator("[data-testid=upcoming]")).to_contain_text("Discount: Launch offer")
+    shoot(page, "billing-discount")

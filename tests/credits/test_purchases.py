@@ -291,3 +291,18 @@ def test_the_purchase_api_refuses_an_unknown_package_and_changes_nothing(shop, a
     missing = api_client.post("/api/v1/credits/purchase?org=acme", {}, format="json")
     assert missing.status_code == 400 and "package" in missing.json()["fields"]
     assert not CreditPurchase.objects.exists()
+
+
+def test_a_package_bought_twice_reuses_its_stripe_price(shop, org, owner):
+    """Found by the lifecycle machine: a package's second checkout finds the price the first one
+    made (a price made without a tax behaviour is Stripe's "unspecified")."""
+    first, _ = services.credit_purchase_start(
+        organization=org, package=services.credit_package_get(code="pack-50"), actor=owner
+    )
+    second, _ = services.credit_purchase_start(
+        organization=org, package=services.credit_package_get(code="pack-50"), actor=owner
+    )
+    sessions = [
+        shop.v1.checkout.sessions.line_items.list(p.checkout_session_id).data[0] for p in (first, second)
+    ]
+    assert sessions[0].price.id == sessions[1].price.id

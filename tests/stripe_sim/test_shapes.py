@@ -103,6 +103,24 @@ def _served(client: stripe.StripeClient, sim: Sim) -> dict[str, Any]:
         ).id,
         {"proration_behavior": "none"},
     )
+    coupon = client.v1.coupons.create({"percent_off": "10", "duration": "forever"})
+    promo = client.v1.promotion_codes.create({"promotion": {"type": "coupon", "coupon": coupon.id}})
+    discounted = client.v1.subscriptions.create(
+        {"customer": cus.id, "items": [{"price": price.id}], "discounts": [{"promotion_code": promo.id}]},
+    )
+    out["coupon"] = client.v1.coupons.retrieve(coupon.id)
+    out["promotion_code"] = client.v1.promotion_codes.retrieve(promo.id)
+    out["discount"] = client.v1.subscriptions.retrieve(discounted.id, {"expand": ["discounts"]}).discounts[0]
+    out["deleted_coupon"] = client.v1.coupons.delete(
+        client.v1.coupons.create({"amount_off": 100, "currency": "usd"}).id
+    )
+    taxed = client.v1.customers.create({"address": {"country": "DE"}})
+    tax_id = client.v1.customers.tax_ids.create(taxed.id, {"type": "eu_vat", "value": "DE123456789"})
+    out["tax_id"] = client.v1.customers.tax_ids.retrieve(taxed.id, tax_id.id)
+    out["tax_rate"] = client.v1.tax_rates.create(
+        {"display_name": "VAT", "percentage": "19", "inclusive": False}
+    )
+    out["deleted_tax_id"] = client.v1.customers.tax_ids.delete(taxed.id, tax_id.id)
     lonely = client.v1.products.create({"name": "Unused"})
     out["deleted_product"] = client.v1.products.delete(lonely.id)
     out["deleted_customer"] = client.v1.customers.delete(
