@@ -26,6 +26,7 @@ from billing.models import (
     PlanLineItem,
     Product,
     PromotionCode,
+    StripeEventOutcome,
     SubscriptionDiscount,
     SubscriptionDuplicate,
     TrialRecord,
@@ -446,3 +447,12 @@ class BillingProfileAdmin(ReadOnlyAdmin):
     list_filter = ["country", "vat_status"]
     search_fields = ["organization__slug", "organization__name", "business_name", "vat_number"]
     list_select_related = ["organization"]
+
+
+@admin.register(StripeEventOutcome)
+class StripeEventOutcomeAdmin(ReadOnlyAdmin):
+    """Each Stripe event as handled: processed, or failed and waiting for its next attempt."""
+
+    list_display = ("event_id", "type", "status", "attempts", "next_attempt_at", "created_at")
+    list_filter = ("status", "type")
+    search_fields = ("event_id", "object_id")

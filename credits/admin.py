@@ -18,6 +18,7 @@ from credits.models import (
     CreditRecharge,
     CreditReservation,
     CreditTransaction,
+    CreditUsageDay,
 )
 from teams.access import client_ip
 from teams.services import audit_record
@@ -242,3 +243,12 @@ class CreditPriceAdmin(admin.ModelAdmin):
             description=obj.description,
         )
         obj.pk, obj.version = price.pk, price.version
+
+
+@admin.register(CreditUsageDay)
+class CreditUsageDayAdmin(ReadOnlyAdmin):
+    """The daily consumption rollup the credits page reads (kept by the debits themselves)."""
+
+    list_display = ("account", "day", "action", "credits", "consumptions")
+    list_filter = ("day",)
+    list_select_related = ("account__organization",)

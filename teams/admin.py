@@ -3,7 +3,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from common.admin import ReadOnlyAdmin
 from teams.forms import AdminLoginForm
-from teams.models import ApiKey, AuditEvent, Invitation, Membership, Organization, User
+from teams.models import ApiKey, AuditEvent, Invitation, Membership, Organization, QueuedTask, User
 
 # The admin's sign-in is throttled like the site's.
 admin.site.login_form = AdminLoginForm
@@ -77,3 +77,11 @@ class AuditEventAdmin(ReadOnlyAdmin):
     search_fields = ["action", "target", "organization__slug", "actor__email"]
     date_hierarchy = "created_at"
     list_select_related = ["organization", "actor"]
+
+
+@admin.register(QueuedTask)
+class QueuedTaskAdmin(ReadOnlyAdmin):
+    """Tasks waiting in the outbox for the broker (the relay publishes them)."""
+
+    list_display = ("task", "created_at", "not_before", "attempts", "claimed_until")
+    search_fields = ("task", "task_id")
