@@ -9,15 +9,9 @@ from billing import entitlements, metering
 from billing.models import Feature, Meter, MeterEvent, Plan, PlanEntitlement, UsageCounter
 from common.errors import ServiceError
 from teams import api_keys
+from tests.conftest import subscribed
 
 pytestmark = pytest.mark.django_db
-
-
-def subscribe(org, plan_key, **kwargs):
-    entitlements.subscription_set(
-        organization=org, plan=Plan.objects.get(key=plan_key), status="active", **kwargs
-    )
-    entitlements.invalidate(org)
 
 
 def ingest(org, events, now=None):
@@ -124,7 +118,7 @@ def test_it_refuses_what_passes_the_quota_and_keeps_what_fits(org):
 
 
 def test_it_bills_overage_instead_of_refusing_when_the_plan_says_so(org):
-    subscribe(org, "team_monthly")
+    subscribed(org, "team_monthly")
     result = ingest(org, [{"id": "g", "meter": "ai_generations", "value": 700}])
     assert result.accepted == 1
     assert used(org, "ai_generations") == 700
@@ -164,7 +158,7 @@ def test_it_refuses_more_than_a_thousand_events(org):
 
 
 def test_a_batch_of_a_thousand_takes_a_handful_of_queries(org, django_assert_max_num_queries):
-    subscribe(org, "enterprise")
+    subscribed(org, "enterprise")
     metering.meters_by_key()
     entitlements.effective_for(org)
     with django_assert_max_num_queries(8):
@@ -310,7 +304,7 @@ def test_the_api_refuses_a_body_without_events(key_client):
 
 
 def test_the_summary_shows_totals_and_the_invoice_preview(key_client, org):
-    subscribe(org, "team_monthly")
+    subscribed(org, "team_monthly")
     ingest(org, [{"id": "g", "meter": "ai_generations", "value": 520}])
     data = key_client.get("/api/v1/usage/summary").json()
     meters = {m["meter"]: m for m in data["meters"]}
