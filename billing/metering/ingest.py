@@ -31,8 +31,8 @@ from billing.metering.counting import MeterSpec, _count, _Valid
 from billing.models import (
     Aggregation,
     Meter,
-    MeterEvent,
     UsageCounter,
+    UsageEvent,
 )
 from common.errors import ServiceError
 from teams.inputs import UNSTORABLE, UNSTORABLE_MESSAGE, unstorable_path
@@ -243,19 +243,20 @@ def usage_ingest(*, organization: Organization, events: list, now: datetime | No
 
 def _insert(organization: Organization, events: list[_Valid], now: datetime) -> set[str]:
     """Store the events not stored yet, in one statement; the ids that were new."""
-    table = MeterEvent._meta.db_table
+    table = UsageEvent._meta.db_table
     if connection.vendor != "postgresql":
         return _insert_portable(organization, events, now)
     sql = (
-        f"INSERT INTO {table} (organization_id, meter_id, event_id, value, timestamp, period_start, "  # noqa: S608
-        "properties, dimension, received_at) "
-        "SELECT %s, m, e, v, t, p, pr::jsonb, d, %s FROM unnest("
+        f"INSERT INTO {table} (organization_id, source, meter_id, event_id, value, timestamp, "  # noqa: S608
+        "period_start, properties, dimension, received_at) "
+        "SELECT %s, %s, m, e, v, t, p, pr::jsonb, d, %s FROM unnest("
         "%s::bigint[], %s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[]"
         ") AS u(m, e, v, t, p, pr, d) "
-        "ON CONFLICT (organization_id, event_id) DO NOTHING RETURNING event_id"
+        "ON CONFLICT (organization_id, source, event_id) DO NOTHING RETURNING event_id"
     )
     params = [
         organization.pk,
+        UsageEvent.Source.INGEST,
         now,
         [e.meter.id for e in events],
         [e.id for e in events],
@@ -276,8 +277,9 @@ def _insert_portable(organization: Organization, events: list[_Valid], now: date
     for e in events:
         try:
             with transaction.atomic():
-                MeterEvent.objects.create(
+                UsageEvent.objects.create(
                     organization=organization,
+                    source=UsageEvent.Source.INGEST,
                     meter_id=e.meter.id,
                     event_id=e.id,
                     value=e.value,
@@ -295,7 +297,9 @@ def _insert_portable(organization: Organization, events: list[_Valid], now: date
 
 def _delete(organization: Organization, event_ids: list[str]) -> None:
     # Only rows this transaction inserted: refused events are never committed.
-    MeterEvent.objects.filter(organization=organization, event_id__in=event_ids).delete()
+    UsageEvent.objects.filter(
+        organization=organization, source=UsageEvent.Source.INGEST, event_id__in=event_ids
+    ).delete()
 
 
 API_CALLS = "api_calls"
