@@ -38,11 +38,17 @@ def usage_counter_add(
         sums.append(running)
     move = _add(key, sums, ceiling)
     if move is None:  # the period's first usage: create its counter, then move it
-        UsageCounter.objects.get_or_create(
-            organization_id=organization_id,
-            feature_id=feature_id,
-            period_start=period.start,
-            defaults={"period_end": period.end},
+        # One statement, and no savepoint: a concurrent first use makes this a no-op.
+        UsageCounter.objects.bulk_create(
+            [
+                UsageCounter(
+                    organization_id=organization_id,
+                    feature_id=feature_id,
+                    period_start=period.start,
+                    period_end=period.end,
+                )
+            ],
+            ignore_conflicts=True,
         )
         move = _add(key, sums, ceiling)
     return move

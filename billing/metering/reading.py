@@ -5,7 +5,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from django.db.models import Case, Count, F, Max, Q, Sum, Value, When
+from django.db.models import BigIntegerField, Case, Count, F, Max, Q, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -120,7 +120,11 @@ def daily_usage(*, organization: Organization, meter: Meter, period: Period, now
     per_day = {
         Aggregation.SUM: Sum("value"),
         Aggregation.COUNT: Sum(
-            Case(When(source=UsageEvent.Source.INGEST, then=Value(1)), default=F("value"))
+            Case(
+                When(source=UsageEvent.Source.INGEST, then=Value(1)),
+                default=F("value"),
+                output_field=BigIntegerField(),
+            )
         ),
         Aggregation.MAX: Max("value"),
         Aggregation.UNIQUE_COUNT: Count("dimension", distinct=True),

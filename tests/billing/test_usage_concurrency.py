@@ -45,7 +45,7 @@ def test_concurrent_batches_never_pass_the_quota():
     assert sum(r.accepted for r in results) == 55
     assert sum(r.rejected for r in results) == 120 - 55
     assert used(org, "api_calls") == 1000
-    assert UsageEvent.objects.filter(organization=org).count() == 55
+    assert UsageEvent.objects.filter(organization=org, source="ingest").count() == 55
 
 
 @pytest.mark.django_db(transaction=True)
