@@ -266,6 +266,17 @@ def _read_usage(organization: Organization, ent: FeatureEntitlement, period: Per
     return used
 
 
+def check_fresh(organization: Organization, feature: str, *, now: datetime | None = None) -> Decision:
+    """`check` of nothing more, with a metered feature's usage read from its counter (and cached)
+    first: for telling a caller what is left right after this very request used some of it."""
+    now = now or timezone.now()
+    effective = effective_for(organization, now=now)
+    ent = effective.features.get(feature)
+    if ent is not None and ent.kind == Feature.Kind.METERED:
+        _read_usage(organization, ent, effective.period(now))
+    return check(organization, feature, 0, now=now)
+
+
 def check(
     organization: Organization, feature: str, requested: int = 1, *, now: datetime | None = None
 ) -> Decision:
