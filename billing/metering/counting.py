@@ -26,6 +26,13 @@ class MeterSpec:
     aggregation: str
     property: str
     feature: str | None
+    # The feature is a limit fed by this gauge: its usage is read from the events, not counted.
+    gauge: bool = False
+
+    @property
+    def counted(self) -> bool:
+        """Whether the meter's events move a quota counter."""
+        return self.feature is not None and not self.gauge
 
 
 @dataclass

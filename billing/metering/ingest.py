@@ -30,6 +30,7 @@ from billing.entitlements.decisions import Decision, Reason
 from billing.metering.counting import MeterSpec, _count, _Valid
 from billing.models import (
     Aggregation,
+    Feature,
     Meter,
     UsageCounter,
     UsageEvent,
@@ -100,12 +101,18 @@ class _Invalid(Exception):
 
 def meters_by_key() -> dict[str, MeterSpec]:
     """Active meters; one cache read on the hot path, refreshed whenever the catalog changes."""
-    key = f"billing:meters:{entitlements.catalog_version()}"
+    key = f"billing:meters:2:{entitlements.catalog_version()}"
     meters = cache.get(key)
     if meters is None:
         meters = {
             m.key: MeterSpec(
-                m.pk, m.key, m.name, m.aggregation, m.property, m.feature.key if m.feature else None
+                m.pk,
+                m.key,
+                m.name,
+                m.aggregation,
+                m.property,
+                m.feature.key if m.feature else None,
+                gauge=bool(m.feature and m.feature.kind == Feature.Kind.LIMIT),
             )
             for m in Meter.objects.filter(is_active=True).select_related("feature")
         }
@@ -176,7 +183,7 @@ def _validate(index: int, raw, meters: dict[str, MeterSpec], effective, now: dat
         dimension = str(found)
         if len(dimension) > MAX_ID:
             raise _Invalid(f"properties.{meter.property}", "invalid_value", "At most 255 characters.")
-    if meter.feature:
+    if meter.counted:  # a gauge's reading is a fact, taken whatever the plan
         ent = effective.features.get(meter.feature)
         if ent is None or not ent.enabled:
             raise _Invalid("meter", Reason.NOT_INCLUDED, "Your plan does not include this meter's feature.")
@@ -220,7 +227,7 @@ def usage_ingest(*, organization: Organization, events: list, now: datetime | No
             fresh = _insert(organization, valid, now)
             groups: dict[tuple[str, datetime], list[_Valid]] = defaultdict(list)
             for event in valid:
-                if event.id in fresh and event.meter.feature:
+                if event.id in fresh and event.meter.counted:
                     groups[(event.meter.feature, event.period.start)].append(event)
             for (feature, _), group in groups.items():
                 ent = effective.features[feature]

@@ -36,6 +36,11 @@ class MeterTotal:
     def percent(self) -> int:
         return self.decision.percent if self.decision else 0
 
+    @property
+    def unit(self) -> str:
+        """The fed feature's unit (its total is in it), or none for a meter that feeds nothing."""
+        return self.decision.unit if self.decision else ""
+
 
 def _event_aggregates(organization, meters: list[Meter], period_start: datetime) -> dict[int, int]:
     rows = (
@@ -93,7 +98,9 @@ def meter_totals(
     for meter in meters:
         if meter.feature:
             decision = entitlements.check(organization, meter.feature.key, 0, now=now)
-            decision = replace(decision, used=counted.get(meter.feature_id, 0))
+            if meter.feature.kind == Feature.Kind.METERED:
+                decision = replace(decision, used=counted.get(meter.feature_id, 0))
+            # A gauge-fed limit (storage) reads its meter's latest value, in the limit's units.
             totals.append(MeterTotal(meter, decision.used, decision))
         else:
             totals.append(MeterTotal(meter, aggregates.get(meter.pk) or 0, None))

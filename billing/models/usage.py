@@ -19,7 +19,9 @@ class Meter(models.Model):
     """What an event measures and how a period's events add up.
 
     Defined in `config/catalog.toml` beside the features. A meter that names a metered feature
-    feeds that feature's quota counter, and through it the plan's metered price in Stripe.
+    feeds that feature's quota counter, and through it the plan's metered price in Stripe. A
+    gauge (a `last` meter) may instead name a `limit` feature: the limit's usage is then the
+    meter's latest value times `scale` (a storage quota in bytes fed by a meter in GB).
     """
 
     key = models.SlugField(max_length=64, unique=True)
@@ -30,6 +32,10 @@ class Meter(models.Model):
     )
     feature = models.OneToOneField(
         Feature, on_delete=models.PROTECT, null=True, blank=True, related_name="meter"
+    )
+    scale = models.PositiveBigIntegerField(
+        default=1,
+        help_text="Units of the fed limit per unit the meter measures (1,000,000,000 bytes per GB).",
     )
     is_active = models.BooleanField(default=True)
     sort_order = models.PositiveIntegerField(default=0)
