@@ -162,6 +162,7 @@ def pytest_sessionfinish(session):
         session.config.workeroutput["stripe_sim_strict"] = {k: getattr(STRICT, k) for k in _STRICT_COUNTERS}
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent with `-p no:xdist`
 def pytest_testnodedown(node, error):
     from stripe_sim.strict import STRICT
 
