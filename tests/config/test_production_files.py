@@ -75,7 +75,8 @@ def test_the_compose_file_sets_only_variables_the_settings_read():
             continue
         environment = service["environment"]
         assert set(environment) <= known, name
-        assert environment["DATABASE_URL"].startswith("postgres://") and "@postgres:5432/" in environment["DATABASE_URL"]
+        database = environment["DATABASE_URL"]
+        assert database.startswith("postgres://") and "@postgres:5432/" in database
         assert environment["REDIS_URL"].startswith("redis://redis:6379/")
         assert service["env_file"] == ".env"
 
