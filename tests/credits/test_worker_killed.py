@@ -75,9 +75,9 @@ class Worker:
         return received, sum(1 for line in lines if f"{task}[" in line and "succeeded" in line)
 
     def pool_process(self) -> int:
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
-        (pid,) = out.stdout.split()
-        return int(pid)
+        pid = self.process.pid
+        (child,) = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return int(child)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -127,7 +127,8 @@ def test_an_auto_recharge_whose_worker_was_killed_charges_once(shop, stripe_sim,
     assert "exited with 'signal 9 (SIGKILL)'" in worker.text()
     recharge = CreditRecharge.objects.get()
     assert recharge.status == "pending"
-    CreditRecharge.objects.filter(pk=recharge.pk).update(created_at=recharge.created_at - timedelta(minutes=6))
+    stale = recharge.created_at - timedelta(minutes=6)
+    CreditRecharge.objects.filter(pk=recharge.pk).update(created_at=stale)
     expire_credits.delay()
     _wait("the recharge to finish", lambda: CreditRecharge.objects.get().status == "succeeded")
 
