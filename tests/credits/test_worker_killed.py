@@ -46,9 +46,7 @@ class Worker:
 
     def __init__(self, tmp_path, broker: str, sim_url: str):
         db = django_settings.DATABASES["default"]
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_SETTINGS"))
-        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_SETTINGS"))}
         env.update(
             DJANGO_SETTINGS_MODULE="tests.settings",
             DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
