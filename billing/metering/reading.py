@@ -87,7 +87,12 @@ def meter_totals(
     now = now or timezone.now()
     period = entitlements.effective_for(organization, now=now).period(now)
     meters = list(Meter.objects.filter(is_active=True).select_related("feature"))
-    aggregates = _event_aggregates(organization, [m for m in meters if m.feature is None], period.start)
+    # A gauge feeding a limit keeps its own total, in its own units, beside the limit's usage.
+    aggregates = _event_aggregates(
+        organization,
+        [m for m in meters if m.feature is None or m.feature.kind == Feature.Kind.LIMIT],
+        period.start,
+    )
     # Exact counts from the counters (one query), not the cached ones `check` answers from.
     counted = dict(
         UsageCounter.objects.filter(organization=organization, period_start=period.start).values_list(
@@ -100,8 +105,9 @@ def meter_totals(
             decision = entitlements.check(organization, meter.feature.key, 0, now=now)
             if meter.feature.kind == Feature.Kind.METERED:
                 decision = replace(decision, used=counted.get(meter.feature_id, 0))
-            # A gauge-fed limit (storage) reads its meter's latest value, in the limit's units.
-            totals.append(MeterTotal(meter, decision.used, decision))
+                totals.append(MeterTotal(meter, decision.used, decision))
+            else:  # the limit's usage is the gauge's latest value, in the limit's units
+                totals.append(MeterTotal(meter, aggregates.get(meter.pk) or 0, decision))
         else:
             totals.append(MeterTotal(meter, aggregates.get(meter.pk) or 0, None))
     return period, totals

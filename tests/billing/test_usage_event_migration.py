@@ -18,6 +18,10 @@ BEFORE = [("billing", "0013_currency_options")]
 AFTER = [("billing", "0016_usage_event_log_rename")]
 
 
+def latest():
+    return MigrationExecutor(connection).loader.graph.leaf_nodes()
+
+
 def migrate(targets):
     executor = MigrationExecutor(connection)
     executor.migrate(targets)
@@ -28,8 +32,7 @@ def migrate(targets):
 def old_apps():
     yield migrate(BEFORE)
     # Back to the latest schema whatever happened, for the tests that follow.
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    migrate(latest())
 
 
 def _month_start(now: datetime) -> datetime:
@@ -222,7 +225,7 @@ def test_it_moves_every_consumed_unit_into_the_one_log_unchanged(old_apps):
 def test_it_keeps_migrated_consumes_idempotent_and_shown_under_their_meter(old_apps):
     now = datetime.now(UTC)
     before = seed(old_apps, now)
-    migrate(AFTER)
+    migrate(latest())  # the code of today runs on the schema of today
     acme = Organization.objects.get(pk=before["acme"])
 
     replay = entitlements.consume(acme, "ai_generations", 2, idempotency_key="gen-1", now=now)
