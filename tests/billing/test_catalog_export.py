@@ -25,7 +25,10 @@ def test_it_round_trips_edits_made_in_the_database():
     item.currency_options = {"eur": {"unit_amount": 5500}, "gbp": {"unit_amount": 4700}}
     item.save()
     team = PlanLineItem.objects.get(plan__key="team_monthly", key="seats")
-    team.tiers = [{"up_to": 3, "unit_amount": 0, "flat_amount": 900}, {"up_to": None, "unit_amount": 1100, "flat_amount": 0}]
+    team.tiers = [
+        {"up_to": 3, "unit_amount": 0, "flat_amount": 900},
+        {"up_to": None, "unit_amount": 1100, "flat_amount": 0},
+    ]
     team.save()
     ent = PlanEntitlement.objects.get(plan__key="pro_monthly", feature__key="ai_generations")
     ent.warn_at = [50, 90]
