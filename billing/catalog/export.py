@@ -8,6 +8,7 @@ active rows are exported (the file deactivates what it does not name, and these 
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from billing.catalog.spec import CatalogError, parse_catalog
 from billing.models import (
     Addon,
     Coupon,
@@ -266,3 +267,12 @@ def catalog_export_toml(data: dict | None = None) -> str:
     for key, addon in data["addons"].items():
         _table(lines, f"addons.{_key(key)}", addon)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def catalog_problems() -> list[str]:
+    """What the file's rules say about the catalog in the database (the admin's validation)."""
+    try:
+        parse_catalog(catalog_export_data())
+    except CatalogError as error:
+        return error.problems
+    return []

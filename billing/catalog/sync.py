@@ -1,6 +1,8 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.utils import timezone
+
 from billing import discounts
 from billing.catalog.apply import catalog_apply, catalog_compare
 from billing.catalog.spec import DEFAULT_PATH, load_catalog
@@ -11,6 +13,7 @@ from billing.models import (
     Feature,
     Plan,
     PlanLineItem,
+    PriceVersion,
     Product,
 )
 
@@ -161,6 +164,15 @@ def catalog_push(*, dry_run: bool = False) -> list[str]:
         )
         if not dry_run and item.stripe_price_id != price_id:
             PlanLineItem.objects.filter(pk=item.pk).update(stripe_price_id=price_id)
+            # Plan versions: the price sold until now (archived by price_ensure) and the new one.
+            if item.stripe_price_id:
+                PriceVersion.objects.filter(stripe_price_id=item.stripe_price_id).update(
+                    archived_at=timezone.now()
+                )
+            PriceVersion.objects.get_or_create(
+                stripe_price_id=price_id,
+                defaults={"line_item": item, "unit_amount": item.unit_amount, "tiers": item.tiers},
+            )
     for addon in Addon.objects.filter(is_active=True):
         product_id = product_ensure(
             client, f"tally_addon_{addon.key}", addon.name, addon.description, addon.key, dry_run, lines
