@@ -5,8 +5,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
-from django.utils.html import format_html
-from django.utils.safestring import mark_safe
+from django.utils.html import format_html, format_html_join
 
 from billing import discounts, entitlements, metering
 from billing.catalog.export import catalog_problems
@@ -228,20 +227,21 @@ class PlanAdmin(CatalogAdmin):
         if obj.pk is None:
             return "-"
         counts = subscriptions_per_price()
+        versions = PriceVersion.objects.filter(line_item__plan=obj).select_related("line_item")
         rows = [
-            format_html(
-                "<li>{} · {} · {} · {} subscription(s){}</li>",
+            (
                 version.line_item.key,
                 version.stripe_price_id,
                 "-" if version.unit_amount is None else version.unit_amount,
                 counts.get(version.stripe_price_id, 0),
-                " · archived" if version.archived_at else " · selling",
+                "archived" if version.archived_at else "selling",
             )
-            for version in PriceVersion.objects.filter(line_item__plan=obj).select_related("line_item")
+            for version in versions
         ]
         if not rows:
             return "-"
-        return format_html("<ul>{}</ul>", mark_safe("".join(rows)))  # each row escaped by format_html
+        items = format_html_join("", "<li>{} · {} · {} · {} subscription(s) · {}</li>", rows)
+        return format_html("<ul>{}</ul>", items)
 
     list_display = ["key", "name", "product", "interval", "currency", "trial_days", "is_free", "is_active"]
     list_filter = ["interval", "is_active", "is_free", "product"]
