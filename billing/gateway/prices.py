@@ -126,3 +126,19 @@ def price_archive(client, price_id: str) -> None:
 
 def meter_rename(client, meter_id: str, display_name: str) -> None:
     client.v1.billing.meters.update(meter_id, {"display_name": display_name})
+
+
+def subscription_price_move(client, subscription_id: str, from_price: str, to_price: str) -> bool:
+    """Put a subscription's item on another price without proration: the period already paid
+    stays as it was, and the next renewal invoice bills the new price. False if no item of the
+    subscription is on `from_price` (already moved)."""
+    remote = client.v1.subscriptions.retrieve(subscription_id)
+    item = next((i for i in remote["items"].data if i.price.id == from_price), None)
+    if item is None:
+        return False
+    client.v1.subscriptions.update(
+        subscription_id,
+        {"items": [{"id": item.id, "price": to_price}], "proration_behavior": "none"},
+        {"idempotency_key": stripe_idempotency_key("price-move", subscription_id, from_price, to_price)},
+    )
+    return True

@@ -73,3 +73,28 @@ class PriceVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.line_item}: {self.stripe_price_id}"
+
+
+class PriceMigration(models.Model):
+    """One subscription moving from an older price to the one sold now, at its next renewal:
+    the notice sent a set number of days before, and the move made just before the renewal."""
+
+    subscription = models.ForeignKey(
+        "billing.OrgSubscription", on_delete=models.CASCADE, related_name="price_migrations"
+    )
+    from_price_id = models.CharField(max_length=255)
+    to_price_id = models.CharField(max_length=255)
+    renews_at = models.DateTimeField()
+    notice_sent_at = models.DateTimeField(null=True, blank=True)
+    migrated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "from_price_id", "to_price_id"], name="billing_pricemigration_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscription}: {self.from_price_id} → {self.to_price_id}"

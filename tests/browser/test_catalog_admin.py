@@ -65,8 +65,12 @@ def test_staff_change_pros_monthly_amount_and_it_reaches_stripe_and_the_pricing_
     assert [item.price.id for item in remote["items"].data] == [old]
     assert OrgSubscription.objects.get(pk=subscriber.pk).price_ids == [old]
     page.goto(f"/admin/billing/plan/{subscriber.plan_id}/change/")
-    expect(page.locator(".field-price_versions")).to_contain_text(f"{old} · 4900 · 1 subscription(s) · archived")
-    expect(page.locator(".field-price_versions")).to_contain_text(f"{selling.id} · 5900 · 0 subscription(s) · selling")
+    expect(page.locator(".field-price_versions")).to_contain_text(
+        f"{old} · 4900 · 1 subscription(s) · archived"
+    )
+    expect(page.locator(".field-price_versions")).to_contain_text(
+        f"{selling.id} · 5900 · 0 subscription(s) · selling"
+    )
 
     out = StringIO()
     call_command("catalog_sync", "--dry-run", stdout=out)
