@@ -29,6 +29,7 @@ from billing.models import (
     PlanCheckout,
     PlanEntitlement,
     PlanLineItem,
+    PriceMigration,
     PriceVersion,
     Product,
     PromotionCode,
@@ -640,3 +641,19 @@ class PriceVersionAdmin(ReadOnlyAdmin):
             return counts.get(obj.stripe_price_id, 0)
 
         return [*super().get_list_display(request), subscriptions]
+
+
+@admin.register(PriceMigration)
+class PriceMigrationAdmin(ReadOnlyAdmin):
+    """Subscribers moving to a plan's new price at their renewal: notice sent, move made."""
+
+    list_display = [
+        "subscription",
+        "from_price_id",
+        "to_price_id",
+        "renews_at",
+        "notice_sent_at",
+        "migrated_at",
+    ]
+    search_fields = ["subscription__organization__slug", "from_price_id", "to_price_id"]
+    list_select_related = ["subscription__organization"]
