@@ -212,3 +212,33 @@ def test_two_pushes_of_one_plan_do_not_race(pushed):
     CatalogStripeState.objects.filter(pk=state.pk).update(lease_token="", lease_until=None)
     assert catalog_object_push(kind="plan", object_id=plan.pk).status == "in_sync"
     assert pushed.v1.prices.list({"lookup_keys": ["tally:pro_monthly:base"]}).data[0].unit_amount == 5900
+
+
+def test_products_and_meters_are_updated_in_place(pushed):
+    from billing.catalog.push import catalog_object_push
+    from billing.models import Feature, Product
+
+    product = Product.objects.get(key="team")
+    product.name = "Teams"
+    product.save()
+    assert catalog_object_push(kind="product", object_id=product.pk).status == "in_sync"
+    assert pushed.v1.products.retrieve("tally_team").name == "Teams"
+    feature = Feature.objects.get(key="ai_generations")
+    feature.name = "AI runs"
+    feature.save()
+    assert catalog_object_push(kind="feature", object_id=feature.pk).status == "in_sync"
+    meters = [
+        m for m in pushed.v1.billing.meters.list({"limit": 100}).data if m.event_name == "ai_generations"
+    ]
+    assert [m.display_name for m in meters] == ["AI runs"]
+
+
+def test_a_coupon_whose_terms_changed_fails_to_push_and_says_why(pushed):
+    from billing.catalog.push import catalog_object_push
+    from billing.models import Coupon
+
+    coupon = Coupon.objects.get(key="launch")
+    coupon.percent_off = 30
+    coupon.save()
+    state = catalog_object_push(kind="coupon", object_id=coupon.pk)
+    assert state.status == "failed" and "give the new terms a new key" in state.error
