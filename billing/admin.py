@@ -52,13 +52,10 @@ class _Refused(Exception):
         self.problems = problems
 
 
-class CatalogAdmin(admin.ModelAdmin):
-    """Catalog edits apply the same validation as the catalog file (each model's `clean`, then
-    the file's rules over the whole catalog as saved), make every organization's cached
-    entitlements stale, and are pushed to Stripe after the commit (`stripe_kind`).
-
-    An edit the file's rules refuse is rolled back and the form shown again with the problems,
-    each naming the field; nothing of it is saved or pushed."""
+class StripePushAdmin(admin.ModelAdmin):
+    """An object Stripe holds a copy of (`stripe_kind`): pushed after each save's commit, its
+    Stripe state in the list (in sync, pending, failed with Stripe's error), and a "Push to
+    Stripe" action that retries."""
 
     stripe_kind: str | None = None
     actions = ["push_to_stripe"]
@@ -119,6 +116,21 @@ class CatalogAdmin(admin.ModelAdmin):
         else:
             self.message_user(request, f"{len(ids)} pushed to Stripe.")
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if self.stripe_kind:
+            catalog_object_touch(kind=self.stripe_kind, object_id=form.instance.pk)
+            catalog_object_push_task.delay_on_commit(self.stripe_kind, form.instance.pk)
+
+
+class CatalogAdmin(StripePushAdmin):
+    """Catalog edits apply the same validation as the catalog file (each model's `clean`, then
+    the file's rules over the whole catalog as saved), make every organization's cached
+    entitlements stale, and are pushed to Stripe after the commit.
+
+    An edit the file's rules refuse is rolled back and the form shown again with the problems,
+    each naming the field; nothing of it is saved or pushed."""
+
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         if request.method != "POST":
             return super().changeform_view(request, object_id, form_url, extra_context)
@@ -162,9 +174,6 @@ class CatalogAdmin(admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         transaction.on_commit(entitlements.invalidate_catalog)
-        if self.stripe_kind:
-            catalog_object_touch(kind=self.stripe_kind, object_id=form.instance.pk)
-            catalog_object_push_task.delay_on_commit(self.stripe_kind, form.instance.pk)
 
     def delete_model(self, request, obj):
         super().delete_model(request, obj)

@@ -12,6 +12,7 @@ after it is finished by the retry (the old prices wait in `PriceVersion` to be a
 """
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 import stripe
@@ -91,7 +92,18 @@ def catalog_object_push(*, kind: str, object_id: int) -> CatalogStripeState:
     return state
 
 
+# Objects of the apps above billing (credit packages) push themselves: they register here.
+_PUSHERS: dict[str, Callable[[int], None]] = {}
+
+
+def catalog_pusher_register(kind: str, push: Callable[[int], None]) -> None:
+    _PUSHERS[kind] = push
+
+
 def _push(kind: str, object_id: int) -> None:
+    if kind in _PUSHERS:
+        _PUSHERS[kind](object_id)
+        return
     client = stripe_client()
     if kind == Kind.PLAN:
         plan = Plan.objects.select_related("product").filter(pk=object_id).first()
