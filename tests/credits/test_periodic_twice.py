@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_two_expiry_runs_at_once_release_and_expire_each_thing_once(org, fund):
-    for n in range(3):
+    for _ in range(3):
         fund(10, source=GrantSource.PROMOTION, expires_at=timezone.now() + timedelta(hours=1))
     fund(50)
     for n in range(4):
