@@ -14,8 +14,8 @@ from teams.models import Organization
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("billing", "0013_currency_options")]
-AFTER = [("billing", "0016_usage_event_log_rename")]
+BEFORE = [("billing", "0014_catalog_push_and_plan_versions")]
+AFTER = [("billing", "0017_usage_event_log_rename")]
 
 
 def latest():

@@ -37,7 +37,7 @@ def backward(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0014_usage_event_log"),
+        ("billing", "0015_usage_event_log"),
     ]
 
     operations = [migrations.RunPython(forward, backward)]

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0015_usage_event_log_data"),
+        ("billing", "0016_usage_event_log_data"),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0016_usage_event_log_rename'),
+        ('billing', '0017_usage_event_log_rename'),
     ]
 
     operations = [
