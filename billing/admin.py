@@ -20,7 +20,6 @@ from billing.models import (
     EntitlementGrant,
     Feature,
     Meter,
-    MeterEvent,
     MeterReport,
     OrgSubscription,
     Payment,
@@ -426,14 +425,6 @@ class UsageCounterAdmin(ReadOnlyAdmin):
     list_select_related = ["organization", "feature"]
 
 
-@admin.register(UsageEvent)
-class UsageEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "organization", "feature", "quantity", "idempotency_key"]
-    list_filter = ["feature"]
-    search_fields = ["organization__slug", "idempotency_key"]
-    list_select_related = ["organization", "feature"]
-
-
 @admin.register(UsageAlert)
 class UsageAlertAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "organization", "feature", "threshold", "used", "limit"]
@@ -517,13 +508,22 @@ class MeterAdmin(CatalogAdmin):
     search_fields = ["key", "name"]
 
 
-@admin.register(MeterEvent)
-class MeterEventAdmin(ReadOnlyAdmin):
-    list_display = ["timestamp", "organization", "meter", "value", "event_id", "received_at"]
-    list_filter = ["meter"]
+@admin.register(UsageEvent)
+class UsageEventAdmin(ReadOnlyAdmin):
+    list_display = [
+        "timestamp",
+        "organization",
+        "source",
+        "meter",
+        "feature",
+        "value",
+        "event_id",
+        "received_at",
+    ]
+    list_filter = ["source", "meter", "feature"]
     search_fields = ["organization__slug", "event_id"]
     date_hierarchy = "timestamp"
-    list_select_related = ["organization", "meter"]
+    list_select_related = ["organization", "meter", "feature"]
 
 
 class MeterReportDeliveryFilter(admin.SimpleListFilter):

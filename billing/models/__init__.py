@@ -30,10 +30,9 @@ from billing.models.state import (
     TrialRecord,
     UsageAlert,
     UsageCounter,
-    UsageEvent,
 )
 from billing.models.tax import BillingProfile
-from billing.models.usage import Aggregation, Meter, MeterEvent, MeterReport
+from billing.models.usage import Aggregation, Meter, MeterReport, UsageEvent
 
 __all__ = [
     "ENDED_STATUSES",
@@ -62,10 +61,9 @@ __all__ = [
     "TrialRecord",
     "UsageAlert",
     "UsageCounter",
-    "UsageEvent",
 ]
 
-__all__ += ["Aggregation", "Meter", "MeterEvent", "MeterReport"]
+__all__ += ["Aggregation", "Meter", "MeterReport", "UsageEvent"]
 __all__ += ["Coupon", "Duration", "PromotionCode", "SubscriptionDiscount", "TaxBehavior"]
 __all__ += ["BillingProfile"]
 __all__ += ["CatalogStripeState", "PriceChange", "PriceMigration", "PriceVersion"]
