@@ -37,7 +37,7 @@ from billing.models import (
     UsageAlert,
     UsageCounter,
 )
-from billing.notifications import send_usage_alert
+from billing.notifications import usage_alert_queue
 from billing.periods import Period
 from teams.models import Organization
 
@@ -516,4 +516,4 @@ def _alert_crossings(organization, ent, period, before: int, after: int) -> None
                 defaults={"used": after, "limit": ent.limit},
             )
             if created:
-                send_usage_alert.delay_on_commit(alert.pk)
+                usage_alert_queue(alert=alert)
