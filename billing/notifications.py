@@ -330,20 +330,6 @@ def _usage_alert(notice: Notice) -> Email | None:
     )
 
 
-def _told(notice: Notice) -> Email | None:
-    """A notice another app composed (credits): its subject, template and link are in its data."""
-    data = notice.data
-    if not data.get("template"):
-        return None
-    return Email(
-        subject=data["subject"],
-        template=data["template"],
-        context=data.get("context") or {},
-        action_label=data.get("action_label", ""),
-        action_url=data.get("action_url", ""),
-    )
-
-
 _BUILDERS: dict[str, Callable[[Notice], Email | None]] = {
     NoticeKind.PAYMENT_FAILED: _payment_failed,
     NoticeKind.PAYMENT_ACTION_REQUIRED: _payment_action_required,
@@ -356,9 +342,24 @@ _BUILDERS: dict[str, Callable[[Notice], Email | None]] = {
     NoticeKind.DISPUTE: _dispute,
     NoticeKind.DUPLICATE_REFUNDED: _duplicate_refunded,
     NoticeKind.USAGE_ALERT: _usage_alert,
-    NoticeKind.LOW_CREDITS: _told,
-    NoticeKind.RECHARGE_FAILED: _told,
 }
+
+
+def notice_builder_register(kind: str, builder: Callable[[Notice], Email | None]) -> None:
+    """Let an app above billing compose the notices of its own kinds (credits: low credits, a
+    declined auto-recharge), from its AppConfig.ready(): `builder(notice)` returns the Email,
+    or None when there is nothing to tell any more. Billing records, dedupes and sends them."""
+    _BUILDERS[kind] = builder
+
+
+def notice_kinds_offered() -> list[NoticeKind]:
+    """The kinds a contact may turn off: the optional ones some app sends."""
+    return [kind for kind in NoticeKind.optional() if kind in _BUILDERS]
+
+
+def notice_kinds_always() -> list[NoticeKind]:
+    """The kinds sent whatever the settings: the critical ones some app sends."""
+    return [kind for kind in NoticeKind if kind in NoticeKind.critical() and kind in _BUILDERS]
 
 
 # --- Where billing learns the facts --------------------------------------------------------
@@ -463,6 +464,20 @@ def _legacy_task(name: str):
     return shared_task(name=name, autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
 
 
+def notice_send_now(
+    *, organization: Organization, kind: str, key: str, data: dict | None = None
+) -> Notice | None:
+    """Record the notice and send it at once, from a task that is itself the delivery; a notice
+    recorded before is sent only if it is still pending (its first send failed: this is the
+    retry). None when there was nothing to send."""
+    recorded = notice_queue(organization=organization, kind=kind, key=key, data=data)
+    if recorded is None:
+        recorded = Notice.objects.filter(key=f"{kind}:{key}", status=Notice.Status.PENDING).first()
+    if recorded is not None:
+        notice_send(notice_id=recorded.pk)
+    return recorded
+
+
 def usage_alert_queue(*, alert: UsageAlert) -> None:
     notice_queue(
         organization=alert.organization,
@@ -476,14 +491,19 @@ def usage_alert_queue(*, alert: UsageAlert) -> None:
 def send_usage_alert(alert_id: int) -> None:
     alert = UsageAlert.objects.select_related("organization").filter(pk=alert_id).first()
     if alert is not None:
-        usage_alert_queue(alert=alert)
+        notice_send_now(
+            organization=alert.organization,
+            kind=NoticeKind.USAGE_ALERT,
+            key=str(alert.pk),
+            data={"alert": alert.pk},
+        )
 
 
 @_legacy_task("billing.tasks.send_payment_failed")
 def send_payment_failed(payment_id: int) -> None:
     payment = Payment.objects.select_related("organization").filter(pk=payment_id).first()
     if payment is not None:
-        notice_queue(
+        notice_send_now(
             organization=payment.organization,
             kind=NoticeKind.PAYMENT_FAILED,
             key=f"{payment.stripe_invoice_id}:queued",
@@ -495,7 +515,7 @@ def send_payment_failed(payment_id: int) -> None:
 def send_payment_action_required(payment_id: int) -> None:
     payment = Payment.objects.select_related("organization").filter(pk=payment_id).first()
     if payment is not None:
-        notice_queue(
+        notice_send_now(
             organization=payment.organization,
             kind=NoticeKind.PAYMENT_ACTION_REQUIRED,
             key=f"{payment.stripe_invoice_id}:queued",
@@ -507,7 +527,12 @@ def send_payment_action_required(payment_id: int) -> None:
 def send_dispute_notice(dispute_id: int) -> None:
     record = PaymentDispute.objects.select_related("organization").filter(pk=dispute_id).first()
     if record is not None:
-        dispute_notice_queue(record=record)
+        notice_send_now(
+            organization=record.organization,
+            kind=NoticeKind.DISPUTE,
+            key=f"{record.stripe_dispute_id}:{record.status}",
+            data={"dispute": record.pk, "status": record.status},
+        )
 
 
 def dispute_notice_queue(*, record: PaymentDispute) -> None:
@@ -523,7 +548,12 @@ def dispute_notice_queue(*, record: PaymentDispute) -> None:
 def send_duplicate_subscription_refunded(duplicate_id: int) -> None:
     duplicate = SubscriptionDuplicate.objects.select_related("organization").filter(pk=duplicate_id).first()
     if duplicate is not None:
-        duplicate_refunded_queue(duplicate=duplicate)
+        notice_send_now(
+            organization=duplicate.organization,
+            kind=NoticeKind.DUPLICATE_REFUNDED,
+            key=duplicate.stripe_subscription_id,
+            data={"duplicate": duplicate.pk},
+        )
 
 
 def duplicate_refunded_queue(*, duplicate: SubscriptionDuplicate) -> None:

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing import billing_details, discounts, entitlements, notifications, seats, selectors, subscriptions
-from billing.models import Access, BillingProfile, Interval, NoticeKind, Plan, PlanLineItem
+from billing.models import Access, BillingProfile, Interval, Plan, PlanLineItem
 from common.checkout import checkout_redirect
 from common.errors import ServiceError
 from teams.access import get_org_for_user
@@ -218,7 +218,7 @@ def notices(request, org_slug: str):
     """Which billing emails the requester receives from this organization; the critical ones
     (a failed payment, an authentication request, a dispute) are always sent."""
     organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
-    optional = NoticeKind.optional()
+    optional = notifications.notice_kinds_offered()
     if request.method == "POST":
         wanted = set(request.POST.getlist("notice"))
         notifications.notice_preferences_update(
@@ -232,7 +232,7 @@ def notices(request, org_slug: str):
     context = {
         "organization": organization,
         "optional": [(kind.value, kind.label, kind.value not in muted) for kind in optional],
-        "critical": [kind.label for kind in NoticeKind if kind in NoticeKind.critical()],
+        "critical": [kind.label for kind in notifications.notice_kinds_always()],
     }
     return render(request, "billing/notices.html", context)
 

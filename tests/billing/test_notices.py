@@ -51,6 +51,36 @@ def test_it_sends_payment_failed_once_when_the_event_is_replayed(
     assert Payment.objects.get(stripe_invoice_id=invoice_id).status == "failed"
 
 
+def test_it_sends_one_receipt_and_one_welcome_per_subscription(
+    catalog, org, owner, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        subscription = subscribe("pro_monthly", organization=org, sync=True)
+    invoice_id = Payment.objects.get(organization=org).stripe_invoice_id
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            dispatch.handle("evt_paid_1", "invoice.paid", invoice_id)
+            dispatch.handle("evt_sub_1", "customer.subscription.updated", subscription.stripe_subscription_id)
+    subjects = [m.subject for m in mail.outbox]
+    assert subjects.count("Receipt for Acme: " + Payment.objects.get().number) == 1
+    assert len([s for s in subjects if s.startswith("Welcome to ")]) == 1
+    assert not [s for s in subjects if s.startswith("Payment failed")]
+
+
+def test_it_tells_of_a_trial_ending_once(catalog, org, owner, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        subscription = subscribe("pro_monthly", organization=org, trial_days=14, sync=True)
+    mail.outbox.clear()
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            dispatch.handle(
+                "evt_trial_1", "customer.subscription.trial_will_end", subscription.stripe_subscription_id
+            )
+    (sent,) = mail.outbox
+    assert sent.subject.startswith("Acme: your trial ends on ")
+    assert "Review your plan: http" in sent.body
+
+
 # --- Rendering: every kind, in the shared layout ------------------------------------------
 
 
@@ -252,7 +282,7 @@ def test_each_contact_turns_off_what_is_not_critical(
     page = client.get(reverse("billing_notices", args=[org.slug]))
     assert page.status_code == 200
     assert b'value="receipt" checked' in page.content
-    wanted = [kind.value for kind in NoticeKind.optional() if kind != NoticeKind.RECEIPT]
+    wanted = [kind.value for kind in notifications.notice_kinds_offered() if kind != NoticeKind.RECEIPT]
     # A critical kind posted as unwanted (by leaving it out) stays on: it is never in `muted`.
     response = client.post(reverse("billing_notices", args=[org.slug]), {"notice": wanted})
     assert response.status_code == 302
@@ -287,4 +317,4 @@ def test_unknown_kinds_posted_change_nothing_else(org, owner, client_for):
     client_for(owner).post(reverse("billing_notices", args=[org.slug]), {"notice": ["nonsense", "receipt"]})
     muted = notifications.notice_muted(organization=org, user=owner)
     assert "receipt" not in muted and "nonsense" not in muted
-    assert muted == {kind.value for kind in NoticeKind.optional()} - {"receipt"}
+    assert muted == {kind.value for kind in notifications.notice_kinds_offered()} - {"receipt"}
