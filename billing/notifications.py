@@ -365,9 +365,11 @@ def notice_kinds_always() -> list[NoticeKind]:
 # --- Where billing learns the facts --------------------------------------------------------
 
 
-def invoice_notices_queue(*, payment: Payment, invoice) -> None:
+def invoice_notices_queue(*, payment: Payment, invoice, settled_now: bool) -> None:
     """The notices of a recorded invoice: a receipt once paid, a failure once per failed attempt,
-    an authentication request once per attempt that asks for one."""
+    an authentication request once per attempt that asks for one. A receipt only when this
+    recording is the one that saw it paid (`settled_now`): re-reading invoices paid long ago (a
+    reconcile, a replay) sends no late receipts."""
     organization = payment.organization
     attempt = getattr(invoice, "attempt_count", 0) or 0
     data = {"payment": payment.pk}
@@ -385,7 +387,7 @@ def invoice_notices_queue(*, payment: Payment, invoice) -> None:
             key=f"{payment.stripe_invoice_id}:{attempt}",
             data=data,
         )
-    elif payment.status == Payment.Status.PAID and payment.amount_paid > 0:
+    elif payment.status == Payment.Status.PAID and payment.amount_paid > 0 and settled_now:
         notice_queue(
             organization=organization, kind=NoticeKind.RECEIPT, key=payment.stripe_invoice_id, data=data
         )

@@ -85,14 +85,14 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
             )
     with transaction.atomic():
         payment = Payment.objects.select_for_update().filter(stripe_invoice_id=invoice.id).first()
-        created = False
+        created = settled_now = False
         if payment is None:
             try:
                 with transaction.atomic():
                     payment = Payment.objects.create(
                         stripe_invoice_id=invoice.id, status=first_status, amount_refunded=refunded, **values
                     )
-                    created = True
+                    created = settled_now = True
             except IntegrityError:
                 payment = Payment.objects.select_for_update().get(stripe_invoice_id=invoice.id)
         if not created:
@@ -102,6 +102,7 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
             changed = [name for name, value in wanted.items() if getattr(payment, name) != value]
             for name in changed:
                 setattr(payment, name, wanted[name])
+            settled_now = "status" in changed
             if changed:  # a replayed event finds nothing to write
                 payment.save(update_fields=changed)
         if (
@@ -135,7 +136,7 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
         tracked.update(first_paid_at=paid_at or timezone.now())
     # Once per paid invoice and per failed (or authentication-asking) attempt, however often
     # Stripe tells of it: the notices' keys are unique.
-    invoice_notices_queue(payment=payment, invoice=invoice)
+    invoice_notices_queue(payment=payment, invoice=invoice, settled_now=settled_now)
     return payment
 
 

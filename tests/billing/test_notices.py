@@ -67,6 +67,17 @@ def test_it_sends_one_receipt_and_one_welcome_per_subscription(
     assert not [s for s in subjects if s.startswith("Payment failed")]
 
 
+def test_an_invoice_recorded_paid_before_sends_no_late_receipt(
+    catalog, org, owner, django_capture_on_commit_callbacks
+):
+    remote = subscribe("pro_monthly", organization=org, record=False)
+    invoice = catalog.v1.invoices.retrieve(remote.latest_invoice)
+    _payment(org, stripe_invoice_id=invoice.id, status=Payment.Status.PAID, amount_paid=invoice.amount_paid)
+    with django_capture_on_commit_callbacks(execute=True):
+        dispatch.handle("evt_paid_old", "invoice.paid", invoice.id)  # a reconcile or a replay
+    assert not [m for m in mail.outbox if m.subject.startswith("Receipt")]
+
+
 def test_it_tells_of_a_trial_ending_once(catalog, org, owner, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         subscription = subscribe("pro_monthly", organization=org, trial_days=14, sync=True)
