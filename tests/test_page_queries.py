@@ -26,6 +26,7 @@ PAGES = [
     ("api_keys", True),
     ("billing", True),
     ("billing_upcoming", True),
+    ("billing_notices", True),
     ("usage", True),
     ("credits", True),
     ("credits_widget", True),

@@ -39,7 +39,7 @@ from billing.models import (
     UsageCounter,
     UsageEvent,
 )
-from billing.notifications import send_usage_alert
+from billing.notifications import usage_alert_queue
 from billing.periods import Period
 from teams.models import Organization
 
@@ -551,4 +551,4 @@ def _alert_crossings(organization, ent, period, before: int, after: int) -> None
                 defaults={"used": after, "limit": ent.limit},
             )
             if created:
-                send_usage_alert.delay_on_commit(alert.pk)
+                usage_alert_queue(alert=alert)

@@ -14,6 +14,7 @@ from billing.models.catalog import (
 )
 from billing.models.discounts import Coupon, Duration, PromotionCode, SubscriptionDiscount
 from billing.models.events import StripeEventOutcome
+from billing.models.notices import Notice, NoticeKind, NoticePreference
 from billing.models.push import CatalogStripeState, PriceChange, PriceMigration, PriceVersion
 from billing.models.state import (
     ENDED_STATUSES,
@@ -45,6 +46,9 @@ __all__ = [
     "EntitlementGrant",
     "Feature",
     "Interval",
+    "Notice",
+    "NoticeKind",
+    "NoticePreference",
     "OrgSubscription",
     "Overage",
     "Payment",
