@@ -15,7 +15,7 @@ def _profiles_already_synced(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("billing", "0014_catalog_push_and_plan_versions"),
+        ("billing", "0018_meter_scale"),
         ('teams', '0004_queued_task'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
