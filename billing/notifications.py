@@ -30,6 +30,8 @@ from billing.models import (
     OrgSubscription,
     Payment,
     PaymentDispute,
+    PriceMigration,
+    PriceVersion,
     SubscriptionDuplicate,
     UsageAlert,
 )
@@ -330,6 +332,36 @@ def _usage_alert(notice: Notice) -> Email | None:
     )
 
 
+def _price_change(notice: Notice) -> Email | None:
+    migration = (
+        PriceMigration.objects.select_related("subscription__plan")
+        .filter(pk=notice.data.get("migration"))
+        .first()
+    )
+    if migration is None or migration.subscription.status not in {"active", "trialing", "past_due"}:
+        return None  # canceled before this ran: no renewal to announce
+    plan = migration.subscription.plan
+    versions = {
+        v.stripe_price_id: v
+        for v in PriceVersion.objects.filter(
+            stripe_price_id__in=[migration.from_price_id, migration.to_price_id]
+        )
+    }
+    return Email(
+        subject=f"{notice.organization.name}: {plan.name} has a new price from your renewal",
+        template="billing/email/price_change.txt",
+        context={
+            "plan": plan,
+            "old": versions.get(migration.from_price_id),
+            "new": versions.get(migration.to_price_id),
+            "currency": plan.currency,
+            "renews_at": migration.renews_at,
+        },
+        action_label="Change or cancel your plan",
+        action_url=_url("billing", notice.organization),
+    )
+
+
 _BUILDERS: dict[str, Callable[[Notice], Email | None]] = {
     NoticeKind.PAYMENT_FAILED: _payment_failed,
     NoticeKind.PAYMENT_ACTION_REQUIRED: _payment_action_required,
@@ -342,6 +374,7 @@ _BUILDERS: dict[str, Callable[[Notice], Email | None]] = {
     NoticeKind.DISPUTE: _dispute,
     NoticeKind.DUPLICATE_REFUNDED: _duplicate_refunded,
     NoticeKind.USAGE_ALERT: _usage_alert,
+    NoticeKind.PRICE_CHANGE: _price_change,
 }
 
 
@@ -446,6 +479,17 @@ def refund_notice_queue(*, payment: Payment) -> None:
         kind=NoticeKind.REFUND,
         key=f"{payment.stripe_invoice_id}:{payment.amount_refunded}",
         data={"payment": payment.pk, "amount_refunded": payment.amount_refunded},
+    )
+
+
+def price_change_queue(*, migration: PriceMigration) -> Notice | None:
+    """Once per subscription and new price, however often the periodic job sees the move due."""
+    subscription = migration.subscription
+    return notice_queue(
+        organization=subscription.organization,
+        kind=NoticeKind.PRICE_CHANGE,
+        key=f"{subscription.stripe_subscription_id or subscription.pk}:{migration.to_price_id}",
+        data={"migration": migration.pk},
     )
 
 
