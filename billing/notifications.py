@@ -362,6 +362,26 @@ def _price_change(notice: Notice) -> Email | None:
     )
 
 
+def _async_payment_failed(notice: Notice) -> Email | None:
+    data = notice.data
+    return Email(
+        subject=f"{notice.organization.name}: your bank debit did not go through",
+        template="billing/email/async_payment_failed.txt",
+        context={
+            "amount": data.get("amount", 0),
+            "currency": data.get("currency", "usd"),
+            "reason": data.get("reason", ""),
+            "subscription": data.get("what") == "subscription",
+        },
+        action_label="Try again with another payment method",
+        action_url=(
+            _url("billing", notice.organization)
+            if data.get("what") == "subscription"
+            else settings.SITE_URL + reverse("credits", args=[notice.organization.slug])
+        ),
+    )
+
+
 _BUILDERS: dict[str, Callable[[Notice], Email | None]] = {
     NoticeKind.PAYMENT_FAILED: _payment_failed,
     NoticeKind.PAYMENT_ACTION_REQUIRED: _payment_action_required,
@@ -375,6 +395,7 @@ _BUILDERS: dict[str, Callable[[Notice], Email | None]] = {
     NoticeKind.DUPLICATE_REFUNDED: _duplicate_refunded,
     NoticeKind.USAGE_ALERT: _usage_alert,
     NoticeKind.PRICE_CHANGE: _price_change,
+    NoticeKind.ASYNC_PAYMENT_FAILED: _async_payment_failed,
 }
 
 
@@ -490,6 +511,18 @@ def price_change_queue(*, migration: PriceMigration) -> Notice | None:
         kind=NoticeKind.PRICE_CHANGE,
         key=f"{subscription.stripe_subscription_id or subscription.pk}:{migration.to_price_id}",
         data={"migration": migration.pk},
+    )
+
+
+def async_payment_failed_queue(
+    *, organization: Organization, session_id: str, amount: int, currency: str, reason: str, what: str
+) -> Notice | None:
+    """A Checkout paid by a delayed method (a bank debit) whose payment failed: once per session."""
+    return notice_queue(
+        organization=organization,
+        kind=NoticeKind.ASYNC_PAYMENT_FAILED,
+        key=session_id,
+        data={"amount": amount, "currency": currency, "reason": reason[:500], "what": what},
     )
 
 
