@@ -23,6 +23,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from billing import pricing
 from billing.models import (
     Notice,
     NoticeKind,
@@ -30,6 +31,8 @@ from billing.models import (
     OrgSubscription,
     Payment,
     PaymentDispute,
+    Plan,
+    PlanLineItem,
     PriceMigration,
     PriceVersion,
     SubscriptionDuplicate,
@@ -382,6 +385,20 @@ def _async_payment_failed(notice: Notice) -> Email | None:
     )
 
 
+def _seat_count_changed(notice: Notice) -> Email | None:
+    subscription = _subscription(notice)
+    if subscription is None:
+        return None
+    data = notice.data
+    return Email(
+        subject=f"{notice.organization.name} now pays for {data['to']} seats",
+        template="billing/email/seat_count_changed.txt",
+        context={"subscription": subscription, "data": data, "more": data["to"] > data["from"]},
+        action_label="See your team and billing",
+        action_url=_url("billing", notice.organization),
+    )
+
+
 _BUILDERS: dict[str, Callable[[Notice], Email | None]] = {
     NoticeKind.PAYMENT_FAILED: _payment_failed,
     NoticeKind.PAYMENT_ACTION_REQUIRED: _payment_action_required,
@@ -396,6 +413,7 @@ _BUILDERS: dict[str, Callable[[Notice], Email | None]] = {
     NoticeKind.USAGE_ALERT: _usage_alert,
     NoticeKind.PRICE_CHANGE: _price_change,
     NoticeKind.ASYNC_PAYMENT_FAILED: _async_payment_failed,
+    NoticeKind.SEAT_COUNT_CHANGED: _seat_count_changed,
 }
 
 
@@ -523,6 +541,39 @@ def async_payment_failed_queue(
         kind=NoticeKind.ASYNC_PAYMENT_FAILED,
         key=session_id,
         data={"amount": amount, "currency": currency, "reason": reason[:500], "what": what},
+    )
+
+
+def seat_count_changed_queue(
+    *,
+    subscription: OrgSubscription,
+    plan: Plan,
+    line: PlanLineItem,
+    seats_from: int,
+    seats_to: int,
+    behavior: str,
+) -> Notice | None:
+    """A seat sync that changed Stripe's quantity: once per subscription, quantity and period
+    (a retried sync, or the same count reached again in the period, tells nothing more)."""
+    start = int(subscription.current_period_start.timestamp())
+    return notice_queue(
+        organization=subscription.organization,
+        kind=NoticeKind.SEAT_COUNT_CHANGED,
+        key=f"{subscription.stripe_subscription_id}:{seats_to}:{start}",
+        data={
+            "from": seats_from,
+            "to": seats_to,
+            "plan": plan.name,
+            # What the seats come to per interval at the new count, by the line's tiers.
+            "seats_total": pricing.price(
+                quantity=seats_to,
+                unit_amount=line.unit_amount,
+                tiers=line.tiers,
+                tiers_mode=line.tiers_mode or None,
+            ).total,
+            "currency": plan.currency,
+            "proration_behavior": behavior,
+        },
     )
 
 
