@@ -74,6 +74,32 @@ def active_addons():
     return Addon.objects.filter(is_active=True).prefetch_related("entitlements__feature")
 
 
+def addons_offered(plan: Plan | None, *, subscribed: bool, currency: str | None = None) -> list[Addon]:
+    """The add-ons `plan` allows: priced in Stripe, in the organization's currency, adding to a
+    feature the plan limits (a pack of seats means nothing on unlimited seats), and, for a
+    recurring add-on, on a subscription billed at its interval."""
+    if plan is None:
+        return []
+    limits = {e.feature_id: e for e in PlanEntitlement.objects.filter(plan=plan).select_related("feature")}
+    offered = []
+    for addon in active_addons().exclude(stripe_price_id=""):
+        if currency and addon.currency != currency:
+            continue
+        if addon.kind == Addon.Kind.RECURRING and not (subscribed and addon.interval == plan.interval):
+            continue
+        grants = list(addon.entitlements.all())
+        if grants and all(_already_unlimited(limits.get(g.feature_id)) for g in grants):
+            continue
+        offered.append(addon)
+    return offered
+
+
+def _already_unlimited(ent: PlanEntitlement | None) -> bool:
+    if ent is None or not ent.enabled:
+        return False
+    return ent.feature.kind == Feature.Kind.BOOLEAN or ent.limit == PlanEntitlement.UNLIMITED
+
+
 def subscription_of(organization) -> OrgSubscription | None:
     return OrgSubscription.objects.select_related("plan").filter(organization=organization).first()
 
