@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from billing.models import (
     Addon,
+    AddonEntitlement,
     Feature,
     Interval,
     OrgSubscription,
@@ -74,30 +75,29 @@ def active_addons():
     return Addon.objects.filter(is_active=True).prefetch_related("entitlements__feature")
 
 
-def addons_offered(plan: Plan | None, *, subscribed: bool, currency: str | None = None) -> list[Addon]:
-    """The add-ons `plan` allows: priced in Stripe, in the organization's currency, adding to a
-    feature the plan limits (a pack of seats means nothing on unlimited seats), and, for a
-    recurring add-on, on a subscription billed at its interval."""
-    if plan is None:
-        return []
-    limits = {e.feature_id: e for e in PlanEntitlement.objects.filter(plan=plan).select_related("feature")}
+def addons_offered(
+    *, unlimited: set[int], interval: str, subscribed: bool, currency: str | None = None
+) -> list[Addon]:
+    """The add-ons an organization's plan allows: in its currency, adding to a feature it does
+    not have unlimited already (`unlimited`: those features' ids; a pack of seats means nothing
+    on unlimited seats), and, for a recurring add-on, on a subscription billed at its interval."""
+    addons = list(Addon.objects.filter(is_active=True))
+    adds: dict[int, set[int]] = {}
+    for addon_id, feature_id in AddonEntitlement.objects.filter(addon__in=addons).values_list(
+        "addon_id", "feature_id"
+    ):
+        adds.setdefault(addon_id, set()).add(feature_id)
     offered = []
-    for addon in active_addons().exclude(stripe_price_id=""):
+    for addon in addons:
         if currency and addon.currency != currency:
             continue
-        if addon.kind == Addon.Kind.RECURRING and not (subscribed and addon.interval == plan.interval):
+        if addon.kind == Addon.Kind.RECURRING and not (subscribed and addon.interval == interval):
             continue
-        grants = list(addon.entitlements.all())
-        if grants and all(_already_unlimited(limits.get(g.feature_id)) for g in grants):
+        features = adds.get(addon.pk, set())
+        if features and features <= unlimited:
             continue
         offered.append(addon)
     return offered
-
-
-def _already_unlimited(ent: PlanEntitlement | None) -> bool:
-    if ent is None or not ent.enabled:
-        return False
-    return ent.feature.kind == Feature.Kind.BOOLEAN or ent.limit == PlanEntitlement.UNLIMITED
 
 
 def subscription_of(organization) -> OrgSubscription | None:

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from billing import billing_details, discounts, entitlements, seats, selectors, subscriptions
-from billing.models import Access, BillingProfile, Interval, Plan, PlanLineItem
+from billing.models import Access, BillingProfile, Interval, Plan, PlanLineItem, SeatMode
 from common.checkout import checkout_redirect
 from common.errors import ServiceError
 from teams.access import get_org_for_user
@@ -169,6 +169,7 @@ def _addons_from(request) -> dict:
 
 def _billing_context(organization, membership) -> dict:
     subscription = selectors.subscription_of(organization)
+    subscribed = bool(subscription and subscription.applies and subscription.stripe_subscription_id)
     return {
         "organization": organization,
         "membership": membership,
@@ -190,9 +191,13 @@ def _billing_context(organization, membership) -> dict:
         .select_related("product")
         .prefetch_related("line_items"),
         "addons": selectors.active_addons(),
-        "addons_offered": subscriptions.addons_for(organization=organization),
-        "addon_purchases": subscriptions.addon_purchases_active(organization=organization),
-        "prepaid_seats": seats.prepaid_seats(organization),
+        "addons_offered": subscriptions.addons_for(organization=organization, subscription=subscription),
+        "addon_purchases": subscriptions.addon_purchases_active(organization=organization)
+        if subscribed
+        else [],
+        "prepaid_seats": subscription.seats
+        if subscribed and subscription.plan.seat_mode == SeatMode.PREPAID and subscription.plan.seats_prepaid
+        else None,
         "money_back_days": settings.BILLING_MONEY_BACK_DAYS,
         "last_checkout": selectors.plan_checkout_unfinished(organization, subscription=subscription),
     }

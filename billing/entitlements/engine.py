@@ -465,9 +465,14 @@ def cheapest_upgrade(
         subscription = OrgSubscription.objects.filter(
             organization=organization, status__in=PLAN_STATUSES
         ).first()
-        plan = Plan.objects.filter(key=effective.plan_key).first()
         offered = selectors.addons_offered(
-            plan, subscribed=bool(subscription and subscription.stripe_subscription_id)
+            unlimited={
+                f.feature_id
+                for f in effective.features.values()
+                if f.enabled and (f.kind == Feature.Kind.BOOLEAN or f.unlimited)
+            },
+            interval=effective.plan_interval,
+            subscribed=bool(subscription and subscription.stripe_subscription_id),
         )
         billing_url = reverse("billing", args=[organization.slug])
         for addon in offered:

@@ -20,11 +20,11 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from billing import selectors
+from billing import entitlements, selectors
 from billing.gateway.client import stripe_client
 from billing.gateway.customers import customer_ensure
 from billing.gateway.payments import CheckoutResult, PaymentCheckoutOutcome, payment_checkout_register
-from billing.models import Addon, AddonPurchase, OrgSubscription, Plan
+from billing.models import Addon, AddonPurchase, Feature, OrgSubscription
 from billing.subscriptions import periods
 from billing.subscriptions.addon_grants import addon_grants_end, addon_purchase_end, addon_purchase_grant
 from billing.subscriptions.changes import Preview, _is_proration, preview_lines
@@ -38,18 +38,30 @@ from teams.services import audit_record
 METADATA_KEY = "tally_addon_purchase"
 
 
-def _current(organization: Organization) -> tuple[OrgSubscription | None, Plan | None, bool]:
+def _current(organization: Organization) -> tuple[OrgSubscription | None, bool]:
     subscription = selectors.subscription_of(organization)
-    applies = bool(subscription and subscription.applies)
-    plan = subscription.plan if applies else selectors.free_plan()
-    subscribed = bool(applies and subscription.stripe_subscription_id)
-    return subscription, plan, subscribed
+    subscribed = bool(subscription and subscription.applies and subscription.stripe_subscription_id)
+    return subscription, subscribed
 
 
-def addons_for(*, organization: Organization) -> list[Addon]:
-    """The add-ons the organization's current plan allows."""
-    _, plan, subscribed = _current(organization)
-    return selectors.addons_offered(plan, subscribed=subscribed, currency=billing_currency(organization))
+def addons_for(*, organization: Organization, subscription: OrgSubscription | None = None) -> list[Addon]:
+    """The add-ons the organization's current plan allows (`subscription`: when the caller
+    has read it already)."""
+    if subscription is None:
+        subscription, subscribed = _current(organization)
+    else:
+        subscribed = bool(subscription.applies and subscription.stripe_subscription_id)
+    effective = entitlements.effective_for(organization)
+    return selectors.addons_offered(
+        unlimited={f.feature_id for f in effective.features.values() if _unlimited(f)},
+        interval=effective.plan_interval,
+        subscribed=subscribed,
+        currency=billing_currency(organization),
+    )
+
+
+def _unlimited(feature) -> bool:
+    return feature.enabled and (feature.kind == Feature.Kind.BOOLEAN or feature.unlimited)
 
 
 def addon_find(*, organization: Organization, key: str) -> Addon:
@@ -58,6 +70,15 @@ def addon_find(*, organization: Organization, key: str) -> Addon:
     if addon is None:
         raise ServiceError("unknown_addon", "That add-on is not offered on your plan.", field="addon")
     return addon
+
+
+def _priced(addon: Addon) -> None:
+    if not addon.stripe_price_id:
+        raise ServiceError(
+            "catalog_not_synced",
+            "This add-on is not in Stripe yet: run `manage.py catalog_sync`.",
+            status=503,
+        )
 
 
 def addon_quantity(addon: Addon, raw) -> int:
@@ -94,6 +115,7 @@ def addon_checkout_start(*, organization: Organization, addon: Addon, quantity: 
     if addon.kind != Addon.Kind.ONE_TIME:
         raise ServiceError("addon_recurring", f"{addon.name} is added to the subscription.", field="addon")
     quantity = addon_quantity(addon, quantity)
+    _priced(addon)
     purchase = _purchase_pending(organization, addon, quantity, actor)
     customer_id = customer_ensure(organization=organization)
     base = settings.SITE_URL + reverse("billing", args=[organization.slug])
@@ -186,7 +208,7 @@ class AddonPreview:
 
 
 def _subscription_for_addon(organization: Organization) -> OrgSubscription:
-    subscription, _, subscribed = _current(organization)
+    subscription, subscribed = _current(organization)
     if not subscribed:
         raise ServiceError("no_subscription", "A recurring add-on needs an active subscription.", status=409)
     return subscription
@@ -202,6 +224,7 @@ def addon_subscription_preview(*, organization: Organization, addon: Addon, quan
     for the rest of the period, and the next invoice."""
     _recurring(addon)
     quantity = addon_quantity(addon, quantity)
+    _priced(addon)
     subscription = _subscription_for_addon(organization)
     client = stripe_client()
     remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
@@ -264,6 +287,7 @@ def addon_subscription_add(
     """
     _recurring(addon)
     quantity = addon_quantity(addon, quantity)
+    _priced(addon)
     subscription = _subscription_for_addon(organization)
     try:
         with transaction.atomic():
