@@ -29,8 +29,8 @@ from billing.subscriptions import periods
 from billing.subscriptions.addon_grants import addon_grants_end, addon_purchase_end, addon_purchase_grant
 from billing.subscriptions.changes import Preview, _is_proration, preview_lines
 from billing.subscriptions.checkout import billing_currency
-from billing.subscriptions.remote import _ts
 from billing.subscriptions.sync import subscription_sync
+from billing.webhooks.registry import on
 from common.errors import ServiceError
 from teams.models import Organization, User
 from teams.services import audit_record
@@ -352,12 +352,26 @@ def addon_subscription_remove(*, organization: Organization, code: str, actor: U
     )
     if purchase is None:
         raise ServiceError("not_found", "No such add-on on this subscription.", field="addon", status=404)
-    if purchase.status == AddonPurchase.Status.ENDING:
-        return purchase  # removed already
     subscription = _subscription_for_addon(organization)
-    client = stripe_client()
+    # Marked first, so that the webhook of the deletion finds it ending at the period's end
+    # (not ended at once, as an item removed outside Tally would be).
+    ends_at = subscription.current_period_end or timezone.now()
+    with transaction.atomic():
+        moved = AddonPurchase.objects.filter(pk=purchase.pk, status=AddonPurchase.Status.GRANTED).update(
+            status=AddonPurchase.Status.ENDING, ends_at=ends_at
+        )
+        if moved:
+            addon_grants_end(purchase=purchase, at=ends_at)
+            audit_record(
+                organization=organization,
+                action="billing.addon_removed",
+                actor=actor,
+                target=purchase.addon.key,
+                data={"purchase": str(purchase.code), "ends_at": ends_at.isoformat()},
+            )
     try:
-        client.v1.subscription_items.delete(
+        # Sent again when a first attempt's answer was lost: Stripe says it is gone already.
+        stripe_client().v1.subscription_items.delete(
             purchase.stripe_subscription_item_id,
             {"proration_behavior": "none"},
             {"idempotency_key": f"{purchase.idempotency_key}-remove"},
@@ -365,23 +379,6 @@ def addon_subscription_remove(*, organization: Organization, code: str, actor: U
     except stripe.InvalidRequestError as error:
         if error.code != "resource_missing":
             raise
-        # Deleted already (a retry after the first attempt reached Stripe).
-    remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
-    first = remote["items"].data[0] if remote["items"].data else None
-    ends_at = _ts(first.current_period_end) if first else subscription.current_period_end
-    with transaction.atomic():
-        moved = AddonPurchase.objects.filter(pk=purchase.pk, status=AddonPurchase.Status.GRANTED).update(
-            status=AddonPurchase.Status.ENDING, ends_at=ends_at
-        )
-        if moved:
-            addon_grants_end(purchase=purchase, at=ends_at or timezone.now())
-            audit_record(
-                organization=organization,
-                action="billing.addon_removed",
-                actor=actor,
-                target=purchase.addon.key,
-                data={"purchase": str(purchase.code), "ends_at": ends_at.isoformat() if ends_at else None},
-            )
     subscription_sync(subscription_id=subscription.stripe_subscription_id)
     purchase.refresh_from_db()
     return purchase
@@ -398,6 +395,32 @@ def addon_purchases_active(*, organization: Organization, at: datetime | None = 
         )
         .exclude(ends_at__lte=at or timezone.now())
     )
+
+
+@on("customer.subscription.updated")
+def _subscription_updated(*, kind: str, object_id: str) -> None:
+    """An add-on item removed outside Tally (staff in Stripe's dashboard): its grants end now."""
+    granted = list(
+        AddonPurchase.objects.filter(
+            addon__kind=Addon.Kind.RECURRING,
+            status=AddonPurchase.Status.GRANTED,
+            organization__subscription__stripe_subscription_id=object_id,
+        )
+    )
+    if not granted:
+        return None
+    remote = stripe_client().v1.subscriptions.retrieve(object_id)
+    present = {item.id for item in remote["items"].data}
+    now = timezone.now()
+    for purchase in granted:
+        if purchase.stripe_subscription_item_id in present:
+            continue
+        with transaction.atomic():
+            if AddonPurchase.objects.filter(pk=purchase.pk, status=AddonPurchase.Status.GRANTED).update(
+                status=AddonPurchase.Status.ENDING, ends_at=now
+            ):
+                addon_grants_end(purchase=purchase, at=now)
+    return None
 
 
 def _period_started(*, subscription: OrgSubscription) -> None:

@@ -18,6 +18,7 @@ from billing.gateway.client import stripe_client
 from billing.models import AddonPurchase, EntitlementGrant, OrgSubscription, Plan
 from billing.subscriptions import addons
 from billing.webhooks import dispatch
+from common.errors import ServiceError
 from teams import services as team_services
 from teams.models import Role
 from tests.billing.conftest import pay_hosted_checkout, subscribe
@@ -438,3 +439,69 @@ def test_a_prepaid_seat_plan_reads_from_the_catalog_file():
 
 
 _ = (Role, requests)
+
+
+def add_projects_pack(client, org, quantity="1", *, capture=None) -> AddonPurchase:
+    url = reverse("billing_addon_add", args=[org.slug, "extra_projects"])
+    confirm = client.get(url, {"quantity": quantity})
+    form = {"quantity": quantity, "code": str(confirm.context["code"])}
+    if capture is None:
+        assert client.post(url, form).status_code == 302
+    else:
+        with capture(execute=True):
+            assert client.post(url, form).status_code == 302
+    return AddonPurchase.objects.get(organization=org, addon__key="extra_projects")
+
+
+def test_a_recurring_add_on_stays_through_a_plan_change_on_its_interval(shop, client_for, org, owner):
+    sub, _ = on_clock(org, "pro_monthly")
+    client = client_for(owner)
+    purchase = add_projects_pack(client, org)
+    subscriptions.subscription_change(
+        organization=org, plan=Plan.objects.get(key="platform_monthly"), actor=owner
+    )
+    remote = shop.v1.subscriptions.retrieve(sub.stripe_subscription_id)
+    assert purchase.stripe_subscription_item_id in {i.id for i in remote["items"].data}
+    assert OrgSubscription.objects.get(organization=org).plan.key == "platform_monthly"
+
+
+def test_a_plan_change_to_another_interval_asks_to_remove_the_add_on_first(shop, client_for, org, owner):
+    sub, _ = on_clock(org, "pro_monthly")
+    client = client_for(owner)
+    purchase = add_projects_pack(client, org)
+    with pytest.raises(ServiceError) as refused:
+        subscriptions.subscription_change(
+            organization=org, plan=Plan.objects.get(key="pro_yearly"), actor=owner
+        )
+    assert (refused.value.code, refused.value.field) == ("addon_interval_mismatch", "plan")
+    remote = shop.v1.subscriptions.retrieve(sub.stripe_subscription_id)
+    assert purchase.stripe_subscription_item_id in {i.id for i in remote["items"].data}
+
+
+def test_an_add_on_item_removed_outside_tally_ends_its_grants(
+    shop, client_for, org, owner, django_capture_on_commit_callbacks
+):
+    sub, _ = on_clock(org, "pro_monthly", at=int(time.time()))
+    purchase = add_projects_pack(client_for(owner), org, capture=django_capture_on_commit_callbacks)
+    assert entitlements.check(org, "projects", 0).limit == 15
+    shop.v1.subscription_items.delete(purchase.stripe_subscription_item_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        addons._subscription_updated(
+            kind="customer.subscription.updated", object_id=sub.stripe_subscription_id
+        )
+    purchase.refresh_from_db()
+    assert purchase.status == "ending"
+    assert entitlements.check(org, "projects", 0).limit == 5
+
+
+def test_a_canceled_subscription_takes_its_recurring_add_ons_along(
+    shop, client_for, org, owner, django_capture_on_commit_callbacks
+):
+    sub, _ = on_clock(org, "pro_monthly", at=int(time.time()))
+    purchase = add_projects_pack(client_for(owner), org)
+    shop.v1.subscriptions.cancel(sub.stripe_subscription_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        subscriptions.subscription_sync(subscription_id=sub.stripe_subscription_id)
+    purchase.refresh_from_db()
+    assert purchase.status == "ending"
+    assert not EntitlementGrant.objects.filter(purchase=purchase, expires_at__isnull=True).exists()
