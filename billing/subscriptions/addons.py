@@ -17,6 +17,7 @@ from datetime import datetime
 import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -153,9 +154,14 @@ def addon_checkout_settled(outcome: PaymentCheckoutOutcome) -> None:
     code = outcome.metadata.get(METADATA_KEY)
     if not code:
         return  # another app's payment checkout
+    try:
+        code = uuid.UUID(code)
+    except ValueError:
+        return  # not one Tally wrote
     purchase = (
         AddonPurchase.objects.select_related("addon", "organization")
-        .filter(code=code, stripe_checkout_session_id__in=[outcome.session_id, None])
+        .filter(code=code)
+        .filter(Q(stripe_checkout_session_id=outcome.session_id) | Q(stripe_checkout_session_id__isnull=True))
         .first()
     )
     if purchase is None:

@@ -505,3 +505,18 @@ def test_a_canceled_subscription_takes_its_recurring_add_ons_along(
     purchase.refresh_from_db()
     assert purchase.status == "ending"
     assert not EntitlementGrant.objects.filter(purchase=purchase, expires_at__isnull=True).exists()
+
+
+def test_a_prepaid_seat_change_sent_twice_is_made_once_and_a_later_one_still_applies(
+    prepaid, shop, client_for, org, owner, member
+):
+    sub, _ = on_clock(org, "platform_monthly", seats=2)
+    client = client_for(owner)
+    url = reverse("billing_seats_prepaid", args=[org.slug])
+    for seats in ("6", "3", "6"):
+        code = client.get(url, {"seats": seats}).context["code"]
+        for _ in range(2):
+            assert client.post(url, {"seats": seats, "code": code}).status_code == 302
+        assert seat_item_quantity(shop, sub) == int(seats)
+    changes = org.audit_events.filter(action="billing.seats_prepaid").count()
+    assert changes == 3
