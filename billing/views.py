@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from billing import billing_details, discounts, entitlements, seats, selectors, subscriptions
+from billing.catalog.versions import price_moves_of
 from billing.models import Access, BillingProfile, Interval, Plan, PlanLineItem, SeatMode
 from common.checkout import checkout_redirect
 from common.errors import ServiceError
@@ -175,6 +176,7 @@ def _billing_context(organization, membership) -> dict:
         "membership": membership,
         "subscription": subscription,
         "discounts": discounts.live_discounts(organization),
+        "price_moves": price_moves_of(subscription),
         "use_tax": settings.USE_STRIPE_TAX,
         "profile": BillingProfile.objects.filter(organization=organization).first(),
         "countries": billing_details.COUNTRIES,

@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0013_currency_options'),
+        ('billing', '0014_catalog_push_and_plan_versions'),
         ('teams', '0004_queued_task'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
