@@ -4,23 +4,25 @@ delivered; a recurring add-on as a subscription item, with the proration Stripe 
 prepaid-seat plan whose invitations stop at the seats bought."""
 
 import time
+import tomllib
 from datetime import UTC, datetime
 
 import pytest
-import requests
+from django.conf import settings
 from django.urls import reverse
 from djstripe.models import Event
 
-from billing import entitlements, subscriptions
-from billing.catalog import catalog_push
+from billing import entitlements, seats, subscriptions
+from billing.catalog import CatalogError, catalog_apply, catalog_push, load_catalog, parse_catalog
+from billing.catalog.export import catalog_export_toml
 from billing.entitlements.gating import EntitlementError
 from billing.gateway.client import stripe_client
 from billing.models import AddonPurchase, EntitlementGrant, OrgSubscription, Plan
 from billing.subscriptions import addons
+from billing.templatetags.billing import money as money_filter
 from billing.webhooks import dispatch
 from common.errors import ServiceError
 from teams import services as team_services
-from teams.models import Role
 from tests.billing.conftest import pay_hosted_checkout, subscribe
 from tests.factories import MembershipFactory
 
@@ -108,8 +110,6 @@ def test_a_subscriber_buys_the_five_seat_pack_from_the_billing_page(stripe_world
 
 
 def stripe_world_site() -> str:
-    from django.conf import settings
-
     return settings.SITE_URL
 
 
@@ -313,9 +313,7 @@ def test_a_recurring_add_on_is_added_with_the_proration_stripe_invoices_then_rem
 
 
 def money(cents: int) -> str:
-    from billing.templatetags.billing import money as fmt
-
-    return fmt(cents, "usd")
+    return money_filter(cents, "usd")
 
 
 def test_a_recurring_add_on_needs_a_subscription(shop, client_for, org, owner):
@@ -389,8 +387,6 @@ def test_raising_prepaid_seats_shows_the_proration_and_updates_the_stripe_quanti
     )
     assert sum(proration_lines(upcoming)) == shown
     # A member joining does not change the prepaid quantity.
-    from billing import seats
-
     assert seats.seat_sync(organization_id=org.pk) is None
     assert seat_item_quantity(shop, sub) == 7
     for n in range(5):
@@ -432,13 +428,8 @@ def test_seats_cannot_be_set_on_a_plan_that_counts_members(shop, client_for, org
 
 
 def test_a_prepaid_seat_plan_reads_from_the_catalog_file():
-    from billing.catalog import load_catalog
-
     raw_spec = load_catalog()
     assert raw_spec.plans["team_monthly"]["seat_mode"] == "automatic"
-
-
-_ = (Role, requests)
 
 
 def add_projects_pack(client, org, quantity="1", *, capture=None) -> AddonPurchase:
@@ -513,10 +504,20 @@ def test_a_prepaid_seat_change_sent_twice_is_made_once_and_a_later_one_still_app
     sub, _ = on_clock(org, "platform_monthly", seats=2)
     client = client_for(owner)
     url = reverse("billing_seats_prepaid", args=[org.slug])
-    for seats in ("6", "3", "6"):
-        code = client.get(url, {"seats": seats}).context["code"]
+    for count in ("6", "3", "6"):
+        code = client.get(url, {"seats": count}).context["code"]
         for _ in range(2):
-            assert client.post(url, {"seats": seats, "code": code}).status_code == 302
-        assert seat_item_quantity(shop, sub) == int(seats)
+            assert client.post(url, {"seats": count, "code": code}).status_code == 302
+        assert seat_item_quantity(shop, sub) == int(count)
     changes = org.audit_events.filter(action="billing.seats_prepaid").count()
     assert changes == 3
+
+
+def test_a_prepaid_seat_plan_is_exported_and_imported_as_it_is():
+    Plan.objects.filter(key="platform_monthly").update(seat_mode="prepaid")
+    exported = tomllib.loads(catalog_export_toml())
+    assert catalog_apply(parse_catalog(exported)) == []
+    assert Plan.objects.get(key="platform_monthly").seat_mode == "prepaid"
+    exported["products"]["platform"]["plans"][0]["seat_mode"] = "sometimes"
+    with pytest.raises(CatalogError, match="seat_mode: must be one of automatic, prepaid"):
+        parse_catalog(exported)
