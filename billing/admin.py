@@ -14,6 +14,7 @@ from billing.catalog.tasks import catalog_object_push_task
 from billing.models import (
     Addon,
     AddonEntitlement,
+    AddonPurchase,
     BillingProfile,
     CatalogStripeState,
     Coupon,
@@ -491,6 +492,17 @@ class SubscriptionDuplicateAdmin(ReadOnlyAdmin):
     ]
     search_fields = ["organization__slug", "stripe_subscription_id", "kept_subscription_id"]
     list_select_related = ["organization"]
+
+
+@admin.register(AddonPurchase)
+class AddonPurchaseAdmin(ReadOnlyAdmin):
+    """Every add-on bought after subscribing, its Stripe session or subscription item, and how it
+    stands (granted, ending with the period, abandoned, failed)."""
+
+    list_display = ["created_at", "organization", "addon", "quantity", "status", "granted_at", "ends_at"]
+    list_filter = ["status", "addon"]
+    search_fields = ["organization__slug", "stripe_checkout_session_id", "stripe_subscription_item_id"]
+    list_select_related = ["organization", "addon"]
 
 
 @admin.register(PlanCheckout)

@@ -18,7 +18,8 @@ def price_matches(remote, params: dict) -> bool:
         return False
     if recurring and (
         remote_recurring.get("interval") != recurring["interval"]
-        or remote_recurring.get("usage_type") != recurring["usage_type"]
+        # Stripe's default: a price sent without one (a recurring add-on's) is licensed.
+        or remote_recurring.get("usage_type") != recurring.get("usage_type", "licensed")
         or (recurring.get("meter") and remote_recurring.get("meter") != recurring["meter"])
     ):
         return False
