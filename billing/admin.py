@@ -9,6 +9,7 @@ from django.utils.html import format_html, format_html_join
 
 from billing import discounts, entitlements, metering
 from billing.catalog.export import catalog_problems
+from billing.catalog.forms import TiersField
 from billing.catalog.push import catalog_object_touch, subscriptions_per_price
 from billing.catalog.tasks import catalog_object_push_task
 from billing.models import (
@@ -204,8 +205,20 @@ class ProductAdmin(CatalogAdmin):
     inlines = [PlanInline]
 
 
+class LineItemForm(forms.ModelForm):
+    tiers = TiersField(
+        required=False,
+        help_text="One row per tier, in ascending order; leave a row blank to remove it.",
+    )
+
+    class Meta:
+        model = PlanLineItem
+        fields = ["key", "kind", "unit_amount", "tiers_mode", "tiers", "currency_options", "feature"]
+
+
 class LineItemInline(admin.StackedInline):
     model = PlanLineItem
+    form = LineItemForm
     extra = 0
     fields = [
         "key",
