@@ -333,3 +333,52 @@ def test_a_bad_tier_row_is_refused_naming_row_and_field(
     assert 'class="errorlist' in body
     assert PlanLineItem.objects.get(pk=item.pk).tiers == before
     assert not callbacks and not CatalogStripeState.objects.exists()
+
+
+def toggle(client, url: str, active: bool):
+    data = form_of(client, url)
+    if active:
+        data["is_active"] = "on"
+    else:
+        data.pop("is_active", None)
+    data["_save"] = "Save"
+    return client.post(url, data)
+
+
+def test_deactivating_a_plan_archives_its_prices_and_reactivating_sells_them_again(
+    staff, pushed, django_capture_on_commit_callbacks
+):
+    prices = list(
+        PlanLineItem.objects.filter(plan__key="team_monthly").values_list("stripe_price_id", flat=True)
+    )
+    assert len(prices) == 2 and all(prices)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert toggle(staff, team_url(), active=False).status_code == 302
+    assert not Plan.objects.get(key="team_monthly").is_active
+    assert [pushed.v1.prices.retrieve(p).active for p in prices] == [False, False]
+    state = CatalogStripeState.objects.get(kind="plan", object_id=Plan.objects.get(key="team_monthly").pk)
+    assert state.status == "in_sync"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert toggle(staff, team_url(), active=True).status_code == 302
+    assert [pushed.v1.prices.retrieve(p).active for p in prices] == [True, True]
+    assert (
+        list(PlanLineItem.objects.filter(plan__key="team_monthly").values_list("stripe_price_id", flat=True))
+        == prices
+    )
+
+
+def test_deactivating_an_addon_archives_its_price_and_reactivating_sells_it_again(
+    staff, pushed, django_capture_on_commit_callbacks
+):
+    from billing.models import Addon
+
+    addon = Addon.objects.exclude(stripe_price_id="").first()
+    url = reverse("admin:billing_addon_change", args=[addon.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        assert toggle(staff, url, active=False).status_code == 302
+    assert pushed.v1.prices.retrieve(addon.stripe_price_id).active is False
+    with django_capture_on_commit_callbacks(execute=True):
+        assert toggle(staff, url, active=True).status_code == 302
+    assert Addon.objects.get(pk=addon.pk).stripe_price_id == addon.stripe_price_id
+    assert pushed.v1.prices.retrieve(addon.stripe_price_id).active is True
