@@ -15,7 +15,7 @@ EXTRA_ROWS = 3
 
 
 class TiersWidget(forms.Widget):
-    """A table of rows posted as `<name>-<row>-<cell>`; `<name>-rows` says how many."""
+    """A table of rows posted as `<name>-<row>-<cell>`."""
 
     def format_value(self, value):
         rows = value if isinstance(value, list) else []
@@ -54,17 +54,15 @@ class TiersWidget(forms.Widget):
         )
 
     def value_from_datadict(self, data, files, name):
-        try:
-            count = min(int(data.get(f"{name}-rows", 0)), 1000)
-        except (TypeError, ValueError):
-            count = 0
-        return [
-            {cell: (data.get(f"{name}-{index}-{cell}") or "").strip() for cell in CELLS}
-            for index in range(count)
-        ]
+        # The rows posted, counted by their cells (not trusting the hidden count alone).
+        rows, index = [], 0
+        while index < 1000 and any(f"{name}-{index}-{cell}" in data for cell in CELLS):
+            rows.append({cell: (data.get(f"{name}-{index}-{cell}") or "").strip() for cell in CELLS})
+            index += 1
+        return rows
 
     def value_omitted_from_data(self, data, files, name):
-        return f"{name}-rows" not in data
+        return f"{name}-rows" not in data and f"{name}-0-up_to" not in data
 
 
 class TiersField(forms.Field):
