@@ -204,6 +204,16 @@ class ProductAdmin(CatalogAdmin):
     search_fields = ["key", "name", "stripe_product_id"]
     inlines = [PlanInline]
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # A plan edited here (deactivated, say) is pushed as if saved on its own page.
+        for formset in formsets:
+            if formset.model is not Plan:
+                continue
+            for plan in [*formset.new_objects, *(obj for obj, _ in formset.changed_objects)]:
+                catalog_object_touch(kind=CatalogStripeState.Kind.PLAN, object_id=plan.pk)
+                catalog_object_push_task.delay_on_commit(CatalogStripeState.Kind.PLAN, plan.pk)
+
 
 class LineItemForm(forms.ModelForm):
     tiers = TiersField(

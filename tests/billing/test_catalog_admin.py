@@ -382,3 +382,22 @@ def test_deactivating_an_addon_archives_its_price_and_reactivating_sells_it_agai
         assert toggle(staff, url, active=True).status_code == 302
     assert Addon.objects.get(pk=addon.pk).stripe_price_id == addon.stripe_price_id
     assert pushed.v1.prices.retrieve(addon.stripe_price_id).active is True
+
+
+def test_a_plan_deactivated_from_its_product_page_has_its_prices_archived(
+    staff, pushed, django_capture_on_commit_callbacks
+):
+    from billing.models import Product
+
+    prices = list(
+        PlanLineItem.objects.filter(plan__key="team_monthly").values_list("stripe_price_id", flat=True)
+    )
+    url = reverse("admin:billing_product_change", args=[Product.objects.get(key="team").pk])
+    data = form_of(staff, url)
+    prefix = next(k[: -len("-key")] for k, v in data.items() if k.endswith("-key") and v == "team_monthly")
+    data.pop(f"{prefix}-is_active", None)
+    data["_save"] = "Save"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert staff.post(url, data).status_code == 302
+    assert not Plan.objects.get(key="team_monthly").is_active
+    assert [pushed.v1.prices.retrieve(p).active for p in prices] == [False, False]
