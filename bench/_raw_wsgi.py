@@ -34,7 +34,8 @@ INSERT = (
     "VALUES (%s, %s, 'consumption', %s, %s, '', NULL, '', '', '', %s, '{}', now())"
 )
 EVENT_COLUMNS = (
-    "organization_id, meter_id, event_id, value, timestamp, period_start, properties, dimension, received_at"
+    "organization_id, meter_id, event_id, value, timestamp, period_start, properties, dimension, "
+    "received_at, source"
 )
 
 
@@ -91,9 +92,9 @@ def application(environ, start_response):
                 "",
                 now,
             ]
-        rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(events))
+        rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, 'ingest')"] * len(events))
         conn = _conn()
-        conn.execute(f"INSERT INTO billing_meterevent ({EVENT_COLUMNS}) VALUES {rows}", params)
+        conn.execute(f"INSERT INTO billing_usageevent ({EVENT_COLUMNS}) VALUES {rows}", params)
         conn.commit()
         return _json(start_response, "200 OK", {"accepted": len(events), "duplicates": 0, "rejected": 0})
     return _json(start_response, "404 Not Found", {"code": "not_found"})

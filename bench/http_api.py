@@ -70,7 +70,7 @@ def prepare() -> dict:
             "TRUNCATE credits_creditallocation, credits_credittransaction, credits_creditreservation, "
             "credits_creditrecharge, credits_creditgrant, credits_creditaccount CASCADE"
         )
-        cursor.execute("TRUNCATE billing_meterevent")
+        cursor.execute("TRUNCATE billing_usageevent")
     user, _ = User.objects.get_or_create(email="bench-http@example.com")
     have = list(Organization.objects.filter(slug__startswith="bench-http-").order_by("pk"))
     for i in range(len(have), ORGS):

@@ -39,7 +39,7 @@ meter = Meter.objects.get(key="api_calls")
 period = entitlements.effective_for(org).period(datetime.now(UTC))
 
 with connection.cursor() as cursor:
-    cursor.execute("TRUNCATE billing_meterevent")
+    cursor.execute("TRUNCATE billing_usageevent")
     cursor.execute("UPDATE billing_usagecounter SET used = 0 WHERE organization_id = %s", [org.pk])
 
 db = settings.DATABASES["default"]
@@ -58,7 +58,7 @@ def baseline(batches: list[list[dict]]) -> None:
     now = datetime.now(UTC)
     with raw.cursor() as cursor:
         for batch in batches:
-            rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(batch))
+            rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, 'ingest')"] * len(batch))
             params = []
             for e in batch:
                 params += [
@@ -73,8 +73,8 @@ def baseline(batches: list[list[dict]]) -> None:
                     now,
                 ]
             cursor.execute(
-                "INSERT INTO billing_meterevent (organization_id, meter_id, event_id, value, timestamp, "
-                f"period_start, properties, dimension, received_at) VALUES {rows}",
+                "INSERT INTO billing_usageevent (organization_id, meter_id, event_id, value, timestamp, "
+                f"period_start, properties, dimension, received_at, source) VALUES {rows}",
                 params,
             )
             raw.commit()

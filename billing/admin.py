@@ -21,8 +21,9 @@ from billing.models import (
     EntitlementGrant,
     Feature,
     Meter,
-    MeterEvent,
     MeterReport,
+    Notice,
+    NoticePreference,
     OrgSubscription,
     Payment,
     PaymentDispute,
@@ -449,14 +450,6 @@ class UsageCounterAdmin(ReadOnlyAdmin):
     list_select_related = ["organization", "feature"]
 
 
-@admin.register(UsageEvent)
-class UsageEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "organization", "feature", "quantity", "idempotency_key"]
-    list_filter = ["feature"]
-    search_fields = ["organization__slug", "idempotency_key"]
-    list_select_related = ["organization", "feature"]
-
-
 @admin.register(UsageAlert)
 class UsageAlertAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "organization", "feature", "threshold", "used", "limit"]
@@ -540,13 +533,22 @@ class MeterAdmin(CatalogAdmin):
     search_fields = ["key", "name"]
 
 
-@admin.register(MeterEvent)
-class MeterEventAdmin(ReadOnlyAdmin):
-    list_display = ["timestamp", "organization", "meter", "value", "event_id", "received_at"]
-    list_filter = ["meter"]
+@admin.register(UsageEvent)
+class UsageEventAdmin(ReadOnlyAdmin):
+    list_display = [
+        "timestamp",
+        "organization",
+        "source",
+        "meter",
+        "feature",
+        "value",
+        "event_id",
+        "received_at",
+    ]
+    list_filter = ["source", "meter", "feature"]
     search_fields = ["organization__slug", "event_id"]
     date_hierarchy = "timestamp"
-    list_select_related = ["organization", "meter"]
+    list_select_related = ["organization", "meter", "feature"]
 
 
 class MeterReportDeliveryFilter(admin.SimpleListFilter):
@@ -645,6 +647,25 @@ class StripeEventOutcomeAdmin(ReadOnlyAdmin):
     list_display = ("event_id", "type", "status", "attempts", "next_attempt_at", "created_at")
     list_filter = ("status", "type")
     search_fields = ("event_id", "object_id")
+
+
+@admin.register(Notice)
+class NoticeAdmin(ReadOnlyAdmin):
+    """Every billing email, once per fact it tells of: to whom and when it went (or why not)."""
+
+    list_display = ("organization", "kind", "status", "subject", "created_at", "sent_at")
+    list_filter = ("kind", "status")
+    search_fields = ("key", "organization__slug", "organization__name", "subject")
+    list_select_related = ["organization"]
+
+
+@admin.register(NoticePreference)
+class NoticePreferenceAdmin(ReadOnlyAdmin):
+    """The billing emails each contact turned off (on the organization's billing emails page)."""
+
+    list_display = ("organization", "user", "muted", "updated_at")
+    search_fields = ("organization__slug", "user__email")
+    list_select_related = ["organization", "user"]
 
 
 @admin.register(CatalogStripeState)

@@ -9,6 +9,7 @@ urlpatterns = [
     path("o/<slug:org_slug>/billing/", views.billing, name="billing"),
     path("o/<slug:org_slug>/billing/upcoming/", views.billing_upcoming, name="billing_upcoming"),
     path("o/<slug:org_slug>/billing/invoices/", views.invoices, name="billing_invoices"),
+    path("o/<slug:org_slug>/billing/notices/", views.notices, name="billing_notices"),
     path("o/<slug:org_slug>/billing/checkout/", views.checkout, name="billing_checkout"),
     path("o/<slug:org_slug>/billing/success/", views.checkout_success, name="billing_success"),
     path("o/<slug:org_slug>/billing/change/", views.change_plan, name="billing_change"),

@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing import billing_details, discounts, entitlements, seats, selectors, subscriptions
+from billing import billing_details, discounts, entitlements, notifications, seats, selectors, subscriptions
 from billing.catalog.versions import price_moves_of
 from billing.models import Access, BillingProfile, Interval, Plan, PlanLineItem
 from common.checkout import checkout_redirect
@@ -212,6 +212,31 @@ def invoices(request, org_slug: str):
     organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
     context = {"organization": organization, "invoices": selectors.invoices_of(organization)}
     return render(request, "billing/invoices.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def notices(request, org_slug: str):
+    """Which billing emails the requester receives from this organization; the critical ones
+    (a failed payment, an authentication request, a dispute) are always sent."""
+    organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    optional = notifications.notice_kinds_offered()
+    if request.method == "POST":
+        wanted = set(request.POST.getlist("notice"))
+        notifications.notice_preferences_update(
+            organization=organization,
+            user=request.user,
+            muted=[kind.value for kind in optional if kind.value not in wanted],
+        )
+        messages.success(request, "Email settings saved.")
+        return redirect("billing_notices", organization.slug)
+    muted = notifications.notice_muted(organization=organization, user=request.user)
+    context = {
+        "organization": organization,
+        "optional": [(kind.value, kind.label, kind.value not in muted) for kind in optional],
+        "critical": [kind.label for kind in notifications.notice_kinds_always()],
+    }
+    return render(request, "billing/notices.html", context)
 
 
 @login_required

@@ -9,3 +9,6 @@ class CreditsConfig(AppConfig):
         # Credits registers its handlers for the Stripe events billing receives (webhooks) and
         # for billing's allowance hooks (receivers).
         from credits import receivers, webhooks  # noqa: F401
+
+        # Credits composes its own billing notices (low credits, a declined auto-recharge).
+        from credits.services import alerts  # noqa: F401

@@ -30,12 +30,27 @@ class Charge:
     reservation: CreditReservation
     quantity: int
 
+    @property
+    def cost(self) -> int:
+        """What a success confirms: the units the view reported, never more than was held."""
+        if self.quantity == 0:
+            return 0
+        cost = self.quote.price.cost(self.quantity) if self.quote.price else self.quote.credits
+        return min(cost, self.reservation.amount)
+
 
 def credits_used(request, *, quantity: int) -> None:
     """Called by a decorated view once it knows how many units it used (e.g. tokens)."""
     charge = getattr(request, "credit_charge", None)
     if charge is not None:
         charge.quantity = quantity
+
+
+def credits_charged(request) -> int:
+    """What the decorated view's success will be charged (0 when it charges nothing): a view
+    reports the balance after it with `balance - credits_charged(request)`."""
+    charge = getattr(request, "credit_charge", None)
+    return charge.cost if charge is not None else 0
 
 
 def _request_of(args) -> HttpRequest | Request:
@@ -155,9 +170,8 @@ def charges_credits(
             if response.status_code >= 400 or charge.quantity == 0:
                 services.credit_reservation_cancel(reservation=reservation)
                 return response
-            cost = quote.price.cost(charge.quantity) if quote.price else quote.credits
             services.credit_reservation_confirm(
-                reservation=reservation, amount=min(cost, reservation.amount), quantity=charge.quantity
+                reservation=reservation, amount=charge.cost, quantity=charge.quantity
             )
             if getattr(request, "htmx", False):
                 response["HX-Trigger"] = "credits-changed"

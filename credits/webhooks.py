@@ -4,12 +4,12 @@ an expired or refused checkout; take back what a refund or a lost dispute revoke
 what an open dispute contests.
 
 Billing owns every Stripe event and re-reads the object before calling here; credits registers
-these handlers with billing on import (from `CreditsConfig.ready()`). Every service here is
+these handlers with billing's one registry on import (from `CreditsConfig.ready()`). Every service here is
 safe to run again and in any order.
 """
 
 from billing.gateway.payments import CheckoutResult, PaymentCheckoutOutcome, payment_checkout_register
-from billing.webhooks.registry import stripe_event_register
+from billing.webhooks.registry import on
 from credits import services
 from credits.models import PurchaseStatus
 
@@ -46,12 +46,14 @@ def _id(value) -> str:
     return value if isinstance(value, str) else getattr(value, "id", "") or ""
 
 
+@on("charge.refunded", reread=True)
 def charge_refunded(*, kind: str, obj) -> None:
     services.credit_purchase_refunded(
         payment_intent_id=_id(obj.payment_intent), amount_refunded=obj.amount_refunded
     )
 
 
+@on("charge.dispute", reread=True)
 def charge_disputed(*, kind: str, obj) -> None:
     services.credit_dispute_record(
         dispute_id=obj.id,
@@ -64,5 +66,3 @@ def charge_disputed(*, kind: str, obj) -> None:
 
 
 payment_checkout_register(purchase_checkout_settled)
-stripe_event_register(["charge.refunded"], charge_refunded)
-stripe_event_register(["charge.dispute"], charge_disputed)

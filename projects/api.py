@@ -5,8 +5,9 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from billing.api import QuotaOutput
 from billing.entitlements.gating import MetersApiCalls
-from credits.decorators import charges_credits, credits_used
+from credits.decorators import charges_credits, credits_charged, credits_used
 from projects import selectors, services
 from projects.models import AiModel, Project
 from teams import api_fields as fields
@@ -104,6 +105,18 @@ class GenerationOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class CreditsLeftOutput(serializers.Serializer):
+    balance = serializers.IntegerField(help_text="The credit balance once this generation is paid.")
+    charged = serializers.IntegerField(
+        help_text="Credits this generation cost (0 when the quota covered it)."
+    )
+
+
+class GenerationCreatedOutput(GenerationOutput):
+    quota = QuotaOutput(help_text="The plan's AI generations quota left for this period.")
+    credits = CreditsLeftOutput()
+
+
 def _generation_action(request) -> str | None:
     return services.generation_credit_action(organization=get_org_for_api(request), data=request.data)
 
@@ -134,7 +147,7 @@ class GenerationApi(MeteredApiView):
 
     @extend_schema(
         request=Input,
-        responses={201: GenerationOutput, **error_responses(402, 409)},
+        responses={201: GenerationCreatedOutput, **error_responses(402, 409)},
         parameters=[idempotency_key(required=False), CONFIRM_CREDITS],
     )
     @charges_credits(_generation_action, quantity=_generation_units)
@@ -152,4 +165,9 @@ class GenerationApi(MeteredApiView):
             **data.validated_data,
         )
         credits_used(request, quantity=services.generation_credit_units_used(generation))
-        return Response(GenerationOutput(generation).data, status=status.HTTP_201_CREATED)
+        left = selectors.generation_allowance(
+            organization=project.organization, credits_charged=credits_charged(request)
+        )
+        # Read by the output's `quota` (a Decision) and `credits` (balance, charged) fields.
+        generation.quota, generation.credits = left.quota, left
+        return Response(GenerationCreatedOutput(generation).data, status=status.HTTP_201_CREATED)

@@ -3,6 +3,7 @@ import re
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
+from teams.auth import ApiKeyPrincipal
 from teams.models import Membership, Organization, Role
 
 _SLUG = re.compile(r"[-a-zA-Z0-9_]{1,100}")
@@ -37,8 +38,6 @@ def get_org_for_api(request, *, min_role: str = Role.MEMBER) -> Organization:
     An API key acts for its own organization with full rights (keys are created by admins).
     A browser session names the organization with the `X-Tally-Org` header or `?org=`.
     """
-    from teams.auth import ApiKeyPrincipal
-
     if isinstance(request.user, ApiKeyPrincipal):
         return request.user.organization
     slug = request.headers.get("X-Tally-Org") or request.query_params.get("org", "")

@@ -30,6 +30,9 @@ _membership_guards: list[MembershipGuard] = []
 _deletion_hooks: list[OrganizationHook] = []
 
 
+_update_hooks: list[OrganizationHook] = []
+
+
 def membership_guard_register(guard: MembershipGuard) -> None:
     """Let another app refuse new members (billing: the seat limit).
 
@@ -46,6 +49,14 @@ def organization_deleted_register(hook: OrganizationHook) -> None:
     queues the cancellation of its subscription for after the commit)."""
     if hook not in _deletion_hooks:
         _deletion_hooks.append(hook)
+
+
+def organization_updated_register(hook: OrganizationHook) -> None:
+    """Run `hook(organization=..., changed={field: [old, new]})` inside the transaction that
+    saves a change of the organization's name or billing email (billing queues the push to the
+    Stripe customer for after the commit)."""
+    if hook not in _update_hooks:
+        _update_hooks.append(hook)
 
 
 def _lock_organization(organization: Organization) -> Organization:
@@ -132,6 +143,8 @@ def organization_update(
     if changed:
         with transaction.atomic():
             organization.save(update_fields=["name", "billing_email"])
+            for hook in _update_hooks:
+                hook(organization=organization, changed=changed)
             audit_record(
                 organization=organization,
                 action="organization.updated",

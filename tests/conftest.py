@@ -2,8 +2,9 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from billing import entitlements
 from billing.catalog import catalog_apply, load_catalog
-from billing.models import Feature, Plan
+from billing.models import Feature, Plan, SubscriptionStatus
 from teams import keycache
 from teams.models import Role
 from tests.factories import MembershipFactory, OrganizationFactory
@@ -12,6 +13,18 @@ PASSWORD = "correct horse battery"
 
 
 _FEATURES = set(load_catalog().features)
+
+
+def subscribed(org, plan_key, status=SubscriptionStatus.ACTIVE, **kwargs):
+    """`org` on `plan_key` in Tally's own tables, with no Stripe subscription behind it (for tests
+    of what a plan allows; `tests.billing.conftest.subscribe` goes through Stripe)."""
+    subscription = entitlements.subscription_set(
+        organization=org, plan=Plan.objects.get(key=plan_key), status=status, **kwargs
+    )
+    # The service invalidates on commit, which a test transaction never reaches;
+    # test_a_subscription_change_invalidates_the_cache covers that path.
+    entitlements.invalidate(org)
+    return subscription
 
 
 def _ensure_catalog() -> None:

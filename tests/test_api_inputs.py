@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from billing.models import MeterEvent
+from billing.models import UsageEvent
 from credits import services as credit_services
 from credits.models import CreditReservation, CreditTransaction
 from projects.models import Generation
@@ -163,7 +163,7 @@ def test_it_rejects_only_the_usage_event_with_unstorable_characters(key_client, 
     rejected = body["results"][1]
     assert (rejected["status"], rejected["field"]) == ("rejected", where)
     assert rejected["code"] == "invalid_characters"
-    assert set(MeterEvent.objects.filter(organization=org).values_list("event_id", flat=True)) == {
+    assert set(UsageEvent.objects.filter(organization=org).values_list("event_id", flat=True)) == {
         "ok-1",
         "ok-2",
     }
@@ -253,7 +253,7 @@ def test_a_null_event_is_rejected_alone_with_a_readable_reason(key_client, org):
     assert [r["status"] for r in body["results"]] == ["accepted", "rejected", "accepted"]
     assert body["results"][1]["code"] == "invalid_event"
     assert body["results"][1]["message"] == "Each event is a JSON object."
-    assert MeterEvent.objects.filter(organization=org).count() == 2
+    assert UsageEvent.objects.filter(organization=org).count() == 2
 
 
 @pytest.mark.parametrize("events", [None, "x", {"id": "a"}, 5])

@@ -62,6 +62,7 @@ PAGES = {
     "billing": ([], ["get"]),
     "billing_upcoming": ([], ["get"]),
     "billing_invoices": ([], ["get"]),
+    "billing_notices": ([], ["get", "post"]),
     "billing_checkout": ([], ["post"]),
     "billing_success": ([], ["get"]),
     "billing_change": ([], ["get", "post"]),

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.django_db
 
 BUDGET = 12
 # Pages still above the budget, at what they run today (the plan cards and discounts read their
-# own rows): a regression past these fails too.
-OVER_BUDGET = {"billing": 19, "usage": 21, "pricing": 21}
+# own rows; the billing page's storage limit reads its gauge's latest value): a regression past
+# these fails too.
+OVER_BUDGET = {"billing": 20, "usage": 21, "pricing": 21}
 
 PAGES = [
     ("dashboard", True),
@@ -25,6 +26,7 @@ PAGES = [
     ("api_keys", True),
     ("billing", True),
     ("billing_upcoming", True),
+    ("billing_notices", True),
     ("usage", True),
     ("credits", True),
     ("credits_widget", True),

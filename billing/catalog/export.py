@@ -95,6 +95,7 @@ def catalog_export_data() -> dict:
             "aggregation": m.aggregation,
             **({"property": m.property} if m.property else {}),
             **({"feature": m.feature.key} if m.feature_id else {}),
+            **({"scale": m.scale} if m.scale != 1 else {}),
         }
         for m in Meter.objects.filter(is_active=True).select_related("feature").order_by("sort_order", "key")
     }

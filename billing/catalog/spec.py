@@ -177,7 +177,7 @@ def _meters(raw: dict, features: dict, problems: list[str]) -> dict[str, dict]:
     meters, fed = {}, {}
     for index, (key, meter) in enumerate(raw.items()):
         where = f"meter '{key}'"
-        unknown = set(meter) - {"name", "aggregation", "property", "feature"}
+        unknown = set(meter) - {"name", "aggregation", "property", "feature", "scale"}
         if unknown:
             problems.append(f"{where}: unknown fields {', '.join(sorted(unknown))}")
         aggregation = meter.get("aggregation", Aggregation.SUM)
@@ -189,9 +189,17 @@ def _meters(raw: dict, features: dict, problems: list[str]) -> dict[str, dict]:
         if aggregation != Aggregation.UNIQUE_COUNT and prop:
             problems.append(f"{where} property: only unique counts name a property")
         feature = meter.get("feature")
+        kind = features[feature]["kind"] if feature in features else None
+        scale = meter.get("scale", 1)
+        if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+            problems.append(f"{where} scale: a whole number of the limit's units per meter unit, at least 1")
+        elif scale != 1 and kind != Feature.Kind.LIMIT:
+            problems.append(f"{where} scale: only a meter feeding a limit feature is scaled")
         if feature is not None:
-            if feature not in features or features[feature]["kind"] != Feature.Kind.METERED:
-                problems.append(f"{where} feature: {feature!r} is not a metered feature")
+            if kind == Feature.Kind.LIMIT and aggregation != Aggregation.LAST:
+                problems.append(f'{where} feature: a limit is fed by a gauge (aggregation "last") only')
+            elif kind not in (Feature.Kind.METERED, Feature.Kind.LIMIT):
+                problems.append(f"{where} feature: {feature!r} is not a metered or limit feature")
             elif feature in fed:
                 problems.append(f"{where} feature: '{feature}' is already fed by meter '{fed[feature]}'")
             fed[feature] = key
@@ -200,6 +208,7 @@ def _meters(raw: dict, features: dict, problems: list[str]) -> dict[str, dict]:
             "aggregation": aggregation,
             "property": prop,
             "feature": feature,
+            "scale": scale,
             "sort_order": index,
         }
     return meters

@@ -22,6 +22,7 @@ _EXPORTS = {
     "catalog_version": "engine",
     "cheapest_upgrade": "engine",
     "check": "engine",
+    "check_fresh": "engine",
     "effective_for": "engine",
     "entitlements_for": "engine",
     "invalidate": "engine",

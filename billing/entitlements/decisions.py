@@ -89,6 +89,9 @@ class FeatureEntitlement:
     warn_at: tuple[int, ...]
     feature_id: int
     sort_order: int
+    # A limit fed by a gauge meter: its usage is the meter's latest value times the scale.
+    gauge_meter_id: int | None = None
+    gauge_scale: int = 1
 
     @property
     def unlimited(self) -> bool:

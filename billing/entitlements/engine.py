@@ -18,7 +18,7 @@ from datetime import datetime
 
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Q, Subquery
+from django.db.models import OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
@@ -30,14 +30,16 @@ from billing.models import (
     Addon,
     EntitlementGrant,
     Feature,
+    Meter,
     OrgSubscription,
     Overage,
     Plan,
     PlanEntitlement,
     UsageAlert,
     UsageCounter,
+    UsageEvent,
 )
-from billing.notifications import send_usage_alert
+from billing.notifications import usage_alert_queue
 from billing.periods import Period
 from teams.models import Organization
 
@@ -123,6 +125,10 @@ def _compute(organization: Organization, version: str, now: datetime) -> Effecti
     subscription = OrgSubscription.objects.filter(organization=organization, status__in=PLAN_STATUSES)
     free_plan = Plan.objects.filter(is_free=True).values("id")[:1]
     plan_id = Coalesce(Subquery(subscription.values("plan_id")[:1]), Subquery(free_plan))
+    # A limit fed by a gauge meter (e.g. storage) rides along too.
+    gauge = Meter.objects.filter(
+        feature_id=OuterRef("feature_id"), feature__kind=Feature.Kind.LIMIT, is_active=True
+    )
     # Query 1: the plan's entitlements, with the subscription's anchor riding along.
     rows = list(
         PlanEntitlement.objects.filter(plan_id=plan_id)
@@ -133,6 +139,8 @@ def _compute(organization: Organization, version: str, now: datetime) -> Effecti
             status=Subquery(subscription.values("status")[:1]),
             grace_until=Subquery(subscription.values("grace_until")[:1]),
             dispute_grace_until=Subquery(subscription.values("dispute_grace_until")[:1]),
+            gauge_meter_id=Subquery(gauge.values("id")[:1]),
+            gauge_scale=Subquery(gauge.values("scale")[:1]),
         )
     )
     # Query 2: grants to this organization that apply now or will start later.
@@ -174,6 +182,8 @@ def _compute(organization: Organization, version: str, now: datetime) -> Effecti
             warn_at=tuple(row.warn_at or ()),
             feature_id=f.pk,
             sort_order=f.sort_order,
+            gauge_meter_id=row.gauge_meter_id,
+            gauge_scale=row.gauge_scale or 1,
         )
     first = rows[0] if rows else None
     return Effective(
@@ -266,6 +276,17 @@ def _read_usage(organization: Organization, ent: FeatureEntitlement, period: Per
     return used
 
 
+def check_fresh(organization: Organization, feature: str, *, now: datetime | None = None) -> Decision:
+    """`check` of nothing more, with a metered feature's usage read from its counter (and cached)
+    first: for telling a caller what is left right after this very request used some of it."""
+    now = now or timezone.now()
+    effective = effective_for(organization, now=now)
+    ent = effective.features.get(feature)
+    if ent is not None and ent.kind == Feature.Kind.METERED:
+        _read_usage(organization, ent, effective.period(now))
+    return check(organization, feature, 0, now=now)
+
+
 def check(
     organization: Organization, feature: str, requested: int = 1, *, now: datetime | None = None
 ) -> Decision:
@@ -312,12 +333,26 @@ def check(
             used = usage[1]
         else:
             used = _read_usage(organization, ent, period)
+    elif ent.gauge_meter_id is not None:
+        used = _gauge(organization, ent)
     else:
         counter = _counters.get(feature)
         if counter is None:
             raise LookupError(f"No counter is registered for the limit feature {feature!r}.")
         used = counter(organization)
     return _decide(organization, effective, ent, requested, used, period)
+
+
+def _gauge(organization: Organization, ent: FeatureEntitlement) -> int:
+    """A gauge-fed limit's usage: the latest value its meter received, in the limit's units.
+    A gauge does not reset: the latest period with events holds the latest value."""
+    latest = (
+        UsageEvent.objects.filter(organization=organization, meter_id=ent.gauge_meter_id)
+        .order_by("-period_start", "-timestamp", "-pk")
+        .values_list("value", flat=True)
+        .first()
+    )
+    return (latest or 0) * ent.gauge_scale
 
 
 def _decide(organization, effective, ent, requested, used, period) -> Decision:
@@ -385,7 +420,7 @@ def entitlements_for(organization: Organization, *, now: datetime | None = None)
     return [
         check(organization, ent.key, 0, now=now)
         for ent in ordered
-        if ent.kind != Feature.Kind.LIMIT or ent.key in _counters
+        if ent.kind != Feature.Kind.LIMIT or ent.key in _counters or ent.gauge_meter_id is not None
     ]
 
 
@@ -516,4 +551,4 @@ def _alert_crossings(organization, ent, period, before: int, after: int) -> None
                 defaults={"used": after, "limit": ent.limit},
             )
             if created:
-                send_usage_alert.delay_on_commit(alert.pk)
+                usage_alert_queue(alert=alert)

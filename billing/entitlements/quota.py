@@ -5,9 +5,10 @@ from dataclasses import replace
 from datetime import datetime
 
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billing.entitlements.counter import usage_counter_add
 from billing.entitlements.decisions import Decision, Reason
 from billing.entitlements.engine import (
     USAGE_TTL,
@@ -21,7 +22,6 @@ from billing.entitlements.engine import (
 from billing.models import (
     Feature,
     Overage,
-    UsageCounter,
     UsageEvent,
 )
 from teams.models import Organization
@@ -29,30 +29,6 @@ from teams.models import Organization
 
 class _Refused(Exception):
     pass
-
-
-def _counter(organization, ent, period) -> UsageCounter:
-    counter, _ = UsageCounter.objects.get_or_create(
-        organization=organization,
-        feature_id=ent.feature_id,
-        period_start=period.start,
-        defaults={"period_end": period.end},
-    )
-    return counter
-
-
-def _add(counter_id: int, amount: int, ceiling: int | None) -> int | None:
-    """Add `amount` unless that would pass `ceiling`; the new total, or None if refused."""
-    table = UsageCounter._meta.db_table
-    sql = f"UPDATE {table} SET used = used + %s WHERE id = %s"  # noqa: S608 (names are ours)
-    params = [amount, counter_id]
-    if ceiling is not None:
-        sql += " AND used + %s <= %s"
-        params += [amount, ceiling]
-    with connection.cursor() as cursor:
-        cursor.execute(sql + " RETURNING used", params)
-        row = cursor.fetchone()
-    return row[0] if row else None
 
 
 def consume(
@@ -84,22 +60,21 @@ def consume(
     ceiling = None if ent.unlimited or ent.overage == Overage.BILL else ent.limit
     try:
         with transaction.atomic():
-            counter = _counter(organization, ent, period)
             try:
                 with transaction.atomic():
-                    UsageEvent.objects.create(
-                        organization=organization,
-                        feature_id=ent.feature_id,
-                        idempotency_key=idempotency_key,
-                        quantity=amount,
-                        period_start=period.start,
-                        created_at=now,
-                    )
+                    _log(organization, ent, idempotency_key, amount, period, now)
             except IntegrityError:
                 return _replay(organization, ent, idempotency_key, effective, now)
-            used = _add(counter.pk, amount, ceiling)
-            if used is None:
+            move = usage_counter_add(
+                organization_id=organization.pk,
+                feature_id=ent.feature_id,
+                period=period,
+                amounts=[amount],
+                ceiling=ceiling,
+            )
+            if not move.taken:
                 raise _Refused
+            used = move.after
             _alert_crossings(organization, ent, period, used - amount, used)
             transaction.on_commit(
                 lambda: cache.set(_usage_key(organization.pk, feature), (period.start, used), USAGE_TTL)
@@ -111,15 +86,28 @@ def consume(
     return replace(_decide(organization, effective, ent, 0, used, period), requested=amount)
 
 
+def _log(organization, ent, key: str, amount: int, period, now: datetime) -> None:
+    UsageEvent.objects.create(
+        organization=organization,
+        source=UsageEvent.Source.CONSUME,
+        feature_id=ent.feature_id,
+        event_id=key,
+        value=amount,
+        timestamp=now,
+        period_start=period.start,
+        received_at=now,
+    )
+
+
 def _replay(organization, ent, key, effective, now) -> Decision:
-    event = UsageEvent.objects.get(organization=organization, idempotency_key=key)
-    if event.feature_id != ent.feature_id or event.quantity <= 0:
+    event = UsageEvent.objects.get(organization=organization, source=UsageEvent.Source.CONSUME, event_id=key)
+    if event.feature_id != ent.feature_id or event.value <= 0:
         raise ValueError(f"Idempotency key {key!r} was already used for another operation.")
     period = effective.period(event.period_start)
     used = _read_usage(organization, ent, period)
     decision = _decide(organization, effective, ent, 0, used, period)
     return replace(
-        decision, requested=event.quantity, replayed=True, allowed=True, reason=Reason.OK, upgrade=None
+        decision, requested=event.value, replayed=True, allowed=True, reason=Reason.OK, upgrade=None
     )
 
 
@@ -141,27 +129,14 @@ def release(
         raise ValueError(f"{feature!r} is not a metered feature")
     period = effective.period(now)
     with transaction.atomic():
-        counter = _counter(organization, ent, period)
         try:
             with transaction.atomic():
-                UsageEvent.objects.create(
-                    organization=organization,
-                    feature_id=ent.feature_id,
-                    idempotency_key=idempotency_key,
-                    quantity=-amount,
-                    period_start=period.start,
-                    created_at=now,
-                )
+                _log(organization, ent, idempotency_key, -amount, period, now)
         except IntegrityError:
             return _read_usage(organization, ent, period)
-        table = UsageCounter._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {table} SET used = CASE WHEN used > %s THEN used - %s ELSE 0 END "  # noqa: S608
-                "WHERE id = %s RETURNING used",
-                [amount, amount, counter.pk],
-            )
-            used = cursor.fetchone()[0]
+        used = usage_counter_add(
+            organization_id=organization.pk, feature_id=ent.feature_id, period=period, amounts=[-amount]
+        ).after
         transaction.on_commit(
             lambda: cache.set(_usage_key(organization.pk, feature), (period.start, used), USAGE_TTL)
         )

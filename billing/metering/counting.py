@@ -4,15 +4,13 @@ period's ceiling; and the sample product's API calls."""
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection
-
 from billing import entitlements
+from billing.entitlements.counter import CounterMove, usage_counter_add
 from billing.entitlements.decisions import FeatureEntitlement
 from billing.models import (
     Aggregation,
-    MeterEvent,
     Overage,
-    UsageCounter,
+    UsageEvent,
 )
 from billing.periods import Period
 from teams.models import Organization
@@ -28,6 +26,13 @@ class MeterSpec:
     aggregation: str
     property: str
     feature: str | None
+    # The feature is a limit fed by this gauge: its usage is read from the events, not counted.
+    gauge: bool = False
+
+    @property
+    def counted(self) -> bool:
+        """Whether the meter's events move a quota counter."""
+        return self.feature is not None and not self.gauge
 
 
 @dataclass
@@ -46,25 +51,15 @@ def _ceiling(ent: FeatureEntitlement) -> int | None:
     return None if ent.unlimited or ent.overage == Overage.BILL else ent.limit
 
 
-def _ensure_counter(organization: Organization, ent: FeatureEntitlement, period: Period) -> None:
-    UsageCounter.objects.get_or_create(
-        organization=organization,
-        feature_id=ent.feature_id,
-        period_start=period.start,
-        defaults={"period_end": period.end},
-    )
-
-
 def _count(organization: Organization, ent: FeatureEntitlement, group: list[_Valid]) -> list[_Valid]:
     """Move the feature's counter for one period by a group of new events; the refused ones."""
     period = group[0].period
-    _ensure_counter(organization, ent, period)
     aggregation = group[0].meter.aggregation
     ceiling = _ceiling(ent)
     if aggregation in (Aggregation.SUM, Aggregation.COUNT):
         amounts = [e.value if aggregation == Aggregation.SUM else 1 for e in group]
-        before, after, taken = _add_prefix(organization, ent, period, amounts, ceiling)
-        refused = group[taken:]
+        move = _add(organization, ent, period, amounts, ceiling)
+        before, after, refused = move.before, move.after, group[move.taken :]
     elif aggregation == Aggregation.MAX:
         refused = [e for e in group if ceiling is not None and e.value > ceiling]
         kept = [e.value for e in group if ceiling is None or e.value <= ceiling]
@@ -79,75 +74,33 @@ def _count(organization: Organization, ent: FeatureEntitlement, group: list[_Val
     return refused
 
 
-def _counter_where() -> str:
-    return "organization_id = %s AND feature_id = %s AND period_start = %s"
-
-
-def _add_prefix(organization, ent, period, amounts: list[int], ceiling: int | None) -> tuple[int, int, int]:
-    """Add the longest prefix of `amounts` that stays within `ceiling`, in one statement.
-
-    Returns (used before, used after, how many were taken). The counter row is locked by the
-    statement itself, so concurrent batches are applied one after the other, never interleaved.
-    """
-    table = UsageCounter._meta.db_table
-    key = [organization.pk, ent.feature_id, connection.ops.adapt_datetimefield_value(period.start)]
-    sums, running = [], 0
-    for amount in amounts:
-        running += amount
-        sums.append(running)
-    with connection.cursor() as cursor:
-        if ceiling is None:
-            cursor.execute(
-                f"UPDATE {table} SET used = used + %s WHERE {_counter_where()} RETURNING used",  # noqa: S608
-                [running, *key],
-            )
-            after = cursor.fetchone()[0]
-            return after - running, after, len(amounts)
-        if connection.vendor != "postgresql":
-            return _add_prefix_portable(cursor, table, key, sums, ceiling)
-        cursor.execute(
-            f"WITH cur AS (SELECT id, used FROM {table} WHERE {_counter_where()} FOR UPDATE), "  # noqa: S608
-            "pick AS (SELECT cur.id, cur.used, COALESCE(MAX(t.n), 0) AS n FROM cur "
-            "LEFT JOIN unnest(%s::bigint[]) WITH ORDINALITY AS t(s, n) ON cur.used + t.s <= %s "
-            "GROUP BY cur.id, cur.used) "
-            f"UPDATE {table} c SET used = pick.used + COALESCE((%s::bigint[])[pick.n], 0) "
-            "FROM pick WHERE c.id = pick.id RETURNING pick.used, c.used, pick.n",
-            [*key, sums, ceiling, sums],
-        )
-        before, after, taken = cursor.fetchone()
-    return before, after, taken
-
-
-def _add_prefix_portable(cursor, table, key, sums, ceiling) -> tuple[int, int, int]:
-    # SQLite serializes writers, so a read then a write in one transaction is exact there.
-    cursor.execute(f"SELECT used FROM {table} WHERE {_counter_where()}", key)  # noqa: S608
-    before = cursor.fetchone()[0]
-    taken = sum(1 for s in sums if before + s <= ceiling)
-    added = sums[taken - 1] if taken else 0
-    cursor.execute(f"UPDATE {table} SET used = used + %s WHERE {_counter_where()}", [added, *key])  # noqa: S608
-    return before, before + added, taken
-
-
-def _lock(organization, ent, period) -> int:
-    return (
-        UsageCounter.objects.select_for_update()
-        .filter(organization=organization, feature_id=ent.feature_id, period_start=period.start)
-        .values_list("used", flat=True)
-        .get()
+def _add(organization, ent, period, amounts: list[int], ceiling: int | None = None) -> CounterMove:
+    return usage_counter_add(
+        organization_id=organization.pk,
+        feature_id=ent.feature_id,
+        period=period,
+        amounts=amounts,
+        ceiling=ceiling,
     )
 
 
-def _store(organization, ent, period, used: int) -> None:
-    UsageCounter.objects.filter(
-        organization=organization, feature_id=ent.feature_id, period_start=period.start
-    ).update(used=used)
+def _lock(organization, ent, period) -> int:
+    """The counter's value, its row locked until the transaction ends (a move by nothing takes the
+    lock, creating the period's counter if need be): what the batch adds next is computed from
+    events that no concurrent batch can change meanwhile."""
+    return _add(organization, ent, period, []).before
+
+
+def _move_to(organization, ent, period, before: int, after: int) -> None:
+    # The row is locked (`_lock`): moving by the difference lands exactly on `after`.
+    if after != before:
+        _add(organization, ent, period, [after - before])
 
 
 def _raise_to(organization, ent, period, value: int | None) -> tuple[int, int]:
     before = _lock(organization, ent, period)
     after = max(before, value) if value is not None else before
-    if after != before:
-        _store(organization, ent, period, after)
+    _move_to(organization, ent, period, before, after)
     return before, after
 
 
@@ -157,7 +110,7 @@ def _add_distinct(organization, ent, period, group: list[_Valid], ceiling) -> tu
     before = _lock(organization, ent, period)
     dims = list(dict.fromkeys(e.dimension for e in group))
     known = set(
-        MeterEvent.objects.filter(
+        UsageEvent.objects.filter(
             organization=organization,
             meter_id=group[0].meter.id,
             period_start=period.start,
@@ -171,15 +124,14 @@ def _add_distinct(organization, ent, period, group: list[_Valid], ceiling) -> tu
     admitted = set(new[:room])
     refused = [e for e in group if e.dimension not in known and e.dimension not in admitted]
     after = before + len(admitted)
-    if admitted:
-        _store(organization, ent, period, after)
+    _move_to(organization, ent, period, before, after)
     return before, after, refused
 
 
 def _set_latest(organization, ent, period, group, refused) -> tuple[int, int]:
     before = _lock(organization, ent, period)
     latest = (
-        MeterEvent.objects.filter(
+        UsageEvent.objects.filter(
             organization=organization, meter_id=group[0].meter.id, period_start=period.start
         )
         .exclude(event_id__in=[e.id for e in refused])
@@ -188,6 +140,5 @@ def _set_latest(organization, ent, period, group, refused) -> tuple[int, int]:
         .first()
     )
     after = before if latest is None else latest
-    if after != before:
-        _store(organization, ent, period, after)
+    _move_to(organization, ent, period, before, after)
     return before, after

@@ -30,9 +30,10 @@ from billing.entitlements.decisions import Decision, Reason
 from billing.metering.counting import MeterSpec, _count, _Valid
 from billing.models import (
     Aggregation,
+    Feature,
     Meter,
-    MeterEvent,
     UsageCounter,
+    UsageEvent,
 )
 from common.errors import ServiceError
 from teams.inputs import UNSTORABLE, UNSTORABLE_MESSAGE, unstorable_path
@@ -100,12 +101,18 @@ class _Invalid(Exception):
 
 def meters_by_key() -> dict[str, MeterSpec]:
     """Active meters; one cache read on the hot path, refreshed whenever the catalog changes."""
-    key = f"billing:meters:{entitlements.catalog_version()}"
+    key = f"billing:meters:2:{entitlements.catalog_version()}"
     meters = cache.get(key)
     if meters is None:
         meters = {
             m.key: MeterSpec(
-                m.pk, m.key, m.name, m.aggregation, m.property, m.feature.key if m.feature else None
+                m.pk,
+                m.key,
+                m.name,
+                m.aggregation,
+                m.property,
+                m.feature.key if m.feature else None,
+                gauge=bool(m.feature and m.feature.kind == Feature.Kind.LIMIT),
             )
             for m in Meter.objects.filter(is_active=True).select_related("feature")
         }
@@ -176,7 +183,7 @@ def _validate(index: int, raw, meters: dict[str, MeterSpec], effective, now: dat
         dimension = str(found)
         if len(dimension) > MAX_ID:
             raise _Invalid(f"properties.{meter.property}", "invalid_value", "At most 255 characters.")
-    if meter.feature:
+    if meter.counted:  # a gauge's reading is a fact, taken whatever the plan
         ent = effective.features.get(meter.feature)
         if ent is None or not ent.enabled:
             raise _Invalid("meter", Reason.NOT_INCLUDED, "Your plan does not include this meter's feature.")
@@ -220,7 +227,7 @@ def usage_ingest(*, organization: Organization, events: list, now: datetime | No
             fresh = _insert(organization, valid, now)
             groups: dict[tuple[str, datetime], list[_Valid]] = defaultdict(list)
             for event in valid:
-                if event.id in fresh and event.meter.feature:
+                if event.id in fresh and event.meter.counted:
                     groups[(event.meter.feature, event.period.start)].append(event)
             for (feature, _), group in groups.items():
                 ent = effective.features[feature]
@@ -243,19 +250,20 @@ def usage_ingest(*, organization: Organization, events: list, now: datetime | No
 
 def _insert(organization: Organization, events: list[_Valid], now: datetime) -> set[str]:
     """Store the events not stored yet, in one statement; the ids that were new."""
-    table = MeterEvent._meta.db_table
+    table = UsageEvent._meta.db_table
     if connection.vendor != "postgresql":
         return _insert_portable(organization, events, now)
     sql = (
-        f"INSERT INTO {table} (organization_id, meter_id, event_id, value, timestamp, period_start, "  # noqa: S608
-        "properties, dimension, received_at) "
-        "SELECT %s, m, e, v, t, p, pr::jsonb, d, %s FROM unnest("
+        f"INSERT INTO {table} (organization_id, source, meter_id, event_id, value, timestamp, "  # noqa: S608
+        "period_start, properties, dimension, received_at) "
+        "SELECT %s, %s, m, e, v, t, p, pr::jsonb, d, %s FROM unnest("
         "%s::bigint[], %s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[]"
         ") AS u(m, e, v, t, p, pr, d) "
-        "ON CONFLICT (organization_id, event_id) DO NOTHING RETURNING event_id"
+        "ON CONFLICT (organization_id, source, event_id) DO NOTHING RETURNING event_id"
     )
     params = [
         organization.pk,
+        UsageEvent.Source.INGEST,
         now,
         [e.meter.id for e in events],
         [e.id for e in events],
@@ -276,8 +284,9 @@ def _insert_portable(organization: Organization, events: list[_Valid], now: date
     for e in events:
         try:
             with transaction.atomic():
-                MeterEvent.objects.create(
+                UsageEvent.objects.create(
                     organization=organization,
+                    source=UsageEvent.Source.INGEST,
                     meter_id=e.meter.id,
                     event_id=e.id,
                     value=e.value,
@@ -295,7 +304,9 @@ def _insert_portable(organization: Organization, events: list[_Valid], now: date
 
 def _delete(organization: Organization, event_ids: list[str]) -> None:
     # Only rows this transaction inserted: refused events are never committed.
-    MeterEvent.objects.filter(organization=organization, event_id__in=event_ids).delete()
+    UsageEvent.objects.filter(
+        organization=organization, source=UsageEvent.Source.INGEST, event_id__in=event_ids
+    ).delete()
 
 
 API_CALLS = "api_calls"

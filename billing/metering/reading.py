@@ -5,8 +5,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from django.db.models import Count, JSONField, Max, Sum, Value
-from django.db.models.functions import TruncDate
+from django.db.models import BigIntegerField, Case, Count, F, Max, Q, Sum, Value, When
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from billing import entitlements, pricing
@@ -16,7 +16,6 @@ from billing.models import (
     Aggregation,
     Feature,
     Meter,
-    MeterEvent,
     OrgSubscription,
     Plan,
     PlanLineItem,
@@ -37,10 +36,15 @@ class MeterTotal:
     def percent(self) -> int:
         return self.decision.percent if self.decision else 0
 
+    @property
+    def unit(self) -> str:
+        """The fed feature's unit (its total is in it), or none for a meter that feeds nothing."""
+        return self.decision.unit if self.decision else ""
+
 
 def _event_aggregates(organization, meters: list[Meter], period_start: datetime) -> dict[int, int]:
     rows = (
-        MeterEvent.objects.filter(organization=organization, period_start=period_start, meter__in=meters)
+        UsageEvent.objects.filter(organization=organization, period_start=period_start, meter__in=meters)
         .values("meter_id")
         .annotate(
             sum=Sum("value"), count=Count("id"), max=Max("value"), unique=Count("dimension", distinct=True)
@@ -59,7 +63,7 @@ def _event_aggregates(organization, meters: list[Meter], period_start: datetime)
     for meter in meters:
         if meter.aggregation == Aggregation.LAST and meter.pk in totals:
             totals[meter.pk] = (
-                MeterEvent.objects.filter(organization=organization, period_start=period_start, meter=meter)
+                UsageEvent.objects.filter(organization=organization, period_start=period_start, meter=meter)
                 .order_by("-timestamp", "-pk")
                 .values_list("value", flat=True)
                 .first()
@@ -83,7 +87,12 @@ def meter_totals(
     now = now or timezone.now()
     period = entitlements.effective_for(organization, now=now).period(now)
     meters = list(Meter.objects.filter(is_active=True).select_related("feature"))
-    aggregates = _event_aggregates(organization, [m for m in meters if m.feature is None], period.start)
+    # A gauge feeding a limit keeps its own total, in its own units, beside the limit's usage.
+    aggregates = _event_aggregates(
+        organization,
+        [m for m in meters if m.feature is None or m.feature.kind == Feature.Kind.LIMIT],
+        period.start,
+    )
     # Exact counts from the counters (one query), not the cached ones `check` answers from.
     counted = dict(
         UsageCounter.objects.filter(organization=organization, period_start=period.start).values_list(
@@ -94,8 +103,11 @@ def meter_totals(
     for meter in meters:
         if meter.feature:
             decision = entitlements.check(organization, meter.feature.key, 0, now=now)
-            decision = replace(decision, used=counted.get(meter.feature_id, 0))
-            totals.append(MeterTotal(meter, decision.used, decision))
+            if meter.feature.kind == Feature.Kind.METERED:
+                decision = replace(decision, used=counted.get(meter.feature_id, 0))
+                totals.append(MeterTotal(meter, decision.used, decision))
+            else:  # the limit's usage is the gauge's latest value, in the limit's units
+                totals.append(MeterTotal(meter, aggregates.get(meter.pk) or 0, decision))
         else:
             totals.append(MeterTotal(meter, aggregates.get(meter.pk) or 0, None))
     return period, totals
@@ -110,28 +122,34 @@ class Bar:
 
 
 def daily_usage(*, organization: Organization, meter: Meter, period: Period, now: datetime) -> list[Bar]:
-    """One bar per day of the period so far: the meter's aggregation over that day's events."""
-    events = MeterEvent.objects.filter(organization=organization, meter=meter, period_start=period.start)
+    """One bar per day of the period so far: the meter's aggregation over that day's events.
+
+    A meter that sums or counts for a feature also shows the units consumed of that feature
+    through `entitlements.consume` (each adds its value, as it did to the counter)."""
+    fed = Q(meter=meter)
+    if meter.feature_id and meter.aggregation in (Aggregation.SUM, Aggregation.COUNT):
+        fed |= Q(source=UsageEvent.Source.CONSUME, feature_id=meter.feature_id)
+    events = UsageEvent.objects.filter(fed, organization=organization, period_start=period.start)
     per_day = {
         Aggregation.SUM: Sum("value"),
-        Aggregation.COUNT: Count("id"),
+        Aggregation.COUNT: Sum(
+            Case(
+                When(source=UsageEvent.Source.INGEST, then=Value(1)),
+                default=F("value"),
+                output_field=BigIntegerField(),
+            )
+        ),
         Aggregation.MAX: Max("value"),
         Aggregation.UNIQUE_COUNT: Count("dimension", distinct=True),
         Aggregation.LAST: Max("value"),  # refined below: the day's latest value
     }[meter.aggregation]
     values: dict = defaultdict(int)
-    for row in events.annotate(day=TruncDate("timestamp")).values("day").annotate(v=per_day):
-        values[row["day"]] += row["v"] or 0
     if meter.aggregation == Aggregation.LAST:
-        values = defaultdict(int)
         rows = events.annotate(day=TruncDate("timestamp")).order_by("day", "timestamp", "pk")
         for row in rows.values("day", "value"):
             values[row["day"]] = row["value"]
-    if meter.feature_id and meter.aggregation in (Aggregation.SUM, Aggregation.COUNT):
-        consumed = UsageEvent.objects.filter(
-            organization=organization, feature_id=meter.feature_id, period_start=period.start
-        )
-        for row in consumed.annotate(day=TruncDate("created_at")).values("day").annotate(v=Sum("quantity")):
+    else:
+        for row in events.annotate(day=TruncDate("timestamp")).values("day").annotate(v=per_day).order_by():
             values[row["day"]] += row["v"] or 0
     days = []
     day = period.start.date()
@@ -156,31 +174,25 @@ def events_of(
 ):
     """Stored usage, newest first: events sent to meters, and units recorded through
     `entitlements.consume` on a metered feature (shown under the meter that feeds it)."""
-    sent = MeterEvent.objects.filter(organization=organization)
-    consumed = UsageEvent.objects.filter(organization=organization, feature__meter__isnull=False)
-    if meter:
-        sent = sent.filter(meter__key=meter)
-        consumed = consumed.filter(feature__meter__key=meter)
-    if since:
-        sent, consumed = sent.filter(timestamp__gte=since), consumed.filter(created_at__gte=since)
-    if until:
-        sent, consumed = sent.filter(timestamp__lt=until), consumed.filter(created_at__lt=until)
-    if event_id:
-        sent = sent.filter(event_id__icontains=event_id)
-        consumed = consumed.filter(idempotency_key__icontains=event_id)
-    # Each side drops its model's default ordering: a compound statement orders once, at the end.
-    sent = sent.order_by().values_list(
-        "event_id", "meter__key", "value", "timestamp", "properties", "period_start"
+    events = UsageEvent.objects.filter(
+        Q(meter__isnull=False) | Q(feature__meter__isnull=False), organization=organization
     )
-    consumed = consumed.order_by().values_list(
-        "idempotency_key",
-        "feature__meter__key",
-        "quantity",
-        "created_at",
-        Value({}, output_field=JSONField()),
+    if meter:
+        events = events.filter(Q(meter__key=meter) | Q(feature__meter__key=meter))
+    if since:
+        events = events.filter(timestamp__gte=since)
+    if until:
+        events = events.filter(timestamp__lt=until)
+    if event_id:
+        events = events.filter(event_id__icontains=event_id)
+    return events.order_by("-timestamp", "-event_id").values_list(
+        "event_id",
+        Coalesce("meter__key", "feature__meter__key"),
+        "value",
+        "timestamp",
+        "properties",
         "period_start",
     )
-    return sent.union(consumed, all=True).order_by("-timestamp", "-event_id")
 
 
 @dataclass(frozen=True)

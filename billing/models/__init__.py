@@ -14,6 +14,7 @@ from billing.models.catalog import (
 )
 from billing.models.discounts import Coupon, Duration, PromotionCode, SubscriptionDiscount
 from billing.models.events import StripeEventOutcome
+from billing.models.notices import Notice, NoticeKind, NoticePreference
 from billing.models.push import CatalogStripeState, PriceChange, PriceMigration, PriceVersion
 from billing.models.state import (
     ENDED_STATUSES,
@@ -30,10 +31,9 @@ from billing.models.state import (
     TrialRecord,
     UsageAlert,
     UsageCounter,
-    UsageEvent,
 )
 from billing.models.tax import BillingProfile
-from billing.models.usage import Aggregation, Meter, MeterEvent, MeterReport
+from billing.models.usage import Aggregation, Meter, MeterReport, UsageEvent
 
 __all__ = [
     "ENDED_STATUSES",
@@ -46,6 +46,9 @@ __all__ = [
     "EntitlementGrant",
     "Feature",
     "Interval",
+    "Notice",
+    "NoticeKind",
+    "NoticePreference",
     "OrgSubscription",
     "Overage",
     "Payment",
@@ -62,10 +65,9 @@ __all__ = [
     "TrialRecord",
     "UsageAlert",
     "UsageCounter",
-    "UsageEvent",
 ]
 
-__all__ += ["Aggregation", "Meter", "MeterEvent", "MeterReport"]
+__all__ += ["Aggregation", "Meter", "MeterReport", "UsageEvent"]
 __all__ += ["Coupon", "Duration", "PromotionCode", "SubscriptionDiscount", "TaxBehavior"]
 __all__ += ["BillingProfile"]
 __all__ += ["CatalogStripeState", "PriceChange", "PriceMigration", "PriceVersion"]

@@ -336,34 +336,6 @@ class UsageCounter(models.Model):
         return f"{self.organization} {self.feature.key} {self.period_start:%Y-%m-%d}: {self.used}"
 
 
-class UsageEvent(models.Model):
-    """One consumption (or release, negative) of a metered feature, unique by its key.
-
-    The key makes retries safe: a replayed consume finds its event and changes nothing.
-    """
-
-    organization = models.ForeignKey(
-        "teams.Organization", on_delete=models.CASCADE, related_name="usage_events"
-    )
-    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="+")
-    idempotency_key = models.CharField(max_length=255)
-    quantity = models.BigIntegerField()
-    period_start = models.DateTimeField()
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["-created_at", "-pk"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["organization", "idempotency_key"], name="billing_usageevent_unique_key"
-            ),
-        ]
-        indexes = [models.Index(fields=["organization", "feature", "created_at"])]
-
-    def __str__(self) -> str:
-        return f"{self.feature.key} {self.quantity:+d} ({self.idempotency_key})"
-
-
 class UsageAlert(models.Model):
     """A usage warning sent once per organization, feature, period and threshold."""
 

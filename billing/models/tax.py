@@ -74,9 +74,17 @@ class BillingProfile(models.Model):
     stripe_tax_id = models.CharField(max_length=255, blank=True)
     vat_status = models.CharField(max_length=16, blank=True, help_text="Stripe's verification status.")
     updated_at = models.DateTimeField(default=timezone.now)
+    stripe_synced_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the Stripe customer last carried these details."
+    )
 
     def __str__(self) -> str:
         return f"{self.organization} ({self.country or 'no country'})"
+
+    @property
+    def push_pending(self) -> bool:
+        """Edited here since the Stripe customer last carried the details."""
+        return self.stripe_synced_at is None or self.stripe_synced_at < self.updated_at
 
     @property
     def reverse_charged(self) -> bool:

@@ -19,7 +19,9 @@ class Meter(models.Model):
     """What an event measures and how a period's events add up.
 
     Defined in `config/catalog.toml` beside the features. A meter that names a metered feature
-    feeds that feature's quota counter, and through it the plan's metered price in Stripe.
+    feeds that feature's quota counter, and through it the plan's metered price in Stripe. A
+    gauge (a `last` meter) may instead name a `limit` feature: the limit's usage is then the
+    meter's latest value times `scale` (a storage quota in bytes fed by a meter in GB).
     """
 
     key = models.SlugField(max_length=64, unique=True)
@@ -31,6 +33,10 @@ class Meter(models.Model):
     feature = models.OneToOneField(
         Feature, on_delete=models.PROTECT, null=True, blank=True, related_name="meter"
     )
+    scale = models.PositiveBigIntegerField(
+        default=1,
+        help_text="Units of the fed limit per unit the meter measures (1,000,000,000 bytes per GB).",
+    )
     is_active = models.BooleanField(default=True)
     sort_order = models.PositiveIntegerField(default=0)
 
@@ -41,18 +47,31 @@ class Meter(models.Model):
         return self.name
 
 
-class MeterEvent(models.Model):
-    """One usage event as the organization sent it, stored once per id.
+class UsageEvent(models.Model):
+    """The one log of usage: each event stored once per (organization, source, id).
+
+    `source` says where it came from. `ingest`: an event the organization sent to a meter (the
+    batch API, the product's API calls), with its meter. `consume`: units of a metered feature
+    consumed through `entitlements.consume` (or given back by `release`, a negative value), with
+    its feature; a feature's meter, when it has one, shows them beside its own events. Each
+    source keeps its own idempotency ids, so a client's event id never collides with a consume key.
 
     `period_start` is the usage period the event's own timestamp falls in, so a late event is
     counted where it belongs. `dimension` holds the unique-count property's value, indexed.
+    Reporting to Stripe reads the counters these events moved (`MeterReport`), not the events.
     """
 
+    class Source(models.TextChoices):
+        INGEST = "ingest", "Sent to a meter"
+        CONSUME = "consume", "Consumed (or released) through the entitlements"
+
     organization = models.ForeignKey(
-        "teams.Organization", on_delete=models.CASCADE, related_name="meter_events"
+        "teams.Organization", on_delete=models.CASCADE, related_name="usage_events"
     )
-    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="events")
-    event_id = models.CharField(max_length=255)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, null=True, blank=True, related_name="events")
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    event_id = models.CharField(max_length=255, help_text="The idempotency id, unique per source.")
     value = models.BigIntegerField()
     timestamp = models.DateTimeField()
     period_start = models.DateTimeField()
@@ -63,18 +82,31 @@ class MeterEvent(models.Model):
     class Meta:
         ordering = ["-timestamp", "-pk"]
         constraints = [
-            models.UniqueConstraint(fields=["organization", "event_id"], name="billing_meterevent_unique_id"),
+            models.UniqueConstraint(
+                fields=["organization", "source", "event_id"], name="billing_usageevent_unique_id"
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(source="ingest", meter__isnull=False, feature__isnull=True)
+                    | models.Q(source="consume", meter__isnull=True, feature__isnull=False)
+                ),
+                name="billing_usageevent_meter_or_feature",
+            ),
         ]
         indexes = [
-            models.Index(fields=["organization", "timestamp"], name="billing_meterevent_org_time"),
+            models.Index(fields=["organization", "timestamp"], name="billing_usageevent_org_time"),
             models.Index(
                 fields=["organization", "meter", "period_start", "dimension"],
-                name="billing_meterevent_period_dim",
+                name="billing_usageevent_period_dim",
+            ),
+            models.Index(
+                fields=["organization", "feature", "period_start"], name="billing_usageevent_feature"
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.meter.key} {self.value} ({self.event_id})"
+        what = self.meter.key if self.meter_id else self.feature.key
+        return f"{what} {self.value:+d} ({self.event_id})"
 
 
 class MeterReport(models.Model):

@@ -14,11 +14,7 @@ from billing.models import (
     PaymentDispute,
     SubscriptionStatus,
 )
-from billing.notifications import (
-    send_dispute_notice,
-    send_payment_action_required,
-    send_payment_failed,
-)
+from billing.notifications import dispute_notice_queue, invoice_notices_queue
 from billing.subscriptions.remote import _charge_of, _invalidate_on_commit, _organization_of, _ts
 from billing.subscriptions.sync import subscription_sync
 from billing.webhooks import registry
@@ -87,28 +83,26 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
                 if refunded >= invoice.amount_paid
                 else Payment.Status.PARTIALLY_REFUNDED
             )
-    newly_asking = False  # this call is the one that learnt the payment needs authentication
     with transaction.atomic():
         payment = Payment.objects.select_for_update().filter(stripe_invoice_id=invoice.id).first()
-        created = False
+        created = settled_now = False
         if payment is None:
             try:
                 with transaction.atomic():
                     payment = Payment.objects.create(
                         stripe_invoice_id=invoice.id, status=first_status, amount_refunded=refunded, **values
                     )
-                    created = True
-                    newly_asking = payment.needs_authentication
+                    created = settled_now = True
             except IntegrityError:
                 payment = Payment.objects.select_for_update().get(stripe_invoice_id=invoice.id)
         if not created:
-            newly_asking = values["needs_authentication"] and not payment.needs_authentication
             if payment.status in (Payment.Status.REFUNDED, Payment.Status.PARTIALLY_REFUNDED):
                 status = payment.status  # a refund recorded earlier stays recorded
             wanted = {**values, "status": status}
             changed = [name for name, value in wanted.items() if getattr(payment, name) != value]
             for name in changed:
                 setattr(payment, name, wanted[name])
+            settled_now = "status" in changed
             if changed:  # a replayed event finds nothing to write
                 payment.save(update_fields=changed)
         if (
@@ -140,10 +134,9 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
         if subscription_id:
             tracked = tracked.filter(stripe_subscription_id=subscription_id)
         tracked.update(first_paid_at=paid_at or timezone.now())
-    if newly_asking:
-        send_payment_action_required.delay_on_commit(payment.pk)
-    elif status == Payment.Status.FAILED and not payment.needs_authentication:
-        send_payment_failed.delay_on_commit(payment.pk)
+    # Once per paid invoice and per failed (or authentication-asking) attempt, however often
+    # Stripe tells of it: the notices' keys are unique.
+    invoice_notices_queue(payment=payment, invoice=invoice, settled_now=settled_now)
     return payment
 
 
@@ -220,7 +213,9 @@ def charge_disputed(*, dispute_id: str) -> PaymentDispute | None:
             )
         dispute_restriction_refresh(organization=organization)
         if record.notified_status != record.status:
-            send_dispute_notice.delay_on_commit(record.pk)
+            record.notified_status = record.status
+            record.save(update_fields=["notified_status"])
+        dispute_notice_queue(record=record)  # once per dispute and state: the notice's key
     # After the record, so that what the apps above look up (the disputed invoice's period, for
     # a plan's allowance) is there whichever came first, the dispute or `invoice.paid`.
     registry.stripe_event_notify("charge.dispute", dispute)

@@ -6,6 +6,7 @@ from billing.gateway.client import stripe_client
 from billing.models import (
     Payment,
 )
+from billing.notifications import refund_notice_queue
 from billing.webhooks import registry
 from billing.webhooks.registry import on
 from teams.services import audit_record
@@ -31,6 +32,7 @@ def charge_refunded(*, charge_id: str) -> Payment | None:
             else Payment.Status.PARTIALLY_REFUNDED
         )
         payment.save(update_fields=["amount_refunded", "status"])
+        refund_notice_queue(payment=payment)
         audit_record(
             organization=payment.organization,
             action="billing.refund_recorded",

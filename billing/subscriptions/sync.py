@@ -21,7 +21,7 @@ from billing.models import (
     SubscriptionStatus,
     TrialRecord,
 )
-from billing.notifications import send_duplicate_subscription_refunded
+from billing.notifications import duplicate_refunded_queue, subscription_notices_queue, trial_ending_queue
 from billing.subscriptions import periods
 from billing.subscriptions.refunds import charge_refunded
 from billing.subscriptions.remote import _charge_of, _invalidate_on_commit, _organization_of, _ts
@@ -142,6 +142,11 @@ def _record(organization: Organization, remote) -> OrgSubscription | _Conflict |
             # An older, ended subscription must not overwrite the one in force.
             return local
         previous = (local.plan_id, local.status, local.seats) if local else None
+        told = (
+            (local.plan, local.status, local.cancel_at_period_end, local.stripe_subscription_id)
+            if local
+            else None
+        )
         before = _state(local) if local else None
         local = local or OrgSubscription(organization=organization, plan=plan)
         if local.stripe_subscription_id not in (None, remote.id):
@@ -173,6 +178,7 @@ def _record(organization: Organization, remote) -> OrgSubscription | _Conflict |
             return local  # a repeated or older event: Stripe's state is already ours
         local.updated_at = timezone.now()
         local.save()
+        subscription_notices_queue(subscription=local, previous=told)
         current = (local.plan_id, local.status, local.seats)
         if current != previous:
             audit_record(
@@ -278,7 +284,7 @@ def subscription_duplicate_end(*, organization: Organization, remote, kept_id: s
                 target=remote.id,
                 data={"kept": kept_id, "refunded": refunded, "currency": duplicate.currency},
             )
-            send_duplicate_subscription_refunded.delay_on_commit(duplicate.pk)
+            duplicate_refunded_queue(duplicate=duplicate)
     duplicate.refresh_from_db()
     return duplicate
 
@@ -298,3 +304,12 @@ def live_subscriptions(customer_id: str, *, client=None) -> list:
 @on("customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted")
 def _subscription_changed(*, kind: str, object_id: str) -> OrgSubscription | None:
     return subscription_sync(subscription_id=object_id)
+
+
+@on("customer.subscription.trial_will_end")
+def _trial_will_end(*, kind: str, object_id: str) -> None:
+    """Three days before a trial ends (Stripe's timing): tell the billing contacts, once per
+    trial end."""
+    local = subscription_sync(subscription_id=object_id)
+    if isinstance(local, OrgSubscription) and local.stripe_subscription_id == object_id:
+        trial_ending_queue(subscription=local)

@@ -80,3 +80,23 @@ def limit_label(value) -> str:
     if value is None or value == entitlements.UNLIMITED:
         return "Unlimited"
     return f"{value:,}"
+
+
+_BYTES = ((10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "kB"))
+
+
+@register.filter
+def in_units(value, unit: str = "") -> str:
+    """A quantity as people read it in its unit: bytes in decimal units, as storage is sold
+    (1,500,000,000 -> "1.5 GB"); anything else with thousands separators."""
+    if value is None:
+        return ""
+    if unit == "byte":
+        for size, name in _BYTES:
+            if abs(value) >= size:
+                # Integer arithmetic: one decimal, rounded down, never a float.
+                tenths = value * 10 // size
+                whole, tenth = divmod(tenths, 10)
+                return f"{whole:,}.{tenth} {name}" if tenth else f"{whole:,} {name}"
+        return f"{value:,} B"
+    return f"{value:,}"

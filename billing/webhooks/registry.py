@@ -1,4 +1,4 @@
-"""The one registry of Stripe event handlers.
+"""The one registry of Stripe event handlers, with one entry point: `on(...)`.
 
 A service registers the handler of its events beside itself, `@on("invoice.paid")`; the dj-stripe
 receiver listens to exactly the kinds registered here (`handled()`), so adding a handler is one
@@ -6,26 +6,39 @@ registration and its test. A handler gets the event's kind and object id, re-rea
 Stripe and applies it; it returns the subscription whose billing period the event may have
 started (or None), so that the period's allowance follows (`billing.webhooks.dispatch`).
 
-The apps above billing follow the objects billing re-read (a Charge, a Dispute) with
-`stripe_event_register`, from their AppConfig.ready(): billing imports nothing of them.
+The apps above billing follow the objects billing re-read (a Charge, a Dispute) with the same
+decorator, `@on("charge.refunded", reread=True)`, from their AppConfig.ready(): billing imports
+nothing of them, and such a handler gets `obj`, the object billing re-read, instead of an id.
 Events come duplicated and out of order: every handler must be safe to run again, in any order.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 EventHandler = Callable[..., Any]
-StripeEventHandler = Callable[..., None]
+
+# What billing hands on after re-reading it: a refunded Charge, and a Dispute of any of
+# `charge.dispute.*` (billing's own handling, or an action such as a money-back refund).
+REREAD_KINDS = ("charge.refunded", "charge.dispute")
+
 _on: dict[str, list[EventHandler]] = {}
-_handlers: dict[str, list[StripeEventHandler]] = {}
+_reread: dict[str, list[EventHandler]] = {}
 
 
-def on(*kinds: str) -> Callable[[EventHandler], EventHandler]:
-    """Register `handler(*, kind, object_id)` for each of `kinds` (Stripe's event types)."""
+def on(*kinds: str, reread: bool = False) -> Callable[[EventHandler], EventHandler]:
+    """Register `handler(*, kind, object_id)` for each of `kinds` (Stripe's event types).
+
+    With `reread=True`, register `handler(*, kind, obj)` instead, called with the object billing
+    re-read from Stripe, during billing's own handling and outside any transaction; `kinds` are
+    then among `REREAD_KINDS`.
+    """
+    if reread and (unknown := set(kinds) - set(REREAD_KINDS)):
+        raise ValueError(f"Billing hands on no re-read object for {sorted(unknown)}; see REREAD_KINDS.")
+    table = _reread if reread else _on
 
     def register(handler: EventHandler) -> EventHandler:
         for kind in kinds:
-            registered = _on.setdefault(kind, [])
+            registered = table.setdefault(kind, [])
             if handler not in registered:
                 registered.append(handler)
         return handler
@@ -48,16 +61,7 @@ def dispatch(kind: str, object_id: str):
     return synced
 
 
-def stripe_event_register(kinds: Iterable[str], handler: StripeEventHandler) -> None:
-    """Have `handler(kind=..., obj=...)` called for each of `kinds`, with the object billing
-    re-read from Stripe (a Charge, a Dispute), during billing's own handling and outside any
-    transaction. It must be safe to call again, in any order."""
-    for kind in kinds:
-        registered = _handlers.setdefault(kind, [])
-        if handler not in registered:
-            registered.append(handler)
-
-
 def stripe_event_notify(kind: str, obj: Any) -> None:
-    for handler in _handlers.get(kind, []):
+    """Hand the object billing re-read to the handlers registered with `reread=True`."""
+    for handler in _reread.get(kind, []):
         handler(kind=kind, obj=obj)

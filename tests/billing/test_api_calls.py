@@ -6,7 +6,7 @@ from django.core.management import call_command
 
 from billing import entitlements, metering
 from billing.metering import api_calls
-from billing.models import MeterEvent, UsageCounter
+from billing.models import UsageCounter, UsageEvent
 from teams import api_keys
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +20,7 @@ def key_client(api_client, org, owner):
 
 
 def _written(org) -> int:
-    return MeterEvent.objects.filter(organization=org, meter__key="api_calls").count()
+    return UsageEvent.objects.filter(organization=org, meter__key="api_calls").count()
 
 
 def _counter(org) -> int:

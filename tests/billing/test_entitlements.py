@@ -9,19 +9,10 @@ from billing import entitlements
 from billing.entitlements import Reason
 from billing.models import EntitlementGrant, Overage, Plan, SubscriptionStatus, UsageAlert, UsageCounter
 from common.errors import ServiceError
+from tests.conftest import subscribed
 from tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def subscribe(org, plan_key, status=SubscriptionStatus.ACTIVE, **kwargs):
-    subscription = entitlements.subscription_set(
-        organization=org, plan=Plan.objects.get(key=plan_key), status=status, **kwargs
-    )
-    # The service invalidates on commit, which a test transaction never reaches;
-    # test_a_subscription_change_invalidates_the_cache covers that path.
-    entitlements.invalidate(org)
-    return subscription
 
 
 def grant(org, **kwargs):
@@ -45,7 +36,7 @@ def test_an_organization_without_a_subscription_gets_the_free_plan(org):
 
 def test_a_boolean_feature_follows_the_plan(org):
     assert entitlements.check(org, "priority_support").reason == Reason.NOT_INCLUDED
-    subscribe(org, "pro_monthly")
+    subscribed(org, "pro_monthly")
     assert entitlements.check(org, "priority_support").allowed
 
 
@@ -58,12 +49,12 @@ def test_a_limit_is_counted_live(org):
         2,
         0,
     )
-    subscribe(org, "pro_monthly")
+    subscribed(org, "pro_monthly")
     assert entitlements.check(org, "projects").remaining == 5 - 2
 
 
 def test_unlimited_is_reported_as_such(org):
-    subscribe(org, "enterprise")
+    subscribed(org, "enterprise")
     decision = entitlements.check(org, "projects", 10_000)
     assert decision.allowed and decision.unlimited and decision.remaining is None
 
@@ -73,14 +64,14 @@ def test_an_unknown_feature_is_refused(org):
 
 
 def test_a_canceled_subscription_falls_back_to_free(org):
-    subscribe(org, "pro_monthly")
+    subscribed(org, "pro_monthly")
     assert entitlements.check(org, "projects").limit == 5
-    subscribe(org, "pro_monthly", status=SubscriptionStatus.CANCELED)
+    subscribed(org, "pro_monthly", status=SubscriptionStatus.CANCELED)
     assert entitlements.check(org, "projects").limit == 2
 
 
 def test_past_due_keeps_the_plan(org):
-    subscribe(org, "pro_monthly", status=SubscriptionStatus.PAST_DUE)
+    subscribed(org, "pro_monthly", status=SubscriptionStatus.PAST_DUE)
     assert entitlements.check(org, "projects").limit == 5
 
 
@@ -94,7 +85,7 @@ def test_the_refusal_names_the_cheapest_plan_that_allows_it(org, owner):
 
 
 def test_the_suggestion_is_priced_at_the_seats_the_organization_has(org, owner):
-    subscribe(org, "team_monthly")
+    subscribed(org, "team_monthly")
     MembershipFactory.create_batch(12, organization=org)
     upgrade = entitlements.check(org, "sso").upgrade
     # Platform at 13 seats: $49 + 8 x $10 = $129 a month; the only plan with SSO to buy.
@@ -102,14 +93,14 @@ def test_the_suggestion_is_priced_at_the_seats_the_organization_has(org, owner):
 
 
 def test_the_suggestion_keeps_the_current_billing_interval(org, owner):
-    subscribe(org, "pro_yearly")
+    subscribed(org, "pro_yearly")
     ProjectFactory.create_batch(5, organization=org)
     upgrade = entitlements.check(org, "projects").upgrade
     assert (upgrade.key, upgrade.amount) == ("team_yearly", 0)  # three seats are free
 
 
 def test_the_refusal_offers_a_seat_pack_when_it_is_cheaper(org, owner):
-    subscribe(org, "pro_monthly")
+    subscribed(org, "pro_monthly")
     MembershipFactory.create_batch(9, organization=org)
     upgrade = entitlements.check(org, "team_members").upgrade
     # Eleven seats: Team $117, Platform $109 a month; one 5-pack is $99 once.
@@ -124,7 +115,7 @@ def test_the_refusal_offers_a_seat_pack_when_it_is_cheaper(org, owner):
 def test_contract_only_features_point_to_sales(org):
     upgrade = entitlements.check(org, "sso").upgrade
     assert upgrade.kind in ("plan", "contact")
-    subscribe(org, "platform_monthly")
+    subscribed(org, "platform_monthly")
     assert entitlements.check(org, "sso").allowed
 
 
@@ -147,7 +138,7 @@ def test_a_grandfathered_group_is_unlimited_whatever_the_plan(org):
     )
     for organization in (org, *others):
         assert entitlements.check(organization, "projects", 500).unlimited
-    subscribe(org, "pro_monthly", status=SubscriptionStatus.CANCELED)
+    subscribed(org, "pro_monthly", status=SubscriptionStatus.CANCELED)
     assert entitlements.check(org, "projects", 500).allowed
 
 
@@ -186,7 +177,7 @@ def test_a_grant_for_an_unknown_feature_is_refused(org):
 
 
 def test_a_cached_check_runs_no_query(org, django_assert_num_queries):
-    subscribe(org, "pro_monthly")
+    subscribed(org, "pro_monthly")
     entitlements.check(org, "priority_support")
     entitlements.check(org, "api_calls")
     with django_assert_num_queries(0):
@@ -196,7 +187,7 @@ def test_a_cached_check_runs_no_query(org, django_assert_num_queries):
 
 @pytest.mark.parametrize("feature", ["priority_support", "projects", "api_calls"])
 def test_an_uncached_check_takes_at_most_three_queries(org, feature, django_assert_max_num_queries):
-    subscribe(org, "pro_monthly")
+    subscribed(org, "pro_monthly")
     ProjectFactory(organization=org)
     use(org, "api_calls", 3, "warm")
     cache.clear()
@@ -208,7 +199,7 @@ def test_an_uncached_check_takes_at_most_three_queries(org, feature, django_asse
 def test_a_subscription_change_invalidates_the_cache(org, django_capture_on_commit_callbacks):
     assert entitlements.check(org, "projects").limit == 2
     with django_capture_on_commit_callbacks(execute=True):
-        subscribe(org, "pro_monthly")
+        subscribed(org, "pro_monthly")
     assert entitlements.check(org, "projects").limit == 5
 
 
@@ -224,7 +215,7 @@ def test_it_never_stores_as_fresh_what_it_read_before_an_invalidation(
         effective = compute(*args, **kwargs)  # read before the change
         monkeypatch.setattr(billing.entitlements.engine, "_compute", compute)
         with django_capture_on_commit_callbacks(execute=True):
-            subscribe(org, "pro_monthly")  # commits; its on-commit invalidation runs now
+            subscribed(org, "pro_monthly")  # commits; its on-commit invalidation runs now
         return effective
 
     monkeypatch.setattr(billing.entitlements.engine, "_compute", compute_then_a_change_commits)
@@ -276,7 +267,7 @@ def test_release_gives_units_back_once(org):
 
 
 def test_billed_overage_goes_past_the_limit(org):
-    subscribe(org, "team_monthly", seats=4)
+    subscribed(org, "team_monthly", seats=4)
     use(org, "ai_generations", 500, "fill")
     over = use(org, "ai_generations", 20, "more")
     assert over.allowed and over.used == 520 and over.overage == "bill"
@@ -298,7 +289,7 @@ def test_usage_resets_with_the_period(org):
 
 def test_a_yearly_plan_resets_monthly_on_its_anchor_day(org):
     anchor = datetime(2026, 1, 15, 8, tzinfo=UTC)
-    subscribe(org, "ai_yearly", billing_cycle_anchor=anchor)
+    subscribed(org, "ai_yearly", billing_cycle_anchor=anchor)
     in_march = datetime(2026, 3, 20, tzinfo=UTC)
     decision = entitlements.consume(org, "ai_generations", 250, idempotency_key="x", now=in_march)
     assert decision.limit == 250

@@ -145,10 +145,13 @@ def test_an_eu_business_is_reverse_charged(stripe_world, client_for, org, owner,
 # --- The billing page's billing details ----------------------------------------------------------
 
 
-def test_the_billing_details_are_saved_on_the_stripe_customer(stripe_sim, taxed, client_for, org, owner):
+def test_the_billing_details_are_saved_on_the_stripe_customer(
+    stripe_sim, taxed, client_for, org, owner, django_capture_on_commit_callbacks
+):
     browser = client_for(owner)
     url = reverse("billing_details", args=[org.slug])
-    response = browser.post(url, {"country": "NL", "city": "Amsterdam", "vat_number": "nl 123456789 b01"})
+    with django_capture_on_commit_callbacks(execute=True):  # pushed to Stripe after the commit
+        response = browser.post(url, {"country": "NL", "city": "Amsterdam", "vat_number": "nl 123456789 b01"})
     assert response.status_code == 302
     profile = BillingProfile.objects.get(organization=org)
     assert (profile.country, profile.vat_number) == ("NL", "NL123456789B01")
@@ -156,7 +159,8 @@ def test_the_billing_details_are_saved_on_the_stripe_customer(stripe_sim, taxed,
     assert remote.address.country == "NL" and [t.value for t in remote.tax_ids.data] == ["NL123456789B01"]
     assert AuditEvent.objects.filter(organization=org, action="billing.details_updated").count() == 1
     # A new number replaces the old one.
-    browser.post(url, {"country": "DE", "vat_number": "DE123456789"})
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post(url, {"country": "DE", "vat_number": "DE123456789"})
     remote = stripe_client().v1.customers.retrieve(remote.id, {"expand": ["tax_ids"]})
     assert [t.value for t in remote.tax_ids.data] == ["DE123456789"]
 

@@ -3,7 +3,7 @@
 import pytest
 
 from billing import entitlements, metering
-from billing.models import MeterEvent, UsageCounter
+from billing.models import UsageCounter, UsageEvent
 from tests.factories import OrganizationFactory
 from tests.races import race
 
@@ -27,7 +27,7 @@ def test_it_counts_each_event_once_when_a_batch_is_retried_concurrently():
     again = metering.usage_ingest(organization=org, events=batch)
     assert again.duplicates == 108
     assert used(org, "api_calls") == 100
-    assert MeterEvent.objects.filter(organization=org).count() == 108
+    assert UsageEvent.objects.filter(organization=org).count() == 108
 
 
 @pytest.mark.django_db(transaction=True)
@@ -45,7 +45,7 @@ def test_concurrent_batches_never_pass_the_quota():
     assert sum(r.accepted for r in results) == 55
     assert sum(r.rejected for r in results) == 120 - 55
     assert used(org, "api_calls") == 1000
-    assert MeterEvent.objects.filter(organization=org).count() == 55
+    assert UsageEvent.objects.filter(organization=org, source="ingest").count() == 55
 
 
 @pytest.mark.django_db(transaction=True)

@@ -6,18 +6,12 @@ import pytest
 from django.utils import timezone
 
 from billing import entitlements, metering
-from billing.models import Feature, Meter, MeterEvent, Plan, PlanEntitlement, UsageCounter
+from billing.models import Feature, Meter, Plan, PlanEntitlement, UsageCounter, UsageEvent
 from common.errors import ServiceError
 from teams import api_keys
+from tests.conftest import subscribed
 
 pytestmark = pytest.mark.django_db
-
-
-def subscribe(org, plan_key, **kwargs):
-    entitlements.subscription_set(
-        organization=org, plan=Plan.objects.get(key=plan_key), status="active", **kwargs
-    )
-    entitlements.invalidate(org)
 
 
 def ingest(org, events, now=None):
@@ -47,7 +41,7 @@ def test_it_stores_a_batch_and_feeds_the_quota(org):
     assert used(org, "api_calls") == 3
     assert used(org, "ai_generations") == 4
     assert entitlements.check(org, "api_calls").used == 3
-    assert MeterEvent.objects.filter(organization=org).count() == 5
+    assert UsageEvent.objects.filter(organization=org).count() == 5
 
 
 def test_it_reports_a_retried_batch_as_duplicates(org):
@@ -58,7 +52,7 @@ def test_it_reports_a_retried_batch_as_duplicates(org):
     assert (again.accepted, again.duplicates, again.rejected) == (0, 10, 0)
     assert {r.status for r in again.results} == {"duplicate"}
     assert used(org, "api_calls") == 10
-    assert MeterEvent.objects.filter(organization=org).count() == 10
+    assert UsageEvent.objects.filter(organization=org).count() == 10
 
 
 def test_it_counts_an_id_repeated_within_a_batch_once(org):
@@ -100,7 +94,7 @@ def test_it_rejects_an_invalid_event_and_lands_the_others(org, event, field, cod
     assert (rejected.status, rejected.field, rejected.code) == ("rejected", field, code)
     assert rejected.message
     assert [r.status for r in rest] == ["accepted", "accepted"]
-    assert MeterEvent.objects.filter(organization=org).count() == 2
+    assert UsageEvent.objects.filter(organization=org).count() == 2
     assert used(org, "ai_generations") == 0
 
 
@@ -117,14 +111,14 @@ def test_it_refuses_what_passes_the_quota_and_keeps_what_fits(org):
     assert [r.status for r in result.results] == ["accepted"] * 2 + ["rejected"] * 3
     assert {r.code for r in result.results[2:]} == {"quota_exceeded"}
     assert used(org, "api_calls") == 1000
-    assert set(MeterEvent.objects.values_list("event_id", flat=True)) == {"e0", "e1"}
+    assert set(UsageEvent.objects.filter(source="ingest").values_list("event_id", flat=True)) == {"e0", "e1"}
     # A refused event was not stored: once there is room, the same id is accepted.
     UsageCounter.objects.filter(organization=org, feature__key="api_calls").update(used=0)
     assert ingest(org, calls(5)).accepted == 3
 
 
 def test_it_bills_overage_instead_of_refusing_when_the_plan_says_so(org):
-    subscribe(org, "team_monthly")
+    subscribed(org, "team_monthly")
     result = ingest(org, [{"id": "g", "meter": "ai_generations", "value": 700}])
     assert result.accepted == 1
     assert used(org, "ai_generations") == 700
@@ -148,7 +142,7 @@ def test_it_counts_a_late_event_in_its_own_period_within_the_grace_window(org):
     assert result.accepted == 1
     counter = UsageCounter.objects.get(organization=org, feature__key="ai_generations")
     assert (counter.period_start, counter.used) == (period.start, 3)
-    assert MeterEvent.objects.get(event_id="late").period_start == period.start
+    assert UsageEvent.objects.get(event_id="late").period_start == period.start
 
     too_late = period.end + metering.LATE_GRACE + timedelta(seconds=1)
     refused = ingest(
@@ -164,7 +158,7 @@ def test_it_refuses_more_than_a_thousand_events(org):
 
 
 def test_a_batch_of_a_thousand_takes_a_handful_of_queries(org, django_assert_max_num_queries):
-    subscribe(org, "enterprise")
+    subscribed(org, "enterprise")
     metering.meters_by_key()
     entitlements.effective_for(org)
     with django_assert_max_num_queries(8):
@@ -300,7 +294,7 @@ def test_the_api_refuses_an_oversized_batch_and_stores_nothing(key_client, org):
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_request"
     assert "events" in response.json()["fields"]
-    assert not MeterEvent.objects.exists()
+    assert not UsageEvent.objects.exists()
 
 
 def test_the_api_refuses_a_body_without_events(key_client):
@@ -310,7 +304,7 @@ def test_the_api_refuses_a_body_without_events(key_client):
 
 
 def test_the_summary_shows_totals_and_the_invoice_preview(key_client, org):
-    subscribe(org, "team_monthly")
+    subscribed(org, "team_monthly")
     ingest(org, [{"id": "g", "meter": "ai_generations", "value": 520}])
     data = key_client.get("/api/v1/usage/summary").json()
     meters = {m["meter"]: m for m in data["meters"]}

@@ -3,10 +3,12 @@ registration is all it takes to handle a new event type."""
 
 import weakref
 
+import pytest
 from djstripe.signals import WEBHOOK_SIGNALS
 
 from billing.webhooks import registry
 from billing.webhooks.receivers import queue_stripe_event
+from credits import webhooks
 
 
 def _listening(kind: str) -> bool:
@@ -42,3 +44,27 @@ def test_a_registered_handler_gets_the_event_and_its_result_is_the_subscription(
     assert registry.dispatch("customer.tax_id.created", "txi_1") == "the subscription"
     assert registry.dispatch("customer.deleted", "cus_1") is None
     assert seen == [("customer.tax_id.created", "txi_1")]
+
+
+def test_it_hands_the_reread_object_to_handlers_registered_through_the_same_decorator(monkeypatch):
+    monkeypatch.setattr(registry, "_reread", {})
+    seen = []
+
+    @registry.on("charge.refunded", reread=True)
+    def follower(*, kind, obj):
+        seen.append((kind, obj))
+
+    registry.stripe_event_notify("charge.refunded", "the charge")
+    assert seen == [("charge.refunded", "the charge")]
+    # A follower of re-read objects is not a webhook event type the receiver listens to.
+    assert "charge.dispute" not in registry.handled()
+
+
+def test_it_refuses_a_reread_registration_for_an_object_billing_never_hands_on():
+    with pytest.raises(ValueError, match="REREAD_KINDS"):
+        registry.on("invoice.paid", reread=True)
+
+
+def test_it_registers_the_credits_followers_of_refunds_and_disputes():
+    assert webhooks.charge_refunded in registry._reread["charge.refunded"]
+    assert webhooks.charge_disputed in registry._reread["charge.dispute"]

@@ -1,6 +1,8 @@
 import pytest
 from django.urls import reverse
 
+from billing import entitlements
+from credits import services as credit_services
 from projects.generator import generate
 from projects.models import AiModel, Generation, Project
 from teams import api_keys
@@ -123,6 +125,51 @@ def test_the_api_generates(key_client, org):
     assert response.status_code == 201
     assert response.json()["result"] == generate(model="gpt-4", prompt="Hi").text
     assert len(key_client.get(f"/api/v1/projects/{project.code}/generations/").json()["data"]) == 1
+
+
+def test_it_answers_a_generation_with_the_quota_and_the_balance_left(
+    key_client, org, settings, django_capture_on_commit_callbacks
+):
+    settings.CREDITS_WELCOME_BONUS = 40
+    project = ProjectFactory(organization=org)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = key_client.post(
+            f"/api/v1/projects/{project.code}/generations/", {"prompt": "Hi"}, format="json"
+        )
+    assert response.status_code == 201
+    body = response.json()
+    # The free plan's ten generations a month, one used; nothing charged to the 40 credits.
+    assert {k: body["quota"][k] for k in ("limit", "used", "remaining", "unlimited")} == {
+        "limit": 10,
+        "used": 1,
+        "remaining": 9,
+        "unlimited": False,
+    }
+    assert body["quota"]["period_end"]
+    assert body["credits"] == {"balance": 40, "charged": 0}
+
+
+def test_it_answers_a_generation_paid_with_credits_with_the_balance_after_paying(
+    key_client, org, settings, django_capture_on_commit_callbacks
+):
+    settings.CREDITS_WELCOME_BONUS = 0
+    assert entitlements.consume(org, "ai_generations", 10, idempotency_key="fill").allowed
+    credit_services.credits_grant(organization=org, amount=1_000, source="purchase", idempotency_key="fund")
+    project = ProjectFactory(organization=org)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = key_client.post(
+            f"/api/v1/projects/{project.code}/generations/",
+            {"prompt": "Hi"},
+            format="json",
+            HTTP_X_CONFIRM_CREDITS="true",
+        )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["quota"]["remaining"] == 0
+    charged = body["credits"]["charged"]
+    assert charged > 0
+    balance = credit_services.credit_account_for(organization=org).balance
+    assert body["credits"]["balance"] == balance == 1_000 - charged
 
 
 def test_the_api_explains_invalid_input_with_stable_codes(key_client, org):
