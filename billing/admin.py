@@ -9,6 +9,7 @@ from django.utils.html import format_html, format_html_join
 
 from billing import discounts, entitlements, metering
 from billing.catalog.export import catalog_problems
+from billing.catalog.forms import TiersField
 from billing.catalog.push import catalog_object_touch, subscriptions_per_price
 from billing.catalog.tasks import catalog_object_push_task
 from billing.models import (
@@ -205,9 +206,31 @@ class ProductAdmin(CatalogAdmin):
     search_fields = ["key", "name", "stripe_product_id"]
     inlines = [PlanInline]
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # A plan edited here (deactivated, say) is pushed as if saved on its own page.
+        for formset in formsets:
+            if formset.model is not Plan:
+                continue
+            for plan in [*formset.new_objects, *(obj for obj, _ in formset.changed_objects)]:
+                catalog_object_touch(kind=CatalogStripeState.Kind.PLAN, object_id=plan.pk)
+                catalog_object_push_task.delay_on_commit(CatalogStripeState.Kind.PLAN, plan.pk)
+
+
+class LineItemForm(forms.ModelForm):
+    tiers = TiersField(
+        required=False,
+        help_text="One row per tier, in ascending order; leave a row blank to remove it.",
+    )
+
+    class Meta:
+        model = PlanLineItem
+        fields = ["key", "kind", "unit_amount", "tiers_mode", "tiers", "currency_options", "feature"]
+
 
 class LineItemInline(admin.StackedInline):
     model = PlanLineItem
+    form = LineItemForm
     extra = 0
     fields = [
         "key",

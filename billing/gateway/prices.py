@@ -125,6 +125,14 @@ def price_archive(client, price_id: str) -> None:
     client.v1.prices.update(price_id, {"active": False})
 
 
+def price_restore(client, price_id: str) -> bool:
+    """Sell an archived price again (its plan was reactivated); False if it was already selling."""
+    if client.v1.prices.retrieve(price_id).active:
+        return False
+    client.v1.prices.update(price_id, {"active": True})
+    return True
+
+
 def meter_rename(client, meter_id: str, display_name: str) -> None:
     client.v1.billing.meters.update(meter_id, {"display_name": display_name})
 
