@@ -106,6 +106,8 @@ TEMPLATES = [
                 "teams.context_processors.organizations",
                 "billing.context_processors.billing_alert",
             ],
+            # `{% load formatting %}`: the one set of money, number and date filters.
+            "libraries": {"formatting": "common.formatting"},
         },
     },
 ]
