@@ -99,7 +99,7 @@ def send_dispute_notice(dispute_id: int) -> None:
     max_retries=5,
 )
 def send_duplicate_subscription_refunded(duplicate_id: int) -> None:
-    """Tell the owners that a second subscription was canceled and its payment refunded."""
+    """Tell the owners that a second subscription was canceled, and what became of its payment."""
     duplicate = SubscriptionDuplicate.objects.select_related("organization").filter(pk=duplicate_id).first()
     if duplicate is None:
         return
@@ -113,7 +113,7 @@ def send_duplicate_subscription_refunded(duplicate_id: int) -> None:
         "billing_url": settings.SITE_URL + reverse("billing", args=[organization.slug]),
     }
     send_mail(
-        subject=f"{organization.name}: a second subscription was canceled and refunded",
+        subject=f"{organization.name}: a second subscription was canceled",
         message=render_to_string("billing/email/duplicate_subscription.txt", context),
         from_email=None,
         recipient_list=recipients,

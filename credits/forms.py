@@ -27,7 +27,17 @@ class CreditSettingsForm(forms.Form):
     low_balance_threshold = forms.IntegerField(
         min_value=0,
         max_value=10**12,
-        help_text="Email and banner when the balance falls to this. 0 turns it off.",
+        label="Low-balance alert at",
+        help_text=(
+            "Email and banner when the balance falls to this: a number of credits, or a percentage "
+            "of the last purchase or allowance (10 for 10% left). 0 turns it off."
+        ),
+    )
+    low_balance_unit = forms.ChoiceField(
+        choices=[("credits", "credits"), ("percent", "% of the last purchase or allowance")],
+        initial="credits",
+        required=False,
+        label="Counted in",
     )
     auto_recharge_enabled = forms.BooleanField(required=False, label="Recharge automatically")
     auto_recharge_threshold = forms.IntegerField(
@@ -52,6 +62,17 @@ class CreditSettingsForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
+        # "10% remaining": a percentage of the last refill, or a fixed number of credits.
+        unit = cleaned.pop("low_balance_unit", "") or "credits"
+        threshold = cleaned.get("low_balance_threshold")
+        cleaned["low_balance_percent"] = 0
+        if unit == "percent" and threshold is not None:
+            if threshold > 100:
+                self.add_error(
+                    "low_balance_threshold", "A percentage is between 1 and 100 (0 turns alerts off)."
+                )
+            else:
+                cleaned["low_balance_percent"], cleaned["low_balance_threshold"] = threshold, 0
         limit = cleaned.get("auto_recharge_monthly_limit")
         if "auto_recharge_monthly_limit" in self.errors:
             return cleaned

@@ -21,7 +21,8 @@ HISTORY_PAGE = 25
 def _settings_form(account) -> CreditSettingsForm:
     return CreditSettingsForm(
         initial={
-            "low_balance_threshold": account.low_balance_threshold,
+            "low_balance_threshold": account.low_balance_percent or account.low_balance_threshold,
+            "low_balance_unit": "percent" if account.low_balance_percent else "credits",
             "auto_recharge_enabled": account.auto_recharge_enabled,
             "auto_recharge_threshold": account.auto_recharge_threshold,
             "auto_recharge_package": account.auto_recharge_package_id,
@@ -43,6 +44,7 @@ def _page_context(request, organization, membership, account, *, settings_form=N
         "account": account,
         "runway": usage.runway,
         "packages": selectors.active_packages(),
+        "prices": selectors.current_prices(),
         "by_day": usage.by_day,
         "by_action": usage.by_action,
         "holds": selectors.open_reservations_of(account).count(),
