@@ -6,6 +6,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # CI builds the test database once per run; locally it is kept between runs.
 PYTEST_DB := $(if $(CI),--create-db,--reuse-db)
+# Two test processes, each with its own PostgreSQL and Redis database: CI has two cores.
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test soak lint bench screenshots clean
 
@@ -32,7 +34,7 @@ test: install
 	DATABASE_URL=sqlite:///:memory: $(PY) manage.py makemigrations --check --dry-run
 	# The published OpenAPI schema is the API's contract: valid, and no warning tolerated.
 	DATABASE_URL=sqlite:///:memory: $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
-	$(PY) -m pytest $(PYTEST_DB) $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_DB) -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The lifecycle machine for as long as asked: SOAK_EXAMPLES examples of SOAK_STEPS steps, from
 # MACHINE_SEED (a random seed, printed, when unset). A failure prints its seed and its steps.

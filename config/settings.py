@@ -64,6 +64,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "teams.middleware.RequestId",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "common.api_errors.ApiErrorMiddleware",
@@ -83,6 +84,7 @@ MIDDLEWARE = [
 
 # What an API call with a key goes through (`config/handlers.py`): no session, cookie or page.
 API_MIDDLEWARE = [
+    "teams.middleware.RequestId",
     "django.middleware.security.SecurityMiddleware",
     "common.api_errors.ApiErrorMiddleware",
     "teams.inputs.UnstorableInputMiddleware",
@@ -375,10 +377,26 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# `json` (the default outside the demo): one object a line with the request id, for a log
+# pipeline; `text` for a person reading a terminal.
+LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json")
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use json or text.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "common.logs.RequestIdFilter"}},
+    "formatters": {
+        "json": {"()": "common.logs.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            "formatter": LOG_FORMAT,
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # The SDK logs every request at INFO; errors still surface as exceptions.
     "loggers": {"stripe": {"level": "WARNING"}},

@@ -1,13 +1,33 @@
-"""Headers every API response carries, and a clean 503 when the database goes away."""
+"""Headers every API response carries, the request id, and a clean 503 when the database goes away."""
 
 import logging
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 
+from common import logs
+
 log = logging.getLogger("tally.db")
 
 API_PREFIX = "/api/"
+
+
+class RequestId:
+    """First in the chain: every log line of the request carries its id, and so does the
+    answer (`X-Request-ID`), so that a person quoting it to support finds the lines."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        rid = logs.request_id_from(request.headers.get(logs.HEADER))
+        token = logs.request_id.set(rid)
+        try:
+            response = self.get_response(request)
+        finally:
+            logs.request_id.reset(token)
+        response[logs.HEADER] = rid
+        return response
 
 
 class ApiHeaders:

@@ -151,6 +151,25 @@ def pytest_runtest_call(item):
     return result
 
 
+_STRICT_COUNTERS = ("requests", "responses", "events", "violations_total")
+
+
+def pytest_sessionfinish(session):
+    # A parallel worker hands its simulator's counters to the controller, which prints the sum.
+    if hasattr(session.config, "workeroutput"):
+        from stripe_sim.strict import STRICT
+
+        session.config.workeroutput["stripe_sim_strict"] = {k: getattr(STRICT, k) for k in _STRICT_COUNTERS}
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent with `-p no:xdist`
+def pytest_testnodedown(node, error):
+    from stripe_sim.strict import STRICT
+
+    for key, value in getattr(node, "workeroutput", {}).get("stripe_sim_strict", {}).items():
+        setattr(STRICT, key, getattr(STRICT, key) + value)
+
+
 def pytest_terminal_summary(terminalreporter):
     from stripe_sim.strict import STRICT
 

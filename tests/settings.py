@@ -4,10 +4,23 @@ import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tally_test")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _per_worker_redis(url: str, worker: str) -> str:
+    """Each parallel test process gets its own Redis database (counting down from the one
+    configured), as pytest-django gives each its own PostgreSQL database: tests clear the cache
+    and read the broker's queue, and must not see another process's keys."""
+    base, _, db = url.rpartition("/")
+    index = int(worker.removeprefix("gw"))
+    return f"{base}/{(int(db or 0) - index) % 16}"
+
+
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["REDIS_URL"] = _per_worker_redis(os.environ["REDIS_URL"], worker)
 os.environ.setdefault("DJANGO_DEBUG", "false")
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-not-used-anywhere-else-0123456789")
 
-from config.settings import *  # noqa: F403
+from config.settings import *  # noqa: E402, F403
 
 # Hashing passwords slowly protects nothing in a test database and costs seconds per run.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

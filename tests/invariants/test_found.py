@@ -99,3 +99,16 @@ def test_a_new_subscription_does_not_inherit_the_pending_downgrade_of_the_one_it
     local = OrgSubscription.objects.get(organization=machine.org)
     assert (local.plan.key, local.pending_plan, local.status) == ("team_monthly", None, "active")
     machine.i6_entitlements_match_the_model()
+
+
+def test_the_model_turns_read_only_when_a_disputed_subscription_payments_grace_ends(machine):
+    # Seed 2292767947: the model still expected generations after the first payment of
+    # ai_monthly was disputed and a day passed; Tally (rightly) answered `restricted`. The model
+    # now reads the rule from Stripe's disputes and invoices, and judges both sides of it.
+    machine.subscribe_then_disputed(plan="ai_monthly")
+    assert machine._expected("ai_generations", 1) is True  # within the grace period
+    machine.use_generations(amount=1)
+    machine.time_passes(days=1, deliver=True)
+    assert machine._expected("ai_generations", 1) is False
+    machine.use_generations(amount=1)  # asserts Tally agrees: restricted
+    machine.i6_entitlements_match_the_model()

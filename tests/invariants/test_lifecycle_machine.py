@@ -32,6 +32,7 @@ import hypothesis.strategies as st
 import pytest
 import stripe
 from celery.exceptions import Retry
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.db import transaction
 from hypothesis.errors import InvalidArgument
@@ -633,6 +634,8 @@ class LifecycleMachine(RuleBasedStateMachine):
         plan, sub_id, period_start, status = self._stripe_plan()
         if status == "past_due" or (plan is None and self._live()):
             return None
+        if plan is not None and self._read_only_for_a_dispute():
+            return False
         in_force = self.model.plan_in_force(stripe_plan=plan, subscription=sub_id, period_start=period_start)
         if feature == "ai_generations":
             regime = self._regime()
@@ -642,6 +645,33 @@ class LifecycleMachine(RuleBasedStateMachine):
         if used is None:
             return None
         return self.model.allows(in_force, feature, used, requested)
+
+    def _read_only_for_a_dispute(self) -> bool:
+        """The README's rule for a disputed subscription payment, read from Stripe: full access
+        for the grace period after the dispute opens, then read-only until it is won or a later
+        invoice is paid. Disputes of credit purchases (no invoice) restrict nothing."""
+        disputes = list(self.stripe.v1.disputes.list({"limit": 100}).auto_paging_iter())
+        if not disputes:
+            return False
+        invoiced = {}  # payment intent -> the time of the invoice it paid
+        paid = self.stripe.v1.invoices.list({"customer": self.customer, "status": "paid", "limit": 100})
+        for invoice in paid.auto_paging_iter():
+            for payment in self.stripe.v1.invoice_payments.list({"invoice": invoice.id}).data:
+                intent = payment.payment.payment_intent
+                invoiced[intent if isinstance(intent, str) else intent.id] = invoice.created
+        grace = timedelta(days=django_settings.BILLING_GRACE_DAYS)
+        due = []
+        for dispute in disputes:
+            charge = self.stripe.v1.charges.retrieve(dispute.charge)
+            if charge.customer != self.customer or charge.payment_intent not in invoiced:
+                continue
+            if dispute.status == "won":
+                continue
+            created = invoiced[charge.payment_intent]
+            if dispute.status == "lost" and any(later > created for later in invoiced.values()):
+                continue
+            due.append(datetime.fromtimestamp(dispute.created, tz=UTC) + grace)
+        return bool(due) and self.now >= min(due)
 
     # --- invariants -------------------------------------------------------------------------
 
