@@ -19,7 +19,9 @@ def test_costs_are_shown_before_acting(new_page, settings):
     organization = user.memberships.get().organization
     project = project_services.project_create(organization=organization, actor=user, name="Launch")
     entitlements.consume(organization, "ai_generations", 10, idempotency_key="used-up")
-    credit_services.credits_grant(organization=organization, amount=400, source="purchase", idempotency_key="g")
+    credit_services.credits_grant(
+        organization=organization, amount=400, source="purchase", idempotency_key="g"
+    )
 
     page = new_page()
     page.goto("/login/")
