@@ -50,7 +50,7 @@ lint: install
 	.venv/bin/lint-imports
 
 bench: install
-	scripts/ensure-services.sh
+	scripts/ensure-services.sh --bench
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 # Refresh the README's screenshots from the browser tests.

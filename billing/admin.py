@@ -1,16 +1,21 @@
 import stripe
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from billing import discounts, entitlements, metering
+from billing.catalog.export import catalog_problems
+from billing.catalog.push import catalog_object_touch, subscriptions_per_price
+from billing.catalog.tasks import catalog_object_push_task
 from billing.models import (
     Addon,
     AddonEntitlement,
     BillingProfile,
+    CatalogStripeState,
     Coupon,
     EntitlementGrant,
     Feature,
@@ -24,6 +29,8 @@ from billing.models import (
     PlanCheckout,
     PlanEntitlement,
     PlanLineItem,
+    PriceMigration,
+    PriceVersion,
     Product,
     PromotionCode,
     StripeEventOutcome,
@@ -40,9 +47,129 @@ from common.errors import ServiceError
 from teams.access import client_ip
 
 
-class CatalogAdmin(admin.ModelAdmin):
-    """Catalog edits apply the same validation as the catalog file (each model's `clean`) and
-    make every organization's cached entitlements stale."""
+class _Refused(Exception):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+
+
+class StripePushAdmin(admin.ModelAdmin):
+    """An object Stripe holds a copy of (`stripe_kind`): pushed after each save's commit, its
+    Stripe state in the list (in sync, pending, failed with Stripe's error), and a "Push to
+    Stripe" action that retries."""
+
+    stripe_kind: str | None = None
+    actions = ["push_to_stripe"]
+
+    def get_list_display(self, request):
+        shown = list(super().get_list_display(request))
+        return [*shown, "stripe_state"] if self.stripe_kind else shown
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not self.stripe_kind:
+            actions.pop("push_to_stripe", None)
+        return actions
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if not self.stripe_kind:
+            return queryset
+        states = CatalogStripeState.objects.filter(kind=self.stripe_kind, object_id=OuterRef("pk"))
+        return queryset.annotate(
+            _stripe_status=Subquery(states.values("status")[:1]),
+            _stripe_error=Subquery(states.values("error")[:1]),
+        )
+
+    @admin.display(description="Stripe")
+    def stripe_state(self, obj):
+        status = getattr(obj, "_stripe_status", None)
+        if status is None:
+            return "-"
+        label = CatalogStripeState.Status(status).label
+        if status == CatalogStripeState.Status.FAILED:
+            return format_html(
+                '<span class="stripe-failed" title="{0}">{1}: {0}</span>', obj._stripe_error, label
+            )
+        return format_html('<span class="stripe-{}">{}</span>', status, label)
+
+    def has_push_permission(self, request):
+        return self.has_change_permission(request)
+
+    @admin.action(description="Push to Stripe", permissions=["push"])
+    def push_to_stripe(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        with transaction.atomic():
+            for pk in ids:
+                catalog_object_touch(kind=self.stripe_kind, object_id=pk)
+                catalog_object_push_task.delay_on_commit(self.stripe_kind, pk)
+        states = CatalogStripeState.objects.filter(kind=self.stripe_kind, object_id__in=ids)
+        failed = [s for s in states if s.status == CatalogStripeState.Status.FAILED]
+        pending = [s for s in states if s.status == CatalogStripeState.Status.PENDING]
+        if failed:
+            self.message_user(
+                request,
+                f"{len(failed)} of {len(ids)} failed to reach Stripe: {failed[0].error}",
+                messages.ERROR,
+            )
+        elif pending:
+            self.message_user(request, f"{len(ids)} queued for Stripe; the Stripe column shows the outcome.")
+        else:
+            self.message_user(request, f"{len(ids)} pushed to Stripe.")
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if self.stripe_kind:
+            catalog_object_touch(kind=self.stripe_kind, object_id=form.instance.pk)
+            catalog_object_push_task.delay_on_commit(self.stripe_kind, form.instance.pk)
+
+
+class CatalogAdmin(StripePushAdmin):
+    """Catalog edits apply the same validation as the catalog file (each model's `clean`, then
+    the file's rules over the whole catalog as saved), make every organization's cached
+    entitlements stale, and are pushed to Stripe after the commit.
+
+    An edit the file's rules refuse is rolled back and the form shown again with the problems,
+    each naming the field; nothing of it is saved or pushed."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method != "POST":
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        before = set(catalog_problems())
+        try:
+            with transaction.atomic():
+                response = super().changeform_view(request, object_id, form_url, extra_context)
+                if response.status_code == 302:  # saved: now the whole catalog, by the file's rules
+                    problems = [p for p in catalog_problems() if p not in before]
+                    if problems:
+                        raise _Refused(problems)
+        except _Refused as refused:
+            problems = refused.problems
+        except IntegrityError as error:
+            problems = [f"the database refused the change: {str(error).splitlines()[0]}"]
+        else:
+            return response
+        for _ in messages.get_messages(request):
+            pass  # the rolled-back attempt's "changed successfully" is not true
+        request._catalog_problems = problems
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        problems = getattr(request, "_catalog_problems", None)
+        if not problems:
+            return form
+
+        class Refused(form):
+            def clean(self):
+                data = super().clean()
+                for problem in problems:
+                    field = next(
+                        (f for f in self.fields if f" {f}:" in problem or problem.startswith(f"{f}:")), None
+                    )
+                    self.add_error(field, problem)
+                return data
+
+        return Refused
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
@@ -55,6 +182,7 @@ class CatalogAdmin(admin.ModelAdmin):
 
 @admin.register(Feature)
 class FeatureAdmin(CatalogAdmin):
+    stripe_kind = CatalogStripeState.Kind.FEATURE
     list_display = ["key", "name", "kind", "unit", "reset", "sort_order"]
     list_filter = ["kind", "reset"]
     search_fields = ["key", "name"]
@@ -69,6 +197,7 @@ class PlanInline(admin.TabularInline):
 
 @admin.register(Product)
 class ProductAdmin(CatalogAdmin):
+    stripe_kind = CatalogStripeState.Kind.PRODUCT
     list_display = ["key", "name", "is_public", "contact_sales", "highlight", "stripe_product_id"]
     list_filter = ["is_public", "contact_sales"]
     search_fields = ["key", "name", "stripe_product_id"]
@@ -78,7 +207,17 @@ class ProductAdmin(CatalogAdmin):
 class LineItemInline(admin.StackedInline):
     model = PlanLineItem
     extra = 0
-    fields = ["key", "kind", "unit_amount", "tiers_mode", "tiers", "feature", "stripe_price_id"]
+    fields = [
+        "key",
+        "kind",
+        "unit_amount",
+        "tiers_mode",
+        "tiers",
+        "currency_options",
+        "feature",
+        "on_price_change",
+        "stripe_price_id",
+    ]
     readonly_fields = ["stripe_price_id"]
 
 
@@ -90,6 +229,30 @@ class PlanEntitlementInline(admin.TabularInline):
 
 @admin.register(Plan)
 class PlanAdmin(CatalogAdmin):
+    stripe_kind = CatalogStripeState.Kind.PLAN
+    readonly_fields = ["price_versions"]
+
+    @admin.display(description="Price versions (subscriptions on each)")
+    def price_versions(self, obj):
+        if obj.pk is None:
+            return "-"
+        counts = subscriptions_per_price()
+        versions = PriceVersion.objects.filter(line_item__plan=obj).select_related("line_item")
+        rows = [
+            (
+                version.line_item.key,
+                version.stripe_price_id,
+                "-" if version.unit_amount is None else version.unit_amount,
+                counts.get(version.stripe_price_id, 0),
+                "archived" if version.archived_at else "selling",
+            )
+            for version in versions
+        ]
+        if not rows:
+            return "-"
+        items = format_html_join("", "<li>{} · {} · {} · {} subscription(s) · {}</li>", rows)
+        return format_html("<ul>{}</ul>", items)
+
     list_display = ["key", "name", "product", "interval", "currency", "trial_days", "is_free", "is_active"]
     list_filter = ["interval", "is_active", "is_free", "product"]
     search_fields = ["key", "name", "product__name"]
@@ -104,6 +267,7 @@ class AddonEntitlementInline(admin.TabularInline):
 
 @admin.register(Addon)
 class AddonAdmin(CatalogAdmin):
+    stripe_kind = CatalogStripeState.Kind.ADDON
     list_display = ["key", "name", "kind", "unit_amount", "currency", "interval", "max_quantity", "is_active"]
     list_filter = ["kind", "is_active"]
     search_fields = ["key", "name", "stripe_price_id"]
@@ -231,9 +395,11 @@ class PromotionCodeInline(admin.TabularInline):
 
 
 @admin.register(Coupon)
-class CouponAdmin(admin.ModelAdmin):
-    """Coupons are catalog: edits are pushed by `catalog_sync` (Stripe keeps a coupon's terms
-    forever, so new terms need a new key)."""
+class CouponAdmin(CatalogAdmin):
+    """Coupons are catalog: edits are pushed to Stripe (which keeps a coupon's terms forever, so
+    new terms need a new key: a push of changed terms fails and says so)."""
+
+    stripe_kind = CatalogStripeState.Kind.COUPON
 
     list_display = [
         "key",
@@ -456,3 +622,47 @@ class StripeEventOutcomeAdmin(ReadOnlyAdmin):
     list_display = ("event_id", "type", "status", "attempts", "next_attempt_at", "created_at")
     list_filter = ("status", "type")
     search_fields = ("event_id", "object_id")
+
+
+@admin.register(CatalogStripeState)
+class CatalogStripeStateAdmin(ReadOnlyAdmin):
+    """Each catalog object's last push to Stripe (the catalog lists show the same per row)."""
+
+    list_display = ["kind", "object_id", "status", "version", "pushed_version", "error", "synced_at"]
+    list_filter = ["kind", "status"]
+    search_fields = ["error"]
+
+
+@admin.register(PriceVersion)
+class PriceVersionAdmin(ReadOnlyAdmin):
+    """Every price a line item has sold at, and how many subscriptions are on each."""
+
+    list_display = ["line_item", "stripe_price_id", "unit_amount", "on_change", "created_at", "archived_at"]
+    list_filter = ["on_change", "line_item__plan"]
+    search_fields = ["stripe_price_id", "line_item__plan__key"]
+    list_select_related = ["line_item__plan"]
+
+    def get_list_display(self, request):
+        counts = subscriptions_per_price()  # one read of the live subscriptions for the page
+
+        @admin.display(description="Subscriptions on it")
+        def subscriptions(obj):
+            return counts.get(obj.stripe_price_id, 0)
+
+        return [*super().get_list_display(request), subscriptions]
+
+
+@admin.register(PriceMigration)
+class PriceMigrationAdmin(ReadOnlyAdmin):
+    """Subscribers moving to a plan's new price at their renewal: notice sent, move made."""
+
+    list_display = [
+        "subscription",
+        "from_price_id",
+        "to_price_id",
+        "renews_at",
+        "notice_sent_at",
+        "migrated_at",
+    ]
+    search_fields = ["subscription__organization__slug", "from_price_id", "to_price_id"]
+    list_select_related = ["subscription__organization"]

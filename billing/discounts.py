@@ -100,12 +100,14 @@ def _promotion_params(code: PromotionCode, coupon_id: str) -> dict:
     return params
 
 
-def coupons_push(*, dry_run: bool = False) -> list[str]:
-    """Create the catalog's coupons and promotion codes in Stripe, find them again on later runs,
-    and switch off codes that are no longer offered. Safe to run repeatedly."""
+def coupons_push(*, dry_run: bool = False, coupons=None) -> list[str]:
+    """Create the catalog's coupons (or those of `coupons`, a queryset) and promotion codes in
+    Stripe, find them again on later runs, and switch off codes that are no longer offered. Safe
+    to run repeatedly."""
     client = stripe_client()
     lines: list[str] = []
-    for coupon in Coupon.objects.filter(is_active=True).prefetch_related("products"):
+    coupons = Coupon.objects.all() if coupons is None else coupons
+    for coupon in coupons.filter(is_active=True).prefetch_related("products"):
         params = coupon_params(coupon)
         try:
             remote = client.v1.coupons.retrieve(coupon.stripe_id)

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing import billing_details, discounts, entitlements, seats, selectors, subscriptions
+from billing.catalog.versions import price_moves_of
 from billing.models import Access, BillingProfile, Interval, Plan, PlanLineItem
 from common.checkout import checkout_redirect
 from common.errors import ServiceError
@@ -178,6 +179,7 @@ def _billing_context(organization, membership) -> dict:
         "membership": membership,
         "subscription": subscription,
         "discounts": discounts.live_discounts(organization),
+        "price_moves": price_moves_of(subscription),
         "use_tax": settings.USE_STRIPE_TAX,
         "profile": BillingProfile.objects.filter(organization=organization).first(),
         "countries": billing_details.COUNTRIES,

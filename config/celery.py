@@ -12,7 +12,7 @@ app = Celery("tally", task_cls="teams.outbox:OutboxTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Billing keeps its tasks beside their domain; the worker loads them all.
-app.autodiscover_tasks(["billing.metering", "billing.seats", "billing.webhooks"])
+app.autodiscover_tasks(["billing.catalog", "billing.metering", "billing.seats", "billing.webhooks"])
 app.autodiscover_tasks(["billing"], related_name="notifications")
 
 

@@ -187,6 +187,8 @@ CELERY_BEAT_SCHEDULE = {
     "billing.flush_api_calls": {"task": "billing.metering.tasks.flush_api_calls", "schedule": 10.0},
     # API keys' last use, noted in Redis by each request, written in bulk.
     "teams-api-key-use": {"task": "teams.tasks.flush_api_key_use", "schedule": 60},
+    # Plan versions: notices before a renewal at a new price, and the move just before it.
+    "billing-price-migrations": {"task": "billing.catalog.tasks.price_migrations_run", "schedule": 15 * 60},
     "stripe-events-retry": {"task": "billing.tasks.retry_failed_stripe_events", "schedule": 10 * 60},
     # Publishes tasks queued while the broker was away (teams/outbox.py).
     "outbox-relay": {"task": "teams.tasks.outbox_relay", "schedule": 30},
@@ -216,6 +218,8 @@ INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7, minimum=1)
 BILLING_GRACE_DAYS = env_int("BILLING_GRACE_DAYS", 1, minimum=0)
 # Days after the first payment in which an owner may cancel with a full refund.
 BILLING_MONEY_BACK_DAYS = env_int("BILLING_MONEY_BACK_DAYS", 7, minimum=0)
+# Plan versions: days before its renewal that a subscriber moving to a plan's new price is told.
+BILLING_PRICE_CHANGE_NOTICE_DAYS = env_int("BILLING_PRICE_CHANGE_NOTICE_DAYS", 7, minimum=1)
 # Roles that occupy a paid seat (e.g. `owner,admin,member` to let billing managers in free).
 BILLING_SEAT_ROLES = env_list("BILLING_SEAT_ROLES", ["owner", "admin", "billing", "member"])
 if not BILLING_SEAT_ROLES or set(BILLING_SEAT_ROLES) - {"owner", "admin", "billing", "member"}:

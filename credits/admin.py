@@ -4,6 +4,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from billing.admin import StripePushAdmin
+from billing.models import CatalogStripeState
 from common.admin import ReadOnlyAdmin
 from common.errors import ServiceError
 from credits import services
@@ -206,7 +208,9 @@ class CreditDisputeAdmin(ReadOnlyAdmin):
 
 
 @admin.register(CreditPackage)
-class CreditPackageAdmin(admin.ModelAdmin):
+class CreditPackageAdmin(StripePushAdmin):
+    stripe_kind = CatalogStripeState.Kind.CREDIT_PACKAGE
+
     list_display = [
         "code",
         "name",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make PostgreSQL and Redis reachable on loopback for the test suite, and Chromium present for
-# the browser tests: start what is installed but stopped, install with apt what is missing.
+# the browser tests (and, with --bench, wrk): start what is installed but stopped, install with
+# apt what is missing.
 set -euo pipefail
 
 PGHOST=127.0.0.1 PGPORT=5432 REDIS_PORT=6379
@@ -52,5 +53,9 @@ fi
 
 if [ ! -x /usr/bin/chromium ]; then
   echo "Installing Chromium for the browser tests…"; apt_install chromium
+fi
+# `make bench` also drives the HTTP benchmark with wrk.
+if [ "${1:-}" = "--bench" ] && ! command -v wrk >/dev/null 2>&1; then
+  echo "Installing wrk for the HTTP benchmark…"; apt_install wrk
 fi
 echo "PostgreSQL, Redis and Chromium are ready."

@@ -23,6 +23,8 @@ from billing.models import (
 class _Diff:
     def __init__(self):
         self.lines: list[str] = []
+        # For a line that changes fields: its index -> (label, {field: (database, file)}).
+        self.changes: dict[int, tuple[str, dict]] = {}
 
     def upsert(self, model, lookup: dict, values: dict, label: str):
         obj = model.objects.filter(**lookup).first()
@@ -40,6 +42,7 @@ class _Diff:
         if changed:
             obj.save(update_fields=list(changed))
             detail = ", ".join(f"{k}: {o!r} → {n!r}" for k, (o, n) in changed.items())
+            self.changes[len(self.lines)] = (label, changed)
             self.lines.append(f"~ {label}: {detail}")
         return obj
 
@@ -51,6 +54,32 @@ class _DryRun(Exception):
 def catalog_apply(spec: CatalogSpec, *, dry_run: bool = False) -> list[str]:
     """Upsert the catalog; returns the diff. Nothing in the database is deleted: rows the file
     no longer names are deactivated, because subscriptions and history may point at them."""
+    return catalog_diff(spec, dry_run=dry_run).lines
+
+
+def catalog_compare(spec: CatalogSpec) -> list[str]:
+    """How the database differs from the file, said from the database's side (it is the truth
+    once loaded): `~ plan pro_monthly line item base: unit_amount 5900 in the database, 4900 in the
+    file`, `+ ... only in the file`, `- ... not in the file`."""
+    diff = catalog_diff(spec, dry_run=True)
+    out = []
+    for index, line in enumerate(diff.lines):
+        if index in diff.changes:
+            label, fields = diff.changes[index]
+            detail = ", ".join(
+                f"{k} {db!r} in the database, {new!r} in the file" for k, (db, new) in fields.items()
+            )
+            out.append(f"~ {label}: {detail}")
+        elif line.startswith("+ "):
+            out.append(f"+ {line[2:]}: only in the file")
+        elif line.startswith("- "):
+            out.append(f"- {line[2:]}: not in the file")
+        else:
+            out.append(line)
+    return out
+
+
+def catalog_diff(spec: CatalogSpec, *, dry_run: bool = False) -> _Diff:
     diff = _Diff()
     try:
         with transaction.atomic():
@@ -61,7 +90,7 @@ def catalog_apply(spec: CatalogSpec, *, dry_run: bool = False) -> list[str]:
         pass
     if not dry_run and diff.lines:
         entitlements.invalidate_catalog()
-    return diff.lines
+    return diff
 
 
 def _apply(spec: CatalogSpec, diff: _Diff) -> None:

@@ -1,25 +1,54 @@
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.utils import timezone
+
 from billing import discounts
-from billing.catalog.apply import catalog_apply
+from billing.catalog.apply import catalog_apply, catalog_compare
 from billing.catalog.spec import DEFAULT_PATH, load_catalog
 from billing.gateway.client import stripe_client
 from billing.gateway.prices import price_ensure, product_ensure, stripe_idempotency_key
 from billing.models import (
     Addon,
     Feature,
+    Plan,
     PlanLineItem,
+    PriceVersion,
     Product,
 )
 
 
-def catalog_sync(*, path: Path = DEFAULT_PATH, dry_run: bool = False, push: bool = True) -> list[str]:
-    """Validate the catalog file, upsert it, and push it to Stripe. Returns the diff."""
+@dataclass
+class SyncReport:
+    """The three-way difference: the file against the database, the database against Stripe."""
+
+    loaded: bool = False  # the file was applied to the database (first load, or --from-file)
+    file_vs_database: list[str] = field(default_factory=list)
+    database_to_stripe: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> list[str]:
+        """What this run changed (or, dry, would change): the file's lines count only when applied."""
+        return (self.file_vs_database if self.loaded else []) + self.database_to_stripe
+
+
+def catalog_sync(
+    *, path: Path = DEFAULT_PATH, dry_run: bool = False, push: bool = True, from_file: bool = False
+) -> SyncReport:
+    """Compare the catalog file, the database and Stripe, and push the database to Stripe.
+
+    The database is the catalog once it is loaded: staff edit it in the admin, and the file is its
+    import and export. So the file is applied only to an empty catalog (the first load) or when
+    asked (`from_file`); otherwise its differences are reported and the database is kept."""
     spec = load_catalog(path)
-    lines = catalog_apply(spec, dry_run=dry_run)
+    report = SyncReport(loaded=from_file or not Plan.objects.exists())
+    if report.loaded:
+        report.file_vs_database = catalog_apply(spec, dry_run=dry_run)
+    else:
+        report.file_vs_database = catalog_compare(spec)
     if push:
-        lines += catalog_push(dry_run=dry_run)
-    return lines
+        report.database_to_stripe = catalog_push(dry_run=dry_run)
+    return report
 
 
 def _money(amount: int | None, currency: str) -> str:
@@ -135,6 +164,15 @@ def catalog_push(*, dry_run: bool = False) -> list[str]:
         )
         if not dry_run and item.stripe_price_id != price_id:
             PlanLineItem.objects.filter(pk=item.pk).update(stripe_price_id=price_id)
+            # Plan versions: the price sold until now (archived by price_ensure) and the new one.
+            if item.stripe_price_id:
+                PriceVersion.objects.filter(stripe_price_id=item.stripe_price_id).update(
+                    archived_at=timezone.now()
+                )
+            PriceVersion.objects.get_or_create(
+                stripe_price_id=price_id,
+                defaults={"line_item": item, "unit_amount": item.unit_amount, "tiers": item.tiers},
+            )
     for addon in Addon.objects.filter(is_active=True):
         product_id = product_ensure(
             client, f"tally_addon_{addon.key}", addon.name, addon.description, addon.key, dry_run, lines

@@ -88,6 +88,18 @@ def payment_checkout_settled(*, outcome: PaymentCheckoutOutcome) -> None:
         handler(outcome)
 
 
+def one_time_price_ensure(*, price: OneTimePrice, client=None) -> str:
+    """The Stripe price selling `price`, found by its lookup key or created (a changed amount
+    is a new price that takes over the key; the old one is archived)."""
+    client = client or stripe_client()
+    lines: list[str] = []
+    product_id = product_ensure(
+        client, f"tally_{price.key}", price.name, price.description, price.key, False, lines
+    )
+    params = {"currency": price.currency, "unit_amount": price.unit_amount, "nickname": price.name}
+    return price_ensure(client, price.key, product_id, params, price.name, False, lines)
+
+
 def payment_checkout_start(
     *,
     organization: Organization,
@@ -104,12 +116,7 @@ def payment_checkout_start(
     saved on the customer for later off-session charges (auto-recharge).
     """
     client = stripe_client()
-    lines: list[str] = []
-    product_id = product_ensure(
-        client, f"tally_{price.key}", price.name, price.description, price.key, False, lines
-    )
-    params = {"currency": price.currency, "unit_amount": price.unit_amount, "nickname": price.name}
-    price_id = price_ensure(client, price.key, product_id, params, price.name, False, lines)
+    price_id = one_time_price_ensure(price=price, client=client)
     customer_id = customer_ensure(organization=organization)
     session = client.v1.checkout.sessions.create(
         {

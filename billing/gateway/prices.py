@@ -90,7 +90,15 @@ def product_ensure(
 
 
 def price_ensure(
-    client, lookup_key: str, product_id: str, params: dict, label: str, dry_run: bool, lines: list[str]
+    client,
+    lookup_key: str,
+    product_id: str,
+    params: dict,
+    label: str,
+    dry_run: bool,
+    lines: list[str],
+    *,
+    archive_previous: bool = True,
 ) -> str:
     found = client.v1.prices.list(
         {"lookup_keys": [lookup_key], "limit": 1, "expand": ["data.tiers", "data.currency_options"]}
@@ -105,7 +113,32 @@ def price_ensure(
     # the old one is archived (subscriptions already on it keep working).
     create = {**params, "product": product_id, "lookup_key": lookup_key, "transfer_lookup_key": True}
     price = client.v1.prices.create(create, {"idempotency_key": stripe_idempotency_key(create)})
-    if current is not None:
+    if current is not None and archive_previous:
         client.v1.prices.update(current.id, {"active": False})
         lines.append(f"- stripe price {current.id} archived")
     return price.id
+
+
+def price_archive(client, price_id: str) -> None:
+    """Stop selling a price (Stripe never deletes one; its subscriptions keep working)."""
+    client.v1.prices.update(price_id, {"active": False})
+
+
+def meter_rename(client, meter_id: str, display_name: str) -> None:
+    client.v1.billing.meters.update(meter_id, {"display_name": display_name})
+
+
+def subscription_price_move(client, subscription_id: str, from_price: str, to_price: str) -> bool:
+    """Put a subscription's item on another price without proration: the period already paid
+    stays as it was, and the next renewal invoice bills the new price. False if no item of the
+    subscription is on `from_price` (already moved)."""
+    remote = client.v1.subscriptions.retrieve(subscription_id)
+    item = next((i for i in remote["items"].data if i.price.id == from_price), None)
+    if item is None:
+        return False
+    client.v1.subscriptions.update(
+        subscription_id,
+        {"items": [{"id": item.id, "price": to_price}], "proration_behavior": "none"},
+        {"idempotency_key": stripe_idempotency_key("price-move", subscription_id, from_price, to_price)},
+    )
+    return True

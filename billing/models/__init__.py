@@ -14,6 +14,7 @@ from billing.models.catalog import (
 )
 from billing.models.discounts import Coupon, Duration, PromotionCode, SubscriptionDiscount
 from billing.models.events import StripeEventOutcome
+from billing.models.push import CatalogStripeState, PriceChange, PriceMigration, PriceVersion
 from billing.models.state import (
     ENDED_STATUSES,
     PLAN_STATUSES,
@@ -67,3 +68,4 @@ __all__ = [
 __all__ += ["Aggregation", "Meter", "MeterEvent", "MeterReport"]
 __all__ += ["Coupon", "Duration", "PromotionCode", "SubscriptionDiscount", "TaxBehavior"]
 __all__ += ["BillingProfile"]
+__all__ += ["CatalogStripeState", "PriceChange", "PriceMigration", "PriceVersion"]

@@ -186,6 +186,15 @@ class PlanLineItem(models.Model):
         help_text='Other currencies: {"eur": {"unit_amount": 4500}} or {"eur": {"tiers": [...]}}.',
     )
     stripe_price_id = models.CharField(max_length=255, blank=True)
+    on_price_change = models.CharField(
+        max_length=16,
+        choices=[
+            ("keep", "Existing subscribers keep their price (grandfathered)"),
+            ("migrate", "Existing subscribers move to the new price at their next renewal"),
+        ],
+        default="keep",
+        help_text="When the amount changes: what happens to those already subscribed.",
+    )
 
     class Meta:
         ordering = ["plan", "pk"]

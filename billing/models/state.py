@@ -72,6 +72,9 @@ class OrgSubscription(models.Model):
         "dispute is won or a later payment goes through.",
     )
     stripe_subscription_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    price_ids = models.JSONField(
+        default=list, blank=True, help_text="The Stripe prices of its items (which plan version it is on)."
+    )
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

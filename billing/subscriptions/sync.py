@@ -71,6 +71,7 @@ _SYNCED_FIELDS = (
     "grace_until",
     "pending_plan_id",
     "pending_plan_at",
+    "price_ids",
 )
 
 
@@ -167,6 +168,7 @@ def _record(organization: Organization, remote) -> OrgSubscription | _Conflict |
         local.current_period_end = period_end
         local.cancel_at_period_end = bool(remote.cancel_at_period_end)
         local.trial_end = _ts(remote.trial_end)
+        local.price_ids = sorted(item.price.id for item in remote["items"].data)
         if local.pk and _state(local) == before:
             return local  # a repeated or older event: Stripe's state is already ours
         local.updated_at = timezone.now()

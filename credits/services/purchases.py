@@ -262,3 +262,23 @@ def credit_grant_refunded(
         CreditAccount.objects.select_for_update().filter(pk=grant.account_id).first()
         CreditGrant.objects.filter(pk=grant.pk, revoked__lt=credits).update(revoked=credits)
         return _claims_settle(account_id=grant.account_id, grant_ids=[grant.pk], context=context)
+
+
+def credit_package_push(package_id: int) -> None:
+    """After staff saved a package in the admin: its price in Stripe (a changed amount is a new
+    price under the package's lookup key; purchases already made keep theirs)."""
+    package = CreditPackage.objects.filter(pk=package_id).first()
+    if package is None or not package.is_active:
+        return
+    price_id = payments.one_time_price_ensure(
+        price=payments.OneTimePrice(
+            key=f"credits_{package.code}",
+            name=package.name,
+            description=package.description,
+            unit_amount=package.unit_amount,
+            currency=package.currency,
+        )
+    )
+    CreditPackage.objects.filter(pk=package.pk).exclude(stripe_price_id=price_id).update(
+        stripe_price_id=price_id
+    )

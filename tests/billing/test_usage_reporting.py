@@ -14,8 +14,10 @@ from billing import catalog, entitlements, metering
 from billing.gateway.client import stripe_client
 from billing.gateway.customers import customer_ensure
 from billing.metering import reporting
+from billing.metering.tasks import report_usage
 from billing.models import MeterReport, Plan, UsageCounter
 from tests.factories import UserFactory
+from tests.races import race
 
 pytestmark = pytest.mark.django_db
 
@@ -309,3 +311,16 @@ def test_the_command_retries_failed_reports_now_when_asked(team, org, stripe_sim
     call_command("usage_report", "--retry-now")
     assert "0 prepared, 1 sent" in capsys.readouterr().out
     assert stripe_usage(team) == recorded(org) == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_schedulers_reporting_at_once_send_the_usage_once(team, org):
+    at = team["start"] + timedelta(hours=1)
+    generations(org, 30, at=at)
+
+    outcomes = race(2, lambda _: metering.usage_report_run(now=at))
+
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    assert sum(o.sent for o in outcomes) == 1
+    assert stripe_usage(team) == 30
+    assert report_usage.apply().get()["sent"] == 0  # and nothing is left for the next run

@@ -6,6 +6,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
+from billing import catalog
+from billing.gateway.setup import stripe_webhook_endpoint_ensure
+
 # Playwright's sync API runs an event loop in this thread; the ORM calls made by the test
 # itself (fixtures, assertions) are still plain synchronous code.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -75,3 +78,13 @@ def shoot():
         return path
 
     return take
+
+
+@pytest.fixture
+def stripe_live(stripe_sim, live_server, settings):
+    """The simulator with the catalog pushed and Tally's webhook endpoint on the live server, so
+    that a hosted Stripe page a test pays on comes back to Tally as it would in production."""
+    settings.SITE_URL = live_server.url
+    catalog.catalog_push()
+    stripe_webhook_endpoint_ensure(site_url=live_server.url)
+    return stripe_sim

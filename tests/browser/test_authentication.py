@@ -6,27 +6,17 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from billing import catalog
-from billing.gateway.setup import stripe_webhook_endpoint_ensure
 from billing.models import OrgSubscription
 from tests.billing.test_authentication import ALWAYS, subscribe_through_checkout
 from tests.billing.test_lifecycle import past_period_end, world  # noqa: F401
-from tests.browser.test_seats_flow import log_in
+from tests.browser.people import log_in, sign_up
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_checkout_with_a_card_that_asks_for_authentication(new_page, stripe_sim, live_server, settings):
-    settings.SITE_URL = live_server.url
-    catalog.catalog_push()
-    stripe_webhook_endpoint_ensure(site_url=live_server.url)
-
+def test_checkout_with_a_card_that_asks_for_authentication(new_page, stripe_live):
     page = new_page()
-    page.goto("/signup/")
-    page.fill("#id_name", "Erin")
-    page.fill("#id_email", "erin@example.com")
-    page.fill("#id_password", "a-long-enough-pass")
-    page.click("button:has-text('Sign up')")
+    sign_up(page, "Erin", "erin@example.com")
     page.goto("/pricing/")
     page.click("[data-testid=subscribe-ai]")
 

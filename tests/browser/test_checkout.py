@@ -3,24 +3,15 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from billing import catalog
-from billing.gateway.setup import stripe_webhook_endpoint_ensure
 from billing.models import OrgSubscription
+from tests.browser.people import sign_up
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_pricing_to_hosted_checkout_to_an_active_plan(new_page, shoot, stripe_sim, live_server, settings):
-    settings.SITE_URL = live_server.url
-    catalog.catalog_push()
-    stripe_webhook_endpoint_ensure(site_url=live_server.url)
-
+def test_pricing_to_hosted_checkout_to_an_active_plan(new_page, shoot, stripe_live):
     page = new_page()
-    page.goto("/signup/")
-    page.fill("#id_name", "Dana")
-    page.fill("#id_email", "dana@example.com")
-    page.fill("#id_password", "a-long-enough-pass")
-    page.click("button:has-text('Sign up')")
+    sign_up(page, "Dana", "dana@example.com")
 
     page.goto("/pricing/")
     page.click("[data-testid=subscribe-ai]")
@@ -47,18 +38,10 @@ def test_pricing_to_hosted_checkout_to_an_active_plan(new_page, shoot, stripe_si
 
 
 def test_a_promotion_code_typed_on_the_hosted_checkout_discounts_the_first_invoice(
-    new_page, shoot, stripe_sim, live_server, settings
+    new_page, shoot, stripe_live
 ):
-    settings.SITE_URL = live_server.url
-    catalog.catalog_push()
-    stripe_webhook_endpoint_ensure(site_url=live_server.url)
-
     page = new_page()
-    page.goto("/signup/")
-    page.fill("#id_name", "Erin")
-    page.fill("#id_email", "erin@example.com")
-    page.fill("#id_password", "a-long-enough-pass")
-    page.click("button:has-text('Sign up')")
+    sign_up(page, "Erin", "erin@example.com")
 
     page.goto("/pricing/")
     page.click("[data-testid=subscribe-ai]")

@@ -6,17 +6,10 @@ from playwright.sync_api import expect
 from billing import catalog
 from billing.gateway.client import stripe_client
 from tests.billing.test_seats import seat_quantity, subscribe_seats, team
-from tests.conftest import PASSWORD
+from tests.browser.people import log_in
 from tests.factories import OrganizationFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def log_in(page, email: str) -> None:
-    page.goto("/login/")
-    page.fill("#id_username", email)
-    page.fill("#id_password", PASSWORD)
-    page.click("button:has-text('Log in')")
 
 
 def test_invite_with_the_seat_preview_accept_and_the_billing_page_counts_the_seat(

@@ -17,6 +17,7 @@ from projects import services as project_services
 from projects.models import AiModel
 from teams import services as team_services
 from teams.models import Role
+from tests.browser import people
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -73,11 +74,7 @@ def world(stripe_sim):
 
 
 def log_in(page, email: str) -> None:
-    page.goto("/login/")
-    page.fill("#id_username", email)
-    page.fill("#id_password", PASSWORD)
-    page.click("button:has-text('Log in')")
-    expect(page).to_have_url(re.compile(r"/o/"))
+    people.log_in(page, email, PASSWORD)
 
 
 def overflow(page) -> tuple[int, int]:

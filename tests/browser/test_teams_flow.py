@@ -4,15 +4,9 @@ import pytest
 from playwright.sync_api import expect
 
 from teams.models import Membership, Organization, Role
+from tests.browser.people import sign_up
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def sign_up(page, name: str, email: str) -> None:
-    page.fill("#id_name", name)
-    page.fill("#id_email", email)
-    page.fill("#id_password", "a-long-enough-pass")
-    page.click("button:has-text('Sign up')")
 
 
 def test_sign_up_create_an_org_invite_and_accept_in_a_second_browser(new_page, shoot):
@@ -20,7 +14,7 @@ def test_sign_up_create_an_org_invite_and_accept_in_a_second_browser(new_page, s
     alice.goto("/")
     shoot(alice, "landing")
     alice.click("text=Create an account")
-    sign_up(alice, "Alice Anders", "alice@example.com")
+    sign_up(alice, "Alice Anders", "alice@example.com", here=True)
     expect(alice.locator("h1")).to_have_text("Alice Anders's workspace")
 
     alice.click("[data-testid=org-switcher] summary")
@@ -43,7 +37,7 @@ def test_sign_up_create_an_org_invite_and_accept_in_a_second_browser(new_page, s
     expect(bob.locator("h1")).to_have_text("Join Rocket Labs")
     bob.click("text=Create an account")
     expect(bob.locator("#id_email")).to_have_value("bob@example.com")
-    sign_up(bob, "Bob Brown", "bob@example.com")
+    sign_up(bob, "Bob Brown", "bob@example.com", here=True)
     expect(bob.locator("h1")).to_have_text("Join Rocket Labs")
     bob.click("button:has-text('Accept invitation')")
     expect(bob).to_have_url(re.compile(r"/o/rocket-labs/$"))
@@ -57,7 +51,6 @@ def test_sign_up_create_an_org_invite_and_accept_in_a_second_browser(new_page, s
 
 def test_projects_generate_and_api_keys(new_page, shoot):
     page = new_page()
-    page.goto("/signup/")
     sign_up(page, "Carol", "carol@example.com")
     page.click("text=New project")
     page.fill("#id_name", "Support copilot")
