@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0014_duplicate_disputed_amount'),
+        ('billing', '0015_duplicate_disputed_amount'),
     ]
 
     operations = [

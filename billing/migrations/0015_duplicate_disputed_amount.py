@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0013_currency_options'),
+        ('billing', '0014_catalog_push_and_plan_versions'),
     ]
 
     operations = [
