@@ -29,15 +29,20 @@ class Offer:
     plan: Plan
     monthly_equivalent: Plan | None  # the same product's monthly plan, to show a yearly saving
     seats: int = 1
+    currency: str = ""  # the visitor's currency: the plan's own when it is not sold in it
+
+    @property
+    def seat_currency(self) -> str:
+        return self.currency if self.currency in self.plan.currencies else self.plan.currency
 
     @property
     def seat_breakdown(self):
         item = self.plan.seat_item()
-        return item.breakdown(self.seats) if item else None
+        return item.breakdown(self.seats, self.seat_currency) if item else None
 
     @property
     def seat_total(self) -> int:
-        return self.plan.total(seats=self.seats)
+        return self.plan.total(seats=self.seats, currency=self.seat_currency)
 
     @property
     def yearly_saving_percent(self) -> int:

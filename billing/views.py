@@ -90,6 +90,8 @@ def pricing(request):
     checkout_org = selectors.organization_to_bill(request.user)
     currencies = _offered_currencies()
     currency = _currency(request, currencies, checkout_org)
+    for offer in offers:
+        offer.currency = currency
     subscription = selectors.subscription_of(checkout_org) if checkout_org else None
     features = list(selectors.features_for_comparison())
     # The comparison table: one row per feature, one cell per offer.
@@ -138,14 +140,18 @@ def pricing_seats(request):
         raise Http404("No per-seat plan by that name.")
     seats = _seats(request, 1)
     item: PlanLineItem = plan.seat_item()
+    currency = request.GET.get("currency", "").lower()
+    if currency not in plan.currencies:
+        currency = plan.currency
     return render(
         request,
         "billing/partials/seat_total.html",
         {
             "plan": plan,
             "seats": seats,
-            "breakdown": item.breakdown(seats),
-            "total": plan.total(seats=seats),
+            "breakdown": item.breakdown(seats, currency),
+            "total": plan.total(seats=seats, currency=currency),
+            "seat_currency": currency,
         },
     )
 

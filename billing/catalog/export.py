@@ -114,6 +114,7 @@ def catalog_export_data() -> dict:
             "public": product.is_public,
             "contact_sales": product.contact_sales,
             "highlight": product.highlight,
+            **({"bullets": list(product.bullets)} if product.bullets else {}),
             "plans": [],
         }
     for plan in plans:

@@ -27,6 +27,7 @@ from billing.models import (
 )
 from billing.models.discounts import coupon_problems
 from billing.pricing import validate_tiers
+from common.validators import bullets_problem
 
 DEFAULT_PATH = Path(settings.BASE_DIR) / "config" / "catalog.toml"
 
@@ -254,6 +255,7 @@ def parse_catalog(data: dict) -> CatalogSpec:
             "is_public": raw.get("public", True),
             "contact_sales": raw.get("contact_sales", False),
             "highlight": raw.get("highlight", False),
+            "bullets": _bullets(raw.get("bullets", []), f"{where} bullets", problems),
         }
         base = _entitlements(raw.get("entitlements", {}), features, f"{where} entitlements", problems)
         if not raw.get("plans"):
@@ -375,6 +377,15 @@ def parse_catalog(data: dict) -> CatalogSpec:
     if problems:
         raise CatalogError(problems)
     return CatalogSpec(currency, features, products, plans, addons, meters, coupons)
+
+
+def _bullets(value, where: str, problems: list[str]) -> list[str]:
+    """A product's selling points for the pricing page: a short list of short texts."""
+    problem = bullets_problem(value)
+    if problem:
+        problems.append(f"{where}: {problem}")
+        return []
+    return [bullet.strip() for bullet in value]
 
 
 def _tier(tier: dict) -> dict:

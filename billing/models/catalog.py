@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from billing import pricing
 from billing.pricing import validate_tiers
+from common.validators import validate_bullets
 
 
 class Interval(models.TextChoices):
@@ -32,6 +33,12 @@ class Product(models.Model):
     is_public = models.BooleanField(default=True, help_text="Shown on the pricing page.")
     contact_sales = models.BooleanField(default=False, help_text="Sold by talking to us.")
     highlight = models.BooleanField(default=False, help_text="Marked as the popular choice.")
+    bullets = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_bullets],
+        help_text='Up to six short selling points for the pricing page, e.g. ["Cancel any time"].',
+    )
     stripe_product_id = models.CharField(max_length=255, blank=True)
 
     class Meta:
