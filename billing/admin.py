@@ -9,11 +9,13 @@ from django.utils.html import format_html, format_html_join
 
 from billing import discounts, entitlements, metering
 from billing.catalog.export import catalog_problems
+from billing.catalog.forms import TiersField
 from billing.catalog.push import catalog_object_touch, subscriptions_per_price
 from billing.catalog.tasks import catalog_object_push_task
 from billing.models import (
     Addon,
     AddonEntitlement,
+    AddonPurchase,
     BillingProfile,
     CatalogStripeState,
     Coupon,
@@ -204,9 +206,31 @@ class ProductAdmin(CatalogAdmin):
     search_fields = ["key", "name", "stripe_product_id"]
     inlines = [PlanInline]
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # A plan edited here (deactivated, say) is pushed as if saved on its own page.
+        for formset in formsets:
+            if formset.model is not Plan:
+                continue
+            for plan in [*formset.new_objects, *(obj for obj, _ in formset.changed_objects)]:
+                catalog_object_touch(kind=CatalogStripeState.Kind.PLAN, object_id=plan.pk)
+                catalog_object_push_task.delay_on_commit(CatalogStripeState.Kind.PLAN, plan.pk)
+
+
+class LineItemForm(forms.ModelForm):
+    tiers = TiersField(
+        required=False,
+        help_text="One row per tier, in ascending order; leave a row blank to remove it.",
+    )
+
+    class Meta:
+        model = PlanLineItem
+        fields = ["key", "kind", "unit_amount", "tiers_mode", "tiers", "currency_options", "feature"]
+
 
 class LineItemInline(admin.StackedInline):
     model = PlanLineItem
+    form = LineItemForm
     extra = 0
     fields = [
         "key",
@@ -491,6 +515,17 @@ class SubscriptionDuplicateAdmin(ReadOnlyAdmin):
     ]
     search_fields = ["organization__slug", "stripe_subscription_id", "kept_subscription_id"]
     list_select_related = ["organization"]
+
+
+@admin.register(AddonPurchase)
+class AddonPurchaseAdmin(ReadOnlyAdmin):
+    """Every add-on bought after subscribing, its Stripe session or subscription item, and how it
+    stands (granted, ending with the period, abandoned, failed)."""
+
+    list_display = ["created_at", "organization", "addon", "quantity", "status", "granted_at", "ends_at"]
+    list_filter = ["status", "addon"]
+    search_fields = ["organization__slug", "stripe_checkout_session_id", "stripe_subscription_item_id"]
+    list_select_related = ["organization", "addon"]
 
 
 @admin.register(PlanCheckout)

@@ -16,7 +16,7 @@ from teams.models import Role
 
 
 class UpgradeOutput(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=["plan", "addon", "contact"])
+    kind = serializers.ChoiceField(choices=["plan", "addon", "seats", "contact"])
     key = serializers.CharField()
     name = serializers.CharField()
     amount = serializers.IntegerField(allow_null=True, help_text="In minor units of `currency`.")

@@ -19,7 +19,7 @@ class BillingConfig(AppConfig):
         from billing import billing_details, discounts  # noqa: F401
         from billing.entitlements import counters, ratelimit  # noqa: F401
         from billing.seats import receivers  # noqa: F401
-        from billing.subscriptions import checkout, payments, refunds, sync  # noqa: F401
+        from billing.subscriptions import addons, checkout, payments, refunds, sync  # noqa: F401
         from billing.webhooks import receivers as webhook_receivers
 
         webhook_receivers.connect()

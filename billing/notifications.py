@@ -310,7 +310,7 @@ def _duplicate_refunded(notice: Notice) -> Email | None:
     if duplicate is None:
         return None
     return Email(
-        subject=f"{notice.organization.name}: a second subscription was canceled and refunded",
+        subject=f"{notice.organization.name}: a second subscription was canceled",
         template="billing/email/duplicate_subscription.txt",
         context={"duplicate": duplicate},
         action_label="Open billing",

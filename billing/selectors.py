@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from billing.models import (
     Addon,
+    AddonEntitlement,
     Feature,
     Interval,
     OrgSubscription,
@@ -28,15 +29,20 @@ class Offer:
     plan: Plan
     monthly_equivalent: Plan | None  # the same product's monthly plan, to show a yearly saving
     seats: int = 1
+    currency: str = ""  # the visitor's currency: the plan's own when it is not sold in it
+
+    @property
+    def seat_currency(self) -> str:
+        return self.currency if self.currency in self.plan.currencies else self.plan.currency
 
     @property
     def seat_breakdown(self):
         item = self.plan.seat_item()
-        return item.breakdown(self.seats) if item else None
+        return item.breakdown(self.seats, self.seat_currency) if item else None
 
     @property
     def seat_total(self) -> int:
-        return self.plan.total(seats=self.seats)
+        return self.plan.total(seats=self.seats, currency=self.seat_currency)
 
     @property
     def yearly_saving_percent(self) -> int:
@@ -72,6 +78,31 @@ def features_for_comparison():
 
 def active_addons():
     return Addon.objects.filter(is_active=True).prefetch_related("entitlements__feature")
+
+
+def addons_offered(
+    *, unlimited: set[int], interval: str, subscribed: bool, currency: str | None = None
+) -> list[Addon]:
+    """The add-ons an organization's plan allows: in its currency, adding to a feature it does
+    not have unlimited already (`unlimited`: those features' ids; a pack of seats means nothing
+    on unlimited seats), and, for a recurring add-on, on a subscription billed at its interval."""
+    addons = list(Addon.objects.filter(is_active=True))
+    adds: dict[int, set[int]] = {}
+    for addon_id, feature_id in AddonEntitlement.objects.filter(addon__in=addons).values_list(
+        "addon_id", "feature_id"
+    ):
+        adds.setdefault(addon_id, set()).add(feature_id)
+    offered = []
+    for addon in addons:
+        if currency and addon.currency != currency:
+            continue
+        if addon.kind == Addon.Kind.RECURRING and not (subscribed and addon.interval == interval):
+            continue
+        features = adds.get(addon.pk, set())
+        if features and features <= unlimited:
+            continue
+        offered.append(addon)
+    return offered
 
 
 def subscription_of(organization) -> OrgSubscription | None:

@@ -1,4 +1,5 @@
 import re
+import uuid
 
 import stripe
 from django.conf import settings
@@ -8,10 +9,11 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from billing import billing_details, discounts, entitlements, notifications, seats, selectors, subscriptions
 from billing.catalog.versions import price_moves_of
-from billing.models import Access, BillingProfile, Interval, Plan, PlanLineItem
+from billing.models import Access, BillingProfile, Interval, Plan, PlanLineItem, SeatMode
 from common.checkout import checkout_redirect
 from common.errors import ServiceError
 from teams.access import get_org_for_user
@@ -88,6 +90,8 @@ def pricing(request):
     checkout_org = selectors.organization_to_bill(request.user)
     currencies = _offered_currencies()
     currency = _currency(request, currencies, checkout_org)
+    for offer in offers:
+        offer.currency = currency
     subscription = selectors.subscription_of(checkout_org) if checkout_org else None
     features = list(selectors.features_for_comparison())
     # The comparison table: one row per feature, one cell per offer.
@@ -136,14 +140,18 @@ def pricing_seats(request):
         raise Http404("No per-seat plan by that name.")
     seats = _seats(request, 1)
     item: PlanLineItem = plan.seat_item()
+    currency = request.GET.get("currency", "").lower()
+    if currency not in plan.currencies:
+        currency = plan.currency
     return render(
         request,
         "billing/partials/seat_total.html",
         {
             "plan": plan,
             "seats": seats,
-            "breakdown": item.breakdown(seats),
-            "total": plan.total(seats=seats),
+            "breakdown": item.breakdown(seats, currency),
+            "total": plan.total(seats=seats, currency=currency),
+            "seat_currency": currency,
         },
     )
 
@@ -168,6 +176,7 @@ def _addons_from(request) -> dict:
 
 def _billing_context(organization, membership) -> dict:
     subscription = selectors.subscription_of(organization)
+    subscribed = bool(subscription and subscription.applies and subscription.stripe_subscription_id)
     return {
         "organization": organization,
         "membership": membership,
@@ -190,6 +199,13 @@ def _billing_context(organization, membership) -> dict:
         .select_related("product")
         .prefetch_related("line_items"),
         "addons": selectors.active_addons(),
+        "addons_offered": subscriptions.addons_for(organization=organization, subscription=subscription),
+        "addon_purchases": subscriptions.addon_purchases_active(organization=organization)
+        if subscribed
+        else [],
+        "prepaid_seats": subscription.seats
+        if subscribed and subscription.plan.seat_mode == SeatMode.PREPAID and subscription.plan.seats_prepaid
+        else None,
         "money_back_days": settings.BILLING_MONEY_BACK_DAYS,
         "last_checkout": selectors.plan_checkout_unfinished(organization, subscription=subscription),
     }
@@ -200,6 +216,9 @@ def _billing_context(organization, membership) -> dict:
 def billing(request, org_slug: str):
     organization, membership = get_org_for_user(request, org_slug)
     context = _billing_context(organization, membership)
+    # A refusal's offer links here with the quantity it needs, beside the add-on's buy button.
+    quantity = request.GET.get("quantity", "")
+    context["offered_quantity"] = int(quantity) if quantity.isdigit() and len(quantity) < 5 else 1
     if request.GET.get("checkout") == "cancelled":
         messages.info(request, "Checkout cancelled: nothing was charged.")
     return render(request, "billing/billing.html", context)
@@ -444,3 +463,154 @@ def portal(request, org_slug: str):
         messages.error(request, "Stripe's customer portal is unavailable; please try again.")
         return redirect("billing", organization.slug)
     return redirect(url)
+
+
+# --- Add-ons and prepaid seats after subscribing --------------------------------------------
+
+
+def _refused(request, organization, membership, error: ServiceError, *, template: str, **context):
+    """A refused add-on or seat change: the page again, with the reason, its field and code."""
+    context = {"organization": organization, "membership": membership, "error": error, **context}
+    return render(request, template, context, status=error.status)
+
+
+@login_required
+@require_POST
+def addon_buy(request, org_slug: str, key: str):
+    """The buy button of an add-on on the billing page: a one-time add-on goes to Checkout; a
+    recurring one to the confirmation with Stripe's proration."""
+    organization, membership = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    back = reverse("billing", args=[organization.slug]) + "#addons"
+    try:
+        addon = subscriptions.addon_find(organization=organization, key=key)
+        quantity = subscriptions.addon_quantity(addon, request.POST.get("quantity"))
+    except ServiceError as error:
+        return _refused(request, organization, membership, error, template="billing/addon.html")
+    if addon.kind == addon.Kind.RECURRING:
+        url = reverse("billing_addon_add", args=[organization.slug, addon.key]) + f"?quantity={quantity}"
+        return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+    def start() -> str:
+        return subscriptions.addon_checkout_start(
+            organization=organization, addon=addon, quantity=quantity, actor=request.user
+        )
+
+    return checkout_redirect(request, start, back=back)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def addon_add(request, org_slug: str, key: str):
+    """A recurring add-on: Stripe's prorated amount first, then the confirmation adds it."""
+    organization, membership = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    data = request.POST if request.method == "POST" else request.GET
+    try:
+        addon = subscriptions.addon_find(organization=organization, key=key)
+        quantity = subscriptions.addon_quantity(addon, data.get("quantity"))
+        if request.method == "POST":
+            try:
+                code = uuid.UUID(data.get("code", ""))
+            except ValueError:
+                raise ServiceError(
+                    "invalid_request", "Confirm from the preview page.", field="code"
+                ) from None
+            purchase = subscriptions.addon_subscription_add(
+                organization=organization,
+                addon=addon,
+                quantity=quantity,
+                actor=request.user,
+                code=code,
+                proration_date=data.get("proration_date"),
+            )
+            if purchase.status == purchase.Status.GRANTED:
+                messages.success(request, f"{purchase.quantity} × {addon.name} added to your subscription.")
+            else:
+                messages.error(request, f"{addon.name} was not added: {purchase.failure_message}")
+            return redirect(reverse("billing", args=[organization.slug]) + "#addons")
+        preview = subscriptions.addon_subscription_preview(
+            organization=organization, addon=addon, quantity=quantity
+        )
+    except ServiceError as error:
+        return _refused(request, organization, membership, error, template="billing/addon.html")
+    except stripe.StripeError:
+        messages.error(request, "Stripe did not answer, so nothing changed; please try again.")
+        return redirect(reverse("billing", args=[organization.slug]) + "#addons")
+    context = {
+        "organization": organization,
+        "membership": membership,
+        "preview": preview,
+        "code": uuid.uuid4(),
+        "subscription": selectors.subscription_of(organization),
+    }
+    return render(request, "billing/addon.html", context)
+
+
+@login_required
+@require_GET
+def addon_bought(request, org_slug: str, code: uuid.UUID):
+    """Back from an add-on's Checkout: granted now if Stripe says it is paid."""
+    organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    try:
+        purchase = subscriptions.addon_checkout_return(organization=organization, code=code)
+    except ServiceError:
+        raise Http404("No such purchase.") from None
+    except stripe.StripeError:
+        messages.info(request, "Your payment is being confirmed; the add-on appears here shortly.")
+        return redirect(reverse("billing", args=[organization.slug]) + "#addons")
+    if purchase.status == purchase.Status.GRANTED:
+        messages.success(request, f"Thank you: {purchase.quantity} × {purchase.addon.name} is yours.")
+    else:
+        messages.info(request, "Your payment is being confirmed; the add-on appears here shortly.")
+    return redirect(reverse("billing", args=[organization.slug]) + "#addons")
+
+
+@login_required
+@require_POST
+def addon_remove(request, org_slug: str, code: uuid.UUID):
+    organization, membership = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    try:
+        purchase = subscriptions.addon_subscription_remove(
+            organization=organization, code=code, actor=request.user
+        )
+    except ServiceError as error:
+        return _refused(request, organization, membership, error, template="billing/addon.html")
+    except stripe.StripeError:
+        messages.error(request, "Stripe did not answer, so the add-on stays; please try again.")
+    else:
+        until = f" on {purchase.ends_at:%-d %B %Y}" if purchase.ends_at else ""
+        messages.success(
+            request, f"{purchase.addon.name} ends with this period{until}; it is not billed again."
+        )
+    return redirect(reverse("billing", args=[organization.slug]) + "#addons")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def seats_prepaid(request, org_slug: str):
+    """Prepaid seats: Stripe's prorated amount for the new count, then the confirmation."""
+    organization, membership = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    data = request.POST if request.method == "POST" else request.GET
+    try:
+        if request.method == "POST":
+            subscription = seats.seats_prepaid_set(
+                organization=organization,
+                seats=data.get("seats"),
+                actor=request.user,
+                attempt=data.get("code", "")[:64],
+            )
+            messages.success(request, f"{organization.name} now has {subscription.seats} seats.")
+            return redirect(reverse("billing", args=[organization.slug]) + "#seats")
+        preview = seats.seats_prepaid_preview(organization=organization, seats=data.get("seats"))
+    except ServiceError as error:
+        return _refused(request, organization, membership, error, template="billing/prepaid_seats.html")
+    except stripe.StripeError:
+        messages.error(request, "Stripe did not answer, so the seats did not change; please try again.")
+        return redirect(reverse("billing", args=[organization.slug]) + "#seats")
+    context = {
+        "organization": organization,
+        "membership": membership,
+        "preview": preview,
+        "code": uuid.uuid4().hex,
+        "subscription": selectors.subscription_of(organization),
+    }
+    return render(request, "billing/prepaid_seats.html", context)

@@ -108,6 +108,8 @@ TEMPLATES = [
                 "teams.context_processors.organizations",
                 "billing.context_processors.billing_alert",
             ],
+            # `{% load formatting %}`: the one set of money, number and date filters.
+            "libraries": {"formatting": "common.formatting"},
         },
     },
 ]
@@ -227,6 +229,10 @@ if not BILLING_SEAT_ROLES or set(BILLING_SEAT_ROLES) - {"owner", "admin", "billi
 # Seconds a seat change waits before it is sent to Stripe, so that a burst (a team invited at
 # once) becomes one quantity update.
 BILLING_SEAT_SYNC_DELAY = env_int("BILLING_SEAT_SYNC_DELAY", 5, minimum=0)
+# Credits every new organization's account opens with (0: no bonus), and the days until that
+# bonus expires (0: it never does).
+CREDITS_WELCOME_BONUS = env_int("CREDITS_WELCOME_BONUS", 500, minimum=0)
+CREDITS_WELCOME_BONUS_DAYS = env_int("CREDITS_WELCOME_BONUS_DAYS", 0, minimum=0) or None
 # Stripe Tax: Checkout asks for the billing address and a VAT number, and subscriptions collect
 # tax (exclusive or inclusive as each price says). Needs Stripe Tax set up on the account.
 USE_STRIPE_TAX = env_bool("USE_STRIPE_TAX", False)

@@ -56,6 +56,7 @@ class CreditAccountAdmin(admin.ModelAdmin):
         *readonly_fields,
         "overdraft_allowance",
         "low_balance_threshold",
+        "low_balance_percent",
         "auto_recharge_enabled",
         "auto_recharge_threshold",
         "auto_recharge_package",

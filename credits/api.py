@@ -111,6 +111,9 @@ class BalanceApi(APIView):
         available = serializers.IntegerField()
         overdraft_allowance = serializers.IntegerField()
         low_balance_threshold = serializers.IntegerField()
+        low_balance_percent = serializers.IntegerField(
+            help_text="When not 0, the threshold is this percentage of the last purchase or allowance."
+        )
         is_low = serializers.BooleanField()
         runway_days = serializers.IntegerField(allow_null=True)
         lifetime_purchased = serializers.IntegerField()

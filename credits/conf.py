@@ -38,3 +38,10 @@ DEFAULT_PACKAGES = [
     ("tokens-100k", "100K tokens", 100_000, 0, 9_000, "100,000 credits, 10% off"),
     ("enterprise-1m", "Enterprise 1M", 1_000_000, 0, 79_900, "1,000,000 credits, 20% off"),
 ]
+
+# Selling points the credits page lists under a default package (at most six short texts).
+DEFAULT_PACKAGE_BULLETS = {
+    "pack-50": ["5,000 bonus credits", "Bought credits never expire"],
+    "pack-100": ["15,000 bonus credits", "Bought credits never expire"],
+    "enterprise-1m": ["The lowest price per credit", "Bought credits never expire"],
+}

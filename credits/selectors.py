@@ -8,17 +8,20 @@ from django.core import signing
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from credits import conf
 from credits.models import (
     CreditAccount,
     CreditAllocation,
     CreditGrant,
     CreditPackage,
+    CreditPrice,
     CreditPurchase,
     CreditReservation,
     CreditTransaction,
     CreditUsageDay,
     PurchaseStatus,
     ReservationStatus,
+    TransactionType,
 )
 
 CURSOR_SALT = "credits.transactions"
@@ -46,6 +49,46 @@ def purchase_to_show(account: CreditAccount, *, code: str = "") -> CreditPurchas
     if ended and latest.ended_at and latest.ended_at > timezone.now() - PURCHASE_OUTCOME_SHOWN:
         return latest
     return None
+
+
+def last_refill_of(account: CreditAccount) -> int | None:
+    """Credits of the newest purchase or allowance (what a percentage threshold counts from)."""
+    return (
+        CreditTransaction.objects.filter(
+            account=account, type__in=[TransactionType.PURCHASE, TransactionType.ALLOWANCE]
+        )
+        .order_by("-id")
+        .values_list("amount", flat=True)
+        .first()
+    )
+
+
+def current_prices(*, actions=None) -> list[CreditPrice]:
+    """What each action costs now: its newest version in effect (what `credit_price_current`
+    charges), by action. An action of the defaults that has no version yet shows the version 1
+    it will get, unsaved: a page that lists prices writes nothing."""
+    rows = CreditPrice.objects.order_by("action", "-version")
+    if actions is not None:
+        actions = list(actions)
+        rows = rows.filter(action__in=actions)
+    now = timezone.now()
+    current: dict[str, CreditPrice | None] = {}
+    for price in rows:
+        if current.get(price.action) is None:
+            # None: the action has versions, none in effect yet (it cannot be charged).
+            current[price.action] = price if price.effective_from <= now else None
+    for action, credits, unit, unit_size, description in conf.DEFAULT_PRICES:
+        if action not in current and (actions is None or action in actions):
+            current[action] = CreditPrice(
+                action=action,
+                version=1,
+                credits=credits,
+                unit=unit,
+                unit_size=unit_size,
+                description=description,
+            )
+    order = actions if actions is not None else sorted(current)
+    return [current[a] for a in order if current.get(a) is not None]
 
 
 def active_packages():

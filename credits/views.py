@@ -5,11 +5,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from common import formatting
 from common.checkout import checkout_redirect
 from common.csv_export import csv_response, safe_cell
 from common.errors import ServiceError
 from credits import selectors, services
-from credits.forms import CreditSettingsForm, HistoryFilterForm
+from credits.forms import CreditSettingsForm, HistoryFilterForm, recharge_currency
 from credits.models import PurchaseStatus
 from teams.access import client_ip, get_org_for_user
 from teams.models import Role
@@ -20,11 +21,14 @@ HISTORY_PAGE = 25
 def _settings_form(account) -> CreditSettingsForm:
     return CreditSettingsForm(
         initial={
-            "low_balance_threshold": account.low_balance_threshold,
+            "low_balance_threshold": account.low_balance_percent or account.low_balance_threshold,
+            "low_balance_unit": "percent" if account.low_balance_percent else "credits",
             "auto_recharge_enabled": account.auto_recharge_enabled,
             "auto_recharge_threshold": account.auto_recharge_threshold,
             "auto_recharge_package": account.auto_recharge_package_id,
-            "auto_recharge_monthly_limit": account.auto_recharge_monthly_limit // 100,
+            "auto_recharge_monthly_limit": formatting.to_major(
+                account.auto_recharge_monthly_limit, recharge_currency(account.auto_recharge_package)
+            ),
         }
     )
 
@@ -40,6 +44,7 @@ def _page_context(request, organization, membership, account, *, settings_form=N
         "account": account,
         "runway": usage.runway,
         "packages": selectors.active_packages(),
+        "prices": selectors.current_prices(),
         "by_day": usage.by_day,
         "by_action": usage.by_action,
         "holds": selectors.open_reservations_of(account).count(),

@@ -35,6 +35,7 @@ def dashboard(request, org_slug: str):
             "project_count": selectors.projects_of(organization).count(),
             "member_count": members_of(organization).count(),
             "usage": entitlements.entitlements_for(organization),
+            "quota": entitlements.check(organization, "projects", 0),
         },
     )
 
@@ -96,6 +97,7 @@ def project_detail(request, org_slug: str, code):
             "form": GenerationForm(),
             "generations": selectors.generations_of(project),
             "quota": entitlements.check(organization, "ai_generations", 0),
+            "costs": selectors.generation_costs(organization),
         },
     )
 
@@ -170,6 +172,7 @@ def generation_create(request, org_slug: str, code):
         "new_generation": generation,
         "blocked": blocked,
         "quota": entitlements.check(organization, "ai_generations", 0),
+        "costs": selectors.generation_costs(organization),
     }
     status = 200 if generation else (402 if blocked else 400)
     if request.htmx:

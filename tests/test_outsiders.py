@@ -3,6 +3,7 @@
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from billing.models import Addon, AddonPurchase
 from credits import services as credit_services
 from credits.models import CreditPurchase
 from teams import api_keys
@@ -27,6 +28,15 @@ def acme(org, owner, member):
         "key": key.code,
         "reservation": credit_services.credit_reservation_create(
             organization=org, amount=1, idempotency_key="outsiders"
+        ).code,
+        "addon": "extra_seats",
+        "addon_purchase": AddonPurchase.objects.create(
+            organization=org,
+            addon=Addon.objects.get(key="extra_seats"),
+            quantity=1,
+            unit_amount=9900,
+            currency="usd",
+            stripe_checkout_session_id="cs_test_outsiders",
         ).code,
         "purchase": CreditPurchase.objects.create(
             account=credit_services.credit_account_for(organization=org),
@@ -72,6 +82,11 @@ PAGES = {
     "billing_portal": ([], ["post"]),
     "billing_details": ([], ["post"]),
     "billing_seat_preview": ([], ["get"]),
+    "billing_seats_prepaid": ([], ["get", "post"]),
+    "billing_addon_buy": (["addon"], ["post"]),
+    "billing_addon_add": (["addon"], ["get", "post"]),
+    "billing_addon_bought": (["addon_purchase"], ["get"]),
+    "billing_addon_remove": (["addon_purchase"], ["post"]),
     "credits": ([], ["get"]),
     "credits_widget": ([], ["get"]),
     "credits_settings": ([], ["post"]),
@@ -83,11 +98,15 @@ PAGES = {
 }
 
 
+# Objects named in URLs by something other than their `code`.
+URL_KWARGS = {"addon": "key"}
+
+
 def _url(name, acme):
     extra, _ = PAGES[name]
     kwargs = {"org_slug": acme["org_slug"]}
     if extra:
-        kwargs["code"] = acme[extra[0]]
+        kwargs[URL_KWARGS.get(extra[0], "code")] = acme[extra[0]]
     return reverse(name, kwargs=kwargs)
 
 

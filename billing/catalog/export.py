@@ -18,6 +18,7 @@ from billing.models import (
     PlanEntitlement,
     PlanLineItem,
     Product,
+    SeatMode,
     SeatPolicy,
     TaxBehavior,
 )
@@ -113,6 +114,7 @@ def catalog_export_data() -> dict:
             "public": product.is_public,
             "contact_sales": product.contact_sales,
             "highlight": product.highlight,
+            **({"bullets": list(product.bullets)} if product.bullets else {}),
             "plans": [],
         }
     for plan in plans:
@@ -131,6 +133,8 @@ def catalog_export_data() -> dict:
         if any(i.kind == PlanLineItem.Kind.PER_SEAT for i in items):
             out["seat_policy"] = plan.seat_policy
             out["seat_minimum"] = plan.seat_minimum
+            if plan.seat_mode != SeatMode.AUTOMATIC:
+                out["seat_mode"] = plan.seat_mode
         elif plan.seat_policy != SeatPolicy.PRORATE or plan.seat_minimum != 1:
             out["seat_policy"] = plan.seat_policy  # refused on import: seats need a per_seat item
         if items:

@@ -23,7 +23,7 @@ from django.utils import timezone
 from billing import discounts
 from billing.catalog import sync
 from billing.gateway.client import stripe_client
-from billing.gateway.prices import meter_rename, price_archive, price_ensure, product_ensure
+from billing.gateway.prices import meter_rename, price_archive, price_ensure, price_restore, product_ensure
 from billing.models import (
     PLAN_STATUSES,
     Addon,
@@ -117,6 +117,8 @@ def _push(kind: str, object_id: int) -> None:
         addon = Addon.objects.filter(pk=object_id).first()
         if addon is not None and addon.is_active:
             _addon_push(client, addon)
+        elif addon is not None and addon.stripe_price_id:
+            price_archive(client, addon.stripe_price_id)  # deactivated: no longer sold
     elif kind == Kind.COUPON:
         coupon = Coupon.objects.filter(pk=object_id)
         for line in discounts.coupons_push(coupons=coupon):
@@ -146,8 +148,13 @@ def _meter_push(client, feature: Feature) -> None:
 
 
 def plan_push(client, plan: Plan) -> None:
-    """The plan's product and every line item's price, switched over together."""
-    if not plan.is_active or plan.is_free:
+    """The plan's product and every line item's price, switched over together. A deactivated
+    plan's prices are archived (its subscribers keep them); reactivated, the same prices sell again."""
+    if plan.is_free:
+        return
+    if not plan.is_active:
+        for price_id in plan.line_items.exclude(stripe_price_id="").values_list("stripe_price_id", flat=True):
+            price_archive(client, price_id)
         return
     _product_push(client, plan.product)
     items = list(plan.line_items.select_related("plan__product", "feature"))
@@ -194,6 +201,7 @@ def plan_push(client, plan: Plan) -> None:
         ):
             price_archive(client, old.stripe_price_id)
             PriceVersion.objects.filter(pk=old.pk).update(archived_at=timezone.now())
+        price_restore(client, price_id)  # archived while the plan was inactive
 
 
 def version_record(*, item: PlanLineItem, stripe_price_id: str, amount: int | None, **values) -> None:
@@ -210,6 +218,7 @@ def _addon_push(client, addon: Addon) -> None:
         client, addon.lookup_key, product_id, sync._addon_params(addon), addon.key, False, []
     )
     Addon.objects.filter(pk=addon.pk).update(stripe_product_id=product_id, stripe_price_id=price_id)
+    price_restore(client, price_id)  # archived while the add-on was inactive
 
 
 def subscriptions_per_price() -> dict[str, int]:

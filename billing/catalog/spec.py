@@ -21,11 +21,13 @@ from billing.models import (
     Overage,
     PlanEntitlement,
     PlanLineItem,
+    SeatMode,
     SeatPolicy,
     TaxBehavior,
 )
 from billing.models.discounts import coupon_problems
 from billing.pricing import validate_tiers
+from common.validators import bullets_problem
 
 DEFAULT_PATH = Path(settings.BASE_DIR) / "config" / "catalog.toml"
 
@@ -253,6 +255,7 @@ def parse_catalog(data: dict) -> CatalogSpec:
             "is_public": raw.get("public", True),
             "contact_sales": raw.get("contact_sales", False),
             "highlight": raw.get("highlight", False),
+            "bullets": _bullets(raw.get("bullets", []), f"{where} bullets", problems),
         }
         base = _entitlements(raw.get("entitlements", {}), features, f"{where} entitlements", problems)
         if not raw.get("plans"):
@@ -287,9 +290,13 @@ def parse_catalog(data: dict) -> CatalogSpec:
             if not _is_int(seat_minimum) or seat_minimum < 1:
                 problems.append(f"{at} seat_minimum: must be a whole number >= 1")
                 seat_minimum = 1
+            seat_mode = plan_raw.get("seat_mode", SeatMode.AUTOMATIC)
+            if seat_mode not in SeatMode.values:
+                problems.append(f"{at} seat_mode: must be one of {', '.join(SeatMode.values)}")
+                seat_mode = SeatMode.AUTOMATIC
             has_seats = any(item.get("kind") == PlanLineItem.Kind.PER_SEAT for item in items)
-            if not has_seats and ("seat_policy" in plan_raw or "seat_minimum" in plan_raw):
-                problems.append(f"{at}: seat_policy and seat_minimum need a per_seat line item")
+            if not has_seats and ({"seat_policy", "seat_minimum", "seat_mode"} & set(plan_raw)):
+                problems.append(f"{at}: seat_policy, seat_minimum and seat_mode need a per_seat line item")
             is_free = bool(plan_raw.get("free", False))
             credit_allowance = plan_raw.get("credit_allowance", 0)
             if not _is_int(credit_allowance) or credit_allowance < 0:
@@ -314,6 +321,7 @@ def parse_catalog(data: dict) -> CatalogSpec:
                 "is_free": is_free,
                 "seat_policy": seat_policy,
                 "seat_minimum": seat_minimum,
+                "seat_mode": seat_mode,
                 "credit_allowance": credit_allowance,
                 "tax_behavior": _tax_behavior(
                     plan_raw.get("tax_behavior", tax_behavior), f"{at} tax_behavior", problems
@@ -369,6 +377,15 @@ def parse_catalog(data: dict) -> CatalogSpec:
     if problems:
         raise CatalogError(problems)
     return CatalogSpec(currency, features, products, plans, addons, meters, coupons)
+
+
+def _bullets(value, where: str, problems: list[str]) -> list[str]:
+    """A product's selling points for the pricing page: a short list of short texts."""
+    problem = bullets_problem(value)
+    if problem:
+        problems.append(f"{where}: {problem}")
+        return []
+    return [bullet.strip() for bullet in value]
 
 
 def _tier(tier: dict) -> dict:

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from billing import discounts
 from billing.catalog.apply import catalog_apply, catalog_compare
-from billing.catalog.spec import DEFAULT_PATH, load_catalog
+from billing.catalog.spec import DEFAULT_PATH, CatalogError, load_catalog
 from billing.gateway.client import stripe_client
 from billing.gateway.prices import price_ensure, product_ensure, stripe_idempotency_key
 from billing.models import (
@@ -25,6 +25,7 @@ class SyncReport:
     loaded: bool = False  # the file was applied to the database (first load, or --from-file)
     file_vs_database: list[str] = field(default_factory=list)
     database_to_stripe: list[str] = field(default_factory=list)
+    file_problems: list[str] = field(default_factory=list)  # the file is invalid; the database was kept
 
     @property
     def changes(self) -> list[str]:
@@ -39,13 +40,22 @@ def catalog_sync(
 
     The database is the catalog once it is loaded: staff edit it in the admin, and the file is its
     import and export. So the file is applied only to an empty catalog (the first load) or when
-    asked (`from_file`); otherwise its differences are reported and the database is kept."""
-    spec = load_catalog(path)
+    asked (`from_file`); otherwise its differences are reported and the database is kept.
+
+    An invalid file raises `CatalogError` only when it was to be applied; otherwise its problems
+    are reported and the database is still pushed (a typo in the file must not stop the push)."""
     report = SyncReport(loaded=from_file or not Plan.objects.exists())
-    if report.loaded:
-        report.file_vs_database = catalog_apply(spec, dry_run=dry_run)
+    try:
+        spec = load_catalog(path)
+    except CatalogError as error:
+        if report.loaded:
+            raise
+        report.file_problems = error.problems
     else:
-        report.file_vs_database = catalog_compare(spec)
+        if report.loaded:
+            report.file_vs_database = catalog_apply(spec, dry_run=dry_run)
+        else:
+            report.file_vs_database = catalog_compare(spec)
     if push:
         report.database_to_stripe = catalog_push(dry_run=dry_run)
     return report

@@ -23,11 +23,11 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
+from billing import selectors
 from billing.catalog.spec import UNLIMITED
 from billing.entitlements.decisions import Decision, Effective, FeatureEntitlement, Reason, Upgrade
 from billing.models import (
     PLAN_STATUSES,
-    Addon,
     EntitlementGrant,
     Feature,
     Meter,
@@ -496,10 +496,24 @@ def cheapest_upgrade(
         )
     if ent.kind == Feature.Kind.LIMIT:
         deficit = needed - max(ent.limit, 0)
-        for addon in Addon.objects.filter(
-            is_active=True, entitlements__feature_id=ent.feature_id
-        ).prefetch_related("entitlements"):
-            grant = next(e for e in addon.entitlements.all() if e.feature_id == ent.feature_id)
+        # Only the add-ons the current plan allows, each leading to its buy button.
+        subscription = OrgSubscription.objects.filter(
+            organization=organization, status__in=PLAN_STATUSES
+        ).first()
+        offered = selectors.addons_offered(
+            unlimited={
+                f.feature_id
+                for f in effective.features.values()
+                if f.enabled and (f.kind == Feature.Kind.BOOLEAN or f.unlimited)
+            },
+            interval=effective.plan_interval,
+            subscribed=bool(subscription and subscription.stripe_subscription_id),
+        )
+        billing_url = reverse("billing", args=[organization.slug])
+        for addon in offered:
+            grant = next((e for e in addon.entitlements.all() if e.feature_id == ent.feature_id), None)
+            if grant is None or not (grant.unlimited or grant.amount > 0):
+                continue
             units = 1 if grant.unlimited else math.ceil(deficit / grant.amount)
             if units > addon.max_quantity:
                 continue
@@ -513,7 +527,7 @@ def cheapest_upgrade(
                     addon.currency,
                     addon.interval or "once",
                     units,
-                    pricing_url + "#addons",
+                    billing_url + f"?quantity={units}#addon-{addon.key}",
                 )
     return best or contact
 

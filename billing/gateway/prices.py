@@ -18,7 +18,8 @@ def price_matches(remote, params: dict) -> bool:
         return False
     if recurring and (
         remote_recurring.get("interval") != recurring["interval"]
-        or remote_recurring.get("usage_type") != recurring["usage_type"]
+        # Stripe's default: a price sent without one (a recurring add-on's) is licensed.
+        or remote_recurring.get("usage_type") != recurring.get("usage_type", "licensed")
         or (recurring.get("meter") and remote_recurring.get("meter") != recurring["meter"])
     ):
         return False
@@ -122,6 +123,14 @@ def price_ensure(
 def price_archive(client, price_id: str) -> None:
     """Stop selling a price (Stripe never deletes one; its subscriptions keep working)."""
     client.v1.prices.update(price_id, {"active": False})
+
+
+def price_restore(client, price_id: str) -> bool:
+    """Sell an archived price again (its plan was reactivated); False if it was already selling."""
+    if client.v1.prices.retrieve(price_id).active:
+        return False
+    client.v1.prices.update(price_id, {"active": True})
+    return True
 
 
 def meter_rename(client, meter_id: str, display_name: str) -> None:

@@ -1,3 +1,4 @@
+from billing.models.addons import AddonPurchase
 from billing.models.catalog import (
     Addon,
     AddonEntitlement,
@@ -9,6 +10,7 @@ from billing.models.catalog import (
     PlanEntitlement,
     PlanLineItem,
     Product,
+    SeatMode,
     SeatPolicy,
     TaxBehavior,
 )
@@ -41,6 +43,7 @@ __all__ = [
     "Access",
     "Addon",
     "AddonEntitlement",
+    "AddonPurchase",
     "CheckoutOutcome",
     "DisputeState",
     "EntitlementGrant",
@@ -58,6 +61,7 @@ __all__ = [
     "PlanEntitlement",
     "PlanLineItem",
     "Product",
+    "SeatMode",
     "SeatPolicy",
     "StripeEventOutcome",
     "SubscriptionDuplicate",

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from billing import pricing
 from billing.pricing import validate_tiers
+from common.validators import validate_bullets
 
 
 class Interval(models.TextChoices):
@@ -32,6 +33,12 @@ class Product(models.Model):
     is_public = models.BooleanField(default=True, help_text="Shown on the pricing page.")
     contact_sales = models.BooleanField(default=False, help_text="Sold by talking to us.")
     highlight = models.BooleanField(default=False, help_text="Marked as the popular choice.")
+    bullets = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_bullets],
+        help_text='Up to six short selling points for the pricing page, e.g. ["Cancel any time"].',
+    )
     stripe_product_id = models.CharField(max_length=255, blank=True)
 
     class Meta:
@@ -85,6 +92,13 @@ class SeatPolicy(models.TextChoices):
     RENEWAL = "renewal", "Add now, remove at renewal: no credit for a seat given up mid-period"
 
 
+class SeatMode(models.TextChoices):
+    """Who sets a per-seat plan's quantity."""
+
+    AUTOMATIC = "automatic", "Automatic: one seat per member"
+    PREPAID = "prepaid", "Prepaid: the owner buys a number of seats; invitations stop there"
+
+
 class Plan(models.Model):
     key = models.SlugField(max_length=64, unique=True)
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="plans")
@@ -101,6 +115,7 @@ class Plan(models.Model):
     seat_minimum = models.PositiveIntegerField(
         default=1, help_text="The fewest seats billed, however small the team."
     )
+    seat_mode = models.CharField(max_length=16, choices=SeatMode.choices, default=SeatMode.AUTOMATIC)
     credit_allowance = models.PositiveIntegerField(
         default=0, help_text="Credits granted at the start of each billing period, expiring at its end."
     )
@@ -140,6 +155,10 @@ class Plan(models.Model):
 
     def total_in(self, currency: str) -> int:
         return self.total(currency=currency)
+
+    @property
+    def seats_prepaid(self) -> bool:
+        return self.seat_mode == SeatMode.PREPAID and self.seat_item() is not None
 
     def seat_item(self) -> "PlanLineItem | None":
         return next((i for i in self.line_items.all() if i.kind == PlanLineItem.Kind.PER_SEAT), None)
@@ -351,11 +370,23 @@ class EntitlementGrant(models.Model):
     reference = models.CharField(
         max_length=255, blank=True, help_text="e.g. the Stripe subscription item of an add-on."
     )
+    purchase = models.ForeignKey(
+        "billing.AddonPurchase",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="grants",
+        help_text="The add-on purchase that granted it.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # A purchase grants each feature once, however often its webhook is delivered.
+            models.UniqueConstraint(
+                fields=["purchase", "feature"], name="billing_entitlementgrant_once_per_purchase"
+            ),
             models.CheckConstraint(
                 condition=models.Q(amount__gte=0), name="billing_entitlementgrant_amount_not_negative"
             ),

@@ -120,8 +120,9 @@ class TrialRecord(models.Model):
 
 class SubscriptionDuplicate(models.Model):
     """A second live Stripe subscription of an organization that already had one: canceled at
-    once and its payments refunded. The unique id makes every replay finish the same job, and
-    `resolved_at` lets only one of them audit it and tell the owner."""
+    once and its payments refunded (a payment the cardholder disputed is not refunded: the
+    dispute returns it, and Stripe refuses the refund). The unique id makes every replay finish
+    the same job, and `resolved_at` lets only one of them audit it and tell the owner."""
 
     organization = models.ForeignKey(
         "teams.Organization", on_delete=models.CASCADE, related_name="subscription_duplicates"
@@ -129,6 +130,9 @@ class SubscriptionDuplicate(models.Model):
     stripe_subscription_id = models.CharField(max_length=255, unique=True)
     kept_subscription_id = models.CharField(max_length=255)
     amount_refunded = models.BigIntegerField(default=0)
+    amount_disputed = models.BigIntegerField(
+        default=0, help_text="Paid, then disputed by the cardholder: the dispute returns it, not a refund."
+    )
     currency = models.CharField(max_length=3, default="usd")
     detected_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)

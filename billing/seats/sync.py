@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 import stripe
 from django.core.cache import cache
+from django.urls import reverse
 
-from billing import entitlements
+from billing import entitlements, pricing
 from billing.entitlements.gating import EntitlementError
 from billing.gateway.client import stripe_client
 from billing.models import OrgSubscription, PlanLineItem, SeatPolicy
 from billing.notifications import seat_count_changed_queue
-from billing.seats.counts import billable_seats
+from billing.seats.counts import billable_seats, prepaid_seats, seat_holders
 from billing.seats.schedule import _scheduled_key
 from billing.subscriptions.sync import _plan_of, subscription_sync
 from common.errors import ServiceError
@@ -42,6 +43,7 @@ def seat_limit_guard(*, organization: Organization, adding: int, pending: int) -
     """
     decision = entitlements.check(organization, "team_members", adding + pending)
     if decision.allowed or decision.reason == entitlements.Reason.UNKNOWN_FEATURE:
+        _prepaid_seats_guard(organization, adding=adding, pending=pending)
         return  # a catalog without the feature sets no limit
     if decision.reason != entitlements.Reason.LIMIT_REACHED:
         raise EntitlementError(decision)
@@ -50,6 +52,56 @@ def seat_limit_guard(*, organization: Organization, adding: int, pending: int) -
         decision,
         f"{organization.name} has {decision.used} of its {decision.limit} member seats taken{waiting}. "
         "Upgrade the plan or add a seat pack to make room.",
+    )
+
+
+def _prepaid_seats_guard(organization: Organization, *, adding: int, pending: int) -> None:
+    """On a prepaid-seat plan, members and open invitations stop at the seats bought; the
+    refusal offers more seats, on the billing page."""
+    bought = prepaid_seats(organization)
+    if bought is None:
+        return
+    holders = seat_holders(organization)
+    if holders + pending + adding <= bought:
+        return
+    subscription = OrgSubscription.objects.select_related("plan").get(organization=organization)
+    plan = subscription.plan
+    line = plan.seat_item()
+    needed = holders + pending + adding - bought
+    cost = (
+        pricing.price(
+            quantity=bought + needed,
+            unit_amount=line.unit_amount,
+            tiers=line.tiers,
+            tiers_mode=line.tiers_mode or None,
+        ).total
+        - line.breakdown(bought).total
+    )
+    decision = entitlements.Decision(
+        feature="team_members",
+        allowed=False,
+        reason=entitlements.Reason.LIMIT_REACHED,
+        requested=adding + pending,
+        used=holders,
+        limit=bought,
+        name="Team members",
+        unit="member",
+        upgrade=entitlements.Upgrade(
+            "seats",
+            plan.key,
+            "seat" if needed == 1 else "seats",
+            cost,
+            plan.currency,
+            plan.interval,
+            needed,
+            reverse("billing", args=[organization.slug]) + "#seats",
+        ),
+    )
+    waiting = f" and {pending} invitation{'s are' if pending != 1 else ' is'} open" if pending else ""
+    raise EntitlementError(
+        decision,
+        f"{organization.name} has {holders} of its {bought} prepaid seats taken{waiting}. "
+        "Add seats to make room.",
     )
 
 

@@ -8,6 +8,16 @@ package imports the module itself."""
 from common.lazy import exports
 
 _EXPORTS = {
+    "AddonPreview": "addons",
+    "addon_checkout_return": "addons",
+    "addon_checkout_start": "addons",
+    "addon_find": "addons",
+    "addon_purchases_active": "addons",
+    "addon_quantity": "addons",
+    "addon_subscription_add": "addons",
+    "addon_subscription_preview": "addons",
+    "addon_subscription_remove": "addons",
+    "addons_for": "addons",
     "checkout_complete": "checkout",
     "checkout_expired": "checkout",
     "checkout_line_items": "checkout",

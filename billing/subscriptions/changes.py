@@ -17,6 +17,7 @@ from billing import discounts, selectors, taxes
 from billing.gateway.client import stripe_client
 from billing.gateway.customers import customer_ensure
 from billing.models import (
+    Addon,
     OrgSubscription,
     Payment,
     Plan,
@@ -109,7 +110,25 @@ def _item_changes(remote, new_plan: Plan, seats: int) -> list[dict]:
     current = list(remote["items"].data)
     changes = []
     wanted = list(_purchasable(new_plan))
+    # Recurring add-ons stay on the subscription through a plan change (Stripe bills every item
+    # of a subscription at one interval: one on another interval is removed first).
+    addons = {
+        a.stripe_price_id: a
+        for a in Addon.objects.filter(
+            kind=Addon.Kind.RECURRING, stripe_price_id__in=[item.price.id for item in current]
+        )
+    }
     for item in current:
+        addon = addons.get(item.price.id)
+        if addon is not None:
+            if addon.interval != new_plan.interval:
+                raise ServiceError(
+                    "addon_interval_mismatch",
+                    f"{addon.name} is billed every {addon.interval}: remove it before moving to "
+                    f"{new_plan.name}.",
+                    field="plan",
+                )
+            continue
         changes.append({"id": item.id, "deleted": True})
     for line in wanted:
         entry = {"price": line.stripe_price_id}

@@ -10,7 +10,7 @@ import time
 
 import stripe
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -20,8 +20,8 @@ from billing.gateway.customers import customer_ensure
 from billing.gateway.payments import CheckoutResult, PaymentCheckoutOutcome, payment_checkout_settled
 from billing.models import (
     Addon,
+    AddonPurchase,
     CheckoutOutcome,
-    EntitlementGrant,
     OrgSubscription,
     Payment,
     Plan,
@@ -33,7 +33,8 @@ from billing.models import (
 from billing.notifications import async_payment_failed_queue
 from billing.seats.counts import billable_seats
 from billing.seats.schedule import seat_sync_schedule
-from billing.subscriptions.remote import _invalidate_on_commit, _organization_of
+from billing.subscriptions.addon_grants import addon_purchase_grant
+from billing.subscriptions.remote import _organization_of
 from billing.subscriptions.sync import live_subscriptions, subscription_sync
 from billing.webhooks.registry import on
 from common.errors import ServiceError
@@ -355,7 +356,7 @@ def checkout_complete(*, session_id: str) -> OrgSubscription | None:
     for line in line_items.auto_paging_iter():
         addon = Addon.objects.filter(stripe_price_id=line.price.id).first()
         if addon is not None and addon.kind == Addon.Kind.ONE_TIME:
-            _grant_addon(organization, addon, line.quantity or 1, f"checkout:{session_id}")
+            _grant_addon(organization, addon, line.quantity or 1, session_id)
     return result
 
 
@@ -430,27 +431,23 @@ def _async_failure_tell(session, reason: str) -> None:
     )
 
 
-def _grant_addon(organization, addon: Addon, quantity: int, reference: str) -> None:
-    reference = f"{reference}:{addon.key}"
-    for ent in addon.entitlements.select_related("feature"):
-        if EntitlementGrant.objects.filter(reference=reference, feature=ent.feature).exists():
-            continue  # granted by an earlier delivery of the same event
-        grant = EntitlementGrant.objects.create(
-            feature=ent.feature,
-            source=EntitlementGrant.Source.ADDON,
-            amount=ent.amount * quantity,
-            unlimited=ent.unlimited,
-            reason=f"{quantity} × {addon.name}",
-            reference=reference,
-        )
-        grant.organizations.add(organization)
-        audit_record(
-            organization=organization,
-            action="billing.addon_granted",
-            target=addon.key,
-            data={"quantity": quantity, "reference": reference},
-        )
-    _invalidate_on_commit(organization)
+def _grant_addon(organization, addon: Addon, quantity: int, session_id: str) -> None:
+    """A one-time add-on bought with the plan: one purchase per (session, add-on), granted once."""
+    try:
+        with transaction.atomic():
+            purchase, _ = AddonPurchase.objects.get_or_create(
+                stripe_checkout_session_id=session_id,
+                addon=addon,
+                defaults={
+                    "organization": organization,
+                    "quantity": quantity,
+                    "unit_amount": addon.unit_amount,
+                    "currency": addon.currency,
+                },
+            )
+    except IntegrityError:  # a concurrent delivery of the same event created it
+        purchase = AddonPurchase.objects.get(stripe_checkout_session_id=session_id, addon=addon)
+    addon_purchase_grant(purchase=purchase)
 
 
 # --- Stripe events --------------------------------------------------------------------------

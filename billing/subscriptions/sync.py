@@ -252,7 +252,7 @@ def subscription_duplicate_end(*, organization: Organization, remote, kept_id: s
             {"cancellation_details": {"comment": f"duplicate of {kept_id}"}},
             {"idempotency_key": f"tally-cancel-duplicate-{remote.id}"},
         )
-    refunded = 0
+    refunded = disputed = 0
     listed = client.v1.invoices.list({"subscription": remote.id, "status": "paid", "limit": 100})
     for listed_invoice in listed.auto_paging_iter():
         if listed_invoice.amount_paid <= 0:
@@ -265,7 +265,9 @@ def subscription_duplicate_end(*, organization: Organization, remote, kept_id: s
             continue
         charge = client.v1.charges.retrieve(charge_id)
         if charge.disputed:
-            continue  # charged back: the dispute returns the money, and Stripe refuses a refund
+            # Charged back: the dispute returns the money, and Stripe refuses a refund.
+            disputed += invoice.amount_paid
+            continue
         if charge.amount_refunded < charge.amount:
             client.v1.refunds.create(
                 {"charge": charge_id, "reason": "duplicate"},
@@ -275,14 +277,19 @@ def subscription_duplicate_end(*, organization: Organization, remote, kept_id: s
         charge_refunded(charge_id=charge_id)
     with transaction.atomic():
         won = SubscriptionDuplicate.objects.filter(pk=duplicate.pk, resolved_at=None).update(
-            resolved_at=timezone.now(), amount_refunded=refunded
+            resolved_at=timezone.now(), amount_refunded=refunded, amount_disputed=disputed
         )
         if won:
             audit_record(
                 organization=organization,
                 action="billing.duplicate_subscription_canceled",
                 target=remote.id,
-                data={"kept": kept_id, "refunded": refunded, "currency": duplicate.currency},
+                data={
+                    "kept": kept_id,
+                    "refunded": refunded,
+                    "disputed": disputed,
+                    "currency": duplicate.currency,
+                },
             )
             duplicate_refunded_queue(duplicate=duplicate)
     duplicate.refresh_from_db()

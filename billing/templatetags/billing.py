@@ -1,6 +1,7 @@
 from django import template
 
 from billing import discounts, entitlements
+from common import formatting
 
 register = template.Library()
 
@@ -11,48 +12,8 @@ def entitlement(organization, feature: str, requested: int = 1):
     return entitlements.check(organization, feature, requested)
 
 
-# ISO 4217 minor-unit exponents that are not 2 (Stripe's zero-decimal and three-decimal currencies).
-_EXPONENT = {
-    **dict.fromkeys(
-        (
-            "bif",
-            "clp",
-            "djf",
-            "gnf",
-            "jpy",
-            "kmf",
-            "krw",
-            "mga",
-            "pyg",
-            "rwf",
-            "ugx",
-            "vnd",
-            "vuv",
-            "xaf",
-            "xof",
-            "xpf",
-        ),
-        0,
-    ),
-    **dict.fromkeys(("bhd", "jod", "kwd", "omr", "tnd"), 3),
-}
-_SYMBOL = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
-
-
-@register.filter
-def money(amount, currency: str = "usd") -> str:
-    """Minor units to a price people read, in the currency's own exponent: 4900 usd -> $49,
-    1250 usd -> $12.50, 1500 jpy -> ¥1,500 (the yen has no minor unit)."""
-    if amount is None:
-        return ""
-    amount = int(amount)
-    currency = (currency or "usd").lower()
-    exponent = _EXPONENT.get(currency, 2)
-    symbol = _SYMBOL.get(currency, "")
-    sign = "-" if amount < 0 else ""
-    whole, minor = divmod(abs(amount), 10**exponent)
-    text = f"{whole:,}" if minor == 0 else f"{whole:,}.{minor:0{exponent}d}"
-    return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency.upper()}"
+# One money formatter for every page: the filter lives in common/formatting.py.
+register.filter("money", formatting.money)
 
 
 @register.simple_tag
@@ -79,7 +40,7 @@ def amount_off_in(coupon, currency: str):
 def limit_label(value) -> str:
     if value is None or value == entitlements.UNLIMITED:
         return "Unlimited"
-    return f"{value:,}"
+    return formatting.number(value)
 
 
 _BYTES = ((10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "kB"))
@@ -98,5 +59,5 @@ def in_units(value, unit: str = "") -> str:
                 tenths = value * 10 // size
                 whole, tenth = divmod(tenths, 10)
                 return f"{whole:,}.{tenth} {name}" if tenth else f"{whole:,} {name}"
-        return f"{value:,} B"
-    return f"{value:,}"
+        return f"{formatting.number(value)} B"
+    return formatting.number(value)

@@ -28,6 +28,13 @@ class CreditAccount(models.Model):
     low_balance_threshold = models.BigIntegerField(
         default=100, help_text="Alert once when the balance falls to this or below. 0 turns alerts off."
     )
+    low_balance_percent = models.PositiveSmallIntegerField(
+        default=0,
+        help_text=(
+            "When set (1-100), the threshold is this percentage of the last purchase or allowance, "
+            "recomputed whenever one is granted. 0: the threshold is a fixed number of credits."
+        ),
+    )
     low_balance_alerted_at = models.DateTimeField(null=True, blank=True)
     auto_recharge_enabled = models.BooleanField(default=False)
     auto_recharge_threshold = models.BigIntegerField(
@@ -63,6 +70,10 @@ class CreditAccount(models.Model):
             models.CheckConstraint(
                 condition=models.Q(low_balance_threshold__gte=0),
                 name="credits_creditaccount_threshold_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(low_balance_percent__lte=100),
+                name="credits_creditaccount_percent_at_most_100",
             ),
             models.CheckConstraint(
                 condition=models.Q(auto_recharge_threshold__gte=0, auto_recharge_monthly_limit__gte=0),

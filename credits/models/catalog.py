@@ -1,6 +1,8 @@
 from django.db import models
 from django.utils import timezone
 
+from common.validators import validate_bullets
+
 
 class CreditPackage(models.Model):
     """A pack of credits sold for a fixed price (bought through Checkout, or by auto-recharge)."""
@@ -8,6 +10,12 @@ class CreditPackage(models.Model):
     code = models.SlugField(max_length=40, unique=True, help_text="Stable public id, e.g. pack-50.")
     name = models.CharField(max_length=80)
     description = models.CharField(max_length=200, blank=True)
+    bullets = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_bullets],
+        help_text='Up to six short selling points for the credits page, e.g. ["Never expires"].',
+    )
     credits = models.PositiveIntegerField()
     bonus_credits = models.PositiveIntegerField(default=0, help_text="Extra credits for buying in bulk.")
     unit_amount = models.BigIntegerField(help_text="Price in minor units (cents).")
@@ -68,9 +76,10 @@ class CreditPrice(models.Model):
 
     @property
     def label(self) -> str:
+        credits = f"{self.credits:,} credit{'' if self.credits == 1 else 's'}"
         if self.unit_size == 1:
-            return f"{self.credits} credits per {self.unit}"
-        return f"{self.credits} credits per {self.unit_size:,} {self.unit}s"
+            return f"{credits} per {self.unit}"
+        return f"{credits} per {self.unit_size:,} {self.unit}s"
 
     def cost(self, quantity: int) -> int:
         # Ceiling division on integers: no float ever touches a credit amount.

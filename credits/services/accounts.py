@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from billing.gateway import payments
 from common.errors import ServiceError
-from credits import conf
+from credits import conf, selectors
 from credits.models import (
     CreditAccount,
     CreditPackage,
@@ -72,9 +72,19 @@ def credit_account_update(
     auto_recharge_threshold: int,
     auto_recharge_package: CreditPackage | None,
     auto_recharge_monthly_limit: int,
+    low_balance_percent: int = 0,
     ip_address: str | None = None,
 ) -> CreditAccount:
-    """Alert and auto-recharge settings. Never touches the balance."""
+    """Alert and auto-recharge settings. Never touches the balance.
+
+    `low_balance_percent` (1-100) makes the threshold that percentage of the last purchase or
+    allowance, recomputed at every new one (`low_balance_threshold` is then ignored); 0 keeps
+    the threshold a fixed number of credits."""
+    _check_amount(low_balance_percent, field="low_balance_threshold", allow_zero=True)
+    if low_balance_percent > 100:
+        raise ServiceError(
+            "percent_out_of_range", "A percentage is between 1 and 100.", field="low_balance_threshold"
+        )
     _check_amount(low_balance_threshold, field="low_balance_threshold", allow_zero=True)
     _check_amount(auto_recharge_threshold, field="auto_recharge_threshold", allow_zero=True)
     _check_amount(auto_recharge_monthly_limit, field="auto_recharge_monthly_limit", allow_zero=True)
@@ -100,7 +110,11 @@ def credit_account_update(
     account = credit_account_for(organization=organization)
     if auto_recharge_enabled and not account.auto_recharge_enabled:
         _require_card_on_file(organization)
+    if low_balance_percent:
+        # Same rounding as the database's when a grant moves it (`ledger._threshold_follow`).
+        low_balance_threshold = (selectors.last_refill_of(account) or 0) * low_balance_percent // 100
     values = {
+        "low_balance_percent": low_balance_percent,
         "low_balance_threshold": low_balance_threshold,
         "auto_recharge_enabled": auto_recharge_enabled,
         "auto_recharge_threshold": auto_recharge_threshold,

@@ -129,6 +129,18 @@ class _Refused(Exception):
     """The conditional update matched no row."""
 
 
+# A low-balance threshold given as a percentage counts from the last of these grants.
+PERCENT_BASES = (GrantSource.PURCHASE, GrantSource.SUBSCRIPTION_ALLOWANCE)
+
+
+def _threshold_follow(*, account_id: int, granted: int) -> None:
+    """A percentage threshold follows the newest purchase or allowance: one conditional UPDATE,
+    in the grant's transaction (integer division in the database: rounded down)."""
+    CreditAccount.objects.filter(pk=account_id, low_balance_percent__gt=0).update(
+        low_balance_threshold=granted * F("low_balance_percent") / 100
+    )
+
+
 def _credit(
     *,
     account_id: int,
@@ -157,6 +169,8 @@ def _credit(
                 used=-amount if type == TransactionType.REFUND else 0,
             )
             before = account.balance - amount
+            if source in PERCENT_BASES:
+                _threshold_follow(account_id=account_id, granted=amount)
             repaid = min(amount, max(0, -before))
             entry = CreditTransaction.objects.create(
                 account_id=account_id,

@@ -4,6 +4,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.errors import ServiceError
+from common.validators import bullets_problem
 from credits import conf
 from credits.models import (
     CreditPackage,
@@ -110,6 +111,7 @@ def credit_package_create(
     currency: str = "usd",
     description: str = "",
     sort_order: int = 0,
+    bullets: list[str] | None = None,
 ) -> CreditPackage:
     code = (code or "").strip().lower()
     if not code or not code.replace("-", "").replace("_", "").isalnum():
@@ -119,6 +121,10 @@ def credit_package_create(
     _check_amount(credits, field="credits")
     _check_amount(bonus_credits, field="bonus_credits", allow_zero=True)
     _check_amount(unit_amount, field="unit_amount", allow_zero=True)
+    bullets = list(bullets or [])
+    problem = bullets_problem(bullets)
+    if problem:
+        raise ServiceError("invalid_bullets", f"Bullets: {problem}.", field="bullets")
     currency = (currency or "").strip().lower()
     if len(currency) != 3 or not currency.isalpha():
         raise ServiceError(
@@ -135,6 +141,7 @@ def credit_package_create(
                 currency=currency,
                 description=_text(description, 200),
                 sort_order=sort_order,
+                bullets=[b.strip() for b in bullets],
             )
     except IntegrityError:
         raise ServiceError(
@@ -155,6 +162,7 @@ def credits_seed_packages() -> int:
                 "unit_amount": unit_amount,
                 "description": description,
                 "sort_order": order,
+                "bullets": conf.DEFAULT_PACKAGE_BULLETS.get(code, []),
             },
         )
         created += was_created

@@ -119,11 +119,11 @@ def test_it_collects_every_problem_before_writing(raw):
     assert PlanLineItem.objects.get(plan__key="pro_monthly").unit_amount == 4900
 
 
-def test_the_command_prints_the_problems(tmp_path, raw):
+def test_the_command_prints_the_problems_and_fails_when_asked_to_apply_the_file(tmp_path, raw):
     bad = tmp_path / "catalog.toml"
     bad.write_text('currency = "usd"\n[features.x]\nkind = "sometimes"\n')
     with pytest.raises(CommandError) as error:
-        call_command("catalog_sync", "--file", str(bad), "--no-stripe")
+        call_command("catalog_sync", "--file", str(bad), "--no-stripe", "--from-file")
     assert "feature 'x' kind: must be one of boolean, limit, metered" in str(error.value)
     assert "exactly one plan must be free" in str(error.value)
 

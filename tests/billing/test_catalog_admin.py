@@ -242,3 +242,162 @@ def test_a_coupon_whose_terms_changed_fails_to_push_and_says_why(pushed):
     coupon.save()
     state = catalog_object_push(kind="coupon", object_id=coupon.pk)
     assert state.status == "failed" and "give the new terms a new key" in state.error
+
+
+def team_url() -> str:
+    return reverse("admin:billing_plan_change", args=[Plan.objects.get(key="team_monthly").pk])
+
+
+def seat_rows(client) -> tuple[dict, str]:
+    data = form_of(client, team_url())
+    return data, f"{line_item_prefix(data, 'seats')}-tiers"
+
+
+def test_it_shows_tiers_as_rows_and_saves_an_edited_row(staff, pushed, django_capture_on_commit_callbacks):
+    data, tiers = seat_rows(staff)
+    assert [data[f"{tiers}-{row}-up_to"] for row in range(4)] == ["3", "10", "", ""]
+    assert data[f"{tiers}-1-unit_amount"] == "1500"
+    data[f"{tiers}-1-unit_amount"] = "1400"
+    data[f"{tiers}-2-flat_amount"] = "100"
+    data["_save"] = "Save"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff.post(team_url(), data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    item = PlanLineItem.objects.get(plan__key="team_monthly", key="seats")
+    assert item.tiers == [
+        {"up_to": 3, "unit_amount": 0, "flat_amount": 0},
+        {"up_to": 10, "unit_amount": 1400, "flat_amount": 0},
+        {"up_to": None, "unit_amount": 1200, "flat_amount": 100},
+    ]
+    [price] = pushed.v1.prices.list(
+        {"lookup_keys": ["tally:team_monthly:seats"], "expand": ["data.tiers"]}
+    ).data
+    assert [t.unit_amount for t in price.tiers] == [0, 1400, 1200]
+    assert price.id == item.stripe_price_id
+
+
+def test_it_adds_a_tiered_line_item_from_rows(staff, pushed, django_capture_on_commit_callbacks):
+    data = form_of(staff, pro_url())
+    total = int(data["line_items-TOTAL_FORMS"])
+    new = f"line_items-{total}"
+    data["line_items-TOTAL_FORMS"] = str(total + 1)
+    data.update(
+        {
+            f"{new}-key": "extra_seats",
+            f"{new}-kind": "per_seat",
+            f"{new}-tiers_mode": "volume",
+            f"{new}-on_price_change": "keep",
+            f"{new}-currency_options": "{}",
+            f"{new}-tiers-rows": "3",
+            f"{new}-tiers-0-up_to": "5",
+            f"{new}-tiers-0-unit_amount": "1000",
+            f"{new}-tiers-1-unit_amount": "800",
+            f"{new}-tiers-1-flat_amount": "0",
+        }
+    )
+    data["_save"] = "Save"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff.post(pro_url(), data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    item = PlanLineItem.objects.get(plan__key="pro_monthly", key="extra_seats")
+    assert item.tiers == [
+        {"up_to": 5, "unit_amount": 1000, "flat_amount": 0},
+        {"up_to": None, "unit_amount": 800, "flat_amount": 0},
+    ]
+    assert item.stripe_price_id and pro_state().status == "in_sync"
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        ({"1-up_to": "2"}, "Row 2, up_to: 2 must be above row 1&#x27;s 3"),
+        ({"0-up_to": ""}, "Row 1, up_to: only the last row is open-ended"),
+        ({"2-up_to": "20"}, "Row 3, up_to: the last row is open-ended"),
+        ({"1-unit_amount": "-5"}, "Row 2, unit_amount: must not be negative"),
+        ({"2-flat_amount": "1.5"}, "Row 3, flat_amount: &#x27;1.5&#x27; is not a whole number"),
+    ],
+)
+def test_a_bad_tier_row_is_refused_naming_row_and_field(
+    staff, pushed, django_capture_on_commit_callbacks, cells, message
+):
+    item = PlanLineItem.objects.get(plan__key="team_monthly", key="seats")
+    before = item.tiers
+    data, tiers = seat_rows(staff)
+    data.update({f"{tiers}-{cell}": value for cell, value in cells.items()})
+    data["_save"] = "Save"
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = staff.post(team_url(), data)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert message in body
+    assert 'class="errorlist' in body
+    assert PlanLineItem.objects.get(pk=item.pk).tiers == before
+    assert not callbacks and not CatalogStripeState.objects.exists()
+
+
+def toggle(client, url: str, active: bool):
+    data = form_of(client, url)
+    if active:
+        data["is_active"] = "on"
+    else:
+        data.pop("is_active", None)
+    data["_save"] = "Save"
+    return client.post(url, data)
+
+
+def test_deactivating_a_plan_archives_its_prices_and_reactivating_sells_them_again(
+    staff, pushed, django_capture_on_commit_callbacks
+):
+    prices = list(
+        PlanLineItem.objects.filter(plan__key="team_monthly").values_list("stripe_price_id", flat=True)
+    )
+    assert len(prices) == 2 and all(prices)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert toggle(staff, team_url(), active=False).status_code == 302
+    assert not Plan.objects.get(key="team_monthly").is_active
+    assert [pushed.v1.prices.retrieve(p).active for p in prices] == [False, False]
+    state = CatalogStripeState.objects.get(kind="plan", object_id=Plan.objects.get(key="team_monthly").pk)
+    assert state.status == "in_sync"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert toggle(staff, team_url(), active=True).status_code == 302
+    assert [pushed.v1.prices.retrieve(p).active for p in prices] == [True, True]
+    assert (
+        list(PlanLineItem.objects.filter(plan__key="team_monthly").values_list("stripe_price_id", flat=True))
+        == prices
+    )
+
+
+def test_deactivating_an_addon_archives_its_price_and_reactivating_sells_it_again(
+    staff, pushed, django_capture_on_commit_callbacks
+):
+    from billing.models import Addon
+
+    addon = Addon.objects.exclude(stripe_price_id="").first()
+    url = reverse("admin:billing_addon_change", args=[addon.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        assert toggle(staff, url, active=False).status_code == 302
+    assert pushed.v1.prices.retrieve(addon.stripe_price_id).active is False
+    with django_capture_on_commit_callbacks(execute=True):
+        assert toggle(staff, url, active=True).status_code == 302
+    assert Addon.objects.get(pk=addon.pk).stripe_price_id == addon.stripe_price_id
+    assert pushed.v1.prices.retrieve(addon.stripe_price_id).active is True
+
+
+def test_a_plan_deactivated_from_its_product_page_has_its_prices_archived(
+    staff, pushed, django_capture_on_commit_callbacks
+):
+    from billing.models import Product
+
+    prices = list(
+        PlanLineItem.objects.filter(plan__key="team_monthly").values_list("stripe_price_id", flat=True)
+    )
+    url = reverse("admin:billing_product_change", args=[Product.objects.get(key="team").pk])
+    data = form_of(staff, url)
+    prefix = next(k[: -len("-key")] for k, v in data.items() if k.endswith("-key") and v == "team_monthly")
+    data.pop(f"{prefix}-is_active", None)
+    data["_save"] = "Save"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert staff.post(url, data).status_code == 302
+    assert not Plan.objects.get(key="team_monthly").is_active
+    assert [pushed.v1.prices.retrieve(p).active for p in prices] == [False, False]

@@ -29,6 +29,15 @@ def test_it_round_trips_edits_made_in_the_database():
         {"up_to": 3, "unit_amount": 0, "flat_amount": 900},
         {"up_to": None, "unit_amount": 1100, "flat_amount": 0},
     ]
+    # Its euro tiers keep the same bounds (the file refuses others).
+    team.currency_options = {
+        "eur": {
+            "tiers": [
+                {"up_to": 3, "unit_amount": 0, "flat_amount": 800},
+                {"up_to": None, "unit_amount": 1000, "flat_amount": 0},
+            ]
+        }
+    }
     team.save()
     ent = PlanEntitlement.objects.get(plan__key="pro_monthly", feature__key="ai_generations")
     ent.warn_at = [50, 90]

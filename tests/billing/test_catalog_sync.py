@@ -3,7 +3,7 @@
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from billing.gateway.client import stripe_client
 from billing.models import Plan, PlanEntitlement, PlanLineItem
@@ -66,4 +66,41 @@ def test_it_loads_the_file_into_an_empty_catalog():
     Plan.objects.all().delete()
     out = sync("--no-stripe")
     assert "+ plan pro_monthly" in out
+    assert PlanLineItem.objects.get(plan__key="pro_monthly", key="base").unit_amount == 4900
+
+
+BROKEN = """
+currency = "usd"
+[features.projects]
+kind = "limit"
+[products.pro]
+[[products.pro.plans]]
+key = "pro_monthly"
+trial_days = -1
+line_items = [{ key = "base", kind = "flat", unit_amount = -5 }]
+"""
+
+
+def test_an_invalid_file_is_reported_while_the_database_is_still_pushed(stripe_sim, tmp_path):
+    sync()
+    broken = tmp_path / "catalog.toml"
+    broken.write_text(BROKEN)
+    PlanLineItem.objects.filter(plan__key="pro_monthly", key="base").update(unit_amount=5900)
+    out, err = StringIO(), StringIO()
+    call_command("catalog_sync", "--file", str(broken), stdout=out, stderr=err)
+    assert "Database → Stripe (pushed):" in out.getvalue()
+    assert "~ stripe price tally:pro_monthly:base: 59.00 USD per month" in out.getvalue()
+    assert "catalog.toml is not valid" in err.getvalue()
+    assert "plan 'pro_monthly' trial_days: must be a whole number >= 0" in err.getvalue()
+    assert "plan 'pro_monthly' line_items[0]: unit_amount is negative" in err.getvalue()
+    assert pro_price(stripe_client()).unit_amount == 5900
+    assert PlanLineItem.objects.get(plan__key="pro_monthly", key="base").unit_amount == 5900
+
+
+def test_an_invalid_file_fails_when_asked_to_apply_it(tmp_path):
+    broken = tmp_path / "catalog.toml"
+    broken.write_text(BROKEN)
+    with pytest.raises(CommandError) as failed:
+        sync("--no-stripe", "--from-file", "--file", str(broken))
+    assert "plan 'pro_monthly' trial_days: must be a whole number >= 0" in str(failed.value)
     assert PlanLineItem.objects.get(plan__key="pro_monthly", key="base").unit_amount == 4900

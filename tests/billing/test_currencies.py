@@ -13,6 +13,7 @@ from billing.gateway.client import stripe_client
 from billing.models import OrgSubscription, Payment, Plan
 from common.errors import ServiceError
 from tests.billing.conftest import pay_hosted_checkout
+from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +22,13 @@ def test_the_catalog_prices_plans_in_other_currencies():
     assert Plan.objects.get(key="pro_monthly").currencies == ["usd", "eur"]
     assert Plan.objects.get(key="pro_monthly").total(currency="eur") == 4500
     assert Plan.objects.get(key="ai_yearly").total(currency="eur") == 4500
-    assert Plan.objects.get(key="team_monthly").currencies == ["usd"]
+    # Per-seat plans too, tier by tier (and the metered item beside the seats).
+    team = Plan.objects.get(key="team_monthly")
+    assert team.currencies == ["usd", "eur"]
+    assert (team.total(seats=12), team.total(seats=12, currency="eur")) == (12_900, 7 * 1_400 + 2 * 1_100)
+    assert Plan.objects.get(key="team_yearly").currencies == ["usd", "eur"]
+    platform = Plan.objects.get(key="platform_monthly")
+    assert platform.total(seats=7, currency="eur") == 4_500 + 2 * 900
 
 
 @pytest.mark.parametrize(
@@ -62,7 +69,10 @@ def test_the_pricing_page_shows_the_chosen_currency_and_remembers_it(client, str
     html = client.get(reverse("pricing") + "?currency=eur").content.decode()
     assert 'data-testid="currency-eur"' in html
     assert "€45" in html and "€4.50" in html  # Pro and AI Access in euros
-    assert "$129" in html or "$0" in html  # per-seat plans stay in dollars
+    # Per-seat plans too, at the seat count shown (five: two paid seats of Team at €14).
+    assert '<span class="amount">€28</span> <small>/ month for 5 seats</small>' in html
+    seats = client.get(reverse("pricing_seats"), {"plan": "team_monthly", "seats": 12, "currency": "eur"})
+    assert "€120" in seats.content.decode() and "$" not in seats.content.decode()
     again = client.get(reverse("pricing")).content.decode()
     assert "€45" in again
 
@@ -78,7 +88,7 @@ def test_a_plan_is_sold_only_in_its_currencies(stripe_sim, org, owner):
     catalog_push()
     with pytest.raises(ServiceError) as error:
         subscriptions.checkout_start(
-            organization=org, plan=Plan.objects.get(key="team_monthly"), actor=owner, currency="eur"
+            organization=org, plan=Plan.objects.get(key="team_monthly"), actor=owner, currency="gbp"
         )
     assert error.value.code == "currency_unavailable"
 
@@ -111,3 +121,21 @@ def test_a_promotion_code_is_shown_in_the_chosen_currency(client, stripe_sim):
     html = client.get(reverse("pricing") + "?currency=eur&promo=LAUNCH").content.decode()
     # AI Access at €4.50, 20% off: €3.60 a month for 3 months.
     assert "€3.60 / month for 3 months" in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_per_seat_subscription_in_euros_end_to_end(stripe_world, client_for, org, owner):
+    for _ in range(4):
+        MembershipFactory(organization=org)  # five seats: three free, two at €14
+    browser = client_for(owner)
+    response = browser.post(
+        reverse("billing_checkout", args=[org.slug]), {"plan": "team_monthly", "currency": "eur"}
+    )
+    session = stripe_client().v1.checkout.sessions.retrieve(response["Location"].rsplit("/", 1)[-1])
+    assert (session.currency, session.amount_total) == ("eur", 2 * 1_400)
+    assert pay_hosted_checkout(response["Location"]).status_code == 303
+    local = OrgSubscription.objects.get(organization=org)
+    assert (local.status, local.seats) == ("active", 5)
+    payment = Payment.objects.get(organization=org)
+    assert (payment.currency, payment.amount_paid) == ("eur", 2_800)
+    assert "€28" in browser.get(reverse("billing", args=[org.slug])).content.decode()

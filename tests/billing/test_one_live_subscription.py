@@ -169,3 +169,47 @@ def test_a_checkout_paid_before_its_webhooks_arrive_blocks_a_second_one(stripe_s
     (live,) = live_subscriptions(client, org)
     # Tally caught up with the subscription it had not heard of.
     assert OrgSubscription.objects.get(organization=org).stripe_subscription_id == live.id
+
+
+def _second_checkout(client, org, owner):
+    url = subscriptions.checkout_start(organization=org, plan=Plan.objects.get(key="ai_monthly"), actor=owner)
+    first = session_of(client, url)
+    lines = client.v1.checkout.sessions.line_items.list(first.id).data
+    other = client.v1.checkout.sessions.create(
+        {
+            "mode": "subscription",
+            "customer": first.customer,
+            "line_items": [{"price": line.price.id, "quantity": line.quantity} for line in lines],
+            "success_url": first.success_url,
+            "metadata": dict(first.metadata),
+            "subscription_data": {"metadata": dict(first.metadata)},
+        }
+    )
+    return url, other
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_tells_the_owner_a_disputed_duplicate_payment_comes_back_through_the_dispute(
+    stripe_world, org, owner
+):
+    client = stripe_world.client
+    url, other = _second_checkout(client, org, owner)
+    assert pay_hosted_checkout(url).status_code == 303
+    mail.outbox.clear()
+    # The second tab pays with a card whose holder disputes the charge at once.
+    assert pay_hosted_checkout(other.url, card="4000000000000259").status_code == 303
+
+    duplicate = client.v1.subscriptions.retrieve(session_of(client, other.url).subscription)
+    assert duplicate.status == "canceled"
+    invoice = client.v1.invoices.retrieve(
+        duplicate.latest_invoice, {"expand": ["payments.data.payment.payment_intent"]}
+    )
+    charge = client.v1.charges.retrieve(invoice.payments.data[0].payment.payment_intent.latest_charge)
+    assert charge.disputed and charge.amount_refunded == 0
+    audit = AuditEvent.objects.get(action="billing.duplicate_subscription_canceled")
+    assert (audit.data["refunded"], audit.data["disputed"]) == (0, invoice.amount_paid)
+    # Two messages: the bank's dispute notice, and this one about the second subscription.
+    (message,) = [m for m in mail.outbox if "second subscription" in m.subject]
+    body = message.body
+    assert "had not charged anything" not in body and "refunded its payment" not in body
+    assert "was disputed with your bank" in body and "we did not refund it" in body

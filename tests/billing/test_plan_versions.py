@@ -33,6 +33,8 @@ def test_it_moves_a_subscriber_at_renewal_after_one_notice(
     stripe_world, subscribed, org, owner, client, mailoutbox
 ):
     sub = subscribed("pro_monthly", clock=stripe_world.clock, sync=True)
+    mailoutbox.clear()  # the welcome and the first receipt
+    mailoutbox.clear()  # the welcome and the first receipt; only price notices are counted below
     old = sub.price_ids[0]
     new = new_pro_price(5900, "migrate")
     sub.refresh_from_db()

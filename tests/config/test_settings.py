@@ -147,3 +147,17 @@ def test_the_beat_schedule_is_one_setting_naming_only_tasks_the_worker_loads():
     assert scheduled <= set(app.tasks)
     # Nothing adds to the schedule while the task modules load.
     assert app.conf.beat_schedule == settings.CELERY_BEAT_SCHEDULE
+
+
+def test_it_reads_the_welcome_bonus_from_the_environment():
+    shown = (
+        "from django.conf import settings; "
+        "print(settings.CREDITS_WELCOME_BONUS, settings.CREDITS_WELCOME_BONUS_DAYS)"
+    )
+    assert manage("shell", "-v", "0", "-c", shown).stdout.split() == ["500", "None"]
+    configured = manage(
+        "shell", "-v", "0", "-c", shown, CREDITS_WELCOME_BONUS="0", CREDITS_WELCOME_BONUS_DAYS="30"
+    )
+    assert configured.stdout.split() == ["0", "30"]
+    refused = manage("check", CREDITS_WELCOME_BONUS="-5")
+    assert refused.returncode != 0 and "CREDITS_WELCOME_BONUS" in refused.stderr

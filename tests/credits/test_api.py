@@ -30,6 +30,7 @@ def test_it_reports_the_balance(key_client, fund):
         "available": 120,
         "overdraft_allowance": 0,
         "low_balance_threshold": 100,
+        "low_balance_percent": 0,
         "is_low": False,
         "runway_days": None,
         "lifetime_purchased": 120,

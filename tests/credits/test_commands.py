@@ -73,6 +73,7 @@ def test_saving_an_account_in_the_admin_never_rewrites_its_balance(client, org, 
         {
             "overdraft_allowance": 5,
             "low_balance_threshold": 100,
+            "low_balance_percent": 0,
             "auto_recharge_threshold": 0,
             "auto_recharge_monthly_limit": 0,
         },

@@ -354,3 +354,17 @@ def test_a_confirmed_hold_draws_valid_credits_before_a_grant_that_expired_meanwh
     services.credit_grants_expire()
     assert balance_of(org) == 2
     assert_reconciles()
+
+
+def test_the_welcome_bonus_is_a_setting_with_an_optional_expiry(org, settings):
+    settings.CREDITS_WELCOME_BONUS, settings.CREDITS_WELCOME_BONUS_DAYS = 250, 30
+    account = services.credit_account_for(organization=org)
+    assert account.balance == 250
+    grant = CreditGrant.objects.get(account=account)
+    assert timedelta(days=29) < grant.expires_at - timezone.now() <= timedelta(days=30)
+
+
+def test_no_bonus_when_the_setting_is_zero(org, settings):
+    settings.CREDITS_WELCOME_BONUS = 0
+    account = services.credit_account_for(organization=org)
+    assert account.balance == 0 and not CreditTransaction.objects.filter(account=account).exists()

@@ -34,7 +34,7 @@ def test_the_page_runs_a_fixed_number_of_queries(
     for i in range(30):
         services.credits_consume(organization=org, amount=1, idempotency_key=f"c{i}")
     client = client_for(member)
-    with django_assert_max_num_queries(15):  # cold: 12 warm (tests/test_page_queries.py), the caches it fills
+    with django_assert_max_num_queries(16):  # cold: 13 warm (tests/test_page_queries.py), the caches it fills
         assert client.get(reverse("credits", args=[org.slug])).status_code == 200
 
 
@@ -102,3 +102,40 @@ def test_the_nav_widget_shows_the_balance_and_the_low_banner(client_for, org, me
     assert 'hx-swap-oob="true"' in widget and "running low" in widget
     fund(500)
     assert "running low" not in client.get(reverse("credits_widget", args=[org.slug])).content.decode()
+
+
+def _limit_settings(package, limit):
+    return {
+        "low_balance_threshold": 0,
+        "auto_recharge_threshold": 0,
+        "auto_recharge_package": package.pk,
+        "auto_recharge_monthly_limit": limit,
+    }
+
+
+def test_it_counts_the_monthly_limit_in_the_package_s_own_currency(client_for, org, owner):
+    yen = CreditPackageFactory(code="yen-pack", currency="jpy", unit_amount=1500)
+    client = client_for(owner)
+    url = reverse("credits_settings", args=[org.slug])
+    assert client.post(url, _limit_settings(yen, "5000")).status_code == 302
+    # The yen has no minor unit: 5,000 typed is 5,000 stored, not 500,000.
+    assert CreditAccount.objects.get(organization=org).auto_recharge_monthly_limit == 5000
+    form = client.get(reverse("credits", args=[org.slug])).context["settings_form"]
+    assert form.initial["auto_recharge_monthly_limit"] == 5000
+
+    dollars = CreditPackageFactory(code="usd-pack", currency="usd", unit_amount=1000)
+    assert client.post(url, _limit_settings(dollars, "10.50")).status_code == 302
+    assert CreditAccount.objects.get(organization=org).auto_recharge_monthly_limit == 1050
+    form = client.get(reverse("credits", args=[org.slug])).context["settings_form"]
+    assert str(form.initial["auto_recharge_monthly_limit"]) == "10.50"
+
+
+def test_it_refuses_a_fraction_of_a_yen_and_changes_nothing(client_for, org, owner):
+    yen = CreditPackageFactory(code="yen-pack", currency="jpy", unit_amount=1500)
+    before = services.credit_account_for(organization=org).auto_recharge_monthly_limit
+    response = client_for(owner).post(
+        reverse("credits_settings", args=[org.slug]), _limit_settings(yen, "10.5")
+    )
+    assert response.status_code == 400
+    assert "JPY amounts have no decimal places." in response.content.decode()
+    assert CreditAccount.objects.get(organization=org).auto_recharge_monthly_limit == before

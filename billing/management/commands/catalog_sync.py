@@ -42,6 +42,13 @@ class Command(BaseCommand):
                     "file, catalog_export rewrites it):"
                 )
             self._section(heading, report.file_vs_database)
+        if report.file_problems:
+            self.stderr.write(
+                f"{file.name} is not valid (the database is kept and still pushed; fix the file, or "
+                "rewrite it with catalog_export):"
+            )
+            for problem in report.file_problems:
+                self.stderr.write(f"  - {problem}")
         if report.database_to_stripe:
             self._section(
                 f"Database → Stripe ({'would push' if dry_run else 'pushed'}):", report.database_to_stripe
