@@ -23,6 +23,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from billing import pricing
 from billing.models import (
     Notice,
     NoticeKind,
@@ -30,6 +31,10 @@ from billing.models import (
     OrgSubscription,
     Payment,
     PaymentDispute,
+    Plan,
+    PlanLineItem,
+    PriceMigration,
+    PriceVersion,
     SubscriptionDuplicate,
     UsageAlert,
 )
@@ -330,6 +335,70 @@ def _usage_alert(notice: Notice) -> Email | None:
     )
 
 
+def _price_change(notice: Notice) -> Email | None:
+    migration = (
+        PriceMigration.objects.select_related("subscription__plan")
+        .filter(pk=notice.data.get("migration"))
+        .first()
+    )
+    if migration is None or migration.subscription.status not in {"active", "trialing", "past_due"}:
+        return None  # canceled before this ran: no renewal to announce
+    plan = migration.subscription.plan
+    versions = {
+        v.stripe_price_id: v
+        for v in PriceVersion.objects.filter(
+            stripe_price_id__in=[migration.from_price_id, migration.to_price_id]
+        )
+    }
+    return Email(
+        subject=f"{notice.organization.name}: {plan.name} has a new price from your renewal",
+        template="billing/email/price_change.txt",
+        context={
+            "plan": plan,
+            "old": versions.get(migration.from_price_id),
+            "new": versions.get(migration.to_price_id),
+            "currency": plan.currency,
+            "renews_at": migration.renews_at,
+        },
+        action_label="Change or cancel your plan",
+        action_url=_url("billing", notice.organization),
+    )
+
+
+def _async_payment_failed(notice: Notice) -> Email | None:
+    data = notice.data
+    return Email(
+        subject=f"{notice.organization.name}: your bank debit did not go through",
+        template="billing/email/async_payment_failed.txt",
+        context={
+            "amount": data.get("amount", 0),
+            "currency": data.get("currency", "usd"),
+            "reason": data.get("reason", ""),
+            "subscription": data.get("what") == "subscription",
+        },
+        action_label="Try again with another payment method",
+        action_url=(
+            _url("billing", notice.organization)
+            if data.get("what") == "subscription"
+            else settings.SITE_URL + reverse("credits", args=[notice.organization.slug])
+        ),
+    )
+
+
+def _seat_count_changed(notice: Notice) -> Email | None:
+    subscription = _subscription(notice)
+    if subscription is None:
+        return None
+    data = notice.data
+    return Email(
+        subject=f"{notice.organization.name} now pays for {data['to']} seats",
+        template="billing/email/seat_count_changed.txt",
+        context={"subscription": subscription, "data": data, "more": data["to"] > data["from"]},
+        action_label="See your team and billing",
+        action_url=_url("billing", notice.organization),
+    )
+
+
 _BUILDERS: dict[str, Callable[[Notice], Email | None]] = {
     NoticeKind.PAYMENT_FAILED: _payment_failed,
     NoticeKind.PAYMENT_ACTION_REQUIRED: _payment_action_required,
@@ -342,6 +411,9 @@ _BUILDERS: dict[str, Callable[[Notice], Email | None]] = {
     NoticeKind.DISPUTE: _dispute,
     NoticeKind.DUPLICATE_REFUNDED: _duplicate_refunded,
     NoticeKind.USAGE_ALERT: _usage_alert,
+    NoticeKind.PRICE_CHANGE: _price_change,
+    NoticeKind.ASYNC_PAYMENT_FAILED: _async_payment_failed,
+    NoticeKind.SEAT_COUNT_CHANGED: _seat_count_changed,
 }
 
 
@@ -446,6 +518,62 @@ def refund_notice_queue(*, payment: Payment) -> None:
         kind=NoticeKind.REFUND,
         key=f"{payment.stripe_invoice_id}:{payment.amount_refunded}",
         data={"payment": payment.pk, "amount_refunded": payment.amount_refunded},
+    )
+
+
+def price_change_queue(*, migration: PriceMigration) -> Notice | None:
+    """Once per subscription and new price, however often the periodic job sees the move due."""
+    subscription = migration.subscription
+    return notice_queue(
+        organization=subscription.organization,
+        kind=NoticeKind.PRICE_CHANGE,
+        key=f"{subscription.stripe_subscription_id or subscription.pk}:{migration.to_price_id}",
+        data={"migration": migration.pk},
+    )
+
+
+def async_payment_failed_queue(
+    *, organization: Organization, session_id: str, amount: int, currency: str, reason: str, what: str
+) -> Notice | None:
+    """A Checkout paid by a delayed method (a bank debit) whose payment failed: once per session."""
+    return notice_queue(
+        organization=organization,
+        kind=NoticeKind.ASYNC_PAYMENT_FAILED,
+        key=session_id,
+        data={"amount": amount, "currency": currency, "reason": reason[:500], "what": what},
+    )
+
+
+def seat_count_changed_queue(
+    *,
+    subscription: OrgSubscription,
+    plan: Plan,
+    line: PlanLineItem,
+    seats_from: int,
+    seats_to: int,
+    behavior: str,
+) -> Notice | None:
+    """A seat sync that changed Stripe's quantity: once per subscription, quantity and period
+    (a retried sync, or the same count reached again in the period, tells nothing more)."""
+    start = int(subscription.current_period_start.timestamp())
+    return notice_queue(
+        organization=subscription.organization,
+        kind=NoticeKind.SEAT_COUNT_CHANGED,
+        key=f"{subscription.stripe_subscription_id}:{seats_to}:{start}",
+        data={
+            "from": seats_from,
+            "to": seats_to,
+            "plan": plan.name,
+            # What the seats come to per interval at the new count, by the line's tiers.
+            "seats_total": pricing.price(
+                quantity=seats_to,
+                unit_amount=line.unit_amount,
+                tiers=line.tiers,
+                tiers_mode=line.tiers_mode or None,
+            ).total,
+            "currency": plan.currency,
+            "proration_behavior": behavior,
+        },
     )
 
 

@@ -2,7 +2,8 @@
 
 from celery import shared_task
 
-from billing.catalog import versions
+# `notices` registers the old task name, for messages queued under it.
+from billing.catalog import notices, versions  # noqa: F401
 from billing.catalog.push import catalog_object_push
 
 

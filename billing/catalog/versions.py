@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
-from billing.catalog.notices import send_price_change_notice
 from billing.gateway.client import stripe_client
 from billing.gateway.prices import subscription_price_move
 from billing.models import PLAN_STATUSES, OrgSubscription, PriceChange, PriceMigration, PriceVersion
+from billing.notifications import price_change_queue
 
 # How long before the renewal the item moves: the periodic job runs every 15 minutes.
 MOVE_LEAD = timedelta(hours=1)
@@ -72,11 +73,14 @@ def price_migrations_run(*, now: datetime | None = None) -> list[PriceMigration]
                 to_price_id=move.new.stripe_price_id,
                 defaults={"renews_at": move.renews_at},
             )
-            claimed = PriceMigration.objects.filter(pk=migration.pk, notice_sent_at=None).update(
-                notice_sent_at=now
-            )
-            if claimed:
-                send_price_change_notice.delay(migration.pk)
+            with transaction.atomic():
+                # The claim and the notice commit together; the notice's key (subscription and
+                # new price) is what makes it one email across reruns and nodes.
+                claimed = PriceMigration.objects.filter(pk=migration.pk, notice_sent_at=None).update(
+                    notice_sent_at=now
+                )
+                if claimed:
+                    price_change_queue(migration=migration)
             if migration.migrated_at is None and now >= move.renews_at - MOVE_LEAD:
                 subscription_price_move(
                     stripe_client(),

@@ -19,12 +19,24 @@ class NoticeKind(models.TextChoices):
     USAGE_ALERT = "usage_alert", "Quota at 80% and 100%"
     LOW_CREDITS = "low_credits", "Low credits"
     RECHARGE_FAILED = "recharge_failed", "Auto-recharge declined or needs authentication"
+    RECHARGE_SUCCEEDED = "recharge_succeeded", "Auto-recharge done"
+    PRICE_CHANGE = "price_change", "New price from the next renewal"
+    ASYNC_PAYMENT_FAILED = "async_payment_failed", "Delayed payment (bank debit) failed"
+    SEAT_COUNT_CHANGED = "seat_count_changed", "Seat count changed"
 
     @classmethod
     def critical(cls) -> frozenset[str]:
         """What every billing contact receives whatever their settings: money is at stake and
         only the customer can act."""
-        return frozenset({cls.PAYMENT_FAILED, cls.PAYMENT_ACTION_REQUIRED, cls.DISPUTE, cls.RECHARGE_FAILED})
+        return frozenset(
+            {
+                cls.PAYMENT_FAILED,
+                cls.PAYMENT_ACTION_REQUIRED,
+                cls.DISPUTE,
+                cls.RECHARGE_FAILED,
+                cls.ASYNC_PAYMENT_FAILED,
+            }
+        )
 
     @classmethod
     def optional(cls) -> list["NoticeKind"]:

@@ -19,6 +19,7 @@ from billing import entitlements, pricing
 from billing.entitlements.gating import EntitlementError
 from billing.gateway.client import stripe_client
 from billing.models import OrgSubscription, PlanLineItem, SeatPolicy
+from billing.notifications import seat_count_changed_queue
 from billing.seats.counts import billable_seats, prepaid_seats, seat_holders
 from billing.seats.schedule import _scheduled_key
 from billing.subscriptions.sync import _plan_of, subscription_sync
@@ -190,7 +191,10 @@ def _sync(organization_id: int, attempt: str) -> SeatSync | None:
         {"quantity": target, "proration_behavior": behavior},
         idempotency_key=f"tally-seats-{item.id}-{current}-{target}-{attempt}",
     )
-    subscription_sync(subscription_id=remote.id)
+    synced = subscription_sync(subscription_id=remote.id) or subscription
+    seat_count_changed_queue(
+        subscription=synced, plan=plan, line=line, seats_from=current, seats_to=target, behavior=behavior
+    )
     audit_record(
         organization=organization,
         action="billing.seats_changed",

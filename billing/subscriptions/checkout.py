@@ -30,6 +30,7 @@ from billing.models import (
     PromotionCode,
     TrialRecord,
 )
+from billing.notifications import async_payment_failed_queue
 from billing.seats.counts import billable_seats
 from billing.seats.schedule import seat_sync_schedule
 from billing.subscriptions.addon_grants import addon_purchase_grant
@@ -391,6 +392,7 @@ def checkout_payment_failed(*, session_id: str) -> None:
         payment_checkout_settled(
             outcome=_payment_outcome(session, CheckoutResult.FAILED, _failure_of(intent))
         )
+        _async_failure_tell(session, _failure_of(intent))
         return
     if session.mode != "subscription" or not session.invoice:
         return
@@ -408,10 +410,24 @@ def checkout_payment_failed(*, session_id: str) -> None:
         return
     if session.subscription:
         subscription_sync(subscription_id=session.subscription)
-    plan_checkout_settle(
-        session=session,
-        status=CheckoutOutcome.FAILED,
-        failure_message=_failure_of(intents[-1] if intents else None),
+    reason = _failure_of(intents[-1] if intents else None)
+    plan_checkout_settle(session=session, status=CheckoutOutcome.FAILED, failure_message=reason)
+    _async_failure_tell(session, reason)
+
+
+def _async_failure_tell(session, reason: str) -> None:
+    """Email the billing contacts once per session (the notice's key): a replayed event, or the
+    failure learnt again, tells nothing more."""
+    organization = _organization_of(session.metadata, session.customer)
+    if organization is None:
+        return
+    async_payment_failed_queue(
+        organization=organization,
+        session_id=session.id,
+        amount=session.amount_total or 0,
+        currency=session.currency or "usd",
+        reason=reason,
+        what="subscription" if session.mode == "subscription" else "purchase",
     )
 
 

@@ -101,5 +101,24 @@ def _recharge_failed(notice: Notice) -> Email | None:
     )
 
 
+def _recharge_succeeded(notice: Notice) -> Email | None:
+    recharge = (
+        CreditRecharge.objects.select_related("package", "account")
+        .filter(pk=notice.data.get("recharge"), status=RechargeStatus.SUCCEEDED)
+        .first()
+    )
+    if recharge is None:
+        return None  # refunded or reversed before this ran
+    organization = notice.organization
+    return Email(
+        subject=f"{organization.name}: credits auto-recharge done",
+        template="credits/email/recharge_succeeded.txt",
+        context={"recharge": recharge, "balance": recharge.account.balance},
+        action_label="See your credits",
+        action_url=settings.SITE_URL + reverse("credits", args=[organization.slug]),
+    )
+
+
 notice_builder_register(NoticeKind.LOW_CREDITS, _low_balance)
+notice_builder_register(NoticeKind.RECHARGE_SUCCEEDED, _recharge_succeeded)
 notice_builder_register(NoticeKind.RECHARGE_FAILED, _recharge_failed)

@@ -7,6 +7,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing.gateway import payments
+from billing.models import NoticeKind
+from billing.notifications import notice_queue
 from credits import tasks
 from credits.models import (
     CreditAccount,
@@ -144,12 +146,20 @@ def credit_recharge_succeed(*, recharge: CreditRecharge, payment_intent_id: str 
             reference_type="recharge",
             reference_id=str(recharge.code),
         )
-        CreditRecharge.objects.filter(pk=recharge.pk, status=RechargeStatus.PENDING).update(
+        settled = CreditRecharge.objects.filter(pk=recharge.pk, status=RechargeStatus.PENDING).update(
             status=RechargeStatus.SUCCEEDED,
             transaction=entry,
             payment_intent_id=payment_intent_id or recharge.payment_intent_id,
             settled_at=timezone.now(),
         )
+        if settled:
+            # Keyed by the recharge: a retried charge or a replayed event tells of it once.
+            notice_queue(
+                organization=recharge.account.organization,
+                kind=NoticeKind.RECHARGE_SUCCEEDED,
+                key=str(recharge.code),
+                data={"recharge": recharge.pk},
+            )
     recharge.refresh_from_db()
     if recharge.payment_intent_id:
         _disputes_apply(payment_intent_id=recharge.payment_intent_id)

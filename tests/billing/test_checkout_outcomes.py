@@ -4,13 +4,23 @@ Webhooks travel the real path, signed by the simulator and posted to dj-stripe's
 
 import pytest
 import requests
+from django.core import mail
 from django.urls import reverse
 from djstripe.models import Event
 
 from billing import catalog, subscriptions
 from billing.gateway.client import stripe_client
 from billing.gateway.setup import stripe_webhook_endpoint_ensure
-from billing.models import Addon, EntitlementGrant, OrgSubscription, Plan, PlanCheckout, PlanLineItem
+from billing.models import (
+    Addon,
+    EntitlementGrant,
+    Notice,
+    NoticeKind,
+    OrgSubscription,
+    Plan,
+    PlanCheckout,
+    PlanLineItem,
+)
 from billing.webhooks import dispatch
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -137,6 +147,14 @@ def test_a_failed_bank_debit_is_marked_failed_and_the_person_sees_why(shop, org,
     assert "insufficient funds" in checkout.failure_message
     handled_again("checkout.session.async_payment_failed", session_id)
     handled_again("checkout.session.completed", session_id)
+    (told,) = [m for m in mail.outbox if "bank debit" in m.subject]
+    assert told.subject == "Acme: your bank debit did not go through"
+    assert told.to == ["alice@example.com"]
+    assert "The bank debit of €" in told.body and "for Acme's subscription did not go through" in told.body
+    assert "insufficient funds" in told.body and "The plan was not started" in told.body
+    assert "Try again with another payment method: http" in told.body
+    assert "insufficient funds" in told.alternatives[0][0]
+    assert Notice.objects.filter(kind=NoticeKind.ASYNC_PAYMENT_FAILED).count() == 1
     checkout.refresh_from_db()
     assert checkout.status == "failed"
     assert not OrgSubscription.objects.get(organization=org).applies

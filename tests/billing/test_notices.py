@@ -329,3 +329,38 @@ def test_unknown_kinds_posted_change_nothing_else(org, owner, client_for):
     muted = notifications.notice_muted(organization=org, user=owner)
     assert "receipt" not in muted and "nonsense" not in muted
     assert muted == {kind.value for kind in notifications.notice_kinds_offered()} - {"receipt"}
+
+
+def test_the_new_kinds_are_on_the_settings_page_as_their_criticality_says(org, owner, client_for):
+    offered = set(notifications.notice_kinds_offered())
+    assert {NoticeKind.PRICE_CHANGE, NoticeKind.SEAT_COUNT_CHANGED, NoticeKind.RECHARGE_SUCCEEDED} <= offered
+    assert NoticeKind.ASYNC_PAYMENT_FAILED in notifications.notice_kinds_always()
+    page = client_for(owner).get(reverse("billing_notices", args=[org.slug])).content.decode()
+    assert 'value="price_change" checked' in page and 'value="seat_count_changed" checked' in page
+    assert 'value="async_payment_failed"' not in page  # cannot be turned off
+
+
+def test_an_async_payment_failure_is_sent_even_to_a_contact_who_muted_it(
+    org, owner, django_capture_on_commit_callbacks
+):
+    notifications.notice_preferences_update(
+        organization=org, user=owner, muted=[NoticeKind.SEAT_COUNT_CHANGED, NoticeKind.ASYNC_PAYMENT_FAILED]
+    )
+    _send(
+        django_capture_on_commit_callbacks,
+        organization=org,
+        kind=NoticeKind.ASYNC_PAYMENT_FAILED,
+        key="cs_1",
+        data={"amount": 4950, "currency": "eur", "reason": "Insufficient funds.", "what": "subscription"},
+    )
+    (sent,) = mail.outbox
+    assert (
+        "The bank debit of €49.50 for Acme's subscription did not go through: Insufficient funds."
+        in sent.body
+    )
+    assert (
+        notifications.async_payment_failed_queue(
+            organization=org, session_id="cs_1", amount=4950, currency="eur", reason="", what="subscription"
+        )
+        is None
+    )  # the event replayed: already told

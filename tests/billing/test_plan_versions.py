@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from billing.catalog.push import catalog_object_push
 from billing.catalog.versions import price_migrations_run
-from billing.models import OrgSubscription, PlanLineItem, PriceMigration
+from billing.models import Notice, NoticeKind, OrgSubscription, PlanLineItem, PriceMigration
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,6 +18,11 @@ def new_pro_price(amount: int, on_price_change: str) -> str:
     item.save()
     assert catalog_object_push(kind="plan", object_id=item.plan_id).status == "in_sync"
     return PlanLineItem.objects.get(pk=item.pk).stripe_price_id
+
+
+def price_notices(outbox) -> list:
+    """The price-change emails among the others subscribing sends (welcome, receipts)."""
+    return [m for m in outbox if "has a new price from your renewal" in m.subject]
 
 
 def clock_time(world) -> datetime:
@@ -42,14 +47,17 @@ def test_it_moves_a_subscriber_at_renewal_after_one_notice(
 
     stripe_world.advance_to(int((end - timedelta(days=8)).timestamp()))
     price_migrations_run(now=clock_time(stripe_world))
-    assert mailoutbox == []  # not yet: the notice goes out seven days before
+    assert price_notices(mailoutbox) == []  # not yet: the notice goes out seven days before
 
     stripe_world.advance_to(int((end - timedelta(days=6)).timestamp()))
     price_migrations_run(now=clock_time(stripe_world))
     price_migrations_run(now=clock_time(stripe_world))
-    assert len(mailoutbox) == 1
-    assert mailoutbox[0].to == ["alice@example.com"]
-    assert "$59 per month" in mailoutbox[0].body and "$49" in mailoutbox[0].body
+    (notice,) = price_notices(mailoutbox)
+    assert notice.subject == "Acme: Pro (monthly) has a new price from your renewal"
+    assert notice.to == ["alice@example.com"]
+    assert "$59 per month" in notice.body and "$49" in notice.body
+    assert "Change or cancel your plan: http" in notice.body  # the shared layout, with its link
+    assert "$59 per month" in notice.alternatives[0][0]
     remote = stripe_world.client.v1.subscriptions.retrieve(sub.stripe_subscription_id)
     assert [i.price.id for i in remote["items"].data] == [old]  # nothing moves before the renewal
 
@@ -59,7 +67,8 @@ def test_it_moves_a_subscriber_at_renewal_after_one_notice(
     remote = stripe_world.client.v1.subscriptions.retrieve(sub.stripe_subscription_id)
     assert [i.price.id for i in remote["items"].data] == [new]
     assert PriceMigration.objects.get().migrated_at is not None
-    assert len(mailoutbox) == 1
+    assert len(price_notices(mailoutbox)) == 1
+    assert Notice.objects.filter(kind=NoticeKind.PRICE_CHANGE).count() == 1
 
     stripe_world.advance_past_period_end(org)
     invoices = stripe_world.client.v1.invoices.list({"subscription": sub.stripe_subscription_id}).data
@@ -85,5 +94,4 @@ def test_a_grandfathered_subscriber_keeps_the_old_price(
     invoices = stripe_world.client.v1.invoices.list({"subscription": sub.stripe_subscription_id}).data
     renewal = next(i for i in invoices if i.billing_reason == "subscription_cycle")
     assert renewal.amount_due == 4900
-    notices = [m for m in mailoutbox if "has a new price" in m.subject]  # receipts are not notices
-    assert notices == [] and OrgSubscription.objects.get(pk=sub.pk).price_ids == [old]
+    assert price_notices(mailoutbox) == [] and OrgSubscription.objects.get(pk=sub.pk).price_ids == [old]

@@ -8,16 +8,17 @@ from datetime import UTC, datetime
 
 import pytest
 import stripe
+from django.core import mail
 from django.core.management import call_command
 from django.urls import reverse
 
 import billing.seats.preview
 import billing.seats.sync
-from billing import entitlements, seats, selectors
+from billing import entitlements, notifications, seats, selectors
 from billing.catalog import catalog_push
 from billing.entitlements.gating import EntitlementError
 from billing.gateway.client import stripe_client
-from billing.models import EntitlementGrant, Feature, OrgSubscription, Payment, Plan
+from billing.models import EntitlementGrant, Feature, Notice, NoticeKind, OrgSubscription, Payment, Plan
 from billing.seats import billable_seats
 from config.celery import app
 from teams import api_keys
@@ -109,6 +110,38 @@ def test_it_raises_the_quantity_on_accept_with_the_prorated_amount_previewed(
     pending = catalog.v1.invoice_items.list({"customer": selectors.stripe_customer_id_of(org)})
     assert sum(ii.amount for ii in pending.data if ii.proration) == preview.prorated
     assert next_invoice(catalog, sub) == preview.upcoming.amount_due == 1500 + 750
+
+
+def test_it_tells_the_contacts_of_a_seat_change_once(catalog, org, django_capture_on_commit_callbacks):
+    team(org, 3)
+    sub, _ = subscribe_seats(org, "team_monthly")
+    mail.outbox.clear()
+    accept(org, "dora@example.com", django_capture_on_commit_callbacks)
+    (told,) = [m for m in mail.outbox if "seats" in m.subject]
+    assert told.subject == "Acme now pays for 4 seats"
+    assert told.to == ["owner@acme.example.com"]
+    assert "went up from 3 to 4 seats" in told.body and "The seats now come to $15 per month." in told.body
+    assert "See your team and billing: http" in told.body and "from 3 to 4 seats" in told.alternatives[0][0]
+    # The same count reached again in the period (a retried or repeated sync) tells nothing more.
+    notice = Notice.objects.get(kind=NoticeKind.SEAT_COUNT_CHANGED)
+    sub.refresh_from_db()
+    assert notice.key == f"seat_count_changed:{sub.stripe_subscription_id}:4:" + str(
+        int(sub.current_period_start.timestamp())
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert (
+            notifications.seat_count_changed_queue(
+                subscription=sub,
+                plan=sub.plan,
+                line=sub.plan.seat_item(),
+                seats_from=3,
+                seats_to=4,
+                behavior="create_prorations",
+            )
+            is None
+        )
+    assert seats.seat_sync(organization_id=org.pk) is None
+    assert len([m for m in mail.outbox if "seats" in m.subject]) == 1
 
 
 def test_it_lowers_the_quantity_when_a_member_is_removed_or_leaves(

@@ -5,6 +5,7 @@ purchase records how it ended, and the credits page says so. Webhooks travel the
 import pytest
 import requests
 from django.conf import settings
+from django.core import mail
 from django.urls import reverse
 from djstripe.models import Event
 
@@ -109,6 +110,10 @@ def test_a_failed_bank_debit_marks_the_purchase_failed_and_says_why(shop, org, o
     replay("checkout.session.async_payment_failed", purchase.checkout_session_id)
     replay("checkout.session.completed", purchase.checkout_session_id)
     assert CreditPurchase.objects.get(pk=purchase.pk).status == "failed" and balance_of(org) == 0
+    (told,) = mail.outbox  # once, however often Stripe tells of it
+    assert told.subject == "Acme: your bank debit did not go through"
+    assert "for Acme's purchase did not go through" in told.body and "No credits were added" in told.body
+    assert "/o/acme/credits/" in told.body
     page = credits_page(client_for(owner), org, purchase="complete", code=str(purchase.code))
     assert "The payment failed: The customer&#x27;s account has insufficient funds" in page
     assert "hx-trigger" not in page.split('id="purchase-outcome"')[1].split("</div>")[0]
