@@ -2,6 +2,7 @@ from django.urls import path
 
 from billing import views
 from billing.seats import views as seat_views
+from billing.subscriptions import views as addon_views
 
 urlpatterns = [
     path("pricing/", views.pricing, name="pricing"),
@@ -19,17 +20,17 @@ urlpatterns = [
     path("o/<slug:org_slug>/billing/portal/", views.portal, name="billing_portal"),
     path("o/<slug:org_slug>/billing/details/", views.details, name="billing_details"),
     path("o/<slug:org_slug>/billing/seats/", seat_views.seat_preview, name="billing_seat_preview"),
-    path("o/<slug:org_slug>/billing/seats/prepaid/", views.seats_prepaid, name="billing_seats_prepaid"),
-    path("o/<slug:org_slug>/billing/addons/<slug:key>/buy/", views.addon_buy, name="billing_addon_buy"),
-    path("o/<slug:org_slug>/billing/addons/<slug:key>/add/", views.addon_add, name="billing_addon_add"),
+    path("o/<slug:org_slug>/billing/seats/prepaid/", seat_views.seats_prepaid, name="billing_seats_prepaid"),
+    path("o/<slug:org_slug>/billing/addons/<slug:key>/buy/", addon_views.addon_buy, name="billing_addon_buy"),
+    path("o/<slug:org_slug>/billing/addons/<slug:key>/add/", addon_views.addon_add, name="billing_addon_add"),
     path(
         "o/<slug:org_slug>/billing/addons/bought/<uuid:code>/",
-        views.addon_bought,
+        addon_views.addon_bought,
         name="billing_addon_bought",
     ),
     path(
         "o/<slug:org_slug>/billing/addons/<uuid:code>/remove/",
-        views.addon_remove,
+        addon_views.addon_remove,
         name="billing_addon_remove",
     ),
 ]

@@ -4,7 +4,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from billing.admin import StripePushAdmin
+from billing.admin.push import StripePushAdmin
 from billing.models import CatalogStripeState
 from common.admin import ReadOnlyAdmin
 from common.errors import ServiceError

@@ -5,7 +5,8 @@ from decimal import Decimal
 from django.db import transaction
 
 from billing import entitlements
-from billing.catalog.spec import CatalogSpec, EntitlementSpec, _tier
+from billing.catalog import rules
+from billing.catalog.spec import CatalogSpec, EntitlementSpec
 from billing.models import (
     Addon,
     AddonEntitlement,
@@ -131,7 +132,7 @@ def _apply(spec: CatalogSpec, diff: _Diff) -> None:
                     "feature": features[item["feature"]] if item.get("feature") else None,
                     "currency_options": {
                         currency: (
-                            {"tiers": [_tier(t) for t in option["tiers"]]}
+                            {"tiers": [rules.tier(t) for t in option["tiers"]]}
                             if option.get("tiers")
                             else {"unit_amount": option["unit_amount"]}
                         )

@@ -7,15 +7,15 @@ transaction that reports what changed, so `catalog_sync --dry-run` can print the
 
 import tomllib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
 
+from billing.catalog import rules
+from billing.catalog.coupons import parse_coupons
 from billing.models import (
     Addon,
     Aggregation,
-    Duration,
     Feature,
     Interval,
     Overage,
@@ -25,9 +25,7 @@ from billing.models import (
     SeatPolicy,
     TaxBehavior,
 )
-from billing.models.discounts import coupon_problems
 from billing.pricing import validate_tiers
-from common.validators import bullets_problem
 
 DEFAULT_PATH = Path(settings.BASE_DIR) / "config" / "catalog.toml"
 
@@ -63,10 +61,6 @@ class CatalogSpec:
     coupons: dict[str, dict] = field(default_factory=dict)  # key -> fields, with "promotion_codes"
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _entitlement(raw, feature: dict, where: str, problems: list[str]) -> EntitlementSpec | None:
     kind = feature["kind"]
     if kind == Feature.Kind.BOOLEAN:
@@ -83,7 +77,7 @@ def _entitlement(raw, feature: dict, where: str, problems: list[str]) -> Entitle
             problems.append(f"{where}: unknown fields {', '.join(sorted(unknown))}")
     if raw == "unlimited":
         limit = UNLIMITED
-    elif _is_int(raw) and raw >= 0:
+    elif rules.is_int(raw) and raw >= 0:
         limit = raw
     else:
         problems.append(f'{where}: limit must be a whole number >= 0 or "unlimited"')
@@ -94,7 +88,7 @@ def _entitlement(raw, feature: dict, where: str, problems: list[str]) -> Entitle
     if overage != Overage.BLOCK and kind != Feature.Kind.METERED:
         problems.append(f"{where}: only metered features allow overage")
     warn_at = options.get("warn_at", DEFAULT_WARN_AT)
-    if not (isinstance(warn_at, list) and all(_is_int(p) and 0 < p <= 100 for p in warn_at)):
+    if not (isinstance(warn_at, list) and all(rules.is_int(p) and 0 < p <= 100 for p in warn_at)):
         problems.append(f"{where}: warn_at is a list of percentages between 1 and 100")
         warn_at = DEFAULT_WARN_AT
     return EntitlementSpec(enabled=True, limit=limit, overage=overage, warn_at=sorted(warn_at))
@@ -221,7 +215,9 @@ def parse_catalog(data: dict) -> CatalogSpec:
     currency = data.get("currency", "usd")
     if not (isinstance(currency, str) and len(currency) == 3 and currency.islower()):
         problems.append(f"currency: {currency!r} is not a lowercase ISO code such as 'usd'")
-    tax_behavior = _tax_behavior(data.get("tax_behavior", TaxBehavior.EXCLUSIVE), "tax_behavior", problems)
+    tax_behavior = rules.tax_behavior(
+        data.get("tax_behavior", TaxBehavior.EXCLUSIVE), "tax_behavior", problems
+    )
 
     features = {}
     for key, raw in (data.get("features") or {}).items():
@@ -255,7 +251,7 @@ def parse_catalog(data: dict) -> CatalogSpec:
             "is_public": raw.get("public", True),
             "contact_sales": raw.get("contact_sales", False),
             "highlight": raw.get("highlight", False),
-            "bullets": _bullets(raw.get("bullets", []), f"{where} bullets", problems),
+            "bullets": rules.bullets(raw.get("bullets", []), f"{where} bullets", problems),
         }
         base = _entitlements(raw.get("entitlements", {}), features, f"{where} entitlements", problems)
         if not raw.get("plans"):
@@ -273,7 +269,7 @@ def parse_catalog(data: dict) -> CatalogSpec:
             if interval not in Interval.values:
                 problems.append(f"{at} interval: must be 'month' or 'year'")
             trial_days = plan_raw.get("trial_days", 0)
-            if not _is_int(trial_days) or trial_days < 0:
+            if not rules.is_int(trial_days) or trial_days < 0:
                 problems.append(f"{at} trial_days: must be a whole number >= 0")
             plan_currency = plan_raw.get("currency", currency)
             if plan_currency != currency:
@@ -287,7 +283,7 @@ def parse_catalog(data: dict) -> CatalogSpec:
             if seat_policy not in SeatPolicy.values:
                 problems.append(f"{at} seat_policy: must be one of {', '.join(SeatPolicy.values)}")
             seat_minimum = plan_raw.get("seat_minimum", 1)
-            if not _is_int(seat_minimum) or seat_minimum < 1:
+            if not rules.is_int(seat_minimum) or seat_minimum < 1:
                 problems.append(f"{at} seat_minimum: must be a whole number >= 1")
                 seat_minimum = 1
             seat_mode = plan_raw.get("seat_mode", SeatMode.AUTOMATIC)
@@ -299,7 +295,7 @@ def parse_catalog(data: dict) -> CatalogSpec:
                 problems.append(f"{at}: seat_policy, seat_minimum and seat_mode need a per_seat line item")
             is_free = bool(plan_raw.get("free", False))
             credit_allowance = plan_raw.get("credit_allowance", 0)
-            if not _is_int(credit_allowance) or credit_allowance < 0:
+            if not rules.is_int(credit_allowance) or credit_allowance < 0:
                 problems.append(f"{at} credit_allowance: must be a whole number of credits >= 0")
                 credit_allowance = 0
             if is_free:
@@ -317,13 +313,13 @@ def parse_catalog(data: dict) -> CatalogSpec:
                 ),
                 "interval": interval,
                 "currency": currency,
-                "trial_days": trial_days if _is_int(trial_days) else 0,
+                "trial_days": trial_days if rules.is_int(trial_days) else 0,
                 "is_free": is_free,
                 "seat_policy": seat_policy,
                 "seat_minimum": seat_minimum,
                 "seat_mode": seat_mode,
                 "credit_allowance": credit_allowance,
-                "tax_behavior": _tax_behavior(
+                "tax_behavior": rules.tax_behavior(
                     plan_raw.get("tax_behavior", tax_behavior), f"{at} tax_behavior", problems
                 ),
                 "sort_order": len(plans),
@@ -340,7 +336,7 @@ def parse_catalog(data: dict) -> CatalogSpec:
         if kind not in Addon.Kind.values:
             problems.append(f"{where} kind: must be 'one_time' or 'recurring'")
         amount = raw.get("unit_amount")
-        if not _is_int(amount) or amount < 0:
+        if not rules.is_int(amount) or amount < 0:
             problems.append(f"{where} unit_amount: must be a whole number of cents >= 0")
         interval = raw.get("interval", "")
         if kind == Addon.Kind.RECURRING and interval not in Interval.values:
@@ -353,7 +349,7 @@ def parse_catalog(data: dict) -> CatalogSpec:
                 problems.append(f"{where} entitlements: unknown feature '{feature_key}'")
             elif value == "unlimited":
                 grants[feature_key] = (0, True)
-            elif _is_int(value) and value > 0:
+            elif rules.is_int(value) and value > 0:
                 grants[feature_key] = (value, False)
             else:
                 problems.append(f'{where} entitlements.{feature_key}: a positive number or "unlimited"')
@@ -365,7 +361,7 @@ def parse_catalog(data: dict) -> CatalogSpec:
             "currency": currency,
             "interval": interval if kind == Addon.Kind.RECURRING else "",
             "max_quantity": raw.get("max_quantity", 1),
-            "tax_behavior": _tax_behavior(
+            "tax_behavior": rules.tax_behavior(
                 raw.get("tax_behavior", tax_behavior), f"{where} tax_behavior", problems
             ),
             "sort_order": a_index,
@@ -373,137 +369,10 @@ def parse_catalog(data: dict) -> CatalogSpec:
         }
 
     meters = _meters(data.get("meters") or {}, features, problems)
-    coupons = _coupons(data.get("coupons") or {}, products, problems)
+    coupons = parse_coupons(data.get("coupons") or {}, products, problems)
     if problems:
         raise CatalogError(problems)
     return CatalogSpec(currency, features, products, plans, addons, meters, coupons)
-
-
-def _bullets(value, where: str, problems: list[str]) -> list[str]:
-    """A product's selling points for the pricing page: a short list of short texts."""
-    problem = bullets_problem(value)
-    if problem:
-        problems.append(f"{where}: {problem}")
-        return []
-    return [bullet.strip() for bullet in value]
-
-
-def _tier(tier: dict) -> dict:
-    return {
-        "up_to": tier.get("up_to"),
-        "unit_amount": tier.get("unit_amount", 0),
-        "flat_amount": tier.get("flat_amount", 0),
-    }
-
-
-def _tax_behavior(value, where: str, problems: list[str]) -> str:
-    if value not in TaxBehavior.values:
-        problems.append(f"{where}: must be one of {', '.join(TaxBehavior.values)}")
-        return TaxBehavior.EXCLUSIVE
-    return value
-
-
-def _moment(value, where: str, problems: list[str]) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        problems.append(f"{where}: a date and time with its offset, e.g. 2027-01-01T00:00:00Z")
-        return None
-    return value.astimezone(UTC)
-
-
-_COUPON_FIELDS = {
-    "name",
-    "percent_off",
-    "amount_off",
-    "currency",
-    "currency_options",
-    "duration",
-    "duration_in_months",
-    "max_redemptions",
-    "redeem_by",
-    "products",
-    "promotion_codes",
-}
-_CODE_FIELDS = {
-    "code",
-    "first_time_only",
-    "minimum_amount",
-    "minimum_amount_currency",
-    "expires_at",
-    "max_redemptions",
-}
-
-
-def _coupons(raw: dict, products: dict, problems: list[str]) -> dict[str, dict]:
-    coupons, codes = {}, {}
-    for key, coupon in raw.items():
-        where = f"coupon '{key}'"
-        unknown = set(coupon) - _COUPON_FIELDS
-        if unknown:
-            problems.append(f"{where}: unknown fields {', '.join(sorted(unknown))}")
-        percent = coupon.get("percent_off")
-        if percent is not None and (isinstance(percent, bool) or not isinstance(percent, int | float)):
-            problems.append(f"{where} percent_off: a number such as 20 or 12.5")
-            percent = None
-        duration = coupon.get("duration", Duration.ONCE)
-        for problem in coupon_problems(
-            percent_off=percent,
-            amount_off=coupon.get("amount_off"),
-            currency=coupon.get("currency", ""),
-            duration=duration,
-            duration_in_months=coupon.get("duration_in_months"),
-            currency_options=coupon.get("currency_options"),
-        ):
-            problems.append(f"{where}: {problem}")
-        limit = coupon.get("max_redemptions")
-        if limit is not None and (not _is_int(limit) or limit < 1):
-            problems.append(f"{where} max_redemptions: a whole number >= 1")
-        for product in coupon.get("products", []):
-            if product not in products:
-                problems.append(f"{where} products: unknown product '{product}'")
-        promotion_codes = []
-        for index, entry in enumerate(coupon.get("promotion_codes", [])):
-            at = f"{where} promotion_codes[{index}]"
-            unknown = set(entry) - _CODE_FIELDS
-            if unknown:
-                problems.append(f"{at}: unknown fields {', '.join(sorted(unknown))}")
-            code = entry.get("code", "")
-            if not (isinstance(code, str) and code.isalnum()):
-                problems.append(f"{at} code: letters and digits, e.g. LAUNCH")
-                continue
-            if code.upper() in codes:
-                problems.append(f"{at} code: '{code}' is already a code of coupon '{codes[code.upper()]}'")
-            codes[code.upper()] = key
-            minimum = entry.get("minimum_amount")
-            if minimum is not None and (not _is_int(minimum) or minimum < 0):
-                problems.append(f"{at} minimum_amount: a whole number of minor units >= 0")
-            promotion_codes.append(
-                {
-                    "code": code,
-                    "first_time_only": bool(entry.get("first_time_only", False)),
-                    "minimum_amount": minimum,
-                    "minimum_amount_currency": entry.get("minimum_amount_currency", "")
-                    if minimum is None
-                    else entry.get("minimum_amount_currency", coupon.get("currency") or "usd"),
-                    "expires_at": _moment(entry.get("expires_at"), f"{at} expires_at", problems),
-                    "max_redemptions": entry.get("max_redemptions"),
-                }
-            )
-        coupons[key] = {
-            "name": coupon.get("name") or key,
-            "percent_off": percent,
-            "amount_off": coupon.get("amount_off"),
-            "currency": coupon.get("currency", "") if coupon.get("amount_off") is not None else "",
-            "currency_options": coupon.get("currency_options") or {},
-            "duration": duration,
-            "duration_in_months": coupon.get("duration_in_months"),
-            "max_redemptions": limit,
-            "redeem_by": _moment(coupon.get("redeem_by"), f"{where} redeem_by", problems),
-            "products": list(coupon.get("products", [])),
-            "promotion_codes": promotion_codes,
-        }
-    return coupons
 
 
 def load_catalog(path: Path = DEFAULT_PATH) -> CatalogSpec:

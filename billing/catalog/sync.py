@@ -8,14 +8,7 @@ from billing.catalog.apply import catalog_apply, catalog_compare
 from billing.catalog.spec import DEFAULT_PATH, CatalogError, load_catalog
 from billing.gateway.client import stripe_client
 from billing.gateway.prices import price_ensure, product_ensure, stripe_idempotency_key
-from billing.models import (
-    Addon,
-    Feature,
-    Plan,
-    PlanLineItem,
-    PriceVersion,
-    Product,
-)
+from billing.models import Addon, Feature, Plan, PlanLineItem, PriceVersion, Product
 
 
 @dataclass

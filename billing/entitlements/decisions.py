@@ -4,11 +4,7 @@ with its reason and upgrade."""
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from billing.models import (
-    Overage,
-    PlanEntitlement,
-    SubscriptionStatus,
-)
+from billing.models import Overage, PlanEntitlement, SubscriptionStatus
 from billing.periods import Period, usage_period
 
 UNLIMITED = PlanEntitlement.UNLIMITED

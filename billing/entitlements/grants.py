@@ -7,12 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import entitlements
-from billing.models import (
-    EntitlementGrant,
-    Feature,
-    OrgSubscription,
-    Plan,
-)
+from billing.models import EntitlementGrant, Feature, OrgSubscription, Plan
 from common.errors import ServiceError
 from teams.models import Organization, User
 from teams.services import audit_record

@@ -19,11 +19,7 @@ from billing.entitlements.engine import (
     _usage_key,
     effective_for,
 )
-from billing.models import (
-    Feature,
-    Overage,
-    UsageEvent,
-)
+from billing.models import Feature, Overage, UsageEvent
 from teams.models import Organization
 
 

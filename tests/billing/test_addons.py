@@ -19,9 +19,9 @@ from billing.entitlements.gating import EntitlementError
 from billing.gateway.client import stripe_client
 from billing.models import AddonPurchase, EntitlementGrant, OrgSubscription, Plan
 from billing.subscriptions import addons
-from billing.templatetags.billing import money as money_filter
 from billing.webhooks import dispatch
 from common.errors import ServiceError
+from common.formatting import money as money_filter
 from teams import services as team_services
 from tests.billing.conftest import pay_hosted_checkout, subscribe
 from tests.factories import MembershipFactory
