@@ -24,6 +24,11 @@ class AddonPurchase(models.Model):
         ENDING = "ending", "Ends at the period's end"
         ABANDONED = "abandoned", "Abandoned"
         FAILED = "failed", "Failed"
+        # A one-time add-on whose payment came back: what it granted is held while a dispute is
+        # open, and ended when the charge is refunded in full or the dispute lost.
+        DISPUTED = "disputed", "Held while its payment is disputed"
+        REFUNDED = "refunded", "Refunded"
+        CHARGED_BACK = "charged_back", "Dispute lost"
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organization = models.ForeignKey(
@@ -36,6 +41,9 @@ class AddonPurchase(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     stripe_checkout_session_id = models.CharField(max_length=255, null=True, blank=True)
     stripe_subscription_item_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    stripe_payment_intent_id = models.CharField(
+        max_length=255, null=True, blank=True, unique=True, help_text="What paid a one-time add-on."
+    )
     failure_message = models.CharField(max_length=500, blank=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

@@ -9,6 +9,8 @@ started (or None), so that the period's allowance follows (`billing.webhooks.dis
 The apps above billing follow the objects billing re-read (a Charge, a Dispute) with the same
 decorator, `@on("charge.refunded", reread=True)`, from their AppConfig.ready(): billing imports
 nothing of them, and such a handler gets `obj`, the object billing re-read, instead of an id.
+Billing's own add-ons follow them the same way (what a refunded or disputed add-on payment
+granted).
 Events come duplicated and out of order: every handler must be safe to run again, in any order.
 """
 

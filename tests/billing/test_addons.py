@@ -23,6 +23,7 @@ from billing.webhooks import dispatch
 from common.errors import ServiceError
 from common.formatting import money as money_filter
 from teams import services as team_services
+from teams.models import AuditEvent
 from tests.billing.conftest import pay_hosted_checkout, subscribe
 from tests.factories import MembershipFactory
 
@@ -521,3 +522,116 @@ def test_a_prepaid_seat_plan_is_exported_and_imported_as_it_is():
     exported["products"]["platform"]["plans"][0]["seat_mode"] = "sometimes"
     with pytest.raises(CatalogError, match="seat_mode: must be one of automatic, prepaid"):
         parse_catalog(exported)
+
+
+# --- What a refund or a dispute of an add-on's payment takes back -------------------------------
+
+DISPUTE_CARD = "4000000000000259"  # succeeds, then the cardholder disputes it
+
+
+def bought_seat_pack(world, client, org, card="4242424242424242") -> tuple[AddonPurchase, str]:
+    """A subscriber's five-seat pack paid through Checkout; with its PaymentIntent."""
+    subscribe("pro_monthly", organization=org, clock=world.clock, sync=True)
+    to_stripe = buy(client, org, "extra_seats")
+    assert pay_hosted_checkout(to_stripe.headers["Location"], card=card).status_code == 303
+    purchase = AddonPurchase.objects.get(organization=org)
+    session = world.client.v1.checkout.sessions.retrieve(purchase.stripe_checkout_session_id)
+    return purchase, session.payment_intent
+
+
+def seats_meter(client, org) -> str:
+    html = billing_page(client, org)
+    start = html.index('data-feature="team_members"')
+    return html[start : start + 300]
+
+
+def replay(prefix: str) -> None:
+    for event in Event.objects.filter(type__startswith=prefix).order_by("created", "id"):
+        dispatch.handle(event.id)
+
+
+def test_an_add_on_refunded_in_full_from_the_dashboard_is_taken_back_once(
+    stripe_world, client_for, org, owner
+):
+    client = client_for(owner)
+    purchase, intent = bought_seat_pack(stripe_world, client, org)
+    assert entitlements.check(org, "team_members", 0).limit == 15
+    assert "of 15" in seats_meter(client, org)
+
+    # A partial refund is a goodwill gesture on a pack that cannot be split: the pack stays.
+    stripe_world.client.v1.refunds.create({"payment_intent": intent, "amount": 1000})
+    purchase.refresh_from_db()
+    assert purchase.status == "granted"
+    assert entitlements.check(org, "team_members", 0).limit == 15
+
+    # The rest refunded from the dashboard: nothing paid for it any more, so nothing is granted.
+    stripe_world.client.v1.refunds.create({"payment_intent": intent})
+    purchase.refresh_from_db()
+    assert purchase.status == "refunded"
+    assert entitlements.check(org, "team_members", 0).limit == 10
+    assert "of 10" in seats_meter(client, org)
+    (grant,) = EntitlementGrant.objects.filter(purchase=purchase)
+    ended_at = grant.expires_at
+    assert ended_at is not None
+
+    replay("charge.refunded")
+    purchase.refresh_from_db()
+    grant.refresh_from_db()
+    assert (purchase.status, grant.expires_at) == ("refunded", ended_at)
+    assert entitlements.check(org, "team_members", 0).limit == 10
+    assert AuditEvent.objects.filter(action="billing.addon_refunded", organization=org).count() == 1
+
+
+def dispute_of(world, intent: str):
+    (dispute,) = world.client.v1.disputes.list({"payment_intent": intent}).data
+    return dispute
+
+
+def test_an_add_on_paid_with_a_disputed_payment_is_held_then_given_back_when_won(
+    stripe_world, client_for, org, owner
+):
+    client = client_for(owner)
+    purchase, intent = bought_seat_pack(stripe_world, client, org, card=DISPUTE_CARD)
+    purchase.refresh_from_db()
+    assert purchase.status == "disputed"  # held while the dispute is open
+    assert entitlements.check(org, "team_members", 0).limit == 10
+    assert "of 10" in seats_meter(client, org)
+
+    dispute = dispute_of(stripe_world, intent)
+    stripe_world.client.v1.disputes.update(
+        dispute.id, {"evidence": {"uncategorized_text": "winning_evidence"}, "submit": True}
+    )
+    purchase.refresh_from_db()
+    assert purchase.status == "granted"
+    assert entitlements.check(org, "team_members", 0).limit == 15
+
+    replay("charge.dispute.")
+    purchase.refresh_from_db()
+    assert purchase.status == "granted"
+    assert entitlements.check(org, "team_members", 0).limit == 15
+    assert AuditEvent.objects.filter(action="billing.addon_dispute_won", organization=org).count() == 1
+
+
+@pytest.mark.parametrize("how", ["losing_evidence", "accept"])
+def test_an_add_on_paid_with_a_disputed_payment_is_taken_back_when_lost(
+    stripe_world, client_for, org, owner, how
+):
+    client = client_for(owner)
+    purchase, intent = bought_seat_pack(stripe_world, client, org, card=DISPUTE_CARD)
+    dispute = dispute_of(stripe_world, intent)
+    if how == "accept":
+        stripe_world.client.v1.disputes.close(dispute.id)
+    else:
+        stripe_world.client.v1.disputes.update(
+            dispute.id, {"evidence": {"uncategorized_text": "losing_evidence"}, "submit": True}
+        )
+    purchase.refresh_from_db()
+    assert purchase.status == "charged_back"
+    assert entitlements.check(org, "team_members", 0).limit == 10
+
+    replay("charge.dispute.")
+    purchase.refresh_from_db()
+    assert purchase.status == "charged_back"
+    assert entitlements.check(org, "team_members", 0).limit == 10
+    assert "of 10" in seats_meter(client, org)
+    assert AuditEvent.objects.filter(action="billing.addon_dispute_lost", organization=org).count() == 1
