@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0022_marketing_bullets'),
+        ('billing', '0023_notice_kinds'),
     ]
 
     operations = [
