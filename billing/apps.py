@@ -19,7 +19,14 @@ class BillingConfig(AppConfig):
         from billing import billing_details, discounts  # noqa: F401
         from billing.entitlements import counters, ratelimit  # noqa: F401
         from billing.seats import receivers  # noqa: F401
-        from billing.subscriptions import addons, checkout, payments, refunds, sync  # noqa: F401
+        from billing.subscriptions import (  # noqa: F401
+            addon_payments,
+            addons,
+            checkout,
+            payments,
+            refunds,
+            sync,
+        )
         from billing.webhooks import receivers as webhook_receivers
 
         webhook_receivers.connect()

@@ -62,3 +62,14 @@ def test_no_package_exports_a_name_that_shadows_one_of_its_modules():
         assert not modules & set(module._EXPORTS), package
         for name, where in module._EXPORTS.items():
             assert hasattr(importlib.import_module(f"{package}.{where}"), name), (package, name)
+
+
+def test_no_module_of_the_apps_is_over_500_lines():
+    # Past that, a module holds more than one concern: cut it along its sections.
+    long = {
+        str(path.relative_to(ROOT)): n
+        for app in ("projects", "credits", "billing", "teams", "common")
+        for path in (ROOT / app).rglob("*.py")
+        if "migrations" not in path.parts and (n := len(path.read_text().splitlines())) > 500
+    }
+    assert long == {}

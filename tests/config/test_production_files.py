@@ -87,3 +87,11 @@ def test_env_example_is_a_production_configuration():
     assert example["SECURE_SSL_REDIRECT"] == "true"
     assert example["STRIPE_SECRET_KEY"].startswith("sk_live_")
     assert example["DJANGO_SECRET_KEY"] == ""  # never a shipped secret
+
+
+def test_the_production_guide_names_every_event_tally_handles(db):
+    from billing.webhooks import registry
+
+    guide = (ROOT / "docs" / "PRODUCTION.md").read_text()
+    missing = sorted(kind for kind in registry.handled() if f"`{kind}`" not in guide)
+    assert not missing, f"docs/PRODUCTION.md does not list {missing}"
