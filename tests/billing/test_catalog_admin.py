@@ -188,7 +188,7 @@ def test_it_refuses_seat_settings_without_a_per_seat_item(staff):
     data["_save"] = "Save"
     response = staff.post(pro_url(), data)
     assert response.status_code == 200
-    assert "seat_policy and seat_minimum need a per_seat line item" in response.content.decode()
+    assert "seat_policy, seat_minimum and seat_mode need a per_seat line item" in response.content.decode()
     assert Plan.objects.get(key="pro_monthly").seat_minimum == 1
 
 
