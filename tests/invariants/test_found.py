@@ -112,3 +112,16 @@ def test_the_model_turns_read_only_when_a_disputed_subscription_payments_grace_e
     assert machine._expected("ai_generations", 1) is False
     machine.use_generations(amount=1)  # asserts Tally agrees: restricted
     machine.i6_entitlements_match_the_model()
+
+
+def test_a_subscription_whose_period_starts_at_the_same_instant_shares_its_usage_count(machine):
+    # Seed 671351421: Pro canceled from the dashboard and bought again with no time passing (the
+    # test clock was frozen). The new period starts at the very instant the old one did, so it is
+    # the same usage period, as Stripe's meter windows (per customer and time range) see it: the
+    # 5 generations count in both. The model had keyed periods by subscription as well.
+    machine.subscribe_then_disputed(plan="pro_monthly")
+    machine.use_generations(amount=5)
+    machine.cancel_now_from_the_dashboard(which=0, deliver=True)
+    machine.subscribe_then_disputed(plan="pro_monthly")
+    assert machine.model.used(machine._regime()) == 5
+    machine.i6_entitlements_match_the_model()

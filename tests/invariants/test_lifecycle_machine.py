@@ -624,7 +624,9 @@ class LifecycleMachine(RuleBasedStateMachine):
             return ("free", self.now.year, self.now.month)
         if model_interval(plan) != "month":
             return None  # monthly quotas on a yearly plan: not modelled
-        return (sub_id, period_start)
+        # A usage period is its start instant, as Stripe's meter windows are time ranges of the
+        # customer: a subscription whose period starts when another's did shares its count.
+        return ("period", period_start)
 
     def _expected(self, feature: str, requested: int) -> bool | None:
         """The model's decision, or None when it does not judge (Tally may not have heard
