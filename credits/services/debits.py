@@ -41,8 +41,10 @@ def _grants_draw(
     """Take up to `amount` from the account's grants: by priority, then soonest expiry, then oldest,
     never from a grant past its date nor from its owed or disputed credits.
 
-    `set_aside` (a confirmed reservation) may then reach what a hold kept aside while it was
-    valid: credits of grants that expired since, then disputed, then owed ones, in that order.
+    `set_aside` (a confirmed reservation) may also reach what a hold kept aside while it was
+    valid. Credits of grants that expired since go first: they were the soonest to expire when
+    held, and whatever the confirm leaves of them expires, so drawing valid credits before them
+    would lose the customer credits for confirming late. Then valid, then disputed, then owed.
     Returns (grant id, credits taken) and how many of those were frozen. Less than `amount` is
     taken only in overdraft, when every grant is empty. Call with the account row locked.
     """
@@ -64,13 +66,14 @@ def _grants_draw(
             row[lock] += part
         left -= part
 
-    for grant in grants:
-        if not grant.is_expired(now):
-            take(grant, grant.drawable)
     if set_aside:
         for grant in grants:
             if grant.is_expired(now):
                 take(grant, grant.drawable)
+    for grant in grants:
+        if not grant.is_expired(now):
+            take(grant, grant.drawable)
+    if set_aside:
         for grant in grants:
             take(grant, grant.disputed, 1)
         for grant in grants:
@@ -196,7 +199,9 @@ def _debit_entry(
     `set_aside`: a confirmed hold, which may reach credits of a grant that expired since it was
     made (never frozen ones here: a confirm with frozen credits takes the portable path)."""
     entry = CreditTransaction(account_id=account.pk, amount=-amount, balance_after=account.balance, **fields)
-    if connection.vendor != "postgresql" or not SINGLE_STATEMENT_DEBIT:
+    # The statement draws valid grants only; a confirm that may reach expired ones draws them first.
+    portable = connection.vendor != "postgresql" or not SINGLE_STATEMENT_DEBIT
+    if portable or (set_aside and _expired_left(account.pk)):
         draws, _ = _grants_draw(account_id=account.pk, amount=amount, set_aside=set_aside)
         entry.save(force_insert=True)
         CreditAllocation.objects.bulk_create(
@@ -211,12 +216,18 @@ def _debit_entry(
     )
     entry._state.adding = False
     if set_aside and drawn < amount:
-        # The valid grants fell short: the rest was set aside from a grant that expired since.
+        # A grant expired between the check above and the statement: its set-aside credits.
         draws, _ = _grants_draw(account_id=account.pk, amount=amount - drawn, set_aside=True)
         CreditAllocation.objects.bulk_create(
             [CreditAllocation(transaction=entry, grant_id=g, amount=-t) for g, t in draws]
         )
     return entry
+
+
+def _expired_left(account_id: int) -> bool:
+    return CreditGrant.objects.filter(
+        account_id=account_id, remaining__gt=0, expires_at__lte=timezone.now()
+    ).exists()
 
 
 # The whole debit in one round trip, instead of four (BEGIN, the account UPDATE, the draw,

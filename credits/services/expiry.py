@@ -50,6 +50,17 @@ def credit_grant_expire(*, grant: CreditGrant) -> CreditTransaction | None:
     return entry
 
 
+def credit_grants_expire_held(*, account_id: int) -> int:
+    """Expire what a released hold had kept of grants that expired meanwhile.
+
+    Called in the transaction that released the hold: those credits were never to be spendable
+    again, so they go with the release instead of waiting for the periodic job.
+    """
+    now = timezone.now()
+    due = CreditGrant.objects.filter(account_id=account_id, expires_at__lte=now, remaining__gt=0)
+    return sum(credit_grant_expire(grant=g) is not None for g in due.order_by("expires_at", "pk"))
+
+
 def credit_grants_expire(*, now: datetime | None = None) -> int:
     """Expire every grant past its date. Run by the periodic job; safe to run concurrently."""
     now = now or timezone.now()

@@ -23,6 +23,7 @@ from credits.services.debits import (
     _usage_roll_up,
     credits_spendable,
 )
+from credits.services.expiry import credit_grants_expire_held
 from credits.services.ledger import _account_move, _check_same_request, _Refused, _replay, _replay_for_org
 from credits.services.prices import _resolve_amount
 from credits.services.spending import _claims_settle
@@ -181,6 +182,8 @@ def credit_reservation_confirm(
         if entry is not None:
             CreditReservation.objects.filter(pk=reservation.pk).update(transaction=entry)
             _after_debit(account, amount=amount, transaction_id=entry.pk)
+        if amount < reservation.amount:
+            credit_grants_expire_held(account_id=locked.pk)
     reservation.status, reservation.consumed, reservation.settled_at = (
         ReservationStatus.CONFIRMED,
         amount,
@@ -202,6 +205,7 @@ def _release(reservation: CreditReservation, *, status: str, only_expired: bool 
         if account.frozen:
             # What a refund could not take while the hold covered it goes now.
             _claims_settle(account_id=account.pk, context={"reservation": str(reservation.code)})
+        credit_grants_expire_held(account_id=account.pk)
     reservation.status, reservation.consumed, reservation.settled_at = status, 0, now
     return True
 

@@ -342,17 +342,43 @@ def test_it_never_reserves_credits_of_a_grant_past_its_expiry(org, fund):
         _consume(org, 1, key="beside-the-hold")
 
 
-def test_a_confirmed_hold_draws_valid_credits_before_a_grant_that_expired_meanwhile(org, fund):
-    fund(10, source=GrantSource.PROMOTION, expires_at=timezone.now() + timedelta(hours=1))
-    bought = fund(10)
+def test_a_confirmed_hold_draws_first_what_it_kept_of_a_grant_that_expired_meanwhile(org, fund):
+    # Held while the promotion was valid, the 8 would have come from it (the soonest to expire)
+    # had the work finished at once. Finishing after its expiry must not cost the customer 8
+    # bought credits instead: the hold kept the promotion's credits, and the confirm spends them.
+    promotion = fund(10, source=GrantSource.PROMOTION, expires_at=timezone.now() + timedelta(hours=1))
+    fund(10)
     held = services.credit_reservation_create(organization=org, amount=8, idempotency_key="r")
     _expire_promotion_without_the_job()
     confirmed = services.credit_reservation_confirm(reservation=held, amount=8)
     assert [(a.grant_id, a.amount) for a in confirmed.transaction.allocations.all()] == [
-        (bought.allocations.get().grant_id, -8)
+        (promotion.allocations.get().grant_id, -8)
     ]
     services.credit_grants_expire()
-    assert balance_of(org) == 2
+    assert balance_of(org) == 10
+    assert_reconciles()
+
+
+def test_a_hold_confirmed_for_less_expires_the_rest_it_kept_of_an_expired_grant(org, fund):
+    fund(10, source=GrantSource.PROMOTION, expires_at=timezone.now() + timedelta(hours=1))
+    fund(10)
+    held = services.credit_reservation_create(organization=org, amount=8, idempotency_key="r")
+    _expire_promotion_without_the_job()
+    services.credit_reservation_confirm(reservation=held, amount=3)
+    # What the promotion had left (7) is not spendable for a moment: it goes with the release.
+    account = CreditAccount.objects.get(organization=org)
+    assert (account.balance, account.held, account.available) == (10, 0, 10)
+    assert_reconciles()
+
+
+def test_a_cancelled_hold_does_not_bring_back_credits_of_a_grant_that_expired_meanwhile(org, fund):
+    fund(10, source=GrantSource.PROMOTION, expires_at=timezone.now() + timedelta(hours=1))
+    fund(10)
+    held = services.credit_reservation_create(organization=org, amount=15, idempotency_key="r")
+    _expire_promotion_without_the_job()
+    services.credit_reservation_cancel(reservation=held)
+    account = CreditAccount.objects.get(organization=org)
+    assert (account.balance, account.held, account.available) == (10, 0, 10)
     assert_reconciles()
 
 

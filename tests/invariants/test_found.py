@@ -8,6 +8,8 @@ from billing.gateway.client import stripe_client
 from billing.models import OrgSubscription, Plan
 from billing.webhooks import dispatch
 from credits import reconcile as credit_reconcile
+from credits import services as credit_services
+from credits.models import CreditAccount, CreditGrant, CreditReservation, CreditTransaction
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -125,3 +127,41 @@ def test_a_subscription_whose_period_starts_at_the_same_instant_shares_its_usage
     machine.subscribe_then_disputed(plan="pro_monthly")
     assert machine.model.used(machine._regime()) == 5
     machine.i6_entitlements_match_the_model()
+
+
+def test_a_hold_released_after_its_grant_expired_does_not_make_those_credits_spendable(machine):
+    # Seed 3952417383: 600 held during Pro's trial (500 welcome bonus + 100 of the trial's
+    # allowance), then the subscription was canceled from the dashboard. The allowance expired
+    # except the 100 the hold kept; when the hold was cancelled those 100 came back as available
+    # and stayed so until the periodic expiry job ran.
+    machine.subscribe(plan="pro_monthly", declined=False)
+    machine.cancel_now_from_the_dashboard(which=0, deliver=False)
+    hold = machine.reserve(amount=600)
+    machine.member_joins()  # delivers what Stripe sent: the cancellation
+    account = CreditAccount.objects.get(organization=machine.org)
+    assert (account.balance, account.held) == (600, 600)
+    machine.cancel_hold(reservation=hold)
+    machine.i3_nothing_spendable_unpaid()
+    account.refresh_from_db()
+    assert (account.balance, account.held, account.available) == (500, 0, 500)
+    expiry = CreditTransaction.objects.filter(account=account, type="expiry").order_by("pk")
+    assert [e.amount for e in expiry] == [-900, -100]
+
+
+def test_what_a_partly_confirmed_hold_gives_back_from_an_expired_grant_expires_at_once(machine):
+    # The same shape through confirm: what a hold gives back is released, and credits of a grant
+    # that expired while they were held go with the release, not at the next expiry job.
+    machine.subscribe(plan="pro_monthly", declined=False)
+    machine.cancel_now_from_the_dashboard(which=0, deliver=False)
+    hold = machine.reserve(amount=1_400)  # 500 bonus + 900 of the allowance
+    machine.member_joins()
+    account = CreditAccount.objects.get(organization=machine.org)
+    assert (account.balance, account.held) == (1_400, 1_400)
+    credit_services.credit_reservation_confirm(reservation=CreditReservation.objects.get(pk=hold), amount=300)
+    machine.i3_nothing_spendable_unpaid()
+    account.refresh_from_db()
+    # The 300 used come from the allowance, the soonest to expire when it was held, not from the
+    # bonus: confirming late must not cost the customer credits. The other 600 of it expire.
+    assert (account.balance, account.held, account.available) == (500, 0, 500)
+    [bonus] = CreditGrant.objects.filter(account=account, source="bonus")
+    assert bonus.remaining == 500
