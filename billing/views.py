@@ -113,7 +113,7 @@ def pricing(request):
             organization=checkout_org, customer_id=selectors.stripe_customer_id_of(checkout_org)
         ),
         "rows": rows,
-        "addons": selectors.active_addons(),
+        "addons": selectors.active_addons(currency),
         "seats": seats,
         "max_seats": MAX_SEATS,
         "promo": promo,
@@ -196,7 +196,7 @@ def _billing_context(organization, membership) -> dict:
         .filter(is_free=False)
         .select_related("product")
         .prefetch_related("line_items"),
-        "addons": selectors.active_addons(),
+        "addons": selectors.active_addons(subscriptions.billing_currency(organization)),
         "addons_offered": subscriptions.addons_for(organization=organization, subscription=subscription),
         "addon_purchases": subscriptions.addon_purchases_active(organization=organization)
         if subscribed

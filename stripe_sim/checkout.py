@@ -188,6 +188,9 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
                     f"The price {price['id']} has no amount in {wanted}: add it to its currency_options.",
                 )
         prices = [pricing.in_currency(p, wanted) for p in prices]
+    elif len({p["currency"] for p in prices}) > 1:
+        # One session is paid in one currency: prices in several need `currency` (and options).
+        raise invalid_param("line_items", "All line items in a Checkout Session must have the same currency.")
     if mode == "subscription" and not any(p["type"] == "recurring" for p in prices):
         raise invalid_param(
             "line_items",

@@ -111,9 +111,10 @@ def checkout_start(
             f"{plan.name} is not sold in {currency.upper()}.",
             field="currency",
         )
-    if currency != plan.currency and any(addon.currency != currency for addon in addons):
+    unsold = [addon.name for addon in addons if addon.unit_amount_in(currency) is None]
+    if unsold:
         raise ServiceError(
-            "currency_unavailable", f"Add-ons are sold in {plan.currency.upper()} only.", field="addons"
+            "currency_unavailable", f"{unsold[0]} is not sold in {currency.upper()}.", field="addons"
         )
     customer_id = customer_ensure(organization=organization, test_clock=test_clock)
     live = live_subscriptions(customer_id)
@@ -356,7 +357,7 @@ def checkout_complete(*, session_id: str) -> OrgSubscription | None:
     for line in line_items.auto_paging_iter():
         addon = Addon.objects.filter(stripe_price_id=line.price.id).first()
         if addon is not None and addon.kind == Addon.Kind.ONE_TIME:
-            _grant_addon(organization, addon, line.quantity or 1, session_id)
+            _grant_addon(organization, addon, line.quantity or 1, session_id, session.currency)
     return result
 
 
@@ -431,8 +432,10 @@ def _async_failure_tell(session, reason: str) -> None:
     )
 
 
-def _grant_addon(organization, addon: Addon, quantity: int, session_id: str) -> None:
-    """A one-time add-on bought with the plan: one purchase per (session, add-on), granted once."""
+def _grant_addon(organization, addon: Addon, quantity: int, session_id: str, currency: str | None) -> None:
+    """A one-time add-on bought with the plan: one purchase per (session, add-on), granted once,
+    recorded in the currency the session was paid in."""
+    currency = currency or addon.currency
     try:
         with transaction.atomic():
             purchase, _ = AddonPurchase.objects.get_or_create(
@@ -441,8 +444,8 @@ def _grant_addon(organization, addon: Addon, quantity: int, session_id: str) -> 
                 defaults={
                     "organization": organization,
                     "quantity": quantity,
-                    "unit_amount": addon.unit_amount,
-                    "currency": addon.currency,
+                    "unit_amount": addon.unit_amount_in(currency) or 0,
+                    "currency": currency,
                 },
             )
     except IntegrityError:  # a concurrent delivery of the same event created it
