@@ -65,6 +65,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "teams.middleware.RequestId",
+    "teams.middleware.RequestMetrics",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "common.api_errors.ApiErrorMiddleware",
@@ -85,6 +86,8 @@ MIDDLEWARE = [
 # What an API call with a key goes through (`config/handlers.py`): no session, cookie or page.
 API_MIDDLEWARE = [
     "teams.middleware.RequestId",
+    "teams.middleware.RequestMetrics",
+    "teams.middleware.RequestMetrics",
     "django.middleware.security.SecurityMiddleware",
     "common.api_errors.ApiErrorMiddleware",
     "teams.inputs.UnstorableInputMiddleware",
@@ -322,6 +325,10 @@ RATE_LIMIT_FAIL_OPEN = env_bool("RATE_LIMIT_FAIL_OPEN", True)
 RATE_LIMIT_REDIS_TIMEOUT = 0.25  # seconds: a missing Redis must not stall every request
 # `/metrics` asks for `Authorization: Bearer <this>`; unset, it answers requests from loopback only.
 METRICS_TOKEN = env_str("METRICS_TOKEN")
+# Where every process of a node (gunicorn and Celery workers) writes its counters, so that a scrape
+# sums them (teams/metrics.py). prometheus_client reads it from the environment itself; it is read
+# here too so that a system check can say when it is missing or not writable.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 # Requests a minute from one address to the public API endpoints (the schema).
 API_ANONYMOUS_RATE = env_int("API_ANONYMOUS_RATE", 30, minimum=1)
 
