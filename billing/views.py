@@ -435,7 +435,7 @@ def refund(request, org_slug: str):
 def details(request, org_slug: str):
     """The billing address and VAT number, saved on the Stripe customer (tax follows them)."""
     organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
-    fields = ("country", "business_name", "line1", "postal_code", "city", "vat_number")
+    fields = ("country", "business_name", "line1", "postal_code", "city", "state", "vat_number")
     try:
         billing_details.billing_details_update(
             organization=organization,

@@ -69,7 +69,7 @@ def compute_tax(store: Store, session: dict[str, Any], customer: dict[str, Any])
         return
     session["_taxes"] = None
     lines = amounts(store, session)
-    country, rate, _ = tax.treatment(store, customer)
+    _, rate, _, _ = tax.treatment(store, customer)
     taxes = []
     for raw, line in zip(session["_line_items"], lines, strict=True):
         price = pricing.in_currency(store.objects["price"][raw["price"]], session["currency"])

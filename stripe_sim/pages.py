@@ -144,7 +144,7 @@ The bank answers when time moves on (or <code>POST /_sim/settle</code>).</small>
 <p><label>Country <select name=country required><option value="">Choose…</option>{options}</select>
 </label></p>
 <p><label>Address <input name=line1></label> <label>Postal code <input name=postal_code></label>
-<label>City <input name=city></label></p></fieldset>"""
+<label>City <input name=city></label> <label>State <input name=state></label></p></fieldset>"""
     if (session["tax_id_collection"] or {}).get("enabled"):
         address_html += """<fieldset><legend>Buying as a business?</legend>
 <p><label>Business name <input name=business_name></label></p>
@@ -217,6 +217,7 @@ def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tupl
                 "line1",
                 "postal_code",
                 "city",
+                "state",
                 "business_name",
             )
             hidden = {name: form.get(name, "") for name in (*asked, "tax_id")}
@@ -234,7 +235,7 @@ def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tupl
             email=form.get("email") or None,
             name=form.get("name") or None,
             iban=form.get("iban", ""),
-            address={k: form.get(k) for k in ("country", "line1", "postal_code", "city")}
+            address={k: form.get(k) for k in ("country", "line1", "postal_code", "city", "state")}
             if form.get("country")
             else None,
             business_name=form.get("business_name") or None,
