@@ -4,9 +4,9 @@ from billing.gateway.client import stripe_client
 
 
 def tax_lines(invoice) -> list[tuple[str, int]]:
-    """("VAT 19% (DE)", 931) or ("Sales Tax 4% (New York)", 196) for tax added to the invoice; ("incl. VAT 20% (FR)", 817) for tax
-    inside the prices (not added again); ("Reverse charge: ...", 0) when the customer accounts
-    for the VAT itself."""
+    """("VAT 19% (DE)", 931) or ("Sales Tax 4% (New York)", 196) for tax added to the invoice;
+    ("incl. VAT 20% (FR)", 817) for tax inside the prices (not added again); ("Reverse charge:
+    ...", 0) when the customer accounts for the VAT itself."""
     rates: dict[str, object] = {}
     lines = []
     for entry in invoice.get("total_taxes") or []:
