@@ -175,6 +175,7 @@ def _addons_from(request) -> dict:
 def _billing_context(organization, membership) -> dict:
     subscription = selectors.subscription_of(organization)
     subscribed = bool(subscription and subscription.applies and subscription.stripe_subscription_id)
+    currency = subscriptions.billing_currency(organization)  # add-ons are shown and sold in it
     return {
         "organization": organization,
         "membership": membership,
@@ -196,8 +197,10 @@ def _billing_context(organization, membership) -> dict:
         .filter(is_free=False)
         .select_related("product")
         .prefetch_related("line_items"),
-        "addons": selectors.active_addons(subscriptions.billing_currency(organization)),
-        "addons_offered": subscriptions.addons_for(organization=organization, subscription=subscription),
+        "addons": selectors.active_addons(currency),
+        "addons_offered": subscriptions.addons_for(
+            organization=organization, subscription=subscription, currency=currency
+        ),
         "addon_purchases": subscriptions.addon_purchases_active(organization=organization)
         if subscribed
         else [],

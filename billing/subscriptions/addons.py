@@ -55,9 +55,14 @@ def _current(organization: Organization) -> tuple[OrgSubscription | None, bool]:
     return subscription, subscribed
 
 
-def addons_for(*, organization: Organization, subscription: OrgSubscription | None = None) -> list[Addon]:
-    """The add-ons the organization's current plan allows (`subscription`: when the caller
-    has read it already)."""
+_UNREAD = object()
+
+
+def addons_for(
+    *, organization: Organization, subscription: OrgSubscription | None = None, currency=_UNREAD
+) -> list[Addon]:
+    """The add-ons the organization's current plan allows (`subscription`, `currency`: when the
+    caller has read them already)."""
     if subscription is None:
         subscription, subscribed = _current(organization)
     else:
@@ -67,7 +72,7 @@ def addons_for(*, organization: Organization, subscription: OrgSubscription | No
         unlimited={f.feature_id for f in effective.features.values() if _unlimited(f)},
         interval=effective.plan_interval,
         subscribed=subscribed,
-        currency=billing_currency(organization),
+        currency=billing_currency(organization) if currency is _UNREAD else currency,
     )
 
 
