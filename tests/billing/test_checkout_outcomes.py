@@ -49,6 +49,7 @@ def shop(stripe_sim, live_server, settings):
     onboarding = Addon.objects.get(key="extra_seats")
     entitlements = list(onboarding.entitlements.all())
     onboarding.pk, onboarding.key, onboarding.currency = None, "extra_seats_eur", "eur"
+    onboarding.currency_options = {}  # priced in euros only
     onboarding.stripe_product_id = onboarding.stripe_price_id = ""
     onboarding.save()
     for ent in entitlements:
