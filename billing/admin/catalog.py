@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
 from billing.admin.push import CatalogAdmin
-from billing.catalog.forms import TiersField
+from billing.catalog.forms import CurrencyOptionsField, TiersField
 from billing.catalog.push import catalog_object_touch, subscriptions_per_price
 from billing.catalog.tasks import catalog_object_push_task
 from billing.models import (
@@ -65,6 +65,11 @@ class LineItemForm(forms.ModelForm):
     tiers = TiersField(
         required=False,
         help_text="One row per tier, in ascending order; leave a row blank to remove it.",
+    )
+    currency_options = CurrencyOptionsField(
+        required=False,
+        label="Other currencies",
+        help_text="A unit amount or tier rows per currency; clear a currency's fields to remove it.",
     )
 
     class Meta:
