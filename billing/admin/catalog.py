@@ -24,7 +24,7 @@ from billing.models import (
     Product,
     PromotionCode,
 )
-from common.admin import ReadOnlyAdmin
+from common.admin import ReadOnlyAdmin, TabularInline
 
 
 @admin.register(Feature)
@@ -35,7 +35,7 @@ class FeatureAdmin(CatalogAdmin):
     search_fields = ["key", "name"]
 
 
-class PlanInline(admin.TabularInline):
+class PlanInline(TabularInline):
     model = Plan
     extra = 0
     fields = ["key", "name", "interval", "trial_days", "is_free", "is_active"]
@@ -95,7 +95,7 @@ class LineItemInline(admin.StackedInline):
     readonly_fields = ["stripe_price_id"]
 
 
-class PlanEntitlementInline(admin.TabularInline):
+class PlanEntitlementInline(TabularInline):
     model = PlanEntitlement
     extra = 0
     fields = ["feature", "enabled", "limit", "overage", "warn_at"]
@@ -134,7 +134,7 @@ class PlanAdmin(CatalogAdmin):
     inlines = [LineItemInline, PlanEntitlementInline]
 
 
-class AddonEntitlementInline(admin.TabularInline):
+class AddonEntitlementInline(TabularInline):
     model = AddonEntitlement
     extra = 0
 
@@ -149,7 +149,7 @@ class AddonAdmin(CatalogAdmin):
     inlines = [AddonEntitlementInline]
 
 
-class PromotionCodeInline(admin.TabularInline):
+class PromotionCodeInline(TabularInline):
     model = PromotionCode
     extra = 0
     fields = [
