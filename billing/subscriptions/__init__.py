@@ -42,6 +42,7 @@ _EXPORTS = {
     "preview_lines": "changes",
     "subscription_cancel": "changes",
     "subscription_change": "changes",
+    "change_seats": "changes",
     "subscription_change_preview": "changes",
     "subscription_refund_and_cancel": "changes",
     "subscription_resume": "changes",
