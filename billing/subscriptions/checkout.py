@@ -423,7 +423,9 @@ def _async_failure_tell(session, reason: str) -> None:
         return
     async_payment_failed_queue(
         organization=organization,
-        session_id=session.id,
+        # A subscription's failure is its first invoice's, which `invoice.payment_failed` also
+        # tells of under the same key: one email whichever event comes first.
+        key=session.invoice if session.mode == "subscription" and session.invoice else session.id,
         amount=session.amount_total or 0,
         currency=session.currency or "usd",
         reason=reason,
