@@ -115,6 +115,10 @@ def test_the_recharge_is_confirmed_where_the_link_leads_and_granted_once(
     assert step == f"{settings.STRIPE_API_HOST}/authenticate/{recharge.payment_intent_id}"
     answered = requests.post(step, data={"authentication": "complete"}, allow_redirects=False, timeout=30)
     assert answered.status_code == 303
+    # `payment_intent.succeeded`, delivered to the webhook endpoint, granted it already.
+    recharge.refresh_from_db()
+    assert recharge.status == "succeeded"
+    assert CreditAccount.objects.get(organization=org).balance == balance + 10_000
     back = urlsplit(answered.headers["Location"])
     assert back.path == page and f"payment_intent={recharge.payment_intent_id}" in back.query
     done = client.get(f"{back.path}?{back.query}").content.decode()
