@@ -8,6 +8,10 @@ package imports the module itself."""
 from common.lazy import exports
 
 _EXPORTS = {
+    "CardSetup": "cards",
+    "card_setup_last_failure": "cards",
+    "card_setup_settle": "cards",
+    "card_setup_start": "cards",
     "AddonPreview": "addons",
     "addon_checkout_return": "addons",
     "addon_checkout_start": "addons",
