@@ -20,7 +20,9 @@ def _backend_pid() -> int:
 
 def _admin():
     db = connection.settings_dict
-    return psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True)
+    return psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True
+    )
 
 
 def test_a_healthy_connection_is_taken_as_usable_without_asking_the_server():
@@ -45,9 +47,7 @@ def test_a_connection_the_server_ended_is_not_usable_and_the_next_request_gets_a
     with _admin() as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [pid])
         # The server has sent its reason and closed the socket by the time it reports the end.
-        admin.execute(
-            "SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]
-        )
+        admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
     for _ in range(50):
         if not connection.is_usable():
             break
