@@ -347,11 +347,20 @@ def change_plan(request, org_slug: str):
     )
     if plan is None:
         raise Http404("No such plan.")
+    data = request.POST if request.method == "POST" else request.GET
+    seats, seat_error = data.get("seats"), None
     try:
         current = selectors.subscription_of(organization)
         withdraw = bool(current and current.plan_id == plan.pk and current.pending_plan_id)
-        if request.method == "POST":
-            subscriptions.subscription_change(organization=organization, plan=plan, actor=request.user)
+        try:
+            subscriptions.change_seats(organization, plan, seats)
+        except ServiceError as error:
+            # Shown beside the stepper; the preview stays at the seats the change would bill.
+            seats, seat_error = None, error.message
+        if request.method == "POST" and seat_error is None:
+            subscriptions.subscription_change(
+                organization=organization, plan=plan, actor=request.user, seats=seats
+            )
             if withdraw:
                 message = (
                     f"{organization.name} stays on {plan.name}; the change at the period's end is withdrawn."
@@ -362,7 +371,7 @@ def change_plan(request, org_slug: str):
                 message = f"You will move to {plan.name} when this period ends."
             messages.success(request, message)
             return redirect("billing", organization.slug)
-        preview = subscriptions.subscription_change_preview(organization=organization, plan=plan)
+        preview = subscriptions.subscription_change_preview(organization=organization, plan=plan, seats=seats)
     except ServiceError as error:
         messages.error(request, error.message)
         return redirect("billing", organization.slug)
@@ -370,18 +379,29 @@ def change_plan(request, org_slug: str):
         # After the SDK's own retries; a change Stripe made after all arrives by its webhook.
         messages.error(request, "Stripe did not answer, so the plan was not changed; please try again.")
         return redirect("billing", organization.slug)
-    return render(
-        request,
-        "billing/change.html",
-        {
-            "organization": organization,
-            "membership": membership,
-            "plan": plan,
-            "preview": preview,
-            "subscription": selectors.subscription_of(organization),
-            "withdraw": withdraw,
-        },
-    )
+    chosen = subscriptions.change_seats(organization, plan, seats)
+    currency = preview.currency if preview.currency in plan.currencies else plan.currency
+    context = {
+        "organization": organization,
+        "membership": membership,
+        "plan": plan,
+        "preview": preview,
+        "subscription": selectors.subscription_of(organization),
+        "withdraw": withdraw,
+        "stepper": plan.seats_prepaid and not withdraw,
+        "seats": data.get("seats") if seat_error else chosen,
+        "seat_error": seat_error,
+        "billed_seats": chosen,
+        "seat_currency": currency,
+        "seat_total": plan.total(seats=chosen, currency=currency),
+        "seat_breakdown": plan.seat_item().breakdown(chosen, currency) if plan.seat_item() else None,
+        "min_seats": subscriptions.change_seats(organization, plan, None),
+        "max_seats": MAX_SEATS,
+    }
+    if request.htmx:
+        # htmx swaps only a 2xx answer; the error is in the fragment.
+        return render(request, "billing/change.html#price", context)
+    return render(request, "billing/change.html", context, status=400 if seat_error else 200)
 
 
 def _simple_action(request, org_slug: str, action, success: str, *, min_role=Role.BILLING):

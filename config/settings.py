@@ -127,6 +127,9 @@ DATABASE_URL = env_url(
 # A connection kept between requests is checked before it is reused: one the server dropped
 # (a restart, pg_terminate_backend) is replaced instead of failing the next request.
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend, with a health check that needs no round trip (common/postgresql).
+    DATABASES["default"]["ENGINE"] = "common.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USING_SQLITE = DATABASES["default"]["ENGINE"].endswith("sqlite3")
 if USING_SQLITE:

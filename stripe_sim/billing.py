@@ -611,13 +611,17 @@ def _schedule_retry(store: Store, invoice: dict[str, Any]) -> None:
         invoice["next_payment_attempt"] = None
 
 
+EMBEDDED_LINES = 10
+
+
 @renderer("invoice")
 def _render_invoice(store: Store, invoice: dict[str, Any], expand: set[str]) -> dict[str, Any]:
     out = public(invoice)
+    # As Stripe embeds them: the first ten lines; the rest are paged from the ``url``.
     out["lines"] = {
         "object": "list",
-        "data": [dict(line) for line in invoice["_lines"]],
-        "has_more": False,
+        "data": [dict(line) for line in invoice["_lines"][:EMBEDDED_LINES]],
+        "has_more": len(invoice["_lines"]) > EMBEDDED_LINES,
         "url": f"/v1/invoices/{invoice['id']}/lines",
     }
     if "payments" in expand:

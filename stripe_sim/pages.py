@@ -221,10 +221,13 @@ def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tupl
                 "business_name",
             )
             hidden = {name: form.get(name, "") for name in (*asked, "tax_id")}
-            amount = money(session["amount_total"], session["currency"])
-            step = authentication.step_html({}, amount, hidden)
+            if session["mode"] == "setup":
+                step = authentication.step_html({}, "", hidden, saving=True)
+            else:
+                amount = money(session["amount_total"], session["currency"])
+                step = authentication.step_html({}, amount, hidden)
             return 200, page("Checkout", f"<h1>Checkout</h1>{step}"), ""
-        if answer == "fail":
+        if answer == "fail" and (session is None or session["mode"] != "setup"):
             status, html = checkout_page(store, session_id, authentication.FAILED_MESSAGE)
             return (402 if status == 200 else status), html, ""
     try:
@@ -241,6 +244,7 @@ def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tupl
             business_name=form.get("business_name") or None,
             tax_id=form.get("tax_id", ""),
             authenticated=answer == "complete",
+            authentication_failed=answer == "fail",
         )
     except StripeError as exc:
         status, html = checkout_page(store, session_id, exc.message)

@@ -34,6 +34,7 @@ from billing.notifications import async_payment_failed_queue
 from billing.seats.counts import billable_seats
 from billing.seats.schedule import seat_sync_schedule
 from billing.subscriptions.addon_grants import addon_purchase_grant
+from billing.subscriptions.cards import card_setup_settle
 from billing.subscriptions.remote import _organization_of
 from billing.subscriptions.sync import live_subscriptions, subscription_sync
 from billing.webhooks.registry import on
@@ -335,6 +336,9 @@ def checkout_complete(*, session_id: str) -> OrgSubscription | None:
     session = client.v1.checkout.sessions.retrieve(session_id, {"expand": ["payment_intent.latest_charge"]})
     if session.status != "complete":
         return None
+    if session.mode == "setup":
+        card_setup_settle(session_id=session.id)  # a card saved for later: it buys nothing
+        return None
     paid = session.payment_status in ("paid", "no_payment_required")
     if session.mode == "payment":
         result = CheckoutResult.PAID if session.payment_status == "paid" else CheckoutResult.PROCESSING
@@ -424,7 +428,9 @@ def _async_failure_tell(session, reason: str) -> None:
         return
     async_payment_failed_queue(
         organization=organization,
-        session_id=session.id,
+        # A subscription's failure is its first invoice's, which `invoice.payment_failed` also
+        # tells of under the same key: one email whichever event comes first.
+        key=session.invoice if session.mode == "subscription" and session.invoice else session.id,
         amount=session.amount_total or 0,
         currency=session.currency or "usd",
         reason=reason,
