@@ -87,7 +87,6 @@ MIDDLEWARE = [
 API_MIDDLEWARE = [
     "teams.middleware.RequestId",
     "teams.middleware.RequestMetrics",
-    "teams.middleware.RequestMetrics",
     "django.middleware.security.SecurityMiddleware",
     "common.api_errors.ApiErrorMiddleware",
     "teams.inputs.UnstorableInputMiddleware",
