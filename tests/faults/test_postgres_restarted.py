@@ -144,10 +144,14 @@ class Gunicorn:
             cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + 60
-        while len(self.workers()) < 2 or not self._answers():
-            assert self.process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "gunicorn did not start: " + log.read_text()
-            time.sleep(0.2)
+        try:
+            while len(self.workers()) < 2 or not self._answers():
+                assert self.process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "gunicorn did not start: " + log.read_text()
+                time.sleep(0.2)
+        except BaseException:
+            self.stop()  # the test's `finally` is not reached: no server left behind
+            raise
 
     def _answers(self) -> bool:
         try:
