@@ -92,6 +92,8 @@ API_MIDDLEWARE = [
     "teams.inputs.UnstorableInputMiddleware",
     "django.middleware.common.CommonMiddleware",
     "teams.middleware.ApiHeaders",
+    # A database outage is a clean 503 on this chain too, never a 500.
+    "teams.middleware.DatabaseUnavailable",
 ]
 
 ROOT_URLCONF = "config.urls"
