@@ -86,7 +86,7 @@ def fill(org: Organization) -> None:
             INSERT INTO credits_creditusageday (organization_id, account_id, day, action, credits,
                 consumptions)
             SELECT %(org)s, %(account)s, (created_at AT TIME ZONE 'UTC')::date, action, -SUM(amount), COUNT(*)
-            FROM entries GROUP BY 2, 3
+            FROM entries GROUP BY 3, 4
             """,
             {"org": org.pk, "account": account.pk, "balance": 10 * ROWS, "rows": ROWS, "grant": grant.pk},
         )

@@ -18,7 +18,7 @@ class CreditRecharge(models.Model):
     """One automatic top-up: a package charged to the saved card when the balance runs low.
 
     A pending row is written and committed before the card is charged, so a crash leaves a
-    record; the database allows one pending recharge per account, never two in flight.
+    record; the database allows one pending recharge per organization, never two in flight.
     """
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)

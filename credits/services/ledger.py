@@ -5,8 +5,9 @@ A balance moves only together with a ledger line, in one short transaction: a si
 grants are drawn and the ledger line is inserted. The account lock serializes everything that
 touches an account's grants, so the grants need no locks of their own.
 
-Idempotency: every ledger line and reservation carries a key that is unique per account. A
-retried call hits the unique index, its transaction rolls back, and the original is returned.
+Idempotency: every ledger line and reservation carries a key that is unique per organization (it
+has one account). A retried call hits the unique index, its transaction rolls back, and the
+original is returned.
 """
 
 from datetime import datetime

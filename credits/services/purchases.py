@@ -107,7 +107,7 @@ def credit_purchase_complete(
 
     Billing calls this for `checkout.session.completed` after re-reading the session from Stripe
     and seeing it paid. The grant's idempotency key is the session id, which the database keeps
-    unique per account; the purchase moves from pending to completed in the same transaction.
+    unique per organization; the purchase moves from pending to completed in the same transaction.
     """
     purchase = _purchase_of_session(purchase_code, session_id)
     if purchase is None:

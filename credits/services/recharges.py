@@ -66,7 +66,7 @@ def credit_auto_recharge_start(*, account_id: int) -> CreditRecharge | None:
 
     The account row is locked while the month's spending is summed and the pending row written,
     so two triggers cannot both pass the limit; the database also refuses a second pending row
-    per account, so there is never more than one recharge in flight. The card is charged after
+    per organization, so there is never more than one recharge in flight. The card is charged after
     that commit. A pending recharge whose worker died is charged again with its own idempotency
     key, which Stripe answers with the first outcome.
     """
