@@ -26,6 +26,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing.gateway.client import stripe_client
+from billing.gateway.invoices import invoice_lines_all
 from billing.reconcile import Breach, customers_of
 from billing.subscriptions.sync import LIVE_STATUSES
 from credits import selectors
@@ -205,7 +206,7 @@ def _period_due(invoices: list, charges: dict, start: int, credits: int, *, live
     for invoice in invoices:
         if invoice.status != "paid":
             continue
-        if not any(line.period.start <= start < line.period.end for line in invoice.lines.data):
+        if not any(line.period.start <= start < line.period.end for line in invoice_lines_all(invoice)):
             continue
         if invoice.amount_paid <= 0:
             return credits

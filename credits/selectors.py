@@ -16,6 +16,7 @@ from credits.models import (
     CreditPackage,
     CreditPrice,
     CreditPurchase,
+    CreditRecharge,
     CreditReservation,
     CreditTransaction,
     CreditUsageDay,
@@ -309,3 +310,17 @@ def reconciliation_problems(*, account_ids: list[int] | None = None) -> list[Pro
                 )
             )
     return problems
+
+
+def recharge_of(account: CreditAccount, *, code: str) -> CreditRecharge | None:
+    return CreditRecharge.objects.select_related("package").filter(account=account, code=code).first()
+
+
+def recharge_awaiting_authentication(account: CreditAccount) -> CreditRecharge | None:
+    """The account's latest recharge, if the cardholder's bank still waits for them to confirm it.
+    Such a recharge turned auto-recharge off, and only an account with a recharge package has
+    recharges: any other account is answered without a query."""
+    if account.auto_recharge_enabled or account.auto_recharge_package_id is None:
+        return None
+    latest = CreditRecharge.objects.select_related("package").filter(account=account).first()
+    return latest if latest is not None and latest.awaits_authentication else None

@@ -56,6 +56,17 @@ class CreditRecharge(models.Model):
     def __str__(self) -> str:
         return f"Recharge {self.credits} credits ({self.status})"
 
+    @property
+    def awaits_authentication(self) -> bool:
+        """Refused off session because the bank wants the cardholder present: they can still
+        confirm this payment (and get its credits) on the recharge's page."""
+        return (
+            self.status == RechargeStatus.FAILED
+            and self.failure_code == "authentication_required"
+            and bool(self.payment_intent_id)
+            and self.transaction_id is None
+        )
+
 
 class PurchaseStatus(models.TextChoices):
     PENDING = "pending", "Pending"
