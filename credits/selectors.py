@@ -313,7 +313,11 @@ def reconciliation_problems(*, account_ids: list[int] | None = None) -> list[Pro
 
 
 def recharge_of(account: CreditAccount, *, code: str) -> CreditRecharge | None:
-    return CreditRecharge.objects.select_related("package").filter(account=account, code=code).first()
+    return (
+        CreditRecharge.objects.select_related("package")
+        .filter(organization_id=account.organization_id, code=code)
+        .first()
+    )
 
 
 def recharge_awaiting_authentication(account: CreditAccount) -> CreditRecharge | None:
@@ -322,5 +326,9 @@ def recharge_awaiting_authentication(account: CreditAccount) -> CreditRecharge |
     recharges: any other account is answered without a query."""
     if account.auto_recharge_enabled or account.auto_recharge_package_id is None:
         return None
-    latest = CreditRecharge.objects.select_related("package").filter(account=account).first()
+    latest = (
+        CreditRecharge.objects.select_related("package")
+        .filter(organization_id=account.organization_id)
+        .first()
+    )
     return latest if latest is not None and latest.awaits_authentication else None

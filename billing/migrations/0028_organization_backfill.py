@@ -9,7 +9,7 @@ from common.online_migrations import backfill_organization
 class Migration(migrations.Migration):
     atomic = False
 
-    dependencies = [("billing", "0025_organization_column")]
+    dependencies = [("billing", "0027_organization_column")]
 
     operations = [
         backfill_organization(

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0024_addon_payment_returned"),
+        ("billing", "0026_billing_profile_state"),
         ("teams", "0004_queued_task"),
     ]
 

@@ -18,7 +18,7 @@ from common.online_migrations import (
 class Migration(migrations.Migration):
     atomic = False
 
-    dependencies = [("billing", "0026_organization_backfill")]
+    dependencies = [("billing", "0028_organization_backfill")]
 
     operations = [
         backfill_organization(
