@@ -39,6 +39,7 @@ def acme(org, owner, member):
             stripe_checkout_session_id="cs_test_outsiders",
         ).code,
         "purchase": CreditPurchase.objects.create(
+            organization=org,
             account=credit_services.credit_account_for(organization=org),
             package=CreditPackageFactory(),
             credits=1000,

@@ -66,7 +66,7 @@ def credit_auto_recharge_start(*, account_id: int) -> CreditRecharge | None:
 
     The account row is locked while the month's spending is summed and the pending row written,
     so two triggers cannot both pass the limit; the database also refuses a second pending row
-    per account, so there is never more than one recharge in flight. The card is charged after
+    per organization, so there is never more than one recharge in flight. The card is charged after
     that commit. A pending recharge whose worker died is charged again with its own idempotency
     key, which Stripe answers with the first outcome.
     """
@@ -77,7 +77,9 @@ def credit_auto_recharge_start(*, account_id: int) -> CreditRecharge | None:
             .select_related("auto_recharge_package")
             .get(pk=account_id)
         )
-        in_flight = CreditRecharge.objects.filter(account=account, status=RechargeStatus.PENDING).first()
+        in_flight = CreditRecharge.objects.filter(
+            organization_id=account.organization_id, status=RechargeStatus.PENDING
+        ).first()
         package = account.auto_recharge_package
         if in_flight is None and (
             not account.auto_recharge_enabled
@@ -88,11 +90,14 @@ def credit_auto_recharge_start(*, account_id: int) -> CreditRecharge | None:
         if in_flight is None:
             spent = (
                 CreditRecharge.objects.filter(
-                    account=account, created_at__gte=month_start, status=RechargeStatus.SUCCEEDED
+                    organization_id=account.organization_id,
+                    created_at__gte=month_start,
+                    status=RechargeStatus.SUCCEEDED,
                 ).aggregate(s=Sum("amount"))["s"]
                 or 0
             )
             snapshot = {
+                "organization_id": account.organization_id,
                 "account": account,
                 "package": package,
                 "credits": package.total_credits,
