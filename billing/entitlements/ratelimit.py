@@ -12,7 +12,15 @@ from billing import entitlements
 from teams.models import Organization
 from teams.ratelimit import Bucket, RateDecision, limiter_count, limiter_hit
 
-__all__ = ["Bucket", "RateDecision", "address_hit", "api_buckets", "forget_limits", "rate_hit", "requests_this_minute"]
+__all__ = [
+    "Bucket",
+    "RateDecision",
+    "address_hit",
+    "api_buckets",
+    "forget_limits",
+    "rate_hit",
+    "requests_this_minute",
+]
 
 FEATURE = "api_rate"  # requests a minute for the whole organization
 CALLER_FEATURE = "api_key_rate"  # requests a minute for one API key or one person
