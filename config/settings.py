@@ -199,6 +199,8 @@ CELERY_BEAT_SCHEDULE = {
     "stripe-events-retry": {"task": "billing.tasks.retry_failed_stripe_events", "schedule": 10 * 60},
     # Publishes tasks queued while the broker was away (teams/outbox.py).
     "outbox-relay": {"task": "teams.tasks.outbox_relay", "schedule": 30},
+    # Seat syncs whose task was lost (billing/seats/schedule.py).
+    "billing-seat-syncs-sweep": {"task": "billing.tasks.seat_syncs_sweep", "schedule": 60},
 }
 
 # --- Auth -----------------------------------------------------------------------------------

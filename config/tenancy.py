@@ -22,6 +22,7 @@ TENANCY: dict[str, tuple[str, str, str]] = {
     "teams_apikey": (DISTRIBUTED, "organization_id", "the organization's API keys"),
     "teams_auditevent": (DISTRIBUTED, "organization_id", "the organization's audit log"),
     "billing_orgsubscription": (DISTRIBUTED, "organization_id", "the organization's subscription"),
+    "billing_seatsyncdue": (DISTRIBUTED, "organization_id", "membership changes not yet synced to Stripe"),
     "billing_trialrecord": (DISTRIBUTED, "organization_id", "trials the organization has had"),
     "billing_subscriptionduplicate": (DISTRIBUTED, "organization_id", "a second live subscription found"),
     "billing_subscriptiondiscount": (DISTRIBUTED, "organization_id", "coupons applied to its subscription"),
