@@ -99,9 +99,19 @@ class _Invalid(Exception):
         self.field, self.code, self.message = field, code, message
 
 
-def meters_by_key() -> dict[str, MeterSpec]:
-    """Active meters; one cache read on the hot path, refreshed whenever the catalog changes."""
-    key = f"billing:meters:2:{entitlements.catalog_version()}"
+# The meters of the current catalog version, kept in this process: the version is the key, so a
+# catalog change (which moves it) is seen by the next request of every process.
+_local_meters: dict[str, dict[str, MeterSpec]] = {}
+
+
+def meters_by_key(version: str | None = None) -> dict[str, MeterSpec]:
+    """Active meters of catalog `version` (default: read it), refreshed whenever the catalog
+    changes. Shared, read-only: a batch that already holds the version reads nothing."""
+    version = version or entitlements.catalog_version()
+    meters = _local_meters.get(version)
+    if meters is not None:
+        return meters
+    key = f"billing:meters:2:{version}"
     meters = cache.get(key)
     if meters is None:
         meters = {
@@ -117,6 +127,8 @@ def meters_by_key() -> dict[str, MeterSpec]:
             for m in Meter.objects.filter(is_active=True).select_related("feature")
         }
         cache.set(key, meters, METERS_TTL)
+    _local_meters.clear()
+    _local_meters[version] = meters
     return meters
 
 
@@ -202,7 +214,7 @@ def usage_ingest(*, organization: Organization, events: list, now: datetime | No
         raise ServiceError("batch_too_large", f"Send at most {MAX_BATCH:,} events at a time.", field="events")
     now = now or timezone.now()
     effective = entitlements.effective_for(organization, now=now)
-    meters = meters_by_key()
+    meters = meters_by_key(effective.version)
     results: list[EventResult | None] = [None] * len(events)
     valid: list[_Valid] = []
     seen: set[str] = set()

@@ -317,3 +317,23 @@ def test_the_summary_shows_totals_and_the_invoice_preview(key_client, org):
         20,
         100,
     )
+
+
+def test_a_meter_turned_off_in_the_catalog_is_refused_by_the_next_batch(org):
+    subscribed(org, "enterprise")
+    assert ingest(org, calls(1, prefix="before")).accepted == 1  # the meters are kept in the process
+    Meter.objects.filter(key="api_calls").update(is_active=False)
+    entitlements.invalidate_catalog()
+    refused = ingest(org, calls(1, prefix="after"))
+    assert (refused.accepted, refused.results[0].field) == (0, "meter")
+
+
+def test_a_batch_reads_the_meters_without_a_cache_round_trip_once_kept(org, django_assert_max_num_queries):
+    subscribed(org, "enterprise")
+    ingest(org, calls(1, prefix="warm"))
+    version = entitlements.catalog_version()
+    from django.core.cache import cache
+
+    cache.delete(f"billing:meters:2:{version}")  # gone from Redis: the process still has them
+    with django_assert_max_num_queries(4):
+        assert ingest(org, calls(1, prefix="kept")).accepted == 1
