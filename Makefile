@@ -9,7 +9,7 @@ PYTEST_DB := $(if $(CI),--create-db,--reuse-db)
 # Two test processes, each with its own PostgreSQL and Redis database: CI has two cores.
 TEST_WORKERS ?= 2
 
-.PHONY: install demo test soak lint bench screenshots clean
+.PHONY: install demo test soak soak-cluster lint bench screenshots clean
 
 install:
 	$(UV) sync --frozen --quiet
@@ -45,13 +45,26 @@ soak: install
 	MACHINE_PROFILE=soak SOAK_EXAMPLES=$(SOAK_EXAMPLES) SOAK_STEPS=$(SOAK_STEPS) \
 		$(PY) -m pytest $(PYTEST_DB) -q -x -s -p no:randomly tests/invariants/test_lifecycle_machine.py
 
+# Tally as a cluster: two gunicorn instances, two Celery workers and beat, one PostgreSQL and one
+# Redis, the Stripe simulator with a fault schedule, 1,000 organizations under a mixed load for
+# SOAK_CLUSTER_SECONDS; then every money invariant (bench/cluster_soak.py). Not part of `make test`.
+# Its database is emptied at each start: one of its own.
+SOAK_CLUSTER_SECONDS ?= 60
+SOAK_CLUSTER_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tally_soak_cluster
+soak-cluster: install
+	scripts/ensure-services.sh
+	DATABASE_URL=$(SOAK_CLUSTER_DATABASE_URL) SOAK_CLUSTER_SECONDS=$(SOAK_CLUSTER_SECONDS) \
+		$(PY) bench/cluster_soak.py
+
 lint: install
 	$(PY) -m ruff check .
 	.venv/bin/lint-imports
 
 bench: install
 	scripts/ensure-services.sh --bench
-	@for script in bench/[!_]*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@for script in bench/[!_]*.py; do \
+		[ "$$script" = bench/cluster_soak.py ] && continue; \
+		echo "== $$script"; $(PY) $$script || exit 1; done
 
 # Refresh the README's screenshots from the browser tests.
 screenshots: install

@@ -26,12 +26,13 @@ _local = threading.local()
 
 UPDATE = (
     "UPDATE credits_creditaccount SET balance = balance - %s, lifetime_used = lifetime_used + %s "
-    "WHERE id = %s AND balance - held - %s >= -overdraft_allowance RETURNING balance"
+    "WHERE id = %s AND balance - held - %s >= -overdraft_allowance RETURNING balance, organization_id"
 )
 INSERT = (
-    "INSERT INTO credits_credittransaction (code, account_id, type, amount, balance_after, action, "
-    "quantity, description, reference_type, reference_id, idempotency_key, metadata, created_at) "
-    "VALUES (%s, %s, 'consumption', %s, %s, '', NULL, '', '', '', %s, '{}', now())"
+    "INSERT INTO credits_credittransaction (code, organization_id, account_id, type, amount, "
+    "balance_after, action, quantity, description, reference_type, reference_id, idempotency_key, "
+    "metadata, created_at) "
+    "VALUES (%s, %s, %s, 'consumption', %s, %s, '', NULL, '', '', '', %s, '{}', now())"
 )
 EVENT_COLUMNS = (
     "organization_id, meter_id, event_id, value, timestamp, period_start, properties, dimension, "
@@ -70,7 +71,7 @@ def application(environ, start_response):
             conn.rollback()
             return _json(start_response, "402 Payment Required", {"code": "insufficient_credits"})
         key = environ.get("HTTP_IDEMPOTENCY_KEY", "")
-        conn.execute(INSERT, [uuid.uuid4(), who["account"], -amount, row[0], key])
+        conn.execute(INSERT, [uuid.uuid4(), row[1], who["account"], -amount, row[0], key])
         conn.commit()
         return _json(start_response, "201 Created", {"amount": -amount, "balance_after": row[0]})
     if path == "/check":

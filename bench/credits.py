@@ -39,12 +39,13 @@ BUDGET = 0.8
 
 UPDATE = (
     "UPDATE credits_creditaccount SET balance = balance - 1, lifetime_used = lifetime_used + 1 "
-    "WHERE id = %s AND balance - held - 1 >= -overdraft_allowance RETURNING balance"
+    "WHERE id = %s AND balance - held - 1 >= -overdraft_allowance RETURNING balance, organization_id"
 )
 INSERT = (
-    "INSERT INTO credits_credittransaction (code, account_id, type, amount, balance_after, action, "
-    "quantity, description, reference_type, reference_id, idempotency_key, metadata, created_at) "
-    "VALUES (%s, %s, 'consumption', -1, %s, '', NULL, '', '', '', %s, '{}', now())"
+    "INSERT INTO credits_credittransaction (code, organization_id, account_id, type, amount, "
+    "balance_after, action, quantity, description, reference_type, reference_id, idempotency_key, "
+    "metadata, created_at) "
+    "VALUES (%s, %s, %s, 'consumption', -1, %s, '', NULL, '', '', '', %s, '{}', now())"
 )
 
 
@@ -92,8 +93,10 @@ def raw_work(account_ids):
         with psycopg.connect(dsn) as conn:
             for _ in range(count):
                 account_id = pick(account_ids)
-                balance = conn.execute(UPDATE, [account_id]).fetchone()[0]
-                conn.execute(INSERT, [uuid.uuid4(), account_id, balance, f"raw-{uuid.uuid4()}"])
+                balance, organization_id = conn.execute(UPDATE, [account_id]).fetchone()
+                conn.execute(
+                    INSERT, [uuid.uuid4(), organization_id, account_id, balance, f"raw-{uuid.uuid4()}"]
+                )
                 conn.commit()
 
     return work

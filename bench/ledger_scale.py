@@ -57,37 +57,38 @@ def organization(slug: str, user: User) -> Organization:
 
 def fill(org: Organization) -> None:
     account = services.credit_account_for(organization=org)
-    CreditAllocation.objects.filter(transaction__account=account).delete()
-    CreditTransaction.objects.filter(account=account).delete()
-    CreditUsageDay.objects.filter(account=account).delete()
-    CreditGrant.objects.filter(account=account).delete()
+    CreditAllocation.objects.filter(organization=org).delete()
+    CreditTransaction.objects.filter(organization=org).delete()
+    CreditUsageDay.objects.filter(organization=org).delete()
+    CreditGrant.objects.filter(organization=org).delete()
     CreditAccount.objects.filter(pk=account.pk).update(balance=0, lifetime_used=0, lifetime_purchased=0)
     services.credits_grant(
         organization=org, amount=10 * ROWS, source="purchase", idempotency_key="bench-scale"
     )
-    grant = CreditGrant.objects.get(account=account)
+    grant = CreditGrant.objects.get(organization=org)
     with connection.cursor() as cursor:
         # What the debit writes for each consumption (credits/services.py, _DEBIT_SQL), in bulk.
         cursor.execute(
             """
             WITH entries AS (
-                INSERT INTO credits_credittransaction (code, account_id, type, amount, balance_after,
-                    action, quantity, description, reference_type, reference_id, idempotency_key,
-                    metadata, created_at)
-                SELECT gen_random_uuid(), %(account)s, 'consumption', -(1 + n %% 3), %(balance)s - n,
+                INSERT INTO credits_credittransaction (code, organization_id, account_id, type, amount,
+                    balance_after, action, quantity, description, reference_type, reference_id,
+                    idempotency_key, metadata, created_at)
+                SELECT gen_random_uuid(), %(org)s, %(account)s, 'consumption', -(1 + n %% 3), %(balance)s - n,
                        (ARRAY['', 'image', 'chat'])[1 + n %% 3], NULL, '', '', '', gen_random_uuid()::text,
                        '{}', now() - (n::float / %(rows)s) * interval '30 days'
                 FROM generate_series(1, %(rows)s) AS n
                 RETURNING id, amount, action, created_at
             ), allocated AS (
-                INSERT INTO credits_creditallocation (transaction_id, grant_id, amount)
-                SELECT id, %(grant)s, amount FROM entries
+                INSERT INTO credits_creditallocation (organization_id, transaction_id, grant_id, amount)
+                SELECT %(org)s, id, %(grant)s, amount FROM entries
             )
-            INSERT INTO credits_creditusageday (account_id, day, action, credits, consumptions)
-            SELECT %(account)s, (created_at AT TIME ZONE 'UTC')::date, action, -SUM(amount), COUNT(*)
-            FROM entries GROUP BY 2, 3
+            INSERT INTO credits_creditusageday (organization_id, account_id, day, action, credits,
+                consumptions)
+            SELECT %(org)s, %(account)s, (created_at AT TIME ZONE 'UTC')::date, action, -SUM(amount), COUNT(*)
+            FROM entries GROUP BY 3, 4
             """,
-            {"account": account.pk, "balance": 10 * ROWS, "rows": ROWS, "grant": grant.pk},
+            {"org": org.pk, "account": account.pk, "balance": 10 * ROWS, "rows": ROWS, "grant": grant.pk},
         )
         cursor.execute("ANALYZE credits_credittransaction, credits_creditallocation, credits_creditusageday")
 

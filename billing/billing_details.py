@@ -58,6 +58,10 @@ COUNTRIES = [
     "JP",
 ]
 
+# The USPS codes of the states and DC: Stripe Tax computes US sales tax from the state.
+_US_STATE_CODES = "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY"  # noqa: E501
+US_STATES = frozenset(_US_STATE_CODES.split(" "))
+
 
 def billing_profile_sync(*, customer_id: str) -> BillingProfile | None:
     """Mirror the Stripe customer's address, name and EU VAT number (edited at Checkout, in the
@@ -75,6 +79,7 @@ def billing_profile_sync(*, customer_id: str) -> BillingProfile | None:
         "line1": address.get("line1") or "",
         "postal_code": address.get("postal_code") or "",
         "city": address.get("city") or "",
+        "state": address.get("state") or "",
         "country": address.get("country") or "",
         "vat_number": vat.value if vat else "",
         "stripe_tax_id": vat.id if vat else "",
@@ -99,6 +104,7 @@ def billing_details_update(
     line1: str = "",
     postal_code: str = "",
     city: str = "",
+    state: str = "",
     vat_number: str = "",
 ) -> BillingProfile:
     """Set the address tax is computed from and, for an EU business, its VAT number (its format
@@ -107,6 +113,12 @@ def billing_details_update(
     country = (country or "").strip().upper()
     if country not in COUNTRIES:
         raise ServiceError("invalid_country", "Choose the country of your billing address.", field="country")
+    state = (state or "").strip().upper()
+    if country == "US" and state not in US_STATES:
+        # Sales tax is the state's: without it Stripe Tax would have to guess from the ZIP code.
+        raise ServiceError(
+            "invalid_state", "Choose the state of your US billing address, e.g. NY.", field="state"
+        )
     vat = normalize_vat(vat_number)
     if vat:
         problem = vat_problem(vat, country)
@@ -118,6 +130,7 @@ def billing_details_update(
         "line1": line1.strip(),
         "postal_code": postal_code.strip(),
         "city": city.strip(),
+        "state": state[:3],
     }
     with transaction.atomic():
         profile, _ = BillingProfile.objects.select_for_update().get_or_create(organization=organization)
@@ -158,6 +171,7 @@ def billing_details_push(*, organization: Organization) -> BillingProfile | None
         "line1": profile.line1,
         "postal_code": profile.postal_code,
         "city": profile.city,
+        "state": profile.state,
     }
     try:
         vat = customer_details_push(

@@ -76,8 +76,20 @@ def features_for_comparison():
     return Feature.objects.all()
 
 
-def active_addons():
-    return Addon.objects.filter(is_active=True).prefetch_related("entitlements__feature")
+def active_addons(currency: str | None = None) -> list[Addon]:
+    """The add-ons on sale; with `currency`, those sold in it, each showing its price in it
+    (`shown_amount`, `shown_currency`)."""
+    addons = Addon.objects.filter(is_active=True).prefetch_related("entitlements__feature")
+    return [_shown(addon, currency or addon.currency) for addon in addons if _sold(addon, currency)]
+
+
+def _sold(addon: Addon, currency: str | None) -> bool:
+    return currency is None or addon.unit_amount_in(currency) is not None
+
+
+def _shown(addon: Addon, currency: str) -> Addon:
+    addon.shown_currency, addon.shown_amount = currency, addon.unit_amount_in(currency)
+    return addon
 
 
 def addons_offered(
@@ -94,14 +106,14 @@ def addons_offered(
         adds.setdefault(addon_id, set()).add(feature_id)
     offered = []
     for addon in addons:
-        if currency and addon.currency != currency:
+        if not _sold(addon, currency):
             continue
         if addon.kind == Addon.Kind.RECURRING and not (subscribed and addon.interval == interval):
             continue
         features = adds.get(addon.pk, set())
         if features and features <= unlimited:
             continue
-        offered.append(addon)
+        offered.append(_shown(addon, currency or addon.currency))
     return offered
 
 

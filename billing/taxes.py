@@ -4,9 +4,9 @@ from billing.gateway.client import stripe_client
 
 
 def tax_lines(invoice) -> list[tuple[str, int]]:
-    """("VAT 19% (DE)", 931) for tax added to the invoice; ("incl. VAT 20% (FR)", 817) for tax
-    inside the prices (not added again); ("Reverse charge: ...", 0) when the customer accounts
-    for the VAT itself."""
+    """("VAT 19% (DE)", 931) or ("Sales Tax 4% (New York)", 196) for tax added to the invoice;
+    ("incl. VAT 20% (FR)", 817) for tax inside the prices (not added again); ("Reverse charge:
+    ...", 0) when the customer accounts for the VAT itself."""
     rates: dict[str, object] = {}
     lines = []
     for entry in invoice.get("total_taxes") or []:
@@ -22,9 +22,9 @@ def tax_lines(invoice) -> list[tuple[str, int]]:
         rate = rates.get(rate_id)
         label = "Tax"
         if rate is not None:
-            label = f"{rate.display_name} {rate.percentage:g}%" + (
-                f" ({rate.country})" if rate.country else ""
-            )
+            # A US state's sales tax names the state, as Stripe's rate does ("Sales Tax 4% (New York)").
+            place = rate.get("jurisdiction") if rate.get("state") else rate.get("country")
+            label = f"{rate.display_name} {rate.percentage:g}%" + (f" ({place})" if place else "")
         if entry.tax_behavior == "inclusive":
             lines.append((f"incl. {label}", entry.amount))
         else:

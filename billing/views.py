@@ -113,7 +113,7 @@ def pricing(request):
             organization=checkout_org, customer_id=selectors.stripe_customer_id_of(checkout_org)
         ),
         "rows": rows,
-        "addons": selectors.active_addons(),
+        "addons": selectors.active_addons(currency),
         "seats": seats,
         "max_seats": MAX_SEATS,
         "promo": promo,
@@ -175,6 +175,7 @@ def _addons_from(request) -> dict:
 def _billing_context(organization, membership) -> dict:
     subscription = selectors.subscription_of(organization)
     subscribed = bool(subscription and subscription.applies and subscription.stripe_subscription_id)
+    currency = subscriptions.billing_currency(organization)  # add-ons are shown and sold in it
     return {
         "organization": organization,
         "membership": membership,
@@ -196,8 +197,10 @@ def _billing_context(organization, membership) -> dict:
         .filter(is_free=False)
         .select_related("product")
         .prefetch_related("line_items"),
-        "addons": selectors.active_addons(),
-        "addons_offered": subscriptions.addons_for(organization=organization, subscription=subscription),
+        "addons": selectors.active_addons(currency),
+        "addons_offered": subscriptions.addons_for(
+            organization=organization, subscription=subscription, currency=currency
+        ),
         "addon_purchases": subscriptions.addon_purchases_active(organization=organization)
         if subscribed
         else [],
@@ -344,11 +347,20 @@ def change_plan(request, org_slug: str):
     )
     if plan is None:
         raise Http404("No such plan.")
+    data = request.POST if request.method == "POST" else request.GET
+    seats, seat_error = data.get("seats"), None
     try:
         current = selectors.subscription_of(organization)
         withdraw = bool(current and current.plan_id == plan.pk and current.pending_plan_id)
-        if request.method == "POST":
-            subscriptions.subscription_change(organization=organization, plan=plan, actor=request.user)
+        try:
+            subscriptions.change_seats(organization, plan, seats)
+        except ServiceError as error:
+            # Shown beside the stepper; the preview stays at the seats the change would bill.
+            seats, seat_error = None, error.message
+        if request.method == "POST" and seat_error is None:
+            subscriptions.subscription_change(
+                organization=organization, plan=plan, actor=request.user, seats=seats
+            )
             if withdraw:
                 message = (
                     f"{organization.name} stays on {plan.name}; the change at the period's end is withdrawn."
@@ -359,7 +371,7 @@ def change_plan(request, org_slug: str):
                 message = f"You will move to {plan.name} when this period ends."
             messages.success(request, message)
             return redirect("billing", organization.slug)
-        preview = subscriptions.subscription_change_preview(organization=organization, plan=plan)
+        preview = subscriptions.subscription_change_preview(organization=organization, plan=plan, seats=seats)
     except ServiceError as error:
         messages.error(request, error.message)
         return redirect("billing", organization.slug)
@@ -367,18 +379,29 @@ def change_plan(request, org_slug: str):
         # After the SDK's own retries; a change Stripe made after all arrives by its webhook.
         messages.error(request, "Stripe did not answer, so the plan was not changed; please try again.")
         return redirect("billing", organization.slug)
-    return render(
-        request,
-        "billing/change.html",
-        {
-            "organization": organization,
-            "membership": membership,
-            "plan": plan,
-            "preview": preview,
-            "subscription": selectors.subscription_of(organization),
-            "withdraw": withdraw,
-        },
-    )
+    chosen = subscriptions.change_seats(organization, plan, seats)
+    currency = preview.currency if preview.currency in plan.currencies else plan.currency
+    context = {
+        "organization": organization,
+        "membership": membership,
+        "plan": plan,
+        "preview": preview,
+        "subscription": selectors.subscription_of(organization),
+        "withdraw": withdraw,
+        "stepper": plan.seats_prepaid and not withdraw,
+        "seats": data.get("seats") if seat_error else chosen,
+        "seat_error": seat_error,
+        "billed_seats": chosen,
+        "seat_currency": currency,
+        "seat_total": plan.total(seats=chosen, currency=currency),
+        "seat_breakdown": plan.seat_item().breakdown(chosen, currency) if plan.seat_item() else None,
+        "min_seats": subscriptions.change_seats(organization, plan, None),
+        "max_seats": MAX_SEATS,
+    }
+    if request.htmx:
+        # htmx swaps only a 2xx answer; the error is in the fragment.
+        return render(request, "billing/change.html#price", context)
+    return render(request, "billing/change.html", context, status=400 if seat_error else 200)
 
 
 def _simple_action(request, org_slug: str, action, success: str, *, min_role=Role.BILLING):
@@ -435,7 +458,7 @@ def refund(request, org_slug: str):
 def details(request, org_slug: str):
     """The billing address and VAT number, saved on the Stripe customer (tax follows them)."""
     organization, _ = get_org_for_user(request, org_slug, min_role=Role.BILLING)
-    fields = ("country", "business_name", "line1", "postal_code", "city", "vat_number")
+    fields = ("country", "business_name", "line1", "postal_code", "city", "state", "vat_number")
     try:
         billing_details.billing_details_update(
             organization=organization,

@@ -1,9 +1,10 @@
 import os
 
 from celery import Celery
-from celery.signals import before_task_publish, task_postrun, task_prerun
+from celery.signals import before_task_publish, task_failure, task_postrun, task_prerun
 
 from common import logs
+from teams import metrics
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -40,3 +41,10 @@ def _drop_request_id(task_id=None, **_) -> None:
     token = _tokens.pop(task_id, None)
     if token is not None:
         logs.request_id.reset(token)
+
+
+@task_failure.connect
+def _count_failure(sender=None, **_) -> None:
+    """Counted in the worker; with PROMETHEUS_MULTIPROC_DIR shared with the node's web processes,
+    their scrape shows it."""
+    metrics.inc("tally_task_failures_total", task=getattr(sender, "name", None) or "unknown")

@@ -1,5 +1,6 @@
 """System checks that refuse configurations which would lose money or leak secrets."""
 
+import os
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -52,6 +53,15 @@ def dangerous_combinations(app_configs, **kwargs) -> list[Error]:
                 "(a simulator or another server).",
                 hint="Unset STRIPE_API_HOST in production, or set it to https://api.stripe.com.",
                 id="tally.E004",
+            )
+        )
+    multiproc = settings.PROMETHEUS_MULTIPROC_DIR
+    if multiproc and not (os.path.isdir(multiproc) and os.access(multiproc, os.W_OK)):
+        errors.append(
+            Error(
+                f"PROMETHEUS_MULTIPROC_DIR={multiproc} is not a writable directory.",
+                hint="Create it (empty) before the node's processes start; web and Celery share it.",
+                id="tally.E005",
             )
         )
     return errors

@@ -4,7 +4,8 @@
 the database (reachable, every migration applied) decides 200 or 503; Redis and the broker are
 reported but do not take a node out of rotation, because Tally keeps working without them
 (the cache misses, tasks wait in the outbox) and every node would be taken out at once.
-`/metrics` is Prometheus' text format; it needs `Authorization: Bearer $METRICS_TOKEN`, or, with no
+`/metrics` is Prometheus' text format (the counters summed over every process of the node, see
+teams/metrics.py); it needs `Authorization: Bearer $METRICS_TOKEN`, or, with no
 token set, a request from the machine itself.
 """
 
@@ -132,15 +133,6 @@ def _gauges() -> list[tuple[str, str, float]]:
     ]
 
 
-def _labels(pairs) -> str:
-    if not pairs:
-        return ""
-    inner = ",".join(
-        f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for k, v in pairs
-    )
-    return "{" + inner + "}"
-
-
 @never_cache
 @require_GET
 def metrics_view(request):
@@ -149,12 +141,6 @@ def metrics_view(request):
     lines = []
     for name, help_text, value in _gauges():
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value:g}"]
-    instance = ("instance", metrics.instance())
-    by_name: dict[str, list] = {}
-    for (name, labels), value in sorted(metrics.snapshot().items()):
-        by_name.setdefault(name, []).append((labels, value))
-    for name in sorted(set(by_name) | set(metrics.HELP)):
-        lines += [f"# HELP {name} {metrics.HELP.get(name, name)}", f"# TYPE {name} counter"]
-        for labels, value in by_name.get(name, [((), 0)]):
-            lines.append(f"{name}{_labels((instance, *labels))} {value}")
-    return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8")
+    # Tally's counters and latencies, summed over every process of the node (teams/metrics.py).
+    body = ("\n".join(lines) + "\n").encode() + metrics.exposition()
+    return HttpResponse(body, content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "teams.middleware.RequestId",
+    "teams.middleware.RequestMetrics",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "common.api_errors.ApiErrorMiddleware",
@@ -88,11 +89,14 @@ MIDDLEWARE = [
 # What an API call with a key goes through (`config/handlers.py`): no session, cookie or page.
 API_MIDDLEWARE = [
     "teams.middleware.RequestId",
+    "teams.middleware.RequestMetrics",
     "django.middleware.security.SecurityMiddleware",
     "common.api_errors.ApiErrorMiddleware",
     "teams.inputs.UnstorableInputMiddleware",
     "django.middleware.common.CommonMiddleware",
     "teams.middleware.ApiHeaders",
+    # A database outage is a clean 503 on this chain too, never a 500.
+    "teams.middleware.DatabaseUnavailable",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -127,6 +131,9 @@ DATABASE_URL = env_url(
 # A connection kept between requests is checked before it is reused: one the server dropped
 # (a restart, pg_terminate_backend) is replaced instead of failing the next request.
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend, with a health check that needs no round trip (common/postgresql).
+    DATABASES["default"]["ENGINE"] = "common.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USING_SQLITE = DATABASES["default"]["ENGINE"].endswith("sqlite3")
 if USING_SQLITE:
@@ -195,6 +202,8 @@ CELERY_BEAT_SCHEDULE = {
     "stripe-events-retry": {"task": "billing.tasks.retry_failed_stripe_events", "schedule": 10 * 60},
     # Publishes tasks queued while the broker was away (teams/outbox.py).
     "outbox-relay": {"task": "teams.tasks.outbox_relay", "schedule": 30},
+    # Seat syncs whose task was lost (billing/seats/schedule.py).
+    "billing-seat-syncs-sweep": {"task": "billing.tasks.seat_syncs_sweep", "schedule": 60},
 }
 
 # --- Auth -----------------------------------------------------------------------------------
@@ -350,6 +359,10 @@ RATE_LIMIT_FAIL_OPEN = env_bool("RATE_LIMIT_FAIL_OPEN", True)
 RATE_LIMIT_REDIS_TIMEOUT = 0.25  # seconds: a missing Redis must not stall every request
 # `/metrics` asks for `Authorization: Bearer <this>`; unset, it answers requests from loopback only.
 METRICS_TOKEN = env_str("METRICS_TOKEN")
+# Where every process of a node (gunicorn and Celery workers) writes its counters, so that a scrape
+# sums them (teams/metrics.py). prometheus_client reads it from the environment itself; it is read
+# here too so that a system check can say when it is missing or not writable.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 # Requests a minute from one address to the public API endpoints (the schema).
 API_ANONYMOUS_RATE = env_int("API_ANONYMOUS_RATE", 30, minimum=1)
 

@@ -6,7 +6,7 @@ from django.utils.html import format_html
 
 from billing.admin.push import StripePushAdmin
 from billing.models import CatalogStripeState
-from common.admin import ReadOnlyAdmin
+from common.admin import ReadOnlyAdmin, TabularInline
 from common.errors import ServiceError
 from credits import services
 from credits.models import (
@@ -137,7 +137,7 @@ class CreditGrantAdmin(ReadOnlyAdmin):
     list_select_related = ["account__organization"]
 
 
-class AllocationInline(admin.TabularInline):
+class AllocationInline(TabularInline):
     model = CreditAllocation
     fields = ["grant", "amount"]
     readonly_fields = fields

@@ -64,7 +64,7 @@ def credits_allowance_end(*, organization: Organization, reference_id: str, reas
     """
     now = timezone.now()
     grants = CreditGrant.objects.filter(
-        account__organization=organization,
+        organization_id=organization.pk,
         source=GrantSource.SUBSCRIPTION_ALLOWANCE,
         remaining__gt=0,
         allocations__transaction__type=TransactionType.ALLOWANCE,

@@ -179,7 +179,7 @@ class ReservationListApi(APIView):
 def _reservation(request, code) -> CreditReservation:
     organization = get_org_for_api(request)
     return get_object_or_404(
-        CreditReservation.objects.select_related("price"), account__organization=organization, code=code
+        CreditReservation.objects.select_related("price"), organization_id=organization.pk, code=code
     )
 
 

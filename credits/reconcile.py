@@ -26,6 +26,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing.gateway.client import stripe_client
+from billing.gateway.invoices import invoice_lines_all
 from billing.reconcile import Breach, customers_of
 from billing.subscriptions.sync import LIVE_STATUSES
 from credits import selectors
@@ -126,13 +127,19 @@ def credits_due(*, organization: Organization, customer_id: str | None, now: dat
     if account is None:
         return Due(0, 0, 0, 0)
     grants = list(
-        CreditGrant.objects.filter(account=account).exclude(expires_at__lte=now).order_by("created_at", "pk")
+        CreditGrant.objects.filter(organization_id=account.organization_id)
+        .exclude(expires_at__lte=now)
+        .order_by("created_at", "pk")
     )
     entries = _creating_entries(grants)
     client = stripe_client() if customer_id else None
     charges = _charges_by_intent(customer_id) if customer_id else {}
-    purchases = {p.transaction_id: p for p in CreditPurchase.objects.filter(account=account)}
-    recharges = {r.transaction_id: r for r in CreditRecharge.objects.filter(account=account)}
+    purchases = {
+        p.transaction_id: p for p in CreditPurchase.objects.filter(organization_id=account.organization_id)
+    }
+    recharges = {
+        r.transaction_id: r for r in CreditRecharge.objects.filter(organization_id=account.organization_id)
+    }
     given = paid = allowances = trial = 0
     subscriptions: dict[str, object] = {}
     invoices: dict[str, list] = {}
@@ -179,7 +186,7 @@ def _first_trial_entry(account: CreditAccount) -> int | None:
     """The ledger line of the organization's first trial allowance (by Stripe's trial window)."""
     client = None
     for entry in CreditTransaction.objects.filter(
-        account=account, type=TransactionType.ALLOWANCE, amount__gt=0
+        organization_id=account.organization_id, type=TransactionType.ALLOWANCE, amount__gt=0
     ).order_by("pk"):
         parsed = allowance_key_parse(entry.idempotency_key)
         if parsed is None:
@@ -199,7 +206,7 @@ def _period_due(invoices: list, charges: dict, start: int, credits: int, *, live
     for invoice in invoices:
         if invoice.status != "paid":
             continue
-        if not any(line.period.start <= start < line.period.end for line in invoice.lines.data):
+        if not any(line.period.start <= start < line.period.end for line in invoice_lines_all(invoice)):
             continue
         if invoice.amount_paid <= 0:
             return credits
@@ -229,8 +236,18 @@ def _repair_cached_balance(account: CreditAccount) -> str:
     ledger and the grants disagree) needs a person."""
     with transaction.atomic():
         locked = CreditAccount.objects.select_for_update().get(pk=account.pk)
-        ledger = CreditTransaction.objects.filter(account=locked).aggregate(s=Sum("amount"))["s"] or 0
-        grants = CreditGrant.objects.filter(account=locked).aggregate(s=Sum("remaining"))["s"] or 0
+        ledger = (
+            CreditTransaction.objects.filter(organization_id=locked.organization_id).aggregate(
+                s=Sum("amount")
+            )["s"]
+            or 0
+        )
+        grants = (
+            CreditGrant.objects.filter(organization_id=locked.organization_id).aggregate(s=Sum("remaining"))[
+                "s"
+            ]
+            or 0
+        )
         if ledger == locked.balance or grants != max(ledger, 0):
             return ""
         before = locked.balance

@@ -16,6 +16,7 @@ from credits.models import (
     CreditPackage,
     CreditPrice,
     CreditPurchase,
+    CreditRecharge,
     CreditReservation,
     CreditTransaction,
     CreditUsageDay,
@@ -34,7 +35,9 @@ def purchase_to_show(account: CreditAccount, *, code: str = "") -> CreditPurchas
     """The purchase the credits page reports on: the one Checkout sent the buyer back with
     (`code`), else the latest one if it is still waiting for a bank debit, or expired or failed
     in the last day (so the person sees why no credits came)."""
-    purchases = CreditPurchase.objects.filter(account=account).select_related("package")
+    purchases = CreditPurchase.objects.filter(organization_id=account.organization_id).select_related(
+        "package"
+    )
     if code:
         try:
             return purchases.filter(code=uuid.UUID(code)).first()
@@ -55,7 +58,8 @@ def last_refill_of(account: CreditAccount) -> int | None:
     """Credits of the newest purchase or allowance (what a percentage threshold counts from)."""
     return (
         CreditTransaction.objects.filter(
-            account=account, type__in=[TransactionType.PURCHASE, TransactionType.ALLOWANCE]
+            organization_id=account.organization_id,
+            type__in=[TransactionType.PURCHASE, TransactionType.ALLOWANCE],
         )
         .order_by("-id")
         .values_list("amount", flat=True)
@@ -105,7 +109,9 @@ def transactions_of(
     reference_id: str = "",
 ):
     """The account's ledger, newest first, narrowed by the filters given. Dates are inclusive."""
-    rows = CreditTransaction.objects.filter(account=account).select_related("price", "actor")
+    rows = CreditTransaction.objects.filter(organization_id=account.organization_id).select_related(
+        "price", "actor"
+    )
     if type:
         rows = rows.filter(type=type)
     # Ranges of the column itself, which its indexes serve (a cast to a date serves none).
@@ -142,7 +148,10 @@ def runway_days(account: CreditAccount) -> int | None:
     before, from the daily rollup); None without usage."""
     since = timezone.now().astimezone(UTC).date() - timedelta(days=6)
     used = (
-        CreditUsageDay.objects.filter(account=account, day__gte=since).aggregate(s=Sum("credits"))["s"] or 0
+        CreditUsageDay.objects.filter(organization_id=account.organization_id, day__gte=since).aggregate(
+            s=Sum("credits")
+        )["s"]
+        or 0
     )
     if used <= 0:
         return None
@@ -164,7 +173,7 @@ def _bars(pairs: list[tuple[str, int]]) -> list[Bar]:
 def _usage_days(account: CreditAccount, days: int):
     # UTC days, as the rollup is kept; a few rows a day, however many consumptions.
     start = timezone.now().astimezone(UTC).date() - timedelta(days=days - 1)
-    return start, CreditUsageDay.objects.filter(account=account, day__gte=start)
+    return start, CreditUsageDay.objects.filter(organization_id=account.organization_id, day__gte=start)
 
 
 def usage_by_day(account: CreditAccount, *, days: int = 30) -> list[Bar]:
@@ -212,7 +221,9 @@ def usage_overview(account: CreditAccount, *, days: int = 30) -> UsageOverview:
 
 
 def open_reservations_of(account: CreditAccount):
-    return CreditReservation.objects.filter(account=account, status=ReservationStatus.HELD)
+    return CreditReservation.objects.filter(
+        organization_id=account.organization_id, status=ReservationStatus.HELD
+    )
 
 
 # --- Reconciliation ---------------------------------------------------------------------------
@@ -263,7 +274,7 @@ def reconciliation_problems(*, account_ids: list[int] | None = None) -> list[Pro
     problems = []
     for account in accounts:
         last = (
-            CreditTransaction.objects.filter(account=account)
+            CreditTransaction.objects.filter(organization_id=account.organization_id)
             .order_by("-pk")
             .values_list("balance_after", flat=True)
             .first()
@@ -299,3 +310,25 @@ def reconciliation_problems(*, account_ids: list[int] | None = None) -> list[Pro
                 )
             )
     return problems
+
+
+def recharge_of(account: CreditAccount, *, code: str) -> CreditRecharge | None:
+    return (
+        CreditRecharge.objects.select_related("package")
+        .filter(organization_id=account.organization_id, code=code)
+        .first()
+    )
+
+
+def recharge_awaiting_authentication(account: CreditAccount) -> CreditRecharge | None:
+    """The account's latest recharge, if the cardholder's bank still waits for them to confirm it.
+    Such a recharge turned auto-recharge off, and only an account with a recharge package has
+    recharges: any other account is answered without a query."""
+    if account.auto_recharge_enabled or account.auto_recharge_package_id is None:
+        return None
+    latest = (
+        CreditRecharge.objects.select_related("package")
+        .filter(organization_id=account.organization_id)
+        .first()
+    )
+    return latest if latest is not None and latest.awaits_authentication else None

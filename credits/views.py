@@ -1,10 +1,12 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from billing import subscriptions
 from common import formatting
 from common.checkout import checkout_redirect
 from common.csv_export import csv_response, safe_cell
@@ -52,6 +54,7 @@ def _page_context(request, organization, membership, account, *, settings_form=N
         "transactions": page,
         "next_cursor": next_cursor,
         "settings_form": settings_form or _settings_form(account),
+        "recharge_waiting": selectors.recharge_awaiting_authentication(account),
     }
 
 
@@ -90,6 +93,75 @@ def credits_purchase(request, org_slug: str, code: str):
         request,
         "credits/partials/purchase_outcome.html",
         {"organization": organization, "membership": membership, "bought": bought},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def credits_recharge(request, org_slug: str, code: str):
+    """One auto-recharge, where its payment is confirmed when the bank asked for the cardholder:
+    POST sends them to the bank's step, which returns here (GET with `payment_intent`)."""
+    organization, membership = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    account = services.credit_account_for(organization=organization)
+    recharge = selectors.recharge_of(account, code=str(code))
+    if recharge is None:
+        raise Http404("No such recharge.")
+    here = reverse("credits_recharge", args=[organization.slug, recharge.code])
+    if request.method == "POST":
+        return_url = settings.SITE_URL + here
+
+        def start() -> str:
+            return services.credit_recharge_confirm_start(recharge=recharge, return_url=return_url) or here
+
+        return checkout_redirect(request, start, back=here)
+    outcome = ""
+    if request.GET.get("payment_intent"):  # back from the bank: Stripe says how it went
+        recharge = services.credit_recharge_confirm_check(recharge=recharge)
+        outcome = "confirmed" if recharge.transaction_id else "failed"
+    return render(
+        request,
+        "credits/recharge.html",
+        {
+            "organization": organization,
+            "membership": membership,
+            "recharge": recharge,
+            "outcome": outcome,
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def credits_card(request, org_slug: str):
+    """Save a card for auto-recharge: POST goes to Stripe Checkout (setup mode), where the bank
+    may ask to authenticate the card; Stripe comes back here, and the card is saved only if
+    Stripe says its setup succeeded."""
+    organization, membership = get_org_for_user(request, org_slug, min_role=Role.BILLING)
+    here = reverse("credits_card", args=[organization.slug])
+    if request.method == "POST":
+        account = services.credit_account_for(organization=organization)
+
+        def start() -> str:
+            return subscriptions.card_setup_start(
+                organization=organization,
+                currency=recharge_currency(account.auto_recharge_package),
+                success_url=settings.SITE_URL + here + "?session_id={CHECKOUT_SESSION_ID}",
+                cancel_url=settings.SITE_URL + here + "?canceled=1",
+            )
+
+        return checkout_redirect(request, start, back=reverse("credits", args=[organization.slug]))
+    if request.GET.get("session_id"):
+        outcome = subscriptions.card_setup_settle(
+            session_id=request.GET["session_id"], organization=organization
+        )
+    else:  # came back without saving: say why, if the bank refused the card
+        outcome = subscriptions.CardSetup(
+            saved=False, failure_message=subscriptions.card_setup_last_failure(organization=organization)
+        )
+    return render(
+        request,
+        "credits/card.html",
+        {"organization": organization, "membership": membership, "outcome": outcome},
     )
 
 

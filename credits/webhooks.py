@@ -65,4 +65,11 @@ def charge_disputed(*, kind: str, obj) -> None:
     )
 
 
+@on("payment_intent.succeeded")
+def payment_succeeded(*, kind: str, object_id: str) -> None:
+    """A recharge the cardholder confirmed with their bank, re-read from Stripe (any other
+    payment is left alone)."""
+    services.credit_recharge_confirm_check_by_intent(payment_intent_id=object_id)
+
+
 payment_checkout_register(purchase_checkout_settled)

@@ -46,6 +46,8 @@ class Generation(models.Model):
     """One run of the (simulated) AI action. The model name is what later prices it in credits."""
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # The distribution column (see config/tenancy.py): indexed by the unique constraint below.
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="generations")
     model = models.CharField(max_length=32, choices=AiModel.choices, default=AiModel.GPT_4)
     prompt = models.TextField(max_length=4000)
@@ -67,7 +69,8 @@ class Generation(models.Model):
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.UniqueConstraint(
-                fields=["project", "idempotency_key"], name="projects_generation_unique_key"
+                fields=["organization", "project", "idempotency_key"],
+                name="projects_generation_unique_org_key",
             ),
         ]
 

@@ -20,7 +20,9 @@ def recent_projects_of(organization: Organization, *, limit: int = 5):
 
 
 def generations_of(project: Project, *, limit: int = 20):
-    return Generation.objects.filter(project=project).select_related("created_by")[:limit]
+    return Generation.objects.filter(organization_id=project.organization_id, project=project).select_related(
+        "created_by"
+    )[:limit]
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,9 @@ def generation_create(
     A retry with the same key returns the first generation and is counted once.
     """
     key = idempotency_key or uuid.uuid4().hex
-    existing = Generation.objects.filter(project=project, idempotency_key=key).first()
+    existing = Generation.objects.filter(
+        organization_id=project.organization_id, project=project, idempotency_key=key
+    ).first()
     if existing is not None:
         return existing
     prompt = (prompt or "").strip()
@@ -114,6 +116,7 @@ def generation_create(
                     )
                 )
             return Generation.objects.create(
+                organization_id=project.organization_id,
                 project=project,
                 model=model,
                 prompt=prompt,
@@ -124,7 +127,9 @@ def generation_create(
             )
     except IntegrityError:
         # The same key raced in from another request, which won: answer with its result.
-        return Generation.objects.get(project=project, idempotency_key=key)
+        return Generation.objects.get(
+            organization_id=project.organization_id, project=project, idempotency_key=key
+        )
 
 
 # --- Paying a generation with credits --------------------------------------------------------

@@ -321,11 +321,13 @@ class SimApp:
     def _authenticate_intent(self, request: Request, pi_id: str) -> Response:
         with self.store.lock:
             form = request.form.to_dict() if request.method == "POST" else None
-            status, body = authentication.intent_page(self.store, pi_id, form)
+            status, body, target = authentication.intent_page(self.store, pi_id, form)
             if form is not None:
                 emit_updates(self.store)
                 self.persist()
         self.dispatcher.flush()
+        if target:
+            return Response("", status=303, headers={"Location": target})
         return self._html(status, pages.page("Authenticate", body))
 
     def _sim(self, request: Request, parts: list[str]) -> Response:

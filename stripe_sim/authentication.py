@@ -9,9 +9,10 @@ names; completing it charges the card (which may still be declined), failing it 
 
 from html import escape
 from typing import Any
+from urllib.parse import urlencode
 
 from stripe_sim import billing
-from stripe_sim.core import AUTHENTICATION_CARDS, confirm_payment_intent
+from stripe_sim.core import AUTHENTICATION_CARDS, authenticate_setup_intent, confirm_payment_intent
 from stripe_sim.errors import StripeError, invalid
 from stripe_sim.events import emit
 from stripe_sim.render import public
@@ -65,16 +66,24 @@ def pending_intent(store: Store, invoice: dict[str, Any]) -> dict[str, Any] | No
     return None
 
 
-def step_html(pi: dict[str, Any], amount: str, hidden: dict[str, str] | None = None) -> str:
-    """The bank's challenge: complete or fail, as Stripe's test authentication page offers."""
+def step_html(
+    pi: dict[str, Any], amount: str, hidden: dict[str, str] | None = None, *, saving: bool = False
+) -> str:
+    """The bank's challenge: complete or fail, as Stripe's test authentication page offers
+    (``saving``: the card is being saved for later payments, nothing is paid now)."""
     fields = "".join(
         f'<input type=hidden name={escape(name)} value="{escape(value)}">'
         for name, value in (hidden or {}).items()
     )
+    ref = f" ({escape(pi['id'])})" if pi.get("id") else ""
+    if saving:
+        asked = "<h2>Authenticate this card</h2><p>Your bank asks you to confirm saving this card"
+        asked += f" for later payments{ref}.</p>"
+    else:
+        asked = "<h2>Authenticate this payment</h2><p>Your bank asks you to confirm the payment"
+        asked += f" of {escape(amount)}{ref}.</p>"
     return (
-        "<section data-authentication><h2>Authenticate this payment</h2>"
-        f"<p>Your bank asks you to confirm the payment of {escape(amount)}"
-        f"{' (' + escape(pi['id']) + ')' if pi.get('id') else ''}.</p>"
+        f"<section data-authentication>{asked}"
         f"<form method=post>{fields}"
         "<button name=authentication value=complete>Complete authentication</button> "
         "<button name=authentication value=fail>Fail authentication</button></form></section>"
@@ -88,19 +97,43 @@ def card_asks_on_session(card_number: str) -> bool:
     return digits in AUTHENTICATION_CARDS
 
 
-def intent_page(store: Store, pi_id: str, form: dict[str, str] | None = None) -> tuple[int, str]:
-    """The page ``next_action.use_stripe_sdk.stripe_js`` names: the step for one payment intent.
-    (status, body html); the caller wraps it in the hosted pages' layout."""
-    pi = store.find("payment_intent", pi_id)
-    if pi is None:
-        return 404, "<h1>This payment does not exist.</h1>"
+def _return_target(intent: dict[str, Any]) -> str:
+    """Where a redirect (``next_action.redirect_to_url``) comes back to once answered: the
+    ``return_url`` with the intent's id, client secret and ``redirect_status``, as Stripe adds them."""
+    kind = "setup_intent" if intent["object"] == "setup_intent" else "payment_intent"
+    status = {"succeeded": "succeeded", "processing": "processing"}.get(intent["status"], "failed")
+    query = urlencode(
+        {kind: intent["id"], f"{kind}_client_secret": intent["client_secret"], "redirect_status": status}
+    )
+    url = intent["_return_url"]
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+def intent_page(store: Store, intent_id: str, form: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """The page ``next_action`` names: the step for one payment or setup intent. (status, body
+    html, redirect): once answered, an intent confirmed with a ``return_url`` goes back there;
+    the caller wraps the body in the hosted pages' layout."""
+    setup = intent_id.startswith("seti_")
+    intent = store.find("setup_intent" if setup else "payment_intent", intent_id)
+    if intent is None:
+        return 404, "<h1>This payment does not exist.</h1>", ""
     if form is not None:
         try:
-            authenticate(store, pi, form.get("authentication", ""))
+            answer = form.get("authentication", "")
+            if answer not in OUTCOMES:
+                raise invalid(f"Unknown authentication outcome: {answer!r}.", code="parameter_invalid_string")
+            if setup:
+                authenticate_setup_intent(store, intent, answer)
+            else:
+                authenticate(store, intent, answer)
         except StripeError as exc:
-            return 400, f"<p class=error role=alert>{escape(exc.message)}</p>"
-        status = escape(pi["status"])
-        return 200, f"<h1>Authentication done</h1><p>Payment status: <strong>{status}</strong></p>"
-    if pi["status"] != "requires_action":
-        return 200, f"<p>Payment status: <strong>{escape(pi['status'])}</strong></p>"
-    return 200, step_html(pi, f"{pi['amount']} {pi['currency'].upper()} (minor units)")
+            return 400, f"<p class=error role=alert>{escape(exc.message)}</p>", ""
+        if intent.get("_return_url"):
+            return 303, "", _return_target(intent)
+        status = escape(intent["status"])
+        return 200, f"<h1>Authentication done</h1><p>Status: <strong>{status}</strong></p>", ""
+    if intent["status"] != "requires_action":
+        return 200, f"<p>Status: <strong>{escape(intent['status'])}</strong></p>", ""
+    if setup:
+        return 200, step_html(intent, "", saving=True), ""
+    return 200, step_html(intent, f"{intent['amount']} {intent['currency'].upper()} (minor units)"), ""

@@ -167,6 +167,17 @@ def _check_compatible(store: Store, prices: list[dict[str, Any]], currency: str 
     _check_intervals(prices)
 
 
+def _check_currency(price: dict[str, Any], currency: str, param: str) -> None:
+    """Refused before anything changes: Stripe leaves the subscription as it was."""
+    if pricing.in_currency(price, currency) is None:
+        supported = ", ".join(f"`{c}`" for c in [price["currency"], *(price.get("currency_options") or {})])
+        raise invalid_param(
+            param,
+            f"The price specified supports currencies of {supported} which doesn't include the "
+            f"expected currency of `{currency}`.",
+        )
+
+
 def _check_intervals(prices: list[dict[str, Any]]) -> None:
     intervals = {(p["recurring"]["interval"], p["recurring"]["interval_count"]) for p in prices}
     if len(intervals) > 1:
@@ -600,13 +611,17 @@ def _schedule_retry(store: Store, invoice: dict[str, Any]) -> None:
         invoice["next_payment_attempt"] = None
 
 
+EMBEDDED_LINES = 10
+
+
 @renderer("invoice")
 def _render_invoice(store: Store, invoice: dict[str, Any], expand: set[str]) -> dict[str, Any]:
     out = public(invoice)
+    # As Stripe embeds them: the first ten lines; the rest are paged from the ``url``.
     out["lines"] = {
         "object": "list",
-        "data": [dict(line) for line in invoice["_lines"]],
-        "has_more": False,
+        "data": [dict(line) for line in invoice["_lines"][:EMBEDDED_LINES]],
+        "has_more": len(invoice["_lines"]) > EMBEDDED_LINES,
         "url": f"/v1/invoices/{invoice['id']}/lines",
     }
     if "payments" in expand:
@@ -997,6 +1012,7 @@ def update_subscription(store: Store, sub: dict[str, Any], params: dict[str, Any
             price = (
                 _recurring_price(store, raw["price"], f"{param}[price]") if raw.get("price") else old_price
             )
+            _check_currency(price, sub["currency"], f"{param}[price]")
             if "quantity" in raw or price is not old_price:
                 quantity = (
                     _quantity_for(price, raw, f"{param}[quantity]")
@@ -1010,6 +1026,7 @@ def update_subscription(store: Store, sub: dict[str, Any], params: dict[str, Any
                 item["metadata"] = merge_metadata(item["metadata"], raw["metadata"])
         else:
             price = _recurring_price(store, require(raw, "price"), f"{param}[price]")
+            _check_currency(price, sub["currency"], f"{param}[price]")
             quantity = _quantity_for(price, raw, f"{param}[quantity]")
             item = _new_item(store, sub, price, quantity, raw)
             changes.append((item, None, (price, quantity)))
@@ -1369,7 +1386,12 @@ def subscription_item_create(ctx: Ctx) -> dict[str, Any]:
     sub = ctx.store.get("subscription", require(ctx.params, "subscription"), "subscription")
     known = {i["id"] for i in items_of(ctx.store, sub["id"])}
     item_params = {k: v for k, v in ctx.params.items() if k in ("price", "quantity", "metadata")}
-    update_subscription(ctx.store, sub, {**_sub_params(ctx.params), "items": [item_params]})
+    try:
+        update_subscription(ctx.store, sub, {**_sub_params(ctx.params), "items": [item_params]})
+    except StripeError as error:
+        if error.param and error.param.startswith("items[0]["):
+            error.param = error.param[len("items[0][") : -1]  # this endpoint's own parameter
+        raise
     new = [i for i in items_of(ctx.store, sub["id"]) if i["id"] not in known]
     return respond(ctx, new[-1])
 

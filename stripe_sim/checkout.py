@@ -3,9 +3,10 @@
 from typing import Any
 
 from stripe_sim import billing, discounts, pricing, tax
-from stripe_sim.core import address_of as core_address
 from stripe_sim.core import (
+    SETUP_AUTHENTICATION_FAILED,
     attach_payment_method,
+    authenticate_setup_intent,
     card_payment_method,
     confirm_payment_intent,
     confirm_setup_intent,
@@ -18,6 +19,7 @@ from stripe_sim.core import (
     sepa_payment_method,
     settle_debit,
 )
+from stripe_sim.core import address_of as core_address
 from stripe_sim.errors import card_error, invalid, invalid_param
 from stripe_sim.events import changed, emit
 from stripe_sim.params import as_bool, as_dict, as_int, as_list, merge_metadata, require
@@ -69,7 +71,7 @@ def compute_tax(store: Store, session: dict[str, Any], customer: dict[str, Any])
         return
     session["_taxes"] = None
     lines = amounts(store, session)
-    country, rate, _ = tax.treatment(store, customer)
+    _, rate, _, _ = tax.treatment(store, customer)
     taxes = []
     for raw, line in zip(session["_line_items"], lines, strict=True):
         price = pricing.in_currency(store.objects["price"][raw["price"]], session["currency"])
@@ -188,6 +190,9 @@ def session_create(ctx: Ctx) -> dict[str, Any]:
                     f"The price {price['id']} has no amount in {wanted}: add it to its currency_options.",
                 )
         prices = [pricing.in_currency(p, wanted) for p in prices]
+    elif len({p["currency"] for p in prices}) > 1:
+        # One session is paid in one currency: prices in several need `currency` (and options).
+        raise invalid_param("line_items", "All line items in a Checkout Session must have the same currency.")
     if mode == "subscription" and not any(p["type"] == "recurring" for p in prices):
         raise invalid_param(
             "line_items",
@@ -411,6 +416,7 @@ def complete_session(
     business_name: str | None = None,
     tax_id: str = "",
     authenticated: bool = False,
+    authentication_failed: bool = False,
 ) -> str:
     """Pay a checkout session as the hosted page's customer would. Returns the redirect URL.
 
@@ -449,6 +455,18 @@ def complete_session(
         if not collects_tax_id:
             raise invalid("This Checkout Session does not collect tax IDs.")
         tax.check_tax_id(tax_id_kind, tax_id, "tax_id")
+    setup_attempt = None
+    if pm.get("_authentication") and session["mode"] == "setup" and (authenticated or authentication_failed):
+        # Saving a card: its SetupIntent asks for the step (requires_action) and takes the answer
+        # given on this page. A failed step saves nothing and leaves the session open.
+        setup_attempt = create_setup_intent(
+            store, customer_id=session["customer"], metadata=session["_setup_intent_data"]["metadata"]
+        )
+        confirm_setup_intent(store, setup_attempt, pm)
+        if authentication_failed:
+            authenticate_setup_intent(store, setup_attempt, "fail")
+            raise invalid(SETUP_AUTHENTICATION_FAILED, code="setup_intent_authentication_failure")
+        setup_attempt["_authenticated"] = True
     if pm.get("_authentication"):
         if not authenticated:
             raise invalid("This card asks for authentication: complete it on the hosted page first.")
@@ -556,10 +574,14 @@ def complete_session(
         session["payment_intent"] = pi["id"]
         session["payment_status"] = "paid" if pi["status"] == "succeeded" else "unpaid"
     else:
-        seti = create_setup_intent(
+        seti = setup_attempt or create_setup_intent(
             store, customer_id=customer["id"], metadata=session["_setup_intent_data"]["metadata"]
         )
-        confirm_setup_intent(store, seti, pm)
+        seti["customer"] = customer["id"]
+        if seti["status"] == "requires_action":
+            authenticate_setup_intent(store, seti, "complete")  # answered on this page
+        else:
+            confirm_setup_intent(store, seti, pm)
         session["setup_intent"] = seti["id"]
         session["payment_status"] = "no_payment_required"
     session["status"] = "complete"

@@ -1,6 +1,7 @@
 """Account, customers, products, prices (and their plan view), payment methods, setup intents,
 payment intents, charges, refunds and balance transactions."""
 
+import contextlib
 import hashlib
 import re
 from typing import Any
@@ -1325,15 +1326,24 @@ def _requires_action(store: Store, pi: dict[str, Any], pm: dict[str, Any], off_s
             extra={"payment_intent": render(store, pi), "payment_method": public(pm)},
         )
     pi["status"] = "requires_action"
-    pi["next_action"] = {
-        "type": "use_stripe_sdk",
-        "use_stripe_sdk": {
-            "type": "three_d_secure_redirect",
-            "stripe_js": f"{store.base_url}/authenticate/{pi['id']}",
-            "source": pm["id"],
-        },
-    }
+    pi["next_action"] = next_action(store, pi, pm)
     emit(store, "payment_intent.requires_action", pi)
+
+
+def next_action(store: Store, intent: dict[str, Any], pm: dict[str, Any]) -> dict[str, Any]:
+    """Where the cardholder authenticates a payment or setup intent: the page Stripe.js opens
+    (``use_stripe_sdk``), or, when the intent was confirmed with a ``return_url``, a redirect to
+    it that comes back to that URL (``redirect_to_url``)."""
+    url = f"{store.base_url}/authenticate/{intent['id']}"
+    if intent.get("_return_url"):
+        return {
+            "type": "redirect_to_url",
+            "redirect_to_url": {"url": url, "return_url": intent["_return_url"]},
+        }
+    return {
+        "type": "use_stripe_sdk",
+        "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": url, "source": pm["id"]},
+    }
 
 
 def confirm_payment_intent(
@@ -1465,6 +1475,8 @@ def payment_intent_create(ctx: Ctx) -> dict[str, Any]:
                 "You cannot confirm this PaymentIntent because it's missing a payment method.",
                 code="payment_intent_unexpected_state",
             )
+        if params.get("return_url"):
+            pi["_return_url"] = str(params["return_url"])
         confirm_payment_intent(
             store,
             pi,
@@ -1516,6 +1528,8 @@ def payment_intent_confirm(ctx: Ctx, id: str) -> dict[str, Any]:
             "You cannot confirm this PaymentIntent because it's missing a payment method.",
             code="payment_intent_unexpected_state",
         )
+    if ctx.params.get("return_url"):
+        pi["_return_url"] = str(ctx.params["return_url"])
     confirm_payment_intent(
         store, pi, resolve_payment_method(store, pm_id), off_session=_off_session(ctx.params)
     )
@@ -1571,8 +1585,24 @@ def create_setup_intent(
     return seti
 
 
+SETUP_AUTHENTICATION_FAILED = (
+    "The provided PaymentMethod has failed authentication. Provide a new PaymentMethod to attempt "
+    "to fulfill this SetupIntent again."
+)
+
+
 def confirm_setup_intent(store: Store, seti: dict[str, Any], pm: dict[str, Any]) -> None:
+    """Save ``pm`` for later payments. An authentication card asks its cardholder first: the
+    intent is left ``requires_action`` (``setup_intent.requires_action``) until the step on the
+    page ``next_action`` names is answered (``authenticate_setup_intent``)."""
     seti["payment_method"] = pm["id"]
+    if pm["type"] == "card" and pm.get("_authentication") and not seti.get("_authenticated"):
+        seti["status"] = "requires_action"
+        seti["next_action"] = next_action(store, seti, pm)
+        seti["last_setup_error"] = None
+        emit(store, "setup_intent.requires_action", seti)
+        return
+    seti["next_action"] = None
     customer = store.find("customer", seti["customer"]) if seti["customer"] else None
     try:
         if customer is not None:
@@ -1594,7 +1624,36 @@ def confirm_setup_intent(store: Store, seti: dict[str, Any], pm: dict[str, Any])
         raise
     seti["status"] = "succeeded"
     seti["last_setup_error"] = None
+    if seti.get("_authenticated") and seti["usage"] == "off_session":
+        pm["_set_up_off_session"] = True  # authenticated once for later off-session payments
     emit(store, "setup_intent.succeeded", seti)
+
+
+def authenticate_setup_intent(store: Store, seti: dict[str, Any], outcome: str) -> None:
+    """The cardholder's answer for a setup intent waiting on them: completed, the card is saved
+    (``setup_intent.succeeded``); failed, nothing is saved and the intent asks for another
+    payment method, with ``setup_intent_authentication_failure`` (``setup_intent.setup_failed``)."""
+    if seti["status"] != "requires_action":
+        raise invalid(
+            f"This SetupIntent's status is {seti['status']}, so it does not need authentication.",
+            code="setup_intent_unexpected_state",
+        )
+    pm = store.get("payment_method", seti["payment_method"])
+    if outcome == "complete":
+        seti["_authenticated"] = True
+        with contextlib.suppress(StripeError):  # recorded on the intent as its last_setup_error
+            confirm_setup_intent(store, seti, pm)
+        return
+    seti["status"] = "requires_payment_method"
+    seti["next_action"] = None
+    seti["last_setup_error"] = {
+        "code": "setup_intent_authentication_failure",
+        "doc_url": "https://stripe.com/docs/error-codes/setup-intent-authentication-failure",
+        "message": SETUP_AUTHENTICATION_FAILED,
+        "payment_method": public(pm),
+        "type": "invalid_request_error",
+    }
+    emit(store, "setup_intent.setup_failed", seti)
 
 
 @route("POST", "/v1/setup_intents")
@@ -1612,6 +1671,8 @@ def setup_intent_create(ctx: Ctx) -> dict[str, Any]:
         seti["payment_method"] = pm["id"]
         seti["status"] = "requires_confirmation"
         if as_bool(params, "confirm", False):
+            if params.get("return_url"):
+                seti["_return_url"] = str(params["return_url"])
             confirm_setup_intent(store, seti, pm)
     return respond(ctx, seti)
 
@@ -1654,6 +1715,8 @@ def setup_intent_confirm(ctx: Ctx, id: str) -> dict[str, Any]:
             "You cannot confirm this SetupIntent because it's missing a payment method.",
             code="setup_intent_unexpected_state",
         )
+    if ctx.params.get("return_url"):
+        seti["_return_url"] = str(ctx.params["return_url"])
     confirm_setup_intent(store, seti, resolve_payment_method(store, pm_id))
     return respond(ctx, seti)
 

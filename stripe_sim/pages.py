@@ -144,7 +144,7 @@ The bank answers when time moves on (or <code>POST /_sim/settle</code>).</small>
 <p><label>Country <select name=country required><option value="">Choose…</option>{options}</select>
 </label></p>
 <p><label>Address <input name=line1></label> <label>Postal code <input name=postal_code></label>
-<label>City <input name=city></label></p></fieldset>"""
+<label>City <input name=city></label> <label>State <input name=state></label></p></fieldset>"""
     if (session["tax_id_collection"] or {}).get("enabled"):
         address_html += """<fieldset><legend>Buying as a business?</legend>
 <p><label>Business name <input name=business_name></label></p>
@@ -217,13 +217,17 @@ def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tupl
                 "line1",
                 "postal_code",
                 "city",
+                "state",
                 "business_name",
             )
             hidden = {name: form.get(name, "") for name in (*asked, "tax_id")}
-            amount = money(session["amount_total"], session["currency"])
-            step = authentication.step_html({}, amount, hidden)
+            if session["mode"] == "setup":
+                step = authentication.step_html({}, "", hidden, saving=True)
+            else:
+                amount = money(session["amount_total"], session["currency"])
+                step = authentication.step_html({}, amount, hidden)
             return 200, page("Checkout", f"<h1>Checkout</h1>{step}"), ""
-        if answer == "fail":
+        if answer == "fail" and (session is None or session["mode"] != "setup"):
             status, html = checkout_page(store, session_id, authentication.FAILED_MESSAGE)
             return (402 if status == 200 else status), html, ""
     try:
@@ -234,12 +238,13 @@ def checkout_submit(store: Store, session_id: str, form: dict[str, str]) -> tupl
             email=form.get("email") or None,
             name=form.get("name") or None,
             iban=form.get("iban", ""),
-            address={k: form.get(k) for k in ("country", "line1", "postal_code", "city")}
+            address={k: form.get(k) for k in ("country", "line1", "postal_code", "city", "state")}
             if form.get("country")
             else None,
             business_name=form.get("business_name") or None,
             tax_id=form.get("tax_id", ""),
             authenticated=answer == "complete",
+            authentication_failed=answer == "fail",
         )
     except StripeError as exc:
         status, html = checkout_page(store, session_id, exc.message)

@@ -7,7 +7,18 @@ The simulated account is a US seller registered to collect tax in the countries 
   (``standard_rated``);
 - an EU country, with an EU VAT ID (``eu_vat``) that did not fail verification: no tax, reverse
   charge (``reverse_charge``): the business accounts for the VAT itself;
+- the United States: the state's sales tax (below);
 - any other country: no tax (``not_collecting``).
+
+US sales tax, as Stripe Tax computes it from the postal address: the seller is registered in the
+states of ``US_STATE_RATES`` (their state-wide base rates, percent; county and city rates are not
+simulated), which give ``standard_rated``; a state without a sales tax (``US_NO_SALES_TAX``)
+gives none (``not_subject_to_tax``); every other state ``not_collecting``. The state is the
+address's ``state``; an address without one is located by its ZIP code (``US_ZIP3``, the first
+three digits, for the states of the two tables), and one with neither a state nor a ZIP code
+Stripe can place is refused (``customer_tax_location_invalid``), as Stripe Tax refuses a US
+address it cannot locate. A state's tax rate object names it: ``jurisdiction`` (its name),
+``jurisdiction_level = "state"``, ``state`` (its code), ``tax_type = "sales_tax"``.
 
 Tax comes after discounts, per line, on what is left of the line, rounded half to even. A price's
 ``tax_behavior`` says whether its amount excludes the tax (``exclusive``: the tax is added) or
@@ -51,6 +62,38 @@ RATES: dict[str, Fraction] = {
 }
 EU = {"AT", "BE", "DE", "ES", "FR", "IE", "IT", "NL", "PL", "SE"}
 TAX_TYPE = {"AU": "gst"}
+
+# US states the seller collects sales tax in: state base rates, percent.
+US_STATE_RATES: dict[str, Fraction] = {
+    "NY": Fraction(4),
+    "PA": Fraction(6),
+    "TX": Fraction(25, 4),  # 6.25
+    "WA": Fraction(13, 2),  # 6.5
+}
+US_NO_SALES_TAX = {"AK", "DE", "MT", "NH", "OR"}
+US_STATE_NAMES = {
+    "NY": "New York",
+    "PA": "Pennsylvania",
+    "TX": "Texas",
+    "WA": "Washington",
+    "AK": "Alaska",
+    "DE": "Delaware",
+    "MT": "Montana",
+    "NH": "New Hampshire",
+    "OR": "Oregon",
+}
+# ZIP code prefixes (first three digits, inclusive ranges) of the states above.
+US_ZIP3: dict[str, list[tuple[int, int]]] = {
+    "NY": [(5, 5), (100, 149)],
+    "PA": [(150, 196)],
+    "TX": [(733, 733), (750, 799), (885, 885)],
+    "WA": [(980, 994)],
+    "AK": [(995, 999)],
+    "DE": [(197, 199)],
+    "MT": [(590, 599)],
+    "NH": [(30, 38)],
+    "OR": [(970, 979)],
+}
 
 # EU VAT numbers by their country prefix (Greece's is EL); other types by themselves.
 _EU_VAT = {
@@ -166,30 +209,51 @@ def customer_tax_id_delete(ctx: Ctx, id: str, tax_id: str) -> dict[str, Any]:
 # --- tax rates -------------------------------------------------------------------------------------
 
 
-def rate_object(store: Store, country: str, percentage: Fraction, inclusive: bool) -> dict[str, Any]:
-    """The one tax rate object for this country, rate and behaviour (made when first needed)."""
+def rate_object(
+    store: Store, country: str, percentage: Fraction, inclusive: bool, state: str | None = None
+) -> dict[str, Any]:
+    """The one tax rate object for this country (and US state), rate and behaviour (made when
+    first needed)."""
     for rate in store.all("tax_rate"):
-        if (rate["country"], rate["inclusive"], Fraction(str(rate["percentage"]))) == (
+        if (rate["country"], rate.get("state"), rate["inclusive"], Fraction(str(rate["percentage"]))) == (
             country,
+            state,
             inclusive,
             percentage,
         ):
             return rate
-    kind = TAX_TYPE.get(country, "vat")
+    if state is not None:
+        name = US_STATE_NAMES.get(state, state)
+        kind, display, description, jurisdiction, level = (
+            "sales_tax",
+            "Sales Tax",
+            f"Sales Tax {name}",
+            name,
+            "state",
+        )
+    else:
+        kind = TAX_TYPE.get(country, "vat")
+        display, description, jurisdiction, level = (
+            kind.upper(),
+            f"{kind.upper()} {country}",
+            country,
+            "country",
+        )
     rate = new_object(
         store,
         "tax_rate",
         active=True,
         country=country,
-        description=f"{kind.upper()} {country}",
-        display_name=kind.upper(),
+        description=description,
+        display_name=display,
         effective_percentage=float(percentage),
         inclusive=inclusive,
-        jurisdiction=country,
-        jurisdiction_level="country",
+        jurisdiction=jurisdiction,
+        jurisdiction_level=level,
         metadata={},
         percentage=float(percentage),
         rate_type="percentage",
+        state=state,
         tax_type=kind,
     )
     store.add(rate)
@@ -240,30 +304,63 @@ def tax_rate_list(ctx: Ctx) -> dict[str, Any]:
 # --- the maths -------------------------------------------------------------------------------------
 
 
+def _unlocated(message: str) -> StripeError:
+    return invalid(message, code="customer_tax_location_invalid", param="customer")
+
+
 def location_of(store: Store, customer: dict[str, Any]) -> str:
-    """The country tax is computed for, or Stripe's refusal when there is none."""
-    country = (customer.get("address") or {}).get("country")
+    """The country tax is computed for, or Stripe's refusal when there is none (or, in the US,
+    no state it can place)."""
+    address = customer.get("address") or {}
+    country = address.get("country")
     if not country:
-        raise invalid(
+        raise _unlocated(
             "The customer's location isn't recognized: automatic tax needs the customer's address "
-            "(at least its country).",
-            code="customer_tax_location_invalid",
-            param="customer",
+            "(at least its country)."
         )
+    if country == "US":
+        us_state_of(address)
     return str(country)
 
 
-def treatment(store: Store, customer: dict[str, Any]) -> tuple[str, Fraction, str]:
-    """(country, rate, taxability reason) for this customer."""
+def us_state_of(address: dict[str, Any]) -> str:
+    """The US state of an address: its ``state``, else the one its ZIP code is in."""
+    state = str(address.get("state") or "").strip().upper()
+    if state:
+        return state
+    zip_code = str(address.get("postal_code") or "").strip()
+    if re.fullmatch(r"\d{5}(-\d{4})?", zip_code):
+        prefix = int(zip_code[:3])
+        for code, ranges in US_ZIP3.items():
+            if any(low <= prefix <= high for low, high in ranges):
+                return code
+    raise _unlocated(
+        "The customer's location isn't recognized: a US address needs its state, or a ZIP code "
+        "that places it."
+    )
+
+
+def treatment(store: Store, customer: dict[str, Any]) -> tuple[str, Fraction, str, str | None]:
+    """(country, rate, taxability reason, US state or None) for this customer."""
     country = location_of(store, customer)
+    if country == "US":
+        state = us_state_of(customer.get("address") or {})
+        if state in US_STATE_RATES:
+            return country, US_STATE_RATES[state], "standard_rated", state
+        return (
+            country,
+            Fraction(0),
+            "not_subject_to_tax" if state in US_NO_SALES_TAX else "not_collecting",
+            state,
+        )
     if country not in RATES:
-        return country, Fraction(0), "not_collecting"
+        return country, Fraction(0), "not_collecting", None
     if country in EU and any(
         t["type"] == "eu_vat" and t["verification"]["status"] != "unverified"
         for t in tax_ids_of(store, customer["id"])
     ):
-        return country, Fraction(0), "reverse_charge"
-    return country, RATES[country], "standard_rated"
+        return country, Fraction(0), "reverse_charge", None
+    return country, RATES[country], "standard_rated", None
 
 
 def line_tax(taxable: int, rate: Fraction, inclusive: bool) -> int:
@@ -280,7 +377,7 @@ def apply_to_invoice(store: Store, invoice: dict[str, Any], discount_of_line) ->
         invoice["total_taxes"] = []
         return
     customer = store.get("customer", invoice["customer"])
-    country, rate, reason = treatment(store, customer)
+    country, rate, reason, state = treatment(store, customer)
     totals: dict[tuple[str, str, str], dict[str, Any]] = {}
     for line in invoice["_lines"]:
         price = store.find("price", ((line.get("pricing") or {}).get("price_details") or {}).get("price"))
@@ -289,7 +386,7 @@ def apply_to_invoice(store: Store, invoice: dict[str, Any], discount_of_line) ->
         behavior = "inclusive" if price is not None and price["tax_behavior"] == "inclusive" else "exclusive"
         taxable = line["amount"] - discount_of_line(line)
         amount = line_tax(taxable, rate, behavior == "inclusive")
-        tax_rate = rate_object(store, country, rate, behavior == "inclusive")
+        tax_rate = rate_object(store, country, rate, behavior == "inclusive", state)
         if behavior == "inclusive":
             taxable -= amount  # the taxable amount of an inclusive price excludes its tax
         entry = {

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from common.admin import ReadOnlyAdmin
+from common.admin import ReadOnlyAdmin, TabularInline
 from teams.forms import AdminLoginForm
 from teams.models import ApiKey, AuditEvent, Invitation, Membership, Organization, QueuedTask, User
 
@@ -9,7 +9,7 @@ from teams.models import ApiKey, AuditEvent, Invitation, Membership, Organizatio
 admin.site.login_form = AdminLoginForm
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(TabularInline):
     model = Membership
     extra = 0
     autocomplete_fields = ["user"]

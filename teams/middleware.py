@@ -1,6 +1,8 @@
-"""Headers every API response carries, the request id, and a clean 503 when the database goes away."""
+"""Headers every API response carries, the request id, request latencies, and a clean 503 when
+the database goes away."""
 
 import logging
+import time
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
@@ -10,6 +12,7 @@ from django.utils.http import urlencode
 from django_htmx.http import HttpResponseClientRedirect
 
 from common import logs
+from teams import metrics
 from teams.access import TwoFactorRequired
 
 log = logging.getLogger("tally.db")
@@ -32,6 +35,22 @@ class RequestId:
         finally:
             logs.request_id.reset(token)
         response[logs.HEADER] = rid
+        return response
+
+
+class RequestMetrics:
+    """The time each request took, by the view that answered it (its URL name: one series per
+    view, not per path; a path no view matched counts as `unresolved`)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        view = (match.view_name or match._func_path) if match is not None else "unresolved"
+        metrics.observe_request(view=view, method=request.method, seconds=time.perf_counter() - started)
         return response
 
 

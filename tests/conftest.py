@@ -4,6 +4,7 @@ from rest_framework.test import APIClient
 
 from billing import entitlements
 from billing.catalog import catalog_apply, load_catalog
+from billing.entitlements import ratelimit
 from billing.models import Feature, Plan, SubscriptionStatus
 from teams import keycache
 from teams.models import Role
@@ -47,6 +48,7 @@ def _fresh_state(request):
     """A clean cache per test, and the catalog back after a transactional test flushed it."""
     cache.clear()
     keycache.forget_local()
+    ratelimit.forget_limits()
     if "django_db" in {m.name for m in request.node.iter_markers()} or {
         "db",
         "transactional_db",

@@ -63,6 +63,7 @@ class GenerationFactory(factory.django.DjangoModelFactory):
         model = Generation
 
     project = factory.SubFactory(ProjectFactory)
+    organization = factory.SelfAttribute("project.organization")
     model = "gpt-4"
     prompt = "Hello"
     result = "World"

@@ -5,7 +5,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from billing.models import Addon, AddonPurchase
 from credits import services as credit_services
-from credits.models import CreditPurchase
+from credits.models import CreditPurchase, CreditRecharge
 from teams import api_keys
 from teams.models import Membership, Role
 from tests.factories import CreditPackageFactory, InvitationFactory, ProjectFactory
@@ -39,6 +39,15 @@ def acme(org, owner, member):
             stripe_checkout_session_id="cs_test_outsiders",
         ).code,
         "purchase": CreditPurchase.objects.create(
+            organization=org,
+            account=credit_services.credit_account_for(organization=org),
+            package=CreditPackageFactory(),
+            credits=1000,
+            amount=1000,
+            currency="usd",
+        ).code,
+        "recharge": CreditRecharge.objects.create(
+            organization=org,
             account=credit_services.credit_account_for(organization=org),
             package=CreditPackageFactory(),
             credits=1000,
@@ -94,6 +103,8 @@ PAGES = {
     "credits_buy": ([], ["post"]),
     "credits_purchase": (["purchase"], ["get"]),
     "credits_export": ([], ["get"]),
+    "credits_recharge": (["recharge"], ["get", "post"]),
+    "credits_card": ([], ["get", "post"]),
     "usage": ([], ["get"]),
     "usage_export": ([], ["get"]),
 }

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
 from billing.admin.push import CatalogAdmin
-from billing.catalog.forms import TiersField
+from billing.catalog.forms import CurrencyOptionsField, TiersField
 from billing.catalog.push import catalog_object_touch, subscriptions_per_price
 from billing.catalog.tasks import catalog_object_push_task
 from billing.models import (
@@ -24,7 +24,7 @@ from billing.models import (
     Product,
     PromotionCode,
 )
-from common.admin import ReadOnlyAdmin
+from common.admin import ReadOnlyAdmin, TabularInline
 
 
 @admin.register(Feature)
@@ -35,7 +35,7 @@ class FeatureAdmin(CatalogAdmin):
     search_fields = ["key", "name"]
 
 
-class PlanInline(admin.TabularInline):
+class PlanInline(TabularInline):
     model = Plan
     extra = 0
     fields = ["key", "name", "interval", "trial_days", "is_free", "is_active"]
@@ -66,6 +66,11 @@ class LineItemForm(forms.ModelForm):
         required=False,
         help_text="One row per tier, in ascending order; leave a row blank to remove it.",
     )
+    currency_options = CurrencyOptionsField(
+        required=False,
+        label="Other currencies",
+        help_text="A unit amount or tier rows per currency; clear a currency's fields to remove it.",
+    )
 
     class Meta:
         model = PlanLineItem
@@ -90,7 +95,7 @@ class LineItemInline(admin.StackedInline):
     readonly_fields = ["stripe_price_id"]
 
 
-class PlanEntitlementInline(admin.TabularInline):
+class PlanEntitlementInline(TabularInline):
     model = PlanEntitlement
     extra = 0
     fields = ["feature", "enabled", "limit", "overage", "warn_at"]
@@ -129,7 +134,7 @@ class PlanAdmin(CatalogAdmin):
     inlines = [LineItemInline, PlanEntitlementInline]
 
 
-class AddonEntitlementInline(admin.TabularInline):
+class AddonEntitlementInline(TabularInline):
     model = AddonEntitlement
     extra = 0
 
@@ -144,7 +149,7 @@ class AddonAdmin(CatalogAdmin):
     inlines = [AddonEntitlementInline]
 
 
-class PromotionCodeInline(admin.TabularInline):
+class PromotionCodeInline(TabularInline):
     model = PromotionCode
     extra = 0
     fields = [

@@ -192,6 +192,11 @@ def catalog_export_data() -> dict:
         }
         if addon.currency != currency:
             out["currency"] = addon.currency  # refused on import: the catalog has one currency
+        if addon.currency_options:
+            out["currency_options"] = {
+                other: {"unit_amount": option.get("unit_amount") if isinstance(option, dict) else option}
+                for other, option in sorted(addon.currency_options.items())
+            }
         if addon.interval:
             out["interval"] = addon.interval
         if addon.max_quantity != 1:

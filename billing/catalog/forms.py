@@ -1,7 +1,8 @@
 """Price tiers edited as rows in the admin: up to, unit amount and flat amount in minor units.
 
 A row left blank is dropped; a blank "up to" is infinity (only the last row may have one). The
-rows are checked with the catalog file's rules, each problem naming its row and field.
+rows are checked with the catalog file's rules, each problem naming its row and field. A price's
+other currencies are edited the same way: one block per currency, with a unit amount or rows.
 """
 
 from django import forms
@@ -125,3 +126,122 @@ def _order_problems(tiers: list[tuple[int, dict]]) -> list[str]:
         if last:
             problems.append(f"Row {row}, up_to: the last row is open-ended; leave its up_to blank")
     return problems
+
+
+OPTION_CELLS = ("currency", "unit_amount")
+
+
+class CurrencyOptionsWidget(forms.Widget):
+    """One block per other currency, posted as `<name>-<n>-currency`, `<name>-<n>-unit_amount`
+    and the tier rows `<name>-<n>-tiers-<row>-<cell>`; one blank block adds a currency."""
+
+    def format_value(self, value):
+        options = value if isinstance(value, dict) else {}
+        shown = [
+            {
+                "currency": currency,
+                "unit_amount": "" if option.get("unit_amount") is None else str(option["unit_amount"]),
+                "tiers": option.get("tiers") or [],
+            }
+            for currency, option in sorted(options.items())
+            if isinstance(option, dict)
+        ]
+        return [*shown, {"currency": "", "unit_amount": "", "tiers": []}]
+
+    def render(self, name, value, attrs=None, renderer=None):
+        blocks = value if isinstance(value, list) else self.format_value(value)
+        tiers = TiersWidget()
+        body = format_html_join(
+            "",
+            '<fieldset class="currency-option"><legend>{}</legend>'
+            '<label>Currency <input type="text" name="{}-{}-currency" value="{}" size="4" '
+            'maxlength="3" placeholder="eur"></label> '
+            '<label>Unit amount (minor units) <input type="text" inputmode="numeric" '
+            'name="{}-{}-unit_amount" value="{}" size="8"></label>'
+            "<p>Or tiers, with the same bounds as the base currency's:</p>{}</fieldset>",
+            (
+                (
+                    block["currency"].upper() or "Add a currency",
+                    name,
+                    index,
+                    block["currency"],
+                    name,
+                    index,
+                    block["unit_amount"],
+                    tiers.render(f"{name}-{index}-tiers", block["tiers"]),
+                )
+                for index, block in enumerate(blocks)
+            ),
+        )
+        return format_html(
+            '<div class="currency-options">{}</div><input type="hidden" name="{}-currencies" value="{}">',
+            body,
+            name,
+            len(blocks),
+        )
+
+    def value_from_datadict(self, data, files, name):
+        blocks, index, tiers = [], 0, TiersWidget()
+        while index < 100 and f"{name}-{index}-currency" in data:
+            block = {cell: (data.get(f"{name}-{index}-{cell}") or "").strip() for cell in OPTION_CELLS}
+            block["tiers"] = tiers.value_from_datadict(data, files, f"{name}-{index}-tiers")
+            blocks.append(block)
+            index += 1
+        return blocks
+
+    def value_omitted_from_data(self, data, files, name):
+        return f"{name}-currencies" not in data and f"{name}-0-currency" not in data
+
+
+class CurrencyOptionsField(forms.Field):
+    """`{"eur": {"unit_amount": 4500}}` or `{"eur": {"tiers": [...]}}`, from blocks of rows."""
+
+    widget = CurrencyOptionsWidget
+
+    def to_python(self, value):
+        if isinstance(value, dict):
+            return value  # already options (the initial value)
+        if not isinstance(value, list):
+            return {}
+        options, problems, rows = {}, [], TiersField()
+        for index, block in enumerate(value):
+            currency = block.get("currency", "").lower()
+            raw_amount = block.get("unit_amount", "")
+            tier_rows = [row for row in block.get("tiers") or [] if any(row.values())]
+            if not (currency or raw_amount or tier_rows):
+                continue  # a blank block: removed
+            label = currency.upper() or f"Currency {index + 1}"
+            if not (len(currency) == 3 and currency.isascii() and currency.isalpha()):
+                problems.append(
+                    f"{label}: the currency must be a three-letter code such as eur, not {currency!r}."
+                )
+                continue
+            if currency in options:
+                problems.append(f"{label} is given twice; give each currency once.")
+                continue
+            try:
+                tiers = rows.to_python(tier_rows)
+            except ValidationError as error:
+                problems.extend(f"{label} tiers: {message}." for message in error.messages)
+                continue
+            if raw_amount and tiers:
+                problems.append(f"{label}: give a unit amount or tiers, not both.")
+            elif tiers:
+                options[currency] = {"tiers": tiers}
+            elif not raw_amount:
+                problems.append(f"{label}: give a unit amount or tiers (or clear the currency to remove it).")
+            elif not raw_amount.isdigit():
+                problems.append(
+                    f"{label}: the unit amount {raw_amount!r} is not a whole number of minor units."
+                )
+            else:
+                options[currency] = {"unit_amount": int(raw_amount)}
+        if problems:
+            raise ValidationError(problems, code="invalid_currency_option")
+        return options
+
+    def has_changed(self, initial, data):
+        try:
+            return self.to_python(data) != (initial or {})
+        except ValidationError:
+            return True

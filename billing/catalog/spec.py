@@ -169,6 +169,25 @@ def _line_items(raw, features, currency_where, where, problems) -> list[dict]:
     return items
 
 
+def _addon_currency_options(raw, currency: str, where: str, problems: list[str]) -> dict:
+    """An add-on in the catalog's other currencies, as a plan's flat price: one amount each."""
+    options = {}
+    if raw is not None and not isinstance(raw, dict):
+        problems.append(f"{where} currency_options: a table such as {{ eur = {{ unit_amount = 900 }} }}")
+        return options
+    for other, option in (raw or {}).items():
+        at = f"{where} currency_options.{other}"
+        if not (len(other) == 3 and other.islower()) or other == currency:
+            problems.append(f"{at}: another currency than the catalog's, e.g. eur")
+        elif not isinstance(option, dict) or set(option) != {"unit_amount"}:
+            problems.append(f"{at}: {{ unit_amount = ... }}")
+        elif not rules.is_int(option["unit_amount"]) or option["unit_amount"] < 0:
+            problems.append(f"{at}: unit_amount must be a whole number of cents >= 0")
+        else:
+            options[other] = {"unit_amount": option["unit_amount"]}
+    return dict(sorted(options.items()))
+
+
 def _meters(raw: dict, features: dict, problems: list[str]) -> dict[str, dict]:
     meters, fed = {}, {}
     for index, (key, meter) in enumerate(raw.items()):
@@ -343,6 +362,7 @@ def parse_catalog(data: dict) -> CatalogSpec:
             problems.append(f"{where} interval: a recurring add-on is monthly or yearly")
         if raw.get("currency", currency) != currency:
             problems.append(f"{where} currency: differs from the catalog's {currency!r}")
+        options = _addon_currency_options(raw.get("currency_options"), currency, where, problems)
         grants = {}
         for feature_key, value in (raw.get("entitlements") or {}).items():
             if feature_key not in features:
@@ -359,6 +379,7 @@ def parse_catalog(data: dict) -> CatalogSpec:
             "kind": kind,
             "unit_amount": amount,
             "currency": currency,
+            "currency_options": options,
             "interval": interval if kind == Addon.Kind.RECURRING else "",
             "max_quantity": raw.get("max_quantity", 1),
             "tax_behavior": rules.tax_behavior(

@@ -116,6 +116,13 @@ def _addon_params(addon: Addon) -> dict:
     }
     if addon.kind == Addon.Kind.RECURRING:
         params["recurring"] = {"interval": addon.interval}
+    # The add-on in the plans' other currencies: a subscription in euros takes it in euros.
+    options = {
+        currency: {"unit_amount": option["unit_amount"], "tax_behavior": addon.tax_behavior}
+        for currency, option in sorted((addon.currency_options or {}).items())
+    }
+    if options:
+        params["currency_options"] = options
     return params
 
 

@@ -68,6 +68,7 @@ def price_migrations_run(*, now: datetime | None = None) -> list[PriceMigration]
     for subscription in live:
         for move in price_moves_of(subscription):
             migration, _ = PriceMigration.objects.get_or_create(
+                organization_id=subscription.organization_id,
                 subscription=subscription,
                 from_price_id=move.old.stripe_price_id,
                 to_price_id=move.new.stripe_price_id,

@@ -29,6 +29,7 @@ _EXPORTS = {
     "invalidate_catalog": "engine",
     "low_quotas": "engine",
     "register_counter": "counter_registry",
+    "register_forget": "counter_registry",
     "usage_cached": "engine",
     "usage_recorded": "engine",
     "consume": "quota",

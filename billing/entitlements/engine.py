@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing.catalog.spec import UNLIMITED
-from billing.entitlements.counter_registry import COUNTERS
+from billing.entitlements.counter_registry import COUNTERS, FORGET
 from billing.entitlements.decisions import Decision, Effective, FeatureEntitlement, Reason
 from billing.entitlements.upgrades import cached_upgrade
 from billing.models import (
@@ -101,11 +101,15 @@ def invalidate(organization: Organization | int) -> None:
     # stores under the old generation, which nobody takes as fresh.
     cache.set(_generation_key(org_id), _new_generation(), GENERATION_TTL)
     cache.delete(_ent_key(org_id))
+    for forget in FORGET:
+        forget(org_id)
 
 
 def invalidate_catalog() -> None:
     """Forget every organization's entitlements at once (a plan or add-on changed)."""
     cache.set(VERSION_KEY, str(time.time_ns()), None)
+    for forget in FORGET:
+        forget(None)
 
 
 def _compute(organization: Organization, version: str, now: datetime) -> Effective:

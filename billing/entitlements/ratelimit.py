@@ -2,6 +2,7 @@
 each API key or person (`api_key_rate`), enforced by `billing.entitlements.gating.RateLimited` on every API
 view through the limiter in `teams/ratelimit.py`."""
 
+import time
 from datetime import datetime
 
 from django.conf import settings
@@ -11,7 +12,15 @@ from billing import entitlements
 from teams.models import Organization
 from teams.ratelimit import Bucket, RateDecision, limiter_count, limiter_hit
 
-__all__ = ["Bucket", "RateDecision", "address_hit", "api_buckets", "rate_hit", "requests_this_minute"]
+__all__ = [
+    "Bucket",
+    "RateDecision",
+    "address_hit",
+    "api_buckets",
+    "forget_limits",
+    "rate_hit",
+    "requests_this_minute",
+]
 
 FEATURE = "api_rate"  # requests a minute for the whole organization
 CALLER_FEATURE = "api_key_rate"  # requests a minute for one API key or one person
@@ -25,18 +34,45 @@ def _plan_limit(effective: entitlements.Effective, feature: str) -> int | None:
     return ent.limit if ent.enabled else 0
 
 
+# The two limits of each organization, kept in this process for a few seconds: a consume or a
+# usage batch then needs no cache read for its rate limit (the key's one round trip is all).
+# A plan change made in this process forgets them at once (`forget_limits`, called by
+# `entitlements.invalidate`); one made in another process reaches this one's limiter within
+# LIMITS_TTL. Entitlement decisions never read these.
+LIMITS_TTL = 5.0
+_LIMITS_SIZE = 10_000
+_limits: dict[int, tuple[float, datetime | None, int | None, int | None]] = {}
+
+
+def forget_limits(organization_id: int | None = None) -> None:
+    if organization_id is None:
+        _limits.clear()
+    else:
+        _limits.pop(organization_id, None)
+
+
+def _limits_for(organization: Organization, now: datetime) -> tuple[int | None, int | None]:
+    kept = _limits.get(organization.pk)
+    moment = time.monotonic()
+    if kept is not None and kept[0] > moment and (kept[1] is None or now < kept[1]):
+        return kept[2], kept[3]
+    effective = entitlements.effective_for(organization, now=now, remember=True)
+    limits = (_plan_limit(effective, FEATURE), _plan_limit(effective, CALLER_FEATURE))
+    if len(_limits) >= _LIMITS_SIZE:
+        _limits.clear()
+    _limits[organization.pk] = (moment + LIMITS_TTL, effective.valid_until, *limits)
+    return limits
+
+
 def api_buckets(*, organization: Organization, caller: str | None, now: datetime) -> list[Bucket]:
     """The organization's bucket (`api_rate`) and the caller's own (`api_key_rate`), so that one
     runaway key cannot use up what the organization's other keys and people share."""
     buckets = []
-    effective = entitlements.effective_for(organization, now=now, remember=True)
-    org_limit = _plan_limit(effective, FEATURE)
+    org_limit, caller_limit = _limits_for(organization, now)
     if org_limit is not None:
         buckets.append(Bucket(f"org:{organization.pk}", org_limit))
-    if caller:
-        caller_limit = _plan_limit(effective, CALLER_FEATURE)
-        if caller_limit is not None and (org_limit is None or caller_limit < org_limit):
-            buckets.append(Bucket(f"{caller}:org{organization.pk}", caller_limit))
+    if caller and caller_limit is not None and (org_limit is None or caller_limit < org_limit):
+        buckets.append(Bucket(f"{caller}:org{organization.pk}", caller_limit))
     return buckets
 
 
@@ -59,3 +95,4 @@ def requests_this_minute(organization: Organization) -> int:
 
 
 entitlements.register_counter(FEATURE, requests_this_minute)
+entitlements.register_forget(forget_limits)

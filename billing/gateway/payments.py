@@ -206,3 +206,49 @@ def payment_charge_saved_card(
             failure_message="The bank asked for the cardholder to confirm this payment.",
         )
     return OffSessionCharge(payment_intent_id=intent.id, succeeded=True)
+
+
+@dataclass(frozen=True)
+class OnSessionConfirmation:
+    """A PaymentIntent as Stripe has it after the cardholder was asked to confirm it."""
+
+    status: str
+    redirect_url: str = ""  # where the cardholder authenticates, when Stripe asks for it
+    failure_message: str = ""
+
+
+def _id_of(value) -> str:
+    return value if isinstance(value, str) else (value or {}).get("id", "") if value else ""
+
+
+def _confirmation(intent) -> OnSessionConfirmation:
+    action = intent.get("next_action") or {}
+    redirect = (action.get("redirect_to_url") or {}).get("url") or ""
+    error = intent.get("last_payment_error") or {}
+    return OnSessionConfirmation(
+        status=intent.status, redirect_url=redirect, failure_message=error.get("message") or ""
+    )
+
+
+def payment_intent_read(*, payment_intent_id: str) -> OnSessionConfirmation:
+    """How a payment stands in Stripe now (after the cardholder came back from their bank)."""
+    return _confirmation(stripe_client().v1.payment_intents.retrieve(payment_intent_id))
+
+
+def payment_confirm_on_session(*, payment_intent_id: str, return_url: str) -> OnSessionConfirmation:
+    """Bring the cardholder back to an off-session payment their bank wants them present for, as
+    Stripe advises: the same PaymentIntent is confirmed again, on session, with the card it
+    tried, and the bank's step (`next_action.redirect_to_url`) returns to `return_url`. A payment
+    already waiting for the step, or settled, is only read (a second click confirms nothing)."""
+    client = stripe_client()
+    intent = client.v1.payment_intents.retrieve(payment_intent_id)
+    if intent.status in ("requires_payment_method", "requires_confirmation"):
+        card = _id_of(intent.get("payment_method")) or _id_of(
+            (intent.get("last_payment_error") or {}).get("payment_method")
+        )
+        if not card:
+            raise PaymentUnavailable("This payment has no card to confirm: buy a package instead.")
+        intent = client.v1.payment_intents.confirm(
+            intent.id, {"payment_method": card, "return_url": return_url}
+        )
+    return _confirmation(intent)

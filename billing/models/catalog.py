@@ -265,6 +265,11 @@ class Addon(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     unit_amount = models.BigIntegerField()
     currency = models.CharField(max_length=3, default="usd")
+    currency_options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Other currencies, as plans have them: {"eur": {"unit_amount": 900}}.',
+    )
     interval = models.CharField(max_length=8, choices=Interval.choices, blank=True)
     max_quantity = models.PositiveIntegerField(default=1)
     tax_behavior = models.CharField(max_length=16, choices=TaxBehavior.choices, default=TaxBehavior.EXCLUSIVE)
@@ -288,7 +293,25 @@ class Addon(models.Model):
     def lookup_key(self) -> str:
         return f"tally:addon:{self.key}"
 
+    @property
+    def currencies(self) -> list[str]:
+        """The currencies it is sold in: its own, then its `currency_options`."""
+        return [self.currency, *sorted(set(self.currency_options or {}) - {self.currency})]
+
+    def unit_amount_in(self, currency: str) -> int | None:
+        """Its price in `currency`, or None where it is not sold in that currency."""
+        if currency == self.currency:
+            return self.unit_amount
+        option = (self.currency_options or {}).get(currency)
+        return option.get("unit_amount") if isinstance(option, dict) else None
+
     def clean(self) -> None:
+        for currency, option in (self.currency_options or {}).items():
+            amount = option.get("unit_amount") if isinstance(option, dict) else None
+            if currency == self.currency or not (len(currency) == 3 and currency.islower()):
+                raise ValidationError({"currency_options": f"{currency!r}: another currency, such as 'eur'."})
+            if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+                raise ValidationError({"currency_options": f"{currency}: a unit_amount in cents, 0 or more."})
         if self.kind == self.Kind.RECURRING and not self.interval:
             raise ValidationError({"interval": "A recurring add-on needs an interval."})
         if self.kind == self.Kind.ONE_TIME and self.interval:

@@ -79,6 +79,10 @@ class PriceMigration(models.Model):
     """One subscription moving from an older price to the one sold now, at its next renewal:
     the notice sent a set number of days before, and the move made just before the renewal."""
 
+    # The distribution column (see config/tenancy.py): indexed by the unique constraint below.
+    organization = models.ForeignKey(
+        "teams.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     subscription = models.ForeignKey(
         "billing.OrgSubscription", on_delete=models.CASCADE, related_name="price_migrations"
     )
@@ -92,7 +96,8 @@ class PriceMigration(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["subscription", "from_price_id", "to_price_id"], name="billing_pricemigration_once"
+                fields=["organization", "subscription", "from_price_id", "to_price_id"],
+                name="billing_pricemigration_org_once",
             ),
         ]
 

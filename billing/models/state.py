@@ -368,3 +368,22 @@ class UsageAlert(models.Model):
 
 def _from_ts(value: int | None):
     return datetime.fromtimestamp(value, tz=UTC) if value else None
+
+
+class SeatSyncDue(models.Model):
+    """Membership changes whose seat count Stripe may not have yet.
+
+    Written when a change schedules its sync, deleted by the sync that read the count after the
+    last of them. A task lost on the way (a worker killed while it waited) leaves the row, and the
+    periodic sweep queues the sync again, so the quantity in Stripe converges in minutes instead of
+    waiting for the broker's visibility timeout.
+    """
+
+    organization = models.OneToOneField(
+        "teams.Organization", on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    since = models.DateTimeField(help_text="The first change not synced yet, or the sweep's last try.")
+    last = models.DateTimeField(help_text="The latest change.")
+
+    def __str__(self) -> str:
+        return f"seat sync due for organization {self.organization_id} since {self.since:%Y-%m-%d %H:%M:%S}"

@@ -69,6 +69,9 @@ class BillingProfile(models.Model):
     line1 = models.CharField(max_length=200, blank=True)
     postal_code = models.CharField(max_length=20, blank=True)
     city = models.CharField(max_length=100, blank=True)
+    state = models.CharField(
+        max_length=3, blank=True, help_text="State or region, e.g. NY: what US sales tax is computed from."
+    )
     country = models.CharField(max_length=2, blank=True, help_text="ISO 3166 code, e.g. DE.")
     vat_number = models.CharField(max_length=32, blank=True)
     stripe_tax_id = models.CharField(max_length=255, blank=True)

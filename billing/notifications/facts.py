@@ -32,6 +32,17 @@ def invoice_notices_queue(*, payment: Payment, invoice, settled_now: bool) -> No
             key=f"{payment.stripe_invoice_id}:{attempt}",
             data=data,
         )
+    elif payment.status == Payment.Status.FAILED and (reason := _first_debit_failure(payment, invoice)):
+        # No access was ever granted, so "update your card before access is restricted" is
+        # wrong: the one notice is the failed debit's, under the key the checkout's event uses.
+        async_payment_failed_queue(
+            organization=organization,
+            key=payment.stripe_invoice_id,
+            amount=payment.amount_due,
+            currency=payment.currency,
+            reason=reason,
+            what="subscription",
+        )
     elif payment.status == Payment.Status.FAILED:
         notice_queue(
             organization=organization,
@@ -112,14 +123,33 @@ def price_change_queue(*, migration: PriceMigration) -> Notice | None:
     )
 
 
+# Stripe's delayed-notification methods: their payments are `processing` until the bank answers.
+DELAYED_METHODS = frozenset({"acss_debit", "au_becs_debit", "bacs_debit", "sepa_debit", "us_bank_account"})
+
+
+def _first_debit_failure(payment: Payment, invoice) -> str:
+    """The bank's reason when the first invoice of a subscription, paid by a delayed method,
+    failed (the subscription never started); "" for any other failure."""
+    if payment.billing_reason != "subscription_create":
+        return ""
+    for record in (invoice.get("payments") or {}).get("data") or []:
+        intent = (record.get("payment") or {}).get("payment_intent")
+        error = (getattr(intent, "get", None) and intent.get("last_payment_error")) or {}
+        if (error.get("payment_method") or {}).get("type") in DELAYED_METHODS:
+            return error.get("message") or "The bank refused the payment."
+    return ""
+
+
 def async_payment_failed_queue(
-    *, organization: Organization, session_id: str, amount: int, currency: str, reason: str, what: str
+    *, organization: Organization, key: str, amount: int, currency: str, reason: str, what: str
 ) -> Notice | None:
-    """A Checkout paid by a delayed method (a bank debit) whose payment failed: once per session."""
+    """A payment by a delayed method (a bank debit) that failed, once per fact: a purchase's
+    Checkout Session, or a subscription's first invoice (which its Checkout's event and the
+    invoice's event both tell of)."""
     return notice_queue(
         organization=organization,
         kind=NoticeKind.ASYNC_PAYMENT_FAILED,
-        key=session_id,
+        key=key,
         data={"amount": amount, "currency": currency, "reason": reason[:500], "what": what},
     )
 

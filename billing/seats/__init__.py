@@ -25,6 +25,7 @@ _EXPORTS = {
     "SCHEDULED_GRACE": "schedule",
     "organization_deleted": "schedule",
     "seat_sync_schedule": "schedule",
+    "seat_syncs_sweep": "schedule",
 }
 
 __all__, __getattr__ = exports(__name__, _EXPORTS)

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import stripe
 from django.core.cache import cache
 from django.urls import reverse
+from django.utils import timezone
 
 from billing import entitlements, pricing
 from billing.entitlements.gating import EntitlementError
 from billing.gateway.client import stripe_client
-from billing.models import OrgSubscription, PlanLineItem, SeatPolicy
+from billing.models import OrgSubscription, PlanLineItem, SeatPolicy, SeatSyncDue
 from billing.notifications import seat_count_changed_queue
 from billing.seats.counts import billable_seats, prepaid_seats, seat_holders
 from billing.seats.schedule import _scheduled_key
@@ -150,11 +151,15 @@ def seat_sync(*, organization_id: int, attempt: str = "") -> SeatSync | None:
     # From here on, a change that commits schedules a new sync; the count read below already
     # includes every change committed before this line.
     cache.delete(_scheduled_key(organization_id))
+    started = timezone.now()
     token = uuid.uuid4().hex
     if not cache.add(_lock_key(organization_id), token, timeout=LOCK_TTL):
         raise SyncBusy(f"a seat sync for organization {organization_id} is running")
     try:
-        return _sync(organization_id, attempt or token)
+        done = _sync(organization_id, attempt or token)
+        # Every change up to `started` is in the count sent; a later one keeps its row.
+        SeatSyncDue.objects.filter(organization_id=organization_id, last__lte=started).delete()
+        return done
     finally:
         if cache.get(_lock_key(organization_id)) == token:
             cache.delete(_lock_key(organization_id))

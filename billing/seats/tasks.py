@@ -33,3 +33,9 @@ def seat_sync(self, organization_id: int) -> None:
 )
 def subscription_cancel_deleted(organization_id: int) -> None:
     seats.subscription_cancel_deleted(organization_id=organization_id)
+
+
+@shared_task(name="billing.tasks.seat_syncs_sweep")
+def seat_syncs_sweep() -> int:
+    """Every minute: queue again the seat syncs that a lost task left undone."""
+    return seats.seat_syncs_sweep()

@@ -8,6 +8,10 @@ package imports the module itself."""
 from common.lazy import exports
 
 _EXPORTS = {
+    "CardSetup": "cards",
+    "card_setup_last_failure": "cards",
+    "card_setup_settle": "cards",
+    "card_setup_start": "cards",
     "AddonPreview": "addons",
     "addon_checkout_return": "addons",
     "addon_checkout_start": "addons",
@@ -42,6 +46,7 @@ _EXPORTS = {
     "preview_lines": "changes",
     "subscription_cancel": "changes",
     "subscription_change": "changes",
+    "change_seats": "changes",
     "subscription_change_preview": "changes",
     "subscription_refund_and_cancel": "changes",
     "subscription_resume": "changes",

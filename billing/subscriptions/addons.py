@@ -55,9 +55,14 @@ def _current(organization: Organization) -> tuple[OrgSubscription | None, bool]:
     return subscription, subscribed
 
 
-def addons_for(*, organization: Organization, subscription: OrgSubscription | None = None) -> list[Addon]:
-    """The add-ons the organization's current plan allows (`subscription`: when the caller
-    has read it already)."""
+_UNREAD = object()
+
+
+def addons_for(
+    *, organization: Organization, subscription: OrgSubscription | None = None, currency=_UNREAD
+) -> list[Addon]:
+    """The add-ons the organization's current plan allows (`subscription`, `currency`: when the
+    caller has read them already)."""
     if subscription is None:
         subscription, subscribed = _current(organization)
     else:
@@ -67,7 +72,7 @@ def addons_for(*, organization: Organization, subscription: OrgSubscription | No
         unlimited={f.feature_id for f in effective.features.values() if _unlimited(f)},
         interval=effective.plan_interval,
         subscribed=subscribed,
-        currency=billing_currency(organization),
+        currency=billing_currency(organization) if currency is _UNREAD else currency,
     )
 
 
@@ -107,13 +112,27 @@ def addon_quantity(addon: Addon, raw) -> int:
     return quantity
 
 
+def addon_price_for(organization: Organization, addon: Addon) -> tuple[str, int]:
+    """The currency the organization pays in (the add-on's own before its first payment) and the
+    add-on's price in it. Stripe bills a customer, and every item of a subscription, in one
+    currency, so an add-on not priced in it is refused here rather than by Stripe."""
+    currency = billing_currency(organization) or addon.currency
+    amount = addon.unit_amount_in(currency)
+    if amount is None:
+        raise ServiceError(
+            "currency_unavailable", f"{addon.name} is not sold in {currency.upper()}.", field="addon"
+        )
+    return currency, amount
+
+
 def _purchase_pending(organization: Organization, addon: Addon, quantity: int, actor: User | None):
+    currency, amount = addon_price_for(organization, addon)
     return AddonPurchase.objects.create(
         organization=organization,
         addon=addon,
         quantity=quantity,
-        unit_amount=addon.unit_amount,
-        currency=addon.currency,
+        unit_amount=amount,
+        currency=currency,
         actor=actor,
     )
 
@@ -135,18 +154,20 @@ def addon_checkout_start(*, organization: Organization, addon: Addon, quantity: 
         "tally_org_id": str(organization.pk),
         "tally_addon": addon.key,
     }
+    params = {
+        "mode": "payment",
+        "customer": customer_id,
+        "line_items": [{"price": addon.stripe_price_id, "quantity": quantity}],
+        "client_reference_id": str(organization.pk),
+        "success_url": base + f"addons/bought/{purchase.code}/",
+        "cancel_url": base + "?checkout=cancelled",
+        "metadata": metadata,
+        "payment_intent_data": {"metadata": metadata, "description": addon.name},
+    }
+    if purchase.currency != addon.currency:
+        params["currency"] = purchase.currency  # the price's currency_options in that currency
     session = stripe_client().v1.checkout.sessions.create(
-        {
-            "mode": "payment",
-            "customer": customer_id,
-            "line_items": [{"price": addon.stripe_price_id, "quantity": quantity}],
-            "client_reference_id": str(organization.pk),
-            "success_url": base + f"addons/bought/{purchase.code}/",
-            "cancel_url": base + "?checkout=cancelled",
-            "metadata": metadata,
-            "payment_intent_data": {"metadata": metadata, "description": addon.name},
-        },
-        {"idempotency_key": purchase.idempotency_key},
+        params, {"idempotency_key": purchase.idempotency_key}
     )
     AddonPurchase.objects.filter(pk=purchase.pk).update(stripe_checkout_session_id=session.id)
     audit_record(
@@ -249,6 +270,7 @@ def addon_subscription_preview(*, organization: Organization, addon: Addon, quan
     _recurring(addon)
     quantity = addon_quantity(addon, quantity)
     _priced(addon)
+    _, unit_amount = addon_price_for(organization, addon)
     subscription = _subscription_for_addon(organization)
     client = stripe_client()
     remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
@@ -269,7 +291,7 @@ def addon_subscription_preview(*, organization: Organization, addon: Addon, quan
         addon=addon,
         quantity=quantity,
         prorated=sum(li.amount for li in prorations),
-        recurring=addon.unit_amount * quantity,
+        recurring=unit_amount * quantity,
         currency=invoice.currency,
         proration_date=proration_date,
         upcoming=Preview(
@@ -312,6 +334,7 @@ def addon_subscription_add(
     _recurring(addon)
     quantity = addon_quantity(addon, quantity)
     _priced(addon)
+    currency, unit_amount = addon_price_for(organization, addon)
     subscription = _subscription_for_addon(organization)
     try:
         with transaction.atomic():
@@ -321,8 +344,8 @@ def addon_subscription_add(
                     "organization": organization,
                     "addon": addon,
                     "quantity": quantity,
-                    "unit_amount": addon.unit_amount,
-                    "currency": addon.currency,
+                    "unit_amount": unit_amount,
+                    "currency": currency,
                     "actor": actor,
                 },
             )

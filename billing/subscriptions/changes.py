@@ -24,7 +24,7 @@ from billing.models import (
     PlanLineItem,
     SubscriptionStatus,
 )
-from billing.seats.counts import billable_seats
+from billing.seats.counts import billable_seats, seat_holders
 from billing.subscriptions.checkout import _purchasable
 from billing.subscriptions.refunds import charge_refunded
 from billing.subscriptions.remote import _ts
@@ -165,14 +165,44 @@ def _same_plan(subscription: OrgSubscription, plan: Plan) -> bool:
     return True
 
 
-def subscription_change_preview(*, organization: Organization, plan: Plan) -> Preview:
+MAX_CHANGE_SEATS = 1000  # as for prepaid seats bought on the seats page
+
+
+def change_seats(organization: Organization, plan: Plan, requested=None) -> int:
+    """The seat quantity a change to `plan` bills. On a prepaid-seat plan the person picks it
+    (never fewer than the members or the plan's minimum); otherwise it is the seat holders."""
+    if not plan.seats_prepaid:
+        return billable_seats(organization)
+    if requested is None:
+        return billable_seats(organization, plan=plan)
+    text = str(requested).strip()
+    if not text.isdigit() or len(text) > 6:
+        raise ServiceError("invalid_seats", "The number of seats is a whole number.", field="seats")
+    seats, members = int(text), seat_holders(organization)
+    if seats < members:
+        raise ServiceError(
+            "seats_below_members",
+            f"{organization.name} has {members} members: choose at least {members} seats.",
+            field="seats",
+        )
+    if seats < plan.seat_minimum:
+        raise ServiceError(
+            "seats_below_minimum", f"{plan.name} bills at least {plan.seat_minimum} seats.", field="seats"
+        )
+    if seats > MAX_CHANGE_SEATS:
+        raise ServiceError("seats_above_maximum", f"At most {MAX_CHANGE_SEATS} seats online.", field="seats")
+    return seats
+
+
+def subscription_change_preview(*, organization: Organization, plan: Plan, seats=None) -> Preview:
     """What changing to `plan` costs: now for an upgrade (prorated), at renewal for a downgrade
-    (and for keeping the current plan while a downgrade is pending)."""
+    (and for keeping the current plan while a downgrade is pending). `seats`, on a prepaid-seat
+    plan, is the quantity chosen."""
     subscription = _subscription_for_change(organization)
     withdraw = _same_plan(subscription, plan)
     client = stripe_client()
     remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
-    seats = billable_seats(organization)
+    seats = billable_seats(organization) if withdraw else change_seats(organization, plan, seats)
     upgrade = not withdraw and _is_upgrade(subscription.plan, plan, seats)
     # During a trial there is nothing to prorate: the change applies now, the trial goes on, and
     # what matters is the first invoice, at the trial's end.
@@ -203,16 +233,19 @@ def subscription_change_preview(*, organization: Organization, plan: Plan) -> Pr
     )
 
 
-def subscription_change(*, organization: Organization, plan: Plan, actor: User) -> OrgSubscription:
+def subscription_change(
+    *, organization: Organization, plan: Plan, actor: User, seats=None
+) -> OrgSubscription:
     """Upgrades (and interval switches) apply now with proration, invoiced at once;
     downgrades apply at the end of the period already paid for. Choosing the current plan
-    while a downgrade is pending withdraws the downgrade."""
+    while a downgrade is pending withdraws the downgrade. `seats`, on a prepaid-seat plan, is
+    the quantity chosen."""
     subscription = _subscription_for_change(organization)
     if _same_plan(subscription, plan):
         return _pending_change_withdraw(subscription, actor)
+    seats = change_seats(organization, plan, seats)
     client = stripe_client()
     remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
-    seats = billable_seats(organization)
     upgrade = _is_upgrade(subscription.plan, plan, seats)
     params = {
         "items": _item_changes(remote, plan, seats),

@@ -34,6 +34,7 @@ from billing.notifications import async_payment_failed_queue
 from billing.seats.counts import billable_seats
 from billing.seats.schedule import seat_sync_schedule
 from billing.subscriptions.addon_grants import addon_purchase_grant
+from billing.subscriptions.cards import card_setup_settle
 from billing.subscriptions.remote import _organization_of
 from billing.subscriptions.sync import live_subscriptions, subscription_sync
 from billing.webhooks.registry import on
@@ -111,9 +112,10 @@ def checkout_start(
             f"{plan.name} is not sold in {currency.upper()}.",
             field="currency",
         )
-    if currency != plan.currency and any(addon.currency != currency for addon in addons):
+    unsold = [addon.name for addon in addons if addon.unit_amount_in(currency) is None]
+    if unsold:
         raise ServiceError(
-            "currency_unavailable", f"Add-ons are sold in {plan.currency.upper()} only.", field="addons"
+            "currency_unavailable", f"{unsold[0]} is not sold in {currency.upper()}.", field="addons"
         )
     customer_id = customer_ensure(organization=organization, test_clock=test_clock)
     live = live_subscriptions(customer_id)
@@ -334,6 +336,9 @@ def checkout_complete(*, session_id: str) -> OrgSubscription | None:
     session = client.v1.checkout.sessions.retrieve(session_id, {"expand": ["payment_intent.latest_charge"]})
     if session.status != "complete":
         return None
+    if session.mode == "setup":
+        card_setup_settle(session_id=session.id)  # a card saved for later: it buys nothing
+        return None
     paid = session.payment_status in ("paid", "no_payment_required")
     if session.mode == "payment":
         result = CheckoutResult.PAID if session.payment_status == "paid" else CheckoutResult.PROCESSING
@@ -356,7 +361,7 @@ def checkout_complete(*, session_id: str) -> OrgSubscription | None:
     for line in line_items.auto_paging_iter():
         addon = Addon.objects.filter(stripe_price_id=line.price.id).first()
         if addon is not None and addon.kind == Addon.Kind.ONE_TIME:
-            _grant_addon(organization, addon, line.quantity or 1, session_id)
+            _grant_addon(organization, addon, line.quantity or 1, session_id, session.currency)
     return result
 
 
@@ -423,7 +428,9 @@ def _async_failure_tell(session, reason: str) -> None:
         return
     async_payment_failed_queue(
         organization=organization,
-        session_id=session.id,
+        # A subscription's failure is its first invoice's, which `invoice.payment_failed` also
+        # tells of under the same key: one email whichever event comes first.
+        key=session.invoice if session.mode == "subscription" and session.invoice else session.id,
         amount=session.amount_total or 0,
         currency=session.currency or "usd",
         reason=reason,
@@ -431,8 +438,10 @@ def _async_failure_tell(session, reason: str) -> None:
     )
 
 
-def _grant_addon(organization, addon: Addon, quantity: int, session_id: str) -> None:
-    """A one-time add-on bought with the plan: one purchase per (session, add-on), granted once."""
+def _grant_addon(organization, addon: Addon, quantity: int, session_id: str, currency: str | None) -> None:
+    """A one-time add-on bought with the plan: one purchase per (session, add-on), granted once,
+    recorded in the currency the session was paid in."""
+    currency = currency or addon.currency
     try:
         with transaction.atomic():
             purchase, _ = AddonPurchase.objects.get_or_create(
@@ -441,8 +450,8 @@ def _grant_addon(organization, addon: Addon, quantity: int, session_id: str) -> 
                 defaults={
                     "organization": organization,
                     "quantity": quantity,
-                    "unit_amount": addon.unit_amount,
-                    "currency": addon.currency,
+                    "unit_amount": addon.unit_amount_in(currency) or 0,
+                    "currency": currency,
                 },
             )
     except IntegrityError:  # a concurrent delivery of the same event created it

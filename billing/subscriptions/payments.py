@@ -7,6 +7,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.gateway.client import stripe_client
+from billing.gateway.invoices import invoice_lines_all
 from billing.models import (
     DisputeState,
     OrgSubscription,
@@ -33,7 +34,7 @@ def invoice_record(*, invoice_id: str) -> Payment | None:
         return None
     charge_id = _charge_of(invoice)
     subscription_id = ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
-    lines = invoice.lines.data
+    lines = invoice_lines_all(invoice, client=client)
     status = Payment.Status.PAID if invoice.status == "paid" else Payment.Status.FAILED
     paid_at = _ts((invoice.get("status_transitions") or {}).get("paid_at"))
     values = {

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from teams.models import Organization
+
 
 class GrantSource(models.TextChoices):
     PURCHASE = "purchase", "Purchase"
@@ -93,6 +95,8 @@ class CreditGrant(models.Model):
     """
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # The distribution column (see config/tenancy.py): its indexes lead with it.
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+", db_index=False)
     account = models.ForeignKey(
         "credits.CreditAccount", on_delete=models.PROTECT, related_name="grants", db_index=False
     )
@@ -140,7 +144,8 @@ class CreditGrant(models.Model):
             # index that mentions it would rule out PostgreSQL's cheaper in-place (HOT) updates.
             # The draw order after the account; the id, last, only breaks ties.
             models.Index(
-                fields=["account", *(field for field, _ in DRAW_ORDER[:-1])], name="credits_grant_drawable"
+                fields=["organization", *(field for field, _ in DRAW_ORDER[:-1])],
+                name="credits_grant_org_drawable",
             ),
             models.Index(fields=["expires_at"], name="credits_grant_expiring"),
         ]
@@ -161,6 +166,8 @@ class CreditTransaction(models.Model):
     """One line of the ledger. Never updated or deleted: a mistake is fixed by another line."""
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # The distribution column (see config/tenancy.py): its indexes lead with it.
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+", db_index=False)
     account = models.ForeignKey(
         "credits.CreditAccount", on_delete=models.PROTECT, related_name="transactions", db_index=False
     )
@@ -208,7 +215,8 @@ class CreditTransaction(models.Model):
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.UniqueConstraint(
-                fields=["account", "idempotency_key"], name="credits_credittransaction_unique_idempotency_key"
+                fields=["organization", "idempotency_key"],
+                name="credits_credittransaction_unique_org_key",
             ),
             models.CheckConstraint(
                 condition=(
@@ -225,19 +233,19 @@ class CreditTransaction(models.Model):
             # The history, newest first (with its filters), read backwards. Ascending, so that
             # each new line lands on the index's rightmost page: a descending one puts every
             # insert at the left edge of the account's range, and leaves its pages half empty.
-            models.Index(fields=["account", "id"], name="credits_txn_account_recent"),
+            models.Index(fields=["organization", "id"], name="credits_txn_org_recent"),
             # Lines of one kind other than consumption (allowances in reconciliation, a history
             # filtered by type); consumption's figures come from the daily rollup.
             models.Index(
-                fields=["account", "type"],
+                fields=["organization", "type"],
                 condition=~models.Q(type=TransactionType.CONSUMPTION),
-                name="credits_txn_type",
+                name="credits_txn_org_type",
             ),
             # The line of a purchase, a period's allowance or a refunded charge, by reference.
             models.Index(
-                fields=["account", "reference_type", "reference_id"],
+                fields=["organization", "reference_type", "reference_id"],
                 condition=~models.Q(reference_id=""),
-                name="credits_txn_reference",
+                name="credits_txn_org_reference",
             ),
             # A user's deletion sets their lines' actor to null; a refund finds its original's.
             models.Index(fields=["actor"], condition=models.Q(actor__isnull=False), name="credits_txn_actor"),
@@ -259,7 +267,9 @@ class CreditTransaction(models.Model):
 class CreditAllocation(models.Model):
     """How much of one ledger entry went into (positive) or came out of (negative) one grant."""
 
-    # Indexed by the unique constraint below, which leads with it.
+    # The distribution column: a distributed unique constraint must contain it.
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+", db_index=False)
+    # Indexed by the unique constraint below.
     transaction = models.ForeignKey(
         CreditTransaction, on_delete=models.PROTECT, related_name="allocations", db_index=False
     )
@@ -271,7 +281,8 @@ class CreditAllocation(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["transaction", "grant"], name="credits_creditallocation_unique_grant"
+                fields=["organization", "transaction", "grant"],
+                name="credits_creditallocation_unique_org_grant",
             ),
             models.CheckConstraint(
                 condition=~models.Q(amount=0), name="credits_creditallocation_amount_not_zero"
@@ -288,7 +299,8 @@ class CreditUsageDay(models.Model):
     dozen rows however long the ledger grows. Derived from the ledger, never a record of its
     own: the ledger line says what happened, this only adds it up."""
 
-    # Indexed by the unique constraint below, which leads with it.
+    # The distribution column; indexed by the unique constraint below, which leads with it.
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
     account = models.ForeignKey(
         "credits.CreditAccount", on_delete=models.CASCADE, related_name="usage_days", db_index=False
     )
@@ -300,7 +312,7 @@ class CreditUsageDay(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["account", "day", "action"], name="credits_creditusageday_unique_day"
+                fields=["organization", "day", "action"], name="credits_creditusageday_unique_org_day"
             ),
         ]
 
@@ -323,6 +335,8 @@ class CreditReservation(models.Model):
     """
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # The distribution column (see config/tenancy.py): its indexes lead with it.
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+", db_index=False)
     account = models.ForeignKey(
         "credits.CreditAccount", on_delete=models.PROTECT, related_name="reservations", db_index=False
     )
@@ -357,7 +371,8 @@ class CreditReservation(models.Model):
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.UniqueConstraint(
-                fields=["account", "idempotency_key"], name="credits_creditreservation_unique_idempotency_key"
+                fields=["organization", "idempotency_key"],
+                name="credits_creditreservation_unique_org_key",
             ),
             models.CheckConstraint(
                 condition=models.Q(amount__gt=0), name="credits_creditreservation_amount_positive"
@@ -399,6 +414,10 @@ class CreditDispute(models.Model):
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     stripe_dispute_id = models.CharField(max_length=255, unique=True)
     payment_intent_id = models.CharField(max_length=255, db_index=True)
+    # Set with the account, once the purchase the dispute concerns is known (see config/tenancy.py).
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
     account = models.ForeignKey(
         "credits.CreditAccount", on_delete=models.PROTECT, null=True, blank=True, related_name="disputes"
     )

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from teams.models import Organization
+
 
 class RechargeStatus(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -16,11 +18,16 @@ class CreditRecharge(models.Model):
     """One automatic top-up: a package charged to the saved card when the balance runs low.
 
     A pending row is written and committed before the card is charged, so a crash leaves a
-    record; the database allows one pending recharge per account, never two in flight.
+    record; the database allows one pending recharge per organization, never two in flight.
     """
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    account = models.ForeignKey("credits.CreditAccount", on_delete=models.PROTECT, related_name="recharges")
+    # The distribution column (see config/tenancy.py); its index finds an account's rows, so the
+    # account's own foreign key needs none.
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    account = models.ForeignKey(
+        "credits.CreditAccount", on_delete=models.PROTECT, related_name="recharges", db_index=False
+    )
     package = models.ForeignKey("credits.CreditPackage", on_delete=models.PROTECT, related_name="+")
     credits = models.BigIntegerField(help_text="Credits the package grants, as it was when charged.")
     amount = models.BigIntegerField(help_text="Price in minor units, as it was when charged.")
@@ -40,14 +47,25 @@ class CreditRecharge(models.Model):
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.UniqueConstraint(
-                fields=["account"],
+                fields=["organization"],
                 condition=models.Q(status="pending"),
-                name="credits_creditrecharge_one_in_flight",
+                name="credits_creditrecharge_org_one_in_flight",
             ),
         ]
 
     def __str__(self) -> str:
         return f"Recharge {self.credits} credits ({self.status})"
+
+    @property
+    def awaits_authentication(self) -> bool:
+        """Refused off session because the bank wants the cardholder present: they can still
+        confirm this payment (and get its credits) on the recharge's page."""
+        return (
+            self.status == RechargeStatus.FAILED
+            and self.failure_code == "authentication_required"
+            and bool(self.payment_intent_id)
+            and self.transaction_id is None
+        )
 
 
 class PurchaseStatus(models.TextChoices):
@@ -70,7 +88,12 @@ class CreditPurchase(models.Model):
     """
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    account = models.ForeignKey("credits.CreditAccount", on_delete=models.PROTECT, related_name="purchases")
+    # The distribution column (see config/tenancy.py); its index finds an account's rows, so the
+    # account's own foreign key needs none.
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    account = models.ForeignKey(
+        "credits.CreditAccount", on_delete=models.PROTECT, related_name="purchases", db_index=False
+    )
     package = models.ForeignKey("credits.CreditPackage", on_delete=models.PROTECT, related_name="+")
     credits = models.BigIntegerField(help_text="The package's credits at purchase.")
     bonus_credits = models.BigIntegerField(default=0, help_text="The package's bonus at purchase.")

@@ -96,8 +96,14 @@ def _recharge_failed(notice: Notice) -> Email | None:
         ),
         template="credits/email/recharge_failed.txt",
         context={"recharge": recharge, "asks_authentication": asks},
-        action_label="Buy credits and confirm the card" if asks else "Update the card or buy credits",
-        action_url=settings.SITE_URL + reverse("credits", args=[organization.slug]),
+        action_label="Confirm the payment" if asks else "Update the card or buy credits",
+        # Asked to authenticate: the link leads to where this very payment is confirmed.
+        action_url=settings.SITE_URL
+        + (
+            reverse("credits_recharge", args=[organization.slug, recharge.code])
+            if asks
+            else reverse("credits", args=[organization.slug])
+        ),
     )
 
 

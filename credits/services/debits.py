@@ -36,7 +36,7 @@ from teams.models import Organization, User
 
 
 def _grants_draw(
-    *, account_id: int, amount: int, set_aside: bool = False
+    *, organization_id: int, amount: int, set_aside: bool = False
 ) -> tuple[list[tuple[int, int]], int]:
     """Take up to `amount` from the account's grants: by priority, then soonest expiry, then oldest,
     never from a grant past its date nor from its owed or disputed credits.
@@ -50,7 +50,9 @@ def _grants_draw(
     """
     now = timezone.now()
     grants = list(
-        CreditGrant.objects.filter(account_id=account_id, remaining__gt=0).order_by(*draw_order_by())
+        CreditGrant.objects.filter(organization_id=organization_id, remaining__gt=0).order_by(
+            *draw_order_by()
+        )
     )
     taken: dict[int, list[int]] = {}  # grant id -> [credits, from disputed, from owed]
     left = amount
@@ -93,6 +95,8 @@ SINGLE_STATEMENT_DEBIT = True
 
 
 # `moved` names the locked account and its new balance; the rest is the same for both paths.
+# Every table is reached through the organization (the distribution column, see
+# config/tenancy.py), so that sharded by it the statement runs on the organization's node.
 _DEBIT_SQL = """
 WITH moved AS (
     {moved}
@@ -101,22 +105,22 @@ WITH moved AS (
            SUM(g.remaining - g.owed - g.disputed) OVER (
                ORDER BY {draw_order}
            ) - (g.remaining - g.owed - g.disputed) AS before
-    FROM {grant} AS g JOIN moved ON g.account_id = moved.id
+    FROM {grant} AS g JOIN moved ON g.organization_id = moved.organization_id
     WHERE g.remaining - g.owed - g.disputed > 0 AND (g.expires_at IS NULL OR g.expires_at > %(now)s)
 ), drawn AS (
     UPDATE {grant} AS g SET remaining = g.remaining - LEAST(o.remaining, %(amount)s - o.before)
-    FROM ordered AS o WHERE g.id = o.id AND o.before < %(amount)s
+    FROM ordered AS o WHERE g.organization_id = %(organization)s AND g.id = o.id AND o.before < %(amount)s
     RETURNING g.id, LEAST(o.remaining, %(amount)s - o.before) AS took
 ), entry AS (
-    INSERT INTO {transaction} ({columns}) SELECT {values} FROM moved RETURNING id
+    INSERT INTO {transaction} ({columns}) SELECT {values} FROM moved RETURNING id, organization_id
 ), allocated AS (
-    INSERT INTO {allocation} (transaction_id, grant_id, amount)
-    SELECT entry.id, drawn.id, -drawn.took FROM entry CROSS JOIN drawn
+    INSERT INTO {allocation} (organization_id, transaction_id, grant_id, amount)
+    SELECT entry.organization_id, entry.id, drawn.id, -drawn.took FROM entry CROSS JOIN drawn
 ), rolled AS (
-    INSERT INTO {usage_day} AS u (account_id, day, action, credits, consumptions)
-    SELECT moved.id, %(day)s, %(c_action)s, %(amount)s, 1 FROM moved JOIN entry ON TRUE
+    INSERT INTO {usage_day} AS u (organization_id, account_id, day, action, credits, consumptions)
+    SELECT moved.organization_id, moved.id, %(day)s, %(c_action)s, %(amount)s, 1 FROM moved JOIN entry ON TRUE
     WHERE %(c_type)s = 'consumption'
-    ON CONFLICT (account_id, day, action)
+    ON CONFLICT (organization_id, day, action)
     DO UPDATE SET credits = u.credits + EXCLUDED.credits, consumptions = u.consumptions + 1
 )
 SELECT id, (SELECT COALESCE(SUM(took), 0) FROM drawn) FROM entry
@@ -125,6 +129,7 @@ SELECT id, (SELECT COALESCE(SUM(took), 0) FROM drawn) FROM entry
 
 _ENTRY_COLUMNS = [
     "code",
+    "organization_id",
     "account_id",
     "type",
     "amount",
@@ -147,6 +152,7 @@ def _debit_sql(moved: str) -> str:
     # Only constant fragments are interpolated; every value travels as a parameter.
     def value(name: str) -> str:
         return {
+            "organization_id": "moved.organization_id",
             "account_id": "moved.id",
             "balance_after": "moved.balance",
             "metadata": "%(c_metadata)s::jsonb",
@@ -183,7 +189,10 @@ def _usage_roll_up(entry: CreditTransaction) -> None:
     if entry.type != TransactionType.CONSUMPTION:
         return
     day, _ = CreditUsageDay.objects.get_or_create(
-        account_id=entry.account_id, day=_usage_day(entry.created_at), action=entry.action
+        organization_id=entry.organization_id,
+        day=_usage_day(entry.created_at),
+        action=entry.action,
+        defaults={"account_id": entry.account_id},
     )
     CreditUsageDay.objects.filter(pk=day.pk).update(
         credits=F("credits") - entry.amount, consumptions=F("consumptions") + 1
@@ -198,35 +207,52 @@ def _debit_entry(
 
     `set_aside`: a confirmed hold, which may reach credits of a grant that expired since it was
     made (never frozen ones here: a confirm with frozen credits takes the portable path)."""
-    entry = CreditTransaction(account_id=account.pk, amount=-amount, balance_after=account.balance, **fields)
+    entry = CreditTransaction(
+        organization_id=account.organization_id,
+        account_id=account.pk,
+        amount=-amount,
+        balance_after=account.balance,
+        **fields,
+    )
     # The statement draws valid grants only; a confirm that may reach expired ones draws them first.
     portable = connection.vendor != "postgresql" or not SINGLE_STATEMENT_DEBIT
-    if portable or (set_aside and _expired_left(account.pk)):
-        draws, _ = _grants_draw(account_id=account.pk, amount=amount, set_aside=set_aside)
+    if portable or (set_aside and _expired_left(account.organization_id)):
+        draws, _ = _grants_draw(organization_id=account.organization_id, amount=amount, set_aside=set_aside)
         entry.save(force_insert=True)
-        CreditAllocation.objects.bulk_create(
-            [CreditAllocation(transaction=entry, grant_id=g, amount=-t) for g, t in draws]
-        )
+        _allocations_write(entry, draws)
         _usage_roll_up(entry)
         return entry
     params = _debit_params(entry, amount)
-    params.update(account=account.pk, balance=account.balance)
+    params.update(account=account.pk, organization=account.organization_id, balance=account.balance)
     entry.pk, drawn = _fetchone(
-        _debit_sql("SELECT %(account)s::bigint AS id, %(balance)s::bigint AS balance"), params
+        _debit_sql(
+            "SELECT %(account)s::bigint AS id, %(organization)s::bigint AS organization_id, "
+            "%(balance)s::bigint AS balance"
+        ),
+        params,
     )
     entry._state.adding = False
     if set_aside and drawn < amount:
         # A grant expired between the check above and the statement: its set-aside credits.
-        draws, _ = _grants_draw(account_id=account.pk, amount=amount - drawn, set_aside=True)
-        CreditAllocation.objects.bulk_create(
-            [CreditAllocation(transaction=entry, grant_id=g, amount=-t) for g, t in draws]
+        draws, _ = _grants_draw(
+            organization_id=account.organization_id, amount=amount - drawn, set_aside=True
         )
+        _allocations_write(entry, draws)
     return entry
 
 
-def _expired_left(account_id: int) -> bool:
+def _allocations_write(entry: CreditTransaction, draws: list[tuple[int, int]]) -> None:
+    CreditAllocation.objects.bulk_create(
+        [
+            CreditAllocation(organization_id=entry.organization_id, transaction=entry, grant_id=g, amount=-t)
+            for g, t in draws
+        ]
+    )
+
+
+def _expired_left(organization_id: int) -> bool:
     return CreditGrant.objects.filter(
-        account_id=account_id, remaining__gt=0, expires_at__lte=timezone.now()
+        organization_id=organization_id, remaining__gt=0, expires_at__lte=timezone.now()
     ).exists()
 
 
@@ -246,10 +272,10 @@ _ACCOUNT = CreditAccount._meta.db_table
 _ONE_TRIP_SQL = (
     f"UPDATE {_ACCOUNT} SET balance = balance - %(amount)s, lifetime_used = lifetime_used + %(used)s "  # noqa: S608
     f"WHERE organization_id = %(organization)s AND "
-    + _spend_check(amount="%(amount)s", now="%(now)s", account=f"{_ACCOUNT}.id")
+    + _spend_check(amount="%(amount)s", now="%(now)s", organization=f"{_ACCOUNT}.organization_id")
     + f" RETURNING {_RETURNING};"
     + _debit_sql(
-        f"SELECT id, balance FROM {_ACCOUNT} "  # noqa: S608
+        f"SELECT id, organization_id, balance FROM {_ACCOUNT} "  # noqa: S608
         f"WHERE organization_id = %(organization)s AND xmin = pg_current_xact_id()::xid"
     )
 )
@@ -283,6 +309,7 @@ def _debit_one_trip(
         return None
     account = CreditAccount(**dict(zip(_RETURNING_NAMES, row, strict=True)))
     entry.pk, entry.account_id, entry.balance_after = inserted[0], account.pk, account.balance
+    entry.organization_id = organization_id
     entry._state.adding = False
     return account, entry
 
@@ -354,7 +381,10 @@ def _debit(
         if organization is not None:
             original = _replay_for_org(CreditTransaction, organization=organization, key=idempotency_key)
         else:
-            original = _replay(CreditTransaction, account_id=account_id, key=idempotency_key)
+            organization_id = CreditAccount.objects.values_list("organization_id", flat=True).get(
+                pk=account_id
+            )
+            original = _replay(CreditTransaction, organization_id=organization_id, key=idempotency_key)
         if original is None:
             raise
         _check_same_request(original, amount=amount, action=action)
@@ -366,7 +396,7 @@ def _debit(
         account = credit_account_for(organization=organization)
     else:
         account = CreditAccount.objects.get(pk=account_id)
-    original = _replay(CreditTransaction, account_id=account.pk, key=idempotency_key)
+    original = _replay(CreditTransaction, organization_id=account.organization_id, key=idempotency_key)
     if original is not None:
         _check_same_request(original, amount=amount, action=action)
         return original
@@ -393,7 +423,7 @@ def credits_spendable(*, account: CreditAccount) -> int:
     """What the account may spend now: the same rule as the spend check in SQL."""
     expired = (
         CreditGrant.objects.filter(
-            account=account, remaining__gt=0, expires_at__lte=timezone.now()
+            organization_id=account.organization_id, remaining__gt=0, expires_at__lte=timezone.now()
         ).aggregate(s=Sum("remaining"))["s"]
         or 0
     )

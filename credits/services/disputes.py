@@ -104,14 +104,17 @@ def _dispute_apply(dispute_pk: int) -> None:
             return
         share = -(-credits * min(dispute.amount, paid) // paid)  # ceiling division
         CreditDispute.objects.filter(pk=dispute.pk, grant__isnull=True).update(
-            grant=grant, account_id=account_id, credits=min(share, grant.amount)
+            grant=grant,
+            account_id=account_id,
+            organization_id=grant.organization_id,
+            credits=min(share, grant.amount),
         )
     wanted = {"won": DisputeStatus.WON, "warning_closed": DisputeStatus.WON, "lost": DisputeStatus.LOST}.get(
         dispute.stripe_status, DisputeStatus.OPEN
     )
     with transaction.atomic():
         dispute = CreditDispute.objects.select_related("grant", "account__organization").get(pk=dispute_pk)
-        CreditAccount.objects.select_for_update().filter(pk=dispute.account_id).first()
+        CreditAccount.objects.select_for_update().filter(organization_id=dispute.organization_id).first()
         grant = CreditGrant.objects.get(pk=dispute.grant_id)
         if wanted != DisputeStatus.OPEN and dispute.status == DisputeStatus.OPEN:
             CreditDispute.objects.filter(pk=dispute.pk, status=DisputeStatus.OPEN).update(
@@ -136,7 +139,7 @@ def _dispute_apply(dispute_pk: int) -> None:
                 data={"credits": dispute.credits, "amount": dispute.amount},
             )
         _claims_settle(
-            account_id=dispute.account_id,
+            organization_id=dispute.organization_id,
             grant_ids=[grant.pk],
             context={"dispute": dispute.stripe_dispute_id},
         )
@@ -149,6 +152,7 @@ def _allowance_paid_by(dispute: CreditDispute) -> tuple[int, CreditTransaction] 
     if payment is None or not payment.stripe_subscription_id or payment.period_start is None:
         return None
     entries = CreditTransaction.objects.filter(
+        organization_id=payment.organization_id,
         type=TransactionType.ALLOWANCE,
         reference_id=payment.stripe_subscription_id,
         idempotency_key__startswith="allowance:",

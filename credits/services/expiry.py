@@ -24,7 +24,7 @@ def credit_grant_expire(*, grant: CreditGrant) -> CreditTransaction | None:
     holds goes now, and the periodic job takes the rest once the holds are settled.
     """
     with transaction.atomic():
-        account = CreditAccount.objects.select_for_update().get(pk=grant.account_id)
+        account = CreditAccount.objects.select_for_update().get(organization_id=grant.organization_id)
         grant = CreditGrant.objects.get(pk=grant.pk)
         if not grant.is_expired() or grant.remaining <= 0:
             return None
@@ -32,9 +32,10 @@ def credit_grant_expire(*, grant: CreditGrant) -> CreditTransaction | None:
         take = min(grant.drawable, max(0, account.available))
         if take <= 0:
             return None
-        moved = _account_move(account_id=account.pk, balance=-take)
+        moved = _account_move(organization_id=account.organization_id, balance=-take)
         CreditGrant.objects.filter(pk=grant.pk).update(remaining=F("remaining") - take)
         entry = CreditTransaction.objects.create(
+            organization_id=account.organization_id,
             account_id=account.pk,
             type=TransactionType.EXPIRY,
             amount=-take,
@@ -45,19 +46,21 @@ def credit_grant_expire(*, grant: CreditGrant) -> CreditTransaction | None:
             # Under the account lock `remaining` only shrinks, so the key is unique per expiry.
             idempotency_key=f"expiry:{grant.code}:{grant.remaining}",
         )
-        CreditAllocation.objects.create(transaction=entry, grant=grant, amount=-take)
+        CreditAllocation.objects.create(
+            organization_id=account.organization_id, transaction=entry, grant=grant, amount=-take
+        )
         _after_debit(moved, amount=take, transaction_id=entry.pk)
     return entry
 
 
-def credit_grants_expire_held(*, account_id: int) -> int:
+def credit_grants_expire_held(*, organization_id: int) -> int:
     """Expire what a released hold had kept of grants that expired meanwhile.
 
     Called in the transaction that released the hold: those credits were never to be spendable
     again, so they go with the release instead of waiting for the periodic job.
     """
     now = timezone.now()
-    due = CreditGrant.objects.filter(account_id=account_id, expires_at__lte=now, remaining__gt=0)
+    due = CreditGrant.objects.filter(organization_id=organization_id, expires_at__lte=now, remaining__gt=0)
     return sum(credit_grant_expire(grant=g) is not None for g in due.order_by("expires_at", "pk"))
 
 

@@ -5,8 +5,9 @@ A balance moves only together with a ledger line, in one short transaction: a si
 grants are drawn and the ledger line is inserted. The account lock serializes everything that
 touches an account's grants, so the grants need no locks of their own.
 
-Idempotency: every ledger line and reservation carries a key that is unique per account. A
-retried call hits the unique index, its transaction rolls back, and the original is returned.
+Idempotency: every ledger line and reservation carries a key that is unique per organization (it
+has one account). A retried call hits the unique index, its transaction rolls back, and the
+original is returned.
 """
 
 from datetime import datetime
@@ -33,7 +34,7 @@ _RETURNING = (
 )
 
 
-def _spend_check(*, amount: str, now: str, account: str) -> str:
+def _spend_check(*, amount: str, now: str, organization: str) -> str:
     """SQL for "`amount` more may be spent (or held)": never the frozen credits, never those of a
     grant past its date (`expired`) and never those open holds need, counting every hold as
     backed by valid credits (a hold made before a grant expired may end up drawing on it, but
@@ -41,7 +42,7 @@ def _spend_check(*, amount: str, now: str, account: str) -> str:
     overdraft always means every grant is empty. Placeholders only: values are parameters."""
     expired = (
         f"(SELECT COALESCE(SUM(g.remaining), 0) FROM {CreditGrant._meta.db_table} AS g "  # noqa: S608
-        f"WHERE g.account_id = {account} AND g.remaining > 0 AND g.expires_at <= {now})"
+        f"WHERE g.organization_id = {organization} AND g.remaining > 0 AND g.expires_at <= {now})"
     )
     return (
         f"balance - {amount} >= frozen + held + {expired} "
@@ -86,7 +87,7 @@ def _account_move(
     ]
     if spend is not None:
         table = CreditAccount._meta.db_table
-        where += " AND " + _spend_check(amount="%s", now="%s", account=f"{table}.id")
+        where += " AND " + _spend_check(amount="%s", now="%s", organization=f"{table}.organization_id")
         now = timezone.now()
         params += [spend, now, now]
     # Only constant fragments are interpolated; every value travels as a parameter.
@@ -102,17 +103,16 @@ def _account_move(
     return CreditAccount(**dict(zip(_RETURNING_NAMES, row, strict=True)))
 
 
-def _replay(model, *, account_id: int, key: str):
+def _replay(model, *, organization_id: int, key: str):
     """The row an earlier call with this idempotency key wrote, marked as replayed."""
-    found = model.objects.filter(account_id=account_id, idempotency_key=key).first()
+    found = model.objects.filter(organization_id=organization_id, idempotency_key=key).first()
     if found is not None:
         found.replayed = True
     return found
 
 
 def _replay_for_org(model, *, organization: Organization, key: str):
-    account_id = CreditAccount.objects.filter(organization=organization).values_list("pk", flat=True).first()
-    return _replay(model, account_id=account_id, key=key) if account_id else None
+    return _replay(model, organization_id=organization.pk, key=key)
 
 
 def _check_same_request(original, *, amount: int, action: str) -> None:
@@ -173,6 +173,7 @@ def _credit(
                 _threshold_follow(account_id=account_id, granted=amount)
             repaid = min(amount, max(0, -before))
             entry = CreditTransaction.objects.create(
+                organization_id=account.organization_id,
                 account_id=account_id,
                 type=type,
                 amount=amount,
@@ -191,10 +192,18 @@ def _credit(
                 put = min(left, room)
                 if put > 0:
                     CreditGrant.objects.filter(pk=grant_id).update(remaining=F("remaining") + put)
-                    allocations.append(CreditAllocation(transaction=entry, grant_id=grant_id, amount=put))
+                    allocations.append(
+                        CreditAllocation(
+                            organization_id=account.organization_id,
+                            transaction=entry,
+                            grant_id=grant_id,
+                            amount=put,
+                        )
+                    )
                     left -= put
             if left > 0:
                 grant = CreditGrant.objects.create(
+                    organization_id=account.organization_id,
                     account_id=account_id,
                     source=source,
                     amount=left,
@@ -203,11 +212,16 @@ def _credit(
                     expires_at=expires_at,
                     description=_text(description, 200),
                 )
-                allocations.append(CreditAllocation(transaction=entry, grant=grant, amount=left))
+                allocations.append(
+                    CreditAllocation(
+                        organization_id=account.organization_id, transaction=entry, grant=grant, amount=left
+                    )
+                )
             CreditAllocation.objects.bulk_create(allocations)
             return entry
     except IntegrityError:
-        original = _replay(CreditTransaction, account_id=account_id, key=idempotency_key)
+        organization_id = CreditAccount.objects.values_list("organization_id", flat=True).get(pk=account_id)
+        original = _replay(CreditTransaction, organization_id=organization_id, key=idempotency_key)
         if original is None:
             raise
         if original.amount != amount:

@@ -53,6 +53,7 @@ def credit_purchase_start(
         )
     account = credit_account_for(organization=organization)
     purchase = CreditPurchase.objects.create(
+        organization_id=organization.pk,
         account=account,
         package=package,
         credits=package.credits,
@@ -106,7 +107,7 @@ def credit_purchase_complete(
 
     Billing calls this for `checkout.session.completed` after re-reading the session from Stripe
     and seeing it paid. The grant's idempotency key is the session id, which the database keeps
-    unique per account; the purchase moves from pending to completed in the same transaction.
+    unique per organization; the purchase moves from pending to completed in the same transaction.
     """
     purchase = _purchase_of_session(purchase_code, session_id)
     if purchase is None:
@@ -259,9 +260,9 @@ def credit_grant_refunded(
     """
     credits = min(_check_amount(credits, field="credits", allow_zero=True), grant.amount)
     with transaction.atomic():
-        CreditAccount.objects.select_for_update().filter(pk=grant.account_id).first()
+        CreditAccount.objects.select_for_update().filter(organization_id=grant.organization_id).first()
         CreditGrant.objects.filter(pk=grant.pk, revoked__lt=credits).update(revoked=credits)
-        return _claims_settle(account_id=grant.account_id, grant_ids=[grant.pk], context=context)
+        return _claims_settle(organization_id=grant.organization_id, grant_ids=[grant.pk], context=context)
 
 
 def credit_package_push(package_id: int) -> None:

@@ -66,7 +66,7 @@ def credit_auto_recharge_start(*, account_id: int) -> CreditRecharge | None:
 
     The account row is locked while the month's spending is summed and the pending row written,
     so two triggers cannot both pass the limit; the database also refuses a second pending row
-    per account, so there is never more than one recharge in flight. The card is charged after
+    per organization, so there is never more than one recharge in flight. The card is charged after
     that commit. A pending recharge whose worker died is charged again with its own idempotency
     key, which Stripe answers with the first outcome.
     """
@@ -77,7 +77,9 @@ def credit_auto_recharge_start(*, account_id: int) -> CreditRecharge | None:
             .select_related("auto_recharge_package")
             .get(pk=account_id)
         )
-        in_flight = CreditRecharge.objects.filter(account=account, status=RechargeStatus.PENDING).first()
+        in_flight = CreditRecharge.objects.filter(
+            organization_id=account.organization_id, status=RechargeStatus.PENDING
+        ).first()
         package = account.auto_recharge_package
         if in_flight is None and (
             not account.auto_recharge_enabled
@@ -88,11 +90,14 @@ def credit_auto_recharge_start(*, account_id: int) -> CreditRecharge | None:
         if in_flight is None:
             spent = (
                 CreditRecharge.objects.filter(
-                    account=account, created_at__gte=month_start, status=RechargeStatus.SUCCEEDED
+                    organization_id=account.organization_id,
+                    created_at__gte=month_start,
+                    status=RechargeStatus.SUCCEEDED,
                 ).aggregate(s=Sum("amount"))["s"]
                 or 0
             )
             snapshot = {
+                "organization_id": account.organization_id,
                 "account": account,
                 "package": package,
                 "credits": package.total_credits,
@@ -135,6 +140,58 @@ def credit_recharges_resume() -> int:
 
 def credit_recharge_succeed(*, recharge: CreditRecharge, payment_intent_id: str = "") -> CreditRecharge:
     """The payment went through: grant the package's credits (once, whatever the retries)."""
+    return _recharge_grant(
+        recharge=recharge, payment_intent_id=payment_intent_id, status=RechargeStatus.PENDING
+    )
+
+
+def credit_recharge_confirm_start(*, recharge: CreditRecharge, return_url: str) -> str:
+    """The cardholder came to confirm a recharge their bank asked them to authenticate: confirm
+    its PaymentIntent on session. Returns where to send them (the bank's step, which comes back
+    to `return_url`), or "" when nothing waits for them (the payment went through: granted)."""
+    if not recharge.awaits_authentication:
+        return ""
+    result = payments.payment_confirm_on_session(
+        payment_intent_id=recharge.payment_intent_id, return_url=return_url
+    )
+    if result.status == "succeeded":
+        credit_recharge_confirmed(payment_intent_id=recharge.payment_intent_id)
+    return result.redirect_url
+
+
+def credit_recharge_confirm_check(*, recharge: CreditRecharge) -> CreditRecharge:
+    """Back from the bank's step: Stripe is asked how the payment stands (never the redirect's
+    query), and a payment that went through is granted."""
+    if recharge.awaits_authentication:
+        result = payments.payment_intent_read(payment_intent_id=recharge.payment_intent_id)
+        if result.status == "succeeded":
+            credit_recharge_confirmed(payment_intent_id=recharge.payment_intent_id)
+    recharge.refresh_from_db()
+    return recharge
+
+
+def credit_recharge_confirm_check_by_intent(*, payment_intent_id: str) -> CreditRecharge | None:
+    """`payment_intent.succeeded`: if the payment is a recharge waiting for its cardholder."""
+    recharge = CreditRecharge.objects.filter(payment_intent_id=payment_intent_id).first()
+    if recharge is None or not recharge.awaits_authentication:
+        return recharge
+    return credit_recharge_confirm_check(recharge=recharge)
+
+
+def credit_recharge_confirmed(*, payment_intent_id: str) -> CreditRecharge | None:
+    """A recharge's payment, off session refused for authentication, went through once the
+    cardholder confirmed it (their return, or `payment_intent.succeeded` re-read from Stripe,
+    in any order and any number of times): its credits are granted once."""
+    recharge = CreditRecharge.objects.filter(payment_intent_id=payment_intent_id).first()
+    if recharge is None or not recharge.awaits_authentication:
+        return recharge
+    return _recharge_grant(
+        recharge=recharge, payment_intent_id=payment_intent_id, status=RechargeStatus.FAILED
+    )
+
+
+def _recharge_grant(*, recharge: CreditRecharge, payment_intent_id: str, status: str) -> CreditRecharge:
+    """Grant the credits and mark the recharge succeeded if it still is in `status`."""
     with transaction.atomic():
         entry = _credit(
             account_id=recharge.account_id,
@@ -146,7 +203,7 @@ def credit_recharge_succeed(*, recharge: CreditRecharge, payment_intent_id: str 
             reference_type="recharge",
             reference_id=str(recharge.code),
         )
-        settled = CreditRecharge.objects.filter(pk=recharge.pk, status=RechargeStatus.PENDING).update(
+        settled = CreditRecharge.objects.filter(pk=recharge.pk, status=status, transaction=None).update(
             status=RechargeStatus.SUCCEEDED,
             transaction=entry,
             payment_intent_id=payment_intent_id or recharge.payment_intent_id,

@@ -9,7 +9,6 @@ from common.errors import ServiceError
 from credits import conf
 from credits.models import (
     CreditAccount,
-    CreditAllocation,
     CreditReservation,
     CreditTransaction,
     ReservationStatus,
@@ -18,6 +17,7 @@ from credits.models import (
 from credits.services.accounts import credit_account_for
 from credits.services.debits import (
     _after_debit,
+    _allocations_write,
     _debit_entry,
     _grants_draw,
     _usage_roll_up,
@@ -62,6 +62,7 @@ def credit_reservation_create(
                 if account is None:
                     raise _Refused
                 return CreditReservation.objects.create(
+                    organization_id=account.organization_id,
                     account_id=account.pk,
                     amount=quote.credits,
                     action=quote.action,
@@ -83,7 +84,7 @@ def credit_reservation_create(
             return original
         except _Refused:
             account = credit_account_for(organization=organization)
-            original = _replay(CreditReservation, account_id=account.pk, key=key)
+            original = _replay(CreditReservation, organization_id=account.organization_id, key=key)
             if original is not None:
                 _check_same_request(original, amount=quote.credits, action=quote.action)
                 return original
@@ -125,9 +126,9 @@ def credit_reservation_confirm(
         )
     now = timezone.now()
     with transaction.atomic():
-        claimed = CreditReservation.objects.filter(pk=reservation.pk, status=ReservationStatus.HELD).update(
-            status=ReservationStatus.CONFIRMED, consumed=amount, settled_at=now
-        )
+        claimed = CreditReservation.objects.filter(
+            organization_id=reservation.organization_id, pk=reservation.pk, status=ReservationStatus.HELD
+        ).update(status=ReservationStatus.CONFIRMED, consumed=amount, settled_at=now)
         if not claimed:
             current = _settled(reservation, wanted=ReservationStatus.CONFIRMED)
             if current.consumed != amount:
@@ -137,7 +138,7 @@ def credit_reservation_confirm(
                     status=409,
                 )
             return current
-        locked = CreditAccount.objects.select_for_update().get(pk=reservation.account_id)
+        locked = CreditAccount.objects.select_for_update().get(organization_id=reservation.organization_id)
         fields = {
             "type": TransactionType.CONSUMPTION,
             "action": reservation.action,
@@ -159,31 +160,43 @@ def credit_reservation_confirm(
         if amount and locked.frozen:
             # Credits are frozen: draw first (the hold may reach them, last), then move the
             # account with what was unfrozen, so its figures never disagree with its grants.
-            draws, unfrozen = _grants_draw(account_id=locked.pk, amount=amount, set_aside=True)
+            draws, unfrozen = _grants_draw(
+                organization_id=locked.organization_id, amount=amount, set_aside=True
+            )
             account = _account_move(
-                account_id=locked.pk, held=-reservation.amount, balance=-amount, used=amount, frozen=-unfrozen
+                organization_id=locked.organization_id,
+                held=-reservation.amount,
+                balance=-amount,
+                used=amount,
+                frozen=-unfrozen,
             )
             entry = CreditTransaction.objects.create(
-                account_id=locked.pk, amount=-amount, balance_after=account.balance, **fields
+                organization_id=locked.organization_id,
+                account_id=locked.pk,
+                amount=-amount,
+                balance_after=account.balance,
+                **fields,
             )
-            CreditAllocation.objects.bulk_create(
-                [CreditAllocation(transaction=entry, grant_id=g, amount=-t) for g, t in draws]
-            )
+            _allocations_write(entry, draws)
             _usage_roll_up(entry)
         else:
             account = _account_move(
-                account_id=locked.pk, held=-reservation.amount, balance=-amount, used=amount
+                organization_id=locked.organization_id, held=-reservation.amount, balance=-amount, used=amount
             )
         if amount and entry is None:
             entry = _debit_entry(account=account, amount=amount, set_aside=True, **fields)
         if account.frozen:
             # The hold no longer covers anything: what a refund could not take yet goes now.
-            _claims_settle(account_id=account.pk, context={"reservation": str(reservation.code)})
+            _claims_settle(
+                organization_id=account.organization_id, context={"reservation": str(reservation.code)}
+            )
         if entry is not None:
-            CreditReservation.objects.filter(pk=reservation.pk).update(transaction=entry)
+            CreditReservation.objects.filter(
+                organization_id=reservation.organization_id, pk=reservation.pk
+            ).update(transaction=entry)
             _after_debit(account, amount=amount, transaction_id=entry.pk)
         if amount < reservation.amount:
-            credit_grants_expire_held(account_id=locked.pk)
+            credit_grants_expire_held(organization_id=locked.organization_id)
     reservation.status, reservation.consumed, reservation.settled_at = (
         ReservationStatus.CONFIRMED,
         amount,
@@ -196,16 +209,20 @@ def credit_reservation_confirm(
 def _release(reservation: CreditReservation, *, status: str, only_expired: bool = False) -> bool:
     now = timezone.now()
     with transaction.atomic():
-        open_ = CreditReservation.objects.filter(pk=reservation.pk, status=ReservationStatus.HELD)
+        open_ = CreditReservation.objects.filter(
+            organization_id=reservation.organization_id, pk=reservation.pk, status=ReservationStatus.HELD
+        )
         if only_expired:
             open_ = open_.filter(expires_at__lte=now)
         if not open_.update(status=status, consumed=0, settled_at=now):
             return False
-        account = _account_move(account_id=reservation.account_id, held=-reservation.amount)
+        account = _account_move(organization_id=reservation.organization_id, held=-reservation.amount)
         if account.frozen:
             # What a refund could not take while the hold covered it goes now.
-            _claims_settle(account_id=account.pk, context={"reservation": str(reservation.code)})
-        credit_grants_expire_held(account_id=account.pk)
+            _claims_settle(
+                organization_id=account.organization_id, context={"reservation": str(reservation.code)}
+            )
+        credit_grants_expire_held(organization_id=account.organization_id)
     reservation.status, reservation.consumed, reservation.settled_at = status, 0, now
     return True
 

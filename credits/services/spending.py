@@ -30,7 +30,7 @@ from teams.services import audit_record
 def credits_granted(*, organization: Organization, idempotency_key: str) -> bool:
     """Whether a ledger line with this key exists: a cheap look before a replay would."""
     return CreditTransaction.objects.filter(
-        account__organization=organization, idempotency_key=idempotency_key
+        organization_id=organization.pk, idempotency_key=idempotency_key
     ).exists()
 
 
@@ -129,8 +129,8 @@ def credits_refund(
     if amount is not None:
         _check_amount(amount)
     with transaction.atomic():
-        CreditAccount.objects.select_for_update().filter(pk=original.account_id).first()
-        earlier = _replay(CreditTransaction, account_id=original.account_id, key=key)
+        CreditAccount.objects.select_for_update().filter(organization_id=original.organization_id).first()
+        earlier = _replay(CreditTransaction, organization_id=original.organization_id, key=key)
         if earlier is not None:
             return earlier
         refunds = CreditTransaction.objects.filter(refund_of=original)
@@ -143,7 +143,9 @@ def credits_refund(
                 field="amount",
             )
         restored = dict(
-            CreditAllocation.objects.filter(transaction__refund_of=original)
+            CreditAllocation.objects.filter(
+                organization_id=original.organization_id, transaction__refund_of=original
+            )
             .values_list("grant_id")
             .annotate(s=Sum("amount"))
             .values_list("grant_id", "s")
@@ -152,7 +154,9 @@ def credits_refund(
         live = Q(grant__expires_at__isnull=True) | Q(grant__expires_at__gt=now)
         rooms = [
             (a.grant_id, -a.amount - restored.get(a.grant_id, 0))
-            for a in original.allocations.filter(live).select_related("grant").order_by("-grant__priority")
+            for a in original.allocations.filter(live, organization_id=original.organization_id)
+            .select_related("grant")
+            .order_by("-grant__priority")
         ]
         entry = _credit(
             account_id=original.account_id,
@@ -170,7 +174,7 @@ def credits_refund(
         # Credits that went back into a grant whose payment was refunded or is disputed are
         # revoked or held back again, so a refunded purchase never comes back to life.
         _claims_settle(
-            account_id=original.account_id,
+            organization_id=original.organization_id,
             grant_ids=[grant_id for grant_id, _ in rooms],
             context={"consumption_refund": str(entry.code)},
         )
@@ -235,7 +239,7 @@ def _grant_of(entry_id: int) -> CreditGrant | None:
 
 
 def _claims_settle(
-    *, account_id: int, grant_ids: list[int] | None = None, context: dict | None = None
+    *, organization_id: int, grant_ids: list[int] | None = None, context: dict | None = None
 ) -> list[CreditTransaction]:
     """Bring the grants that refunds or disputes claim in line with those claims, and take back
     what can be taken. Call inside a transaction, with the account row locked.
@@ -247,7 +251,7 @@ def _claims_settle(
     and credits that come back into a revoked grant (a refunded consumption) are taken again.
     """
     grants = (
-        CreditGrant.objects.filter(account_id=account_id)
+        CreditGrant.objects.filter(organization_id=organization_id)
         .filter(Q(revoked__gt=0) | Q(owed__gt=0) | Q(disputed__gt=0) | Q(disputes__status=DisputeStatus.OPEN))
         .distinct()
         .order_by("pk")
@@ -258,7 +262,7 @@ def _claims_settle(
     for grant in grants:
         clawed = -(
             CreditAllocation.objects.filter(
-                grant=grant, transaction__type=TransactionType.CLAWBACK
+                organization_id=organization_id, grant=grant, transaction__type=TransactionType.CLAWBACK
             ).aggregate(s=Sum("amount"))["s"]
             or 0
         )
@@ -270,7 +274,7 @@ def _claims_settle(
         )
         owed = max(0, min(grant.revoked - clawed, grant.remaining))
         disputed = max(0, min(contested, grant.remaining - owed))
-        account = CreditAccount.objects.get(pk=account_id)
+        account = CreditAccount.objects.get(organization_id=organization_id)
         take = min(owed, max(0, account.balance - account.held))
         frozen = (owed - take + disputed) - (grant.owed + grant.disputed)
         if take == 0 and owed == grant.owed and disputed == grant.disputed:
@@ -278,7 +282,7 @@ def _claims_settle(
         CreditGrant.objects.filter(pk=grant.pk).update(
             remaining=F("remaining") - take, owed=owed - take, disputed=disputed
         )
-        moved = _account_move(account_id=account_id, balance=-take, purchased=-take, frozen=frozen)
+        moved = _account_move(organization_id=organization_id, balance=-take, purchased=-take, frozen=frozen)
         if take <= 0:
             continue
         source = CreditTransaction.objects.filter(
@@ -287,7 +291,8 @@ def _claims_settle(
         source = source.first()
         not_recovered = grant.revoked - clawed - owed
         entry = CreditTransaction.objects.create(
-            account_id=account_id,
+            organization_id=organization_id,
+            account_id=account.pk,
             type=TransactionType.CLAWBACK,
             amount=-take,
             balance_after=moved.balance,
@@ -299,9 +304,11 @@ def _claims_settle(
             refund_of=source,
             metadata={**(context or {}), "not_recovered": not_recovered},
         )
-        CreditAllocation.objects.create(transaction=entry, grant=grant, amount=-take)
+        CreditAllocation.objects.create(
+            organization_id=organization_id, transaction=entry, grant=grant, amount=-take
+        )
         audit_record(
-            organization=Organization.objects.get(pk=moved.organization_id),
+            organization=Organization.objects.get(pk=organization_id),
             action="credits.clawed_back",
             target=str(source.code if source else grant.code),
             data={

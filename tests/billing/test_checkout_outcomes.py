@@ -49,6 +49,7 @@ def shop(stripe_sim, live_server, settings):
     onboarding = Addon.objects.get(key="extra_seats")
     entitlements = list(onboarding.entitlements.all())
     onboarding.pk, onboarding.key, onboarding.currency = None, "extra_seats_eur", "eur"
+    onboarding.currency_options = {}  # priced in euros only
     onboarding.stripe_product_id = onboarding.stripe_price_id = ""
     onboarding.save()
     for ent in entitlements:
@@ -181,3 +182,23 @@ def test_an_outsider_sees_nothing_of_the_outcome(shop, org, owner, outsider, cli
         reverse("billing_success", args=[org.slug]), {"session_id": url.rsplit("/", 1)[-1]}
     )
     assert response.status_code == 404
+
+
+def test_a_failed_first_bank_debit_is_told_in_one_email(shop, org, owner):
+    """Stripe tells of it twice (the invoice's payment failed, the checkout's async payment
+    failed); the person gets one email, the one saying the plan was not started."""
+    url = start(org, owner, "ai_monthly_eur")
+    session_id = url.rsplit("/", 1)[-1]
+    pay(url, iban=FAILS)
+    settle()
+    for kind in ("invoice.payment_failed", "checkout.session.async_payment_failed"):
+        events = Event.objects.filter(type=kind)
+        assert events.exists()
+        for event in events:  # replayed, in either order
+            dispatch.handle(event.id)
+
+    assert [m.subject for m in mail.outbox] == ["Acme: your bank debit did not go through"]
+    assert "The plan was not started" in mail.outbox[0].body
+    assert not Notice.objects.filter(kind=NoticeKind.PAYMENT_FAILED).exists()
+    assert Notice.objects.filter(kind=NoticeKind.ASYNC_PAYMENT_FAILED).count() == 1
+    assert PlanCheckout.objects.get(stripe_session_id=session_id).status == "failed"

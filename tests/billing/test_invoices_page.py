@@ -6,7 +6,9 @@ import requests
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from billing import catalog
+from billing import catalog, subscriptions
+from billing.gateway.client import stripe_client
+from billing.gateway.customers import customer_ensure
 from billing.models import Payment
 from tests.factories import OrganizationFactory
 
@@ -83,3 +85,30 @@ def test_a_member_is_refused_and_an_outsider_sees_nothing(org, owner, member, ou
     assert hidden.status_code == 404 and b"ACME-SECRET" not in hidden.content
     other = OrganizationFactory(slug="other-one")
     assert client_for(owner).get(f"/o/{other.slug}/billing/invoices/").status_code == 404
+
+
+def test_an_invoice_of_more_than_ten_lines_shows_every_line(stripe_sim, org, owner, client_for):
+    """Stripe embeds ten lines in an invoice; the rest are paged, and the page and the PDF show
+    them all."""
+    client = stripe_client()
+    customer = customer_ensure(organization=org)
+    pm = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer})
+    client.v1.customers.update(customer, {"invoice_settings": {"default_payment_method": pm.id}})
+    for n in range(12):
+        client.v1.invoice_items.create(
+            {"customer": customer, "amount": 100 + n, "currency": "usd", "description": f"Extra line {n:02d}"}
+        )
+    draft = client.v1.invoices.create({"customer": customer, "pending_invoice_items_behavior": "include"})
+    client.v1.invoices.finalize_invoice(draft.id)
+    client.v1.invoices.pay(draft.id)
+
+    subscriptions.invoice_record(invoice_id=draft.id)
+    (invoice,) = Payment.objects.filter(organization=org)
+    assert [line["description"] for line in invoice.lines] == [f"Extra line {n:02d}" for n in range(12)]
+    assert sum(line["amount"] for line in invoice.lines) == invoice.total
+
+    html = client_for(owner).get(f"/o/{org.slug}/billing/invoices/").content.decode()
+    for n in range(12):
+        assert f"Extra line {n:02d}" in html
+    document = requests.get(invoice.invoice_pdf, timeout=30).content
+    assert b"Extra line 00" in document and b"Extra line 11" in document

@@ -360,7 +360,7 @@ def test_an_async_payment_failure_is_sent_even_to_a_contact_who_muted_it(
     )
     assert (
         notifications.async_payment_failed_queue(
-            organization=org, session_id="cs_1", amount=4950, currency="eur", reason="", what="subscription"
+            organization=org, key="cs_1", amount=4950, currency="eur", reason="", what="subscription"
         )
         is None
     )  # the event replayed: already told

@@ -4,13 +4,17 @@ seat policy bills the change as documented, and the seat limit holds.
 Subscriptions run on a test clock frozen at 1 April 2026, so prorated amounts are exact cents
 (the README's worked example quotes them)."""
 
-from datetime import UTC, datetime
+import io
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import stripe
+from django.conf import settings
 from django.core import mail
+from django.core.cache import cache
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
 import billing.seats.preview
 import billing.seats.sync
@@ -18,8 +22,18 @@ from billing import entitlements, notifications, seats, selectors
 from billing.catalog import catalog_push
 from billing.entitlements.gating import EntitlementError
 from billing.gateway.client import stripe_client
-from billing.models import EntitlementGrant, Feature, Notice, NoticeKind, OrgSubscription, Payment, Plan
+from billing.models import (
+    EntitlementGrant,
+    Feature,
+    Notice,
+    NoticeKind,
+    OrgSubscription,
+    Payment,
+    Plan,
+    SeatSyncDue,
+)
 from billing.seats import billable_seats
+from billing.seats.schedule import SWEEP_AFTER, _scheduled_key
 from config.celery import app
 from teams import api_keys
 from teams import services as team_services
@@ -155,6 +169,49 @@ def test_it_lowers_the_quantity_when_a_member_is_removed_or_leaves(
     remove(members[1], members[1], django_capture_on_commit_callbacks)  # leaves
     sub.refresh_from_db()
     assert seat_quantity(catalog, sub) == 3 and sub.seats == 3
+
+
+def test_a_change_whose_sync_task_was_lost_is_synced_by_the_sweep(
+    catalog, org, django_capture_on_commit_callbacks
+):
+    # Found by the cluster soak: a worker killed while its seat sync waited out the delay left
+    # the "scheduled" flag in the cache, so the next change scheduled nothing, and Stripe billed
+    # the old count until the broker gave the task back an hour later.
+    team(org, 2)
+    sub, _ = subscribe_seats(org, "team_monthly")
+    cache.add(_scheduled_key(org.pk), 1, timeout=300)  # what the lost task's schedule left
+    accept(org, "dora@example.com", django_capture_on_commit_callbacks)
+    assert seat_quantity(catalog, sub) == 2  # nothing was scheduled: one seemed to be waiting
+    due = SeatSyncDue.objects.get(organization=org)
+    assert seats.seat_syncs_sweep(now=due.since) == 0  # not late yet
+    late = due.since + timedelta(seconds=settings.BILLING_SEAT_SYNC_DELAY) + SWEEP_AFTER
+    with django_capture_on_commit_callbacks(execute=True):
+        assert seats.seat_syncs_sweep(now=late + timedelta(seconds=1)) == 1
+    assert seat_quantity(catalog, sub) == 3
+    assert not SeatSyncDue.objects.filter(organization=org).exists()
+    assert seats.seat_syncs_sweep(now=late + timedelta(hours=1)) == 0
+
+
+def test_a_sync_keeps_the_note_of_a_change_made_after_it_read_the_count(catalog, org):
+    team(org, 2)
+    subscribe_seats(org, "team_monthly")
+    SeatSyncDue.objects.create(
+        organization=org, since=timezone.now(), last=timezone.now() + timedelta(seconds=5)
+    )
+    seats.seat_sync(organization_id=org.pk)
+    assert SeatSyncDue.objects.filter(organization=org).exists()
+    SeatSyncDue.objects.filter(organization=org).update(last=timezone.now() - timedelta(seconds=1))
+    seats.seat_sync(organization_id=org.pk)
+    assert not SeatSyncDue.objects.filter(organization=org).exists()
+
+
+def test_the_sweep_is_a_periodic_job_and_a_command(catalog, org):
+    assert (
+        settings.CELERY_BEAT_SCHEDULE["billing-seat-syncs-sweep"]["task"] == "billing.tasks.seat_syncs_sweep"
+    )
+    out = io.StringIO()
+    call_command("seat_syncs_sweep", stdout=out)
+    assert out.getvalue().strip() == "queued 0 seat syncs"
 
 
 def test_it_sends_nothing_when_stripe_already_has_the_count(catalog, org, stripe_sim):

@@ -1,6 +1,7 @@
 """Plan-based API rate limits: a sliding window in Redis, per organization and per API key."""
 
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,7 @@ from django.db import connection
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from billing import entitlements, metering
-from billing.entitlements import ratelimit
+from billing.entitlements import counter_registry, ratelimit
 from billing.models import Plan, UsageCounter
 from teams import api_keys
 from tests.factories import OrganizationFactory
@@ -249,3 +250,33 @@ def test_the_public_schema_is_limited_per_address(client, settings):
 def test_an_anonymous_call_to_a_private_endpoint_is_answered_401_not_counted(api_client):
     for _ in range(40):
         assert api_client.get("/api/v1/credits/balance/").status_code == 401
+
+
+def test_a_plan_change_in_this_process_reaches_the_limiter_at_once(org):
+    assert ratelimit.api_buckets(organization=org, caller=None, now=AT)[0].limit == 60
+    _on_pro(org)  # subscription_set and invalidate forget what this process kept
+    pro = ratelimit.api_buckets(organization=org, caller=None, now=AT)
+    assert pro[0].limit != 60
+
+
+def test_a_plan_change_made_elsewhere_reaches_the_limiter_within_its_ttl(org, monkeypatch):
+    monkeypatch.setattr(ratelimit, "LIMITS_TTL", 0.3)
+    assert ratelimit.api_buckets(organization=org, caller=None, now=AT)[0].limit == 60
+    # Another process changed the plan: its invalidation moved the shared cache only.
+    kept = list(counter_registry.FORGET)
+    counter_registry.FORGET.clear()
+    try:
+        _on_pro(org)
+    finally:
+        counter_registry.FORGET[:] = kept
+    assert ratelimit.api_buckets(organization=org, caller=None, now=AT)[0].limit == 60
+    time.sleep(0.35)
+    assert ratelimit.api_buckets(organization=org, caller=None, now=AT)[0].limit != 60
+
+
+def test_the_kept_limits_are_not_read_past_the_entitlements_own_end(org):
+    # A grant or a trial that ends stops counting at its end, even inside the TTL.
+    ratelimit.api_buckets(organization=org, caller=None, now=AT)
+    expires = ratelimit._limits[org.pk][0]
+    ratelimit._limits[org.pk] = (expires, AT, 1, 1)
+    assert ratelimit.api_buckets(organization=org, caller=None, now=AT)[0].limit == 60

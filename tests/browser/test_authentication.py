@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from billing.models import OrgSubscription
+from teams.models import Organization
 from tests.billing.test_authentication import ALWAYS, subscribe_through_checkout
 from tests.billing.test_lifecycle import past_period_end, world  # noqa: F401
 from tests.browser.people import log_in, sign_up
@@ -57,3 +58,23 @@ def test_a_renewal_is_confirmed_from_the_banner_on_the_hosted_invoice_page(world
     page.goto(f"/o/{org.slug}/billing/")
     expect(page.locator("[data-testid=status]")).to_have_text("Active")
     expect(page.locator("[data-testid=billing-banner]")).to_have_count(0)
+
+
+def test_a_card_saved_for_auto_recharge_is_authenticated_on_the_way(new_page, stripe_live):
+    page = new_page()
+    sign_up(page, "Frank", "frank@example.com")
+    org = Organization.objects.get(slug__startswith="frank")
+    page.goto(f"/o/{org.slug}/credits/")
+    page.click("button:has-text('Save a card for auto-recharge')")
+
+    page.fill("input[name=card_number]", "4000 0025 0000 3155")
+    page.click("button[type=submit]")
+    expect(page.locator("[data-authentication]")).to_contain_text("Authenticate this card")
+    page.click("button:has-text('Fail authentication')")
+    expect(page.locator(".error")).to_contain_text("failed authentication")
+
+    page.fill("input[name=card_number]", "4000 0025 0000 3155")
+    page.click("button[type=submit]")
+    page.click("button:has-text('Complete authentication')")
+    expect(page).to_have_url(re.compile(r"/credits/card/\?session_id=cs_"))
+    expect(page.locator("[data-testid=card-setup]")).to_contain_text("Card saved (ending 3155)")

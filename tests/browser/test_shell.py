@@ -8,21 +8,11 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from billing import catalog, entitlements, subscriptions
-from billing.gateway.client import stripe_client
-from billing.gateway.customers import customer_ensure
-from billing.models import Plan
-from credits import services as credit_services
-from projects import services as project_services
-from projects.models import AiModel
-from teams import services as team_services
-from teams.models import Role
 from tests.browser import people
-from tests.factories import MembershipFactory
+from tests.browser.conftest import WORLD_PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PASSWORD = "a-long-enough-pass"
 PHONE = {"width": 390, "height": 844}
 LAPTOP = {"width": 1280, "height": 800}
 ANONYMOUS_PAGES = ["landing", "pricing", "login", "signup"]
@@ -38,43 +28,8 @@ ORG_PAGES = [
 ]
 
 
-@pytest.fixture
-def world(stripe_sim):
-    """Olivia owns Acme, on Pro through the simulator, with projects, credits and a member."""
-    catalog.catalog_push()
-    credit_services.credits_seed_packages()
-    owner = team_services.user_create(email="olivia@example.com", password=PASSWORD, name="Olivia Owner")
-    org = team_services.organization_create(owner=owner, name="Acme Analytics Worldwide Holdings")
-    member = team_services.user_create(email="max@example.com", password=PASSWORD, name="Max Member")
-    MembershipFactory(organization=org, user=member, role=Role.MEMBER)
-    client = stripe_client()
-    customer = customer_ensure(organization=org)
-    card = client.v1.payment_methods.attach("pm_card_visa", {"customer": customer})
-    client.v1.customers.update(customer, {"invoice_settings": {"default_payment_method": card.id}})
-    plan = Plan.objects.get(key="pro_monthly")
-    remote = client.v1.subscriptions.create(
-        {
-            "customer": customer,
-            "items": [{"price": i.stripe_price_id, "quantity": 1} for i in plan.line_items.all()],
-            "metadata": {"tally_org_id": str(org.pk), "tally_plan": plan.key},
-        }
-    )
-    subscriptions.invoice_record(invoice_id=remote.latest_invoice)
-    subscriptions.subscription_sync(subscription_id=remote.id)
-    # Most of the month's generations used: the navigation shows what is left.
-    entitlements.consume(org, "ai_generations", 95, idempotency_key="seed")
-    for name in ("Quarterly forecast with a rather long descriptive name", "Support copilot"):
-        project = project_services.project_create(
-            organization=org, name=name, description="Revenue model for the board pack.", actor=owner
-        )
-        project_services.generation_create(
-            project=project, prompt="A calm logo for a billing company", model=AiModel.IMAGE, actor=owner
-        )
-    return org, owner, member
-
-
 def log_in(page, email: str) -> None:
-    people.log_in(page, email, PASSWORD)
+    people.log_in(page, email, WORLD_PASSWORD)
 
 
 def overflow(page) -> tuple[int, int]:

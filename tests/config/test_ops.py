@@ -93,3 +93,14 @@ def _parse(text: str) -> dict[str, float]:
         name, value = line.rsplit(" ", 1)
         samples[name] = float(value)
     return samples
+
+
+def test_metrics_time_each_request_once_by_its_view(client, settings):
+    settings.METRICS_TOKEN = ""
+    sample = 'tally_http_request_duration_seconds_count{method="GET",view="healthz"}'
+    before = _parse(client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()).get(sample, 0)
+    client.get("/healthz")
+    client.get("/no-such-page/")
+    samples = _parse(client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode())
+    assert samples[sample] == before + 1
+    assert samples['tally_http_request_duration_seconds_count{method="GET",view="unresolved"}'] >= 1

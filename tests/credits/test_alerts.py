@@ -55,7 +55,9 @@ def test_it_estimates_the_runway_from_the_last_seven_days(org, fund, account):
     # Its day in the rollup, as the debit would have written it eight days ago.
     today = CreditUsageDay.objects.get(account=account)
     CreditUsageDay.objects.filter(pk=today.pk).update(credits=70, consumptions=1)
-    CreditUsageDay.objects.create(account=account, day=then.date(), action="", credits=500, consumptions=1)
+    CreditUsageDay.objects.create(
+        organization=org, account=account, day=then.date(), action="", credits=500, consumptions=1
+    )
     account.refresh_from_db()
     assert account.balance == 430
     assert selectors.runway_days(account) == 43  # 70 credits a week = 10 a day
@@ -107,18 +109,26 @@ def test_a_threshold_crossing_starts_one_recharge(org, owner, fund, pack, django
 
 def test_the_database_allows_one_recharge_in_flight(org, owner, fund, pack, account):
     _switched_on_then_card_removed(org, pack)
-    CreditRecharge.objects.create(account=account, package=pack, credits=1000, amount=1000, currency="usd")
+    CreditRecharge.objects.create(
+        organization=org, account=account, package=pack, credits=1000, amount=1000, currency="usd"
+    )
     assert services.credit_auto_recharge_start(account_id=account.pk) is None
     with pytest.raises(IntegrityError):
         CreditRecharge.objects.create(
-            account=account, package=pack, credits=1000, amount=1000, currency="usd"
+            organization=org, account=account, package=pack, credits=1000, amount=1000, currency="usd"
         )
 
 
 def test_it_skips_a_recharge_beyond_the_monthly_limit(org, owner, pack, account):
     _switched_on_then_card_removed(org, pack, limit=1500)
     CreditRecharge.objects.create(
-        account=account, package=pack, credits=1000, amount=1000, currency="usd", status="succeeded"
+        organization=org,
+        account=account,
+        package=pack,
+        credits=1000,
+        amount=1000,
+        currency="usd",
+        status="succeeded",
     )
     recharge = services.credit_auto_recharge_start(account_id=account.pk)
     assert (recharge.status, recharge.failure_code) == ("skipped", "monthly_limit")
@@ -126,7 +136,7 @@ def test_it_skips_a_recharge_beyond_the_monthly_limit(org, owner, pack, account)
 
 def test_a_succeeded_recharge_grants_its_credits_once(org, owner, pack, account):
     recharge = CreditRecharge.objects.create(
-        account=account, package=pack, credits=1000, amount=1000, currency="usd"
+        organization=org, account=account, package=pack, credits=1000, amount=1000, currency="usd"
     )
     services.credit_recharge_succeed(recharge=recharge, payment_intent_id="pi_1")
     services.credit_recharge_succeed(recharge=recharge, payment_intent_id="pi_1")

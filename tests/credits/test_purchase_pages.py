@@ -63,7 +63,7 @@ def test_the_service_refuses_it_too_and_changes_nothing(stripe_sim, org, owner, 
 def test_the_balance_refreshes_once_a_purchase_is_granted(client_for, org, owner, pack):
     account = services.credit_account_for(organization=org)
     purchase = CreditPurchase.objects.create(
-        account=account, package=pack, credits=10_000, amount=1000, currency="usd"
+        organization=org, account=account, package=pack, credits=10_000, amount=1000, currency="usd"
     )
     client = client_for(owner)
     back = {"purchase": "complete", "code": str(purchase.code)}  # Checkout's success URL

@@ -2,8 +2,11 @@
 dropped connection gets a clean 503, and the next request works on a new connection, without
 a restart."""
 
+import json
+
 import psycopg
 import pytest
+from django.core import signals
 from django.db import close_old_connections, connection
 from django.urls import reverse
 
@@ -40,3 +43,31 @@ def test_a_connection_dropped_mid_request_is_a_clean_503_then_recovers(client_fo
     assert failed.status_code == 503 and failed["Retry-After"] == "5"
     close_old_connections()  # what the end of every request does (the test client skips it)
     assert client.get(url).status_code == 200
+
+
+def test_a_keyed_api_call_that_meets_a_dropped_connection_is_a_clean_503(org, owner):
+    # Keyed API calls go through their own, shorter middleware chain (config/handlers.py): it
+    # must turn the database going away into the same 503, not a 500.
+    from config.handlers import Application
+    from teams import api_keys
+    from tests.config.test_handlers import call
+
+    _, secret = api_keys.api_key_create(organization=org, actor=owner, name="server")
+    app = Application()
+    # As the test client does, the request's own health checks are left out: the drop below
+    # happens "during" the next request. close_old_connections() stands for a request's end.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        status, _, _ = call(app, "/api/v1/credits/balance", authorization=f"Bearer {secret}")
+        assert status == 200
+        _terminate(connection.connection.info.backend_pid)
+        status, headers, content = call(app, "/api/v1/credits/balance", authorization=f"Bearer {secret}")
+        assert status == 503 and headers["Retry-After"] == "5"
+        assert json.loads(content)["code"] == "service_unavailable"
+        close_old_connections()
+        status, _, _ = call(app, "/api/v1/credits/balance", authorization=f"Bearer {secret}")
+        assert status == 200
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)

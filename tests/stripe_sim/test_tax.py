@@ -88,7 +88,7 @@ def test_discounts_come_off_before_tax_rounded_per_line(client: stripe.StripeCli
 
 
 def test_a_country_the_seller_is_not_registered_in_pays_no_tax(client: stripe.StripeClient) -> None:
-    invoice = _taxed_invoice(client, _customer(client, "US"), helpers.price(client, amount=1000))
+    invoice = _taxed_invoice(client, _customer(client, "JP"), helpers.price(client, amount=1000))
     assert _tax(invoice) == [(0, 1000, "exclusive", "not_collecting")]
     assert invoice.total == 1000
 
