@@ -5,6 +5,8 @@ console email and the bundled Stripe simulator. Production sets the variables li
 README; `manage.py check --deploy` and the checks in `config/checks.py` refuse dangerous mixes.
 """
 
+import base64
+import hashlib
 import secrets
 from pathlib import Path
 
@@ -79,6 +81,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
     "teams.middleware.ApiHeaders",
+    "teams.middleware.TwoFactorRequiredRedirect",
     # Last, so that it sees a view's database error first: a clean 503 (teams/middleware.py).
     "teams.middleware.DatabaseUnavailable",
 ]
@@ -223,6 +226,31 @@ AUTH_THROTTLES = {
     "password_reset": (3, 20, 3600),
 }
 INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7, minimum=1)
+# Two-factor sign-in: wrong codes after the password, counted like failed sign-ins.
+AUTH_THROTTLES["two_factor"] = (5, 50, 15 * 60)
+# Seconds between the password and the code before the sign-in must start again.
+TWO_FACTOR_PENDING_SECONDS = 5 * 60
+
+
+def _totp_key() -> str:
+    """The Fernet key that seals TOTP secrets at rest. Derived from the secret key unless set: set
+    it in production, so that rotating DJANGO_SECRET_KEY does not lock out two-factor users."""
+    key = env_str("TOTP_ENCRYPTION_KEY")
+    if not key:
+        digest = hashlib.sha256(b"tally.totp-encryption-key:" + SECRET_KEY.encode()).digest()
+        return base64.urlsafe_b64encode(digest).decode()
+    try:
+        if len(base64.urlsafe_b64decode(key.encode())) == 32:
+            return key
+    except ValueError:
+        pass
+    raise ImproperlyConfigured(
+        "TOTP_ENCRYPTION_KEY must be a Fernet key (32 bytes in url-safe base64): python -c "
+        '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+    )
+
+
+TOTP_ENCRYPTION_KEY = _totp_key()
 # After a failed payment: days of full access before it steps down to restricted.
 BILLING_GRACE_DAYS = env_int("BILLING_GRACE_DAYS", 1, minimum=0)
 # Days after the first payment in which an owner may cancel with a full refund.

@@ -3,10 +3,22 @@ import re
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
+from common.errors import ServiceError
 from teams.auth import ApiKeyPrincipal
 from teams.models import Membership, Organization, Role
+from teams.twofactor import two_factor_missing_for
 
 _SLUG = re.compile(r"[-a-zA-Z0-9_]{1,100}")
+
+
+class TwoFactorRequired(PermissionDenied):
+    """The organization requires a second factor of this member, who has none. Pages send the
+    person to the page that says why (`teams.middleware.TwoFactorRequiredRedirect`); anything
+    else that does not handle it answers 403."""
+
+    def __init__(self, organization: Organization):
+        super().__init__(f"{organization.name} requires two-factor sign-in for your role.")
+        self.organization = organization
 
 
 def get_org_for_user(
@@ -27,6 +39,8 @@ def get_org_for_user(
     )
     if membership is None:
         raise Http404
+    if two_factor_missing_for(membership=membership):
+        raise TwoFactorRequired(membership.organization)
     if not membership.has_role(min_role):
         raise PermissionDenied(f"This needs the {Role(min_role).label.lower()} role or higher.")
     return membership.organization, membership
@@ -46,7 +60,10 @@ def get_org_for_api(request, *, min_role: str = Role.MEMBER) -> Organization:
     if not _SLUG.fullmatch(slug):
         # No organization has such a slug; answered like any unknown one.
         raise Http404
-    organization, _ = get_org_for_user(request, slug, min_role=min_role)
+    try:
+        organization, _ = get_org_for_user(request, slug, min_role=min_role)
+    except TwoFactorRequired as refusal:
+        raise ServiceError("two_factor_required", str(refusal), status=403) from None
     return organization
 
 

@@ -5,7 +5,7 @@ from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 
 from teams import throttle
 from teams.access import client_ip
-from teams.models import Role, Scope, User
+from teams.models import Role, Scope, TwoFactor, User
 
 
 class SignupForm(forms.Form):
@@ -56,7 +56,15 @@ class LoginForm(ThrottledAuthentication, AuthenticationForm):
 
 
 class AdminLoginForm(ThrottledAuthentication, AdminAuthenticationForm):
-    pass
+    def confirm_login_allowed(self, user):
+        super().confirm_login_allowed(user)
+        # The admin's form has no second step: such an account signs in on the site's form.
+        if TwoFactor.objects.filter(user=user, confirmed_at__isnull=False).exists():
+            raise forms.ValidationError(
+                "This account uses two-factor sign-in: log in on the site's sign-in page, then "
+                "open the admin.",
+                code="two_factor",
+            )
 
 
 class ThrottledPasswordResetForm(PasswordResetForm):
@@ -113,4 +121,36 @@ class ApiKeyForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text="Give a key only what its program needs.",
         error_messages={"required": "Choose at least one scope for the key."},
+    )
+
+
+class TwoFactorCodeForm(forms.Form):
+    code = forms.CharField(
+        max_length=32,
+        label="Code",
+        help_text="The 6 digits your app shows, or one of your recovery codes.",
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "autofocus": True, "inputmode": "text"}
+        ),
+    )
+
+
+class TwoFactorConfirmForm(forms.Form):
+    code = forms.CharField(
+        max_length=16,
+        label="Code from your app",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+
+class TwoFactorDisableForm(forms.Form):
+    code = forms.CharField(max_length=32, required=False, label="A current code")
+    password = forms.CharField(
+        widget=forms.PasswordInput, strip=False, required=False, label="Or your password"
+    )
+
+
+class TwoFactorRequirementForm(forms.Form):
+    require_two_factor = forms.BooleanField(
+        required=False, label="Require two-factor sign-in for owners, admins and billing managers"
     )

@@ -6,9 +6,14 @@ import time
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.http import urlencode
+from django_htmx.http import HttpResponseClientRedirect
 
 from common import logs
 from teams import metrics
+from teams.access import TwoFactorRequired
 
 log = logging.getLogger("tally.db")
 
@@ -101,3 +106,22 @@ class DatabaseUnavailable:
             )
         response["Retry-After"] = "5"
         return response
+
+
+class TwoFactorRequiredRedirect:
+    """An organization's page refused for want of a second factor sends the person to the page
+    that says why, with the way to set one up."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, TwoFactorRequired) or request.path.startswith(API_PREFIX):
+            return None
+        target = reverse("two_factor_required") + "?" + urlencode({"org": exception.organization.slug})
+        if getattr(request, "htmx", False):
+            return HttpResponseClientRedirect(target)
+        return redirect(target)

@@ -77,6 +77,8 @@ class Organization(models.Model):
     slug = models.SlugField(max_length=60, unique=True)
     billing_email = models.EmailField(blank=True)
     is_personal = models.BooleanField(default=False)
+    # Owners, admins and billing managers must sign in with a second factor to open its pages.
+    require_two_factor = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     deleted_at = models.DateTimeField(null=True, blank=True)
 
@@ -102,6 +104,11 @@ class Organization(models.Model):
             return self.billing_email
         owner = self.memberships.filter(role=Role.OWNER).select_related("user").first()
         return owner.user.email if owner else ""
+
+    @staticmethod
+    def two_factor_roles() -> tuple[str, ...]:
+        """The roles an organization's two-factor requirement applies to."""
+        return (Role.OWNER, Role.ADMIN, Role.BILLING)
 
     def billing_contacts(self) -> list[str]:
         """Who gets billing mail (payments, refunds, disputes, usage and credit alerts): the
@@ -385,3 +392,7 @@ class QueuedTask(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task} {self.task_id}"
+
+
+# Kept in their own module; imported here so that Django registers them with the app.
+from teams.models_twofactor import RecoveryCode, TwoFactor  # noqa: E402, F401

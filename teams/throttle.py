@@ -16,7 +16,7 @@ from teams.ratelimit import Bucket, limiter_hit
 
 @dataclass(frozen=True)
 class Throttle:
-    action: str  # "login", "signup", "password_reset"
+    action: str  # "login", "signup", "password_reset", "two_factor"
     what: str  # for the message: "failed sign-ins", ...
 
     def buckets(self, *, account: str, address: str | None) -> list[Bucket]:
@@ -30,6 +30,7 @@ class Throttle:
 LOGIN = Throttle("login", "failed sign-ins")
 SIGNUP = Throttle("signup", "sign-up attempts")
 PASSWORD_RESET = Throttle("password_reset", "password reset requests")
+TWO_FACTOR = Throttle("two_factor", "wrong two-factor codes")
 
 
 def _minutes(seconds: int) -> str:

@@ -25,6 +25,8 @@ from teams.forms import (
     TransferForm,
 )
 from teams.models import ApiKey, Invitation, Membership, Role
+from teams.twofactor import two_factor_on
+from teams.views_twofactor import sign_in_pending
 
 
 def _safe_next(request, fallback: str) -> str:
@@ -396,6 +398,14 @@ class LoginView(auth_views.LoginView):
 
     authentication_form = LoginForm
     redirect_authenticated_user = True
+
+    def form_valid(self, form):
+        user = form.get_user()
+        if two_factor_on(user):
+            # Not signed in yet: the code is asked for first (teams/views_twofactor.py).
+            sign_in_pending(self.request, user, next_url=self.get_success_url())
+            return redirect("login_two_factor")
+        return super().form_valid(form)
 
     def form_invalid(self, form):
         response = super().form_invalid(form)

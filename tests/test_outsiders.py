@@ -62,6 +62,7 @@ PAGES = {
     "dashboard": ([], ["get"]),
     "organization_settings": ([], ["get", "post"]),
     "organization_delete": ([], ["post"]),
+    "organization_two_factor": ([], ["post"]),
     "members": ([], ["get"]),
     "invitation_create": ([], ["post"]),
     "ownership_transfer": ([], ["post"]),
