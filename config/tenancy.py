@@ -74,6 +74,8 @@ TENANCY: dict[str, tuple[str, str, str]] = {
     "credits_creditpackage": (REFERENCE, "", "catalog: credit packs"),
     "credits_creditprice": (REFERENCE, "", "catalog: what each action costs"),
     "teams_user": (REFERENCE, "", "a person may belong to several organizations"),
+    "teams_twofactor": (REFERENCE, "", "a person's second factor, with the users"),
+    "teams_recoverycode": (REFERENCE, "", "a person's recovery codes, with the users"),
     "teams_user_groups": (REFERENCE, "", "staff permissions, with the users"),
     "teams_user_user_permissions": (REFERENCE, "", "staff permissions, with the users"),
     "auth_group": (REFERENCE, "", "staff permission groups"),

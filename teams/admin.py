@@ -4,6 +4,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from common.admin import ReadOnlyAdmin, TabularInline
 from teams.forms import AdminLoginForm
 from teams.models import ApiKey, AuditEvent, Invitation, Membership, Organization, QueuedTask, User
+from teams.models_twofactor import RecoveryCode, TwoFactor
 
 # The admin's sign-in is throttled like the site's.
 admin.site.login_form = AdminLoginForm
@@ -85,3 +86,29 @@ class QueuedTaskAdmin(ReadOnlyAdmin):
 
     list_display = ("task", "created_at", "not_before", "attempts", "claimed_until")
     search_fields = ("task", "task_id")
+
+
+class RecoveryCodeInline(TabularInline):
+    model = RecoveryCode
+    extra = 0
+    fields = ["used_at"]
+    readonly_fields = ["used_at"]
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TwoFactor)
+class TwoFactorAdmin(ReadOnlyAdmin):
+    """Who signs in with a second factor. The secret is never shown; deleting the row is how
+    staff turn it off for someone who lost both their phone and their recovery codes."""
+
+    list_display = ("user", "confirmed_at", "created_at")
+    fields = ("user", "confirmed_at", "created_at")
+    search_fields = ("user__email",)
+    list_select_related = ["user"]
+    inlines = [RecoveryCodeInline]
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser

@@ -78,7 +78,8 @@ class Organization(models.Model):
     billing_email = models.EmailField(blank=True)
     is_personal = models.BooleanField(default=False)
     # Owners, admins and billing managers must sign in with a second factor to open its pages.
-    require_two_factor = models.BooleanField(default=False)
+    # A database default too: rows written by code that predates the column get False.
+    require_two_factor = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(default=timezone.now)
     deleted_at = models.DateTimeField(null=True, blank=True)
 

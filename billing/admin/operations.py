@@ -1,8 +1,8 @@
-"""Operations: Stripe events as handled and the billing emails sent."""
+"""Operations: Stripe events as handled, the billing emails sent, seat syncs still due."""
 
 from django.contrib import admin
 
-from billing.models import Notice, NoticePreference, StripeEventOutcome
+from billing.models import Notice, NoticePreference, SeatSyncDue, StripeEventOutcome
 from common.admin import ReadOnlyAdmin
 
 
@@ -32,3 +32,13 @@ class NoticePreferenceAdmin(ReadOnlyAdmin):
     list_display = ("organization", "user", "muted", "updated_at")
     search_fields = ("organization__slug", "user__email")
     list_select_related = ["organization", "user"]
+
+
+@admin.register(SeatSyncDue)
+class SeatSyncDueAdmin(ReadOnlyAdmin):
+    """Membership changes Stripe may not have yet; a row older than a few minutes means the
+    seat syncs are not running (no worker or no beat)."""
+
+    list_display = ("organization", "since", "last")
+    search_fields = ("organization__slug",)
+    list_select_related = ["organization"]
