@@ -130,17 +130,24 @@ def page_after(rows, *, cursor: str = "", limit: int = 50) -> tuple[list, str]:
     """One page of `rows` (ordered newest first) after `cursor`, and the cursor of the next page.
 
     Cursors are signed, so they cannot be forged to walk another position, and stay stable
-    while new lines are added at the top.
+    while new lines are added at the top. They carry no signing time: the same position is
+    always the same link.
     """
     if cursor:
         try:
-            rows = rows.filter(pk__lt=int(signing.loads(cursor, salt=CURSOR_SALT)))
+            rows = rows.filter(pk__lt=int(_cursor_position(cursor)))
         except (signing.BadSignature, TypeError, ValueError):
             rows = rows.none()
     page = list(rows[: limit + 1])
     more = len(page) > limit
     page = page[:limit]
-    return page, signing.dumps(page[-1].pk, salt=CURSOR_SALT) if more else ""
+    return page, signing.Signer(salt=CURSOR_SALT).sign_object(page[-1].pk) if more else ""
+
+
+def _cursor_position(cursor: str):
+    if cursor.count(":") == 2:  # the older, time-stamped form
+        return signing.loads(cursor, salt=CURSOR_SALT)
+    return signing.Signer(salt=CURSOR_SALT).unsign_object(cursor)
 
 
 def runway_days(account: CreditAccount) -> int | None:

@@ -1,7 +1,11 @@
+import time
+
 import pytest
+from django.core import signing
 
 from credits import services
 from credits.models import CreditAccount, CreditReservation, CreditTransaction
+from credits.selectors import CURSOR_SALT
 from teams import api_keys
 from teams.models import AuditEvent
 
@@ -130,6 +134,22 @@ def test_it_lists_transactions_with_filters_and_a_cursor(key_client, org, fund):
     )
     assert key_client.get("/api/v1/credits/transactions?cursor=forged").json()["data"] == []
     assert key_client.get("/api/v1/credits/transactions?type=gift").status_code == 400
+
+
+def test_a_position_is_always_the_same_cursor_and_older_cursors_still_work(
+    key_client, org, fund, monkeypatch
+):
+    fund(100)
+    for i in range(3):
+        services.credits_consume(organization=org, amount=1, idempotency_key=f"c{i}", reference_id=f"job-{i}")
+    first = key_client.get("/api/v1/credits/transactions?limit=1").json()["next_cursor"]
+    later = time.time() + 3600
+    monkeypatch.setattr(signing.time, "time", lambda: later)
+    assert key_client.get("/api/v1/credits/transactions?limit=1").json()["next_cursor"] == first
+    newest = CreditTransaction.objects.filter(organization=org).order_by("-pk").first()
+    legacy = signing.dumps(newest.pk, salt=CURSOR_SALT)
+    page = key_client.get("/api/v1/credits/transactions", {"limit": 1, "cursor": legacy}).json()
+    assert [t["reference_id"] for t in page["data"]] == ["job-1"]
 
 
 def test_it_lists_packages_and_estimates(key_client):

@@ -1,6 +1,8 @@
+import time
 from datetime import timedelta
 
 import pytest
+from django.core import signing
 from django.urls import reverse
 from django.utils import timezone
 
@@ -32,6 +34,24 @@ def test_it_emails_a_signed_link_once_the_invitation_is_committed(
     assert invitation.get_accept_url() in mailoutbox[0].body
     assert Invitation.from_token(invitation.token) == invitation
     assert AuditEvent.objects.filter(action="invitation.created", target="dora@example.com").exists()
+
+
+def test_its_link_is_one_value_for_the_life_of_the_invitation(org, owner, monkeypatch):
+    # The email, the resend page and the audit trail must all show the same link; a token that
+    # embedded the signing time changed every second and the email no longer matched.
+    invitation = invite(org, owner)
+    first = invitation.get_accept_url()
+    later = time.time() + 3600
+    monkeypatch.setattr(signing.time, "time", lambda: later)
+    assert invitation.get_accept_url() == first
+    assert Invitation.from_token(invitation.token) == invitation
+
+
+def test_links_emailed_before_the_stable_format_still_open_their_invitation(org, owner):
+    invitation = invite(org, owner)
+    legacy = signing.dumps({"c": str(invitation.code), "n": invitation.nonce}, salt=Invitation.TOKEN_SALT)
+    assert Invitation.from_token(legacy) == invitation
+    assert Invitation.from_token(legacy[:-2] + "xx") is None
 
 
 def test_it_expires_invitations_after_seven_days(org, owner):
