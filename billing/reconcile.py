@@ -19,6 +19,7 @@ from djstripe.models import Customer
 
 from billing import metering, seats, selectors
 from billing.gateway.client import stripe_client
+from billing.metering import days
 from billing.models import MeterReport, OrgSubscription, Payment, PlanLineItem, UsageCounter
 from billing.seats.counts import billable_seats
 from billing.seats.sync import seat_sync
@@ -222,6 +223,15 @@ def billing_invariants_check(
         + meters_check(organizations=organizations, fix=fix)
         + seats_check(organizations=organizations, fix=fix)
     )
+
+
+def usage_days_check(*, organizations: Iterable[Organization]) -> list[Breach]:
+    """I8: each day of usage the charts and totals read equals the sum of its events."""
+    return [
+        Breach(organization, "I8", difference)
+        for organization in organizations
+        for difference in days.usage_days_differences(organization.pk)
+    ]
 
 
 # --- Subscriptions against Stripe ------------------------------------------------------------

@@ -39,6 +39,7 @@ TENANCY: dict[str, tuple[str, str, str]] = {
     "billing_usagecounter": (DISTRIBUTED, "organization_id", "its usage per feature and period"),
     "billing_usagealert": (DISTRIBUTED, "organization_id", "usage alerts sent to it"),
     "billing_usageevent": (DISTRIBUTED, "organization_id", "its metered usage events"),
+    "billing_usageday": (DISTRIBUTED, "organization_id", "its usage per meter (or feature) and day"),
     "billing_meterreport": (DISTRIBUTED, "organization_id", "its usage reports to Stripe (outbox)"),
     "billing_billingprofile": (DISTRIBUTED, "organization_id", "its billing address and tax ids"),
     "billing_notice": (DISTRIBUTED, "organization_id", "notices to its members"),

@@ -3,7 +3,7 @@
 from django.contrib import admin, messages
 
 from billing import metering
-from billing.models import MeterReport, UsageAlert, UsageCounter, UsageEvent
+from billing.models import MeterReport, UsageAlert, UsageCounter, UsageDay, UsageEvent
 from common.admin import ReadOnlyAdmin
 
 
@@ -38,6 +38,15 @@ class UsageEventAdmin(ReadOnlyAdmin):
     list_filter = ["source", "meter", "feature"]
     search_fields = ["organization__slug", "event_id"]
     date_hierarchy = "timestamp"
+    list_select_related = ["organization", "meter", "feature"]
+
+
+@admin.register(UsageDay)
+class UsageDayAdmin(ReadOnlyAdmin):
+    list_display = ["day", "organization", "meter", "feature", "total", "events", "distinct_new"]
+    list_filter = ["meter", "feature"]
+    search_fields = ["organization__slug"]
+    date_hierarchy = "day"
     list_select_related = ["organization", "meter", "feature"]
 
 

@@ -19,6 +19,7 @@ from billing.entitlements.engine import (
     _usage_key,
     effective_for,
 )
+from billing.metering import days
 from billing.models import Feature, Overage, UsageEvent
 from teams.models import Organization
 
@@ -83,7 +84,7 @@ def consume(
 
 
 def _log(organization, ent, key: str, amount: int, period, now: datetime) -> None:
-    UsageEvent.objects.create(
+    event = UsageEvent.objects.create(
         organization=organization,
         source=UsageEvent.Source.CONSUME,
         feature_id=ent.feature_id,
@@ -92,6 +93,9 @@ def _log(organization, ent, key: str, amount: int, period, now: datetime) -> Non
         timestamp=now,
         period_start=period.start,
         received_at=now,
+    )
+    days.usage_days_add(
+        organization_id=organization.pk, by="feature", rows=days.recorded([event], by="feature")
     )
 
 

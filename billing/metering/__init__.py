@@ -28,6 +28,7 @@ _EXPORTS = {
     "MeterTotal": "reading",
     "PreviewLine": "reading",
     "daily_usage": "reading",
+    "daily_usage_of": "reading",
     "events_of": "reading",
     "invoice_preview": "reading",
     "meter_aggregate": "reading",

@@ -27,6 +27,7 @@ from django.utils.dateparse import parse_datetime
 
 from billing import entitlements
 from billing.entitlements.decisions import Decision, Reason
+from billing.metering import days
 from billing.metering.counting import MeterSpec, _count, _Valid
 from billing.models import (
     Aggregation,
@@ -250,6 +251,7 @@ def usage_ingest(*, organization: Organization, events: list, now: datetime | No
                     )
             if refused:
                 _delete(organization, list(refused))
+            _roll_up(organization, [e for e in valid if e.id in fresh and e.id not in refused], fresh)
         for event in valid:
             if event.id in refused:
                 code, message = refused[event.id]
@@ -260,8 +262,40 @@ def usage_ingest(*, organization: Organization, events: list, now: datetime | No
     return IngestResult(results)  # type: ignore[arg-type]
 
 
-def _insert(organization: Organization, events: list[_Valid], now: datetime) -> set[str]:
-    """Store the events not stored yet, in one statement; the ids that were new."""
+def _roll_up(organization: Organization, stored: list[_Valid], pks: dict[str, int]) -> None:
+    """Add the events this batch stored (and kept) to their days, with the unique-count values
+    they are the first in their period to record."""
+    new_values: set[str] = set()
+    groups: dict[tuple[int, datetime], list[_Valid]] = defaultdict(list)
+    for event in stored:
+        if event.meter.aggregation == Aggregation.UNIQUE_COUNT:
+            groups[(event.meter.id, event.period.start)].append(event)
+    for (meter_id, period_start), group in sorted(groups.items()):
+        days.distinct_lock(organization.pk, meter_id, period_start)
+        known = set(
+            UsageEvent.objects.filter(
+                organization=organization,
+                meter_id=meter_id,
+                period_start=period_start,
+                dimension__in={e.dimension for e in group},
+            )
+            .exclude(event_id__in=[e.id for e in group])
+            .values_list("dimension", flat=True)
+        )
+        for event in sorted(group, key=lambda e: pks[e.id]):  # first recorded: the lowest id
+            if event.dimension not in known:
+                known.add(event.dimension)
+                new_values.add(event.id)
+    rows = [
+        days.Recorded(e.meter.id, e.period.start, e.timestamp, pks[e.id], e.value, e.id in new_values)
+        for e in stored
+    ]
+    days.usage_days_add(organization_id=organization.pk, by="meter", rows=rows)
+
+
+def _insert(organization: Organization, events: list[_Valid], now: datetime) -> dict[str, int]:
+    """Store the events not stored yet, in one statement; the ids that were new, with the
+    stored rows' keys."""
     table = UsageEvent._meta.db_table
     if connection.vendor != "postgresql":
         return _insert_portable(organization, events, now)
@@ -271,7 +305,7 @@ def _insert(organization: Organization, events: list[_Valid], now: datetime) -> 
         "SELECT %s, %s, m, e, v, t, p, pr::jsonb, d, %s FROM unnest("
         "%s::bigint[], %s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[]"
         ") AS u(m, e, v, t, p, pr, d) "
-        "ON CONFLICT (organization_id, source, event_id) DO NOTHING RETURNING event_id"
+        "ON CONFLICT (organization_id, source, event_id) DO NOTHING RETURNING event_id, id"
     )
     params = [
         organization.pk,
@@ -287,16 +321,16 @@ def _insert(organization: Organization, events: list[_Valid], now: datetime) -> 
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {row[0] for row in cursor.fetchall()}
+        return dict(cursor.fetchall())
 
 
-def _insert_portable(organization: Organization, events: list[_Valid], now: datetime) -> set[str]:
+def _insert_portable(organization: Organization, events: list[_Valid], now: datetime) -> dict[str, int]:
     # SQLite (the offline demo): one row at a time; the unique constraint still decides.
-    fresh = set()
+    fresh = {}
     for e in events:
         try:
             with transaction.atomic():
-                UsageEvent.objects.create(
+                stored = UsageEvent.objects.create(
                     organization=organization,
                     source=UsageEvent.Source.INGEST,
                     meter_id=e.meter.id,
@@ -310,7 +344,7 @@ def _insert_portable(organization: Organization, events: list[_Valid], now: date
                 )
         except IntegrityError:
             continue
-        fresh.add(e.id)
+        fresh[e.id] = stored.pk
     return fresh
 
 

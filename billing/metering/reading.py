@@ -1,19 +1,18 @@
 """Reading usage: totals per meter, the daily bars, the events behind them, and the invoice lines
 the period will produce."""
 
-from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from django.db.models import BigIntegerField, Case, Count, F, Max, Q, Sum, Value, When
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing import entitlements, pricing
 from billing.entitlements.decisions import Decision
+from billing.metering import days
 from billing.models import (
     PLAN_STATUSES,
-    Aggregation,
     Feature,
     Meter,
     OrgSubscription,
@@ -43,32 +42,7 @@ class MeterTotal:
 
 
 def _event_aggregates(organization, meters: list[Meter], period_start: datetime) -> dict[int, int]:
-    rows = (
-        UsageEvent.objects.filter(organization=organization, period_start=period_start, meter__in=meters)
-        .values("meter_id")
-        .annotate(
-            sum=Sum("value"), count=Count("id"), max=Max("value"), unique=Count("dimension", distinct=True)
-        )
-    )
-    by_meter = {m.pk: m for m in meters}
-    totals = {}
-    for row in rows:
-        meter = by_meter[row["meter_id"]]
-        totals[meter.pk] = {
-            Aggregation.SUM: row["sum"],
-            Aggregation.COUNT: row["count"],
-            Aggregation.MAX: row["max"],
-            Aggregation.UNIQUE_COUNT: row["unique"],
-        }.get(meter.aggregation, 0)
-    for meter in meters:
-        if meter.aggregation == Aggregation.LAST and meter.pk in totals:
-            totals[meter.pk] = (
-                UsageEvent.objects.filter(organization=organization, period_start=period_start, meter=meter)
-                .order_by("-timestamp", "-pk")
-                .values_list("value", flat=True)
-                .first()
-            )
-    return totals
+    return days.period_totals(organization_id=organization.pk, meters=meters, period_start=period_start)
 
 
 def meter_aggregate(*, organization: Organization, meter: Meter, period_start: datetime) -> int:
@@ -122,46 +96,31 @@ class Bar:
 
 
 def daily_usage(*, organization: Organization, meter: Meter, period: Period, now: datetime) -> list[Bar]:
-    """One bar per day of the period so far: the meter's aggregation over that day's events.
+    """One bar per day of the period so far: the meter's aggregation over that day's events
+    (see `days.daily_values` for what a day holds)."""
+    return daily_usage_of(organization=organization, meters=[meter], period=period, now=now)[meter.pk]
 
-    A meter that sums or counts for a feature also shows the units consumed of that feature
-    through `entitlements.consume` (each adds its value, as it did to the counter)."""
-    fed = Q(meter=meter)
-    if meter.feature_id and meter.aggregation in (Aggregation.SUM, Aggregation.COUNT):
-        fed |= Q(source=UsageEvent.Source.CONSUME, feature_id=meter.feature_id)
-    events = UsageEvent.objects.filter(fed, organization=organization, period_start=period.start)
-    per_day = {
-        Aggregation.SUM: Sum("value"),
-        Aggregation.COUNT: Sum(
-            Case(
-                When(source=UsageEvent.Source.INGEST, then=Value(1)),
-                default=F("value"),
-                output_field=BigIntegerField(),
-            )
-        ),
-        Aggregation.MAX: Max("value"),
-        Aggregation.UNIQUE_COUNT: Count("dimension", distinct=True),
-        Aggregation.LAST: Max("value"),  # refined below: the day's latest value
-    }[meter.aggregation]
-    values: dict = defaultdict(int)
-    if meter.aggregation == Aggregation.LAST:
-        rows = events.annotate(day=TruncDate("timestamp")).order_by("day", "timestamp", "pk")
-        for row in rows.values("day", "value"):
-            values[row["day"]] = row["value"]
-    else:
-        for row in events.annotate(day=TruncDate("timestamp")).values("day").annotate(v=per_day).order_by():
-            values[row["day"]] += row["v"] or 0
-    days = []
+
+def daily_usage_of(
+    *, organization: Organization, meters: list[Meter], period: Period, now: datetime
+) -> dict[int, list[Bar]]:
+    """`daily_usage` for several meters, in one query."""
+    values = days.daily_values(organization_id=organization.pk, meters=meters, period_start=period.start)
+    dates = []
     day = period.start.date()
     last = min(now, period.end - timedelta(seconds=1)).date()
     while day <= last:
-        days.append(day)
+        dates.append(day)
         day += timedelta(days=1)
-    top = max([values.get(d, 0) for d in days] + [1])
-    return [
-        Bar(d.strftime("%-d %b"), d.isoformat(), values.get(d, 0), values.get(d, 0) * 100 // top)
-        for d in days
-    ]
+    bars = {}
+    for meter in meters:
+        of_meter = values[meter.pk]
+        top = max([of_meter.get(d, 0) for d in dates] + [1])
+        bars[meter.pk] = [
+            Bar(d.strftime("%-d %b"), d.isoformat(), of_meter.get(d, 0), of_meter.get(d, 0) * 100 // top)
+            for d in dates
+        ]
+    return bars
 
 
 def events_of(

@@ -46,13 +46,13 @@ def usage_page(request, org_slug: str):
         return render(request, "billing/usage.html#events", context)
     now = timezone.now()
     period, totals = metering.meter_totals(organization=organization, now=now)
+    bars = metering.daily_usage_of(
+        organization=organization, meters=[t.meter for t in totals], period=period, now=now
+    )
     context.update(
         period=period,
         totals=totals,
-        charts=[
-            (t, metering.daily_usage(organization=organization, meter=t.meter, period=period, now=now))
-            for t in totals
-        ],
+        charts=[(t, bars[t.meter.pk]) for t in totals],
         preview=metering.invoice_preview(organization=organization, period=period, now=now),
     )
     return render(request, "billing/usage.html", context)

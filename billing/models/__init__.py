@@ -36,7 +36,7 @@ from billing.models.state import (
     UsageCounter,
 )
 from billing.models.tax import BillingProfile
-from billing.models.usage import Aggregation, Meter, MeterReport, UsageEvent
+from billing.models.usage import Aggregation, Meter, MeterReport, UsageDay, UsageEvent
 
 __all__ = [
     "ENDED_STATUSES",
@@ -73,7 +73,7 @@ __all__ = [
     "UsageCounter",
 ]
 
-__all__ += ["Aggregation", "Meter", "MeterReport", "UsageEvent"]
+__all__ += ["Aggregation", "Meter", "MeterReport", "UsageDay", "UsageEvent"]
 __all__ += ["Coupon", "Duration", "PromotionCode", "SubscriptionDiscount", "TaxBehavior"]
 __all__ += ["BillingProfile"]
 __all__ += ["CatalogStripeState", "PriceChange", "PriceMigration", "PriceVersion"]

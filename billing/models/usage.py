@@ -109,6 +109,57 @@ class UsageEvent(models.Model):
         return f"{what} {self.value:+d} ({self.event_id})"
 
 
+class UsageDay(models.Model):
+    """One day of one meter's events (or of one feature's units consumed through the
+    entitlements), kept in step by the statements that store the events.
+
+    The usage page's charts and a meter's period total read these rows, so they cost the same
+    with ten events in a period and with ten million. `day` is the UTC date of the events' own
+    timestamps, within the period they count in (a period may start mid-day, so a date can
+    have a row in each of two periods). `distinct_new` counts the values of a unique-count
+    meter's property first recorded in the period by an event of that day: summed over the
+    days, the period's distinct count.
+    """
+
+    organization = models.ForeignKey(
+        "teams.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    period_start = models.DateTimeField()
+    day = models.DateField()
+    total = models.BigIntegerField(default=0, help_text="The sum of the events' values.")
+    events = models.BigIntegerField(default=0)
+    peak = models.BigIntegerField(null=True, blank=True, help_text="The highest value.")
+    last_at = models.DateTimeField(null=True, blank=True)
+    last_event = models.BigIntegerField(null=True, blank=True, help_text="The latest event's id.")
+    last_value = models.BigIntegerField(null=True, blank=True, help_text="The latest event's value.")
+    distinct_new = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["day"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "meter", "period_start", "day"],
+                condition=models.Q(meter__isnull=False),
+                name="billing_usageday_meter",
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "feature", "period_start", "day"],
+                condition=models.Q(feature__isnull=False),
+                name="billing_usageday_feature",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(meter__isnull=False, feature__isnull=True)
+                | models.Q(meter__isnull=True, feature__isnull=False),
+                name="billing_usageday_meter_or_feature",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.total:+d} ({self.events} events)"
+
+
 class MeterReport(models.Model):
     """The outbox of usage sent to Stripe: one row per (organization, feature, period, window).
 

@@ -4,6 +4,7 @@ import pytest
 
 from billing import entitlements, metering
 from billing.models import UsageCounter, UsageEvent
+from tests.billing.test_usage_days import assert_days_match
 from tests.factories import OrganizationFactory
 from tests.races import race
 
@@ -28,6 +29,7 @@ def test_it_counts_each_event_once_when_a_batch_is_retried_concurrently():
     assert again.duplicates == 108
     assert used(org, "api_calls") == 100
     assert UsageEvent.objects.filter(organization=org).count() == 108
+    assert_days_match(org)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -46,6 +48,7 @@ def test_concurrent_batches_never_pass_the_quota():
     assert sum(r.rejected for r in results) == 120 - 55
     assert used(org, "api_calls") == 1000
     assert UsageEvent.objects.filter(organization=org, source="ingest").count() == 55
+    assert_days_match(org)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -63,3 +66,4 @@ def test_concurrent_batches_count_a_distinct_value_once():
     assert not [r for r in results if isinstance(r, Exception)], results
     _, totals = metering.meter_totals(organization=org)
     assert {t.meter.key: t.total for t in totals}["active_users"] == 5
+    assert_days_match(org)

@@ -12,10 +12,11 @@ checks the README's promises:
 - I4 once reporting ran with Stripe healthy, each billed meter's Stripe total = recorded usage;
 - I5 once seat sync ran, Stripe's seat quantity = billable members;
 - I6 entitlement decisions = the small model in model.py;
-- I7 no handler raises on any delivery, in any order, any number of times.
+- I7 no handler raises on any delivery, in any order, any number of times;
+- I8 each day of usage the charts and totals read equals the sum of its events.
 
 I1 and I3-I6 hold once Tally has heard everything Stripe said (no delivery pending), which is
-when they are checked; I1's "at most one live", I2 and I7 hold at every step. I1-I5 are the
+when they are checked; I1's "at most one live", I2, I7 and I8 hold at every step. I1-I5 are the
 same checks `billing_reconcile` and `credits_reconcile` run on live data.
 
 `make test` runs a bounded number of examples from a fixed seed; `make soak` as many as asked
@@ -684,6 +685,11 @@ class LifecycleMachine(RuleBasedStateMachine):
         assert not failures, "I7: " + "\n".join(
             f"{f.what} of {f.event_type} {f.event_id} raised {f.error}" for f in failures
         )
+
+    @invariant()
+    def i8_usage_days_are_their_events(self):
+        breaches = reconcile.usage_days_check(organizations=[self.org])
+        assert not breaches, "I8: " + "; ".join(map(str, breaches))
 
     @invariant()
     def i2_every_account_reconciles(self):
