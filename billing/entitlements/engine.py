@@ -35,7 +35,7 @@ from billing.models import (
     PlanEntitlement,
     UsageAlert,
     UsageCounter,
-    UsageEvent,
+    UsageDay,
 )
 from billing.notifications import usage_alert_queue
 from billing.periods import Period
@@ -338,9 +338,9 @@ def _gauge(organization: Organization, ent: FeatureEntitlement) -> int:
     """A gauge-fed limit's usage: the latest value its meter received, in the limit's units.
     A gauge does not reset: the latest period with events holds the latest value."""
     latest = (
-        UsageEvent.objects.filter(organization=organization, meter_id=ent.gauge_meter_id)
-        .order_by("-period_start", "-timestamp", "-pk")
-        .values_list("value", flat=True)
+        UsageDay.objects.filter(organization=organization, meter_id=ent.gauge_meter_id)
+        .order_by("-period_start", "-last_at", "-last_event")
+        .values_list("last_value", flat=True)
         .first()
     )
     return (latest or 0) * ent.gauge_scale

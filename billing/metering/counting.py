@@ -10,6 +10,7 @@ from billing.entitlements.decisions import FeatureEntitlement
 from billing.models import (
     Aggregation,
     Overage,
+    UsageDay,
     UsageEvent,
 )
 from billing.periods import Period
@@ -45,6 +46,7 @@ class _Valid:
     period: Period
     properties: dict
     dimension: str
+    pk: int = 0  # once stored
 
 
 def _ceiling(ent: FeatureEntitlement) -> int | None:
@@ -116,6 +118,7 @@ def _add_distinct(organization, ent, period, group: list[_Valid], ceiling) -> tu
             period_start=period.start,
             dimension__in=dims,
         )
+        .exclude(dimension="")  # lets the partial index of values serve it
         .exclude(event_id__in=[e.id for e in group])
         .values_list("dimension", flat=True)
     )
@@ -130,15 +133,18 @@ def _add_distinct(organization, ent, period, group: list[_Valid], ceiling) -> tu
 
 def _set_latest(organization, ent, period, group, refused) -> tuple[int, int]:
     before = _lock(organization, ent, period)
-    latest = (
-        UsageEvent.objects.filter(
+    # The latest of what is stored (its days, the batch not yet among them) and the batch's kept.
+    refused_ids = {e.id for e in refused}
+    candidates = [(e.timestamp, e.pk, e.value) for e in group if e.id not in refused_ids]
+    stored = (
+        UsageDay.objects.filter(
             organization=organization, meter_id=group[0].meter.id, period_start=period.start
         )
-        .exclude(event_id__in=[e.id for e in refused])
-        .order_by("-timestamp", "-pk")
-        .values_list("value", flat=True)
+        .order_by("-last_at", "-last_event")
+        .values_list("last_at", "last_event", "last_value")
         .first()
     )
-    after = before if latest is None else latest
+    candidates += [stored] if stored else []
+    after = max(candidates)[2] if candidates else before
     _move_to(organization, ent, period, before, after)
     return before, after

@@ -238,6 +238,8 @@ def usage_ingest(*, organization: Organization, events: list, now: datetime | No
     if valid:
         with transaction.atomic():
             fresh = _insert(organization, valid, now)
+            for event in valid:
+                event.pk = fresh.get(event.id, 0)
             groups: dict[tuple[str, datetime], list[_Valid]] = defaultdict(list)
             for event in valid:
                 if event.id in fresh and event.meter.counted:
@@ -279,6 +281,7 @@ def _roll_up(organization: Organization, stored: list[_Valid], pks: dict[str, in
                 period_start=period_start,
                 dimension__in={e.dimension for e in group},
             )
+            .exclude(dimension="")  # lets the partial index of values serve it
             .exclude(event_id__in=[e.id for e in group])
             .values_list("dimension", flat=True)
         )
