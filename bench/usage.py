@@ -39,7 +39,7 @@ meter = Meter.objects.get(key="api_calls")
 period = entitlements.effective_for(org).period(datetime.now(UTC))
 
 with connection.cursor() as cursor:
-    cursor.execute("TRUNCATE billing_usageevent")
+    cursor.execute("TRUNCATE billing_usageevent, billing_usageday")
     cursor.execute("UPDATE billing_usagecounter SET used = 0 WHERE organization_id = %s", [org.pk])
 
 db = settings.DATABASES["default"]
