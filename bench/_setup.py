@@ -39,3 +39,27 @@ def timed(fn, n: int) -> float:
             fn()
         best = min(best, (time.perf_counter() - start) / n)
     return best
+
+
+def page_p50(client, url: str, requests: int = 10) -> float:
+    """Seconds, the median of `requests` GETs of a page that must answer 200."""
+    import statistics
+
+    times = []
+    for _ in range(requests):
+        start = time.perf_counter()
+        response = client.get(url)
+        times.append(time.perf_counter() - start)
+        assert response.status_code == 200, response.status_code
+    return statistics.median(times)
+
+
+def alternating_p50(client, baseline: str, measured: str, rounds: int = 7) -> tuple[float, float, float]:
+    """(baseline p50, measured p50, median ratio) over alternating rounds, after a warm-up."""
+    import statistics
+
+    page_p50(client, baseline)
+    page_p50(client, measured)
+    pairs = [(page_p50(client, baseline), page_p50(client, measured)) for _ in range(rounds)]
+    ratio = statistics.median(m / b for b, m in pairs)
+    return statistics.median(b for b, _ in pairs), statistics.median(m for _, m in pairs), ratio

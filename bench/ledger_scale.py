@@ -12,10 +12,9 @@ The usage events' tables are not measured here (their schema is changing elsewhe
 """
 
 import os
-import statistics
 import time
 
-from _setup import setup_django
+from _setup import alternating_p50, setup_django
 
 setup_django()
 
@@ -36,7 +35,6 @@ from teams.models import Membership, Organization, Role, User  # noqa: E402
 
 ROWS = int(os.environ.get("BENCH_LEDGER_ROWS", "1000000"))
 ROUNDS = 7
-REQUESTS = 10
 TABLES = [CreditTransaction, CreditAllocation, CreditUsageDay]
 
 
@@ -93,16 +91,6 @@ def fill(org: Organization) -> None:
         cursor.execute("ANALYZE credits_credittransaction, credits_creditallocation, credits_creditusageday")
 
 
-def page_p50(client: Client, url: str) -> float:
-    times = []
-    for _ in range(REQUESTS):
-        start = time.perf_counter()
-        response = client.get(url)
-        times.append(time.perf_counter() - start)
-        assert response.status_code == 200, response.status_code
-    return statistics.median(times)
-
-
 def main() -> None:
     settings.CREDITS_WELCOME_BONUS = 0
     user, _ = User.objects.get_or_create(email="bench-scale@example.com")
@@ -128,12 +116,7 @@ def main() -> None:
     client = Client(SERVER_NAME="127.0.0.1")
     client.force_login(user)
     urls = {org: reverse("credits", args=[org.slug]) for org in (big, empty)}
-    for url in urls.values():
-        page_p50(client, url)  # warm
-    pairs = [(page_p50(client, urls[empty]), page_p50(client, urls[big])) for _ in range(ROUNDS)]
-    base = statistics.median(e for e, _ in pairs)
-    mine = statistics.median(b for _, b in pairs)
-    ratio = statistics.median(b / e for e, b in pairs)
+    base, mine, ratio = alternating_p50(client, urls[empty], urls[big], ROUNDS)
     print(f"credits page p50: empty ledger {base * 1000:.1f} ms, {ROWS:,} consumptions {mine * 1000:.1f} ms")
     print(f"load average: {os.getloadavg()[0]:.2f}")
     print("budgets:")

@@ -13,11 +13,10 @@ ingestion writes them, and their days recomputed from them as ingestion keeps th
 """
 
 import os
-import statistics
 import time
 from datetime import timedelta
 
-from _setup import setup_django
+from _setup import alternating_p50, setup_django
 
 setup_django()
 
@@ -34,7 +33,6 @@ from teams.models import Membership, Organization, Role, User  # noqa: E402
 
 ROWS = int(os.environ.get("BENCH_USAGE_ROWS", "1000000"))
 ROUNDS = 7
-REQUESTS = 10
 TABLES = [UsageEvent, UsageDay]
 
 
@@ -106,16 +104,6 @@ def fill(org: Organization, period_start) -> None:
         cursor.execute("ANALYZE billing_usageevent, billing_usageday")
 
 
-def page_p50(client: Client, url: str) -> float:
-    times = []
-    for _ in range(REQUESTS):
-        start = time.perf_counter()
-        response = client.get(url)
-        times.append(time.perf_counter() - start)
-        assert response.status_code == 200, response.status_code
-    return statistics.median(times)
-
-
 def indexes(table: str) -> list[tuple[str, int]]:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -150,12 +138,7 @@ def main() -> None:
     client = Client(SERVER_NAME="127.0.0.1")
     client.force_login(user)
     urls = {org: reverse("usage", args=[org.slug]) for org in (big, empty)}
-    for url in urls.values():
-        page_p50(client, url)  # warm
-    pairs = [(page_p50(client, urls[empty]), page_p50(client, urls[big])) for _ in range(ROUNDS)]
-    base = statistics.median(e for e, _ in pairs)
-    mine = statistics.median(b for _, b in pairs)
-    ratio = statistics.median(b / e for e, b in pairs)
+    base, mine, ratio = alternating_p50(client, urls[empty], urls[big], ROUNDS)
     print(f"usage page p50: no events {base * 1000:.1f} ms, {ROWS:,} events {mine * 1000:.1f} ms")
     print(f"load average: {os.getloadavg()[0]:.2f}")
     print("budgets:")

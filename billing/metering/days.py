@@ -46,6 +46,10 @@ class _Change:
         self.distinct_new += row.new_value
 
 
+# What a day holds, in the order the reads below take it.
+_FIGURES = ("total", "events", "peak", "last_at", "last_event", "last_value", "distinct_new")
+
+
 def day_of(at: datetime) -> date:
     return at.astimezone(UTC).date()
 
@@ -197,18 +201,7 @@ def daily_values(
     values: dict[int, dict[date, int]] = {m.pk: defaultdict(int) for m in meters}
     latest: dict[tuple[int, date], tuple] = {}
     rows = UsageDay.objects.filter(wanted, organization_id=organization_id, period_start=period_start)
-    for row in rows.values_list(
-        "meter_id",
-        "feature_id",
-        "day",
-        "total",
-        "events",
-        "peak",
-        "last_at",
-        "last_event",
-        "last_value",
-        "distinct_new",
-    ):
+    for row in rows.values_list("meter_id", "feature_id", "day", *_FIGURES):
         meter_id, feature_id, day, total, events, peak, last_at, last_event, last_value, distinct_new = row
         if meter_id is None:  # units consumed of a fed feature: its value, for a sum and a count
             values[feeds[feature_id].pk][day] += total
@@ -275,17 +268,7 @@ def usage_days_differences(organization_id: int) -> list[str]:
     stored = {
         tuple(row[:4]): tuple(row[4:])
         for row in UsageDay.objects.filter(organization_id=organization_id).values_list(
-            "meter_id",
-            "feature_id",
-            "period_start",
-            "day",
-            "total",
-            "events",
-            "peak",
-            "last_at",
-            "last_event",
-            "last_value",
-            "distinct_new",
+            "meter_id", "feature_id", "period_start", "day", *_FIGURES
         )
     }
     return [
