@@ -9,6 +9,8 @@ import psycopg
 import pytest
 from django.db import connection
 
+from tests.backends import terminate
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -44,13 +46,7 @@ def test_a_healthy_connection_is_taken_as_usable_without_asking_the_server():
 
 def test_a_connection_the_server_ended_is_not_usable_and_the_next_request_gets_a_new_one():
     pid = _backend_pid()
-    with _admin() as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
-        # The server has sent its reason and closed the socket by the time it reports the end.
-        admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
-    for _ in range(50):
-        if not connection.is_usable():
-            break
+    terminate(pid)  # gone: it sent its reason and closed the socket on the way out
     assert not connection.is_usable()
     connection.close_if_unusable_or_obsolete()
     assert _backend_pid() != pid

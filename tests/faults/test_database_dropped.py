@@ -4,28 +4,21 @@ a restart."""
 
 import json
 
-import psycopg
 import pytest
 from django.core import signals
 from django.db import close_old_connections, connection
 from django.urls import reverse
 
+from tests.backends import terminate
+
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _terminate(pid: int) -> None:
-    """pg_terminate_backend on Tally's connection, from another one (as a restart would)."""
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    with psycopg.connect(**params, autocommit=True) as admin:
-        assert admin.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()[0]
 
 
 def test_a_connection_dropped_between_requests_is_replaced(client_for, org, owner):
     client = client_for(owner)
     url = reverse("billing", args=[org.slug])
     assert client.get(url).status_code == 200
-    _terminate(connection.connection.info.backend_pid)
+    terminate(connection.connection.info.backend_pid)
     # What every request does first (the test client skips it): the kept connection's health
     # check (CONN_HEALTH_CHECKS) finds it dead, and the request opens another.
     close_old_connections()
@@ -38,7 +31,7 @@ def test_a_connection_dropped_mid_request_is_a_clean_503_then_recovers(client_fo
     client = client_for(owner)
     url = reverse("billing", args=[org.slug])
     assert client.get(url).status_code == 200
-    _terminate(connection.connection.info.backend_pid)
+    terminate(connection.connection.info.backend_pid)
     failed = client.get(url)
     assert failed.status_code == 503 and failed["Retry-After"] == "5"
     close_old_connections()  # what the end of every request does (the test client skips it)
@@ -61,7 +54,7 @@ def test_a_keyed_api_call_that_meets_a_dropped_connection_is_a_clean_503(org, ow
     try:
         status, _, _ = call(app, "/api/v1/credits/balance", authorization=f"Bearer {secret}")
         assert status == 200
-        _terminate(connection.connection.info.backend_pid)
+        terminate(connection.connection.info.backend_pid)
         status, headers, content = call(app, "/api/v1/credits/balance", authorization=f"Bearer {secret}")
         assert status == 503 and headers["Retry-After"] == "5"
         assert json.loads(content)["code"] == "service_unavailable"
