@@ -15,6 +15,7 @@ install:
 	$(UV) sync --frozen --quiet
 
 demo: export DJANGO_DEBUG = true
+demo: export TALLY_DEMO = true
 demo: install
 	$(PY) manage.py migrate --no-input -v0
 	@echo

@@ -37,6 +37,7 @@ CSRF_COOKIE_SECURE = False
 # Static files come from the finders in tests; nothing is collected.
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
-# dj-stripe's schema in one migration (tests/djstripe_schema/migrations): the same tables, built in
-# seconds instead of the minute of CPU its own migrations take to plan per test database.
-MIGRATION_MODULES = {"djstripe": "tests.djstripe_schema.migrations"}
+# dj-stripe's schema in one migration (config/djstripe_schema, as the demo builds it): the same
+# tables, built in seconds instead of the minute of CPU its own migrations take to plan per test
+# database.
+MIGRATION_MODULES = {"djstripe": "config.djstripe_schema.migrations"}

@@ -27,6 +27,7 @@ def _demo_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}",
         DJANGO_DEBUG="true",
         DJANGO_SETTINGS_MODULE="config.settings",
+        TALLY_DEMO="true",
         **extra,
     )
     return env

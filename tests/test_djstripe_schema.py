@@ -1,6 +1,7 @@
-"""The test databases build dj-stripe's tables from one migration (tests/djstripe_schema); this
-proves it describes dj-stripe's models exactly. `make test` checks that dj-stripe's own
-migrations, which production runs, describe them too: so both build the same tables."""
+"""The test databases and the demo build dj-stripe's tables from one migration
+(config/djstripe_schema); this proves it describes dj-stripe's models exactly. `make test` checks
+that dj-stripe's own migrations, which production runs, describe them too: so both build the
+same tables."""
 
 import pytest
 from django.core.management import call_command
@@ -11,5 +12,5 @@ def test_the_one_migration_of_the_test_databases_matches_dj_stripes_models(capsy
     try:
         call_command("makemigrations", "djstripe", "--check", "--dry-run", verbosity=1)
     except SystemExit as exit:  # --check exits 1 when the models have changes to migrate
-        pytest.fail(f"regenerate tests/djstripe_schema/migrations: {capsys.readouterr().out}")
+        pytest.fail(f"regenerate config/djstripe_schema/migrations: {capsys.readouterr().out}")
         raise AssertionError from exit
