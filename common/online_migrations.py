@@ -105,6 +105,11 @@ class AddUniqueOnline(migrations.AddConstraint):
             return super().database_forwards(app_label, schema_editor, from_state, to_state)
         model = to_state.apps.get_model(app_label, self.model_name)
         constraint, qn = self.constraint, schema_editor.quote_name
+        if constraint.expressions:
+            # A unique index of expressions is all PostgreSQL has for it: no constraint to attach.
+            sql = str(constraint.create_sql(model, schema_editor))
+            schema_editor.execute(sql.replace("CREATE UNIQUE INDEX", "CREATE UNIQUE INDEX CONCURRENTLY", 1))
+            return
         table = model._meta.db_table
         columns = ", ".join(qn(model._meta.get_field(name).column) for name in constraint.fields)
         condition = constraint._get_condition_sql(model, schema_editor)

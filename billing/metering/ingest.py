@@ -252,7 +252,7 @@ def usage_ingest(*, organization: Organization, events: list, now: datetime | No
                         f"Your plan's {ent.limit:,} {ent.unit}s are used up.",
                     )
             if refused:
-                _delete(organization, list(refused))
+                _delete([fresh[event_id] for event_id in refused])
             _roll_up(organization, [e for e in valid if e.id in fresh and e.id not in refused], fresh)
         for event in valid:
             if event.id in refused:
@@ -308,7 +308,9 @@ def _insert(organization: Organization, events: list[_Valid], now: datetime) -> 
         "SELECT %s, %s, m, e, v, t, p, pr::jsonb, d, %s FROM unnest("
         "%s::bigint[], %s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[]"
         ") AS u(m, e, v, t, p, pr, d) "
-        "ON CONFLICT (organization_id, source, event_id) DO NOTHING RETURNING event_id, id"
+        # The unique index holds a digest of source and id (`EventIdDigest`).
+        "ON CONFLICT (organization_id, billing_event_id_digest(source, event_id)) DO NOTHING "
+        "RETURNING event_id, id"
     )
     params = [
         organization.pk,
@@ -351,11 +353,9 @@ def _insert_portable(organization: Organization, events: list[_Valid], now: date
     return fresh
 
 
-def _delete(organization: Organization, event_ids: list[str]) -> None:
+def _delete(pks: list[int]) -> None:
     # Only rows this transaction inserted: refused events are never committed.
-    UsageEvent.objects.filter(
-        organization=organization, source=UsageEvent.Source.INGEST, event_id__in=event_ids
-    ).delete()
+    UsageEvent.objects.filter(pk__in=pks).delete()
 
 
 API_CALLS = "api_calls"
