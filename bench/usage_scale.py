@@ -115,6 +115,8 @@ def indexes(table: str) -> list[tuple[str, int]]:
 
 
 def main() -> None:
+    with connection.cursor() as cursor:  # the benchmark database is a throwaway: every run starts empty
+        cursor.execute("TRUNCATE billing_usageevent, billing_usageday")
     catalog_apply(load_catalog())
     user, _ = User.objects.get_or_create(email="bench-usage-scale@example.com")
     period_start = (timezone.now() - timedelta(days=29)).replace(microsecond=0)

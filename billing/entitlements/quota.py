@@ -100,7 +100,7 @@ def _log(organization, ent, key: str, amount: int, period, now: datetime) -> Non
 
 
 def _replay(organization, ent, key, effective, now) -> Decision:
-    event = UsageEvent.objects.with_id(UsageEvent.Source.CONSUME, key).get(organization=organization)
+    event = UsageEvent.objects.with_id(organization.pk, UsageEvent.Source.CONSUME, key).get()
     if event.feature_id != ent.feature_id or event.value <= 0:
         raise ValueError(f"Idempotency key {key!r} was already used for another operation.")
     period = effective.period(event.period_start)

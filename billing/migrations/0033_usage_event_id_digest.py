@@ -3,12 +3,14 @@ from django.db import migrations, models
 import billing.models.usage
 from common.online_migrations import AddUniqueOnline
 
-# The first 16 bytes of SHA-256 of `source:event_id`, as a uuid (`EventIdDigest`). Immutable in
-# fact: a database's encoding never changes, so the UTF-8 bytes of a text are always the same.
+# The first 16 bytes of SHA-256 of `organization:source:event_id`, as a uuid (`EventIdDigest`).
+# Immutable in fact: a database's encoding never changes, so a text's UTF-8 bytes never do.
 DIGEST = """
-CREATE OR REPLACE FUNCTION billing_event_id_digest(text, text) RETURNS uuid
+CREATE OR REPLACE FUNCTION billing_event_id_digest(bigint, text, text) RETURNS uuid
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT encode(substring(sha256(convert_to($1 || ':' || $2, 'UTF8')) FROM 1 FOR 16), 'hex')::uuid $$
+AS $$
+SELECT encode(substring(sha256(convert_to($1::text || ':' || $2 || ':' || $3, 'UTF8')) FROM 1 FOR 16), 'hex')::uuid
+$$
 """
 
 
@@ -19,7 +21,7 @@ def create_digest(apps, schema_editor):
 
 def drop_digest(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("DROP FUNCTION IF EXISTS billing_event_id_digest(text, text)")
+        schema_editor.execute("DROP FUNCTION IF EXISTS billing_event_id_digest(bigint, text, text)")
 
 
 class Migration(migrations.Migration):
@@ -35,8 +37,7 @@ class Migration(migrations.Migration):
         AddUniqueOnline(
             model_name="usageevent",
             constraint=models.UniqueConstraint(
-                models.F("organization"),
-                billing.models.usage.EventIdDigest("source", "event_id"),
+                billing.models.usage.EventIdDigest("organization", "source", "event_id"),
                 name="billing_usageevent_unique_digest",
             ),
         ),

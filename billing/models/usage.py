@@ -48,34 +48,33 @@ class Meter(models.Model):
 
 
 class EventIdDigest(models.Func):
-    """What the unique index of usage events holds for an event's source and id: the first 16
-    bytes of SHA-256 of `source:id`, as a uuid (`billing_event_id_digest`, migration 0033).
+    """What the unique index of usage events holds for an event: the first 16 bytes of SHA-256
+    of `organization:source:id`, as a uuid (`billing_event_id_digest`, migration 0033).
 
-    A client's ids are 36-character UUIDs or longer, in random order: an index of the ids
-    themselves takes twice the space. Two different ids with the same digest would refuse the
-    second as a duplicate; with 128 bits, an organization sending a trillion events has about
-    one chance in 10^15 of that ever happening once, and nobody knows how to make it happen.
+    A client's ids are 36-character UUIDs or longer, in random order: an index of organization,
+    source and id takes twice the space of this one. Two different ids with the same digest
+    would refuse the second as a duplicate; with 128 bits, a trillion events in the table have
+    about one chance in 10^15 of that ever happening once, and nobody knows how to make it happen.
     Lookups by id go through `UsageEvent.objects.with_id`, which the index serves.
     """
 
     function = "billing_event_id_digest"
-    arity = 2
+    arity = 3
     output_field = models.UUIDField()
 
     def as_sqlite(self, compiler, connection, **extra_context):
-        # The offline demo's SQLite has no SHA-256: its index holds source and id as they are.
+        # The offline demo's SQLite has no SHA-256: its index holds the three as they are.
         return self.as_sql(
             compiler, connection, template="(%(expressions)s)", arg_joiner=" || ':' || ", **extra_context
         )
 
 
 class UsageEventQuerySet(models.QuerySet):
-    def with_id(self, source: str, event_id: str) -> "UsageEventQuerySet":
-        """The event of `source` with this id, looked up by the unique index's digest."""
-        return self.alias(id_digest=EventIdDigest("source", "event_id")).filter(
-            id_digest=EventIdDigest(models.Value(source), models.Value(event_id)),
-            source=source,
-            event_id=event_id,
+    def with_id(self, organization_id: int, source: str, event_id: str) -> "UsageEventQuerySet":
+        """The organization's event of `source` with this id, found by the unique index."""
+        given = EventIdDigest(models.Value(organization_id), models.Value(source), models.Value(event_id))
+        return self.alias(id_digest=EventIdDigest("organization", "source", "event_id")).filter(
+            id_digest=given, organization_id=organization_id, source=source, event_id=event_id
         )
 
 
@@ -124,7 +123,7 @@ class UsageEvent(models.Model):
         ordering = ["-timestamp", "-pk"]
         constraints = [
             models.UniqueConstraint(
-                "organization", EventIdDigest("source", "event_id"), name="billing_usageevent_unique_digest"
+                EventIdDigest("organization", "source", "event_id"), name="billing_usageevent_unique_digest"
             ),
             models.CheckConstraint(
                 condition=(

@@ -1,4 +1,4 @@
-"""An event's id is unique per organization and source through a 16-byte digest of the two:
+"""An event's id is unique per organization and source through a 16-byte digest of the three:
 the digest is SHA-256's, the index it lives in is what finds duplicates and replays, and an id
 is still an id (any length, any characters, one per source)."""
 
@@ -18,21 +18,21 @@ pytestmark = pytest.mark.django_db
 IDS = ["evt-1", "0f8fad5b-d9cb-469f-a165-70867728950e", "événement ✓ 🧾", "x" * 255, "a:b", ""]
 
 
-def sha256_digest(source: str, event_id: str) -> uuid.UUID:
-    return uuid.UUID(bytes=hashlib.sha256(f"{source}:{event_id}".encode()).digest()[:16])
+def sha256_digest(organization_id: int, source: str, event_id: str) -> uuid.UUID:
+    return uuid.UUID(bytes=hashlib.sha256(f"{organization_id}:{source}:{event_id}".encode()).digest()[:16])
 
 
 @pytest.mark.parametrize("event_id", IDS)
-def test_the_digest_is_the_first_16_bytes_of_sha256_of_source_and_id(event_id):
+def test_the_digest_is_the_first_16_bytes_of_sha256_of_organization_source_and_id(event_id):
     with connection.cursor() as cursor:
-        cursor.execute("SELECT billing_event_id_digest(%s, %s)", ["ingest", event_id])
-        assert cursor.fetchone()[0] == sha256_digest("ingest", event_id)
+        cursor.execute("SELECT billing_event_id_digest(%s, %s, %s)", [9_000_000_001, "ingest", event_id])
+        assert cursor.fetchone()[0] == sha256_digest(9_000_000_001, "ingest", event_id)
 
 
 def test_duplicates_and_replays_are_found_through_the_digest_index(org):
     subscribed(org, "enterprise")
     metering.usage_ingest(organization=org, events=[{"id": "evt-1", "meter": "api_calls"}])
-    query = UsageEvent.objects.with_id(UsageEvent.Source.INGEST, "evt-1").filter(organization=org)
+    query = UsageEvent.objects.with_id(org.pk, UsageEvent.Source.INGEST, "evt-1")
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table would be scanned anyway
         assert "billing_usageevent_unique_digest" in query.explain()
