@@ -308,8 +308,8 @@ def _insert(organization: Organization, events: list[_Valid], now: datetime) -> 
         "SELECT %s, %s, m, e, v, t, p, pr::jsonb, d, %s FROM unnest("
         "%s::bigint[], %s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[]"
         ") AS u(m, e, v, t, p, pr, d) "
-        # The unique index holds a digest of organization, source and id (`EventIdDigest`).
-        "ON CONFLICT (billing_event_id_digest(organization_id, source, event_id)) DO NOTHING "
+        # The unique index holds a digest of organization, source and id (common/digest.py).
+        "ON CONFLICT (tally_digest(organization_id, source, event_id)) DO NOTHING "
         "RETURNING event_id, id"
     )
     params = [

@@ -5,6 +5,7 @@ from django.db import models
 from django.utils import timezone
 
 from billing.models.catalog import Feature
+from common.digest import Digest, matching
 
 
 class Aggregation(models.TextChoices):
@@ -47,35 +48,10 @@ class Meter(models.Model):
         return self.name
 
 
-class EventIdDigest(models.Func):
-    """What the unique index of usage events holds for an event: the first 16 bytes of SHA-256
-    of `organization:source:id`, as a uuid (`billing_event_id_digest`, migration 0033).
-
-    A client's ids are 36-character UUIDs or longer, in random order: an index of organization,
-    source and id takes twice the space of this one. Two different ids with the same digest
-    would refuse the second as a duplicate; with 128 bits, a trillion events in the table have
-    about one chance in 10^15 of that ever happening once, and nobody knows how to make it happen.
-    Lookups by id go through `UsageEvent.objects.with_id`, which the index serves.
-    """
-
-    function = "billing_event_id_digest"
-    arity = 3
-    output_field = models.UUIDField()
-
-    def as_sqlite(self, compiler, connection, **extra_context):
-        # The offline demo's SQLite has no SHA-256: its index holds the three as they are.
-        return self.as_sql(
-            compiler, connection, template="(%(expressions)s)", arg_joiner=" || ':' || ", **extra_context
-        )
-
-
 class UsageEventQuerySet(models.QuerySet):
     def with_id(self, organization_id: int, source: str, event_id: str) -> "UsageEventQuerySet":
         """The organization's event of `source` with this id, found by the unique index."""
-        given = EventIdDigest(models.Value(organization_id), models.Value(source), models.Value(event_id))
-        return self.alias(id_digest=EventIdDigest("organization", "source", "event_id")).filter(
-            id_digest=given, organization_id=organization_id, source=source, event_id=event_id
-        )
+        return matching(self, organization_id=organization_id, source=source, event_id=event_id)
 
 
 class UsageEvent(models.Model):
@@ -122,8 +98,9 @@ class UsageEvent(models.Model):
     class Meta:
         ordering = ["-timestamp", "-pk"]
         constraints = [
+            # An index of the ids' digest (common/digest.py): a third of the ids' own.
             models.UniqueConstraint(
-                EventIdDigest("organization", "source", "event_id"), name="billing_usageevent_unique_digest"
+                Digest("organization", "source", "event_id"), name="billing_usageevent_unique_digest"
             ),
             models.CheckConstraint(
                 condition=(

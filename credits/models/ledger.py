@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from common.digest import Digest
 from teams.models import Organization
 
 
@@ -214,9 +215,9 @@ class CreditTransaction(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
+            # An index of the keys' digest (common/digest.py): a third of the keys' own.
             models.UniqueConstraint(
-                fields=["organization", "idempotency_key"],
-                name="credits_credittransaction_unique_org_key",
+                Digest("organization", "idempotency_key"), name="credits_credittransaction_unique_key_digest"
             ),
             models.CheckConstraint(
                 condition=(
@@ -370,9 +371,9 @@ class CreditReservation(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
+            # An index of the keys' digest (common/digest.py): a third of the keys' own.
             models.UniqueConstraint(
-                fields=["organization", "idempotency_key"],
-                name="credits_creditreservation_unique_org_key",
+                Digest("organization", "idempotency_key"), name="credits_creditreservation_unique_key_digest"
             ),
             models.CheckConstraint(
                 condition=models.Q(amount__gt=0), name="credits_creditreservation_amount_positive"

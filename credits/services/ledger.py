@@ -16,6 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from common.digest import matching
 from common.errors import ServiceError
 from credits.models import (
     CreditAccount,
@@ -105,7 +106,7 @@ def _account_move(
 
 def _replay(model, *, organization_id: int, key: str):
     """The row an earlier call with this idempotency key wrote, marked as replayed."""
-    found = model.objects.filter(organization_id=organization_id, idempotency_key=key).first()
+    found = matching(model.objects, organization_id=organization_id, idempotency_key=key).first()
     if found is not None:
         found.replayed = True
     return found

@@ -7,6 +7,7 @@ from django.db import transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
+from common.digest import matching
 from common.errors import ServiceError
 from credits.models import (
     CreditAccount,
@@ -29,8 +30,8 @@ from teams.services import audit_record
 
 def credits_granted(*, organization: Organization, idempotency_key: str) -> bool:
     """Whether a ledger line with this key exists: a cheap look before a replay would."""
-    return CreditTransaction.objects.filter(
-        organization_id=organization.pk, idempotency_key=idempotency_key
+    return matching(
+        CreditTransaction.objects, organization_id=organization.pk, idempotency_key=idempotency_key
     ).exists()
 
 

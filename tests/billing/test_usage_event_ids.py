@@ -1,45 +1,18 @@
-"""An event's id is unique per organization and source through a 16-byte digest of the three:
-the digest is SHA-256's, the index it lives in is what finds duplicates and replays, and an id
-is still an id (any length, any characters, one per source)."""
-
-import hashlib
-import uuid
+"""An event's id is unique per organization and source through a 16-byte digest of the three
+(tests/common/test_digest.py): an id is still an id, of any length and characters, one event
+per source and organization."""
 
 import pytest
-from django.db import connection, transaction
 
 from billing import entitlements, metering
 from billing.models import UsageEvent
+from credits import services
 from tests.conftest import subscribed
 from tests.factories import OrganizationFactory
 
 pytestmark = pytest.mark.django_db
 
 IDS = ["evt-1", "0f8fad5b-d9cb-469f-a165-70867728950e", "événement ✓ 🧾", "x" * 255, "a:b", ""]
-
-
-def sha256_digest(organization_id: int, source: str, event_id: str) -> uuid.UUID:
-    return uuid.UUID(bytes=hashlib.sha256(f"{organization_id}:{source}:{event_id}".encode()).digest()[:16])
-
-
-@pytest.mark.parametrize("event_id", IDS)
-def test_the_digest_is_the_first_16_bytes_of_sha256_of_organization_source_and_id(event_id):
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT billing_event_id_digest(%s, %s, %s)", [9_000_000_001, "ingest", event_id])
-        assert cursor.fetchone()[0] == sha256_digest(9_000_000_001, "ingest", event_id)
-
-
-def test_duplicates_and_replays_are_found_through_the_digest_index(org):
-    subscribed(org, "enterprise")
-    metering.usage_ingest(organization=org, events=[{"id": "evt-1", "meter": "api_calls"}])
-    query = UsageEvent.objects.with_id(org.pk, UsageEvent.Source.INGEST, "evt-1")
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table would be scanned anyway
-        assert "billing_usageevent_unique_digest" in query.explain()
-    assert query.get().event_id == "evt-1"
-    index = connection.introspection.get_constraints(connection.cursor(), UsageEvent._meta.db_table)
-    assert index["billing_usageevent_unique_digest"]["unique"]
-    assert "billing_usageevent_unique_id" not in index
 
 
 def test_the_same_id_is_one_event_per_source_and_organization(org):
@@ -59,3 +32,25 @@ def test_the_same_id_is_one_event_per_source_and_organization(org):
         stored = UsageEvent.objects.filter(organization=organization)
         assert stored.filter(source="ingest").count() == stored.filter(source="consume").count() == 5
         assert sum(stored.values_list("value", flat=True)) == 5 * (2 + 3)
+
+
+def test_a_credit_key_is_one_ledger_line_and_one_hold_per_organization(org, settings):
+    settings.CREDITS_WELCOME_BONUS = 0
+    other_org = OrganizationFactory(slug="globex")
+    for organization in (org, other_org):
+        services.credits_grant(organization=organization, amount=100, source="purchase", idempotency_key="k")
+    for key in IDS[:-1]:
+        for organization in (org, other_org):
+            spent = services.credits_consume(organization=organization, amount=2, idempotency_key=key)
+            again = services.credits_consume(organization=organization, amount=2, idempotency_key=key)
+            assert (spent.replayed, again.replayed, again.pk) == (False, True, spent.pk)
+            held = services.credit_reservation_create(
+                organization=organization, amount=1, idempotency_key=key
+            )
+            again = services.credit_reservation_create(
+                organization=organization, amount=1, idempotency_key=key
+            )
+            assert (held.replayed, again.replayed, again.pk) == (False, True, held.pk)
+    for organization in (org, other_org):
+        account = services.credit_account_for(organization=organization)
+        assert (account.balance, account.held) == (100 - 5 * 2, 5)
