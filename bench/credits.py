@@ -7,12 +7,15 @@ from grants and records the allocations, in one round trip (see `_ONE_TRIP_SQL`)
 Both run in the same process, on the same database, for one hot account (every worker on the
 same row) and for 1,000 accounts (workers spread out), with 1 and 8 worker threads.
 Last, the HTTP endpoint through Django's test client: requests per second.
+`BENCH_CREDITS_ACCOUNTS` (default "1000"), a comma-separated list, spreads the workers over that
+many accounts instead: the scale curve, e.g. `BENCH_CREDITS_ACCOUNTS=100,10000`.
 
 The benchmark database is a throwaway: the baseline's ledger lines draw on no grant, so its
 accounts do not reconcile, and every run starts by deleting the previous run's rows.
 """
 
 import itertools
+import os
 import random
 import statistics
 import threading
@@ -34,7 +37,7 @@ from teams.models import Organization, User  # noqa: E402
 
 OPS = 2000  # consumptions per round, split between the workers
 ROUNDS = 5
-ACCOUNTS = 1000
+ACCOUNTS = [int(n) for n in os.environ.get("BENCH_CREDITS_ACCOUNTS", "1000").split(",")]
 BUDGET = 0.8
 
 UPDATE = (
@@ -58,7 +61,7 @@ def reset() -> list[Organization]:
     settings.CREDITS_WELCOME_BONUS = 0
     user, _ = User.objects.get_or_create(email="bench-credits@example.com")
     have = list(Organization.objects.filter(slug__startswith="bench-credits-").order_by("pk"))
-    for i in range(len(have), ACCOUNTS):
+    for i in range(len(have), max(ACCOUNTS)):
         have.append(Organization.objects.create(name=f"bench credits {i}", slug=f"bench-credits-{i}"))
     for org in have:
         services.credits_grant(organization=org, amount=10**9, source="purchase", idempotency_key="bench")
@@ -157,7 +160,7 @@ def main() -> None:
     hot = [orgs[0]]
     print(f"{'accounts':>8} {'workers':>7} {'raw ops/s':>10} {'ours ops/s':>11} {'ratio':>6}")
     budgets = []
-    for label, chosen in (("1", hot), (str(ACCOUNTS), orgs)):
+    for label, chosen in [("1", hot)] + [(f"{n:,}", orgs[:n]) for n in ACCOUNTS]:
         account_ids = [ids[o.pk] for o in chosen]
         for workers in (1, 8):
             # Alternate the two and compare each round with its neighbour: load from elsewhere on

@@ -8,11 +8,31 @@ other databases (the offline demo's SQLite) they do what the plain operations do
 
 Migrations using them are `atomic = False`: PostgreSQL builds indexes concurrently and validates
 constraints without blocking writes only outside a transaction block.
+
+A migration that drops what the previous release's code still uses (a unique constraint its
+`ON CONFLICT` names, say) is a *contract* migration: `contract = True` on its class. Upgrades
+apply the others first (`manage.py migrate_expand`), roll the nodes, then run `migrate`;
+`/readyz` does not wait for contract migrations, so the new code serves before they run.
 """
 
 from django.db import migrations, transaction
 
 BACKFILL_BATCH = 20_000
+
+
+def expand_plan(plan: list, graph) -> list:
+    """The migrations of a plan (in its order) that are neither contract migrations nor depend
+    on one: what the code being deployed needs while the previous release still serves."""
+    held: set[tuple[str, str]] = set()
+    expand = []
+    for migration, backwards in plan:
+        key = (migration.app_label, migration.name)
+        parents = {parent.key for parent in graph.node_map[key].parents}
+        if getattr(migration, "contract", False) or parents & held:
+            held.add(key)
+        else:
+            expand.append((migration, backwards))
+    return expand
 
 
 def _postgresql(schema_editor) -> bool:

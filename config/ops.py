@@ -1,7 +1,8 @@
 """Endpoints for load balancers and monitoring: liveness, readiness and Prometheus metrics.
 
 `/healthz` answers while the process can serve at all. `/readyz` checks what a request needs:
-the database (reachable, every migration applied) decides 200 or 503; Redis and the broker are
+the database (reachable, every migration applied but contract ones, see
+common/online_migrations.py) decides 200 or 503; Redis and the broker are
 reported but do not take a node out of rotation, because Tally keeps working without them
 (the cache misses, tasks wait in the outbox) and every node would be taken out at once.
 `/metrics` is Prometheus' text format (the counters summed over every process of the node, see
@@ -21,11 +22,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from billing.models import MeterReport, StripeEventOutcome
+from common.online_migrations import expand_plan
 from config.celery import app as celery_app
 from teams import metrics
 from teams.models import QueuedTask
 
-_migrated = False  # once every migration is applied, it stays so for this process
+_migrated = False  # once the migrations it needs are applied, they stay so for this process
 
 
 def _database() -> str | None:
@@ -36,7 +38,8 @@ def _database() -> str | None:
             cursor.execute("SELECT 1")
         if not _migrated:
             executor = MigrationExecutor(connection)
-            if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            graph = executor.loader.graph
+            if expand_plan(executor.migration_plan(graph.leaf_nodes()), graph):
                 return "migrations not applied"
             _migrated = True
     except Exception as error:

@@ -5,7 +5,8 @@ from common.online_migrations import AddUniqueOnline
 
 
 class Migration(migrations.Migration):
-    # The new index is built while events keep arriving; the old one goes once it can serve.
+    # The new index is built while events keep arriving. The old one goes in 0034, a contract
+    # migration: the previous release's ingestion names it in its ON CONFLICT.
     atomic = False
 
     dependencies = [
@@ -20,9 +21,5 @@ class Migration(migrations.Migration):
                 common.digest.Digest("organization", "source", "event_id"),
                 name="billing_usageevent_unique_digest",
             ),
-        ),
-        migrations.RemoveConstraint(
-            model_name="usageevent",
-            name="billing_usageevent_unique_id",
         ),
     ]

@@ -5,7 +5,8 @@ from common.online_migrations import AddUniqueOnline
 
 
 class Migration(migrations.Migration):
-    # The new indexes are built while the ledger keeps moving; the old ones go once they serve.
+    # The new indexes are built while the ledger keeps moving. The old ones go in 0013, a
+    # contract migration: the previous release looks its replays up through them.
     atomic = False
 
     dependencies = [
@@ -21,19 +22,11 @@ class Migration(migrations.Migration):
                 name="credits_credittransaction_unique_key_digest",
             ),
         ),
-        migrations.RemoveConstraint(
-            model_name="credittransaction",
-            name="credits_credittransaction_unique_org_key",
-        ),
         AddUniqueOnline(
             model_name="creditreservation",
             constraint=models.UniqueConstraint(
                 common.digest.Digest("organization", "idempotency_key"),
                 name="credits_creditreservation_unique_key_digest",
             ),
-        ),
-        migrations.RemoveConstraint(
-            model_name="creditreservation",
-            name="credits_creditreservation_unique_org_key",
         ),
     ]
