@@ -4,8 +4,9 @@ contract migrations, applied after the nodes are rolled. `migrate_expand` stops 
 
 import pytest
 from django.core.management import call_command
-from django.db import ProgrammingError, connection, transaction
+from django.db import ProgrammingError, connection, migrations, transaction
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
@@ -78,3 +79,43 @@ def test_migrate_expand_applies_everything_but_the_contract_migrations():
     finally:
         migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
         ops._migrated = False
+
+
+# Written before contract migrations existed, and released since.
+RELEASED_BEFORE = {
+    ("billing", "0015_usage_event_log"),
+    ("billing", "0017_usage_event_log_rename"),
+    ("billing", "0029_organization_required"),
+    ("credits", "0002_purchases_and_clawbacks"),
+    ("credits", "0011_organization_required"),
+    ("projects", "0006_organization_required"),
+}
+
+
+DROPS = (migrations.RemoveConstraint, migrations.RemoveField, migrations.DeleteModel)
+
+
+def _drops(operations) -> list[str]:
+    # A dropped index only slows the previous release down; a dropped constraint, column or
+    # table can break it.
+    found = []
+    for operation in operations:
+        if isinstance(operation, migrations.SeparateDatabaseAndState):
+            found += _drops(operation.database_operations)
+        elif isinstance(operation, DROPS):
+            found.append(type(operation).__name__)
+    return found
+
+
+@pytest.mark.django_db(transaction=False)
+def test_every_migration_that_drops_a_constraint_a_column_or_a_table_is_a_contract_one():
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    offending = [
+        (app, name, _drops(migration.operations))
+        for (app, name), migration in sorted(loader.disk_migrations.items())
+        if app in ("teams", "billing", "credits", "projects")
+        and (app, name) not in RELEASED_BEFORE
+        and not getattr(migration, "contract", False)
+        and _drops(migration.operations)
+    ]
+    assert offending == []
