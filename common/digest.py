@@ -1,11 +1,13 @@
 """Unique keys indexed by a 16-byte digest instead of the text they are made of.
 
 Idempotency keys and event ids are what clients send: 36-character UUIDs or longer, in random
-order. A unique index of (organization, key) holds each key in full and splits its pages half
-empty; one of `tally_digest(organization, key)`, the first 16 bytes of SHA-256 of the parts
-joined by ':', as a uuid, takes a third of the space. Two different keys with the same digest
-would make the second a duplicate: with 128 bits, a trillion keys in one table have about one
-chance in 10^15 of that ever happening once, and nobody knows how to make it happen.
+order. A unique index of (organization, key) holds each key in full; one of
+`tally_digest(organization, key)`, the first 16 bytes of SHA-256 of the parts joined by ':', as a
+uuid, takes a third to a half of the space (bench/RESULTS.md). Only the last part may hold a ':'
+(the others are an id and a fixed word), so two different keys never join to the same text. Two
+different keys with the same digest would make the second a duplicate: with 128 bits, a trillion
+keys in one table have about one chance in 10^15 of that ever happening once, and nobody knows
+how to make it happen.
 
 `Digest(*fields)` is the expression an index holds; `matching(queryset, **values)` finds a row
 by its parts through that index (the database computes the same digest of the values). The

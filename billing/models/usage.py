@@ -98,7 +98,7 @@ class UsageEvent(models.Model):
     class Meta:
         ordering = ["-timestamp", "-pk"]
         constraints = [
-            # An index of the ids' digest (common/digest.py): a third of the ids' own.
+            # An index of the ids' digest (common/digest.py): a third the size of the ids' own.
             models.UniqueConstraint(
                 Digest("organization", "source", "event_id"), name="billing_usageevent_unique_digest"
             ),

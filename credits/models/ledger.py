@@ -215,7 +215,7 @@ class CreditTransaction(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
-            # An index of the keys' digest (common/digest.py): a third of the keys' own.
+            # An index of the keys' digest (common/digest.py): half the size of the keys' own.
             models.UniqueConstraint(
                 Digest("organization", "idempotency_key"), name="credits_credittransaction_unique_key_digest"
             ),
@@ -371,7 +371,7 @@ class CreditReservation(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
-            # An index of the keys' digest (common/digest.py): a third of the keys' own.
+            # An index of the keys' digest (common/digest.py): half the size of the keys' own.
             models.UniqueConstraint(
                 Digest("organization", "idempotency_key"), name="credits_creditreservation_unique_key_digest"
             ),
