@@ -1,8 +1,8 @@
 """Endpoints for load balancers and monitoring: liveness, readiness and Prometheus metrics.
 
 `/healthz` answers while the process can serve at all. `/readyz` checks what a request needs:
-the database (reachable, every migration applied but contract ones, see
-common/online_migrations.py) decides 200 or 503; Redis and the broker are
+the database (reachable, every migration applied but the contract ones and what depends on them,
+see common/online_migrations.py) decides 200 or 503; Redis and the broker are
 reported but do not take a node out of rotation, because Tally keeps working without them
 (the cache misses, tasks wait in the outbox) and every node would be taken out at once.
 `/metrics` is Prometheus' text format (the counters summed over every process of the node, see

@@ -8,9 +8,9 @@ from common.online_migrations import expand_plan
 
 class Command(BaseCommand):
     help = (
-        "Apply the migrations the release being deployed needs, up to its first contract one "
-        "(which drops what the previous release still uses): run it before rolling the nodes, "
-        "and `migrate` once every node runs the new code."
+        "Apply every migration but the contract ones (which drop what the previous release "
+        "still uses) and those that depend on them: run it before rolling the nodes, and "
+        "`migrate` once every node runs the new code."
     )
 
     def handle(self, *args, **options):
