@@ -63,3 +63,30 @@ def alternating_p50(client, baseline: str, measured: str, rounds: int = 7) -> tu
     pairs = [(page_p50(client, baseline), page_p50(client, measured)) for _ in range(rounds)]
     ratio = statistics.median(m / b for b, m in pairs)
     return statistics.median(b for b, _ in pairs), statistics.median(m for _, m in pairs), ratio
+
+
+def storage_size(tables: list[str]) -> int:
+    """Bytes of these tables with their indexes (and TOAST)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT SUM(pg_total_relation_size(c)) FROM unnest(%s::regclass[]) AS c", [tables])
+        return int(cursor.fetchone()[0])
+
+
+def storage_print(tables: list[str]) -> None:
+    """Each table's size, then each of its indexes', largest first."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in tables:
+            cursor.execute("SELECT pg_relation_size(%s), pg_indexes_size(%s)", [table, table])
+            heap, index_total = cursor.fetchone()
+            print(f"  {table:<28} table {heap / 2**20:8.1f} MB  indexes {index_total / 2**20:8.1f} MB")
+            cursor.execute(
+                "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) FROM pg_index "
+                "WHERE indrelid = %s::regclass ORDER BY 2 DESC",
+                [table],
+            )
+            for name, size in cursor.fetchall():
+                print(f"    {name:<44} {size / 2**20:8.1f} MB")

@@ -14,7 +14,7 @@ The usage events' tables are not measured here (their schema is changing elsewhe
 import os
 import time
 
-from _setup import alternating_p50, setup_django
+from _setup import alternating_p50, setup_django, storage_print, storage_size
 
 setup_django()
 
@@ -35,16 +35,7 @@ from teams.models import Membership, Organization, Role, User  # noqa: E402
 
 ROWS = int(os.environ.get("BENCH_LEDGER_ROWS", "1000000"))
 ROUNDS = 7
-TABLES = [CreditTransaction, CreditAllocation, CreditUsageDay]
-
-
-def size() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT SUM(pg_total_relation_size(c)) FROM unnest(%s::regclass[]) AS c",
-            [[m._meta.db_table for m in TABLES]],
-        )
-        return int(cursor.fetchone()[0])
+TABLES = [m._meta.db_table for m in (CreditTransaction, CreditAllocation, CreditUsageDay)]
 
 
 def organization(slug: str, user: User) -> Organization:
@@ -96,22 +87,13 @@ def main() -> None:
     user, _ = User.objects.get_or_create(email="bench-scale@example.com")
     big, empty = organization("bench-scale-big", user), organization("bench-scale-empty", user)
     services.credit_account_for(organization=empty)
-    before = size()
+    before = storage_size(TABLES)
     started = time.perf_counter()
     fill(big)
-    grown = size() - before
+    grown = storage_size(TABLES) - before
     print(f"filled {ROWS:,} consumptions in {time.perf_counter() - started:.0f} s")
     per_million = grown * 1_000_000 / ROWS / 2**20
-    for model in TABLES:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_relation_size(%s), pg_indexes_size(%s)",
-                [model._meta.db_table, model._meta.db_table],
-            )
-            table, indexes = cursor.fetchone()
-        print(
-            f"  {model._meta.db_table:<28} table {table / 2**20:8.1f} MB  indexes {indexes / 2**20:8.1f} MB"
-        )
+    storage_print(TABLES)
 
     client = Client(SERVER_NAME="127.0.0.1")
     client.force_login(user)

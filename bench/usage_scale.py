@@ -16,7 +16,7 @@ import os
 import time
 from datetime import timedelta
 
-from _setup import alternating_p50, setup_django
+from _setup import alternating_p50, setup_django, storage_print, storage_size
 
 setup_django()
 
@@ -33,16 +33,7 @@ from teams.models import Membership, Organization, Role, User  # noqa: E402
 
 ROWS = int(os.environ.get("BENCH_USAGE_ROWS", "1000000"))
 ROUNDS = 7
-TABLES = [UsageEvent, UsageDay]
-
-
-def size() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT SUM(pg_total_relation_size(c)) FROM unnest(%s::regclass[]) AS c",
-            [[m._meta.db_table for m in TABLES]],
-        )
-        return int(cursor.fetchone()[0])
+TABLES = [UsageEvent._meta.db_table, UsageDay._meta.db_table]
 
 
 def organization(slug: str, user: User, period_start) -> Organization:
@@ -104,16 +95,6 @@ def fill(org: Organization, period_start) -> None:
         cursor.execute("ANALYZE billing_usageevent, billing_usageday")
 
 
-def indexes(table: str) -> list[tuple[str, int]]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) FROM pg_index "
-            "WHERE indrelid = %s::regclass ORDER BY 2 DESC",
-            [table],
-        )
-        return cursor.fetchall()
-
-
 def main() -> None:
     with connection.cursor() as cursor:  # the benchmark database is a throwaway: every run starts empty
         cursor.execute("TRUNCATE billing_usageevent, billing_usageday")
@@ -122,20 +103,13 @@ def main() -> None:
     period_start = (timezone.now() - timedelta(days=29)).replace(microsecond=0)
     big = organization("bench-usage-big", user, period_start)
     empty = organization("bench-usage-empty", user, period_start)
-    before = size()
+    before = storage_size(TABLES)
     started = time.perf_counter()
     fill(big, period_start)
-    grown = size() - before
+    grown = storage_size(TABLES) - before
     print(f"filled {ROWS:,} usage events over 29 days in {time.perf_counter() - started:.0f} s")
     per_million = grown * 1_000_000 / ROWS / 2**20
-    for model in TABLES:
-        table = model._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_relation_size(%s), pg_indexes_size(%s)", [table, table])
-            heap, index_total = cursor.fetchone()
-        print(f"  {table:<28} table {heap / 2**20:8.1f} MB  indexes {index_total / 2**20:8.1f} MB")
-        for name, bytes_ in indexes(table):
-            print(f"    {name:<44} {bytes_ / 2**20:8.1f} MB")
+    storage_print(TABLES)
 
     client = Client(SERVER_NAME="127.0.0.1")
     client.force_login(user)
