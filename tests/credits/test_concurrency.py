@@ -120,12 +120,16 @@ def test_replayed_idempotency_keys_charge_once(funded):
 
 def test_outside_a_transaction_a_consumption_is_one_round_trip(funded):
     org = funded
+    # The first on a connection prepares its two statements first (common/postgresql/prepared.py).
+    with CaptureQueriesContext(connection) as queries:
+        services.credits_consume(organization=org, amount=100, idempotency_key="first")
+    assert [q["sql"].split()[0] for q in queries] == ["PREPARE", "PREPARE", "EXECUTE"]
     with CaptureQueriesContext(connection) as queries:
         entry = services.credits_consume(organization=org, amount=150, idempotency_key="one")
     assert len(queries) == 1
-    # Drawn across two of the ten grants.
+    # Drawn across two of the ten grants (the first call emptied the first).
     assert sorted(entry.allocations.values_list("amount", flat=True)) == [-100, -50]
-    assert (entry.balance_after, entry.replayed) == (CREDITS - 150, False)
+    assert (entry.balance_after, entry.replayed) == (CREDITS - 250, False)
 
     # The key again: the failed insert takes the account update back with it.
     again = services.credits_consume(organization=org, amount=150, idempotency_key="one")
@@ -134,6 +138,6 @@ def test_outside_a_transaction_a_consumption_is_one_round_trip(funded):
     with pytest.raises(services.InsufficientCredits):
         services.credits_consume(organization=org, amount=CREDITS, idempotency_key="two")
     account = CreditAccount.objects.get(organization=org)
-    assert (account.balance, account.lifetime_used) == (CREDITS - 150, 150)
-    assert CreditTransaction.objects.filter(type="consumption").count() == 1
+    assert (account.balance, account.lifetime_used) == (CREDITS - 250, 250)
+    assert CreditTransaction.objects.filter(type="consumption").count() == 2
     assert_reconciles()

@@ -1,0 +1,82 @@
+"""Hot statements that PostgreSQL parses and plans once per connection instead of on every call.
+
+The debit is a long statement of several parts; parsing and planning it took about as long as
+running it (bench/RESULTS.md). A `Prepared` is written like any other SQL, with `%(name)s`
+placeholders, as one or more statements that travel in one message (one implicit transaction).
+On its first use on a connection each statement is sent once as `PREPARE`; afterwards a call is
+one message of `EXECUTE`s, whose arguments are bound client-side as before.
+
+A session can lose its prepared statements without Django noticing: a pooler that resets server
+sessions (`DISCARD ALL`) or hands the next transaction another one. Such a call fails whole
+(the `EXECUTE`s are one transaction), changing nothing; it is run once more as plain SQL and the
+connection prepares again on its next call. The names are digests of the text, so two releases
+sharing sessions during a rolling upgrade never run each other's statements.
+
+Only for autocommit: inside a transaction the failed `EXECUTE` would abort it.
+"""
+
+import contextlib
+import hashlib
+import re
+import weakref
+
+from django.db import DatabaseError, ProgrammingError
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+# SQLSTATEs of a statement the session does not have (26000), of one it has already (42P05),
+# and of a cached plan whose tables changed shape under it (0A000).
+_MISSING, _DUPLICATE, _STALE = "26000", "42P05", "0A000"
+
+# The names each open connection has prepared, forgotten with the connection.
+_prepared: "weakref.WeakKeyDictionary[object, set[str]]" = weakref.WeakKeyDictionary()
+
+
+def _sqlstate(error: DatabaseError) -> str | None:
+    return getattr(error.__cause__, "sqlstate", None)
+
+
+class Prepared:
+    def __init__(self, *statements: str) -> None:
+        self.plain = ";".join(statements)
+        self._prepare: list[str] = []
+        calls = []
+        for statement in statements:
+            name = "tally_" + hashlib.sha256(statement.encode()).hexdigest()[:16]
+            order: list[str] = []
+
+            def positional(match, order=order):
+                if match.group(1) not in order:
+                    order.append(match.group(1))
+                return f"${order.index(match.group(1)) + 1}"
+
+            # Sent without parameters, so `%%` is unescaped here and nothing else is read as one.
+            body = _PLACEHOLDER.sub(positional, statement).replace("%%", "%")
+            self._prepare.append(f"PREPARE {name} AS {body}")
+            arguments = ", ".join(f"%({n})s" for n in order)
+            calls.append(f"EXECUTE {name}({arguments})" if order else f"EXECUTE {name}")
+        self.call = ";\n".join(calls)
+        self.names = frozenset(s.split()[1] for s in self._prepare)
+
+    def execute(self, cursor, params: dict) -> None:
+        """Run the statements with `params` on `cursor` (Django's); read the results from it."""
+        session = cursor.cursor.connection
+        done = _prepared.setdefault(session, set())
+        if not self.names <= done:
+            for prepare in self._prepare:
+                try:
+                    cursor.execute(prepare)
+                except ProgrammingError as error:
+                    if _sqlstate(error) != _DUPLICATE:
+                        raise
+            done.update(self.names)
+        try:
+            cursor.execute(self.call, params)
+        except DatabaseError as error:
+            if _sqlstate(error) not in (_MISSING, _STALE):
+                raise
+            done.difference_update(self.names)
+            if _sqlstate(error) == _STALE:
+                for name in self.names:
+                    with contextlib.suppress(ProgrammingError):  # one never prepared here
+                        cursor.execute(f"DEALLOCATE {name}")
+            cursor.execute(self.plain, params)
