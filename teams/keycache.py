@@ -9,7 +9,9 @@ one Redis GET and no query.
 
 The generation is read before the database, and an entry is stored under the generation it was
 read with: a change that commits while a request loads its entry leaves that entry stale, and the
-next request, seeing the moved generation, loads again.
+next request, seeing the moved generation, loads again. A generation Redis lost (a restart
+without persistence, an eviction) starts again from the clock in nanoseconds, above any value
+it counted to before, so an entry cached under an older one never matches again.
 
 `last_used_at` is written in bulk: each process notes a key's use in a Redis hash at most once
 a minute, and `api_key_use_flush` (a periodic task) writes what the hash holds with one
@@ -39,8 +41,10 @@ USED_KEY = "tally:apikey:used"
 FLUSHING_KEY = "tally:apikey:used:flushing"
 
 LOCAL_SIZE = 10_000
-LOCAL_TTL = 30.0  # seconds; the generation check makes this a bound, not the freshness
-SHARED_TTL = 60  # seconds, in Redis
+# The generation read by every request keeps entries fresh; these only bound how long a key no
+# one uses stays in memory. Long enough that a key called every few minutes reads no database.
+LOCAL_TTL = 600.0  # seconds
+SHARED_TTL = 3600  # seconds, in Redis
 USE_EVERY = ApiKey.LAST_USED_GRANULARITY.total_seconds()
 REDIS_TIMEOUT = 0.25  # seconds: a missing Redis must not stall every request
 
@@ -141,7 +145,7 @@ def authenticate(secret: str) -> ApiKey | None:
         replies = pipe.execute()
     except redis.RedisError:
         return _authenticate_uncached(digest)
-    generation = replies[0] or b"0"
+    generation = replies[0] or _generation_start(client)
     if fresh_local and local[0] == generation:
         with _lock:
             _local.move_to_end(digest)
@@ -188,6 +192,15 @@ def invalidate() -> None:
     transaction.on_commit(_bump)
 
 
+def _generation_start(client: redis.Redis) -> bytes:
+    """The generation when Redis has none (it restarted empty, or evicted the counter): a new one
+    above every value it held before, so that no entry cached under an older one matches."""
+    pipe = client.pipeline(transaction=False)
+    pipe.set(GENERATION_KEY, time.time_ns(), nx=True)
+    pipe.get(GENERATION_KEY)
+    return pipe.execute()[1]
+
+
 def _bump() -> None:
     with _lock:
         _local.clear()
@@ -196,7 +209,10 @@ def _bump() -> None:
         return
     # When Redis is away nothing is read from it, and its entries expire within SHARED_TTL.
     with contextlib.suppress(redis.RedisError):
-        client.incr(GENERATION_KEY)
+        pipe = client.pipeline(transaction=False)
+        pipe.set(GENERATION_KEY, time.time_ns(), nx=True)  # a counter Redis lost starts above
+        pipe.incr(GENERATION_KEY)
+        pipe.execute()
 
 
 def use_flush() -> int:

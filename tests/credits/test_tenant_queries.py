@@ -55,7 +55,8 @@ def _statements(captured) -> list[str]:
             first = _FIRST_FROM.match(text)
             if first and first.group(1).startswith("teams_"):
                 continue
-            if text.split(" ", 1)[0].upper() in ("SELECT", "UPDATE", "DELETE", "WITH") and _NAMED.search(text):
+            verb = text.split(" ", 1)[0].upper()
+            if verb in ("SELECT", "UPDATE", "DELETE", "WITH") and _NAMED.search(text):
                 out.append(sql)
     return out
 

@@ -68,6 +68,19 @@ def test_a_revoked_key_is_refused_on_the_very_next_request_with_the_cache_on(api
     assert response.json()["code"] == "authentication_failed"
 
 
+def test_a_generation_lost_by_redis_never_makes_an_older_entry_current_again(org, owner):
+    # Redis restarted without persistence, or evicted the counter: it starts again from nothing,
+    # and an entry cached before a revocation must not match the generation it starts from.
+    redis = keycache._client()
+    key, secret = api_keys.api_key_create(organization=org, actor=owner, name="ci")
+    redis.delete(keycache.GENERATION_KEY)
+    assert api_keys.api_key_authenticate(secret) is not None
+    api_keys.api_key_revoke(key=key, actor=owner)
+    redis.delete(keycache.GENERATION_KEY)
+    keycache.forget_local()  # a process started since
+    assert api_keys.api_key_authenticate(secret) is None
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_revocation_committed_elsewhere_is_seen_by_a_warm_cache(org, owner):
     key, secret = api_keys.api_key_create(organization=org, actor=owner, name="ci")
