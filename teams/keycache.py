@@ -143,9 +143,9 @@ def authenticate(secret: str) -> ApiKey | None:
         elif _due(local[2][0], now):
             pipe.hset(USED_KEY, local[2][0], int(time.time()))
         replies = pipe.execute()
+        generation = replies[0] or _generation_start(client)
     except redis.RedisError:
         return _authenticate_uncached(digest)
-    generation = replies[0] or _generation_start(client)
     if fresh_local and local[0] == generation:
         with _lock:
             _local.move_to_end(digest)
