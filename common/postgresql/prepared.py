@@ -10,7 +10,11 @@ A session can lose its prepared statements without Django noticing: a pooler tha
 sessions (`DISCARD ALL`) or hands the next transaction another one. Such a call fails whole
 (the `EXECUTE`s are one transaction), changing nothing; it is run once more as plain SQL and the
 connection prepares again on its next call. The names are digests of the text, so two releases
-sharing sessions during a rolling upgrade never run each other's statements.
+sharing sessions during a rolling upgrade never run each other's statements. A session that keeps
+losing them (a pooler in transaction mode, which gives each transaction whichever server session
+is free) stops preparing after `GIVE_UP_AFTER` losses and runs plain SQL from then on, as every
+session does where `DISABLE_SERVER_SIDE_CURSORS` says such a pooler is in front (Django's own
+setting for it).
 
 Only for autocommit: inside a transaction the failed `EXECUTE` would abort it.
 """
@@ -27,8 +31,17 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 # and of a cached plan whose tables changed shape under it (0A000).
 _MISSING, _DUPLICATE, _STALE = "26000", "42P05", "0A000"
 
-# The names each open connection has prepared, forgotten with the connection.
-_prepared: "weakref.WeakKeyDictionary[object, set[str]]" = weakref.WeakKeyDictionary()
+GIVE_UP_AFTER = 3
+
+
+class _Session:
+    def __init__(self) -> None:
+        self.prepared: set[str] = set()
+        self.lost = 0
+
+
+# What each open connection has prepared, forgotten with the connection.
+_sessions: "weakref.WeakKeyDictionary[object, _Session]" = weakref.WeakKeyDictionary()
 
 
 def _sqlstate(error: DatabaseError) -> str | None:
@@ -59,23 +72,27 @@ class Prepared:
 
     def execute(self, cursor, params: dict) -> None:
         """Run the statements with `params` on `cursor` (Django's); read the results from it."""
-        session = cursor.cursor.connection
-        done = _prepared.setdefault(session, set())
-        if not self.names <= done:
+        session = _sessions.setdefault(cursor.cursor.connection, _Session())
+        if session.lost >= GIVE_UP_AFTER or cursor.db.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
+            cursor.execute(self.plain, params)
+            return
+        if not self.names <= session.prepared:
             for prepare in self._prepare:
                 try:
                     cursor.execute(prepare)
                 except ProgrammingError as error:
                     if _sqlstate(error) != _DUPLICATE:
                         raise
-            done.update(self.names)
+            session.prepared.update(self.names)
         try:
             cursor.execute(self.call, params)
         except DatabaseError as error:
             if _sqlstate(error) not in (_MISSING, _STALE):
                 raise
-            done.difference_update(self.names)
-            if _sqlstate(error) == _STALE:
+            session.prepared.difference_update(self.names)
+            if _sqlstate(error) == _MISSING:
+                session.lost += 1
+            else:
                 for name in self.names:
                     with contextlib.suppress(ProgrammingError):  # one never prepared here
                         cursor.execute(f"DEALLOCATE {name}")

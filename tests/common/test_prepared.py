@@ -6,7 +6,9 @@ import uuid
 
 import pytest
 from django.db import DatabaseError, connection
+from django.test.utils import CaptureQueriesContext
 
+from common.postgresql import prepared
 from common.postgresql.prepared import Prepared
 from credits import services
 from credits.models import CreditTransaction
@@ -76,6 +78,33 @@ def test_a_session_that_lost_its_statements_runs_them_plain_then_prepares_again(
     assert _run(statement, id=2) == [[("two",)]]
     assert _run(statement, id=1) == [[("one",)]]
     assert statement.names <= _session_statements().keys()
+
+
+def _verbs(statement: Prepared, **params) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        _run(statement, **params)
+    return [query["sql"].split()[0] for query in captured]
+
+
+def test_a_session_that_keeps_losing_them_stops_preparing(scratch):
+    # A pooler in transaction mode: the next transaction may run on another server session.
+    statement = Prepared("SELECT note FROM scratch WHERE id = %(id)s")
+    for _ in range(prepared.GIVE_UP_AFTER):
+        assert _verbs(statement, id=1)[-1] == "EXECUTE"
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")
+        assert _verbs(statement, id=1) == ["EXECUTE", "SELECT"]  # lost: run plain
+    assert _verbs(statement, id=2) == ["SELECT"]
+    assert _run(statement, id=2) == [[("two",)]]
+
+
+def test_nothing_is_prepared_where_the_settings_say_a_pooler_is_in_front(scratch):
+    statement = Prepared("SELECT note FROM scratch WHERE id = %(id)s")
+    connection.settings_dict["DISABLE_SERVER_SIDE_CURSORS"] = True
+    try:
+        assert _verbs(statement, id=1) == ["SELECT"]
+    finally:
+        connection.settings_dict["DISABLE_SERVER_SIDE_CURSORS"] = False
 
 
 def test_a_table_that_changed_shape_under_a_plan_is_read_afresh(scratch):
