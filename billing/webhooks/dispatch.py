@@ -28,15 +28,23 @@ def handle_recorded(event_id: str, kind: str | None = None, object_id: str | Non
         _record_failure(event_id, kind, object_id, error)
         raise
     now = timezone.now()
-    StripeEventOutcome.objects.update_or_create(
-        event_id=event_id,
-        defaults={
-            "type": kind or "",
-            "object_id": object_id or "",
-            "status": StripeEventOutcome.Status.PROCESSED,
-            "next_attempt_at": None,
-            "updated_at": now,
-        },
+    # One statement (INSERT ... ON CONFLICT DO UPDATE): a first success inserts the row, a retry
+    # that succeeds marks it processed and keeps its attempts and last error.
+    StripeEventOutcome.objects.bulk_create(
+        [
+            StripeEventOutcome(
+                event_id=event_id,
+                type=kind or "",
+                object_id=object_id or "",
+                status=StripeEventOutcome.Status.PROCESSED,
+                next_attempt_at=None,
+                created_at=now,
+                updated_at=now,
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["event_id"],
+        update_fields=["type", "object_id", "status", "next_attempt_at", "updated_at"],
     )
 
 

@@ -151,10 +151,16 @@ def test_an_event_whose_handler_failed_is_retried_until_it_is_processed(world, s
     failed = StripeEventOutcome.objects.filter(status="failed")
     assert failed.filter(type="checkout.session.completed").exists()
     assert all(o.attempts == 1 and "simulated fault" in o.last_error for o in failed)
+    first = {o.event_id: o.created_at for o in failed}
 
     assert failed_events_retry() == (0, 0)  # not due yet
     count = failed.count()
     assert failed_events_retry(now=timezone.now() + timedelta(hours=1)) == (count, 0)
     assert summary(org) == PAID
     assert not StripeEventOutcome.objects.filter(status="failed").exists()
+    # Processed now, with the history of its failure kept.
+    retried = StripeEventOutcome.objects.filter(event_id__in=first)
+    assert {o.event_id: o.created_at for o in retried} == first
+    assert all(o.attempts == 1 and "simulated fault" in o.last_error for o in retried)
+    assert all(o.status == "processed" and o.next_attempt_at is None for o in retried)
     assert failed_events_retry(now=timezone.now() + timedelta(days=1)) == (0, 0)
