@@ -152,7 +152,22 @@ def _timestamp(raw, now: datetime) -> datetime:
     return parsed
 
 
-def _validate(index: int, raw, meters: dict[str, MeterSpec], effective, now: datetime) -> _Valid:
+def _period_finder(effective):
+    """`effective.period`, remembering the last period found: periods are contiguous and
+    half-open, so one that contains a moment is that moment's period, and a batch's events
+    nearly all fall in the same one."""
+    last = None
+
+    def period_of(at: datetime):
+        nonlocal last
+        if last is None or at not in last:
+            last = effective.period(at)
+        return last
+
+    return period_of
+
+
+def _validate(index: int, raw, meters: dict[str, MeterSpec], effective, now: datetime, period_of) -> _Valid:
     if not isinstance(raw, dict):
         raise _Invalid("", "invalid_event", "Each event is a JSON object.")
     event_id = raw.get("id")
@@ -178,7 +193,7 @@ def _validate(index: int, raw, meters: dict[str, MeterSpec], effective, now: dat
     timestamp = _timestamp(raw.get("timestamp"), now)
     if timestamp > now + FUTURE_SKEW:
         raise _Invalid("timestamp", "timestamp_in_future", "The event's timestamp is in the future.")
-    period = effective.period(timestamp)
+    period = period_of(timestamp)
     if period.end + LATE_GRACE <= now:
         raise _Invalid("timestamp", "too_late", "The event's period has closed; it can no longer be counted.")
     properties = raw.get("properties") or {}
@@ -219,9 +234,10 @@ def usage_ingest(*, organization: Organization, events: list, now: datetime | No
     results: list[EventResult | None] = [None] * len(events)
     valid: list[_Valid] = []
     seen: set[str] = set()
+    period_of = _period_finder(effective)
     for index, raw in enumerate(events):
         try:
-            event = _validate(index, raw, meters, effective, now)
+            event = _validate(index, raw, meters, effective, now, period_of)
         except _Invalid as error:
             event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else ""
             if UNSTORABLE.search(event_id):
@@ -302,28 +318,31 @@ def _insert(organization: Organization, events: list[_Valid], now: datetime) -> 
     table = UsageEvent._meta.db_table
     if connection.vendor != "postgresql":
         return _insert_portable(organization, events, now)
+    # The batch travels as one JSON document, unpacked by PostgreSQL: quoting seven arrays of a
+    # thousand values each, client-side, took a third of the statement's time.
     sql = (
         f"INSERT INTO {table} (organization_id, source, meter_id, event_id, value, timestamp, "  # noqa: S608
         "period_start, properties, dimension, received_at) "
-        "SELECT %s, %s, m, e, v, t, p, pr::jsonb, d, %s FROM unnest("
-        "%s::bigint[], %s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[]"
-        ") AS u(m, e, v, t, p, pr, d) "
+        "SELECT %s, %s, m, e, v, t, p, pr, d, %s FROM jsonb_to_recordset(%s::jsonb) "
+        "AS u(m bigint, e text, v bigint, t timestamptz, p timestamptz, pr jsonb, d text) "
         # The unique index holds a digest of organization, source and id (common/digest.py).
         "ON CONFLICT (tally_digest(organization_id, source, event_id)) DO NOTHING "
         "RETURNING event_id, id"
     )
-    params = [
-        organization.pk,
-        UsageEvent.Source.INGEST,
-        now,
-        [e.meter.id for e in events],
-        [e.id for e in events],
-        [e.value for e in events],
-        [e.timestamp for e in events],
-        [e.period.start for e in events],
-        [json.dumps(e.properties) for e in events],
-        [e.dimension for e in events],
+    iso: dict[datetime, str] = {}  # the events of a batch share a few periods and timestamps
+    rows = [
+        {
+            "m": e.meter.id,
+            "e": e.id,
+            "v": e.value,
+            "t": iso.get(e.timestamp) or iso.setdefault(e.timestamp, e.timestamp.isoformat()),
+            "p": iso.get(e.period.start) or iso.setdefault(e.period.start, e.period.start.isoformat()),
+            "pr": e.properties,
+            "d": e.dimension,
+        }
+        for e in events
     ]
+    params = [organization.pk, UsageEvent.Source.INGEST, now, json.dumps(rows)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return dict(cursor.fetchall())

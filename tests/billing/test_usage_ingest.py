@@ -151,6 +151,40 @@ def test_it_counts_a_late_event_in_its_own_period_within_the_grace_window(org):
     assert refused.results[0].code == "too_late"
 
 
+def test_one_batch_across_a_period_boundary_counts_each_event_in_its_own_period(org):
+    now = timezone.now()
+    period = entitlements.effective_for(org, now=now).period(now)
+    after_end = period.end + timedelta(minutes=30)
+    moments = {
+        "before": period.end - timedelta(seconds=1),
+        "at-end": period.end,  # periods are half-open: the next period's first moment
+        "late": period.end - timedelta(minutes=5),
+        "after": period.end + timedelta(minutes=1),
+        "start": period.start,
+    }
+    events = [
+        {"id": name, "meter": "ai_generations", "value": 1, "timestamp": at.isoformat()}
+        for name, at in moments.items()
+    ]
+    assert ingest(org, events, now=after_end).accepted == 5
+    stored = dict(UsageEvent.objects.filter(organization=org).values_list("event_id", "period_start"))
+    nxt = entitlements.effective_for(org, now=after_end).period(after_end)
+    assert nxt.start == period.end
+    assert stored == {
+        "before": period.start,
+        "at-end": nxt.start,
+        "late": period.start,
+        "after": nxt.start,
+        "start": period.start,
+    }
+    counters = dict(
+        UsageCounter.objects.filter(organization=org, feature__key="ai_generations").values_list(
+            "period_start", "used"
+        )
+    )
+    assert counters == {period.start: 3, nxt.start: 2}
+
+
 def test_it_refuses_more_than_a_thousand_events(org):
     with pytest.raises(ServiceError) as error:
         ingest(org, calls(1001))
