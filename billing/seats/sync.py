@@ -19,7 +19,7 @@ from django.utils import timezone
 from billing import entitlements, pricing
 from billing.entitlements.gating import EntitlementError
 from billing.gateway.client import stripe_client
-from billing.models import OrgSubscription, PlanLineItem, SeatPolicy, SeatSyncDue
+from billing.models import PLAN_STATUSES, OrgSubscription, PlanLineItem, SeatPolicy, SeatSyncDue
 from billing.notifications import seat_count_changed_queue
 from billing.seats.counts import billable_seats, prepaid_seats, seat_holders
 from billing.seats.schedule import _scheduled_key
@@ -174,6 +174,10 @@ def _sync(organization_id: int, attempt: str) -> SeatSync | None:
         return None
     client = stripe_client()
     remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
+    if remote.status not in PLAN_STATUSES:
+        # Ended in Stripe and Tally has not heard yet (a webhook late or lost): nothing to bill.
+        subscription_sync(subscription_id=remote.id)
+        return None
     # The plan Stripe bills, which a downgrade waiting for the period end makes differ from the
     # plan Tally grants: its seat item is the one whose quantity is charged at the renewal.
     plan = _plan_of(remote)[0] or subscription.plan

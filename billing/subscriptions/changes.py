@@ -17,6 +17,7 @@ from billing import discounts, selectors, taxes
 from billing.gateway.client import stripe_client
 from billing.gateway.customers import customer_ensure
 from billing.models import (
+    PLAN_STATUSES,
     Addon,
     OrgSubscription,
     Payment,
@@ -102,6 +103,30 @@ def _subscription_for_change(organization: Organization) -> OrgSubscription:
     if subscription is None or not subscription.stripe_subscription_id or not subscription.applies:
         raise ServiceError("no_subscription", "There is no active subscription to change.", status=409)
     return subscription
+
+
+def _read_back(subscription: OrgSubscription) -> None:
+    """Stripe's subscription no longer takes changes and Tally has not heard why (a webhook late
+    or lost: canceled from the dashboard, a lost dispute): read it back, and refuse the change as
+    Tally would have, had it known. Returns when it still applies."""
+    subscription_sync(subscription_id=subscription.stripe_subscription_id)
+    _subscription_for_change(subscription.organization)
+
+
+def _remote(subscription: OrgSubscription, client):
+    remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
+    if remote.status not in PLAN_STATUSES:
+        _read_back(subscription)
+    return remote
+
+
+def _update(subscription: OrgSubscription, params: dict, options: dict | None = None) -> None:
+    try:
+        stripe_client().v1.subscriptions.update(subscription.stripe_subscription_id, params, options or {})
+    except stripe.InvalidRequestError:
+        # Ended in Stripe meanwhile (Stripe refuses most changes to a canceled subscription).
+        _read_back(subscription)
+        raise
 
 
 def _item_changes(remote, new_plan: Plan, seats: int) -> list[dict]:
@@ -201,7 +226,7 @@ def subscription_change_preview(*, organization: Organization, plan: Plan, seats
     subscription = _subscription_for_change(organization)
     withdraw = _same_plan(subscription, plan)
     client = stripe_client()
-    remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
+    remote = _remote(subscription, client)
     seats = billable_seats(organization) if withdraw else change_seats(organization, plan, seats)
     upgrade = not withdraw and _is_upgrade(subscription.plan, plan, seats)
     # During a trial there is nothing to prorate: the change applies now, the trial goes on, and
@@ -244,8 +269,7 @@ def subscription_change(
     if _same_plan(subscription, plan):
         return _pending_change_withdraw(subscription, actor)
     seats = change_seats(organization, plan, seats)
-    client = stripe_client()
-    remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
+    remote = _remote(subscription, stripe_client())
     upgrade = _is_upgrade(subscription.plan, plan, seats)
     params = {
         "items": _item_changes(remote, plan, seats),
@@ -256,11 +280,8 @@ def subscription_change(
     # different change never reuses a key (Stripe refuses a key sent with other parameters).
     version = int(subscription.updated_at.timestamp())
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-    client.v1.subscriptions.update(
-        remote.id,
-        params,
-        {"idempotency_key": f"tally-change-{remote.id}-{plan.key}-{version}-{digest}"},
-    )
+    key = f"tally-change-{remote.id}-{plan.key}-{version}-{digest}"
+    _update(subscription, params, {"idempotency_key": key})
     if not upgrade:
         OrgSubscription.objects.filter(pk=subscription.pk).update(
             pending_plan=plan, pending_plan_at=subscription.current_period_end
@@ -278,8 +299,7 @@ def subscription_change(
 def _pending_change_withdraw(subscription: OrgSubscription, actor: User) -> OrgSubscription:
     """A downgrade is waiting for the period's end: Stripe already bills the new plan's prices
     from the renewal (no proration), so put the current plan's prices back, then forget it."""
-    client = stripe_client()
-    remote = client.v1.subscriptions.retrieve(subscription.stripe_subscription_id)
+    remote = _remote(subscription, stripe_client())
     pending = subscription.pending_plan
     params = {
         "items": _item_changes(remote, subscription.plan, billable_seats(subscription.organization)),
@@ -287,9 +307,7 @@ def _pending_change_withdraw(subscription: OrgSubscription, actor: User) -> OrgS
         "metadata": {"tally_plan": subscription.plan.key},
     }
     version = int(subscription.updated_at.timestamp())
-    client.v1.subscriptions.update(
-        remote.id, params, {"idempotency_key": f"tally-withdraw-{remote.id}-{pending.key}-{version}"}
-    )
+    _update(subscription, params, {"idempotency_key": f"tally-withdraw-{remote.id}-{pending.key}-{version}"})
     OrgSubscription.objects.filter(pk=subscription.pk, pending_plan=pending).update(
         pending_plan=None, pending_plan_at=None
     )
@@ -305,9 +323,7 @@ def _pending_change_withdraw(subscription: OrgSubscription, actor: User) -> OrgS
 
 def _cancel_at_period_end(organization: Organization, actor: User, value: bool) -> OrgSubscription:
     subscription = _subscription_for_change(organization)
-    stripe_client().v1.subscriptions.update(
-        subscription.stripe_subscription_id, {"cancel_at_period_end": value}
-    )
+    _update(subscription, {"cancel_at_period_end": value})
     audit_record(
         organization=organization,
         action="billing.cancel_scheduled" if value else "billing.cancel_withdrawn",

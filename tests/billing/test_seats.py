@@ -222,6 +222,17 @@ def test_it_sends_nothing_when_stripe_already_has_the_count(catalog, org, stripe
     assert sim_quantity_updates(stripe_sim) == []
 
 
+def test_a_seat_change_after_stripe_ended_the_subscription_reads_it_back(catalog, org, stripe_sim):
+    # Canceled from Stripe's dashboard, its webhook late; then the team changes.
+    team(org, 3)
+    sub, _ = subscribe_seats(org, "team_monthly")
+    catalog.v1.subscriptions.cancel(sub.stripe_subscription_id)
+    MembershipFactory(organization=org)
+    assert seats.seat_sync(organization_id=org.pk) is None
+    assert sim_quantity_updates(stripe_sim) == []
+    assert OrgSubscription.objects.get(organization=org).status == "canceled"
+
+
 def test_the_three_seat_policies_bill_as_documented(catalog, django_capture_on_commit_callbacks):
     """The README's worked example, in cents."""
     # prorate (Team monthly): seat 4 added on 16 April -> +$7.50 on the 1 May invoice.

@@ -173,6 +173,44 @@ def test_cancel_at_period_end_and_resume(client_for, catalog, org, owner, subscr
     assert not OrgSubscription.objects.get(organization=org).cancel_at_period_end
 
 
+_CHANGES = {
+    "resume": lambda org, owner: subscriptions.subscription_resume(organization=org, actor=owner),
+    "cancel": lambda org, owner: subscriptions.subscription_cancel(organization=org, actor=owner),
+    "change": lambda org, owner: subscriptions.subscription_change(
+        organization=org, plan=Plan.objects.get(key="ai_monthly"), actor=owner
+    ),
+    "preview": lambda org, owner: subscriptions.subscription_change_preview(
+        organization=org, plan=Plan.objects.get(key="ai_monthly")
+    ),
+}
+
+
+@pytest.mark.parametrize("change", sorted(_CHANGES))
+def test_a_change_to_a_subscription_that_ended_unbeknown_to_tally_is_refused(
+    catalog, org, owner, subscribed, change
+):
+    # Canceled from Stripe's dashboard; its webhook is late. Stripe refuses the change: Tally
+    # reads the subscription back and answers as it would have, had the webhook come first.
+    sub = subscribed("pro_monthly")
+    catalog.v1.subscriptions.cancel(sub.stripe_subscription_id)
+    with pytest.raises(ServiceError) as refused:
+        _CHANGES[change](org, owner)
+    assert refused.value.code == "no_subscription"
+    assert OrgSubscription.objects.get(organization=org).status == "canceled"
+    assert entitlements.check(org, "projects", 0).limit == 2  # back on Free
+
+
+def test_keeping_a_subscription_that_ended_unbeknown_to_tally_says_so(
+    client_for, catalog, org, owner, subscribed
+):
+    sub = subscribed("pro_monthly")
+    subscriptions.subscription_cancel(organization=org, actor=owner)
+    catalog.v1.subscriptions.cancel(sub.stripe_subscription_id)
+    response = client_for(owner).post(reverse("billing_resume", args=[org.slug]), follow=True)
+    assert response.status_code == 200
+    assert b"no active subscription" in response.content
+
+
 def test_a_member_cannot_change_billing(client_for, catalog, org, owner, member, subscribed):
     subscribed("pro_monthly")
     client = client_for(member)
