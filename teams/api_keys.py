@@ -70,12 +70,13 @@ def api_key_revoke(*, key: ApiKey, actor: User, ip_address: str | None = None) -
         )
 
 
-def api_key_authenticate(secret: str) -> ApiKey | None:
+def api_key_authenticate(secret: str, *, prefetch=None) -> ApiKey | None:
     """The active key with this secret, its organization attached, from the key cache
-    (`teams/keycache.py`): no query when cached, `last_used_at` noted in bulk."""
+    (`teams/keycache.py`): no query when cached, `last_used_at` noted in bulk. `prefetch`: see
+    `keycache.authenticate`."""
     if not secret.startswith(ApiKey.PREFIX):
         return None
-    return keycache.authenticate(secret)
+    return keycache.authenticate(secret, prefetch=prefetch)
 
 
 def api_key_use_flush() -> int:

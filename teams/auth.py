@@ -33,7 +33,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Send the key as: Authorization: Bearer <key>.")
-        key = api_key_authenticate(header[1])
+        # A view may name the cache keys it reads next (`prefetch_keys`): read with the key's.
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        key = api_key_authenticate(header[1], prefetch=getattr(view, "prefetch_keys", None))
         if key is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
         return ApiKeyPrincipal(key), key

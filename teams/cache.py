@@ -51,6 +51,10 @@ class RedisCache(DjangoRedisCache):
         """The backend's `redis.Redis`, for the few callers that pipeline their own commands."""
         return self._cache.get_client(write=True)
 
+    def decode(self, raw: bytes | None):
+        """A value read from Redis directly (under `make_key`), as `get` would answer it."""
+        return None if raw is None else self._cache._serializer.loads(raw)
+
 
 log = logging.getLogger("tally.cache")
 

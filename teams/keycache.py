@@ -24,6 +24,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
@@ -52,6 +53,7 @@ _KEY_FIELD_OBJECTS = ApiKey._meta.concrete_fields
 _ORG_FIELD_OBJECTS = Organization._meta.concrete_fields
 _KEY_FIELDS = [f.attname for f in _KEY_FIELD_OBJECTS]
 _ORG_FIELDS = [f.attname for f in _ORG_FIELD_OBJECTS]
+_ORG_ID = _ORG_FIELDS.index("id")
 
 _lock = threading.Lock()
 _local: OrderedDict[str, tuple] = OrderedDict()  # digest -> (generation, expires, key row, org row)
@@ -125,19 +127,26 @@ def _touch_in_database(key_id: int) -> None:
     ApiKey.objects.filter(_used_before(stale), pk=key_id).update(last_used_at=now)
 
 
-def authenticate(secret: str) -> ApiKey | None:
-    """The active key with this secret, its organization attached; None when unknown/revoked."""
+def authenticate(secret: str, *, prefetch: Callable[[int], list[str]] | None = None) -> ApiKey | None:
+    """The active key with this secret, its organization attached; None when unknown/revoked.
+
+    `prefetch(organization_id)` names Redis keys the caller will read next for the key's
+    organization: when the key is known in-process, they are read in the same round trip and
+    left on the organization (`_prefetched`), for a request that would otherwise make a second."""
     digest = ApiKey.digest_of(secret)
     client = _client()
     now = time.monotonic()
     with _lock:
         local = _local.get(digest)
     fresh_local = local is not None and local[1] > now
+    extra = prefetch(local[3][_ORG_ID]) if fresh_local and prefetch is not None else []
     try:
         if client is None:
             raise redis.ConnectionError("REDIS_URL is not set")
         pipe = client.pipeline(transaction=False)
         pipe.get(GENERATION_KEY)
+        if extra:
+            pipe.mget(extra)
         if not fresh_local:
             pipe.get(ENTRY_PREFIX + digest)
         elif _due(local[2][0], now):
@@ -149,10 +158,13 @@ def authenticate(secret: str) -> ApiKey | None:
     if fresh_local and local[0] == generation:
         with _lock:
             _local.move_to_end(digest)
-        return _instances((local[2], local[3]))
+        key = _instances((local[2], local[3]))
+        if extra:
+            key.organization.__dict__["_prefetched"] = dict(zip(extra, replies[1], strict=True))
+        return key
 
     rows = None
-    shared = None if fresh_local else replies[1]
+    shared = None if fresh_local else replies[-1]
     if shared is not None:
         rows = _decode(shared, generation)
     if rows is None:

@@ -28,6 +28,7 @@ _EXPORTS = {
     "invalidate": "engine",
     "invalidate_catalog": "engine",
     "low_quotas": "engine",
+    "prefetch_keys": "engine",
     "register_counter": "counter_registry",
     "register_forget": "counter_registry",
     "usage_cached": "engine",

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import replace
 from datetime import datetime
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import OuterRef, Q, Subquery
@@ -238,6 +239,27 @@ def _effective_for(organization: Organization, *, now: datetime | None = None) -
     return _store(organization, effective, generation, now)
 
 
+def prefetch_keys(organization_id: int) -> list[str]:
+    """What `check` reads first, as Redis keys, for an API key's authentication to read in its
+    own round trip (teams/keycache.py); none unless the cache is that same Redis."""
+    if not hasattr(cache, "decode") or settings.CACHES["default"].get("LOCATION") != settings.REDIS_URL:
+        return []
+    keys = (VERSION_KEY, _generation_key(organization_id), _ent_key(organization_id))
+    return [cache.make_key(key) for key in keys]
+
+
+def _prefetched(organization: Organization, keys: list[str]) -> dict | None:
+    """The values of `keys` read with the request's API key, once; None when they were not."""
+    raw = organization.__dict__.pop("_prefetched", None)
+    if raw is None:
+        return None
+    try:
+        values = {key: cache.decode(raw[cache.make_key(key)]) for key in keys}
+    except KeyError:
+        return None
+    return {key: value for key, value in values.items() if value is not None}
+
+
 def _fresh(effective, version, generation, now) -> bool:
     return (
         effective is not None
@@ -295,8 +317,12 @@ def check(
     )
     effective = _request_memo(organization, now)
     if effective is None:
-        # The generation comes in the same round trip, before the database is read.
-        cached = cache.get_many([version_key, generation_key, ent_key, usage_key])
+        # The generation comes in the same round trip, before the database is read: the API
+        # key's own when the view asked for them (`prefetch_keys`), else one of its own.
+        cached = _prefetched(organization, [version_key, generation_key, ent_key])
+        usage_read = cached is None
+        if usage_read:
+            cached = cache.get_many([version_key, generation_key, ent_key, usage_key])
         version = cached.get(version_key) or _catalog_version()
         generation = cached.get(generation_key) or _generation(organization.pk)
         effective = cached.get(ent_key)
@@ -304,7 +330,7 @@ def check(
             effective = _compute(organization, version, now)
             effective = _store(organization, effective, generation, now)
     else:
-        cached = None  # the usage counter, when needed, is read below
+        cached, usage_read = None, False  # the usage counter, when needed, is read below
 
     ent = effective.features.get(feature)
     if ent is None:
@@ -319,7 +345,7 @@ def check(
     period = None
     if ent.kind == Feature.Kind.METERED:
         period = effective.period(now)
-        usage = cached.get(usage_key) if cached is not None else cache.get(usage_key)
+        usage = cached.get(usage_key) if usage_read else cache.get(usage_key)
         if usage is not None and usage[0] == period.start:
             used = usage[1]
         else:

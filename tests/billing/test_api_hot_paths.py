@@ -63,3 +63,71 @@ def test_what_the_rate_limiter_read_serves_only_its_own_request(
             status="active",
         )
     assert entitlements.check(org, "priority_support").allowed
+
+
+@pytest.fixture
+def redis_trips(monkeypatch):
+    """Counts the messages sent to Redis (a pipeline is one): the round trips a request makes."""
+    import redis.connection
+
+    sent = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self, command, check_health=True):
+        sent.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    return sent
+
+
+def _check(client, feature):
+    return client.post("/api/v1/entitlements/check", {"feature": feature}, format="json")
+
+
+def _trips(client, feature, sent) -> int:
+    for _ in range(2):
+        _check(client, feature)
+    sent.clear()
+    assert _check(client, feature).status_code == 200
+    return len(sent)
+
+
+@pytest.mark.parametrize("feature, saved", [("priority_support", 1), ("api_calls", 0)])
+def test_a_check_reads_its_entitlements_in_the_keys_round_trip(
+    key_client, redis_trips, monkeypatch, feature, saved
+):
+    # On/off: nothing but the key's generation and the entitlements, in one message. Metered:
+    # the usage is read after, as before.
+    from billing.api import EntitlementCheckApi
+
+    prefetched = _trips(key_client, feature, redis_trips)
+    monkeypatch.setattr(EntitlementCheckApi, "prefetch_keys", None)
+    assert prefetched == _trips(key_client, feature, redis_trips) - saved
+
+
+@pytest.mark.parametrize("feature", ["priority_support", "api_calls", "projects", "ai_generations"])
+def test_a_check_with_its_reads_prefetched_answers_as_the_engine_does(key_client, org, feature):
+    for _ in range(2):
+        answered = _check(key_client, feature).json()
+    decision = entitlements.check(type(org).objects.get(pk=org.pk), feature, 1)
+    assert (answered["allowed"], answered["reason"], answered["limit"], answered["used"]) == (
+        decision.allowed,
+        decision.reason,
+        decision.limit,
+        decision.used,
+    )
+
+
+def test_a_prefetched_check_sees_a_plan_change_on_the_very_next_request(
+    key_client, org, django_capture_on_commit_callbacks
+):
+    for _ in range(2):
+        assert _check(key_client, "priority_support").json()["allowed"] is False
+    with django_capture_on_commit_callbacks(execute=True):
+        entitlements.subscription_set(
+            organization=type(org).objects.get(pk=org.pk),
+            plan=Plan.objects.get(key="pro_monthly"),
+            status="active",
+        )
+    assert _check(key_client, "priority_support").json()["allowed"] is True
