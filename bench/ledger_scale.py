@@ -1,7 +1,8 @@
 """A ledger of a million consumptions in 30 days: what it stores, and how fast its page stays.
 
 One organization gets BENCH_LEDGER_ROWS consumptions (default 1,000,000), written with SQL in the
-shape the debit writes them (a ledger line, its allocation to a grant, its day in the rollup),
+shape the debit writes them (a ledger line naming the one grant it drew from, its day in the
+rollup; `shape_check` makes a real consumption first and stops if it writes anything else),
 spread over the last 30 days, with the indexes the models declare. Figures:
 - storage per million consumptions: the growth of the ledger, allocation and rollup tables with
   their indexes (and TOAST), scaled to 1,000,000. Budget: at most 300 MB.
@@ -62,15 +63,12 @@ def fill(org: Organization) -> None:
             WITH entries AS (
                 INSERT INTO credits_credittransaction (code, organization_id, account_id, type, amount,
                     balance_after, action, quantity, description, reference_type, reference_id,
-                    idempotency_key, metadata, created_at)
+                    idempotency_key, metadata, created_at, grant_id)
                 SELECT gen_random_uuid(), %(org)s, %(account)s, 'consumption', -(1 + n %% 3), %(balance)s - n,
                        (ARRAY['', 'image', 'chat'])[1 + n %% 3], NULL, '', '', '', gen_random_uuid()::text,
-                       '{}', now() - (n::float / %(rows)s) * interval '30 days'
+                       '{}', now() - (n::float / %(rows)s) * interval '30 days', %(grant)s
                 FROM generate_series(1, %(rows)s) AS n
                 RETURNING id, amount, action, created_at
-            ), allocated AS (
-                INSERT INTO credits_creditallocation (organization_id, transaction_id, grant_id, amount)
-                SELECT %(org)s, id, %(grant)s, amount FROM entries
             )
             INSERT INTO credits_creditusageday (organization_id, account_id, day, action, credits,
                 consumptions)
@@ -82,6 +80,16 @@ def fill(org: Organization) -> None:
         cursor.execute("ANALYZE credits_credittransaction, credits_creditallocation, credits_creditusageday")
 
 
+def shape_check(org: Organization) -> None:
+    """The rows one real consumption from one grant writes, against those `fill` writes."""
+    counts = [m.objects.filter(organization=org).count() for m in (CreditTransaction, CreditAllocation)]
+    entry = services.credits_consume(organization=org, amount=1, idempotency_key="bench-shape")
+    after = [m.objects.filter(organization=org).count() for m in (CreditTransaction, CreditAllocation)]
+    grant = CreditGrant.objects.get(organization=org)
+    if (after[0] - counts[0], after[1] - counts[1], entry.grant_id) != (1, 0, grant.pk):
+        raise SystemExit("a consumption no longer writes what fill() writes: update fill()")
+
+
 def main() -> None:
     settings.CREDITS_WELCOME_BONUS = 0
     user, _ = User.objects.get_or_create(email="bench-scale@example.com")
@@ -90,6 +98,7 @@ def main() -> None:
     before = storage_size(TABLES)
     started = time.perf_counter()
     fill(big)
+    shape_check(big)
     grown = storage_size(TABLES) - before
     print(f"filled {ROWS:,} consumptions in {time.perf_counter() - started:.0f} s")
     per_million = grown * 1_000_000 / ROWS / 2**20

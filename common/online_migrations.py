@@ -64,13 +64,9 @@ def backfill_organization(table: str, *, parent: str, via: str) -> migrations.Ru
     return migrations.RunPython(forwards, migrations.RunPython.noop, elidable=True)
 
 
-class RequireOrganization(migrations.AlterField):
-    """From a nullable `organization` without a database constraint to the final foreign key.
-
-    On PostgreSQL: the foreign key is added NOT VALID then validated (a scan that lets writes
-    through), NOT NULL is proven by a validated CHECK so that SET NOT NULL needs no scan of its
-    own, and the column's index, if it has one, is built concurrently.
-    """
+class ConstrainOnline(migrations.AlterField):
+    """From a column without a database constraint to its foreign key, on PostgreSQL added NOT
+    VALID then validated: a scan that lets writes through."""
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if not _postgresql(schema_editor):
@@ -78,11 +74,27 @@ class RequireOrganization(migrations.AlterField):
         model = to_state.apps.get_model(app_label, self.model_name)
         old = from_state.apps.get_model(app_label, self.model_name)._meta.get_field(self.name)
         field = model._meta.get_field(self.name)
-        table, column, qn = model._meta.db_table, field.column, schema_editor.quote_name
+        self._online_forwards(schema_editor, model, old, field)
+
+    def _online_forwards(self, schema_editor, model, old, field) -> None:
+        table, qn = model._meta.db_table, schema_editor.quote_name
         if field.db_constraint and not old.db_constraint:
             fk = schema_editor._create_fk_sql(model, field, "_fk_%(to_table)s_%(to_column)s")
             schema_editor.execute(f"{fk} NOT VALID")
             schema_editor.execute(f"ALTER TABLE {qn(table)} VALIDATE CONSTRAINT {fk.parts['name']}")
+
+
+class RequireOrganization(ConstrainOnline):
+    """From a nullable `organization` without a database constraint to the final foreign key.
+
+    On PostgreSQL: the foreign key is added NOT VALID then validated, NOT NULL is proven by a
+    validated CHECK so that SET NOT NULL needs no scan of its own, and the column's index, if it
+    has one, is built concurrently.
+    """
+
+    def _online_forwards(self, schema_editor, model, old, field) -> None:
+        super()._online_forwards(schema_editor, model, old, field)
+        table, column, qn = model._meta.db_table, field.column, schema_editor.quote_name
         if old.null and not field.null:
             check = qn(f"{table}_{column}_nn"[:63])
             schema_editor.execute(

@@ -47,7 +47,7 @@ TENANCY: dict[str, tuple[str, str, str]] = {
     "credits_creditaccount": (DISTRIBUTED, "organization_id", "its credit balance"),
     "credits_creditgrant": (DISTRIBUTED, "organization_id", "its buckets of credits"),
     "credits_credittransaction": (DISTRIBUTED, "organization_id", "its credit ledger"),
-    "credits_creditallocation": (DISTRIBUTED, "organization_id", "which grants each ledger line moved"),
+    "credits_creditallocation": (DISTRIBUTED, "organization_id", "the grants of lines that name none"),
     "credits_creditusageday": (DISTRIBUTED, "organization_id", "its daily consumption roll-up"),
     "credits_creditreservation": (DISTRIBUTED, "organization_id", "its credit holds"),
     "credits_creditrecharge": (DISTRIBUTED, "organization_id", "its automatic top-ups"),

@@ -254,7 +254,7 @@ def reconciliation_problems(*, account_ids: list[int] | None = None) -> list[Pro
     sum of remaining grant credits = max(balance, 0) (a negative balance is overdraft, with
     every grant empty); held = sum of open reservations; frozen = the grants' owed and
     disputed credits. For each grant: remaining = sum of the
-    ledger's allocations to it.
+    ledger's allocations to it and of the lines that name it.
     """
     accounts = CreditAccount.objects.order_by("pk")
     if account_ids is not None:
@@ -298,11 +298,11 @@ def reconciliation_problems(*, account_ids: list[int] | None = None) -> list[Pro
             for name, expected, actual in checks
             if expected != actual
         ]
-    allocated = dict(
-        CreditAllocation.objects.values_list("grant_id")
-        .annotate(s=Sum("amount"))
-        .values_list("grant_id", "s")
-    )
+    allocated: dict[int, int] = {}
+    named = CreditTransaction.objects.filter(grant__isnull=False).values_list("grant_id")
+    for rows in (CreditAllocation.objects.values_list("grant_id"), named):
+        for grant_id, credits in rows.annotate(s=Sum("amount")).values_list("grant_id", "s"):
+            allocated[grant_id] = allocated.get(grant_id, 0) + credits
     grant_rows = CreditGrant.objects.values_list("pk", "account_id", "remaining")
     if account_ids is not None:
         grant_rows = grant_rows.filter(account_id__in=account_ids)

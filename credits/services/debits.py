@@ -113,10 +113,12 @@ WITH moved AS (
     FROM ordered AS o WHERE g.organization_id = %(organization)s AND g.id = o.id AND o.before < %(amount)s
     RETURNING g.id, LEAST(o.remaining, %(amount)s - o.before) AS took
 ), entry AS (
-    INSERT INTO {transaction} ({columns}) SELECT {values} FROM moved RETURNING id, organization_id
+    INSERT INTO {transaction} ({columns}) SELECT {values} FROM moved
+    RETURNING id, organization_id, grant_id
 ), allocated AS (
     INSERT INTO {allocation} (organization_id, transaction_id, grant_id, amount)
     SELECT entry.organization_id, entry.id, drawn.id, -drawn.took FROM entry CROSS JOIN drawn
+    WHERE entry.grant_id IS NULL
 ), rolled AS (
     INSERT INTO {usage_day} AS u (organization_id, account_id, day, action, credits, consumptions)
     SELECT moved.organization_id, moved.id, %(day)s, %(c_action)s, %(amount)s, 1 FROM moved JOIN entry ON TRUE
@@ -124,7 +126,7 @@ WITH moved AS (
     ON CONFLICT (organization_id, day, action)
     DO UPDATE SET credits = u.credits + EXCLUDED.credits, consumptions = u.consumptions + 1
 )
-SELECT id, (SELECT COALESCE(SUM(took), 0) FROM drawn) FROM entry
+SELECT id, (SELECT COALESCE(SUM(took), 0) FROM drawn), grant_id FROM entry
 """
 
 
@@ -146,6 +148,7 @@ _ENTRY_COLUMNS = [
     "actor_id",
     "metadata",
     "created_at",
+    "grant_id",
 ]
 
 
@@ -157,6 +160,10 @@ def _debit_sql(moved: str) -> str:
             "account_id": "moved.id",
             "balance_after": "moved.balance",
             "metadata": "%(c_metadata)s::jsonb",
+            # The line names its grant when it took its whole amount from one (see the model).
+            "grant_id": (
+                "(SELECT CASE WHEN COUNT(*) = 1 AND SUM(took) = %(amount)s THEN MIN(id) END FROM drawn)"
+            ),
         }.get(name, f"%(c_{name})s")
 
     return _DEBIT_SQL.format(
@@ -172,7 +179,7 @@ def _debit_sql(moved: str) -> str:
 
 
 def _debit_params(entry: CreditTransaction, amount: int) -> dict:
-    params = {f"c_{name}": getattr(entry, name) for name in _ENTRY_COLUMNS}
+    params = {f"c_{name}": getattr(entry, name) for name in _ENTRY_COLUMNS if name != "grant_id"}
     params["c_metadata"] = json.dumps(entry.metadata)
     params["amount"] = amount
     params["now"] = timezone.now()
@@ -219,13 +226,14 @@ def _debit_entry(
     portable = connection.vendor != "postgresql" or not SINGLE_STATEMENT_DEBIT
     if portable or (set_aside and _expired_left(account.organization_id)):
         draws, _ = _grants_draw(organization_id=account.organization_id, amount=amount, set_aside=set_aside)
+        draws = _grant_name(entry, draws)
         entry.save(force_insert=True)
         _allocations_write(entry, draws)
         _usage_roll_up(entry)
         return entry
     params = _debit_params(entry, amount)
     params.update(account=account.pk, organization=account.organization_id, balance=account.balance)
-    entry.pk, drawn = _fetchone(
+    entry.pk, drawn, entry.grant_id = _fetchone(
         _debit_sql(
             "SELECT %(account)s::bigint AS id, %(organization)s::bigint AS organization_id, "
             "%(balance)s::bigint AS balance"
@@ -240,6 +248,15 @@ def _debit_entry(
         )
         _allocations_write(entry, draws)
     return entry
+
+
+def _grant_name(entry: CreditTransaction, draws: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Before a debit's line is saved: name its grant if it took its whole amount from one (as
+    the single statement does); returns the draws left for allocation rows."""
+    if len(draws) == 1 and draws[0][1] == -entry.amount:
+        entry.grant_id = draws[0][0]
+        return []
+    return draws
 
 
 def _allocations_write(entry: CreditTransaction, draws: list[tuple[int, int]]) -> None:
@@ -311,6 +328,7 @@ def _debit_one_trip(
         return None
     account = CreditAccount(**dict(zip(_RETURNING_NAMES, row, strict=True)))
     entry.pk, entry.account_id, entry.balance_after = inserted[0], account.pk, account.balance
+    entry.grant_id = inserted[2]
     entry.organization_id = organization_id
     entry._state.adding = False
     return account, entry

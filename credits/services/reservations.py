@@ -19,6 +19,7 @@ from credits.services.debits import (
     _after_debit,
     _allocations_write,
     _debit_entry,
+    _grant_name,
     _grants_draw,
     _usage_roll_up,
     credits_spendable,
@@ -170,13 +171,15 @@ def credit_reservation_confirm(
                 used=amount,
                 frozen=-unfrozen,
             )
-            entry = CreditTransaction.objects.create(
+            entry = CreditTransaction(
                 organization_id=locked.organization_id,
                 account_id=locked.pk,
                 amount=-amount,
                 balance_after=account.balance,
                 **fields,
             )
+            draws = _grant_name(entry, draws)
+            entry.save(force_insert=True)
             _allocations_write(entry, draws)
             _usage_roll_up(entry)
         else:

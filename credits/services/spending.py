@@ -152,13 +152,14 @@ def credits_refund(
             .values_list("grant_id", "s")
         )
         now = timezone.now()
-        live = Q(grant__expires_at__isnull=True) | Q(grant__expires_at__gt=now)
-        rooms = [
-            (a.grant_id, -a.amount - restored.get(a.grant_id, 0))
-            for a in original.allocations.filter(live, organization_id=original.organization_id)
-            .select_related("grant")
-            .order_by("-grant__priority")
-        ]
+        took = dict(original.draws())
+        live = (
+            CreditGrant.objects.filter(organization_id=original.organization_id, pk__in=took)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+            .order_by("-priority", "pk")
+            .values_list("pk", flat=True)
+        )
+        rooms = [(grant_id, -took[grant_id] - restored.get(grant_id, 0)) for grant_id in live]
         entry = _credit(
             account_id=original.account_id,
             amount=amount,

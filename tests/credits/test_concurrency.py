@@ -128,7 +128,7 @@ def test_outside_a_transaction_a_consumption_is_one_round_trip(funded):
         entry = services.credits_consume(organization=org, amount=150, idempotency_key="one")
     assert len(queries) == 1
     # Drawn across two of the ten grants (the first call emptied the first).
-    assert sorted(entry.allocations.values_list("amount", flat=True)) == [-100, -50]
+    assert sorted(credits for _, credits in entry.draws()) == [-100, -50]
     assert (entry.balance_after, entry.replayed) == (CREDITS - 250, False)
 
     # The key again: the failed insert takes the account update back with it.
