@@ -70,13 +70,8 @@ def usage_days_add(*, organization_id: int, by: str, rows: list[Recorded]) -> No
 
 
 # Only the column name ("meter_id" or "feature_id") is interpolated; values are parameters.
-_UPSERT = """
-INSERT INTO {table} AS d (organization_id, {subject}, period_start, day, total, events, peak,
-    last_at, last_event, last_value, distinct_new)
-SELECT %s, s, p, dy, t, n, pk, la, le, lv, dn FROM unnest(
-    %s::bigint[], %s::timestamptz[], %s::date[], %s::bigint[], %s::bigint[], %s::bigint[],
-    %s::timestamptz[], %s::bigint[], %s::bigint[], %s::bigint[]
-) AS u(s, p, dy, t, n, pk, la, le, lv, dn)
+# How a change lands on its day, for every statement that adds to days (see `upsert_into`).
+_ON_CONFLICT = """
 ON CONFLICT (organization_id, {subject}, period_start, day) WHERE {subject} IS NOT NULL DO UPDATE SET
     total = d.total + EXCLUDED.total,
     events = d.events + EXCLUDED.events,
@@ -91,8 +86,24 @@ ON CONFLICT (organization_id, {subject}, period_start, day) WHERE {subject} IS N
 """
 
 
+def upsert_into(by: str, select: str) -> str:
+    """An INSERT of the days `select` yields (organization_id, subject, period_start, day, total,
+    events, peak, last_at, last_event, last_value, distinct_new), each added to its row."""
+    return (
+        f"INSERT INTO {UsageDay._meta.db_table} AS d (organization_id, {_column(by)}, period_start, day, "
+        f"total, events, peak, last_at, last_event, last_value, distinct_new)\n{select}"
+        + _ON_CONFLICT.format(subject=_column(by))
+    )
+
+
+_UNNEST = """SELECT %s, s, p, dy, t, n, pk, la, le, lv, dn FROM unnest(
+    %s::bigint[], %s::timestamptz[], %s::date[], %s::bigint[], %s::bigint[], %s::bigint[],
+    %s::timestamptz[], %s::bigint[], %s::bigint[], %s::bigint[]
+) AS u(s, p, dy, t, n, pk, la, le, lv, dn)"""
+
+
 def _upsert(organization_id: int, by: str, ordered: list) -> None:
-    sql = _UPSERT.format(table=UsageDay._meta.db_table, subject=_column(by))
+    sql = upsert_into(by, _UNNEST)
     columns: list[list] = [[] for _ in range(10)]
     for (subject, period_start, day), c in ordered:
         values = (subject, period_start, day, c.total, c.events, c.peak, *c.last, c.distinct_new)

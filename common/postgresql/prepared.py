@@ -25,6 +25,7 @@ import re
 import weakref
 
 from django.db import DatabaseError, ProgrammingError
+from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 # SQLSTATEs of a statement the session does not have (26000), of one it has already (42P05),
@@ -32,6 +33,19 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 _MISSING, _DUPLICATE, _STALE = "26000", "42P05", "0A000"
 
 GIVE_UP_AFTER = 3
+
+
+def one_message_possible(connection) -> bool:
+    """Whether statements may travel in one message, run by PostgreSQL as one implicit
+    transaction: only in autocommit (nothing else written in the transaction yet), with psycopg 3
+    binding parameters client-side (psycopg 2 returns only the last statement's rows, and
+    server-side binding refuses two statements in one message)."""
+    return (
+        connection.vendor == "postgresql"
+        and is_psycopg3
+        and not connection.in_atomic_block
+        and not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
+    )
 
 
 class _Session:

@@ -5,11 +5,10 @@ import json
 from datetime import UTC, date, datetime
 
 from django.db import IntegrityError, connection, transaction
-from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from common.postgresql.prepared import Prepared
+from common.postgresql.prepared import Prepared, one_message_possible
 from credits import tasks
 from credits.models import (
     CreditAccount,
@@ -301,15 +300,7 @@ _ONE_TRIP = Prepared(
 
 
 def _one_trip_possible() -> bool:
-    # psycopg 2 returns only the last statement's rows; server-side binding refuses two
-    # statements in one message. Both take the transactional path.
-    return (
-        SINGLE_STATEMENT_DEBIT
-        and connection.vendor == "postgresql"
-        and is_psycopg3
-        and not connection.in_atomic_block
-        and not connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
-    )
+    return SINGLE_STATEMENT_DEBIT and one_message_possible(connection)
 
 
 def _debit_one_trip(
