@@ -409,12 +409,20 @@ WITH batch AS (
     SELECT * FROM jsonb_to_recordset(%(doc)s::jsonb)
         AS u(i int, m bigint, e text, v bigint, t timestamptz, p timestamptz, a bigint)
 ), fresh AS (
-    SELECT b.i, b.m, b.v, b.t, b.p, b.a, ev.id
-    FROM batch AS b JOIN {UsageEvent._meta.db_table} AS ev
-        ON tally_digest(ev.organization_id, ev.source, ev.event_id)
-            = tally_digest(%(org)s::bigint, %(source)s::text, b.e)
-        AND ev.organization_id = %(org)s::bigint AND ev.source = %(source)s::text AND ev.event_id = b.e
-    WHERE ev.xmin = pg_current_xact_id()::xid
+    -- Each event looked up through the unique digest, one at a time: as a join, the planner
+    -- may scan the organization's events instead, and a busy organization has millions.
+    SELECT * FROM (
+        SELECT b.i, b.m, b.v, b.t, b.p, b.a, (
+            SELECT id FROM {UsageEvent._meta.db_table}
+            WHERE tally_digest(organization_id, source, event_id)
+                    = tally_digest(%(org)s::bigint, %(source)s::text, b.e)
+                AND organization_id = %(org)s::bigint AND source = %(source)s::text AND event_id = b.e
+                AND xmin = pg_current_xact_id()::xid
+        ) AS id
+        FROM batch AS b
+        OFFSET 0  -- looked up once per event, not again for the filter below
+    ) AS looked_up
+    WHERE id IS NOT NULL
 ), cur AS (
     SELECT id, used FROM {_COUNTER} WHERE {_KEY} FOR UPDATE
 ), fits AS (

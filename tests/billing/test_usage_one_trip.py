@@ -2,6 +2,7 @@
 decides: the same results, counters, stored events and days, batch after batch, duplicates,
 refusals at the quota and meters of every kind mixed in."""
 
+import json
 import random
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from billing import entitlements, metering
+from billing.metering import ingest
 from billing.models import UsageCounter, UsageDay, UsageEvent
 from tests.billing.test_usage_days import assert_days_match
 from tests.factories import OrganizationFactory
@@ -133,3 +135,26 @@ def test_one_message_refuses_past_the_quota_and_keeps_nothing_of_the_refused():
     ]
     assert entitlements.check(org, "api_calls", 1).allowed is False
     assert_days_match(org)
+
+
+def test_the_statement_finds_the_batchs_events_by_their_digest_not_by_a_scan():
+    # As a join, the planner took the organization's events by the time index and hashed
+    # them: every batch read all of a busy organization's events.
+    org = OrganizationFactory()
+    now = timezone.now()
+    doc = json.dumps([{"i": 0, "m": 1, "e": "x", "v": 1, "t": now.isoformat(), "p": now.isoformat(), "a": 1}])
+    params = {
+        "org": org.pk,
+        "source": "ingest",
+        "doc": doc,
+        "feature": 1,
+        "period_start": now,
+        "ceiling": None,
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute("EXPLAIN " + ingest._COUNT_AND_ADD, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    fresh = plan[plan.index("CTE fresh") : plan.index("CTE cur")]
+    lookups = [line for line in fresh.splitlines() if "billing_usageevent" in line]
+    assert lookups and all("billing_usageevent_unique_digest" in line for line in lookups), plan
