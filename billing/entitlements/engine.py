@@ -227,9 +227,12 @@ def effective_for(
 
 def _effective_for(organization: Organization, *, now: datetime | None = None) -> Effective:
     now = now or timezone.now()
-    # One round trip for the three; the generation is read before the database is.
+    # One round trip for the three (the API key's, when the view asked for them with
+    # `prefetch_keys`); the generation is read before the database is.
     generation_key, ent_key = _generation_key(organization.pk), _ent_key(organization.pk)
-    cached = cache.get_many([VERSION_KEY, generation_key, ent_key])
+    cached = _prefetched(organization, [VERSION_KEY, generation_key, ent_key])
+    if cached is None:
+        cached = cache.get_many([VERSION_KEY, generation_key, ent_key])
     version = cached.get(VERSION_KEY) or _catalog_version()
     generation = cached.get(generation_key) or _generation(organization.pk)
     effective = cached.get(ent_key)

@@ -5,7 +5,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import metering
+from billing import entitlements, metering
 from teams import api_fields as fields
 from teams import fastio
 from teams.access import get_org_for_api
@@ -58,6 +58,8 @@ class UsageEventsApi(APIView):
     reported as a duplicate. Invalid events are rejected one by one; the others land."""
 
     scopes = {"post": "usage:write"}
+    # The plan's entitlements, read with the API key in its round trip.
+    prefetch_keys = staticmethod(entitlements.prefetch_keys)
 
     class Input(fields.Input):
         # Each event is validated by the service, so one bad event never fails the batch.

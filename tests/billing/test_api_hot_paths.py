@@ -131,3 +131,37 @@ def test_a_prefetched_check_sees_a_plan_change_on_the_very_next_request(
             status="active",
         )
     assert _check(key_client, "priority_support").json()["allowed"] is True
+
+
+def _ingest(client, *events):
+    return client.post("/api/v1/usage/events", {"events": list(events)}, format="json")
+
+
+def test_ingestion_reads_the_plan_in_the_keys_round_trip(key_client, redis_trips, monkeypatch):
+    from billing.metering.api import UsageEventsApi
+
+    def trips(prefix):
+        for n in range(2):
+            _ingest(key_client, {"id": f"{prefix}-warm-{n}", "meter": "peak_connections", "value": 3})
+        redis_trips.clear()
+        assert _ingest(key_client, {"id": f"{prefix}-x", "meter": "peak_connections"}).json()["accepted"] == 1
+        return len(redis_trips)
+
+    prefetched = trips("a")
+    monkeypatch.setattr(UsageEventsApi, "prefetch_keys", None)
+    assert prefetched == trips("b") - 1
+
+
+def test_a_prefetched_ingestion_sees_a_plan_change_on_the_very_next_request(
+    key_client, org, django_capture_on_commit_callbacks
+):
+    # The free plan's ten AI generations are used up; the next plan has a hundred.
+    assert _ingest(key_client, {"id": "g0", "meter": "ai_generations", "value": 10}).json()["accepted"] == 1
+    assert _ingest(key_client, {"id": "g1", "meter": "ai_generations"}).json()["rejected"] == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        entitlements.subscription_set(
+            organization=type(org).objects.get(pk=org.pk),
+            plan=Plan.objects.get(key="pro_monthly"),
+            status="active",
+        )
+    assert _ingest(key_client, {"id": "g2", "meter": "ai_generations"}).json()["accepted"] == 1
