@@ -6,6 +6,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing.entitlements import ratelimit
 from common.errors import ServiceError
 from credits import selectors, services
 from credits.models import CreditReservation, TransactionType
@@ -128,6 +129,8 @@ class BalanceApi(APIView):
 
 class ConsumeApi(APIView):
     scopes = {"post": "credits:write"}
+    # The plan for the rate limit, when this process must read it again, with the API key.
+    prefetch_keys = staticmethod(ratelimit.prefetch_keys)
 
     class Input(_Priced):
         pass

@@ -165,3 +165,35 @@ def test_a_prefetched_ingestion_sees_a_plan_change_on_the_very_next_request(
             status="active",
         )
     assert _ingest(key_client, {"id": "g2", "meter": "ai_generations"}).json()["accepted"] == 1
+
+
+def test_a_consume_whose_rate_limits_expired_reads_the_plan_in_the_keys_round_trip(
+    key_client, org, redis_trips, monkeypatch
+):
+    # With many organizations, each process's limits of one expire between its requests: the
+    # plan was then read in a round trip of its own.
+    from billing.entitlements import ratelimit
+    from credits import services as credit_services
+    from credits.api import ConsumeApi
+
+    credit_services.credits_grant(organization=org, amount=10, source="purchase", idempotency_key="g")
+
+    def trips(key):
+        key_client.post(
+            "/api/v1/credits/consume", {"amount": 1}, format="json", HTTP_IDEMPOTENCY_KEY=f"w{key}"
+        )
+        ratelimit.forget_limits()
+        redis_trips.clear()
+        response = key_client.post(
+            "/api/v1/credits/consume", {"amount": 1}, format="json", HTTP_IDEMPOTENCY_KEY=key
+        )
+        assert response.status_code == 201, response.content
+        return len(redis_trips)
+
+    prefetched = trips("a")
+    monkeypatch.setattr(ConsumeApi, "prefetch_keys", None)
+    assert prefetched == trips("b") - 1
+    # While the limits are fresh, nothing more is read with the key.
+    assert ratelimit.prefetch_keys(org.pk) == []
+    ratelimit.forget_limits(org.pk)
+    assert ratelimit.prefetch_keys(org.pk) == entitlements.prefetch_keys(org.pk) != []
