@@ -3,7 +3,8 @@
 Baseline: the same conditional UPDATE of the account and INSERT of the ledger line, committed
 one by one from a bare psycopg connection per worker (no Django, no grants, no idempotency
 handling): four round trips with BEGIN and COMMIT. Ours: `credits_consume`, which also draws
-from grants and records the allocations, in one round trip (see `_ONE_TRIP`).
+from grants (naming the grant on the line, or writing allocations) and adds the consumption to
+its day, in one round trip (see `_ONE_TRIP`).
 Both run in the same process, on the same database, for one hot account (every worker on the
 same row) and for 1,000 accounts (workers spread out), with 1 and 8 worker threads.
 Last, the HTTP endpoint through Django's test client: requests per second.

@@ -4,7 +4,9 @@ Ingestion (`usage_ingest`) validates each event on its own, stores the valid one
 multi-row `INSERT ... ON CONFLICT DO NOTHING` (an event id is unique per organization, so a
 retried batch finds its events and reports them as duplicates), and moves each fed quota counter
 with one conditional statement per (feature, period). Events are counted in the period their own
-timestamp falls in, and accepted until a grace window after that period ends.
+timestamp falls in, and accepted until a grace window after that period ends. A batch that feeds
+at most one quota, by sum or count, travels to PostgreSQL as one message (`_ingest_one_trip`);
+any other takes the same steps one statement at a time in a transaction.
 
 Reporting goes through an outbox (`MeterReport`): a pending row, with an identifier derived from
 (organization, feature, period, window), is committed before Stripe is called, and marked sent
