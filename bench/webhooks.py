@@ -2,7 +2,7 @@
 and Tally's receivers (which re-read each object from Stripe and update Tally's tables).
 
 Baseline: the same events through dj-stripe with Tally's receivers disconnected, in the same
-run, against the same in-process Stripe simulator. Budget: Tally's receivers cost at most 1.5x.
+run, against the same in-process Stripe simulator. Budget: Tally's receivers cost at most 1.2x.
 """
 
 import hashlib
