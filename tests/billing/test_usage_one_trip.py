@@ -1,4 +1,4 @@
-"""Ingestion in one message (`_ingest_one_trip`) decides exactly what the transactional path
+"""Ingestion in one message (`billing/metering/one_message.py`) decides exactly what the transactional path
 decides: the same results, counters, stored events and days, batch after batch, duplicates,
 refusals at the quota and meters of every kind mixed in."""
 
@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from billing import entitlements, metering
-from billing.metering import ingest
+from billing.metering import one_message
 from billing.models import UsageCounter, UsageDay, UsageEvent
 from tests.billing.test_usage_days import assert_days_match
 from tests.factories import OrganizationFactory
@@ -153,7 +153,7 @@ def test_the_statement_finds_the_batchs_events_by_their_digest_not_by_a_scan():
     }
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        cursor.execute("EXPLAIN " + ingest._COUNT_AND_ADD, params)
+        cursor.execute("EXPLAIN " + one_message._COUNT_AND_ADD, params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     fresh = plan[plan.index("CTE fresh") : plan.index("CTE cur")]
     lookups = [line for line in fresh.splitlines() if "billing_usageevent" in line]
