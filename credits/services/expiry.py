@@ -53,14 +53,17 @@ def credit_grant_expire(*, grant: CreditGrant) -> CreditTransaction | None:
     return entry
 
 
-def credit_grants_expire_held(*, organization_id: int) -> int:
-    """Expire what a released hold had kept of grants that expired meanwhile.
+def credit_grants_expire_due(*, organization_id: int, grant_ids: list[int] | None = None) -> int:
+    """Expire what is left of the organization's grants past their date (of `grant_ids`, if
+    given): credits a released hold kept, or that a dispute kept frozen until it was won.
 
-    Called in the transaction that released the hold: those credits were never to be spendable
-    again, so they go with the release instead of waiting for the periodic job.
+    Called in the transaction that freed them: those credits were never to be spendable again,
+    so they go at once instead of waiting for the periodic job.
     """
     now = timezone.now()
     due = CreditGrant.objects.filter(organization_id=organization_id, expires_at__lte=now, remaining__gt=0)
+    if grant_ids is not None:
+        due = due.filter(pk__in=grant_ids)
     return sum(credit_grant_expire(grant=g) is not None for g in due.order_by("expires_at", "pk"))
 
 

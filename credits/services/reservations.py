@@ -24,7 +24,7 @@ from credits.services.debits import (
     _usage_roll_up,
     credits_spendable,
 )
-from credits.services.expiry import credit_grants_expire_held
+from credits.services.expiry import credit_grants_expire_due
 from credits.services.ledger import _account_move, _check_same_request, _Refused, _replay, _replay_for_org
 from credits.services.prices import _resolve_amount
 from credits.services.spending import _claims_settle
@@ -199,7 +199,7 @@ def credit_reservation_confirm(
             ).update(transaction=entry)
             _after_debit(account, amount=amount, transaction_id=entry.pk)
         if amount < reservation.amount:
-            credit_grants_expire_held(organization_id=locked.organization_id)
+            credit_grants_expire_due(organization_id=locked.organization_id)
     reservation.status, reservation.consumed, reservation.settled_at = (
         ReservationStatus.CONFIRMED,
         amount,
@@ -225,7 +225,7 @@ def _release(reservation: CreditReservation, *, status: str, only_expired: bool 
             _claims_settle(
                 organization_id=account.organization_id, context={"reservation": str(reservation.code)}
             )
-        credit_grants_expire_held(organization_id=account.organization_id)
+        credit_grants_expire_due(organization_id=account.organization_id)
     reservation.status, reservation.consumed, reservation.settled_at = status, 0, now
     return True
 

@@ -21,6 +21,7 @@ from credits.models import (
 )
 from credits.services.accounts import credit_account_for
 from credits.services.debits import _debit
+from credits.services.expiry import credit_grants_expire_due
 from credits.services.ledger import _account_move, _credit, _replay
 from credits.services.prices import _resolve_amount
 from credits.services.validation import _check_amount, _check_key, _text
@@ -261,7 +262,9 @@ def _claims_settle(
     if grant_ids is not None:
         grants = grants.filter(pk__in=grant_ids)
     entries = []
+    settled = []
     for grant in grants:
+        settled.append(grant.pk)
         clawed = -(
             CreditAllocation.objects.filter(
                 organization_id=organization_id, grant=grant, transaction__type=TransactionType.CLAWBACK
@@ -321,4 +324,7 @@ def _claims_settle(
             },
         )
         entries.append(entry)
+    # What a dispute kept frozen in a grant that has passed its date since (an allowance whose
+    # subscription ended early) is free again now: it expires at once, never spendable.
+    credit_grants_expire_due(organization_id=organization_id, grant_ids=settled)
     return entries

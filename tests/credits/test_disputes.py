@@ -2,15 +2,19 @@
 simulator, whose webhooks travel the real path to dj-stripe's endpoint on a live server. Credits
 bought with it are held back, then released if the dispute is won and taken back if lost."""
 
+from datetime import timedelta
+
 import pytest
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 from djstripe.models import Event
 
 from billing.models import PaymentDispute
 from billing.webhooks import dispatch
+from credits import reconcile as credit_reconcile
 from credits import services
-from credits.models import CreditAccount, CreditDispute, CreditTransaction
+from credits.models import CreditAccount, CreditDispute, CreditGrant, CreditTransaction
 from teams.models import AuditEvent
 from tests.credits.helpers import assert_reconciles, balance_of
 from tests.credits.test_purchases import pay
@@ -148,4 +152,22 @@ def test_a_dispute_lost_while_credits_are_held_owes_them_until_the_hold_settles(
     assert balance_of(org) == 0
     dispute("lost")
     assert CreditTransaction.objects.filter(type="clawback").count() == 2
+    assert_reconciles()
+
+
+def test_credits_a_dispute_kept_in_a_grant_past_its_date_expire_when_it_is_won(shop, org, owner):
+    # The grant's date passed while the dispute held its credits (a plan allowance whose
+    # subscription ended early): the expiry could take nothing frozen. Won, the dispute frees
+    # them; they must go at once, not stay in the balance until the expiry job comes round.
+    purchase = buy_disputed(org, owner)
+    grant = CreditDispute.objects.get().grant
+    CreditGrant.objects.filter(pk=grant.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert services.credit_grants_expire() == 0  # frozen: not the expiry's to take
+    dispute = dispute_of(shop, purchase)
+    shop.v1.disputes.update(dispute.id, {"evidence": {"uncategorized_text": "winning_evidence"}})
+    account = CreditAccount.objects.get(organization=org)
+    assert (account.balance, account.frozen, account.available) == (0, 0, 0)
+    (expiry,) = CreditTransaction.objects.filter(type="expiry")
+    assert (expiry.amount, expiry.draws()) == (-10_000, [(grant.pk, -10_000)])
+    assert credit_reconcile.spendable_check(organizations=[org]) == []
     assert_reconciles()
