@@ -52,16 +52,23 @@ def forget_limits(organization_id: int | None = None) -> None:
         _limits.pop(organization_id, None)
 
 
+def _kept(organization_id: int, now: datetime, margin: float = 0.0) -> tuple[int | None, int | None] | None:
+    """The organization's limits this process holds, if they are good for `margin` seconds more."""
+    kept = _limits.get(organization_id)
+    if kept is None or kept[0] <= time.monotonic() + margin or (kept[1] is not None and now >= kept[1]):
+        return None
+    return kept[2], kept[3]
+
+
 def _limits_for(organization: Organization, now: datetime) -> tuple[int | None, int | None]:
-    kept = _limits.get(organization.pk)
-    moment = time.monotonic()
-    if kept is not None and kept[0] > moment and (kept[1] is None or now < kept[1]):
-        return kept[2], kept[3]
+    kept = _kept(organization.pk, now)
+    if kept is not None:
+        return kept
     effective = entitlements.effective_for(organization, now=now, remember=True)
     limits = (_plan_limit(effective, FEATURE), _plan_limit(effective, CALLER_FEATURE))
     if len(_limits) >= _LIMITS_SIZE:
         _limits.clear()
-    _limits[organization.pk] = (moment + LIMITS_TTL, effective.valid_until, *limits)
+    _limits[organization.pk] = (time.monotonic() + LIMITS_TTL, effective.valid_until, *limits)
     return limits
 
 
@@ -73,9 +80,7 @@ def prefetch_keys(organization_id: int) -> list[str]:
     """For a view's `prefetch_keys` (see teams/keycache.py): the plan's cache keys when this
     process's limits of the organization are missing or about to expire, so that the limiter
     reads the plan in the API key's round trip instead of one of its own; none otherwise."""
-    kept = _limits.get(organization_id)
-    fresh = kept is not None and kept[0] > time.monotonic() + PREFETCH_MARGIN
-    if fresh and (kept[1] is None or timezone.now() < kept[1]):
+    if _kept(organization_id, timezone.now(), PREFETCH_MARGIN) is not None:
         return []
     return entitlements.prefetch_keys(organization_id)
 
