@@ -9,7 +9,6 @@ from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from djstripe.models import Event
 
 from billing import selectors
 from billing.gateway.client import stripe_client
@@ -224,15 +223,19 @@ def _key(*parts) -> str:
     return "tally-details-" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:40]
 
 
-@on("customer.updated", "customer.tax_id.created", "customer.tax_id.updated", "customer.tax_id.deleted")
-def _customer_changed(*, kind: str, object_id: str) -> None:
+@on(
+    "customer.updated",
+    "customer.tax_id.created",
+    "customer.tax_id.updated",
+    "customer.tax_id.deleted",
+    payload=True,
+)
+def _customer_changed(*, kind: str, object_id: str, data: dict) -> None:
     """Only the address, name and tax IDs matter here, and only when Stripe Tax is on."""
     if not settings.USE_STRIPE_TAX:
         return None
-    event = Event.objects.filter(type=kind, data__object__id=object_id).order_by("-created").first()
-    data = (event.data or {}) if event is not None else {}
     if kind == "customer.updated":
-        if event is not None and not {"address", "name"} & set(data.get("previous_attributes") or {}):
+        if data and not {"address", "name"} & set(data.get("previous_attributes") or {}):
             return None
         customer_id = object_id
     else:

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 import stripe
 from django.db import transaction
 from django.utils import timezone
-from djstripe.models import Event
 
 from billing.gateway.client import stripe_client
 from billing.models import Coupon, OrgSubscription, PromotionCode, SubscriptionDiscount
@@ -316,14 +315,9 @@ def plan_price_with(coupon: Coupon, plan, *, seats: int = 1, currency: str | Non
     return sum(amounts) - off
 
 
-def _payload(kind: str, object_id: str) -> dict:
-    event = Event.objects.filter(type=kind, data__object__id=object_id).order_by("-created").first()
-    return (event.data or {}) if event is not None else {}
-
-
-@on("customer.discount.created", "customer.discount.updated", "customer.discount.deleted")
-def _discount_changed(*, kind: str, object_id: str) -> None:
-    subscription_id = (_payload(kind, object_id).get("object") or {}).get("subscription")
+@on("customer.discount.created", "customer.discount.updated", "customer.discount.deleted", payload=True)
+def _discount_changed(*, kind: str, object_id: str, data: dict) -> None:
+    subscription_id = (data.get("object") or {}).get("subscription")
     if not subscription_id:
         row = SubscriptionDiscount.objects.filter(stripe_discount_id=object_id).first()
         subscription_id = row.stripe_subscription_id if row else None
@@ -338,12 +332,12 @@ def _discount_changed(*, kind: str, object_id: str) -> None:
     "customer.subscription.deleted",
     "checkout.session.completed",
     "invoice.paid",
+    payload=True,
 )
-def _subscription_changed(*, kind: str, object_id: str) -> None:
+def _subscription_changed(*, kind: str, object_id: str, data: dict) -> None:
     """A discount made with the subscription (at checkout) is announced before Tally knows the
     subscription: it is mirrored once the subscription is. The payload is only a hint that the
     discounts may have changed; what they are is read from Stripe."""
-    data = _payload(kind, object_id)
     obj = data.get("object") or {}
     if kind.startswith("customer.subscription."):
         subscription_id = object_id

@@ -94,6 +94,6 @@ def handle(event_id: str, kind: str | None = None, object_id: str | None = None)
         if event is None:
             return
         kind, object_id = event.type, ((event.data or {}).get("object") or {}).get("id")
-    synced = registry.dispatch(kind, object_id)
+    synced = registry.dispatch(kind, object_id, event_id)
     # Whatever started a period (the first payment, a renewal, a trial), its allowance follows.
     periods.period_started(subscription=synced)

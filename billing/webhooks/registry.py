@@ -11,6 +11,9 @@ decorator, `@on("charge.refunded", reread=True)`, from their AppConfig.ready(): 
 nothing of them, and such a handler gets `obj`, the object billing re-read, instead of an id.
 Billing's own add-ons follow them the same way (what a refunded or disputed add-on payment
 granted).
+A handler that needs what the event itself says (its `previous_attributes`, the object as it
+was) registers with `payload=True` and gets `data`, the stored event's data, read once by the
+event's id.
 Events come duplicated and out of order: every handler must be safe to run again, in any order.
 """
 
@@ -25,20 +28,23 @@ REREAD_KINDS = ("charge.refunded", "charge.dispute")
 
 _on: dict[str, list[EventHandler]] = {}
 _reread: dict[str, list[EventHandler]] = {}
+_with_payload: set[EventHandler] = set()
 
 
-def on(*kinds: str, reread: bool = False) -> Callable[[EventHandler], EventHandler]:
+def on(*kinds: str, reread: bool = False, payload: bool = False) -> Callable[[EventHandler], EventHandler]:
     """Register `handler(*, kind, object_id)` for each of `kinds` (Stripe's event types).
 
     With `reread=True`, register `handler(*, kind, obj)` instead, called with the object billing
     re-read from Stripe, during billing's own handling and outside any transaction; `kinds` are
-    then among `REREAD_KINDS`.
+    then among `REREAD_KINDS`. With `payload=True`, `handler(*, kind, object_id, data)`.
     """
     if reread and (unknown := set(kinds) - set(REREAD_KINDS)):
         raise ValueError(f"Billing hands on no re-read object for {sorted(unknown)}; see REREAD_KINDS.")
     table = _reread if reread else _on
 
     def register(handler: EventHandler) -> EventHandler:
+        if payload:
+            _with_payload.add(handler)
         for kind in kinds:
             registered = table.setdefault(kind, [])
             if handler not in registered:
@@ -53,11 +59,23 @@ def handled() -> list[str]:
     return sorted(_on)
 
 
-def dispatch(kind: str, object_id: str):
+def _payload(event_id: str | None) -> dict:
+    from djstripe.models import Event
+
+    data = Event.objects.filter(id=event_id).values_list("data", flat=True).first() if event_id else None
+    return data or {}
+
+
+def dispatch(kind: str, object_id: str, event_id: str | None = None):
     """Run the handlers of `kind` in registration order; the last subscription one returned."""
     synced = None
+    data = None
     for handler in _on.get(kind, []):
-        result = handler(kind=kind, object_id=object_id)
+        if handler in _with_payload:
+            data = _payload(event_id) if data is None else data
+            result = handler(kind=kind, object_id=object_id, data=data)
+        else:
+            result = handler(kind=kind, object_id=object_id)
         if result is not None:
             synced = result
     return synced

@@ -68,3 +68,31 @@ def test_it_refuses_a_reread_registration_for_an_object_billing_never_hands_on()
 def test_it_registers_the_credits_followers_of_refunds_and_disputes():
     assert webhooks.charge_refunded in registry._reread["charge.refunded"]
     assert webhooks.charge_disputed in registry._reread["charge.dispute"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "kind, obj",
+    [
+        ("customer.discount.deleted", {"id": "di_1", "object": "discount", "subscription": None}),
+        ("customer.updated", {"id": "cus_1", "object": "customer"}),
+    ],
+)
+def test_a_handler_reads_the_payload_of_its_own_event_by_its_id(settings, kind, obj):
+    # The payload was found by its type and object id, a scan of every stored event's JSON: a
+    # webhook cost grew with the events table, and a late event read a newer one's payload.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from djstripe.models import Event
+
+    from billing.webhooks import dispatch
+
+    settings.USE_STRIPE_TAX = True
+    # Its own event changed the email only (nothing to sync); a newer one changed the name.
+    for event_id, changed in (("evt_own", {"email": "a@b"}), ("evt_newer", {"name": "x"})):
+        Event.objects.create(id=event_id, type=kind, data={"object": obj, "previous_attributes": changed})
+    with CaptureQueriesContext(connection) as queries:
+        dispatch.handle("evt_own", kind, obj["id"])
+    reads = [q["sql"] for q in queries if 'FROM "djstripe_event"' in q["sql"]]
+    assert len(reads) == 1
+    assert "'evt_own'" in reads[0] and "->" not in reads[0]

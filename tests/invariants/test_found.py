@@ -129,6 +129,27 @@ def test_a_subscription_whose_period_starts_at_the_same_instant_shares_its_usage
     machine.i6_entitlements_match_the_model()
 
 
+def test_a_counter_a_new_plan_bills_is_owed_to_stripe_from_the_next_report_run(machine):
+    # Seed 2581766653: a generation used on Pro (which does not bill it), then Team bought in the
+    # same frozen instant. The period is shared (see above), so Team's meter owes that generation;
+    # the machine had checked I4 before any report run since the plan changed, and took the
+    # report still to come for a missing one.
+    from billing import reconcile
+
+    machine.subscribe_then_disputed(plan="pro_monthly")
+    machine.use_generations(amount=1)
+    machine.report_usage()
+    machine.cancel_now_from_the_dashboard(which=0, deliver=True)
+    machine.subscribe_then_disputed(plan="team_monthly")
+    assert machine._local().plan.key == "team_monthly"
+    owed = reconcile.meters_check(organizations=[machine.org])
+    assert [b.detail.split(": ", 1)[1] for b in owed] == ["Stripe has 0, Tally recorded 1 (0 report(s) not sent)"]
+    machine.i4_meters_match()  # not yet judged: no report since the plan changed
+    machine.report_usage()
+    assert reconcile.meters_check(organizations=[machine.org]) == []
+    machine.i4_meters_match()
+
+
 def test_a_hold_released_after_its_grant_expired_does_not_make_those_credits_spendable(machine):
     # Seed 3952417383: 600 held during Pro's trial (500 welcome bonus + 100 of the trial's
     # allowance), then the subscription was canceled from the dashboard. The allowance expired

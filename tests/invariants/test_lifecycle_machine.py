@@ -147,7 +147,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.model = EntitlementModel()
         self.open_checkouts: list[str] = []
         self.outage = False
-        self.usage_reported = True  # no usage yet
+        # The billing basis (plan, anchor) the last complete report covered; None: usage moved
+        # since. A new plan or anchor can make an existing period's counter billable, and it is
+        # owed to Stripe only from the next report run on.
+        self.reported_for = self._billing_basis()  # no usage yet
         self.seats_synced = True
         self.n = n
 
@@ -201,6 +204,12 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     def _local(self) -> OrgSubscription | None:
         return OrgSubscription.objects.select_related("plan").filter(organization=self.org).first()
+
+    def _billing_basis(self) -> tuple | None:
+        local = self._local()
+        if local is None or not local.applies:
+            return ("unbilled",)
+        return (local.plan_id, local.billing_cycle_anchor)
 
     def _live(self) -> list:
         return reconcile.live_subscriptions(self.customer)
@@ -411,7 +420,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             return
         if decision.allowed:
             self.model.record(regime, amount)
-            self.usage_reported = False
+            self.reported_for = None
         if expected is not None:
             assert decision.allowed == expected, (
                 f"I6: consuming {amount} ai_generations: Tally {decision.allowed} ({decision.reason}), "
@@ -431,7 +440,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         regime = self._regime()
         if result is not None and result.accepted:
             self.model.record(regime, amount)
-            self.usage_reported = False
+            self.reported_for = None
 
     @rule()
     def report_usage(self):
@@ -439,7 +448,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         outcome = self._tally(lambda: metering.usage_report_run(now=self.now))
         note(f"  -> {outcome}")
         if outcome is not None and not self.outage:
-            self.usage_reported = True
+            self.reported_for = self._billing_basis()
 
     # --- Stripe's own moves -----------------------------------------------------------------
 
@@ -453,7 +462,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     def stripe_fails(self, status, paths):
         self.sim.store.config.outage = {"status": status, "paths": paths, "remaining": -1}
         self.outage = True
-        self.usage_reported = False
+        self.reported_for = None
 
     @precondition(lambda self: self.outage)
     @rule()
@@ -723,7 +732,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @invariant()
     def i4_meters_match(self):
-        if not self._settled() or not self.usage_reported:
+        if not self._settled() or self.reported_for != self._billing_basis():
             return
         if MeterReport.objects.filter(organization=self.org, status=MeterReport.Status.PENDING).exists():
             return  # retries still on their way
