@@ -15,7 +15,7 @@ from billing.gateway.client import stripe_client
 from billing.gateway.customers import customer_details_push, customer_ensure
 from billing.models import BillingProfile
 from billing.models.tax import normalize_vat, vat_problem
-from billing.webhooks.registry import on
+from billing.webhooks.registry import Payload, on
 from common.errors import ServiceError
 from teams.models import Organization, User
 from teams.services import audit_record, organization_updated_register
@@ -230,10 +230,11 @@ def _key(*parts) -> str:
     "customer.tax_id.deleted",
     payload=True,
 )
-def _customer_changed(*, kind: str, object_id: str, data: dict) -> None:
+def _customer_changed(*, kind: str, object_id: str, payload: Payload) -> None:
     """Only the address, name and tax IDs matter here, and only when Stripe Tax is on."""
     if not settings.USE_STRIPE_TAX:
         return None
+    data = payload()
     if kind == "customer.updated":
         if data and not {"address", "name"} & set(data.get("previous_attributes") or {}):
             return None

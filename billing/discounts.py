@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from billing.gateway.client import stripe_client
 from billing.models import Coupon, OrgSubscription, PromotionCode, SubscriptionDiscount
-from billing.webhooks.registry import on
+from billing.webhooks.registry import Payload, on
 from common.errors import ServiceError
 from teams.models import Organization, User
 from teams.services import audit_record
@@ -316,8 +316,8 @@ def plan_price_with(coupon: Coupon, plan, *, seats: int = 1, currency: str | Non
 
 
 @on("customer.discount.created", "customer.discount.updated", "customer.discount.deleted", payload=True)
-def _discount_changed(*, kind: str, object_id: str, data: dict) -> None:
-    subscription_id = (data.get("object") or {}).get("subscription")
+def _discount_changed(*, kind: str, object_id: str, payload: Payload) -> None:
+    subscription_id = (payload().get("object") or {}).get("subscription")
     if not subscription_id:
         row = SubscriptionDiscount.objects.filter(stripe_discount_id=object_id).first()
         subscription_id = row.stripe_subscription_id if row else None
@@ -334,24 +334,25 @@ def _discount_changed(*, kind: str, object_id: str, data: dict) -> None:
     "invoice.paid",
     payload=True,
 )
-def _subscription_changed(*, kind: str, object_id: str, data: dict) -> None:
+def _subscription_changed(*, kind: str, object_id: str, payload: Payload) -> None:
     """A discount made with the subscription (at checkout) is announced before Tally knows the
     subscription: it is mirrored once the subscription is. The payload is only a hint that the
     discounts may have changed; what they are is read from Stripe."""
-    obj = data.get("object") or {}
     if kind.startswith("customer.subscription."):
         subscription_id = object_id
     elif kind == "checkout.session.completed":
-        subscription_id = obj.get("subscription")
+        subscription_id = (payload().get("object") or {}).get("subscription")
     else:
-        subscription_id = ((obj.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+        parent = (payload().get("object") or {}).get("parent") or {}
+        subscription_id = (parent.get("subscription_details") or {}).get("subscription")
     if (
         not subscription_id
         or not OrgSubscription.objects.filter(stripe_subscription_id=subscription_id).exists()
     ):
         return None
+    data = payload()
     touched = (
-        obj.get("discounts")
+        (data.get("object") or {}).get("discounts")
         or "discounts" in (data.get("previous_attributes") or {})
         or SubscriptionDiscount.objects.filter(stripe_subscription_id=subscription_id, ended_at=None).exists()
     )

@@ -12,15 +12,17 @@ nothing of them, and such a handler gets `obj`, the object billing re-read, inst
 Billing's own add-ons follow them the same way (what a refunded or disputed add-on payment
 granted).
 A handler that needs what the event itself says (its `previous_attributes`, the object as it
-was) registers with `payload=True` and gets `data`, the stored event's data, read once by the
-event's id.
+was) registers with `payload=True` and gets `payload`, a function returning the stored event's
+data, read by the event's id on the first call and shared by the event's handlers.
 Events come duplicated and out of order: every handler must be safe to run again, in any order.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 EventHandler = Callable[..., Any]
+Payload = Callable[[], dict]  # the stored event's data, read on the first call
 
 # What billing hands on after re-reading it: a refunded Charge, and a Dispute of any of
 # `charge.dispute.*` (billing's own handling, or an action such as a money-back refund).
@@ -36,7 +38,7 @@ def on(*kinds: str, reread: bool = False, payload: bool = False) -> Callable[[Ev
 
     With `reread=True`, register `handler(*, kind, obj)` instead, called with the object billing
     re-read from Stripe, during billing's own handling and outside any transaction; `kinds` are
-    then among `REREAD_KINDS`. With `payload=True`, `handler(*, kind, object_id, data)`.
+    then among `REREAD_KINDS`. With `payload=True`, `handler(*, kind, object_id, payload)`.
     """
     if reread and (unknown := set(kinds) - set(REREAD_KINDS)):
         raise ValueError(f"Billing hands on no re-read object for {sorted(unknown)}; see REREAD_KINDS.")
@@ -59,21 +61,24 @@ def handled() -> list[str]:
     return sorted(_on)
 
 
-def _payload(event_id: str | None) -> dict:
-    from djstripe.models import Event
+def _payload_of(event_id: str | None) -> Payload:
+    @functools.cache
+    def payload() -> dict:
+        from djstripe.models import Event
 
-    data = Event.objects.filter(id=event_id).values_list("data", flat=True).first() if event_id else None
-    return data or {}
+        data = Event.objects.filter(id=event_id).values_list("data", flat=True).first() if event_id else None
+        return data or {}
+
+    return payload
 
 
 def dispatch(kind: str, object_id: str, event_id: str | None = None):
     """Run the handlers of `kind` in registration order; the last subscription one returned."""
     synced = None
-    data = None
+    payload = _payload_of(event_id)
     for handler in _on.get(kind, []):
         if handler in _with_payload:
-            data = _payload(event_id) if data is None else data
-            result = handler(kind=kind, object_id=object_id, data=data)
+            result = handler(kind=kind, object_id=object_id, payload=payload)
         else:
             result = handler(kind=kind, object_id=object_id)
         if result is not None:
