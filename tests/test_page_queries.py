@@ -62,3 +62,47 @@ def test_it_runs_a_bounded_number_of_queries(
     assert client.get(url).status_code == 200  # cold: caches fill
     with django_assert_max_num_queries(OVER_BUDGET.get(page, BUDGET)):
         assert client.get(url).status_code == 200
+
+
+def test_every_page_and_hot_api_call_reads_the_growing_tables_through_an_index(
+    client_for, api_client, busy_org, owner
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.queryplans import scanning, statements
+
+    _, secret = api_keys.api_key_create(organization=busy_org, actor=owner, name="plans")
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    client = client_for(owner)
+    with CaptureQueriesContext(connection) as captured:
+        for page, org_scoped in PAGES:
+            url = reverse(page, args=[busy_org.slug]) if org_scoped else reverse(page)
+            assert client.get(url).status_code == 200, page
+        calls = [
+            ("/api/v1/entitlements/check", {"feature": "ai_generations"}, 200),
+            ("/api/v1/credits/consume", {"amount": 1}, 201),
+            (
+                "/api/v1/usage/events",
+                {
+                    "events": [
+                        {"id": "plan-1", "meter": "active_users", "value": 1, "properties": {"user_id": "u1"}}
+                    ]
+                },
+                200,
+            ),
+        ]
+        for n, (path, body, status) in enumerate(calls):
+            response = api_client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=f"plans-{n}")
+            assert response.status_code == status, (path, response.content)
+        for path in (
+            "/api/v1/credits/balance",
+            "/api/v1/credits/transactions",
+            "/api/v1/usage/summary",
+            "/api/v1/entitlements",
+            "/api/v1/billing/status",
+        ):
+            assert api_client.get(path).status_code == 200, path
+    sqls = statements(captured)
+    assert len(sqls) > 50
+    assert scanning(sqls) == []

@@ -143,7 +143,9 @@ def test_a_counter_a_new_plan_bills_is_owed_to_stripe_from_the_next_report_run(m
     machine.subscribe_then_disputed(plan="team_monthly")
     assert machine._local().plan.key == "team_monthly"
     owed = reconcile.meters_check(organizations=[machine.org])
-    assert [b.detail.split(": ", 1)[1] for b in owed] == ["Stripe has 0, Tally recorded 1 (0 report(s) not sent)"]
+    assert [b.detail.split(": ", 1)[1] for b in owed] == [
+        "Stripe has 0, Tally recorded 1 (0 report(s) not sent)"
+    ]
     machine.i4_meters_match()  # not yet judged: no report since the plan changed
     machine.report_usage()
     assert reconcile.meters_check(organizations=[machine.org]) == []
