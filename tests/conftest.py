@@ -142,6 +142,18 @@ def stripe_sim(_stripe_sim_server, settings):
     stripe.api_base = previous
 
 
+@pytest.fixture
+def machine(stripe_sim):
+    """The lifecycle machine, driven step by step (a failing seed's steps, replayed plainly)."""
+    from tests.invariants.test_lifecycle_machine import _SIM, LifecycleMachine
+
+    _SIM[:] = [stripe_sim]
+    state = LifecycleMachine()
+    yield state
+    state.teardown()
+    _SIM.clear()
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     from stripe_sim.strict import STRICT

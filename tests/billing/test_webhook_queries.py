@@ -10,17 +10,6 @@ from django.test.utils import CaptureQueriesContext
 from tests.queryplans import scanning, statements
 
 
-@pytest.fixture
-def machine(stripe_sim):
-    from tests.invariants.test_lifecycle_machine import _SIM, LifecycleMachine
-
-    _SIM[:] = [stripe_sim]
-    state = LifecycleMachine()
-    yield state
-    state.teardown()
-    _SIM.clear()
-
-
 @pytest.mark.django_db(transaction=True)
 def test_every_read_of_a_growing_table_by_the_event_handlers_uses_an_index(machine):
     with CaptureQueriesContext(connection) as captured:

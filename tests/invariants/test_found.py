@@ -39,18 +39,6 @@ def test_it_bills_the_members_who_joined_while_checkout_was_open(
     assert local.seats == 2
 
 
-@pytest.fixture
-def machine(stripe_sim):
-    """The lifecycle machine, driven step by step (a failing seed's steps, replayed plainly)."""
-    from tests.invariants.test_lifecycle_machine import _SIM, LifecycleMachine
-
-    _SIM[:] = [stripe_sim]
-    state = LifecycleMachine()
-    yield state
-    state.teardown()
-    _SIM.clear()
-
-
 def test_it_counts_a_paid_periods_allowance_after_the_subscription_ended(machine):
     # Seed 13 (before this fix): I3 took invoices whose payments a list leaves out for
     # "refunded in full", so a paid period's allowance stopped counting once canceled.
