@@ -27,7 +27,7 @@ _common = dict(
 )
 settings.register_profile(
     "machine",
-    max_examples=int(os.environ.get("MACHINE_EXAMPLES", 25)),
+    max_examples=int(os.environ.get("MACHINE_EXAMPLES", 18)),
     stateful_step_count=int(os.environ.get("MACHINE_STEPS", 35)),
     **_common,
 )
